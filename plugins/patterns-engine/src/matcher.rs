@@ -1,0 +1,188 @@
+//! All rules of a parser compiled together: one multi-pattern search per line finds every rule
+//! that matches, the one with the lowest priority number wins, and only it runs its captures.
+
+use std::collections::HashMap;
+
+use regex::RegexBuilder;
+use regex_automata::meta;
+use regex_automata::{Input, MatchKind, PatternSet};
+
+use crate::ParsedEvent;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::file::{self, PatternFile};
+use crate::rule::Rule;
+use crate::template::Template;
+
+/// Transition-cache size for the multi-pattern search. The default (2 MiB) thrashes with a few
+/// dozen rules and costs a factor of ~50 in throughput; this keeps the cache warm.
+const SET_CACHE_BYTES: usize = 32 << 20;
+
+/// Compiled size limit for one rule's regex (the `regex` default, stated so it is visible).
+const RULE_SIZE_LIMIT: usize = 10 << 20;
+
+/// Every rule of a set of pattern files, compiled and ordered by priority.
+#[derive(Debug)]
+pub struct RuleSet {
+    /// Enabled and disabled rules, best first: by priority, then file name, then rule name.
+    rules: Vec<Rule>,
+    /// For each pattern of `set`, its rule's index in `rules`.
+    active: Vec<usize>,
+    set: Option<meta::Regex>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl RuleSet {
+    /// Reads and compiles `files`. Files are read in name order; a rule name used twice keeps
+    /// the first (a warning names both places). Every error of every file is reported.
+    pub fn compile(files: &[PatternFile]) -> Result<Self, Diagnostics> {
+        let mut files: Vec<&PatternFile> = files.iter().collect();
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let mut seen: HashMap<String, (String, Option<usize>)> = HashMap::new();
+        let mut rules = Vec::new();
+        for f in files {
+            let loaded = file::load(f);
+            errors.extend(loaded.errors);
+            warnings.extend(loaded.warnings);
+            for spec in loaded.rules {
+                if let Some((first_file, first_line)) = seen.get(&spec.name) {
+                    warnings.push(Diagnostic {
+                        file: spec.file.clone(),
+                        line: spec.line,
+                        rule: Some(spec.name.clone()),
+                        field: None,
+                        problem: format!(
+                            "this rule name is already used at {first_file}{}; the first one is kept",
+                            first_line.map(|l| format!(":{l}")).unwrap_or_default()
+                        ),
+                    });
+                    continue;
+                }
+                seen.insert(spec.name.clone(), (spec.file.clone(), spec.line));
+                match compile_rule(spec) {
+                    Ok(rule) => rules.push(rule),
+                    Err(d) => errors.push(d),
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Diagnostics(errors));
+        }
+
+        rules.sort_by(|a, b| {
+            (a.priority, &a.file, &a.name).cmp(&(b.priority, &b.file, &b.name))
+        });
+        let active: Vec<usize> = (0..rules.len()).filter(|&i| rules[i].enabled).collect();
+        let set = if active.is_empty() {
+            None
+        } else {
+            let patterns: Vec<&str> = active.iter().map(|&i| rules[i].pattern.as_str()).collect();
+            let built = meta::Regex::builder()
+                .configure(
+                    meta::Config::new()
+                        .match_kind(MatchKind::All)
+                        .hybrid_cache_capacity(SET_CACHE_BYTES),
+                )
+                .syntax(regex_automata::util::syntax::Config::new().case_insensitive(true))
+                .build_many(&patterns);
+            match built {
+                Ok(set) => Some(set),
+                Err(e) => {
+                    return Err(Diagnostics(vec![Diagnostic {
+                        file: "(all pattern files)".into(),
+                        line: None,
+                        rule: None,
+                        field: None,
+                        problem: format!("the enabled rules together do not compile: {e}"),
+                    }]));
+                }
+            }
+        };
+        Ok(Self {
+            rules,
+            active,
+            set,
+            warnings,
+        })
+    }
+
+    /// All rules, enabled or not, best first.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Problems that did not stop compilation (duplicate names, unused keys, empty files).
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    /// A matcher over these rules, with its own search cache.
+    pub fn into_matcher(self) -> Matcher {
+        let cache = self.set.as_ref().map(|s| s.create_cache());
+        let found = PatternSet::new(self.active.len());
+        Matcher {
+            rules: self,
+            cache,
+            found,
+        }
+    }
+}
+
+fn compile_rule(spec: file::RuleSpec) -> Result<Rule, Diagnostic> {
+    let at = |line: Option<usize>, field: &str, problem: String| Diagnostic {
+        file: spec.file.clone(),
+        line: line.or(spec.line),
+        rule: Some(spec.name.clone()),
+        field: Some(field.to_owned()),
+        problem,
+    };
+    let regex = RegexBuilder::new(&spec.pattern)
+        .case_insensitive(true)
+        .size_limit(RULE_SIZE_LIMIT)
+        .build()
+        .map_err(|e| at(spec.pattern_line, "pattern", format!("invalid regex: {e}")))?;
+    let template = spec.message.as_deref().map(Template::parse);
+    let message_line = spec.message_line;
+    let name = spec.name.clone();
+    let file = spec.file.clone();
+    let line = spec.line;
+    Rule::new(spec, regex, template).map_err(|problem| Diagnostic {
+        file,
+        line: message_line.or(line),
+        rule: Some(name),
+        field: Some("message".into()),
+        problem,
+    })
+}
+
+/// Turns lines into events with a [`RuleSet`]; holds the search cache, so use one per thread.
+#[derive(Debug)]
+pub struct Matcher {
+    rules: RuleSet,
+    cache: Option<meta::Cache>,
+    found: PatternSet,
+}
+
+impl Matcher {
+    /// The rules this matcher applies.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// The event of the best rule that matches `line`, if any. Blank lines give nothing, and
+    /// so does the server's own chat (`[CHAT] <server>: ...`), whatever the rules say.
+    pub fn parse_line(&mut self, line: &str) -> Option<ParsedEvent> {
+        let (Some(set), Some(cache)) = (&self.rules.set, &mut self.cache) else {
+            return None;
+        };
+        if line.trim().is_empty() {
+            return None;
+        }
+        self.found.clear();
+        set.which_overlapping_matches_with(cache, &Input::new(line), &mut self.found);
+        let best = self.found.iter().next()?;
+        self.rules.rules[self.rules.active[best.as_usize()]].event(line)
+    }
+}

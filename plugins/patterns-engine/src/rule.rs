@@ -1,0 +1,232 @@
+//! One compiled rule: its regex, how its groups map to the event, and its template.
+
+use regex::Regex;
+
+use crate::ParsedEvent;
+use crate::template::{Template, escape_markdown_into};
+
+/// How much an event matters; mirrors the WIT `severity` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    /// Parses a lowercase severity name as written in pattern files.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "debug" => Self::Debug,
+            "info" => Self::Info,
+            "notice" => Self::Notice,
+            "warning" | "warn" => Self::Warning,
+            "critical" | "error" => Self::Critical,
+            _ => return None,
+        })
+    }
+
+    /// The lowercase name, as in pattern files and JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Notice => "notice",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+
+    /// The severity an event of `kind` gets when its rule does not say.
+    pub fn default_for(kind: &str) -> Self {
+        match kind {
+            "server-crashed" => Self::Critical,
+            "desync" => Self::Warning,
+            "kick" | "ban" | "server-stopped" | "mention" => Self::Notice,
+            _ => Self::Info,
+        }
+    }
+}
+
+/// Where the event's player, message and fields come from in a match.
+#[derive(Debug, Clone)]
+enum Groups {
+    /// No named groups: as in the Python bot, group 1 is the player and group 2 the message
+    /// (with a single group, `server` events also take it as their message).
+    Positional,
+    /// Named groups: `player`, `message`, and every other name becomes a field.
+    Named {
+        player: Option<usize>,
+        message: Option<usize>,
+        fields: Vec<(String, usize)>,
+    },
+}
+
+/// A rule that compiled, ready to turn a matching line into an event.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The rule's name (its key under `events`).
+    pub name: String,
+    /// The file it came from.
+    pub file: String,
+    /// Its line in that file, when known.
+    pub line: Option<usize>,
+    /// The event kind it gives.
+    pub kind: String,
+    /// Lower wins when several rules match a line.
+    pub priority: u32,
+    /// Disabled rules are compiled and checked, but never match.
+    pub enabled: bool,
+    /// The `description` as written, for listings.
+    pub description: Option<String>,
+    pub(crate) pattern: String,
+    regex: Regex,
+    groups: Groups,
+    template: Option<Template>,
+    emoji: Option<String>,
+    channel: Option<String>,
+    severity: Severity,
+}
+
+/// The name a server's own chat carries in the log (`[CHAT] <server>: ...`).
+const SERVER_NAME: &str = "<server>";
+
+impl Rule {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        spec: crate::file::RuleSpec,
+        regex: Regex,
+        template: Option<Template>,
+    ) -> Result<Self, String> {
+        let named: Vec<(usize, &str)> = regex
+            .capture_names()
+            .enumerate()
+            .filter_map(|(i, n)| n.map(|n| (i, n)))
+            .collect();
+        let groups = if named.is_empty() {
+            Groups::Positional
+        } else {
+            let find = |want: &str| named.iter().find(|(_, n)| *n == want).map(|(i, _)| *i);
+            Groups::Named {
+                player: find("player"),
+                message: find("message"),
+                fields: named
+                    .iter()
+                    .filter(|(_, n)| *n != "player" && *n != "message")
+                    .map(|(i, n)| ((*n).to_owned(), *i))
+                    .collect(),
+            }
+        };
+        if let Some(template) = &template {
+            let known = |name: &str| {
+                name == "player"
+                    || name == "message"
+                    || matches!(&groups, Groups::Named { fields, .. } if fields.iter().any(|(n, _)| n == name))
+            };
+            if let Some(bad) = template.names().find(|n| !known(n)) {
+                let available = match &groups {
+                    Groups::Positional => "player, message".to_owned(),
+                    Groups::Named { fields, .. } => std::iter::once("player")
+                        .chain(std::iter::once("message"))
+                        .chain(fields.iter().map(|(n, _)| n.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                return Err(format!(
+                    "the template uses `{{{bad}}}`, which the pattern does not capture (available: {available})"
+                ));
+            }
+        }
+        let kind = spec.kind.unwrap_or_else(|| spec.name.clone());
+        Ok(Self {
+            severity: spec.severity.unwrap_or_else(|| Severity::default_for(&kind)),
+            name: spec.name,
+            file: spec.file,
+            line: spec.line,
+            kind,
+            priority: spec.priority,
+            enabled: spec.enabled,
+            description: spec.description,
+            pattern: spec.pattern,
+            regex,
+            groups,
+            template,
+            emoji: spec.emoji.filter(|e| !e.is_empty()),
+            channel: spec.channel.filter(|c| !c.is_empty()),
+        })
+    }
+
+    /// Turns a line this rule matched into an event; `None` if the regex does not match after
+    /// all, or if the line is the server's own chat.
+    pub(crate) fn event(&self, line: &str) -> Option<ParsedEvent> {
+        let caps = self.regex.captures(line)?;
+        let group = |i: usize| caps.get(i).map(|m| m.as_str());
+        let (player, message, fields): (Option<&str>, Option<&str>, Vec<(String, String)>) =
+            match &self.groups {
+                Groups::Positional => {
+                    let groups = caps.len() - 1;
+                    let player = group(1);
+                    let message = match groups {
+                        0 => None,
+                        1 if self.kind.eq_ignore_ascii_case("server") => group(1),
+                        1 => None,
+                        _ => group(2),
+                    };
+                    (player, message, Vec::new())
+                }
+                Groups::Named {
+                    player,
+                    message,
+                    fields,
+                } => (
+                    player.and_then(group),
+                    message.and_then(group),
+                    fields
+                        .iter()
+                        .filter_map(|(name, i)| group(*i).map(|v| (name.clone(), v.to_owned())))
+                        .collect(),
+                ),
+            };
+        if player == Some(SERVER_NAME) {
+            return None;
+        }
+        let text = match &self.template {
+            Some(t) => Some(t.render(|name| match name {
+                "player" => player,
+                "message" => message,
+                other => fields
+                    .iter()
+                    .find(|(n, _)| n == other)
+                    .map(|(_, v)| v.as_str()),
+            })),
+            None => default_text(player, message),
+        };
+        Some(ParsedEvent {
+            kind: self.kind.clone(),
+            player: player.map(str::to_owned),
+            message: message.map(str::to_owned),
+            fields,
+            severity: self.severity,
+            emoji: self.emoji.clone(),
+            text,
+            channel: self.channel.clone(),
+        })
+    }
+}
+
+/// The Python bot's text for a rule without a template: `player: message`, or whichever is there.
+fn default_text(player: Option<&str>, message: Option<&str>) -> Option<String> {
+    let mut out = String::new();
+    match (player, message) {
+        (Some(p), Some(m)) => {
+            escape_markdown_into(p, &mut out);
+            out.push_str(": ");
+            escape_markdown_into(m, &mut out);
+        }
+        (Some(v), None) | (None, Some(v)) => escape_markdown_into(v, &mut out),
+        (None, None) => return None,
+    }
+    Some(out)
+}
