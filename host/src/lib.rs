@@ -1,1 +1,10 @@
+//! factorio-isr: watches Factorio servers and reports to Discord.
+//!
+//! Data flows one way: log `lines` → parser plugins (`plugin`) → `event`s → monitors →
+//! alerts → sinks. The modules are named for those steps.
 
+pub mod cli;
+pub mod event;
+pub mod lines;
+pub mod logging;
+pub mod plugin;

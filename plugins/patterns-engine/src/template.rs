@@ -74,8 +74,11 @@ impl Template {
 /// Appends `text` to `out` with Discord Markdown's special characters escaped, so a player
 /// cannot bold, strike, quote or link text by typing it in the game.
 pub fn escape_markdown_into(text: &str, out: &mut String) {
-    for c in text.chars() {
-        if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '[' | ']') {
+    for (i, c) in text.chars().enumerate() {
+        // `>` (quote) and `#` (heading) only mean something at the start of a line.
+        let special = matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']')
+            || (i == 0 && matches!(c, '>' | '#' | '-'));
+        if special {
             out.push('\\');
         }
         out.push(c);
@@ -104,7 +107,7 @@ mod tests {
     fn escapes_markdown_in_values_but_not_in_the_template() {
         assert_eq!(
             render("**{player}**: {message}", &[("player", "a_b"), ("message", "*bold* `x` > q")]),
-            "**a\\_b**: \\*bold\\* \\`x\\` \\> q"
+            "**a\\_b**: \\*bold\\* \\`x\\` > q"
         );
     }
 

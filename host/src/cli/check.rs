@@ -1,0 +1,69 @@
+//! `factorio-isr check`: validates pattern files and plugins, printing every problem.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use factorio_isr_patterns_engine::RuleSet;
+
+use super::RuntimeArgs;
+use crate::plugin::stock::PluginSource;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A folder of pattern files to validate (default: ./patterns if it exists, else the
+    /// built-in pattern files).
+    #[arg(long, value_name = "DIR")]
+    patterns: Option<PathBuf>,
+    /// A plugin to load and start (repeatable).
+    #[arg(long, value_name = "X.wasm")]
+    plugin: Vec<String>,
+    /// Configuration for the plugin(s), YAML or JSON.
+    #[arg(long, value_name = "FILE")]
+    plugin_config: Option<PathBuf>,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let mut problems = 0usize;
+    let files = super::parse::pattern_files(args.patterns.as_deref())?;
+    match RuleSet::compile(&files) {
+        Ok(rules) => {
+            for w in rules.warnings() {
+                println!("warning: {w}");
+            }
+            let enabled = rules.rules().iter().filter(|r| r.enabled).count();
+            println!(
+                "patterns: {} files, {} rules ({enabled} enabled): ok",
+                files.len(),
+                rules.rules().len()
+            );
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                println!("error: {e}");
+            }
+            problems += errors.0.len();
+        }
+    }
+    if !args.plugin.is_empty() {
+        let runtime = args.runtime.runtime()?;
+        let config = super::read_plugin_config(args.plugin_config.as_deref())?;
+        for spec in &args.plugin {
+            let source = PluginSource::parse(spec);
+            match super::plugin::start(&runtime, &source, &config) {
+                Ok(started) => println!("plugin {}: {}: ok", source.name(), started.describe()),
+                Err(e) => {
+                    println!("error: plugin {}: {e:#}", source.name());
+                    problems += 1;
+                }
+            }
+        }
+    }
+    if problems > 0 {
+        println!("{problems} problem(s) found");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,104 @@
+//! The `factorio-isr` command line.
+
+mod check;
+mod new;
+mod parse;
+mod plugin;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::plugin::{ComponentCache, Limits, Runtime};
+
+/// Watches Factorio servers and reports to Discord; its rules are sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "factorio-isr", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the parsers over a log file (or stdin) and print one JSON object per event.
+    Parse(parse::ParseArgs),
+    /// Validate pattern files and plugins; exits non-zero on any problem.
+    Check(check::CheckArgs),
+    /// Work with plugins: create one, check one, benchmark one.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Write a new plugin crate that builds as it is.
+    New(new::NewArgs),
+    /// Say which world and WIT version a plugin targets, start it in the sandbox and run it
+    /// over a few sample lines.
+    Check(plugin::CheckArgs),
+    /// Measure a parser plugin's throughput and per-batch latency over a file of lines.
+    Bench(plugin::BenchArgs),
+}
+
+/// Options every command that runs plugins shares.
+#[derive(Debug, Args, Clone)]
+pub struct RuntimeArgs {
+    /// Folder for compiled plugins (default: $FACTORIO_ISR_CACHE_DIR, else the user cache folder).
+    #[arg(long, value_name = "DIR")]
+    plugin_cache: Option<PathBuf>,
+    /// Compile plugins every time instead of caching them.
+    #[arg(long)]
+    no_plugin_cache: bool,
+}
+
+impl RuntimeArgs {
+    /// The plugin runtime these options describe.
+    pub fn runtime(&self) -> anyhow::Result<Runtime> {
+        let dir = if self.no_plugin_cache {
+            None
+        } else {
+            self.plugin_cache.clone().or_else(ComponentCache::default_dir)
+        };
+        Runtime::new(ComponentCache::new(dir), Limits::default())
+    }
+}
+
+/// Runs the command line; the exit code says whether it went well.
+pub fn main() -> ExitCode {
+    crate::logging::init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Parse(args) => parse::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Plugin(PluginCommand::New(args)) => new::run(args),
+        Command::Plugin(PluginCommand::Check(args)) => plugin::check(args),
+        Command::Plugin(PluginCommand::Bench(args)) => plugin::bench(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads a plugin configuration file (YAML or JSON) into the JSON string `init` takes.
+pub fn read_plugin_config(path: Option<&std::path::Path>) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let Some(path) = path else {
+        return Ok("null".into());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read plugin config {}", path.display()))?;
+    let value: serde_json::Value = serde_yaml::from_str(&text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!(":{}", l.line()))
+            .unwrap_or_default();
+        anyhow::anyhow!("{}{at}: not valid YAML or JSON: {e}", path.display())
+    })?;
+    Ok(value.to_string())
+}

@@ -1,0 +1,56 @@
+//! Events: what a parser found in a line, in the host's own types.
+
+use serde::Serialize;
+
+/// How much an event or alert matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Critical,
+}
+
+/// One thing that happened on a server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// kebab-case kind: `chat`, `join`, `server-started`, ... (see DESIGN.md).
+    pub kind: String,
+    pub player: Option<String>,
+    pub message: Option<String>,
+    /// Further named values, in the order the parser gave them.
+    #[serde(serialize_with = "fields_as_map")]
+    pub fields: Vec<(String, String)>,
+    pub severity: Severity,
+    pub emoji: Option<String>,
+    /// Formatted for people (Markdown).
+    pub text: Option<String>,
+    /// The name of a configured channel to route to.
+    pub channel: Option<String>,
+}
+
+impl Event {
+    /// The value of field `name`, if the event has it.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Fields are a list (names may repeat, order matters) but read best as a JSON object; a
+/// repeated name keeps its last value there.
+fn fields_as_map<S: serde::Serializer>(
+    fields: &[(String, String)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(fields.len()))?;
+    for (k, v) in fields {
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
+}

@@ -1,0 +1,120 @@
+//! Compiled components on disk, so that a restart compiles nothing.
+//!
+//! An entry is named by the SHA-256 of the `.wasm` and a hash of everything in the engine
+//! that affects compiled code, and holds its own SHA-256: an entry that does not check out
+//! (cut short, tampered with, from another build) is rebuilt, never loaded.
+
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Identifies our entries and their layout.
+const MAGIC: &[u8; 8] = b"FISRCW01";
+
+/// Where a component came from on this load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from the cache; nothing was compiled.
+    Hit,
+    /// Compiled, and stored for next time.
+    Compiled,
+    /// Compiled; there is no cache (or it could not be written).
+    Uncached,
+}
+
+/// A folder of compiled components (or none, to always compile).
+#[derive(Debug, Clone)]
+pub struct ComponentCache {
+    dir: Option<PathBuf>,
+}
+
+impl ComponentCache {
+    /// A cache in `dir` (created when first written), or none.
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        Self { dir }
+    }
+
+    /// The default folder: `$FACTORIO_ISR_CACHE_DIR`, else the user's cache folder.
+    pub fn default_dir() -> Option<PathBuf> {
+        std::env::var_os("FACTORIO_ISR_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| dirs::cache_dir().map(|d| d.join("factorio-isr")))
+    }
+
+    /// The folder in use, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The compiled form of `wasm` (whose SHA-256 is `hash`), from the cache when it holds a
+    /// sound entry, else compiled now and stored.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        hash: &str,
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+        let Some(dir) = &self.dir else {
+            return Ok((Component::new(engine, wasm)?, CacheOutcome::Uncached));
+        };
+        let path = dir.join(format!("{hash}-{:016x}.cwasm", engine_key(engine)));
+        if let Some(component) = read_entry(engine, &path) {
+            return Ok((component, CacheOutcome::Hit));
+        }
+        let compiled = engine.precompile_component(wasm)?;
+        // SAFETY: `compiled` was produced just now by this engine from these bytes.
+        let component = unsafe { Component::deserialize(engine, &compiled)? };
+        match write_entry(dir, &path, &compiled) {
+            Ok(()) => Ok((component, CacheOutcome::Compiled)),
+            Err(e) => {
+                tracing::warn!(cache = %path.display(), "could not write the plugin cache: {e}");
+                Ok((component, CacheOutcome::Uncached))
+            }
+        }
+    }
+}
+
+fn engine_key(engine: &Engine) -> u64 {
+    // DefaultHasher::new() has fixed keys, so the key is the same in every run of a build.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    h.finish()
+}
+
+fn read_entry(engine: &Engine, path: &Path) -> Option<Component> {
+    let bytes = std::fs::read(path).ok()?;
+    let sound = bytes.len() > MAGIC.len() + 32 && &bytes[..MAGIC.len()] == MAGIC && {
+        let (sum, payload) = bytes[MAGIC.len()..].split_at(32);
+        Sha256::digest(payload).as_slice() == sum
+    };
+    if !sound {
+        tracing::warn!(cache = %path.display(), "ignoring a corrupt plugin cache entry; recompiling");
+        return None;
+    }
+    let payload = &bytes[MAGIC.len() + 32..];
+    // SAFETY: the payload is byte-for-byte what `precompile_component` wrote for this engine
+    // configuration (checked by its SHA-256 above and by the engine key in the file name);
+    // `deserialize` itself also checks the wasmtime version and settings.
+    match unsafe { Component::deserialize(engine, payload) } {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(cache = %path.display(), "ignoring a plugin cache entry: {e}");
+            None
+        }
+    }
+}
+
+fn write_entry(dir: &Path, path: &Path, compiled: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(MAGIC)?;
+    tmp.write_all(&Sha256::digest(compiled))?;
+    tmp.write_all(compiled)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

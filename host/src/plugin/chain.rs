@@ -1,0 +1,47 @@
+//! A server's parsers in order: each sees every line, and their events are merged in line
+//! order (for one line, in the order of the parsers).
+
+use crate::event::Event;
+
+use super::{Fault, ParserInstance};
+
+/// Several parser instances run as one.
+pub struct ParserChain {
+    parsers: Vec<ParserInstance>,
+}
+
+/// What one batch gave: the events, and the parsers that faulted on it (by index).
+#[derive(Debug, Default)]
+pub struct ChainOutput {
+    /// (index of the line in the batch, event), in line order.
+    pub events: Vec<(usize, Event)>,
+    /// (index of the parser in the chain, its fault) for every parser that lost this batch.
+    pub faults: Vec<(usize, Fault)>,
+}
+
+impl ParserChain {
+    /// A chain of these instances, first to last.
+    pub fn new(parsers: Vec<ParserInstance>) -> Self {
+        Self { parsers }
+    }
+
+    /// The instances, first to last.
+    pub fn parsers(&self) -> &[ParserInstance] {
+        &self.parsers
+    }
+
+    /// Runs every parser over `lines`. A parser that faults loses this batch; the others'
+    /// events are kept.
+    pub fn parse(&mut self, lines: &[String]) -> ChainOutput {
+        let mut out = ChainOutput::default();
+        for (p, parser) in self.parsers.iter_mut().enumerate() {
+            match parser.parse(lines) {
+                Ok(events) => out.events.extend(events),
+                Err(fault) => out.faults.push((p, fault)),
+            }
+        }
+        // Stable: for one line, events keep the order of the parsers.
+        out.events.sort_by_key(|(i, _)| *i);
+        out
+    }
+}

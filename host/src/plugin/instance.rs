@@ -1,0 +1,324 @@
+//! One plugin instance for one server: calls under a deadline and a memory cap, faults
+//! contained, counted, logged once per burst, and the instance re-created after a fault.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+
+use super::bindings::{monitor, parser};
+use super::sandbox::{SandboxState, Tag};
+use super::{EPOCH_TICK, Plugin, PluginError, Pre, WitAlert, WitSample, one_line};
+use crate::event::Event;
+
+/// How a call into a plugin failed. The batch it was given is lost for that plugin only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The guest trapped (a panic, an out-of-bounds access, `unreachable`, ...).
+    Trap(String),
+    /// The call ran past its deadline and was interrupted.
+    Timeout(Duration),
+    /// The guest tried to grow its memory past the cap.
+    MemoryCap(usize),
+    /// The instance could not be re-created after an earlier fault.
+    Restart(String),
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Trap(msg) => write!(f, "trapped: {msg}"),
+            Self::Timeout(limit) => write!(f, "ran past its {} ms deadline", limit.as_millis()),
+            Self::MemoryCap(cap) => write!(f, "reached its memory cap of {} MiB", cap >> 20),
+            Self::Restart(msg) => write!(f, "could not be restarted: {msg}"),
+        }
+    }
+}
+
+impl Fault {
+    /// A short name for metrics labels: `trap`, `timeout`, `memory`, `restart`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Trap(_) => "trap",
+            Self::Timeout(_) => "timeout",
+            Self::MemoryCap(_) => "memory",
+            Self::Restart(_) => "restart",
+        }
+    }
+}
+
+/// What an instance has done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginStats {
+    /// Calls that returned normally.
+    pub calls: u64,
+    pub traps: u64,
+    pub timeouts: u64,
+    pub memory_cap_hits: u64,
+    /// Failed attempts to re-create the instance after a fault.
+    pub restart_failures: u64,
+    /// Instances created after a fault.
+    pub restarts: u64,
+    /// Results the host threw away because they were malformed (a line index out of range).
+    pub bad_results: u64,
+    /// Log lines and output bytes dropped by the per-call limits.
+    pub suppressed_output: u64,
+    /// Wall time spent in calls that returned normally.
+    pub busy: Duration,
+}
+
+impl PluginStats {
+    /// Every failed call, of any kind.
+    pub fn faults(&self) -> u64 {
+        self.traps + self.timeouts + self.memory_cap_hits + self.restart_failures
+    }
+}
+
+/// The generated bindings of a live instance, by world.
+enum Bindings {
+    Parser(parser::Parser),
+    Monitor(monitor::Monitor),
+}
+
+struct Live {
+    store: Store<SandboxState>,
+    bindings: Bindings,
+}
+
+/// What parser and monitor instances share: one plugin instance for one server, with the
+/// deadline, the fault handling and the counters.
+pub struct Instance {
+    plugin: Arc<Plugin>,
+    server: String,
+    config: String,
+    live: Option<Live>,
+    stats: PluginStats,
+    last_report: Option<Instant>,
+    unreported: u64,
+}
+
+/// A parser plugin instance for one server.
+pub struct ParserInstance(Instance);
+
+/// A monitor plugin instance for one server.
+pub struct MonitorInstance(Instance);
+
+/// After a fault is logged, further faults within this window are only counted.
+const REPORT_EVERY: Duration = Duration::from_secs(30);
+
+impl Instance {
+    pub(crate) fn start(plugin: Arc<Plugin>, server: &str, config: &str) -> Result<Self, PluginError> {
+        let live = Self::create(&plugin, server, config)?;
+        Ok(Self {
+            plugin,
+            server: server.to_owned(),
+            config: config.to_owned(),
+            live: Some(live),
+            stats: PluginStats::default(),
+            last_report: None,
+            unreported: 0,
+        })
+    }
+
+    fn create(plugin: &Plugin, server: &str, config: &str) -> Result<Live, PluginError> {
+        let tag = Tag {
+            plugin: plugin.name.clone(),
+            server: server.to_owned(),
+        };
+        let mut store = Store::new(&plugin.engine, SandboxState::new(tag, plugin.limits.memory_bytes));
+        store.limiter(|s| s);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks(plugin.limits.init_timeout));
+        let instantiated = match &plugin.pre {
+            Pre::Parser(p) => p.instantiate(&mut store).map(Bindings::Parser),
+            Pre::Monitor(p) => p.instantiate(&mut store).map(Bindings::Monitor),
+        };
+        let bindings = instantiated.map_err(|e| {
+            match classify(&e, &store, plugin.limits.init_timeout) {
+                Fault::Trap(_) => PluginError::Instantiate(one_line(&e)),
+                fault => PluginError::InitFault(fault),
+            }
+        })?;
+        store.data_mut().begin_call();
+        store.set_epoch_deadline(ticks(plugin.limits.init_timeout));
+        let result = match &bindings {
+            Bindings::Parser(b) => b.call_init(&mut store, server, config),
+            Bindings::Monitor(b) => b.call_init(&mut store, server, config),
+        };
+        store.data_mut().flush_output();
+        match result {
+            Ok(Ok(())) => Ok(Live { store, bindings }),
+            Ok(Err(msg)) => Err(PluginError::Init(msg)),
+            Err(e) => Err(PluginError::InitFault(classify(&e, &store, plugin.limits.init_timeout))),
+        }
+    }
+
+    /// The plugin this is an instance of.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// The server it serves.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// What it has done so far.
+    pub fn stats(&self) -> &PluginStats {
+        &self.stats
+    }
+
+    /// Runs `f` in the guest under the call deadline, re-creating the instance first if an
+    /// earlier call faulted.
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&Bindings, &mut Store<SandboxState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Fault> {
+        let timeout = self.plugin.limits.call_timeout;
+        if self.live.is_none() {
+            match Self::create(&self.plugin, &self.server, &self.config) {
+                Ok(live) => {
+                    self.stats.restarts += 1;
+                    self.live = Some(live);
+                }
+                Err(e) => {
+                    self.stats.restart_failures += 1;
+                    let fault = Fault::Restart(e.to_string());
+                    self.report(&fault);
+                    return Err(fault);
+                }
+            }
+        }
+        let Some(live) = self.live.as_mut() else {
+            return Err(Fault::Restart("no instance".into()));
+        };
+        live.store.data_mut().begin_call();
+        live.store.set_epoch_deadline(ticks(timeout));
+        let started = Instant::now();
+        let result = f(&live.bindings, &mut live.store);
+        let elapsed = started.elapsed();
+        live.store.data_mut().flush_output();
+        self.stats.suppressed_output = live.store.data().suppressed;
+        match result {
+            Ok(r) => {
+                self.stats.calls += 1;
+                self.stats.busy += elapsed;
+                Ok(r)
+            }
+            Err(e) => {
+                let fault = classify(&e, &live.store, timeout);
+                match fault {
+                    Fault::Trap(_) => self.stats.traps += 1,
+                    Fault::Timeout(_) => self.stats.timeouts += 1,
+                    Fault::MemoryCap(_) => self.stats.memory_cap_hits += 1,
+                    Fault::Restart(_) => self.stats.restart_failures += 1,
+                }
+                // A component instance that trapped may not be entered again.
+                self.live = None;
+                self.report(&fault);
+                Err(fault)
+            }
+        }
+    }
+
+    /// Logs a fault, at most once per [`REPORT_EVERY`], with a count of the ones in between.
+    fn report(&mut self, fault: &Fault) {
+        let now = Instant::now();
+        if self.last_report.is_some_and(|t| now.duration_since(t) < REPORT_EVERY) {
+            self.unreported += 1;
+            return;
+        }
+        let more = std::mem::take(&mut self.unreported);
+        self.last_report = Some(now);
+        tracing::warn!(
+            plugin = %self.plugin.name,
+            server = %self.server,
+            faults_total = self.stats.faults(),
+            "plugin {fault}; the batch is skipped for this plugin and the instance restarted{}",
+            if more > 0 { format!(" ({more} more faults since the last report)") } else { String::new() }
+        );
+    }
+}
+
+impl ParserInstance {
+    /// Parses a batch of lines; returns (index in `lines`, event) pairs in line order.
+    /// On a fault the whole batch gives nothing for this plugin.
+    pub fn parse(&mut self, lines: &[String]) -> Result<Vec<(usize, Event)>, Fault> {
+        let found = self.0.call(|b, store| match b {
+            Bindings::Parser(b) => b.call_parse(store, lines),
+            Bindings::Monitor(_) => wasmtime::bail!("not a parser"),
+        })?;
+        let mut out: Vec<(usize, Event)> = Vec::with_capacity(found.len());
+        for (index, event) in found {
+            let index = index as usize;
+            if index < lines.len() {
+                out.push((index, event.into()));
+            } else {
+                self.0.stats.bad_results += 1;
+            }
+        }
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out)
+    }
+}
+
+impl MonitorInstance {
+    /// Feeds a batch of events; returns the alerts the monitor raised, updated or resolved.
+    pub fn on_events(&mut self, events: &[Event]) -> Result<Vec<WitAlert>, Fault> {
+        let events: Vec<_> = events.iter().cloned().map(Into::into).collect();
+        self.0.call(|b, store| match b {
+            Bindings::Monitor(b) => b.call_on_events(store, &events),
+            Bindings::Parser(_) => wasmtime::bail!("not a monitor"),
+        })
+    }
+
+    /// Feeds one metrics sample; returns the alerts the monitor raised, updated or resolved.
+    pub fn on_sample(&mut self, sample: &WitSample) -> Result<Vec<WitAlert>, Fault> {
+        self.0.call(|b, store| match b {
+            Bindings::Monitor(b) => b.call_on_sample(store, sample),
+            Bindings::Parser(_) => wasmtime::bail!("not a monitor"),
+        })
+    }
+}
+
+impl std::ops::Deref for ParserInstance {
+    type Target = Instance;
+    fn deref(&self) -> &Instance {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for MonitorInstance {
+    type Target = Instance;
+    fn deref(&self) -> &Instance {
+        &self.0
+    }
+}
+
+impl From<Instance> for ParserInstance {
+    fn from(i: Instance) -> Self {
+        Self(i)
+    }
+}
+
+impl From<Instance> for MonitorInstance {
+    fn from(i: Instance) -> Self {
+        Self(i)
+    }
+}
+
+/// A deadline of at least `d`, in epoch ticks.
+fn ticks(d: Duration) -> u64 {
+    (d.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
+}
+
+fn classify(e: &wasmtime::Error, store: &Store<SandboxState>, timeout: Duration) -> Fault {
+    if store.data().memory_cap_hit {
+        return Fault::MemoryCap(store.data().memory_cap());
+    }
+    if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return Fault::Timeout(timeout);
+    }
+    Fault::Trap(one_line(e))
+}

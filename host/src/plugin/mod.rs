@@ -1,0 +1,263 @@
+//! The plugin runtime: one wasmtime engine for the process, components compiled once and
+//! cached on disk, and instances that run in a sandbox where a fault fails one batch of one
+//! plugin and nothing else.
+//!
+//! - [`Runtime`] loads `.wasm` bytes into a [`Plugin`] (checked, compiled, world identified).
+//! - [`Plugin::parser`] / [`Plugin::monitor`] make a per-server [`Instance`].
+//! - [`Instance`] calls into the guest under a deadline and a memory cap; on a trap it is
+//!   re-created (and re-initialised) before the next call.
+
+mod bindings;
+mod cache;
+mod chain;
+mod instance;
+mod sandbox;
+pub mod stock;
+mod world;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, OptLevel};
+
+pub use cache::{CacheOutcome, ComponentCache};
+pub use chain::{ChainOutput, ParserChain};
+pub use instance::{Fault, Instance, MonitorInstance, ParserInstance, PluginStats};
+pub use world::{SUPPORTED_WIT_VERSIONS, Version, WIT_PACKAGE, WorldInfo, WorldKind};
+
+pub use bindings::{WitAlert, WitEvent, WitSample, WitSeverity};
+use sandbox::SandboxState;
+
+/// The sandbox limits every instance gets.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Linear memory an instance may grow to.
+    pub memory_bytes: usize,
+    /// Wall time one call (`parse`, `on-events`, `on-sample`) may take.
+    pub call_timeout: Duration,
+    /// Wall time `init` may take (it usually compiles rules, so it gets longer).
+    pub init_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_millis(50),
+            init_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a plugin could not be loaded or started. Each says what is wrong in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("not a WebAssembly file (it does not start with the \\0asm magic number)")]
+    NotWasm,
+    #[error(
+        "a core WebAssembly module, not a component: build it for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule,
+    #[error("a WebAssembly file of an encoding this host does not know")]
+    UnknownEncoding,
+    #[error(
+        "a component, but not a factorio-isr plugin: it uses nothing of the {WIT_PACKAGE} package (build it with the factorio-isr SDK)"
+    )]
+    NotAPlugin,
+    #[error("imports `{0}` without a usable version")]
+    Unversioned(String),
+    #[error(
+        "built against {WIT_PACKAGE}@{built}, newer than this host supports (up to {supported}): upgrade factorio-isr to a release that supports {built}"
+    )]
+    TooNew { built: Version, supported: Version },
+    #[error("built against {WIT_PACKAGE}@{0}, a version this host does not know")]
+    UnknownVersion(Version),
+    #[error(
+        "a {WIT_PACKAGE} component that exports neither the parser world (init, parse) nor the monitor world (init, on-events, on-sample); it exports: {0}"
+    )]
+    UnknownWorld(String),
+    #[error("is a {found} plugin, but a {wanted} plugin is needed here")]
+    WrongWorld { found: WorldKind, wanted: WorldKind },
+    #[error("does not compile: {0}")]
+    Compile(String),
+    #[error("does not instantiate in the sandbox: {0}")]
+    Instantiate(String),
+    #[error("init failed: {0}")]
+    Init(String),
+    #[error("init {0}")]
+    InitFault(Fault),
+}
+
+/// The process's plugin engine: compiles and caches components and links them to the host.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<SandboxState>,
+    cache: ComponentCache,
+    limits: Limits,
+}
+
+/// How often the deadline clock ticks; deadlines are whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+impl Runtime {
+    /// A runtime with the given cache and limits; starts the deadline clock.
+    pub fn new(cache: ComponentCache, limits: Limits) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("plugin-deadlines".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        bindings::parser::factorio_isr::plugin::host::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            limits,
+        })
+    }
+
+    /// The limits every instance of this runtime gets.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Checks, compiles (or loads from the cache) and identifies a plugin. `name` is what
+    /// log lines and messages call it (a stock name or a file path).
+    pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        world::check_header(wasm)?;
+        let hash = hex(&Sha256::digest(wasm));
+        let (component, outcome) = self
+            .cache
+            .load(&self.engine, wasm, &hash)
+            .map_err(|e| PluginError::Compile(one_line(&e)))?;
+        let world = world::inspect(&self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Instantiate(one_line(&e)))?;
+        let pre = match world.kind {
+            WorldKind::Parser => Pre::Parser(
+                bindings::parser::ParserPre::new(pre)
+                    .map_err(|e| PluginError::Instantiate(one_line(&e)))?,
+            ),
+            WorldKind::Monitor => Pre::Monitor(
+                bindings::monitor::MonitorPre::new(pre)
+                    .map_err(|e| PluginError::Instantiate(one_line(&e)))?,
+            ),
+        };
+        Ok(Arc::new(Plugin {
+            name: name.to_owned(),
+            hash,
+            world,
+            cache: outcome,
+            engine: self.engine.clone(),
+            pre,
+            limits: self.limits,
+        }))
+    }
+}
+
+enum Pre {
+    Parser(bindings::parser::ParserPre<SandboxState>),
+    Monitor(bindings::monitor::MonitorPre<SandboxState>),
+}
+
+/// A loaded plugin: compiled, identified, ready to instantiate for any number of servers.
+pub struct Plugin {
+    name: String,
+    hash: String,
+    world: WorldInfo,
+    cache: CacheOutcome,
+    engine: Engine,
+    pre: Pre,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("hash", &self.hash)
+            .field("world", &self.world)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// The name it was loaded under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// SHA-256 of the `.wasm`, in hex: the identity of this version of the plugin.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The first 12 hex digits of [`Plugin::hash`], for people.
+    pub fn short_hash(&self) -> &str {
+        &self.hash[..12]
+    }
+
+    /// Which world and WIT version it was built for.
+    pub fn world(&self) -> WorldInfo {
+        self.world
+    }
+
+    /// Whether loading it compiled anything.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
+    }
+
+    /// A parser instance for `server`, initialised with `config` (JSON).
+    pub fn parser(self: &Arc<Self>, server: &str, config: &str) -> Result<ParserInstance, PluginError> {
+        match &self.pre {
+            Pre::Parser(_) => Instance::start(self.clone(), server, config).map(Into::into),
+            Pre::Monitor(_) => Err(PluginError::WrongWorld {
+                found: WorldKind::Monitor,
+                wanted: WorldKind::Parser,
+            }),
+        }
+    }
+
+    /// A monitor instance for `server`, initialised with `config` (JSON).
+    pub fn monitor(self: &Arc<Self>, server: &str, config: &str) -> Result<MonitorInstance, PluginError> {
+        match &self.pre {
+            Pre::Monitor(_) => Instance::start(self.clone(), server, config).map(Into::into),
+            Pre::Parser(_) => Err(PluginError::WrongWorld {
+                found: WorldKind::Parser,
+                wanted: WorldKind::Monitor,
+            }),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An error chain on one line, without wasm backtraces.
+fn one_line(e: &wasmtime::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines().next().unwrap_or_default().to_owned()
+}

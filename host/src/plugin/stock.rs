@@ -1,0 +1,101 @@
+//! The plugins and pattern files built into the binary, and how a plugin is named in
+//! configuration and on the command line: a stock name or a path to a `.wasm`.
+
+use std::path::{Path, PathBuf};
+
+use factorio_isr_patterns_engine::PatternFile;
+
+/// The stock `patterns` parser, built for wasm32-wasip2 by the build script.
+pub const PATTERNS_WASM: &[u8] = include_bytes!(env!("FACTORIO_ISR_WASM_FACTORIO_ISR_PATTERNS"));
+
+/// The repository's `patterns/*.yml`, used when no patterns folder is given or found.
+pub const STOCK_PATTERN_FILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/stock_patterns.rs"));
+
+/// The names of the stock plugins.
+pub const STOCK_PLUGINS: &[&str] = &["patterns"];
+
+/// Where a plugin's code comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// A plugin built into the binary, by name.
+    Stock(&'static str),
+    /// A `.wasm` file on disk.
+    File(PathBuf),
+}
+
+impl PluginSource {
+    /// A stock name (`patterns`) or else a path.
+    pub fn parse(spec: &str) -> Self {
+        match STOCK_PLUGINS.iter().find(|s| **s == spec) {
+            Some(name) => Self::Stock(name),
+            None => Self::File(PathBuf::from(spec)),
+        }
+    }
+
+    /// A name for log lines and messages.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Stock(n) => (*n).to_owned(),
+            Self::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// The component's bytes.
+    pub fn bytes(&self) -> std::io::Result<std::borrow::Cow<'static, [u8]>> {
+        match self {
+            Self::Stock("patterns") => Ok(PATTERNS_WASM.into()),
+            Self::Stock(other) => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no stock plugin named {other}"),
+            )),
+            Self::File(p) => std::fs::read(p).map(Into::into),
+        }
+    }
+}
+
+/// The stock pattern files, as the engine takes them.
+pub fn stock_pattern_files() -> Vec<PatternFile> {
+    STOCK_PATTERN_FILES
+        .iter()
+        .map(|(name, text)| PatternFile::new(*name, *text))
+        .collect()
+}
+
+/// Reads every `*.yml` / `*.yaml` in `dir` (or only `only`, when given), in name order.
+pub fn read_pattern_dir(dir: &Path, only: Option<&[String]>) -> anyhow::Result<Vec<PatternFile>> {
+    use anyhow::Context;
+    let mut files = Vec::new();
+    match only {
+        Some(names) => {
+            for name in names {
+                let path = dir.join(name);
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read pattern file {}", path.display()))?;
+                files.push(PatternFile::new(name.clone(), text));
+            }
+        }
+        None => {
+            let entries = std::fs::read_dir(dir)
+                .with_context(|| format!("cannot read the patterns folder {}", dir.display()))?;
+            for entry in entries {
+                let path = entry
+                    .with_context(|| format!("cannot list the patterns folder {}", dir.display()))?
+                    .path();
+                if !path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                    continue;
+                }
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read pattern file {}", path.display()))?;
+                files.push(PatternFile::new(name, text));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+/// The `init` configuration of the stock `patterns` plugin for these files.
+pub fn patterns_config(files: &[PatternFile]) -> String {
+    serde_json::json!({ "files": files }).to_string()
+}

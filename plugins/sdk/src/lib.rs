@@ -1,0 +1,296 @@
+//! Write [factorio-isr](https://github.com/) plugins in Rust.
+//!
+//! A **parser** turns console-log lines into events; a **monitor** turns events and metric
+//! samples into alerts. Implement [`Parser`] or [`Monitor`] and export it with
+//! [`export_parser!`] or [`export_monitor!`]; build with
+//! `cargo build --release --target wasm32-wasip2` and the `.wasm` file is the plugin.
+//!
+//! ```ignore
+//! use factorio_isr_sdk::{export_parser, Event, Parser};
+//!
+//! struct Rockets;
+//!
+//! impl Parser for Rockets {
+//!     fn new(_server: &str, _config: &str) -> Result<Self, String> {
+//!         Ok(Rockets)
+//!     }
+//!     fn parse_line(&mut self, line: &str) -> Option<Event> {
+//!         line.contains("rocket launched").then(|| Event::new("rocket-launched").text("🚀 A rocket was launched"))
+//!     }
+//! }
+//!
+//! export_parser!(Rockets);
+//! ```
+//!
+//! Plugins run in a sandbox: no files, no network, no environment variables, a memory cap
+//! and a time limit per call. Anything printed to stdout or stderr ends up in the host's
+//! log; [`log`] does the same with a level.
+
+// The export macros expand in plugin crates, which name this crate but not `wit-bindgen`.
+extern crate self as factorio_isr_sdk;
+
+/// Bindings generated from the WIT package; plugins use the re-exports at the crate root.
+#[doc(hidden)]
+pub mod bindings {
+    /// The `parser` world.
+    pub mod parser {
+        wit_bindgen::generate!({
+            world: "parser",
+            path: "../../wit/since_v0.1.0",
+            pub_export_macro: true,
+            export_macro_name: "__export_parser_world",
+            runtime_path: "::factorio_isr_sdk::__private::wit_bindgen::rt",
+            additional_derives: [PartialEq],
+        });
+    }
+
+    /// The `monitor` world; it shares the `types` and `host` bindings of the parser world.
+    pub mod monitor {
+        wit_bindgen::generate!({
+            world: "monitor",
+            path: "../../wit/since_v0.1.0",
+            pub_export_macro: true,
+            export_macro_name: "__export_monitor_world",
+            runtime_path: "::factorio_isr_sdk::__private::wit_bindgen::rt",
+            with: {
+                "factorio-isr:plugin/types@0.1.0": crate::bindings::parser::factorio_isr::plugin::types,
+                "factorio-isr:plugin/host@0.1.0": crate::bindings::parser::factorio_isr::plugin::host,
+            },
+        });
+    }
+}
+
+/// What the export macros need; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+}
+
+pub use bindings::parser::factorio_isr::plugin::types::{Alert, Event, Sample, Severity};
+
+/// The WIT package version this SDK builds plugins against.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// A parser plugin: one value per server, fed batches of log lines.
+pub trait Parser: Sized + 'static {
+    /// Creates the parser for `server` (its tag) from `config`, the JSON of the plugin's
+    /// `config` in servers.yml (`null` when there is none). An error rejects the plugin.
+    fn new(server: &str, config: &str) -> Result<Self, String>;
+
+    /// Parses one line (without its line terminator).
+    fn parse_line(&mut self, line: &str) -> Option<Event>;
+
+    /// Parses a batch of lines, oldest first, into (line index, event) pairs in line order.
+    /// The default calls [`Parser::parse_line`] for each line; override it to give several
+    /// events for one line or to look across lines.
+    fn parse_batch(&mut self, lines: Vec<String>) -> Vec<(u32, Event)> {
+        lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, line)| {
+                let index = u32::try_from(i).ok()?;
+                self.parse_line(line).map(|e| (index, e))
+            })
+            .collect()
+    }
+}
+
+/// A monitor plugin: one value per server, fed its events and its metric samples.
+pub trait Monitor: Sized + 'static {
+    /// Creates the monitor; see [`Parser::new`].
+    fn new(server: &str, config: &str) -> Result<Self, String>;
+
+    /// Looks at a batch of the server's events; returns alerts to raise, update or resolve.
+    fn on_events(&mut self, events: Vec<Event>) -> Vec<Alert> {
+        let _ = events;
+        Vec::new()
+    }
+
+    /// Looks at one reading of the server's metrics; returns alerts to raise, update or resolve.
+    fn on_sample(&mut self, sample: Sample) -> Vec<Alert> {
+        let _ = sample;
+        Vec::new()
+    }
+}
+
+/// Writes a line to the host's log at `level`, tagged with this plugin and its server.
+pub fn log(level: Severity, message: &str) {
+    bindings::parser::factorio_isr::plugin::host::log(level, message);
+}
+
+impl Event {
+    /// An event of `kind` (kebab-case, e.g. `rocket-launched`) with severity `info` and
+    /// nothing else set.
+    pub fn new(kind: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            player: None,
+            message: None,
+            fields: Vec::new(),
+            severity: Severity::Info,
+            emoji: None,
+            text: None,
+            channel: None,
+        }
+    }
+
+    /// Sets the player the event is about.
+    pub fn player(mut self, player: impl Into<String>) -> Self {
+        self.player = Some(player.into());
+        self
+    }
+
+    /// Sets the event's free text.
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Adds a named value.
+    pub fn field(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.fields.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the severity.
+    pub fn severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
+        self
+    }
+
+    /// Sets the emoji shown in front of the text.
+    pub fn emoji(mut self, emoji: impl Into<String>) -> Self {
+        self.emoji = Some(emoji.into());
+        self
+    }
+
+    /// Sets the text shown to people (Markdown).
+    pub fn text(mut self, text: impl Into<String>) -> Self {
+        self.text = Some(text.into());
+        self
+    }
+
+    /// Routes the event to a named channel of the host's configuration.
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.channel = Some(channel.into());
+        self
+    }
+}
+
+impl Alert {
+    /// An open alert with a stable `key` (the same key updates or resolves it), a title
+    /// and a text, at severity `warning`.
+    pub fn new(key: impl Into<String>, title: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            title: title.into(),
+            text: text.into(),
+            severity: Severity::Warning,
+            fields: Vec::new(),
+            resolved: false,
+            mention: None,
+        }
+    }
+
+    /// Marks the alert as resolved.
+    pub fn resolved(mut self) -> Self {
+        self.resolved = true;
+        self
+    }
+
+    /// Sets the severity.
+    pub fn severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
+        self
+    }
+
+    /// Adds a named value.
+    pub fn field(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.fields.push((name.into(), value.into()));
+        self
+    }
+
+    /// Mentions a group defined in the host's mentions.yml.
+    pub fn mention(mut self, group: impl Into<String>) -> Self {
+        self.mention = Some(group.into());
+        self
+    }
+}
+
+/// Exports a [`Parser`] implementation as the plugin's `parser` world.
+#[macro_export]
+macro_rules! export_parser {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        pub struct __FactorioIsrParser;
+
+        ::std::thread_local! {
+            static __FACTORIO_ISR_PARSER: ::core::cell::RefCell<::core::option::Option<$plugin>> =
+                const { ::core::cell::RefCell::new(::core::option::Option::None) };
+        }
+
+        impl $crate::bindings::parser::Guest for __FactorioIsrParser {
+            fn init(
+                server: ::std::string::String,
+                config: ::std::string::String,
+            ) -> ::core::result::Result<(), ::std::string::String> {
+                let plugin = <$plugin as $crate::Parser>::new(&server, &config)?;
+                __FACTORIO_ISR_PARSER.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(plugin));
+                ::core::result::Result::Ok(())
+            }
+
+            fn parse(lines: ::std::vec::Vec<::std::string::String>) -> ::std::vec::Vec<(u32, $crate::Event)> {
+                __FACTORIO_ISR_PARSER.with(|slot| match slot.borrow_mut().as_mut() {
+                    ::core::option::Option::Some(plugin) => $crate::Parser::parse_batch(plugin, lines),
+                    ::core::option::Option::None => ::core::panic!("parse was called before init"),
+                })
+            }
+        }
+
+        $crate::bindings::parser::__export_parser_world!(__FactorioIsrParser with_types_in $crate::bindings::parser);
+    };
+}
+
+/// Exports a [`Monitor`] implementation as the plugin's `monitor` world.
+#[macro_export]
+macro_rules! export_monitor {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        pub struct __FactorioIsrMonitor;
+
+        ::std::thread_local! {
+            static __FACTORIO_ISR_MONITOR: ::core::cell::RefCell<::core::option::Option<$plugin>> =
+                const { ::core::cell::RefCell::new(::core::option::Option::None) };
+        }
+
+        impl __FactorioIsrMonitor {
+            fn with<R>(f: impl FnOnce(&mut $plugin) -> R) -> R {
+                __FACTORIO_ISR_MONITOR.with(|slot| match slot.borrow_mut().as_mut() {
+                    ::core::option::Option::Some(plugin) => f(plugin),
+                    ::core::option::Option::None => ::core::panic!("called before init"),
+                })
+            }
+        }
+
+        impl $crate::bindings::monitor::Guest for __FactorioIsrMonitor {
+            fn init(
+                server: ::std::string::String,
+                config: ::std::string::String,
+            ) -> ::core::result::Result<(), ::std::string::String> {
+                let plugin = <$plugin as $crate::Monitor>::new(&server, &config)?;
+                __FACTORIO_ISR_MONITOR.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(plugin));
+                ::core::result::Result::Ok(())
+            }
+
+            fn on_events(events: ::std::vec::Vec<$crate::Event>) -> ::std::vec::Vec<$crate::Alert> {
+                Self::with(|plugin| $crate::Monitor::on_events(plugin, events))
+            }
+
+            fn on_sample(sample: $crate::Sample) -> ::std::vec::Vec<$crate::Alert> {
+                Self::with(|plugin| $crate::Monitor::on_sample(plugin, sample))
+            }
+        }
+
+        $crate::bindings::monitor::__export_monitor_world!(__FactorioIsrMonitor with_types_in $crate::bindings::monitor);
+    };
+}

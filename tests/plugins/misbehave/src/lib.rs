@@ -1,0 +1,73 @@
+//! A parser that misbehaves on demand, to test the sandbox.
+//!
+//! Each line is echoed as an `echo` event, except: `LOOP` spins forever, `ALLOC` allocates
+//! until it is stopped, `PANIC` panics, `PRINT` prints 10,000 lines to stdout, `LOG` calls
+//! the host log 1,000 times, `BADINDEX` returns an event for a line that does not exist.
+//! Its config string picks a misbehaviour for `init` instead: `fail`, `panic`, `loop`.
+
+use factorio_isr_sdk::{Event, Parser, Severity, export_parser, log};
+
+struct Misbehave {
+    seen: u64,
+}
+
+impl Parser for Misbehave {
+    fn new(_server: &str, config: &str) -> Result<Self, String> {
+        match config.trim_matches('"') {
+            "fail" => Err("asked to fail".into()),
+            "panic" => panic!("asked to panic in init"),
+            "loop" => loop {
+                std::hint::black_box(());
+            },
+            _ => Ok(Self { seen: 0 }),
+        }
+    }
+
+    fn parse_line(&mut self, line: &str) -> Option<Event> {
+        self.seen += 1;
+        match line {
+            "LOOP" => loop {
+                std::hint::black_box(());
+            },
+            "ALLOC" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "PANIC" => panic!("asked to panic"),
+            "PRINT" => {
+                for i in 0..10_000 {
+                    println!("line {i} of noise");
+                }
+                None
+            }
+            "LOG" => {
+                for i in 0..1_000 {
+                    log(Severity::Info, &format!("log {i}"));
+                }
+                None
+            }
+            _ => Some(
+                Event::new("echo")
+                    .message(line)
+                    .field("seen", self.seen.to_string()),
+            ),
+        }
+    }
+
+    fn parse_batch(&mut self, lines: Vec<String>) -> Vec<(u32, Event)> {
+        let mut out: Vec<(u32, Event)> = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            if line == "BADINDEX" {
+                out.push((u32::MAX, Event::new("bogus")));
+            } else if let Some(e) = self.parse_line(line) {
+                out.push((i as u32, e));
+            }
+        }
+        out
+    }
+}
+
+export_parser!(Misbehave);
