@@ -2,7 +2,8 @@
 //!
 //! Each line is echoed as an `echo` event, except: `LOOP` spins forever, `ALLOC` allocates
 //! until it is stopped, `PANIC` panics, `PRINT` prints 10,000 lines to stdout, `LOG` calls
-//! the host log 1,000 times, `BADINDEX` returns an event for a line that does not exist.
+//! the host log 1,000 times, `SNOOP` reports what of the environment, filesystem and
+//! network it can reach, `BADINDEX` returns an event for a line that does not exist.
 //! Its config string picks a misbehaviour for `init` instead: `fail`, `panic`, `loop`.
 
 use factorio_isr_sdk::{Event, Parser, Severity, export_parser, log};
@@ -42,6 +43,18 @@ impl Parser for Misbehave {
                     println!("line {i} of noise");
                 }
                 None
+            }
+            "SNOOP" => {
+                // What the sandbox lets through: it should be nothing.
+                let env = std::env::vars().count();
+                let fs = std::fs::read_dir("/").is_ok() || std::fs::read_to_string("/etc/hostname").is_ok();
+                let net = std::net::TcpStream::connect("127.0.0.1:80").is_ok();
+                Some(
+                    Event::new("snoop")
+                        .field("env", env.to_string())
+                        .field("fs", fs.to_string())
+                        .field("net", net.to_string()),
+                )
             }
             "LOG" => {
                 for i in 0..1_000 {
