@@ -16,8 +16,12 @@ const PLUGINS: &[(&str, &str)] = &[
 ];
 
 fn main() {
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest.parent().expect("host/ is inside the workspace").to_path_buf();
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .parent()
+        .expect("host/ is inside the workspace")
+        .to_path_buf();
     for watched in ["plugins", "wit", "tests/plugins", "patterns", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -31,7 +35,10 @@ fn main() {
     let out_dir = target_dir.join(WASM_TARGET).join(PROFILE);
     for (_, stem) in PLUGINS {
         let var = format!("FACTORIO_ISR_WASM_{}", stem.to_uppercase());
-        println!("cargo:rustc-env={var}={}", out_dir.join(format!("{stem}.wasm")).display());
+        println!(
+            "cargo:rustc-env={var}={}",
+            out_dir.join(format!("{stem}.wasm")).display()
+        );
     }
     embed_patterns(&root.join("patterns"));
 }
@@ -58,7 +65,14 @@ fn build_plugins(root: &Path, target_dir: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--target", WASM_TARGET, "--profile", PROFILE, "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            WASM_TARGET,
+            "--profile",
+            PROFILE,
+            "--target-dir",
+        ])
         .arg(target_dir);
     for (package, _) in PLUGINS {
         cmd.args(["-p", package]);
@@ -67,17 +81,27 @@ fn build_plugins(root: &Path, target_dir: &Path) {
     // are for the host, not for the wasm plugins.
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy();
-        let keep = key == "CARGO_HOME" || key.starts_with("CARGO_NET_") || key.starts_with("CARGO_HTTP_") || key.starts_with("CARGO_REGISTRIES_");
+        let keep = key == "CARGO_HOME"
+            || key.starts_with("CARGO_NET_")
+            || key.starts_with("CARGO_HTTP_")
+            || key.starts_with("CARGO_REGISTRIES_");
         if (key.starts_with("CARGO_") && !keep)
             || matches!(
                 key.as_ref(),
-                "RUSTFLAGS" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTDOCFLAGS" | "MAKEFLAGS" | "MFLAGS"
+                "RUSTFLAGS"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "RUSTDOCFLAGS"
+                    | "MAKEFLAGS"
+                    | "MFLAGS"
             )
         {
             cmd.env_remove(key.as_ref());
         }
     }
-    let output = cmd.output().unwrap_or_else(|e| panic!("could not run cargo to build the plugins: {e}"));
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not run cargo to build the plugins: {e}"));
     if !output.status.success() {
         panic!(
             "building the WebAssembly plugins failed:\n{}",
@@ -94,10 +118,18 @@ fn embed_patterns(dir: &Path) {
     files.sort();
     let mut src = String::from("&[\n");
     for path in files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let _ = writeln!(src, "    ({name:?}, include_str!({:?})),", path.display().to_string());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _ = writeln!(
+            src,
+            "    ({name:?}, include_str!({:?})),",
+            path.display().to_string()
+        );
     }
     src.push_str("]\n");
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("stock_patterns.rs");
+    let out =
+        PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("stock_patterns.rs");
     std::fs::write(out, src).expect("write stock_patterns.rs");
 }

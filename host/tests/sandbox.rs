@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use factorio_isr::plugin::stock::{self, PATTERNS_WASM};
 use factorio_isr::plugin::{
-    CacheOutcome, ComponentCache, Fault, Limits, ParserChain, Plugin, PluginError, Runtime, Version, WorldKind,
+    CacheOutcome, ComponentCache, Fault, Limits, ParserChain, Plugin, PluginError, Runtime,
+    Version, WorldKind,
 };
 
 const MISBEHAVE_WASM: &str = env!("FACTORIO_ISR_WASM_MISBEHAVE");
@@ -37,7 +38,10 @@ fn the_stock_parser_gives_the_expected_events_for_the_test_lines() {
     assert_eq!(plugin.world().kind, WorldKind::Parser);
     assert_eq!(plugin.world().version, Version(0, 1, 0));
     let mut parser = plugin
-        .parser("test", &stock::patterns_config(&stock::stock_pattern_files()))
+        .parser(
+            "test",
+            &stock::patterns_config(&stock::stock_pattern_files()),
+        )
         .unwrap();
     let table = include_str!("../../tests/fixtures/console-lines.tsv");
     let rows: Vec<Vec<&str>> = table
@@ -48,7 +52,11 @@ fn the_stock_parser_gives_the_expected_events_for_the_test_lines() {
     let input: Vec<String> = rows.iter().map(|r| r[0].to_owned()).collect();
     let events = parser.parse(&input).unwrap();
     for (i, row) in rows.iter().enumerate() {
-        let found: Vec<_> = events.iter().filter(|(j, _)| *j == i).map(|(_, e)| e).collect();
+        let found: Vec<_> = events
+            .iter()
+            .filter(|(j, _)| *j == i)
+            .map(|(_, e)| e)
+            .collect();
         if row[1] == "-" {
             assert!(found.is_empty(), "{:?} gave {found:?}", row[0]);
             continue;
@@ -74,9 +82,14 @@ fn the_stock_parser_rejects_bad_pattern_files_in_init_with_file_and_line() {
         "bad.yml",
         "events:\n  r:\n    pattern: '(unclosed'\n",
     )];
-    let err = plugin.parser("test", &stock::patterns_config(&files)).unwrap_err();
+    let err = plugin
+        .parser("test", &stock::patterns_config(&files))
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with("init failed: bad.yml:3: rule `r`, field `pattern`: invalid regex"), "{msg}");
+    assert!(
+        msg.starts_with("init failed: bad.yml:3: rule `r`, field `pattern`: invalid regex"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -84,32 +97,62 @@ fn worlds_and_versions_are_told_apart_before_anything_runs() {
     let rt = runtime();
     let monitor = load(&rt, ECHO_MONITOR_WASM);
     assert_eq!(monitor.world().kind, WorldKind::Monitor);
-    assert_eq!(monitor.world().to_string(), "factorio-isr:plugin/monitor@0.1.0");
+    assert_eq!(
+        monitor.world().to_string(),
+        "factorio-isr:plugin/monitor@0.1.0"
+    );
     let err = monitor.parser("s", "null").unwrap_err();
-    assert!(matches!(err, PluginError::WrongWorld { found: WorldKind::Monitor, wanted: WorldKind::Parser }));
+    assert!(matches!(
+        err,
+        PluginError::WrongWorld {
+            found: WorldKind::Monitor,
+            wanted: WorldKind::Parser
+        }
+    ));
     let parser = rt.load("patterns", PATTERNS_WASM).unwrap();
-    assert!(matches!(parser.monitor("s", "null"), Err(PluginError::WrongWorld { .. })));
+    assert!(matches!(
+        parser.monitor("s", "null"),
+        Err(PluginError::WrongWorld { .. })
+    ));
 }
 
 #[test]
 fn files_that_are_not_plugins_get_a_one_line_error_saying_what_they_are() {
     let rt = runtime();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("text", b"hello, not wasm at all".to_vec(), "not a WebAssembly file"),
+        (
+            "text",
+            b"hello, not wasm at all".to_vec(),
+            "not a WebAssembly file",
+        ),
         ("empty", Vec::new(), "not a WebAssembly file"),
-        ("core module", wat::parse_str("(module)").unwrap(), "core WebAssembly module"),
-        ("other component", wat::parse_str("(component)").unwrap(), "not a factorio-isr plugin"),
+        (
+            "core module",
+            wat::parse_str("(module)").unwrap(),
+            "core WebAssembly module",
+        ),
+        (
+            "other component",
+            wat::parse_str("(component)").unwrap(),
+            "not a factorio-isr plugin",
+        ),
         (
             "newer WIT",
-            wat::parse_str(r#"(component (import "factorio-isr:plugin/types@0.2.0" (instance)))"#).unwrap(),
+            wat::parse_str(r#"(component (import "factorio-isr:plugin/types@0.2.0" (instance)))"#)
+                .unwrap(),
             "built against factorio-isr:plugin@0.2.0, newer than this host supports (up to 0.1.0)",
         ),
         (
             "no world",
-            wat::parse_str(r#"(component (import "factorio-isr:plugin/types@0.1.0" (instance)))"#).unwrap(),
+            wat::parse_str(r#"(component (import "factorio-isr:plugin/types@0.1.0" (instance)))"#)
+                .unwrap(),
             "exports neither the parser world",
         ),
-        ("truncated", PATTERNS_WASM[..PATTERNS_WASM.len() / 2].to_vec(), "does not compile"),
+        (
+            "truncated",
+            PATTERNS_WASM[..PATTERNS_WASM.len() / 2].to_vec(),
+            "does not compile",
+        ),
     ];
     for (what, bytes, expected) in cases {
         let err = rt.load(what, &bytes).unwrap_err().to_string();
@@ -123,7 +166,10 @@ fn a_plugin_that_loops_forever_is_stopped_and_the_next_batch_works() {
     let rt = runtime();
     let mut p = load(&rt, MISBEHAVE_WASM).parser("s", "null").unwrap();
     let fault = p.parse(&lines(&["a", "LOOP", "b"])).unwrap_err();
-    assert_eq!(fault, Fault::Timeout(Limits::default().call_timeout));
+    assert!(
+        matches!(fault, Fault::Timeout(d) if d >= Limits::default().call_timeout),
+        "{fault:?}"
+    );
     let events = p.parse(&lines(&["after"])).unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].1.message.as_deref(), Some("after"));
@@ -139,7 +185,10 @@ fn a_plugin_that_allocates_past_its_cap_is_stopped() {
         ..Limits::default()
     });
     let mut p = load(&rt, MISBEHAVE_WASM).parser("s", "null").unwrap();
-    assert_eq!(p.parse(&lines(&["ALLOC"])).unwrap_err(), Fault::MemoryCap(16 << 20));
+    assert_eq!(
+        p.parse(&lines(&["ALLOC"])).unwrap_err(),
+        Fault::MemoryCap(16 << 20)
+    );
     assert_eq!(p.parse(&lines(&["ok"])).unwrap().len(), 1);
     assert_eq!(p.stats().memory_cap_hits, 1);
 }
@@ -163,7 +212,10 @@ fn printing_and_logging_are_captured_and_bounded() {
     let mut p = load(&rt, MISBEHAVE_WASM).parser("s", "null").unwrap();
     assert!(p.parse(&lines(&["PRINT"])).unwrap().is_empty());
     let after_print = p.stats().suppressed_output;
-    assert!(after_print > 0, "10,000 printed lines should exceed the per-call cap");
+    assert!(
+        after_print > 0,
+        "10,000 printed lines should exceed the per-call cap"
+    );
     assert!(p.parse(&lines(&["LOG"])).unwrap().is_empty());
     assert!(p.stats().suppressed_output >= after_print + 900);
     assert_eq!(p.stats().faults(), 0);
@@ -186,7 +238,10 @@ fn results_for_lines_that_do_not_exist_are_dropped_and_counted() {
     let rt = runtime();
     let mut p = load(&rt, MISBEHAVE_WASM).parser("s", "null").unwrap();
     let events = p.parse(&lines(&["one", "BADINDEX", "two"])).unwrap();
-    let found: Vec<_> = events.iter().map(|(i, e)| (*i, e.message.clone().unwrap())).collect();
+    let found: Vec<_> = events
+        .iter()
+        .map(|(i, e)| (*i, e.message.clone().unwrap()))
+        .collect();
     assert_eq!(found, [(0, "one".to_owned()), (2, "two".to_owned())]);
     assert_eq!(p.stats().bad_results, 1);
 }
@@ -201,14 +256,24 @@ fn one_faulting_parser_loses_its_batch_and_no_other_parser_does() {
         .parser("s", &stock::patterns_config(&stock::stock_pattern_files()))
         .unwrap();
     let mut chain = ParserChain::new(vec![bad, good]);
-    let out = chain.parse(&lines(&["2026-01-01 10:00:00 [JOIN] Alice joined the game", "PANIC"]));
+    let out = chain.parse(&lines(&[
+        "2026-01-01 10:00:00 [JOIN] Alice joined the game",
+        "PANIC",
+    ]));
     assert_eq!(out.faults.len(), 1);
     assert_eq!(out.faults[0].0, 0);
     assert_eq!(out.events.len(), 1);
     assert_eq!(out.events[0].1.kind, "join");
     // Next batch: both work, events in line order, parser order within a line.
-    let out = chain.parse(&lines(&["x", "2026-01-01 10:00:00 [LEAVE] Alice left the game"]));
-    let kinds: Vec<_> = out.events.iter().map(|(i, e)| (*i, e.kind.as_str())).collect();
+    let out = chain.parse(&lines(&[
+        "x",
+        "2026-01-01 10:00:00 [LEAVE] Alice left the game",
+    ]));
+    let kinds: Vec<_> = out
+        .events
+        .iter()
+        .map(|(i, e)| (*i, e.kind.as_str()))
+        .collect();
     assert_eq!(kinds, [(0, "echo"), (1, "echo"), (1, "leave")]);
 }
 
@@ -223,8 +288,14 @@ fn init_failures_are_reported_not_panicked() {
         Err(PluginError::Init(msg)) => assert_eq!(msg, "asked to fail"),
         other => panic!("{:?}", other.err()),
     }
-    assert!(matches!(plugin.parser("s", "\"panic\""), Err(PluginError::InitFault(Fault::Trap(_)))));
-    assert!(matches!(plugin.parser("s", "\"loop\""), Err(PluginError::InitFault(Fault::Timeout(_)))));
+    assert!(matches!(
+        plugin.parser("s", "\"panic\""),
+        Err(PluginError::InitFault(Fault::Trap(_)))
+    ));
+    assert!(matches!(
+        plugin.parser("s", "\"loop\""),
+        Err(PluginError::InitFault(Fault::Timeout(_)))
+    ));
 }
 
 #[test]
@@ -256,22 +327,39 @@ fn monitors_turn_events_and_samples_into_alerts() {
         players: vec![],
     };
     let alerts = m.on_sample(&sample).unwrap();
-    assert_eq!((alerts[0].key.as_str(), alerts[0].text.as_str()), ("ups", "12.5"));
+    assert_eq!(
+        (alerts[0].key.as_str(), alerts[0].text.as_str()),
+        ("ups", "12.5")
+    );
 }
 
 #[test]
 fn the_cache_compiles_once_and_rebuilds_a_corrupt_entry() {
     let dir = tempfile::tempdir().unwrap();
     let wasm = std::fs::read(ECHO_MONITOR_WASM).unwrap();
-    let rt = Runtime::new(ComponentCache::new(Some(dir.path().to_owned())), Limits::default()).unwrap();
-    assert_eq!(rt.load("m", &wasm).unwrap().cache_outcome(), CacheOutcome::Compiled);
+    let rt = Runtime::new(
+        ComponentCache::new(Some(dir.path().to_owned())),
+        Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        rt.load("m", &wasm).unwrap().cache_outcome(),
+        CacheOutcome::Compiled
+    );
     // A new runtime (as after a restart) compiles nothing.
-    let rt = Runtime::new(ComponentCache::new(Some(dir.path().to_owned())), Limits::default()).unwrap();
+    let rt = Runtime::new(
+        ComponentCache::new(Some(dir.path().to_owned())),
+        Limits::default(),
+    )
+    .unwrap();
     let plugin = rt.load("m", &wasm).unwrap();
     assert_eq!(plugin.cache_outcome(), CacheOutcome::Hit);
     plugin.monitor("s", "null").unwrap();
 
-    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let mut bytes = std::fs::read(&entries[0]).unwrap();
     let last = bytes.len() - 100;
@@ -281,6 +369,12 @@ fn the_cache_compiles_once_and_rebuilds_a_corrupt_entry() {
     assert_eq!(plugin.cache_outcome(), CacheOutcome::Compiled);
     plugin.monitor("s", "null").unwrap();
     std::fs::write(&entries[0], b"short").unwrap();
-    assert_eq!(rt.load("m", &wasm).unwrap().cache_outcome(), CacheOutcome::Compiled);
-    assert_eq!(rt.load("m", &wasm).unwrap().cache_outcome(), CacheOutcome::Hit);
+    assert_eq!(
+        rt.load("m", &wasm).unwrap().cache_outcome(),
+        CacheOutcome::Compiled
+    );
+    assert_eq!(
+        rt.load("m", &wasm).unwrap().cache_outcome(),
+        CacheOutcome::Hit
+    );
 }

@@ -59,7 +59,9 @@ impl RuntimeArgs {
         let dir = if self.no_plugin_cache {
             None
         } else {
-            self.plugin_cache.clone().or_else(ComponentCache::default_dir)
+            self.plugin_cache
+                .clone()
+                .or_else(ComponentCache::default_dir)
         };
         Runtime::new(ComponentCache::new(dir), Limits::default())
     }

@@ -11,9 +11,18 @@ use clap::{Args, ValueEnum};
 
 const SDK_LIB: &str = include_str!("../../../plugins/sdk/src/lib.rs");
 const WIT_FILES: &[(&str, &str)] = &[
-    ("types.wit", include_str!("../../../wit/since_v0.1.0/types.wit")),
-    ("parser.wit", include_str!("../../../wit/since_v0.1.0/parser.wit")),
-    ("monitor.wit", include_str!("../../../wit/since_v0.1.0/monitor.wit")),
+    (
+        "types.wit",
+        include_str!("../../../wit/since_v0.1.0/types.wit"),
+    ),
+    (
+        "parser.wit",
+        include_str!("../../../wit/since_v0.1.0/parser.wit"),
+    ),
+    (
+        "monitor.wit",
+        include_str!("../../../wit/since_v0.1.0/monitor.wit"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -39,16 +48,26 @@ pub fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         !name.is_empty()
             && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         "`{name}` is not a valid crate name: start with a letter; use letters, digits, `-` and `_`"
     );
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(name));
-    if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
         anyhow::bail!("{} already exists and is not empty", dir.display());
     }
     write_crate(&dir, name, args.kind)?;
     let stem = name.replace('-', "_");
-    println!("Created the {} plugin `{name}` in {}.", kind_name(args.kind), dir.display());
+    println!(
+        "Created the {} plugin `{name}` in {}.",
+        kind_name(args.kind),
+        dir.display()
+    );
     println!();
     println!("Build it and check it:");
     println!("    cd {}", dir.display());
@@ -68,7 +87,8 @@ fn write_crate(dir: &Path, name: &str, kind: Kind) -> anyhow::Result<()> {
     let write = |rel: &str, text: &str| -> anyhow::Result<()> {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     };
@@ -108,10 +128,13 @@ panic = "abort"
         "[toolchain]\nchannel = \"1.95.0\"\ntargets = [\"wasm32-wasip2\"]\n",
     )?;
     write(".gitignore", "/target\n")?;
-    write("src/lib.rs", match kind {
-        Kind::Parser => PARSER_TEMPLATE,
-        Kind::Monitor => MONITOR_TEMPLATE,
-    })?;
+    write(
+        "src/lib.rs",
+        match kind {
+            Kind::Parser => PARSER_TEMPLATE,
+            Kind::Monitor => MONITOR_TEMPLATE,
+        },
+    )?;
     write(
         "sdk/Cargo.toml",
         r#"[package]
@@ -125,7 +148,10 @@ description = "The factorio-isr plugin SDK (a copy written by `factorio-isr plug
 wit-bindgen = { version = "0.61.1", default-features = false, features = ["macros", "realloc", "std"] }
 "#,
     )?;
-    write("sdk/src/lib.rs", &SDK_LIB.replace("\"../../wit/since_v0.1.0\"", "\"wit\""))?;
+    write(
+        "sdk/src/lib.rs",
+        &SDK_LIB.replace("\"../../wit/since_v0.1.0\"", "\"wit\""),
+    )?;
     for (file, text) in WIT_FILES {
         write(&format!("sdk/wit/{file}"), text)?;
     }

@@ -133,7 +133,9 @@ fn build_chain(runtime: &Runtime, args: &ParseArgs) -> anyhow::Result<ParserChai
 }
 
 /// The pattern files of `dir`, or of ./patterns, or the built-in ones.
-pub(crate) fn pattern_files(dir: Option<&std::path::Path>) -> anyhow::Result<Vec<factorio_isr_patterns_engine::PatternFile>> {
+pub(crate) fn pattern_files(
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<factorio_isr_patterns_engine::PatternFile>> {
     match dir {
         Some(dir) => stock::read_pattern_dir(dir, None),
         None if std::path::Path::new("patterns").is_dir() => {

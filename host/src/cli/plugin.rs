@@ -30,9 +30,15 @@ impl Started {
 
 /// Loads `source` and starts it with `config`; the stock `patterns` plugin gets the
 /// pattern files when `config` is `null`.
-pub(crate) fn start(runtime: &Runtime, source: &PluginSource, config: &str) -> anyhow::Result<Started> {
+pub(crate) fn start(
+    runtime: &Runtime,
+    source: &PluginSource,
+    config: &str,
+) -> anyhow::Result<Started> {
     let name = source.name();
-    let bytes = source.bytes().with_context(|| format!("cannot read {name}"))?;
+    let bytes = source
+        .bytes()
+        .with_context(|| format!("cannot read {name}"))?;
     let plugin = runtime.load(&name, &bytes)?;
     let config = match source {
         PluginSource::Stock("patterns") if config == "null" => {
@@ -75,7 +81,9 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let runtime = args.runtime.runtime()?;
     let source = PluginSource::parse(&args.plugin);
     let name = source.name();
-    let bytes = source.bytes().with_context(|| format!("cannot read {name}"))?;
+    let bytes = source
+        .bytes()
+        .with_context(|| format!("cannot read {name}"))?;
     println!("plugin:  {name} ({} bytes)", bytes.len());
     let plugin = match runtime.load(&name, &bytes) {
         Ok(p) => p,
@@ -132,13 +140,22 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         Started::Monitor(mut m) => {
             let events = sample_events();
-            let from_events = m.on_events(&events).map_err(|f| anyhow::anyhow!("on-events: the plugin {f}"))?;
+            let from_events = m
+                .on_events(&events)
+                .map_err(|f| anyhow::anyhow!("on-events: the plugin {f}"))?;
             let mut alerts = from_events;
             for ups in [59.9, 20.0] {
                 let sample = sample_reading(ups);
-                alerts.extend(m.on_sample(&sample).map_err(|f| anyhow::anyhow!("on-sample: the plugin {f}"))?);
+                alerts.extend(
+                    m.on_sample(&sample)
+                        .map_err(|f| anyhow::anyhow!("on-sample: the plugin {f}"))?,
+                );
             }
-            println!("run:     {} events and 2 samples -> {} alerts", events.len(), alerts.len());
+            println!(
+                "run:     {} events and 2 samples -> {} alerts",
+                events.len(),
+                alerts.len()
+            );
             for a in &alerts {
                 println!(
                     "  [{}] {}: {}{}",
@@ -179,7 +196,11 @@ fn sample_events() -> Vec<Event> {
         text: None,
         channel: None,
     };
-    vec![event("join", "Alice"), event("chat", "Alice"), event("leave", "Alice")]
+    vec![
+        event("join", "Alice"),
+        event("chat", "Alice"),
+        event("leave", "Alice"),
+    ]
 }
 
 fn sample_reading(ups: f64) -> WitSample {
@@ -221,16 +242,25 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let source = PluginSource::parse(&args.plugin);
     let config = super::read_plugin_config(args.config.as_deref())?;
     let Started::Parser(mut parser) = start(&runtime, &source, &config)? else {
-        anyhow::bail!("{} is a monitor; `plugin bench` measures parsers", source.name());
+        anyhow::bail!(
+            "{} is a monitor; `plugin bench` measures parsers",
+            source.name()
+        );
     };
-    let text = std::fs::read(&args.lines).with_context(|| format!("cannot read {}", args.lines.display()))?;
-    let lines: Vec<String> = String::from_utf8_lossy(&text).lines().map(str::to_owned).collect();
+    let text = std::fs::read(&args.lines)
+        .with_context(|| format!("cannot read {}", args.lines.display()))?;
+    let lines: Vec<String> = String::from_utf8_lossy(&text)
+        .lines()
+        .map(str::to_owned)
+        .collect();
     anyhow::ensure!(!lines.is_empty(), "{} has no lines", args.lines.display());
     let batches: Vec<&[String]> = lines.chunks(args.batch.max(1)).collect();
 
     // Warm up: the first calls fill caches inside the plugin.
     for b in batches.iter().take(3) {
-        parser.parse(b).map_err(|f| anyhow::anyhow!("the plugin {f}"))?;
+        parser
+            .parse(b)
+            .map_err(|f| anyhow::anyhow!("the plugin {f}"))?;
     }
     let budget = Duration::from_secs_f64(args.seconds.max(0.1));
     let mut latencies = Vec::new();
@@ -239,7 +269,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     'outer: loop {
         for b in &batches {
             let t = Instant::now();
-            let events = parser.parse(b).map_err(|f| anyhow::anyhow!("the plugin {f}"))?;
+            let events = parser
+                .parse(b)
+                .map_err(|f| anyhow::anyhow!("the plugin {f}"))?;
             latencies.push(t.elapsed());
             n_lines += b.len() as u64;
             n_events += events.len() as u64;
@@ -251,9 +283,23 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let total = started.elapsed().as_secs_f64();
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
-    println!("plugin:     {} ({})", source.name(), parser.plugin().world());
-    println!("input:      {} lines from {}, {} lines per call", lines.len(), args.lines.display(), args.batch);
-    println!("throughput: {:.0} lines/s ({:.0} events/s) over {:.1} s", n_lines as f64 / total, n_events as f64 / total, total);
+    println!(
+        "plugin:     {} ({})",
+        source.name(),
+        parser.plugin().world()
+    );
+    println!(
+        "input:      {} lines from {}, {} lines per call",
+        lines.len(),
+        args.lines.display(),
+        args.batch
+    );
+    println!(
+        "throughput: {:.0} lines/s ({:.0} events/s) over {:.1} s",
+        n_lines as f64 / total,
+        n_events as f64 / total,
+        total
+    );
     println!(
         "per call:   p50 {:?}  p99 {:?}  max {:?}  ({} calls)",
         pct(0.50),

@@ -108,7 +108,11 @@ pub struct MonitorInstance(Instance);
 const REPORT_EVERY: Duration = Duration::from_secs(30);
 
 impl Instance {
-    pub(crate) fn start(plugin: Arc<Plugin>, server: &str, config: &str) -> Result<Self, PluginError> {
+    pub(crate) fn start(
+        plugin: Arc<Plugin>,
+        server: &str,
+        config: &str,
+    ) -> Result<Self, PluginError> {
         let live = Self::create(&plugin, server, config)?;
         Ok(Self {
             plugin,
@@ -126,7 +130,10 @@ impl Instance {
             plugin: plugin.name.clone(),
             server: server.to_owned(),
         };
-        let mut store = Store::new(&plugin.engine, SandboxState::new(tag, plugin.limits.memory_bytes));
+        let mut store = Store::new(
+            &plugin.engine,
+            SandboxState::new(tag, plugin.limits.memory_bytes),
+        );
         store.limiter(|s| s);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(plugin.limits.init_timeout));
@@ -134,12 +141,11 @@ impl Instance {
             Pre::Parser(p) => p.instantiate(&mut store).map(Bindings::Parser),
             Pre::Monitor(p) => p.instantiate(&mut store).map(Bindings::Monitor),
         };
-        let bindings = instantiated.map_err(|e| {
-            match classify(&e, &store, plugin.limits.init_timeout) {
+        let bindings =
+            instantiated.map_err(|e| match classify(&e, &store, plugin.limits.init_timeout) {
                 Fault::Trap(_) => PluginError::Instantiate(one_line(&e)),
                 fault => PluginError::InitFault(fault),
-            }
-        })?;
+            })?;
         store.data_mut().begin_call();
         store.set_epoch_deadline(ticks(plugin.limits.init_timeout));
         let result = match &bindings {
@@ -150,7 +156,11 @@ impl Instance {
         match result {
             Ok(Ok(())) => Ok(Live { store, bindings }),
             Ok(Err(msg)) => Err(PluginError::Init(msg)),
-            Err(e) => Err(PluginError::InitFault(classify(&e, &store, plugin.limits.init_timeout))),
+            Err(e) => Err(PluginError::InitFault(classify(
+                &e,
+                &store,
+                plugin.limits.init_timeout,
+            ))),
         }
     }
 
@@ -173,9 +183,14 @@ impl Instance {
     /// earlier call faulted.
     fn call<R>(
         &mut self,
+        input_bytes: usize,
         f: impl FnOnce(&Bindings, &mut Store<SandboxState>) -> wasmtime::Result<R>,
     ) -> Result<R, Fault> {
-        let timeout = self.plugin.limits.call_timeout;
+        let limits = self.plugin.limits;
+        let timeout = limits.call_timeout
+            + limits
+                .timeout_per_mib
+                .mul_f64(input_bytes as f64 / (1 << 20) as f64);
         if self.live.is_none() {
             match Self::create(&self.plugin, &self.server, &self.config) {
                 Ok(live) => {
@@ -225,7 +240,10 @@ impl Instance {
     /// Logs a fault, at most once per [`REPORT_EVERY`], with a count of the ones in between.
     fn report(&mut self, fault: &Fault) {
         let now = Instant::now();
-        if self.last_report.is_some_and(|t| now.duration_since(t) < REPORT_EVERY) {
+        if self
+            .last_report
+            .is_some_and(|t| now.duration_since(t) < REPORT_EVERY)
+        {
             self.unreported += 1;
             return;
         }
@@ -245,7 +263,8 @@ impl ParserInstance {
     /// Parses a batch of lines; returns (index in `lines`, event) pairs in line order.
     /// On a fault the whole batch gives nothing for this plugin.
     pub fn parse(&mut self, lines: &[String]) -> Result<Vec<(usize, Event)>, Fault> {
-        let found = self.0.call(|b, store| match b {
+        let bytes = lines.iter().map(String::len).sum();
+        let found = self.0.call(bytes, |b, store| match b {
             Bindings::Parser(b) => b.call_parse(store, lines),
             Bindings::Monitor(_) => wasmtime::bail!("not a parser"),
         })?;
@@ -266,8 +285,12 @@ impl ParserInstance {
 impl MonitorInstance {
     /// Feeds a batch of events; returns the alerts the monitor raised, updated or resolved.
     pub fn on_events(&mut self, events: &[Event]) -> Result<Vec<WitAlert>, Fault> {
+        let bytes = events
+            .iter()
+            .map(|e| e.message.as_ref().map_or(0, String::len))
+            .sum();
         let events: Vec<_> = events.iter().cloned().map(Into::into).collect();
-        self.0.call(|b, store| match b {
+        self.0.call(bytes, |b, store| match b {
             Bindings::Monitor(b) => b.call_on_events(store, &events),
             Bindings::Parser(_) => wasmtime::bail!("not a monitor"),
         })
@@ -275,7 +298,7 @@ impl MonitorInstance {
 
     /// Feeds one metrics sample; returns the alerts the monitor raised, updated or resolved.
     pub fn on_sample(&mut self, sample: &WitSample) -> Result<Vec<WitAlert>, Fault> {
-        self.0.call(|b, store| match b {
+        self.0.call(0, |b, store| match b {
             Bindings::Monitor(b) => b.call_on_sample(store, sample),
             Bindings::Parser(_) => wasmtime::bail!("not a monitor"),
         })

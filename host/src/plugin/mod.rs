@@ -35,8 +35,11 @@ use sandbox::SandboxState;
 pub struct Limits {
     /// Linear memory an instance may grow to.
     pub memory_bytes: usize,
-    /// Wall time one call (`parse`, `on-events`, `on-sample`) may take.
+    /// Wall time one call (`parse`, `on-events`, `on-sample`) may take...
     pub call_timeout: Duration,
+    /// ...plus this much per MiB of text handed over, so that a batch with a 1 MB line is
+    /// not mistaken for a runaway plugin.
+    pub timeout_per_mib: Duration,
     /// Wall time `init` may take (it usually compiles rules, so it gets longer).
     pub init_timeout: Duration,
 }
@@ -46,6 +49,7 @@ impl Default for Limits {
         Self {
             memory_bytes: 64 << 20,
             call_timeout: Duration::from_millis(50),
+            timeout_per_mib: Duration::from_millis(200),
             init_timeout: Duration::from_secs(2),
         }
     }
@@ -230,7 +234,11 @@ impl Plugin {
     }
 
     /// A parser instance for `server`, initialised with `config` (JSON).
-    pub fn parser(self: &Arc<Self>, server: &str, config: &str) -> Result<ParserInstance, PluginError> {
+    pub fn parser(
+        self: &Arc<Self>,
+        server: &str,
+        config: &str,
+    ) -> Result<ParserInstance, PluginError> {
         match &self.pre {
             Pre::Parser(_) => Instance::start(self.clone(), server, config).map(Into::into),
             Pre::Monitor(_) => Err(PluginError::WrongWorld {
@@ -241,7 +249,11 @@ impl Plugin {
     }
 
     /// A monitor instance for `server`, initialised with `config` (JSON).
-    pub fn monitor(self: &Arc<Self>, server: &str, config: &str) -> Result<MonitorInstance, PluginError> {
+    pub fn monitor(
+        self: &Arc<Self>,
+        server: &str,
+        config: &str,
+    ) -> Result<MonitorInstance, PluginError> {
         match &self.pre {
             Pre::Monitor(_) => Instance::start(self.clone(), server, config).map(Into::into),
             Pre::Parser(_) => Err(PluginError::WrongWorld {

@@ -148,7 +148,9 @@ impl host::Host for SandboxState {
                 tracing::info!(plugin = %plugin, server = %server, "{message}")
             }
             WitSeverity::Warning => tracing::warn!(plugin = %plugin, server = %server, "{message}"),
-            WitSeverity::Critical => tracing::error!(plugin = %plugin, server = %server, "{message}"),
+            WitSeverity::Critical => {
+                tracing::error!(plugin = %plugin, server = %server, "{message}")
+            }
         }
     }
 }

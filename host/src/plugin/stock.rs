@@ -9,7 +9,8 @@ use factorio_isr_patterns_engine::PatternFile;
 pub const PATTERNS_WASM: &[u8] = include_bytes!(env!("FACTORIO_ISR_WASM_FACTORIO_ISR_PATTERNS"));
 
 /// The repository's `patterns/*.yml`, used when no patterns folder is given or found.
-pub const STOCK_PATTERN_FILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/stock_patterns.rs"));
+pub const STOCK_PATTERN_FILES: &[(&str, &str)] =
+    include!(concat!(env!("OUT_DIR"), "/stock_patterns.rs"));
 
 /// The names of the stock plugins.
 pub const STOCK_PLUGINS: &[&str] = &["patterns"];
@@ -84,7 +85,10 @@ pub fn read_pattern_dir(dir: &Path, only: Option<&[String]>) -> anyhow::Result<V
                 if !path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
                     continue;
                 }
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read pattern file {}", path.display()))?;
                 files.push(PatternFile::new(name, text));

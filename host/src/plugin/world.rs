@@ -84,7 +84,10 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Result<WorldInf
     let ty = component.component_type();
     let mut version = None;
     for (name, _) in ty.imports(engine) {
-        let Some(rest) = name.strip_prefix(WIT_PACKAGE).and_then(|r| r.strip_prefix('/')) else {
+        let Some(rest) = name
+            .strip_prefix(WIT_PACKAGE)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
             continue;
         };
         let Some((_, v)) = rest.split_once('@') else {

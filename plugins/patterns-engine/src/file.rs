@@ -39,7 +39,9 @@ pub(crate) const RULE_KEYS: &[&str] = &[
 ];
 
 /// The keys `defaults:` may have; they apply to every rule of the file that lacks them.
-const DEFAULT_KEYS: &[&str] = &["emoji", "message", "enabled", "priority", "channel", "severity"];
+const DEFAULT_KEYS: &[&str] = &[
+    "emoji", "message", "enabled", "priority", "channel", "severity",
+];
 
 /// The Python bot's default priority.
 pub(crate) const DEFAULT_PRIORITY: u32 = 10;
@@ -116,7 +118,10 @@ pub(crate) fn load(file: &PatternFile) -> Loaded {
                 Some(1),
                 None,
                 None,
-                format!("expected a mapping with an `events` key, found {}", describe(&other)),
+                format!(
+                    "expected a mapping with an `events` key, found {}",
+                    describe(&other)
+                ),
             ));
             return out;
         }
@@ -171,7 +176,9 @@ pub(crate) fn load(file: &PatternFile) -> Loaded {
                     lines.top_level(&name),
                     None,
                     None,
-                    format!("top-level key `{name}` is not used (only `events` and `defaults` are)"),
+                    format!(
+                        "top-level key `{name}` is not used (only `events` and `defaults` are)"
+                    ),
                 ));
             }
         }
@@ -181,8 +188,12 @@ pub(crate) fn load(file: &PatternFile) -> Loaded {
     let events = match events {
         Some(Value::Mapping(m)) => m,
         Some(Value::Null) | None => {
-            out.warnings
-                .push(diag(events_line, None, None, "no `events` in this file".into()));
+            out.warnings.push(diag(
+                events_line,
+                None,
+                None,
+                "no `events` in this file".into(),
+            ));
             return out;
         }
         Some(other) => {
@@ -190,7 +201,10 @@ pub(crate) fn load(file: &PatternFile) -> Loaded {
                 events_line,
                 None,
                 None,
-                format!("`events` must be a mapping of rule names to rules, found {}", describe(other)),
+                format!(
+                    "`events` must be a mapping of rule names to rules, found {}",
+                    describe(other)
+                ),
             ));
             return out;
         }
@@ -204,7 +218,10 @@ pub(crate) fn load(file: &PatternFile) -> Loaded {
                 rule_line,
                 Some(&name),
                 None,
-                format!("a rule must be a mapping of keys to values, found {}", describe(value)),
+                format!(
+                    "a rule must be a mapping of keys to values, found {}",
+                    describe(value)
+                ),
             ));
             continue;
         };
@@ -292,7 +309,9 @@ impl Inherited {
                 self.enabled = match value {
                     Value::Bool(b) => Some(*b),
                     Value::Null => None,
-                    other => return Err(format!("expected true or false, found {}", describe(other))),
+                    other => {
+                        return Err(format!("expected true or false, found {}", describe(other)));
+                    }
                 }
             }
             "priority" => {
@@ -307,17 +326,22 @@ impl Inherited {
                         }
                     },
                     Value::Null => None,
-                    other => return Err(format!("expected a whole number, found {}", describe(other))),
+                    other => {
+                        return Err(format!(
+                            "expected a whole number, found {}",
+                            describe(other)
+                        ));
+                    }
                 }
             }
-            "severity" => {
-                self.severity = match string(value)? {
-                    None => None,
-                    Some(s) => Some(Severity::from_name(&s).ok_or_else(|| {
-                        format!("unknown severity `{s}` (allowed: debug, info, notice, warning, critical)")
-                    })?),
-                }
-            }
+            "severity" => self.severity = match string(value)? {
+                None => None,
+                Some(s) => Some(Severity::from_name(&s).ok_or_else(|| {
+                    format!(
+                        "unknown severity `{s}` (allowed: debug, info, notice, warning, critical)"
+                    )
+                })?),
+            },
             _ => return Err(format!("`{key}` cannot be set here")),
         }
         Ok(())
@@ -417,7 +441,10 @@ fn key_of(line: &str) -> Option<&str> {
     for quote in ['\'', '"'] {
         if let Some(rest) = t.strip_prefix(quote) {
             let end = rest.find(quote)?;
-            return rest[end + 1..].trim_start().starts_with(':').then(|| &rest[..end]);
+            return rest[end + 1..]
+                .trim_start()
+                .starts_with(':')
+                .then(|| &rest[..end]);
         }
     }
     let end = t.find(':')?;

@@ -71,9 +71,7 @@ impl RuleSet {
             return Err(Diagnostics(errors));
         }
 
-        rules.sort_by(|a, b| {
-            (a.priority, &a.file, &a.name).cmp(&(b.priority, &b.file, &b.name))
-        });
+        rules.sort_by(|a, b| (a.priority, &a.file, &a.name).cmp(&(b.priority, &b.file, &b.name)));
         let active: Vec<usize> = (0..rules.len()).filter(|&i| rules[i].enabled).collect();
         let set = if active.is_empty() {
             None

@@ -141,7 +141,9 @@ impl Rule {
         }
         let kind = spec.kind.unwrap_or_else(|| spec.name.clone());
         Ok(Self {
-            severity: spec.severity.unwrap_or_else(|| Severity::default_for(&kind)),
+            severity: spec
+                .severity
+                .unwrap_or_else(|| Severity::default_for(&kind)),
             name: spec.name,
             file: spec.file,
             line: spec.line,
@@ -193,13 +195,15 @@ impl Rule {
             return None;
         }
         let text = match &self.template {
-            Some(t) => Some(t.render(|name| match name {
-                "player" => player,
-                "message" => message,
-                other => fields
-                    .iter()
-                    .find(|(n, _)| n == other)
-                    .map(|(_, v)| v.as_str()),
+            Some(t) => Some(t.render(|name| {
+                match name {
+                    "player" => player,
+                    "message" => message,
+                    other => fields
+                        .iter()
+                        .find(|(n, _)| n == other)
+                        .map(|(_, v)| v.as_str()),
+                }
             })),
             None => default_text(player, message),
         };

@@ -96,23 +96,35 @@ mod tests {
     #[test]
     fn fills_placeholders_and_keeps_other_braces() {
         assert_eq!(
-            render("**{player}** said {message} {not a name} {", &[("player", "Al"), ("message", "hi")]),
+            render(
+                "**{player}** said {message} {not a name} {",
+                &[("player", "Al"), ("message", "hi")]
+            ),
             "**Al** said hi {not a name} {"
         );
-        let names: Vec<_> = Template::parse("{a}{b_2}x{c").names().map(str::to_owned).collect();
+        let names: Vec<_> = Template::parse("{a}{b_2}x{c")
+            .names()
+            .map(str::to_owned)
+            .collect();
         assert_eq!(names, ["a", "b_2"]);
     }
 
     #[test]
     fn escapes_markdown_in_values_but_not_in_the_template() {
         assert_eq!(
-            render("**{player}**: {message}", &[("player", "a_b"), ("message", "*bold* `x` > q")]),
+            render(
+                "**{player}**: {message}",
+                &[("player", "a_b"), ("message", "*bold* `x` > q")]
+            ),
             "**a\\_b**: \\*bold\\* \\`x\\` > q"
         );
     }
 
     #[test]
     fn absent_values_render_empty_and_trailing_space_is_trimmed() {
-        assert_eq!(render("**{player}** {message}", &[("player", "Al")]), "**Al**");
+        assert_eq!(
+            render("**{player}** {message}", &[("player", "Al")]),
+            "**Al**"
+        );
     }
 }

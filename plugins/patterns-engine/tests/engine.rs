@@ -14,7 +14,10 @@ fn stock_files() -> Vec<PatternFile> {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            files.push(PatternFile::new(name, std::fs::read_to_string(&path).unwrap()));
+            files.push(PatternFile::new(
+                name,
+                std::fs::read_to_string(&path).unwrap(),
+            ));
         }
     }
     files
@@ -27,7 +30,10 @@ fn stock_patterns_give_the_expected_event_for_every_test_line() {
     assert!(rules.warnings().is_empty(), "{:?}", rules.warnings());
     let mut m = rules.into_matcher();
     let mut checked = 0;
-    for row in table.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for row in table
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let cols: Vec<&str> = row.split('\t').collect();
         let (line, kind) = (cols[0], cols[1]);
         let event = m.parse_line(line);
@@ -57,39 +63,73 @@ fn stock_patterns_fill_the_fields_of_the_design_table() {
     assert_eq!(kick.player.as_deref(), Some("Bob.x"));
     assert_eq!(
         kick.fields,
-        vec![("by".to_owned(), "Admin-1".to_owned()), ("reason".to_owned(), "afk".to_owned())]
+        vec![
+            ("by".to_owned(), "Admin-1".to_owned()),
+            ("reason".to_owned(), "afk".to_owned())
+        ]
     );
     let cmd = m
         .parse_line("2026-01-01 10:00:00 [COMMAND] Alice (command): game.print(1)")
         .unwrap();
-    assert_eq!(cmd.fields, vec![("command".to_owned(), "game.print(1)".to_owned())]);
-    let unban = m.parse_line("[UNBANNED] Bob was unbanned by Admin.").unwrap();
+    assert_eq!(
+        cmd.fields,
+        vec![("command".to_owned(), "game.print(1)".to_owned())]
+    );
+    let unban = m
+        .parse_line("[UNBANNED] Bob was unbanned by Admin.")
+        .unwrap();
     assert_eq!(unban.fields, vec![("by".to_owned(), "Admin".to_owned())]);
-    let promote = m.parse_line("2026-01-01 10:00:00 [PROMOTE] Alice was promoted to admin by Bob.").unwrap();
-    assert_eq!((promote.kind.as_str(), promote.player.as_deref()), ("promote", Some("Alice")));
+    let promote = m
+        .parse_line("2026-01-01 10:00:00 [PROMOTE] Alice was promoted to admin by Bob.")
+        .unwrap();
+    assert_eq!(
+        (promote.kind.as_str(), promote.player.as_deref()),
+        ("promote", Some("Alice"))
+    );
     assert_eq!(promote.fields, vec![("by".to_owned(), "Bob".to_owned())]);
-    let demote = m.parse_line("2026-01-01 10:00:00 [DEMOTE] Alice was demoted.").unwrap();
+    let demote = m
+        .parse_line("2026-01-01 10:00:00 [DEMOTE] Alice was demoted.")
+        .unwrap();
     assert_eq!((demote.kind.as_str(), demote.fields.len()), ("demote", 0));
-    let whisper = m.parse_line("2026-01-01 10:00:00 [WHISPER] Al.ice to Bob: psst").unwrap();
+    let whisper = m
+        .parse_line("2026-01-01 10:00:00 [WHISPER] Al.ice to Bob: psst")
+        .unwrap();
     assert_eq!(whisper.player.as_deref(), Some("Al.ice"));
     assert_eq!(whisper.message.as_deref(), Some("psst"));
-    let crash = m.parse_line("  99.000 Quitting: multiplayer error.").unwrap();
-    assert_eq!((crash.kind.as_str(), crash.severity), ("server-crashed", Severity::Critical));
-    assert_eq!(crash.fields, vec![("reason".to_owned(), "multiplayer error".to_owned())]);
-    let desync = m.parse_line("  10.000 Info ClientMultiplayerManager.cpp:1: DesyncedWaitingForMap").unwrap();
+    let crash = m
+        .parse_line("  99.000 Quitting: multiplayer error.")
+        .unwrap();
+    assert_eq!(
+        (crash.kind.as_str(), crash.severity),
+        ("server-crashed", Severity::Critical)
+    );
+    assert_eq!(
+        crash.fields,
+        vec![("reason".to_owned(), "multiplayer error".to_owned())]
+    );
+    let desync = m
+        .parse_line("  10.000 Info ClientMultiplayerManager.cpp:1: DesyncedWaitingForMap")
+        .unwrap();
     assert_eq!(desync.kind, "desync");
     let goodbye = m.parse_line(" 640.911 Goodbye").unwrap();
     assert_eq!(goodbye.kind, "server-stopped");
-    let mention = m.parse_line("2026-01-01 10:00:00 [CHAT] Alice: help @admins please").unwrap();
+    let mention = m
+        .parse_line("2026-01-01 10:00:00 [CHAT] Alice: help @admins please")
+        .unwrap();
     assert_eq!(mention.kind, "mention");
 }
 
 #[test]
 fn text_is_markdown_with_player_values_escaped() {
     let mut m = RuleSet::compile(&stock_files()).unwrap().into_matcher();
-    let e = m.parse_line("2026-01-01 10:00:00 [CHAT] a_b: **@everyone** `x`").unwrap();
+    let e = m
+        .parse_line("2026-01-01 10:00:00 [CHAT] a_b: **@everyone** `x`")
+        .unwrap();
     assert_eq!(e.message.as_deref(), Some("**@everyone** `x`"));
-    assert_eq!(e.text.as_deref(), Some("**a\\_b**: \\*\\*@everyone\\*\\* \\`x\\`"));
+    assert_eq!(
+        e.text.as_deref(),
+        Some("**a\\_b**: \\*\\*@everyone\\*\\* \\`x\\`")
+    );
     assert_eq!(e.emoji.as_deref(), Some("💬"));
 }
 
@@ -135,14 +175,19 @@ fn python_bot_pattern_files_load_unchanged_with_the_same_meaning() {
     assert_eq!(rules.rules().len(), 5);
     let mut m = rules.into_matcher();
 
-    let join = m.parse_line("2026-01-01 10:00:00 [JOIN] Alice joined the game").unwrap();
+    let join = m
+        .parse_line("2026-01-01 10:00:00 [JOIN] Alice joined the game")
+        .unwrap();
     assert_eq!(join.kind, "join");
     assert_eq!(join.player.as_deref(), Some("Alice"));
     assert_eq!(join.channel.as_deref(), Some("general"));
     assert_eq!(join.text.as_deref(), Some("**Alice** joined the server"));
 
     let chat = m.parse_line("[CHAT] bob: hi there").unwrap();
-    assert_eq!((chat.player.as_deref(), chat.message.as_deref()), (Some("bob"), Some("hi there")));
+    assert_eq!(
+        (chat.player.as_deref(), chat.message.as_deref()),
+        (Some("bob"), Some("hi there"))
+    );
 
     // Case-insensitive search, and a rule without `type` gets its name as the kind; the
     // default text is `player: message`.
@@ -150,7 +195,10 @@ fn python_bot_pattern_files_load_unchanged_with_the_same_meaning() {
     assert_eq!(shout.kind, "shout_upper");
     assert_eq!(shout.text.as_deref(), Some("bob: HEY"));
 
-    assert!(m.parse_line("bob fell to their death.").is_none(), "disabled rule matched");
+    assert!(
+        m.parse_line("bob fell to their death.").is_none(),
+        "disabled rule matched"
+    );
 
     // One group in a `server` rule: it is the message too.
     let note = m.parse_line("Server note: restart at 5").unwrap();
@@ -159,9 +207,17 @@ fn python_bot_pattern_files_load_unchanged_with_the_same_meaning() {
 
 #[test]
 fn lower_priority_number_wins_and_ties_break_by_file_then_rule_name() {
-    let a = PatternFile::new("b.yml", "events:\n  zed:\n    pattern: 'x'\n    priority: 5\n  alpha:\n    pattern: 'x'\n    priority: 5\n");
-    let b = PatternFile::new("a.yml", "events:\n  late:\n    pattern: 'x'\n    priority: 5\n  early:\n    pattern: 'x'\n    priority: 4\n");
-    let mut m = RuleSet::compile(&[a.clone(), b.clone()]).unwrap().into_matcher();
+    let a = PatternFile::new(
+        "b.yml",
+        "events:\n  zed:\n    pattern: 'x'\n    priority: 5\n  alpha:\n    pattern: 'x'\n    priority: 5\n",
+    );
+    let b = PatternFile::new(
+        "a.yml",
+        "events:\n  late:\n    pattern: 'x'\n    priority: 5\n  early:\n    pattern: 'x'\n    priority: 4\n",
+    );
+    let mut m = RuleSet::compile(&[a.clone(), b.clone()])
+        .unwrap()
+        .into_matcher();
     assert_eq!(m.parse_line("x").unwrap().kind, "early");
     let order: Vec<_> = m.rules().rules().iter().map(|r| r.name.as_str()).collect();
     assert_eq!(order, ["early", "late", "alpha", "zed"]);
@@ -178,20 +234,33 @@ fn named_groups_become_fields_and_templates_may_use_them() {
         "defaults:\n  emoji: '🔬'\n  channel: science\nevents:\n  research:\n    pattern: '\\[RESEARCH\\] (?P<tech>[\\w-]+) finished by (?P<force>\\w+)'\n    type: research-finished\n    message: '{tech} done for {force}'\n    severity: notice\n",
     );
     let mut m = RuleSet::compile(&[f]).unwrap().into_matcher();
-    let e = m.parse_line("[RESEARCH] automation-2 finished by player").unwrap();
+    let e = m
+        .parse_line("[RESEARCH] automation-2 finished by player")
+        .unwrap();
     assert_eq!(e.kind, "research-finished");
     assert_eq!(e.player, None);
     assert_eq!(
         e.fields,
-        vec![("tech".to_owned(), "automation-2".to_owned()), ("force".to_owned(), "player".to_owned())]
+        vec![
+            ("tech".to_owned(), "automation-2".to_owned()),
+            ("force".to_owned(), "player".to_owned())
+        ]
     );
     assert_eq!(e.text.as_deref(), Some("automation-2 done for player"));
-    assert_eq!((e.emoji.as_deref(), e.channel.as_deref()), (Some("🔬"), Some("science")));
+    assert_eq!(
+        (e.emoji.as_deref(), e.channel.as_deref()),
+        (Some("🔬"), Some("science"))
+    );
     assert_eq!(e.severity, Severity::Notice);
 }
 
 fn errors(files: &[PatternFile]) -> Vec<String> {
-    RuleSet::compile(files).unwrap_err().0.iter().map(ToString::to_string).collect()
+    RuleSet::compile(files)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 #[test]
@@ -199,7 +268,11 @@ fn an_invalid_regex_names_the_file_line_rule_and_problem() {
     let text = "events:\n  good:\n    pattern: 'ok'\n  bad:\n    type: x\n    pattern: '(?<=look)behind'\n";
     let errs = errors(&[PatternFile::new("custom.yml", text)]);
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].starts_with("custom.yml:6: rule `bad`, field `pattern`: invalid regex"), "{}", errs[0]);
+    assert!(
+        errs[0].starts_with("custom.yml:6: rule `bad`, field `pattern`: invalid regex"),
+        "{}",
+        errs[0]
+    );
     assert!(errs[0].contains("look-around"), "{}", errs[0]);
 }
 
@@ -208,25 +281,53 @@ fn unknown_keys_and_wrong_types_are_errors_and_all_are_reported() {
     let text = "events:\n  one:\n    pattern: 'a'\n    colour: red\n  two:\n    pattern: 'b'\n    priority: high\n  three:\n    pattern: 'c'\n    enabled: 'yes'\n  four:\n    emoji: x\n";
     let errs = errors(&[PatternFile::new("typos.yml", text)]);
     assert_eq!(errs.len(), 4, "{errs:#?}");
-    assert!(errs[0].starts_with("typos.yml:4: rule `one`, field `colour`: unknown key `colour`"), "{}", errs[0]);
-    assert!(errs[1].starts_with("typos.yml:7: rule `two`, field `priority`: expected a whole number"), "{}", errs[1]);
-    assert!(errs[2].starts_with("typos.yml:10: rule `three`, field `enabled`: expected true or false"), "{}", errs[2]);
-    assert!(errs[3].starts_with("typos.yml:11: rule `four`, field `pattern`: the rule has no `pattern`"), "{}", errs[3]);
+    assert!(
+        errs[0].starts_with("typos.yml:4: rule `one`, field `colour`: unknown key `colour`"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[1].starts_with("typos.yml:7: rule `two`, field `priority`: expected a whole number"),
+        "{}",
+        errs[1]
+    );
+    assert!(
+        errs[2].starts_with("typos.yml:10: rule `three`, field `enabled`: expected true or false"),
+        "{}",
+        errs[2]
+    );
+    assert!(
+        errs[3]
+            .starts_with("typos.yml:11: rule `four`, field `pattern`: the rule has no `pattern`"),
+        "{}",
+        errs[3]
+    );
 }
 
 #[test]
 fn a_template_naming_a_group_that_does_not_exist_is_an_error() {
     let text = "events:\n  r:\n    pattern: '(\\w+) deployed a (.+)'\n    message: '{player} deployed a {vehicle}'\n";
     let errs = errors(&[PatternFile::new("aai.yml", text)]);
-    assert!(errs[0].starts_with("aai.yml:4: rule `r`, field `message`: the template uses `{vehicle}`"), "{}", errs[0]);
+    assert!(
+        errs[0].starts_with("aai.yml:4: rule `r`, field `message`: the template uses `{vehicle}`"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
 fn yaml_syntax_errors_carry_their_line() {
-    let errs = errors(&[PatternFile::new("broken.yml", "events:\n  r:\n    pattern: 'a\n  x: [\n")]);
+    let errs = errors(&[PatternFile::new(
+        "broken.yml",
+        "events:\n  r:\n    pattern: 'a\n  x: [\n",
+    )]);
     assert!(errs[0].starts_with("broken.yml:"), "{}", errs[0]);
     assert!(errs[0].contains("not valid YAML"), "{}", errs[0]);
-    assert!(!errs[0].starts_with("broken.yml: "), "no line in {}", errs[0]);
+    assert!(
+        !errs[0].starts_with("broken.yml: "),
+        "no line in {}",
+        errs[0]
+    );
 }
 
 #[test]
@@ -236,7 +337,10 @@ fn a_duplicate_rule_name_warns_naming_both_places_and_the_first_wins() {
     let rules = RuleSet::compile(&[b, a]).unwrap();
     assert_eq!(rules.warnings().len(), 1);
     let w = rules.warnings()[0].to_string();
-    assert_eq!(w, "b.yml:3: rule `chat`: this rule name is already used at a.yml:2; the first one is kept");
+    assert_eq!(
+        w,
+        "b.yml:3: rule `chat`: this rule name is already used at a.yml:2; the first one is kept"
+    );
     let mut m = rules.into_matcher();
     assert!(m.parse_line("first").is_some());
     assert!(m.parse_line("second").is_none());
@@ -258,7 +362,10 @@ fn empty_huge_and_odd_lines_are_handled() {
 fn no_files_or_only_disabled_rules_match_nothing() {
     let mut m = RuleSet::compile(&[]).unwrap().into_matcher();
     assert!(m.parse_line("[CHAT] a: b").is_none());
-    let f = PatternFile::new("off.yml", "events:\n  r:\n    pattern: 'a'\n    enabled: false\n");
+    let f = PatternFile::new(
+        "off.yml",
+        "events:\n  r:\n    pattern: 'a'\n    enabled: false\n",
+    );
     let mut m = RuleSet::compile(&[f]).unwrap().into_matcher();
     assert!(m.parse_line("a").is_none());
 }

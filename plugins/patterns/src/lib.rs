@@ -28,7 +28,10 @@ impl Parser for Patterns {
         let enabled = rules.rules().iter().filter(|r| r.enabled).count();
         log(
             Severity::Debug,
-            &format!("{enabled} rules enabled from {} pattern files", config.files.len()),
+            &format!(
+                "{enabled} rules enabled from {} pattern files",
+                config.files.len()
+            ),
         );
         Ok(Self {
             matcher: rules.into_matcher(),

@@ -31,6 +31,7 @@ extern crate self as factorio_isr_sdk;
 
 /// Bindings generated from the WIT package; plugins use the re-exports at the crate root.
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     /// The `parser` world.
     pub mod parser {

@@ -47,7 +47,8 @@ impl Parser for Misbehave {
             "SNOOP" => {
                 // What the sandbox lets through: it should be nothing.
                 let env = std::env::vars().count();
-                let fs = std::fs::read_dir("/").is_ok() || std::fs::read_to_string("/etc/hostname").is_ok();
+                let fs = std::fs::read_dir("/").is_ok()
+                    || std::fs::read_to_string("/etc/hostname").is_ok();
                 let net = std::net::TcpStream::connect("127.0.0.1:80").is_ok();
                 Some(
                     Event::new("snoop")

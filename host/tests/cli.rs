@@ -1,0 +1,282 @@
+//! The `factorio-isr` binary as a user runs it: parse, check, plugin check/bench/new.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_factorio-isr"));
+    cmd.env(
+        "FACTORIO_ISR_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-plugin-cache"),
+    )
+    .env_remove("LOG_LEVEL")
+    .env_remove("LOG_FORMAT");
+    cmd
+}
+
+fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+#[test]
+fn parse_prints_one_json_object_per_event_with_line_numbers() {
+    let log = "2026-01-01 10:00:00 [JOIN] Alice joined the game\nnoise\n2026-01-01 10:00:01 [KICK] Bob was kicked by <server>. Reason: afk.\n";
+    let out = run(bin().arg("parse").current_dir(repo()), log.as_bytes());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["line"], 1);
+    assert_eq!(events[0]["kind"], "join");
+    assert_eq!(events[0]["player"], "Alice");
+    assert_eq!(events[0]["severity"], "info");
+    assert_eq!(events[1]["line"], 3);
+    assert_eq!(events[1]["fields"]["by"], "<server>");
+    assert_eq!(events[1]["fields"]["reason"], "afk");
+    assert!(events[1]["text"].is_string());
+}
+
+#[test]
+fn parse_reads_a_file_and_survives_empty_huge_and_invalid_utf8_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("console.log");
+    let mut data = Vec::new();
+    data.extend_from_slice(b"\n");
+    data.extend_from_slice(b"2026-01-01 10:00:00 [CHAT] Al\xffce: caf\xe9\n");
+    data.extend_from_slice(b"2026-01-01 10:00:00 [CHAT] Bob: ");
+    data.extend(std::iter::repeat_n(b'y', 3 << 20));
+    data.extend_from_slice(b"\n2026-01-01 10:00:00 [LEAVE] Bob left the game");
+    std::fs::write(&path, &data).unwrap();
+    // Run outside the repo: the built-in pattern files are used.
+    let out = run(bin().arg("parse").arg(&path).current_dir(dir.path()), b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(u64, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // The invalid UTF-8 makes the name not a player name, so line 2 gives nothing; the
+    // 3 MB line is cut to 1 MiB and still parsed; the last line has no newline.
+    assert_eq!(summary, [(3, "chat".to_owned()), (4, "leave".to_owned())]);
+    assert_eq!(
+        events[0]["message"].as_str().unwrap().len(),
+        (1 << 20) - "2026-01-01 10:00:00 [CHAT] Bob: ".len()
+    );
+    assert!(
+        text(&out.stderr).contains("longer than"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn parse_and_check_reject_a_broken_pattern_file_naming_file_line_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("custom.yml"),
+        "events:\n  ok:\n    pattern: 'fine'\n  broken:\n    pattern: '[unclosed'\n    colour: red\n",
+    )
+    .unwrap();
+    let out = run(
+        bin().args(["parse", "--patterns"]).arg(dir.path()),
+        b"fine\n",
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("custom.yml:6: rule `broken`, field `colour`: unknown key `colour`"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let out = run(bin().args(["check", "--patterns"]).arg(dir.path()), b"");
+    assert_eq!(out.status.code(), Some(1));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("error: custom.yml:6: rule `broken`, field `colour`"),
+        "{report}"
+    );
+
+    std::fs::write(
+        dir.path().join("custom.yml"),
+        "events:\n  broken:\n    pattern: '[unclosed'\n",
+    )
+    .unwrap();
+    let out = run(bin().args(["check", "--patterns"]).arg(dir.path()), b"");
+    assert_eq!(out.status.code(), Some(1));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("error: custom.yml:3: rule `broken`, field `pattern`: invalid regex"),
+        "{report}"
+    );
+}
+
+#[test]
+fn check_passes_on_the_stock_pattern_files() {
+    let out = run(bin().arg("check").current_dir(repo()), b"");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("patterns: 2 files"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn plugin_check_says_world_version_and_runs_sample_lines() {
+    let out = run(
+        bin()
+            .args(["plugin", "check", "patterns"])
+            .current_dir(repo()),
+        b"",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("world:   factorio-isr:plugin/parser@0.1.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("7 lines -> 5 events"), "{stdout}");
+
+    let out = run(
+        bin().args(["plugin", "check", env!("FACTORIO_ISR_WASM_ECHO_MONITOR")]),
+        b"",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("world:   factorio-isr:plugin/monitor@0.1.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-> 4 alerts"), "{stdout}");
+}
+
+#[test]
+fn plugin_check_gives_one_line_errors_for_files_that_are_not_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, wat::parse_str("(module)").unwrap()).unwrap();
+    let out = run(bin().args(["plugin", "check"]).arg(&core), b"");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("error:   a core WebAssembly module, not a component"),
+        "{stdout}"
+    );
+    assert!(!text(&out.stderr).contains("panicked"));
+
+    let out = run(
+        bin()
+            .args(["plugin", "check"])
+            .arg(dir.path().join("missing.wasm")),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn plugin_bench_reports_throughput_and_latency() {
+    let out = run(
+        bin()
+            .args(["plugin", "bench", "patterns", "--seconds", "0.2", "--lines"])
+            .arg(repo().join("tests/fixtures/console-lines.tsv"))
+            .current_dir(repo()),
+        b"",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("lines/s"), "{stdout}");
+    assert!(stdout.contains("p99"), "{stdout}");
+}
+
+/// `plugin new` writes a crate that builds where it stands (outside this repository) and
+/// passes `plugin check`. Slow: it compiles wit-bindgen for wasm32-wasip2.
+#[test]
+fn plugin_new_writes_a_crate_that_builds_anywhere_and_passes_check() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, kind) in [("my-parser", "parser"), ("my-monitor", "monitor")] {
+        let out = run(
+            bin()
+                .args(["plugin", "new", name, "--kind", kind])
+                .current_dir(dir.path()),
+            b"",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let crate_dir = dir.path().join(name);
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let build = Command::new(cargo)
+            .args(["build", "--release", "--quiet"])
+            .current_dir(&crate_dir)
+            .env(
+                "CARGO_TARGET_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-new-target"),
+            )
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(build.status.success(), "{}", text(&build.stderr));
+        let wasm = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("plugin-new-target/wasm32-wasip2/release")
+            .join(format!("{}.wasm", name.replace('-', "_")));
+        let out = run(bin().args(["plugin", "check"]).arg(&wasm), b"");
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+        assert!(
+            stdout.contains(&format!("factorio-isr:plugin/{kind}@0.1.0")),
+            "{stdout}"
+        );
+    }
+    let parser_check = run(
+        bin()
+            .args(["plugin", "new", "my-parser"])
+            .current_dir(dir.path()),
+        b"",
+    );
+    assert!(
+        !parser_check.status.success(),
+        "an existing folder must not be overwritten"
+    );
+}
