@@ -4,6 +4,7 @@
 //! alerts → sinks. The modules are named for those steps.
 
 pub mod cli;
+pub mod config;
 pub mod event;
 pub mod lines;
 pub mod logging;

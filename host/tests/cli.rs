@@ -280,3 +280,109 @@ fn plugin_new_writes_a_crate_that_builds_anywhere_and_passes_check() {
         "an existing folder must not be overwritten"
     );
 }
+
+#[test]
+fn parse_runs_the_parsers_a_server_is_configured_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let patterns = dir.path().join("my-patterns");
+    std::fs::create_dir(&patterns).unwrap();
+    std::fs::write(
+        patterns.join("rockets.yml"),
+        "events:\n  rocket:\n    pattern: 'rocket launched by (?P<player>\\S+)'\n    type: rocket-launched\n",
+    )
+    .unwrap();
+    let config = dir.path().join("servers.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "servers:\n  prod:\n    log_path: /x\n    parsers:\n      - plugin: patterns\n        config: {{dir: {}}}\n      - plugin: {}\n  other:\n    log_path: /y\n",
+            patterns.display(),
+            env!("FACTORIO_ISR_WASM_MISBEHAVE")
+        ),
+    )
+    .unwrap();
+    let out = run(
+        bin()
+            .args(["parse", "--config"])
+            .arg(&config)
+            .args(["--server", "prod"]),
+        b"rocket launched by Alice\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let kinds: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["rocket-launched", "echo"]);
+
+    let out = run(
+        bin()
+            .args(["parse", "--config"])
+            .arg(&config)
+            .args(["--server", "nope"]),
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no server `nope` (configured: prod, other)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_validates_a_config_and_every_plugin_it_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("servers.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "servers:\n  prod:\n    log_path: /x\n    monitors:\n      - plugin: {}\n  bad:\n    parsers:\n      - plugin: {}\n        config: fail\n",
+            env!("FACTORIO_ISR_WASM_ECHO_MONITOR"),
+            env!("FACTORIO_ISR_WASM_MISBEHAVE"),
+        ),
+    )
+    .unwrap();
+    let out = run(
+        bin()
+            .args(["check", "--config"])
+            .arg(&config)
+            .current_dir(repo()),
+        b"",
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("server prod: plugin patterns: factorio-isr:plugin/parser@0.1.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("server prod: plugin") && stdout.contains("monitor@0.1.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("error: server bad: plugin")
+            && stdout.contains("init failed: asked to fail"),
+        "{stdout}"
+    );
+
+    std::fs::write(&config, "servers:\n  prod:\n    log_pth: /x\n").unwrap();
+    let out = run(
+        bin()
+            .args(["check", "--config"])
+            .arg(&config)
+            .current_dir(repo()),
+        b"",
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("servers.yml:2: servers.prod: unknown field `log_pth`"),
+        "{stdout}"
+    );
+}

@@ -7,10 +7,14 @@ use clap::Args;
 use factorio_isr_patterns_engine::RuleSet;
 
 use super::RuntimeArgs;
-use crate::plugin::stock::PluginSource;
+use crate::config::{Config, PluginEntry};
+use crate::plugin::stock::{self, PluginSource};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// A servers.yml to validate, with every plugin its servers use.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// A folder of pattern files to validate (default: ./patterns if it exists, else the
     /// built-in pattern files).
     #[arg(long, value_name = "DIR")]
@@ -27,7 +31,10 @@ pub struct CheckArgs {
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut problems = 0usize;
-    let files = super::parse::pattern_files(args.patterns.as_deref())?;
+    let files = match &args.patterns {
+        Some(dir) => stock::read_pattern_dir(dir, None)?,
+        None => stock::default_pattern_files()?,
+    };
     match RuleSet::compile(&files) {
         Ok(rules) => {
             for w in rules.warnings() {
@@ -45,6 +52,52 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 println!("error: {e}");
             }
             problems += errors.0.len();
+        }
+    }
+    if let Some(path) = &args.config {
+        match Config::load(path) {
+            Ok(config) => {
+                println!(
+                    "config: {}: {} servers: ok",
+                    path.display(),
+                    config.servers.len()
+                );
+                let runtime = args.runtime.runtime()?;
+                for server in &config.servers {
+                    let default = [PluginEntry {
+                        plugin: "patterns".into(),
+                        config: serde_json::Value::Null,
+                    }];
+                    let parsers = if server.parsers.is_empty() {
+                        &default[..]
+                    } else {
+                        &server.parsers[..]
+                    };
+                    for entry in parsers.iter().chain(&server.monitors).chain(&server.shadow) {
+                        let source = PluginSource::parse(&entry.plugin);
+                        match super::plugin::start(&runtime, &source, &entry.config) {
+                            Ok(started) => println!(
+                                "server {}: plugin {}: {}: ok",
+                                server.tag,
+                                source.name(),
+                                started.describe()
+                            ),
+                            Err(e) => {
+                                println!(
+                                    "error: server {}: plugin {}: {e:#}",
+                                    server.tag,
+                                    source.name()
+                                );
+                                problems += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                println!("error: {e}");
+                problems += 1;
+            }
         }
     }
     if !args.plugin.is_empty() {

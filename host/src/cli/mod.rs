@@ -87,11 +87,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Reads a plugin configuration file (YAML or JSON) into the JSON string `init` takes.
-pub fn read_plugin_config(path: Option<&std::path::Path>) -> anyhow::Result<String> {
+/// Reads a plugin configuration file (YAML or JSON); no file is `null`.
+pub fn read_plugin_config(path: Option<&std::path::Path>) -> anyhow::Result<serde_json::Value> {
     use anyhow::Context;
     let Some(path) = path else {
-        return Ok("null".into());
+        return Ok(serde_json::Value::Null);
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read plugin config {}", path.display()))?;
@@ -102,5 +102,5 @@ pub fn read_plugin_config(path: Option<&std::path::Path>) -> anyhow::Result<Stri
             .unwrap_or_default();
         anyhow::anyhow!("{}{at}: not valid YAML or JSON: {e}", path.display())
     })?;
-    Ok(value.to_string())
+    Ok(value)
 }

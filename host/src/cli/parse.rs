@@ -9,6 +9,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::RuntimeArgs;
+use crate::config::Config;
 use crate::event::Event;
 use crate::lines::{DEFAULT_MAX_LINE_BYTES, LineReader};
 use crate::plugin::stock::{self, PluginSource};
@@ -21,6 +22,12 @@ const BATCH_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Args)]
 pub struct ParseArgs {
+    /// A servers.yml whose server's `parsers` to run (with --server).
+    #[arg(long, value_name = "FILE", requires = "server", conflicts_with_all = ["patterns", "plugin"])]
+    config: Option<PathBuf>,
+    /// The server of --config whose parsers to run.
+    #[arg(long, value_name = "TAG", requires = "config")]
+    server: Option<String>,
     /// A folder of pattern files for the stock `patterns` parser (default: ./patterns if it
     /// exists, else the pattern files built into this binary).
     #[arg(long, value_name = "DIR", conflicts_with = "plugin")]
@@ -100,47 +107,56 @@ pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {
 
 /// The parser chain the options ask for.
 fn build_chain(runtime: &Runtime, args: &ParseArgs) -> anyhow::Result<ParserChain> {
-    let mut parsers = Vec::new();
-    if args.plugin.is_empty() {
-        let files = pattern_files(args.patterns.as_deref())?;
-        let plugin = runtime.load("patterns", stock::PATTERNS_WASM)?;
-        parsers.push(plugin.parser("cli", &stock::patterns_config(&files))?);
+    let entries: Vec<(PluginSource, serde_json::Value)> = if let Some(path) = &args.config {
+        let config = Config::load(path)?;
+        let tag = args.server.as_deref().unwrap_or_default();
+        let server = config.server(tag).ok_or_else(|| {
+            let known: Vec<_> = config.servers.iter().map(|s| s.tag.as_str()).collect();
+            anyhow::anyhow!(
+                "{}: no server `{tag}` (configured: {})",
+                path.display(),
+                known.join(", ")
+            )
+        })?;
+        if server.parsers.is_empty() {
+            vec![(PluginSource::Stock("patterns"), serde_json::Value::Null)]
+        } else {
+            server
+                .parsers
+                .iter()
+                .map(|p| (PluginSource::parse(&p.plugin), p.config.clone()))
+                .collect()
+        }
+    } else if args.plugin.is_empty() {
+        let config = match &args.patterns {
+            Some(dir) => serde_json::json!({ "dir": dir }),
+            None => serde_json::Value::Null,
+        };
+        vec![(PluginSource::Stock("patterns"), config)]
     } else {
         let config = super::read_plugin_config(args.plugin_config.as_deref())?;
-        for spec in &args.plugin {
-            let source = PluginSource::parse(spec);
-            let name = source.name();
-            let bytes = source
-                .bytes()
-                .with_context(|| format!("cannot read plugin {name}"))?;
-            let plugin = runtime
-                .load(&name, &bytes)
-                .with_context(|| format!("plugin {name}"))?;
-            let config = match source {
-                PluginSource::Stock("patterns") if config == "null" => {
-                    stock::patterns_config(&pattern_files(None)?)
-                }
-                _ => config.clone(),
-            };
-            parsers.push(
-                plugin
-                    .parser("cli", &config)
-                    .with_context(|| format!("plugin {name}"))?,
-            );
-        }
+        args.plugin
+            .iter()
+            .map(|spec| (PluginSource::parse(spec), config.clone()))
+            .collect()
+    };
+    let server = args.server.as_deref().unwrap_or("cli");
+    let mut parsers = Vec::new();
+    for (source, config) in entries {
+        let name = source.name();
+        let bytes = source
+            .bytes()
+            .with_context(|| format!("cannot read plugin {name}"))?;
+        let plugin = runtime
+            .load(&name, &bytes)
+            .with_context(|| format!("plugin {name}"))?;
+        let init =
+            stock::init_config(&source, &config).with_context(|| format!("plugin {name}"))?;
+        parsers.push(
+            plugin
+                .parser(server, &init)
+                .with_context(|| format!("plugin {name}"))?,
+        );
     }
     Ok(ParserChain::new(parsers))
-}
-
-/// The pattern files of `dir`, or of ./patterns, or the built-in ones.
-pub(crate) fn pattern_files(
-    dir: Option<&std::path::Path>,
-) -> anyhow::Result<Vec<factorio_isr_patterns_engine::PatternFile>> {
-    match dir {
-        Some(dir) => stock::read_pattern_dir(dir, None),
-        None if std::path::Path::new("patterns").is_dir() => {
-            stock::read_pattern_dir(std::path::Path::new("patterns"), None)
-        }
-        None => Ok(stock::stock_pattern_files()),
-    }
 }

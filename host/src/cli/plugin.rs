@@ -28,24 +28,18 @@ impl Started {
     }
 }
 
-/// Loads `source` and starts it with `config`; the stock `patterns` plugin gets the
-/// pattern files when `config` is `null`.
+/// Loads `source` and starts it with `config` (see [`stock::init_config`]).
 pub(crate) fn start(
     runtime: &Runtime,
     source: &PluginSource,
-    config: &str,
+    config: &serde_json::Value,
 ) -> anyhow::Result<Started> {
     let name = source.name();
     let bytes = source
         .bytes()
         .with_context(|| format!("cannot read {name}"))?;
     let plugin = runtime.load(&name, &bytes)?;
-    let config = match source {
-        PluginSource::Stock("patterns") if config == "null" => {
-            stock::patterns_config(&super::parse::pattern_files(None)?)
-        }
-        _ => config.to_owned(),
-    };
+    let config = stock::init_config(source, config)?;
     Ok(match plugin.world().kind {
         WorldKind::Parser => Started::Parser(plugin.parser("check", &config)?),
         WorldKind::Monitor => Started::Monitor(plugin.monitor("check", &config)?),

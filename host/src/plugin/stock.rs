@@ -99,6 +99,49 @@ pub fn read_pattern_dir(dir: &Path, only: Option<&[String]>) -> anyhow::Result<V
     Ok(files)
 }
 
+/// How the stock `patterns` plugin is configured in servers.yml (`config:` of its entry).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatternsSettings {
+    /// The folder of pattern files (default: ./patterns if it exists, else the built-in files).
+    dir: Option<PathBuf>,
+    /// Only these files of the folder (default: every `*.yml` / `*.yaml`).
+    files: Option<Vec<String>>,
+}
+
+/// The `init` string for a plugin whose configuration is `config`. Plugins have no
+/// filesystem, so for the stock `patterns` plugin the host reads the pattern files named by
+/// `{dir, files}` and hands over their text; any other plugin gets `config` as JSON.
+pub fn init_config(source: &PluginSource, config: &serde_json::Value) -> anyhow::Result<String> {
+    match source {
+        PluginSource::Stock("patterns") => {
+            let settings: PatternsSettings = if config.is_null() {
+                PatternsSettings::default()
+            } else {
+                serde_json::from_value(config.clone())
+                    .map_err(|e| anyhow::anyhow!("config of the patterns plugin: {e}"))?
+            };
+            let files = match (settings.dir, settings.files) {
+                (Some(dir), files) => read_pattern_dir(&dir, files.as_deref())?,
+                (None, Some(files)) => read_pattern_dir(Path::new("patterns"), Some(&files))?,
+                (None, None) => default_pattern_files()?,
+            };
+            Ok(patterns_config(&files))
+        }
+        _ => Ok(config.to_string()),
+    }
+}
+
+/// The pattern files of ./patterns when that folder exists, else the built-in ones.
+pub fn default_pattern_files() -> anyhow::Result<Vec<PatternFile>> {
+    let dir = Path::new("patterns");
+    if dir.is_dir() {
+        read_pattern_dir(dir, None)
+    } else {
+        Ok(stock_pattern_files())
+    }
+}
+
 /// The `init` configuration of the stock `patterns` plugin for these files.
 pub fn patterns_config(files: &[PatternFile]) -> String {
     serde_json::json!({ "files": files }).to_string()

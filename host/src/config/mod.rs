@@ -1,0 +1,419 @@
+//! `servers.yml`: the Python bot's file, loaded unchanged, plus the keys that choose plugins.
+//!
+//! Every error names the file, the line and what is wrong.
+
+mod expand;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A loaded `servers.yml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The servers, in the order of the file.
+    pub servers: Vec<ServerConfig>,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {problem}")]
+    Invalid {
+        path: String,
+        line: usize,
+        problem: String,
+    },
+    #[error("{path}: {problem}")]
+    Whole { path: String, problem: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    servers: serde_yaml::Mapping,
+}
+
+/// One server's settings. Names, meanings and defaults are the Python bot's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The key under `servers:` (e.g. `prod`).
+    #[serde(skip)]
+    pub tag: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub log_path: Option<PathBuf>,
+    #[serde(default = "defaults::rcon_host")]
+    pub rcon_host: String,
+    #[serde(default = "defaults::rcon_port")]
+    pub rcon_port: u16,
+    pub rcon_password: Option<Secret>,
+    pub event_channel_id: Option<u64>,
+    pub alert_channel_id: Option<u64>,
+    pub status_channel_id: Option<u64>,
+    #[serde(default = "defaults::stats_interval")]
+    pub stats_interval: u64,
+    #[serde(default = "defaults::yes")]
+    pub enable_stats_collector: bool,
+    #[serde(default = "defaults::yes")]
+    pub enable_ups_stat: bool,
+    #[serde(default = "defaults::yes")]
+    pub enable_evolution_stat: bool,
+    #[serde(default = "defaults::yes")]
+    pub enable_alerts: bool,
+    #[serde(default = "defaults::alert_check_interval")]
+    pub alert_check_interval: u64,
+    #[serde(default = "defaults::alert_samples_required")]
+    pub alert_samples_required: u32,
+    #[serde(default = "defaults::ups_warning_threshold")]
+    pub ups_warning_threshold: f64,
+    #[serde(default = "defaults::ups_recovery_threshold")]
+    pub ups_recovery_threshold: f64,
+    #[serde(default = "defaults::alert_cooldown")]
+    pub alert_cooldown: u64,
+    #[serde(default = "defaults::ups_ema_alpha")]
+    pub ups_ema_alpha: f64,
+    #[serde(default)]
+    pub rcon_status_alert_mode: RconStatusAlertMode,
+    #[serde(default = "defaults::rcon_status_alert_interval")]
+    pub rcon_status_alert_interval: u64,
+    /// Parser plugins, in order; none means the stock `patterns` parser.
+    #[serde(default)]
+    pub parsers: Vec<PluginEntry>,
+    /// Monitor plugins.
+    #[serde(default)]
+    pub monitors: Vec<PluginEntry>,
+    /// Candidate plugins run in compare mode.
+    #[serde(default)]
+    pub shadow: Vec<PluginEntry>,
+}
+
+/// How RCON up/down is reported (Python bot: `rcon_status_alert_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RconStatusAlertMode {
+    /// A message on each change.
+    #[default]
+    Transition,
+    /// A summary every `rcon_status_alert_interval` seconds.
+    Interval,
+}
+
+/// A plugin and its configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntry {
+    /// A stock name (`patterns`) or a path to a `.wasm` file.
+    pub plugin: String,
+    /// Handed to the plugin's `init` as JSON.
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+/// A value that never reaches a log line or an HTTP response: `Debug` prints `***`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+mod defaults {
+    pub fn rcon_host() -> String {
+        "localhost".into()
+    }
+    pub fn rcon_port() -> u16 {
+        27015
+    }
+    pub fn stats_interval() -> u64 {
+        300
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn alert_check_interval() -> u64 {
+        60
+    }
+    pub fn alert_samples_required() -> u32 {
+        3
+    }
+    pub fn ups_warning_threshold() -> f64 {
+        55.0
+    }
+    pub fn ups_recovery_threshold() -> f64 {
+        58.0
+    }
+    pub fn alert_cooldown() -> u64 {
+        300
+    }
+    pub fn ups_ema_alpha() -> f64 {
+        0.2
+    }
+    pub fn rcon_status_alert_interval() -> u64 {
+        300
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`, expanding `${VAR}` from the environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_text(path, &text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses `text` as if read from `path`, with `env` for `${VAR}`.
+    pub fn from_text(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = expand::expand(text, env).map_err(|(line, problem)| ConfigError::Invalid {
+            path: shown.clone(),
+            line,
+            problem,
+        })?;
+        let invalid = |e: serde_yaml::Error| match e.location() {
+            Some(loc) => ConfigError::Invalid {
+                path: shown.clone(),
+                line: loc.line(),
+                problem: strip_location(&e.to_string()),
+            },
+            None => ConfigError::Whole {
+                path: shown.clone(),
+                problem: e.to_string(),
+            },
+        };
+        let file: File = serde_yaml::from_str(&text).map_err(invalid)?;
+        let mut servers = Vec::new();
+        for (key, value) in file.servers {
+            let tag = key.as_str().unwrap_or_default().to_owned();
+            let line = line_of_key(&text, &tag);
+            if !valid_tag(&tag) {
+                return Err(ConfigError::Invalid {
+                    path: shown,
+                    line: line.unwrap_or(1),
+                    problem: format!(
+                        "servers: `{}` is not a valid server tag (1 to 16 of a-z, 0-9 and -)",
+                        key.as_str()
+                            .map_or_else(|| format!("{key:?}"), str::to_owned)
+                    ),
+                });
+            }
+            let mut server: ServerConfig =
+                serde_yaml::from_value(value).map_err(|e| ConfigError::Invalid {
+                    path: shown.clone(),
+                    line: line.unwrap_or(1),
+                    problem: format!("servers.{tag}: {}", strip_location(&e.to_string())),
+                })?;
+            server.tag = tag;
+            servers.push(server);
+        }
+        if servers.is_empty() {
+            return Err(ConfigError::Whole {
+                path: shown,
+                problem: "`servers` is empty: configure at least one server".into(),
+            });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            servers,
+        })
+    }
+
+    /// The server with `tag`.
+    pub fn server(&self, tag: &str) -> Option<&ServerConfig> {
+        self.servers.iter().find(|s| s.tag == tag)
+    }
+}
+
+/// The Python bot's rule for tags: lowercase letters, digits and `-`, 1 to 16 characters.
+fn valid_tag(tag: &str) -> bool {
+    (1..=16).contains(&tag.len())
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// serde_yaml appends " at line L column C"; the line is reported separately.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// The line of `key:` one level under `servers:` (block style).
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let mut in_servers = false;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if !line.starts_with([' ', '\t']) && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            in_servers = trimmed.starts_with("servers:");
+            continue;
+        }
+        if in_servers {
+            let k = trimmed.trim_start_matches(['"', '\'']);
+            if let Some(rest) = k.strip_prefix(key)
+                && rest.trim_start_matches(['"', '\'']).starts_with(':')
+            {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_text(Path::new("servers.yml"), text, &|n| {
+            (n == "PW").then(|| "hunter2".to_owned())
+        })
+    }
+
+    /// A file as the Python bot's users wrote it, every key of its format.
+    const PYTHON_BOT_FILE: &str = r#"
+servers:
+  prod:
+    name: "Production"
+    description: "Main server"
+    log_path: /factorio/prod/console.log
+    rcon_host: factorio-prod
+    rcon_port: 27015
+    rcon_password: ${PW}
+    event_channel_id: 1111111111111111111
+    stats_interval: 600
+    enable_stats_collector: true
+    enable_ups_stat: false
+    enable_evolution_stat: true
+    enable_alerts: true
+    alert_check_interval: 30
+    alert_samples_required: 2
+    ups_warning_threshold: 50.0
+    ups_recovery_threshold: 57.5
+    alert_cooldown: 120
+    ups_ema_alpha: 0.3
+    rcon_status_alert_mode: interval
+    rcon_status_alert_interval: 900
+  test-2:
+    log_path: /factorio/test/console.log
+"#;
+
+    #[test]
+    fn the_python_bots_file_loads_unchanged_with_its_defaults() {
+        let c = load(PYTHON_BOT_FILE).unwrap();
+        assert_eq!(c.servers.len(), 2);
+        let prod = c.server("prod").unwrap();
+        assert_eq!(
+            prod.rcon_password.as_ref().map(Secret::expose),
+            Some("hunter2")
+        );
+        assert_eq!(format!("{:?}", prod.rcon_password), "Some(***)");
+        assert!(!prod.enable_ups_stat);
+        assert_eq!(prod.rcon_status_alert_mode, RconStatusAlertMode::Interval);
+        assert_eq!(
+            (prod.ups_warning_threshold, prod.ups_ema_alpha),
+            (50.0, 0.3)
+        );
+        let test = c.server("test-2").unwrap();
+        assert_eq!(
+            (test.rcon_host.as_str(), test.rcon_port, test.stats_interval),
+            ("localhost", 27015, 300)
+        );
+        assert_eq!(
+            (test.ups_warning_threshold, test.ups_recovery_threshold),
+            (55.0, 58.0)
+        );
+        assert_eq!((test.alert_samples_required, test.alert_cooldown), (3, 300));
+        assert_eq!(test.rcon_status_alert_mode, RconStatusAlertMode::Transition);
+        assert!(test.parsers.is_empty());
+    }
+
+    #[test]
+    fn a_typo_names_the_file_line_server_and_key() {
+        let err = load("servers:\n  prod:\n    log_path: /x\n    rcon_prot: 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("servers.yml:2: servers.prod: unknown field `rcon_prot`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_bad_tags_and_missing_variables_are_errors() {
+        let err = load("servers:\n  prod:\n    rcon_port: lots\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("servers.yml:2: servers.prod: "), "{err}");
+        assert!(
+            err.contains("rcon_port") || err.contains("invalid type"),
+            "{err}"
+        );
+        let err = load("servers:\n  Prod_1:\n    log_path: /x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("servers.yml:2: servers: `Prod_1` is not a valid server tag"),
+            "{err}"
+        );
+        let err = load("servers:\n  prod:\n    rcon_password: ${NOT_SET}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("servers.yml:3: environment variable `NOT_SET` is not set"),
+            "{err}"
+        );
+        let err = load("servers: {}\n").unwrap_err().to_string();
+        assert!(err.contains("`servers` is empty"), "{err}");
+        let err = load("server:\n  prod: {}\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("servers.yml:1: unknown field `server`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn plugin_entries_carry_their_config() {
+        let c = load("servers:\n  a:\n    parsers:\n      - plugin: patterns\n        config: {dir: /p}\n      - plugin: ./x.wasm\n").unwrap();
+        let a = c.server("a").unwrap();
+        assert_eq!(a.parsers.len(), 2);
+        assert_eq!(a.parsers[0].config["dir"], "/p");
+        assert!(a.parsers[1].config.is_null());
+    }
+
+    #[test]
+    fn the_example_file_in_the_repository_loads() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/servers.yml"
+        ));
+        let text = std::fs::read_to_string(path).unwrap();
+        let c = Config::from_text(path, &text, &|_| None).unwrap();
+        assert_eq!(c.servers.len(), 2);
+    }
+}
