@@ -32,6 +32,20 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event of `kind` at severity `info`, with nothing else set.
+    pub fn new(kind: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            player: None,
+            message: None,
+            fields: Vec::new(),
+            severity: Severity::Info,
+            emoji: None,
+            text: None,
+            channel: None,
+        }
+    }
+
     /// The value of field `name`, if the event has it.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields

@@ -36,6 +36,14 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The JSON objects `parse` printed, one per line.
+fn events(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
@@ -45,10 +53,7 @@ fn parse_prints_one_json_object_per_event_with_line_numbers() {
     let log = "2026-01-01 10:00:00 [JOIN] Alice joined the game\nnoise\n2026-01-01 10:00:01 [KICK] Bob was kicked by <server>. Reason: afk.\n";
     let out = run(bin().arg("parse").current_dir(repo()), log.as_bytes());
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let events: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = events(&out);
     assert_eq!(events.len(), 2);
     assert_eq!(events[0]["line"], 1);
     assert_eq!(events[0]["kind"], "join");
@@ -74,10 +79,7 @@ fn parse_reads_a_file_and_survives_empty_huge_and_invalid_utf8_lines() {
     // Run outside the repo: the built-in pattern files are used.
     let out = run(bin().arg("parse").arg(&path).current_dir(dir.path()), b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let events: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = events(&out);
     let summary: Vec<(u64, String)> = events
         .iter()
         .map(|e| {
@@ -309,14 +311,9 @@ fn parse_runs_the_parsers_a_server_is_configured_with() {
         b"rocket launched by Alice\n",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let kinds: Vec<String> = text(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+    let kinds: Vec<String> = events(&out)
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(kinds, ["rocket-launched", "echo"]);
 

@@ -303,14 +303,8 @@ fn monitors_turn_events_and_samples_into_alerts() {
     let rt = runtime();
     let mut m = load(&rt, ECHO_MONITOR_WASM).monitor("s", "null").unwrap();
     let event = factorio_isr::event::Event {
-        kind: "join".into(),
         player: Some("Alice".into()),
-        message: None,
-        fields: vec![],
-        severity: factorio_isr::event::Severity::Info,
-        emoji: None,
-        text: None,
-        channel: None,
+        ..factorio_isr::event::Event::new("join")
     };
     let alerts = m.on_events(&[event]).unwrap();
     assert_eq!(alerts.len(), 1);

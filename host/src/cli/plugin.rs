@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::RuntimeArgs;
-use crate::event::{Event, Severity};
+use crate::event::Event;
 use crate::plugin::stock::{self, PluginSource};
 use crate::plugin::{CacheOutcome, MonitorInstance, ParserInstance, Runtime, WitSample, WorldKind};
 
@@ -180,21 +180,13 @@ fn summary(e: &Event) -> String {
 }
 
 fn sample_events() -> Vec<Event> {
-    let event = |kind: &str, player: &str| Event {
-        kind: kind.into(),
-        player: Some(player.into()),
-        message: None,
-        fields: Vec::new(),
-        severity: Severity::Info,
-        emoji: None,
-        text: None,
-        channel: None,
-    };
-    vec![
-        event("join", "Alice"),
-        event("chat", "Alice"),
-        event("leave", "Alice"),
-    ]
+    ["join", "chat", "leave"]
+        .into_iter()
+        .map(|kind| Event {
+            player: Some("Alice".into()),
+            ..Event::new(kind)
+        })
+        .collect()
 }
 
 fn sample_reading(ups: f64) -> WitSample {
