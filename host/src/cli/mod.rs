@@ -95,6 +95,10 @@ pub fn read_plugin_config(path: Option<&std::path::Path>) -> anyhow::Result<serd
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read plugin config {}", path.display()))?;
+    // JSON first: YAML does not take every JSON string (surrogate-pair escapes, for one).
+    if let Ok(value) = serde_json::from_str(&text) {
+        return Ok(value);
+    }
     let value: serde_json::Value = serde_yaml::from_str(&text).map_err(|e| {
         let at = e
             .location()
@@ -103,4 +107,31 @@ pub fn read_plugin_config(path: Option<&std::path::Path>) -> anyhow::Result<serd
         anyhow::anyhow!("{}{at}: not valid YAML or JSON: {e}", path.display())
     })?;
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_config_files_may_be_json_with_any_escapes_or_yaml() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("c.json");
+        std::fs::write(&json, r#"{"emoji": "\ud83d\udcac", "n": 1}"#).unwrap();
+        let v = read_plugin_config(Some(&json)).unwrap();
+        assert_eq!(v["emoji"], "💬");
+        let yaml = dir.path().join("c.yml");
+        std::fs::write(&yaml, "dir: patterns\nfiles: [a.yml]\n").unwrap();
+        assert_eq!(
+            read_plugin_config(Some(&yaml)).unwrap()["files"][0],
+            "a.yml"
+        );
+        std::fs::write(&yaml, "a: [\n").unwrap();
+        let err = read_plugin_config(Some(&yaml)).unwrap_err().to_string();
+        assert!(
+            err.contains("c.yml:") && err.contains("not valid YAML or JSON"),
+            "{err}"
+        );
+        assert!(read_plugin_config(None).unwrap().is_null());
+    }
 }

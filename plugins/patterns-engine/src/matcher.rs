@@ -1,16 +1,27 @@
-//! All rules of a parser compiled together: one multi-pattern search per line finds every rule
-//! that matches, the one with the lowest priority number wins, and only it runs its captures.
+//! All rules of a parser compiled together: one multi-pattern search per line finds the rules
+//! that may match, and the first of them in priority order that really matches gives the
+//! event; only it runs its captures.
+//!
+//! The multi-pattern search is a prefilter, not the final word: Unicode word boundaries
+//! (`\b`, `\B`) are dropped from its copy of each pattern, because the lazy DFA cannot
+//! evaluate them on non-ASCII text and the whole search would otherwise fall back to a
+//! slow engine (measured: 6M lines/s against 0.4M with one `\b` among the stock rules).
+//! Dropping an assertion only widens what a pattern matches, so no match is missed, and
+//! each candidate is confirmed by its own regex.
 
 use std::collections::HashMap;
 
 use regex::RegexBuilder;
 use regex_automata::meta;
+use regex_automata::util::captures::Captures;
+use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind, PatternSet};
+use regex_syntax::hir::{Hir, HirKind, Look};
 
 use crate::ParsedEvent;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::file::{self, PatternFile};
-use crate::rule::Rule;
+use crate::rule::{Outcome, Rule};
 use crate::template::Template;
 
 /// Transition-cache size for the multi-pattern search. The default (2 MiB) thrashes with a few
@@ -76,27 +87,23 @@ impl RuleSet {
         let set = if active.is_empty() {
             None
         } else {
-            let patterns: Vec<&str> = active.iter().map(|&i| rules[i].pattern.as_str()).collect();
+            let mut hirs = Vec::with_capacity(active.len());
+            for &i in &active {
+                let hir = regex_syntax::ParserBuilder::new()
+                    .case_insensitive(true)
+                    .build()
+                    .parse(&rules[i].pattern)
+                    .map_err(|e| Diagnostics(vec![whole_set_error(&e.to_string())]))?;
+                hirs.push(without_unicode_word_boundaries(hir));
+            }
             let built = meta::Regex::builder()
                 .configure(
                     meta::Config::new()
                         .match_kind(MatchKind::All)
                         .hybrid_cache_capacity(SET_CACHE_BYTES),
                 )
-                .syntax(regex_automata::util::syntax::Config::new().case_insensitive(true))
-                .build_many(&patterns);
-            match built {
-                Ok(set) => Some(set),
-                Err(e) => {
-                    return Err(Diagnostics(vec![Diagnostic {
-                        file: "(all pattern files)".into(),
-                        line: None,
-                        rule: None,
-                        field: None,
-                        problem: format!("the enabled rules together do not compile: {e}"),
-                    }]));
-                }
-            }
+                .build_many_from_hir(&hirs);
+            Some(built.map_err(|e| Diagnostics(vec![whole_set_error(&e.to_string())]))?)
         };
         Ok(Self {
             rules,
@@ -116,15 +123,70 @@ impl RuleSet {
         &self.warnings
     }
 
-    /// A matcher over these rules, with its own search cache.
+    /// A matcher over these rules, with its own search caches.
     pub fn into_matcher(self) -> Matcher {
         let cache = self.set.as_ref().map(|s| s.create_cache());
         let found = PatternSet::new(self.active.len());
+        let scratch = self
+            .active
+            .iter()
+            .map(|&i| self.rules[i].scratch())
+            .collect();
         Matcher {
             rules: self,
             cache,
             found,
+            scratch,
         }
+    }
+}
+
+fn whole_set_error(problem: &str) -> Diagnostic {
+    Diagnostic {
+        file: "(all pattern files)".into(),
+        line: None,
+        rule: None,
+        field: None,
+        problem: format!("the enabled rules together do not compile: {problem}"),
+    }
+}
+
+/// `hir` with every Unicode word-boundary assertion replaced by "always true".
+fn without_unicode_word_boundaries(hir: Hir) -> Hir {
+    if !hir.properties().look_set().contains_word_unicode() {
+        return hir;
+    }
+    match hir.into_kind() {
+        HirKind::Look(
+            Look::WordUnicode
+            | Look::WordUnicodeNegate
+            | Look::WordStartUnicode
+            | Look::WordEndUnicode
+            | Look::WordStartHalfUnicode
+            | Look::WordEndHalfUnicode,
+        ) => Hir::empty(),
+        HirKind::Look(look) => Hir::look(look),
+        HirKind::Repetition(mut rep) => {
+            rep.sub = Box::new(without_unicode_word_boundaries(*rep.sub));
+            Hir::repetition(rep)
+        }
+        HirKind::Capture(mut cap) => {
+            cap.sub = Box::new(without_unicode_word_boundaries(*cap.sub));
+            Hir::capture(cap)
+        }
+        HirKind::Concat(subs) => Hir::concat(
+            subs.into_iter()
+                .map(without_unicode_word_boundaries)
+                .collect(),
+        ),
+        HirKind::Alternation(subs) => Hir::alternation(
+            subs.into_iter()
+                .map(without_unicode_word_boundaries)
+                .collect(),
+        ),
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(lit) => Hir::literal(lit.0),
+        HirKind::Class(class) => Hir::class(class),
     }
 }
 
@@ -136,17 +198,31 @@ fn compile_rule(spec: file::RuleSpec) -> Result<Rule, Diagnostic> {
         field: Some(field.to_owned()),
         problem,
     };
-    let regex = RegexBuilder::new(&spec.pattern)
+    // Built once with `regex` for its error messages, which point at the problem.
+    RegexBuilder::new(&spec.pattern)
         .case_insensitive(true)
         .size_limit(RULE_SIZE_LIMIT)
         .build()
+        .map_err(|e| at(spec.pattern_line, "pattern", format!("invalid regex: {e}")))?;
+    let regex = meta::Regex::builder()
+        .configure(
+            meta::Config::new()
+                .nfa_size_limit(Some(RULE_SIZE_LIMIT))
+                .onepass_size_limit(Some(64 << 20)),
+        )
+        .syntax(syntax::Config::new().case_insensitive(true))
+        .build(&spec.pattern)
         .map_err(|e| at(spec.pattern_line, "pattern", format!("invalid regex: {e}")))?;
     let template = spec.message.as_deref().map(Template::parse);
     let message_line = spec.message_line;
     let name = spec.name.clone();
     let file = spec.file.clone();
     let line = spec.line;
-    Rule::new(spec, regex, template).map_err(|problem| Diagnostic {
+    let anchored = regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(&spec.pattern)
+        .is_ok_and(|hir| hir.properties().look_set_prefix().contains(Look::Start));
+    Rule::new(spec, regex, anchored, template).map_err(|problem| Diagnostic {
         file,
         line: message_line.or(line),
         rule: Some(name),
@@ -161,6 +237,8 @@ pub struct Matcher {
     rules: RuleSet,
     cache: Option<meta::Cache>,
     found: PatternSet,
+    /// Per enabled rule (by pattern id), its regex's cache and capture slots.
+    scratch: Vec<(meta::Cache, Captures)>,
 }
 
 impl Matcher {
@@ -180,7 +258,15 @@ impl Matcher {
         }
         self.found.clear();
         set.which_overlapping_matches_with(cache, &Input::new(line), &mut self.found);
-        let best = self.found.iter().next()?;
-        self.rules.rules[self.rules.active[best.as_usize()]].event(line)
+        for candidate in self.found.iter() {
+            let p = candidate.as_usize();
+            let rule = &self.rules.rules[self.rules.active[p]];
+            match rule.apply(line, &mut self.scratch[p]) {
+                Outcome::Event(e) => return Some(e),
+                Outcome::Suppressed => return None,
+                Outcome::NoMatch => continue,
+            }
+        }
+        None
     }
 }

@@ -1,6 +1,8 @@
 //! One compiled rule: its regex, how its groups map to the event, and its template.
 
-use regex::Regex;
+use regex_automata::meta;
+use regex_automata::util::captures::Captures;
+use regex_automata::{Anchored, Input, PatternID};
 
 use crate::ParsedEvent;
 use crate::template::{Template, escape_markdown_into};
@@ -82,7 +84,9 @@ pub struct Rule {
     /// The `description` as written, for listings.
     pub description: Option<String>,
     pub(crate) pattern: String,
-    regex: Regex,
+    regex: meta::Regex,
+    /// The pattern can only match at the start (`^...`): searches need not look further.
+    anchored: bool,
     groups: Groups,
     template: Option<Template>,
     emoji: Option<String>,
@@ -94,14 +98,15 @@ pub struct Rule {
 const SERVER_NAME: &str = "<server>";
 
 impl Rule {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         spec: crate::file::RuleSpec,
-        regex: Regex,
+        regex: meta::Regex,
+        anchored: bool,
         template: Option<Template>,
     ) -> Result<Self, String> {
         let named: Vec<(usize, &str)> = regex
-            .capture_names()
+            .group_info()
+            .pattern_names(PatternID::ZERO)
             .enumerate()
             .filter_map(|(i, n)| n.map(|n| (i, n)))
             .collect();
@@ -141,6 +146,7 @@ impl Rule {
         }
         let kind = spec.kind.unwrap_or_else(|| spec.name.clone());
         Ok(Self {
+            anchored,
             severity: spec
                 .severity
                 .unwrap_or_else(|| Severity::default_for(&kind)),
@@ -160,15 +166,33 @@ impl Rule {
         })
     }
 
-    /// Turns a line this rule matched into an event; `None` if the regex does not match after
-    /// all, or if the line is the server's own chat.
-    pub(crate) fn event(&self, line: &str) -> Option<ParsedEvent> {
-        let caps = self.regex.captures(line)?;
-        let group = |i: usize| caps.get(i).map(|m| m.as_str());
+    fn input<'h>(&self, line: &'h str) -> Input<'h> {
+        let input = Input::new(line);
+        if self.anchored {
+            input.anchored(Anchored::Yes)
+        } else {
+            input
+        }
+    }
+
+    /// The search state this rule's regex needs; one per matcher.
+    pub(crate) fn scratch(&self) -> (meta::Cache, Captures) {
+        (self.regex.create_cache(), self.regex.create_captures())
+    }
+
+    /// Runs this rule on `line`: an event, nothing (the line is the server's own chat), or no
+    /// match at all.
+    pub(crate) fn apply(&self, line: &str, (cache, caps): &mut (meta::Cache, Captures)) -> Outcome {
+        self.regex
+            .search_captures_with(cache, &self.input(line), caps);
+        if !caps.is_match() {
+            return Outcome::NoMatch;
+        }
+        let group = |i: usize| caps.get_group(i).map(|span| &line[span.range()]);
         let (player, message, fields): (Option<&str>, Option<&str>, Vec<(String, String)>) =
             match &self.groups {
                 Groups::Positional => {
-                    let groups = caps.len() - 1;
+                    let groups = caps.group_len() - 1;
                     let player = group(1);
                     let message = match groups {
                         0 => None,
@@ -192,7 +216,7 @@ impl Rule {
                 ),
             };
         if player == Some(SERVER_NAME) {
-            return None;
+            return Outcome::Suppressed;
         }
         let text = match &self.template {
             Some(t) => Some(t.render(|name| {
@@ -207,7 +231,7 @@ impl Rule {
             })),
             None => default_text(player, message),
         };
-        Some(ParsedEvent {
+        Outcome::Event(ParsedEvent {
             kind: self.kind.clone(),
             player: player.map(str::to_owned),
             message: message.map(str::to_owned),
@@ -218,6 +242,14 @@ impl Rule {
             channel: self.channel.clone(),
         })
     }
+}
+
+/// What applying a rule to a line gave.
+pub(crate) enum Outcome {
+    Event(ParsedEvent),
+    /// The rule matched, but the line must give no event.
+    Suppressed,
+    NoMatch,
 }
 
 /// The Python bot's text for a rule without a template: `player: message`, or whichever is there.

@@ -5,6 +5,8 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Template {
     parts: Vec<Part>,
+    /// A starting capacity for rendered text: the literal text plus room for values.
+    len_hint: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +43,8 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Text(literal));
         }
-        Self { parts }
+        let len_hint = text.len() + 64;
+        Self { parts, len_hint }
     }
 
     /// The placeholder names, in order of appearance.
@@ -55,7 +58,7 @@ impl Template {
     /// Fills the template in; a value that is absent (an optional group that did not take
     /// part in the match) renders as nothing, and trailing white space is trimmed.
     pub(crate) fn render<'v>(&self, lookup: impl Fn(&str) -> Option<&'v str>) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.len_hint);
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
@@ -74,6 +77,11 @@ impl Template {
 /// Appends `text` to `out` with Discord Markdown's special characters escaped, so a player
 /// cannot bold, strike, quote or link text by typing it in the game.
 pub fn escape_markdown_into(text: &str, out: &mut String) {
+    let special = |b: u8| matches!(b, b'\\' | b'*' | b'_' | b'~' | b'`' | b'|' | b'[' | b']');
+    if !text.bytes().any(special) && !text.starts_with(['>', '#', '-']) {
+        out.push_str(text);
+        return;
+    }
     for (i, c) in text.chars().enumerate() {
         // `>` (quote) and `#` (heading) only mean something at the start of a line.
         let special = matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']')

@@ -369,3 +369,18 @@ fn no_files_or_only_disabled_rules_match_nothing() {
     let mut m = RuleSet::compile(&[f]).unwrap().into_matcher();
     assert!(m.parse_line("a").is_none());
 }
+
+#[test]
+fn a_rule_the_prefilter_lets_through_but_that_does_not_match_falls_to_the_next_rule() {
+    let f = PatternFile::new(
+        "words.yml",
+        "events:\n  whole:\n    pattern: 'foo\\b'\n    priority: 1\n  part:\n    pattern: 'foo'\n    priority: 2\n",
+    );
+    let mut m = RuleSet::compile(&[f]).unwrap().into_matcher();
+    assert_eq!(m.parse_line("a foo b").unwrap().kind, "whole");
+    assert_eq!(m.parse_line("foo").unwrap().kind, "whole");
+    assert_eq!(m.parse_line("foobar").unwrap().kind, "part");
+    // Unicode word boundaries: `é` is a word character, so there is no boundary after `foo`.
+    assert_eq!(m.parse_line("fooé").unwrap().kind, "part");
+    assert_eq!(m.parse_line("foo é").unwrap().kind, "whole");
+}
