@@ -9,3 +9,4 @@ pub mod event;
 pub mod lines;
 pub mod logging;
 pub mod plugin;
+pub mod tail;

@@ -1,5 +1,5 @@
-//! Reading lines from any byte source with bounded memory: invalid UTF-8 is replaced, a line
-//! longer than the cap is cut (and said to be), `\r\n` and `\n` both end a line.
+//! Turning bytes into lines with bounded memory: invalid UTF-8 is replaced, a line longer
+//! than the cap is cut (and says so), `\r\n` and `\n` both end a line.
 
 use std::io::{self, BufRead};
 
@@ -15,11 +15,83 @@ pub struct Line {
     pub truncated_bytes: u64,
 }
 
-/// Reads [`Line`]s from `reader`, never holding more than `max_line_bytes` of one line.
+/// Splits a stream of byte chunks into [`Line`]s, holding at most `max_line_bytes` of the
+/// line in progress.
+#[derive(Debug)]
+pub struct LineSplitter {
+    max_line_bytes: usize,
+    partial: Vec<u8>,
+    dropped: u64,
+}
+
+impl LineSplitter {
+    /// A splitter that cuts lines at `max_line_bytes`.
+    pub fn new(max_line_bytes: usize) -> Self {
+        Self {
+            max_line_bytes,
+            partial: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Feeds `bytes`; every line completed by a newline is pushed to `out`.
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Line>) {
+        while !bytes.is_empty() {
+            let (take, done) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => (i, true),
+                None => (bytes.len(), false),
+            };
+            let room = self.max_line_bytes.saturating_sub(self.partial.len());
+            let keep = take.min(room);
+            self.partial.extend_from_slice(&bytes[..keep]);
+            self.dropped += (take - keep) as u64;
+            if done {
+                out.push(self.take_line());
+                bytes = &bytes[take + 1..];
+            } else {
+                bytes = &[];
+            }
+        }
+    }
+
+    /// The unterminated rest, as a line, if there is one (at the end of input).
+    pub fn finish(&mut self) -> Option<Line> {
+        (!self.partial.is_empty() || self.dropped > 0).then(|| self.take_line())
+    }
+
+    /// Forgets the unterminated rest; returns how many bytes it held.
+    pub fn discard(&mut self) -> u64 {
+        let n = self.pending_bytes();
+        self.partial.clear();
+        self.dropped = 0;
+        n
+    }
+
+    /// Bytes received since the last complete line (kept or dropped).
+    pub fn pending_bytes(&self) -> u64 {
+        self.partial.len() as u64 + self.dropped
+    }
+
+    fn take_line(&mut self) -> Line {
+        if self.partial.last() == Some(&b'\r') {
+            self.partial.pop();
+        }
+        let text = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial.clear();
+        Line {
+            text,
+            truncated_bytes: std::mem::take(&mut self.dropped),
+        }
+    }
+}
+
+/// Reads [`Line`]s from `reader`; a last line without a newline counts.
 pub struct LineReader<R> {
     reader: R,
-    max_line_bytes: usize,
-    buf: Vec<u8>,
+    splitter: LineSplitter,
+    ready: std::collections::VecDeque<Line>,
+    buf: Vec<Line>,
+    eof: bool,
 }
 
 impl<R: BufRead> LineReader<R> {
@@ -27,50 +99,32 @@ impl<R: BufRead> LineReader<R> {
     pub fn new(reader: R, max_line_bytes: usize) -> Self {
         Self {
             reader,
-            max_line_bytes,
+            splitter: LineSplitter::new(max_line_bytes),
+            ready: Default::default(),
             buf: Vec::new(),
+            eof: false,
         }
     }
 
-    /// The next line, or `None` at the end of input. A last line without a newline counts.
+    /// The next line, or `None` at the end of input.
     pub fn next_line(&mut self) -> io::Result<Option<Line>> {
-        self.buf.clear();
-        let mut truncated = 0u64;
-        let mut saw_any = false;
-        loop {
+        while self.ready.is_empty() && !self.eof {
             let chunk = match self.reader.fill_buf() {
                 Ok(c) => c,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
             if chunk.is_empty() {
-                if !saw_any {
-                    return Ok(None);
-                }
+                self.eof = true;
+                self.ready.extend(self.splitter.finish());
                 break;
             }
-            saw_any = true;
-            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
-                Some(i) => (i, true),
-                None => (chunk.len(), false),
-            };
-            let room = self.max_line_bytes.saturating_sub(self.buf.len());
-            let keep = take.min(room);
-            self.buf.extend_from_slice(&chunk[..keep]);
-            truncated += (take - keep) as u64;
-            self.reader.consume(if done { take + 1 } else { take });
-            if done {
-                break;
-            }
+            let n = chunk.len();
+            self.splitter.push(chunk, &mut self.buf);
+            self.reader.consume(n);
+            self.ready.extend(self.buf.drain(..));
         }
-        if self.buf.last() == Some(&b'\r') {
-            self.buf.pop();
-        }
-        let text = String::from_utf8_lossy(&self.buf).into_owned();
-        Ok(Some(Line {
-            text,
-            truncated_bytes: truncated,
-        }))
+        Ok(self.ready.pop_front())
     }
 }
 
@@ -108,5 +162,19 @@ mod tests {
         assert_eq!(lines[0].text.len(), 20);
         assert_eq!(lines[0].truncated_bytes, 30);
         assert_eq!(lines[1].text, "next");
+    }
+
+    #[test]
+    fn the_splitter_holds_a_partial_line_until_its_newline() {
+        let mut s = LineSplitter::new(100);
+        let mut out = Vec::new();
+        s.push(b"hel", &mut out);
+        assert!(out.is_empty());
+        assert_eq!(s.pending_bytes(), 3);
+        s.push(b"lo\nwor", &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].text, "hello");
+        assert_eq!(s.discard(), 3);
+        assert!(s.finish().is_none());
     }
 }

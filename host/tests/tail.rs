@@ -1,0 +1,170 @@
+//! The tailer against real files: appends, partial lines, both kinds of rotation, deletion,
+//! a file that appears late, long lines, invalid UTF-8, and resuming from a position.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use factorio_isr::lines::Line;
+use factorio_isr::tail::{self, StartAt, TailOptions, TailReader};
+
+fn append(path: &Path, data: &[u8]) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(data).unwrap();
+}
+
+fn poll(r: &mut TailReader) -> Vec<String> {
+    let mut out: Vec<Line> = Vec::new();
+    r.poll(&mut out).unwrap();
+    out.into_iter().map(|l| l.text).collect()
+}
+
+#[test]
+fn starts_at_the_end_and_emits_lines_only_when_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    append(&log, b"old line\n");
+    let mut r = TailReader::new(&log, StartAt::End, 1 << 20);
+    assert!(poll(&mut r).is_empty());
+    append(&log, b"first\nsec");
+    assert_eq!(poll(&mut r), ["first"]);
+    append(&log, b"ond\r\n");
+    assert_eq!(poll(&mut r), ["second"]);
+    assert_eq!(r.stats().lines, 2);
+}
+
+#[test]
+fn follows_rename_and_create_rotation_without_losing_the_old_files_last_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    append(&log, b"");
+    let mut r = TailReader::new(&log, StartAt::End, 1 << 20);
+    assert!(poll(&mut r).is_empty());
+    append(&log, b"a\n");
+    assert_eq!(poll(&mut r), ["a"]);
+    // The writer still has the old file open when it is renamed, and writes once more.
+    let mut old = OpenOptions::new().append(true).open(&log).unwrap();
+    std::fs::rename(&log, dir.path().join("console.log.1")).unwrap();
+    old.write_all(b"b\nunfinished").unwrap();
+    assert_eq!(poll(&mut r), ["b"], "the renamed file is still followed");
+    append(&log, b"c\n");
+    assert_eq!(poll(&mut r), ["unfinished", "c"]);
+    assert_eq!(r.stats().rotations, 1);
+}
+
+#[test]
+fn follows_copy_truncate_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    append(&log, b"");
+    let mut r = TailReader::new(&log, StartAt::Beginning, 1 << 20);
+    append(&log, b"one\ntwo\n");
+    assert_eq!(poll(&mut r), ["one", "two"]);
+    std::fs::copy(&log, dir.path().join("console.log.1")).unwrap();
+    File::create(&log).unwrap(); // truncates in place
+    append(&log, b"three\n");
+    assert_eq!(poll(&mut r), ["three"]);
+    assert_eq!(r.stats().truncations, 1);
+}
+
+#[test]
+fn waits_for_a_missing_file_and_survives_delete_and_recreate() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let mut r = TailReader::new(&log, StartAt::End, 1 << 20);
+    assert!(poll(&mut r).is_empty());
+    assert!(!r.is_open());
+    // A file that appears after start is new: it is read from its beginning.
+    append(&log, b"hello\n");
+    assert_eq!(poll(&mut r), ["hello"]);
+    append(&log, b"more\n");
+    assert_eq!(poll(&mut r), ["more"]);
+    std::fs::remove_file(&log).unwrap();
+    assert!(poll(&mut r).is_empty());
+    append(&log, b"reborn\n");
+    assert_eq!(poll(&mut r), ["reborn"]);
+}
+
+#[test]
+fn caps_long_lines_and_replaces_invalid_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    append(&log, b"");
+    let mut r = TailReader::new(&log, StartAt::End, 1000);
+    assert!(poll(&mut r).is_empty());
+    let mut data = vec![b'x'; 10 << 20];
+    data.extend_from_slice(b"\nbad \xff byte\n");
+    append(&log, &data);
+    let mut out = Vec::new();
+    r.poll(&mut out).unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].text.len(), 1000);
+    assert_eq!(out[0].truncated_bytes, (10 << 20) - 1000);
+    assert_eq!(out[1].text, "bad \u{FFFD} byte");
+    assert_eq!(r.stats().truncated_lines, 1);
+}
+
+#[test]
+fn resumes_from_a_position_in_the_same_file_and_starts_over_in_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    append(&log, b"1\n2\npartial");
+    let mut r = TailReader::new(&log, StartAt::Beginning, 1 << 20);
+    assert_eq!(poll(&mut r), ["1", "2"]);
+    let pos = r.position().unwrap();
+    assert_eq!(
+        pos.offset, 4,
+        "the position is after the last complete line"
+    );
+    drop(r);
+    append(&log, b" done\n3\n");
+    let mut r = TailReader::new(&log, StartAt::Position(pos), 1 << 20);
+    assert_eq!(poll(&mut r), ["partial done", "3"]);
+
+    // Another file at the same path (rotated while we were down): read it from the start.
+    std::fs::write(&log, b"new file\n").unwrap();
+    let mut r = TailReader::new(&log, StartAt::Position(pos), 1 << 20);
+    assert_eq!(poll(&mut r), ["new file"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_delivers_appended_lines_and_stops_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    append(&log, b"before\n");
+    let reader = TailReader::new(&log, StartAt::End, 1 << 20);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // A long poll interval: lines must arrive through filesystem events.
+    let options = TailOptions {
+        poll_interval: Duration::from_secs(3600),
+        max_batch_lines: 2,
+    };
+    let task = tokio::spawn(tail::run(reader, tx, options, stopped));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    append(&log, b"a\nb\nc\n");
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let batch = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(batch.lines.len() <= 2);
+        got.extend(batch.lines.into_iter().map(|l| l.text));
+    }
+    assert_eq!(got, ["a", "b", "c"]);
+    stop.send(true).unwrap();
+    let reader = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        reader.position().unwrap().offset,
+        std::fs::metadata(&log).unwrap().len()
+    );
+}
