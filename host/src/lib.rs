@@ -3,10 +3,16 @@
 //! Data flows one way: log `lines` → parser plugins (`plugin`) → `event`s → monitors →
 //! alerts → sinks. The modules are named for those steps.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod health;
+pub mod http;
 pub mod lines;
 pub mod logging;
+pub mod metrics;
+pub mod pipeline;
 pub mod plugin;
+pub mod sink;
 pub mod tail;

@@ -145,7 +145,11 @@ async fn the_task_delivers_appended_lines_and_stops_on_shutdown() {
         poll_interval: Duration::from_secs(3600),
         max_batch_lines: 2,
     };
-    let task = tokio::spawn(tail::run(reader, tx, options, stopped));
+    let status = tail::Status {
+        health: factorio_isr::health::Health::default(),
+        component: "tailer:test".into(),
+    };
+    let task = tokio::spawn(tail::run(reader, tx, options, stopped, status.clone()));
     tokio::time::sleep(Duration::from_millis(100)).await;
     append(&log, b"a\nb\nc\n");
     let mut got = Vec::new();
@@ -158,6 +162,7 @@ async fn the_task_delivers_appended_lines_and_stops_on_shutdown() {
         got.extend(batch.lines.into_iter().map(|l| l.text));
     }
     assert_eq!(got, ["a", "b", "c"]);
+    assert!(status.health.is_ready());
     stop.send(true).unwrap();
     let reader = tokio::time::timeout(Duration::from_secs(20), task)
         .await

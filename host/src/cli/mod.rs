@@ -4,6 +4,7 @@ mod check;
 mod new;
 mod parse;
 mod plugin;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Follow every configured server's log and deliver its events (the default job).
+    Run(run::RunArgs),
     /// Run the parsers over a log file (or stdin) and print one JSON object per event.
     Parse(parse::ParseArgs),
     /// Validate pattern files and plugins; exits non-zero on any problem.
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
     crate::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Parse(args) => parse::run(args),
         Command::Check(args) => check::run(args),
         Command::Plugin(PluginCommand::New(args)) => new::run(args),

@@ -9,10 +9,10 @@ use clap::Args;
 use serde::Serialize;
 
 use super::RuntimeArgs;
-use crate::config::Config;
+use crate::config::{Config, PluginEntry};
 use crate::event::Event;
 use crate::lines::{DEFAULT_MAX_LINE_BYTES, LineReader};
-use crate::plugin::stock::{self, PluginSource};
+use crate::pipeline;
 use crate::plugin::{ParserChain, Runtime};
 
 /// Lines per call into the plugins.
@@ -107,7 +107,11 @@ pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {
 
 /// The parser chain the options ask for.
 fn build_chain(runtime: &Runtime, args: &ParseArgs) -> anyhow::Result<ParserChain> {
-    let entries: Vec<(PluginSource, serde_json::Value)> = if let Some(path) = &args.config {
+    let entry = |plugin: &str, config: serde_json::Value| PluginEntry {
+        plugin: plugin.to_owned(),
+        config,
+    };
+    let (tag, entries) = if let Some(path) = &args.config {
         let config = Config::load(path)?;
         let tag = args.server.as_deref().unwrap_or_default();
         let server = config.server(tag).ok_or_else(|| {
@@ -118,45 +122,21 @@ fn build_chain(runtime: &Runtime, args: &ParseArgs) -> anyhow::Result<ParserChai
                 known.join(", ")
             )
         })?;
-        if server.parsers.is_empty() {
-            vec![(PluginSource::Stock("patterns"), serde_json::Value::Null)]
-        } else {
-            server
-                .parsers
-                .iter()
-                .map(|p| (PluginSource::parse(&p.plugin), p.config.clone()))
-                .collect()
-        }
+        (tag.to_owned(), server.parsers.clone())
     } else if args.plugin.is_empty() {
         let config = match &args.patterns {
             Some(dir) => serde_json::json!({ "dir": dir }),
             None => serde_json::Value::Null,
         };
-        vec![(PluginSource::Stock("patterns"), config)]
+        ("cli".to_owned(), vec![entry("patterns", config)])
     } else {
         let config = super::read_plugin_config(args.plugin_config.as_deref())?;
-        args.plugin
+        let entries = args
+            .plugin
             .iter()
-            .map(|spec| (PluginSource::parse(spec), config.clone()))
-            .collect()
+            .map(|p| entry(p, config.clone()))
+            .collect();
+        ("cli".to_owned(), entries)
     };
-    let server = args.server.as_deref().unwrap_or("cli");
-    let mut parsers = Vec::new();
-    for (source, config) in entries {
-        let name = source.name();
-        let bytes = source
-            .bytes()
-            .with_context(|| format!("cannot read plugin {name}"))?;
-        let plugin = runtime
-            .load(&name, &bytes)
-            .with_context(|| format!("plugin {name}"))?;
-        let init =
-            stock::init_config(&source, &config).with_context(|| format!("plugin {name}"))?;
-        parsers.push(
-            plugin
-                .parser(server, &init)
-                .with_context(|| format!("plugin {name}"))?,
-        );
-    }
-    Ok(ParserChain::new(parsers))
+    pipeline::parser_chain(runtime, &tag, &entries)
 }

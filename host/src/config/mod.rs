@@ -94,6 +94,47 @@ pub struct ServerConfig {
     /// Candidate plugins run in compare mode.
     #[serde(default)]
     pub shadow: Vec<PluginEntry>,
+    /// Where this server's events go besides Discord (default: the console).
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// A destination for events, in servers.yml: `console` or `{jsonl: /path/events.jsonl}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "SinkSpec")]
+pub enum SinkConfig {
+    /// Print events for people on stdout.
+    Console,
+    /// Append events as JSON lines to a file.
+    Jsonl(PathBuf),
+}
+
+/// How a sink is written in YAML: a bare name, or a one-key mapping of name to setting.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SinkSpec {
+    Name(String),
+    WithSetting(std::collections::BTreeMap<String, String>),
+}
+
+impl TryFrom<SinkSpec> for SinkConfig {
+    type Error = String;
+
+    fn try_from(spec: SinkSpec) -> Result<Self, String> {
+        const KNOWN: &str = "`console` or `jsonl: PATH`";
+        match spec {
+            SinkSpec::Name(n) if n == "console" => Ok(Self::Console),
+            SinkSpec::Name(n) => Err(format!("unknown sink `{n}` (expected {KNOWN})")),
+            SinkSpec::WithSetting(map) => {
+                let mut entries = map.into_iter();
+                match (entries.next(), entries.next()) {
+                    (Some((k, v)), None) if k == "jsonl" => Ok(Self::Jsonl(v.into())),
+                    (Some((k, _)), None) => Err(format!("unknown sink `{k}` (expected {KNOWN})")),
+                    _ => Err(format!("a sink is one of {KNOWN}")),
+                }
+            }
+        }
+    }
 }
 
 /// How RCON up/down is reported (Python bot: `rcon_status_alert_mode`).
@@ -404,6 +445,19 @@ servers:
         assert_eq!(a.parsers.len(), 2);
         assert_eq!(a.parsers[0].config["dir"], "/p");
         assert!(a.parsers[1].config.is_null());
+        let c = load("servers:\n  a:\n    sinks:\n      - console\n      - jsonl: /tmp/e.jsonl\n")
+            .unwrap();
+        assert_eq!(
+            c.server("a").unwrap().sinks,
+            [
+                SinkConfig::Console,
+                SinkConfig::Jsonl("/tmp/e.jsonl".into())
+            ]
+        );
+        let err = load("servers:\n  a:\n    sinks: [carrier-pigeon]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("carrier-pigeon"), "{err}");
     }
 
     #[test]

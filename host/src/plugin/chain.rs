@@ -17,6 +17,8 @@ pub struct ChainOutput {
     pub events: Vec<(usize, Event)>,
     /// (index of the parser in the chain, its fault) for every parser that lost this batch.
     pub faults: Vec<(usize, Fault)>,
+    /// How long each parser took, in chain order.
+    pub timings: Vec<std::time::Duration>,
 }
 
 impl ParserChain {
@@ -35,7 +37,10 @@ impl ParserChain {
     pub fn parse(&mut self, lines: &[String]) -> ChainOutput {
         let mut out = ChainOutput::default();
         for (p, parser) in self.parsers.iter_mut().enumerate() {
-            match parser.parse(lines) {
+            let started = std::time::Instant::now();
+            let result = parser.parse(lines);
+            out.timings.push(started.elapsed());
+            match result {
                 Ok(events) => out.events.extend(events),
                 Err(fault) => out.faults.push((p, fault)),
             }

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 pub use reader::{Position, StartAt, TailReader, TailStats};
 
+use crate::health::{Health, State};
 use crate::lines::Line;
 
 /// A batch of new lines and the position just past the last of them.
@@ -20,6 +21,14 @@ use crate::lines::Line;
 pub struct Batch {
     pub lines: Vec<Line>,
     pub position: Option<Position>,
+}
+
+/// Where a tailer task reports how it is doing.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub health: Health,
+    /// Its component name in `health`.
+    pub component: String,
 }
 
 /// How a tailer task behaves.
@@ -49,6 +58,7 @@ pub async fn run(
     tx: mpsc::Sender<Batch>,
     options: TailOptions,
     mut shutdown: watch::Receiver<bool>,
+    status: Status,
 ) -> TailReader {
     let wake = Arc::new(Notify::new());
     let mut watcher = watch_dir(reader.path(), &wake);
@@ -59,11 +69,26 @@ pub async fn run(
             watcher = watch_dir(reader.path(), &wake);
         }
         match reader.poll(&mut lines) {
-            Ok(()) => last_error = None,
+            Ok(()) => {
+                last_error = None;
+                if reader.is_open() {
+                    status.health.set(&status.component, State::Ready, None);
+                } else {
+                    let detail = format!("waiting for {} to exist", reader.path().display());
+                    status
+                        .health
+                        .set(&status.component, State::Starting, Some(detail));
+                }
+            }
             Err(e) => {
                 if last_error != Some(e.kind()) {
                     tracing::warn!(path = %reader.path().display(), "cannot read the log: {e}");
                     last_error = Some(e.kind());
+                    status.health.error(
+                        &status.component,
+                        format!("cannot read {}: {e}", reader.path().display()),
+                    );
+                    status.health.set(&status.component, State::Down, None);
                 }
             }
         }

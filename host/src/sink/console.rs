@@ -1,0 +1,42 @@
+//! Events printed for people, one line each.
+
+use std::io::Write;
+
+use super::{Delivery, Sink};
+use crate::event::Event;
+
+/// Prints events on stdout as `[server] emoji text`.
+#[derive(Debug, Default)]
+pub struct ConsoleSink;
+
+impl Sink for ConsoleSink {
+    fn name(&self) -> &str {
+        "console"
+    }
+
+    fn deliver<'a>(&'a self, server: &'a str, events: &'a [Event]) -> Delivery<'a> {
+        Box::pin(async move {
+            let mut out = std::io::stdout().lock();
+            for e in events {
+                writeln!(out, "{}", render(server, e))?;
+            }
+            out.flush()?;
+            Ok(())
+        })
+    }
+}
+
+/// One event as a terminal line.
+pub fn render(server: &str, e: &Event) -> String {
+    let body = match (&e.text, &e.player, &e.message) {
+        (Some(t), _, _) => t.clone(),
+        (None, Some(p), Some(m)) => format!("{p}: {m}"),
+        (None, Some(p), None) => p.clone(),
+        (None, None, Some(m)) => m.clone(),
+        (None, None, None) => String::new(),
+    };
+    match &e.emoji {
+        Some(emoji) => format!("[{server}] {emoji} {body}"),
+        None => format!("[{server}] {} {body}", e.kind),
+    }
+}

@@ -1,0 +1,36 @@
+//! Where events go: one interface for the console, a JSON-lines file, and (later) Discord.
+//!
+//! A sink takes a batch of one server's events and returns once they are delivered (for a
+//! file: written and flushed), so that the pipeline may then save its checkpoint.
+
+mod console;
+mod jsonl;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use console::ConsoleSink;
+pub use jsonl::JsonlSink;
+
+use crate::event::Event;
+
+/// Why a delivery failed; the pipeline retries, then counts and logs it.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The future a sink returns.
+pub type Delivery<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
+
+/// A destination for events.
+pub trait Sink: Send + Sync {
+    /// A short name for logs, metrics and `/ready` (`console`, `jsonl`, ...).
+    fn name(&self) -> &str;
+
+    /// Delivers `events` of server `server`; resolves when they are safely handed over.
+    fn deliver<'a>(&'a self, server: &'a str, events: &'a [Event]) -> Delivery<'a>;
+}
