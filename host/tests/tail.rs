@@ -70,6 +70,16 @@ fn follows_copy_truncate_rotation() {
     append(&log, b"three\n");
     assert_eq!(poll(&mut r), ["three"]);
     assert_eq!(r.stats().truncations, 1);
+
+    // Truncated and written past the old length before the next look: the first bytes
+    // differ, so it is still seen as a new start.
+    File::create(&log).unwrap();
+    append(&log, b"a much longer first line than before\nfour\n");
+    assert_eq!(
+        poll(&mut r),
+        ["a much longer first line than before", "four"]
+    );
+    assert_eq!(r.stats().truncations, 2);
 }
 
 #[test]

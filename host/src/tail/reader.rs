@@ -125,6 +125,7 @@ impl TailReader {
                 Err(e) => return Err(e),
             }
         }
+        self.check_truncated()?;
         self.read_to_end(out)?;
         match std::fs::metadata(&self.path) {
             // Gone: keep reading the open file; its writer may still have it open.
@@ -134,30 +135,37 @@ impl TailReader {
                 let Some(open) = &self.open else {
                     return Ok(());
                 };
-                if (meta.dev(), meta.ino()) != (open.dev, open.ino) {
-                    // A new file at the path: finish the old one, then start the new one.
-                    self.read_to_end(out)?;
-                    out.extend(self.splitter.finish().map(|l| self.count(l)));
-                    self.open = None;
-                    self.stats.rotations += 1;
-                    self.start = StartAt::Beginning;
-                    self.open_file()?;
-                    self.read_to_end(out)
-                } else if meta.len() < open.offset {
-                    // Copy-truncate: the file was emptied in place.
-                    self.stats.truncations += 1;
-                    self.stats.discarded_bytes += self.splitter.discard();
-                    if let Some(open) = &mut self.open {
-                        open.offset = 0;
-                        open.head.clear();
-                        open.file.seek(SeekFrom::Start(0))?;
-                    }
-                    self.read_to_end(out)
-                } else {
-                    Ok(())
+                if (meta.dev(), meta.ino()) == (open.dev, open.ino) {
+                    return Ok(());
                 }
+                // A new file at the path: finish the old one, then start the new one.
+                self.read_to_end(out)?;
+                out.extend(self.splitter.finish().map(|l| self.count(l)));
+                self.open = None;
+                self.stats.rotations += 1;
+                self.start = StartAt::Beginning;
+                self.open_file()?;
+                self.read_to_end(out)
             }
         }
+    }
+
+    /// Copy-truncate: the open file was emptied in place, and may have grown back past
+    /// where we were before we looked; its first bytes tell. Reading starts over.
+    fn check_truncated(&mut self) -> io::Result<()> {
+        let Some(open) = &mut self.open else {
+            return Ok(());
+        };
+        let len = open.file.metadata()?.len();
+        if len >= open.offset && head_unchanged(open)? {
+            return Ok(());
+        }
+        self.stats.truncations += 1;
+        self.stats.discarded_bytes += self.splitter.discard();
+        open.offset = 0;
+        open.head.clear();
+        open.file.seek(SeekFrom::Start(0))?;
+        Ok(())
     }
 
     fn open_file(&mut self) -> io::Result<()> {
@@ -229,6 +237,22 @@ impl TailReader {
         }
         line
     }
+}
+
+/// Whether the file still starts with the bytes it started with when we read them.
+fn head_unchanged(open: &Open) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut now = vec![0u8; open.head.len()];
+    let mut filled = 0;
+    while filled < now.len() {
+        match open.file.read_at(&mut now[filled..], filled as u64) {
+            Ok(0) => return Ok(false),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(now == open.head)
 }
 
 fn fingerprint(bytes: &[u8]) -> u64 {

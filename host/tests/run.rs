@@ -1,0 +1,470 @@
+//! `factorio-isr run` end to end: the real binary, real files, real HTTP requests.
+//! Timeouts here are hang guards only; nothing asserts how fast things happen.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const GUARD: Duration = Duration::from_secs(60);
+
+struct Isr {
+    child: Child,
+    port: u16,
+    stderr: PathBuf,
+}
+
+impl Isr {
+    fn start(dir: &Path, config: &str) -> Self {
+        Self::start_on(dir, config, free_port())
+    }
+
+    fn start_on(dir: &Path, config: &str, port: u16) -> Self {
+        let config_path = dir.join("servers.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let stderr = dir.join(format!(
+            "stderr-{}.log",
+            std::process::id() as u64 * 1000 + port as u64
+        ));
+        let child = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .env("HEALTH_CHECK_HOST", "127.0.0.1")
+            .env("HEALTH_CHECK_PORT", port.to_string())
+            .env("FACTORIO_ISR_POLL_MS", "100")
+            .env(
+                "FACTORIO_ISR_CACHE_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-plugin-cache"),
+            )
+            .env_remove("DISCORD_BOT_TOKEN")
+            .env_remove("LOG_FORMAT")
+            .env("LOG_LEVEL", "info")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            port,
+            stderr,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.port, path)
+    }
+
+    /// Waits until the process serves HTTP and has started every pipeline.
+    fn wait_started(&self) {
+        wait_for("the process to start", || {
+            self.log().contains("started") && self.get("/healthz").is_some()
+        });
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc_kill(pid, 15) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < GUARD, "did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Isr {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let status = raw.split_whitespace().nth(1)?.parse().ok()?;
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < GUARD, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// The chat messages in the JSONL sink, with how often each appears.
+fn delivered(jsonl: &Path) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for line in std::fs::read_to_string(jsonl).unwrap_or_default().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(m) = v["message"].as_str() {
+            *seen.entry(m.to_owned()).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+fn chat(i: usize) -> String {
+    format!("2026-01-01 10:00:00 [CHAT] Alice: msg-{i}\n")
+}
+
+fn config(log: &Path, jsonl: &Path) -> String {
+    format!(
+        "servers:\n  prod:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n",
+        log.display(),
+        jsonl.display()
+    )
+}
+
+#[test]
+fn every_event_exactly_once_across_rotations_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    append(&log, "2026-01-01 09:00:00 [CHAT] Old: before we started\n");
+    let cfg = config(&log, &jsonl);
+    let isr = Isr::start(dir.path(), &cfg);
+    isr.wait_started();
+    wait_for("the tailer to open the log", || {
+        isr.get("/ready").is_some_and(|(s, _)| s == 200)
+    });
+
+    let mut next = 0;
+    let mut write = |n: usize| {
+        for _ in 0..n {
+            append(&log, &chat(next));
+            next += 1;
+        }
+        next
+    };
+    let upto = write(50);
+    wait_for("50 events", || delivered(&jsonl).len() == upto);
+    // Rename-and-create rotation, with lines written to both files around it.
+    std::fs::rename(&log, dir.path().join("console.log.1")).unwrap();
+    append(&dir.path().join("console.log.1"), &chat(next));
+    next += 1;
+    let mut write = |n: usize| {
+        for _ in 0..n {
+            append(&log, &chat(next));
+            next += 1;
+        }
+        next
+    };
+    let upto = write(50);
+    wait_for("events after rename rotation", || {
+        delivered(&jsonl).len() == upto
+    });
+    // Copy-truncate rotation.
+    std::fs::copy(&log, dir.path().join("console.log.2")).unwrap();
+    std::fs::File::create(&log).unwrap();
+    let upto = write(50);
+    wait_for("events after copy-truncate", || {
+        delivered(&jsonl).len() == upto
+    });
+    assert!(isr.stop().success());
+
+    // Lines written while stopped are read on restart, from the checkpoint.
+    write(20);
+    let isr = Isr::start(dir.path(), &cfg);
+    isr.wait_started();
+    let upto = write(30);
+    wait_for("events after restart", || delivered(&jsonl).len() == upto);
+    assert!(isr.stop().success());
+
+    let seen = delivered(&jsonl);
+    assert!(
+        !seen.contains_key("before we started"),
+        "the first start reads from the end"
+    );
+    for i in 0..upto {
+        assert_eq!(seen.get(&format!("msg-{i}")), Some(&1), "msg-{i}");
+    }
+}
+
+#[test]
+fn after_kill_9_nothing_is_lost_and_at_most_one_batch_is_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    append(&log, "");
+    let cfg = config(&log, &jsonl);
+    let isr = Isr::start(dir.path(), &cfg);
+    isr.wait_started();
+    wait_for("the tailer to open the log", || {
+        isr.get("/ready").is_some_and(|(s, _)| s == 200)
+    });
+    let total = 3000;
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for i in 0..total {
+                append(&log, &chat(i));
+                if i % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        })
+    };
+    wait_for("some events", || delivered(&jsonl).len() > 200);
+    isr.kill9();
+    writer.join().unwrap();
+    let isr = Isr::start(dir.path(), &cfg);
+    isr.wait_started();
+    wait_for("every event", || delivered(&jsonl).len() == total);
+    assert!(isr.stop().success());
+    let seen = delivered(&jsonl);
+    let repeated = seen.values().filter(|&&n| n > 1).count();
+    assert!(seen.values().all(|&n| n <= 2));
+    assert!(
+        repeated <= 1024,
+        "{repeated} events repeated: more than one batch"
+    );
+}
+
+#[test]
+fn ready_names_each_component_and_metrics_count_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let late = dir.path().join("late").join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    append(&log, "");
+    let cfg = format!(
+        "{}  other:\n    log_path: {}\n    sinks: [console]\n",
+        config(&log, &jsonl),
+        late.display()
+    );
+    let isr = Isr::start(dir.path(), &cfg);
+    isr.wait_started();
+    assert_eq!(isr.get("/healthz").unwrap().0, 200);
+    let (status, body) = isr.get("/health").unwrap();
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        health,
+        serde_json::json!({"status": "healthy", "service": "factorio-isr"})
+    );
+
+    // The other server's log (and its folder) does not exist yet: not ready, and it says why.
+    wait_for("the prod tailer", || {
+        isr.get("/ready")
+            .unwrap()
+            .1
+            .contains(r#""name":"tailer:prod","state":"ready""#)
+    });
+    let (status, body) = isr.get("/ready").unwrap();
+    assert_eq!(status, 503, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let other = ready["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "tailer:other")
+        .unwrap()
+        .clone();
+    assert_eq!(other["state"], "starting");
+    assert!(
+        other["detail"].as_str().unwrap().contains("waiting for"),
+        "{other}"
+    );
+
+    std::fs::create_dir_all(late.parent().unwrap()).unwrap();
+    append(&late, "");
+    wait_for("ready", || isr.get("/ready").is_some_and(|(s, _)| s == 200));
+
+    append(&log, &chat(1));
+    append(&log, "2026-01-01 10:00:00 [JOIN] Bob joined the game\n");
+    wait_for("two events", || {
+        delivered(&jsonl).len() == 1
+            && std::fs::read_to_string(&jsonl).unwrap().lines().count() == 2
+    });
+    wait_for("metrics", || {
+        isr.get("/metrics")
+            .unwrap()
+            .1
+            .contains(r#"factorio_isr_events_processed_total{event_type="join",server="prod"} 1"#)
+    });
+    let metrics = isr.get("/metrics").unwrap().1;
+    for name in [
+        "factorio_isr_uptime_seconds",
+        r#"factorio_isr_component_status{component="tailer:prod"} 1"#,
+        r#"factorio_isr_events_processed_total{event_type="chat",server="prod"} 1"#,
+        r#"factorio_isr_lines_read_total{server="prod"} 2"#,
+        r#"factorio_isr_plugin_calls_total{plugin="patterns",server="prod"}"#,
+        "factorio_isr_plugin_call_seconds_bucket",
+        "factorio_isr_sink_delivery_seconds_bucket",
+        r#"factorio_isr_checkpoint_lag_bytes{server="prod"} 0"#,
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    assert!(isr.stop().success());
+}
+
+#[test]
+fn a_trapping_parser_and_a_failing_sink_are_visible_and_nothing_else_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_log = dir.path().join("bad.log");
+    let good_log = dir.path().join("good.log");
+    let jsonl = dir.path().join("events.jsonl");
+    append(&bad_log, "");
+    append(&good_log, "");
+    let cfg = format!(
+        "servers:\n  bad:\n    log_path: {}\n    parsers:\n      - plugin: {}\n    sinks:\n      - jsonl: {}\n  good:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n",
+        bad_log.display(),
+        env!("FACTORIO_ISR_WASM_MISBEHAVE"),
+        dir.path()
+            .join("no-such-dir")
+            .join("events.jsonl")
+            .display(),
+        good_log.display(),
+        jsonl.display(),
+    );
+    let isr = Isr::start(dir.path(), &cfg);
+    isr.wait_started();
+    wait_for("both tailers", || {
+        isr.get("/ready").is_some_and(|(s, _)| s == 200)
+    });
+    append(&bad_log, "PANIC\n");
+    wait_for("the trap to be counted", || {
+        isr.get("/metrics")
+            .unwrap()
+            .1
+            .contains(r#"factorio_isr_plugin_traps_total{kind="trap",plugin="#)
+    });
+    append(&bad_log, "fine line\n");
+    wait_for("the sink failure to be counted", || {
+        isr.get("/metrics").unwrap().1.contains(
+            r#"factorio_isr_errors_total{component="sink:bad:jsonl",error_type="delivery"}"#,
+        )
+    });
+    append(&good_log, &chat(7));
+    wait_for("the good server's event", || {
+        delivered(&jsonl).contains_key("msg-7")
+    });
+    let (_, body) = isr.get("/ready").unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let find = |name: &str| {
+        ready["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(find("sink:bad:jsonl")["state"], "degraded");
+    assert!(find("sink:bad:jsonl")["errors"].as_u64().unwrap() >= 1);
+    let parser = ready["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("parser:bad:"))
+        .cloned()
+        .unwrap();
+    assert_eq!(parser["state"], "degraded");
+    assert_eq!(find("sink:good:jsonl")["state"], "ready");
+    assert!(isr.stop().success());
+}
+
+#[test]
+fn a_port_in_use_is_reported_and_the_pipelines_keep_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    append(&log, "");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let isr = Isr::start_on(dir.path(), &config(&log, &jsonl), port);
+    wait_for("the error", || isr.log().contains("already in use"));
+    wait_for("the pipeline", || isr.log().contains("started"));
+    // The tailer starts at the end of the log; give it a line that must be read, repeatedly,
+    // until it shows (the first may land before the tailer opened the file).
+    let mut i = 0;
+    wait_for("an event", || {
+        i += 1;
+        append(&log, &chat(i));
+        std::thread::sleep(Duration::from_millis(50));
+        !delivered(&jsonl).is_empty()
+    });
+    wait_for("the event", || delivered(&jsonl).contains_key("msg-1"));
+    drop(taken);
+    assert!(isr.stop().success());
+}
+
+#[test]
+fn a_config_with_a_typo_fails_to_start_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        .arg("run")
+        .arg("--config")
+        .arg({
+            let p = dir.path().join("servers.yml");
+            std::fs::write(
+                &p,
+                "servers:\n  prod:\n    log_path: /x\n    ups_warning_treshold: 40\n",
+            )
+            .unwrap();
+            p
+        })
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("servers.yml:2: servers.prod: unknown field `ups_warning_treshold`"),
+        "{err}"
+    );
+}
