@@ -18,7 +18,7 @@ use crate::http;
 use crate::lines::DEFAULT_MAX_LINE_BYTES;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, ServerPipeline, Shared};
-use crate::sink::{ConsoleSink, JsonlSink, Sink};
+use crate::sink::{ConsoleSink, JsonlSink, Sink, WebhookSink};
 use crate::tail::TailOptions;
 
 /// How long a shutdown may take before the process exits anyway.
@@ -89,6 +89,7 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<ExitCode> {
                     match s {
                         SinkConfig::Console => Arc::new(ConsoleSink),
                         SinkConfig::Jsonl(path) => Arc::new(JsonlSink::new(path)),
+                        SinkConfig::Webhook(url) => Arc::new(WebhookSink::new(url.clone())),
                     }
                 })
                 .collect()

@@ -107,6 +107,8 @@ pub enum SinkConfig {
     Console,
     /// Append events as JSON lines to a file.
     Jsonl(PathBuf),
+    /// Post events to a Discord webhook URL (a secret: it holds the webhook's token).
+    Webhook(Secret),
 }
 
 /// How a sink is written in YAML: a bare name, or a one-key mapping of name to setting.
@@ -121,7 +123,7 @@ impl TryFrom<SinkSpec> for SinkConfig {
     type Error = String;
 
     fn try_from(spec: SinkSpec) -> Result<Self, String> {
-        const KNOWN: &str = "`console` or `jsonl: PATH`";
+        const KNOWN: &str = "`console`, `jsonl: PATH` or `webhook: URL`";
         match spec {
             SinkSpec::Name(n) if n == "console" => Ok(Self::Console),
             SinkSpec::Name(n) => Err(format!("unknown sink `{n}` (expected {KNOWN})")),
@@ -129,6 +131,13 @@ impl TryFrom<SinkSpec> for SinkConfig {
                 let mut entries = map.into_iter();
                 match (entries.next(), entries.next()) {
                     (Some((k, v)), None) if k == "jsonl" => Ok(Self::Jsonl(v.into())),
+                    (Some((k, v)), None) if k == "webhook" => {
+                        if v.starts_with("https://") || v.starts_with("http://") {
+                            Ok(Self::Webhook(Secret(v)))
+                        } else {
+                            Err("a webhook sink needs an http(s) URL".into())
+                        }
+                    }
                     (Some((k, _)), None) => Err(format!("unknown sink `{k}` (expected {KNOWN})")),
                     _ => Err(format!("a sink is one of {KNOWN}")),
                 }
@@ -165,6 +174,11 @@ pub struct PluginEntry {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value that must not be shown.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     /// The secret itself, for the one place that needs it.
     pub fn expose(&self) -> &str {
         &self.0

@@ -26,15 +26,20 @@ impl Sink for ConsoleSink {
     }
 }
 
-/// One event as a terminal line.
-pub fn render(server: &str, e: &Event) -> String {
-    let body = match (&e.text, &e.player, &e.message) {
+/// An event's text for people: its `text`, else what it has of player and message.
+pub fn body(e: &Event) -> String {
+    match (&e.text, &e.player, &e.message) {
         (Some(t), _, _) => t.clone(),
         (None, Some(p), Some(m)) => format!("{p}: {m}"),
         (None, Some(p), None) => p.clone(),
         (None, None, Some(m)) => m.clone(),
-        (None, None, None) => String::new(),
-    };
+        (None, None, None) => e.kind.clone(),
+    }
+}
+
+/// One event as a terminal line.
+pub fn render(server: &str, e: &Event) -> String {
+    let body = body(e);
     match &e.emoji {
         Some(emoji) => format!("[{server}] {emoji} {body}"),
         None => format!("[{server}] {} {body}", e.kind),

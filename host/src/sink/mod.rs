@@ -5,12 +5,14 @@
 
 mod console;
 mod jsonl;
+mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use console::ConsoleSink;
 pub use jsonl::JsonlSink;
+pub use webhook::{WebhookSink, pack as pack_messages};
 
 use crate::event::Event;
 
