@@ -62,7 +62,10 @@ async fn serve(args: RunArgs, config: Config) -> anyhow::Result<ExitCode> {
         health: Health::default(),
         metrics: Arc::new(Metrics::new()),
     };
-    if std::env::var_os("DISCORD_BOT_TOKEN").is_none() {
+    if crate::config::SecretSource::default()
+        .discord_token()
+        .is_none()
+    {
         tracing::info!(
             "DISCORD_BOT_TOKEN is not set: running without Discord, on the configured sinks"
         );

@@ -3,6 +3,9 @@
 //! Every error names the file, the line and what is wrong.
 
 mod expand;
+mod secrets;
+
+pub use secrets::SecretSource;
 
 use std::path::{Path, PathBuf};
 
@@ -234,7 +237,18 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_text(path, &text, &|name| std::env::var(name).ok())
+        let mut config = Self::from_text(path, &text, &|name| std::env::var(name).ok())?;
+        config.fill_secrets(&SecretSource::default());
+        Ok(config)
+    }
+
+    /// Fills in each RCON password that servers.yml leaves out from `secrets`.
+    pub fn fill_secrets(&mut self, secrets: &SecretSource) {
+        for server in &mut self.servers {
+            if server.rcon_password.is_none() {
+                server.rcon_password = secrets.rcon_password(&server.tag);
+            }
+        }
     }
 
     /// Parses `text` as if read from `path`, with `env` for `${VAR}`.

@@ -1,0 +1,256 @@
+//! End-to-end figures of the pipeline, printed (not asserted):
+//!
+//! - latency from a line appended to the log to its event at a sink, p50/p99, over lines
+//!   written one at a time;
+//! - sustained throughput of one server with the JSONL sink;
+//! - resident memory of the `run` process, idle, with 20 servers configured.
+//!
+//! Run with `cargo bench --bench pipeline`.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use factorio_isr::checkpoint::CheckpointStore;
+use factorio_isr::event::Event;
+use factorio_isr::health::Health;
+use factorio_isr::metrics::Metrics;
+use factorio_isr::pipeline::{self, ServerPipeline, Shared};
+use factorio_isr::plugin::{ComponentCache, Limits, Runtime};
+use factorio_isr::sink::{Delivery, JsonlSink, Sink};
+use factorio_isr::tail::{Position, TailOptions};
+use tokio::sync::watch;
+
+/// Records when each event arrives.
+#[derive(Default)]
+struct Clock {
+    arrivals: Mutex<Vec<(String, Instant)>>,
+}
+
+impl Sink for Clock {
+    fn name(&self) -> &str {
+        "clock"
+    }
+
+    fn deliver<'a>(&'a self, _server: &'a str, events: &'a [Event]) -> Delivery<'a> {
+        let now = Instant::now();
+        let mut a = self.arrivals.lock().unwrap();
+        a.extend(
+            events
+                .iter()
+                .filter_map(|e| e.message.clone())
+                .map(|m| (m, now)),
+        );
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn append(path: &Path, data: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(data).unwrap();
+}
+
+fn runtime() -> Runtime {
+    let cache = std::env::temp_dir().join("factorio-isr-bench-cache");
+    Runtime::new(ComponentCache::new(Some(cache)), Limits::default()).unwrap()
+}
+
+fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> ServerPipeline {
+    let checkpoints = CheckpointStore::new(dir.join("state"));
+    if from_start {
+        let empty = Position {
+            offset: 0,
+            fingerprint: {
+                use std::hash::Hasher;
+                std::collections::hash_map::DefaultHasher::new().finish()
+            },
+            fingerprint_len: 0,
+        };
+        checkpoints.save("bench", &empty).unwrap();
+    }
+    ServerPipeline {
+        tag: "bench".into(),
+        log_path: log.to_owned(),
+        parsers: pipeline::parser_chain(&runtime(), "bench", &[]).unwrap(),
+        sinks: vec![sink],
+        checkpoints,
+        max_line_bytes: 1 << 20,
+        tail: TailOptions::default(),
+    }
+}
+
+fn shared() -> Shared {
+    Shared {
+        health: Health::default(),
+        metrics: Arc::new(Metrics::new()),
+    }
+}
+
+fn latency(rt: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    append(&log, b"");
+    let clock = Arc::new(Clock::default());
+    let (stop, stopped) = watch::channel(false);
+    let task = {
+        let _entered = rt.enter();
+        pipeline::spawn(
+            pipeline(dir.path(), &log, clock.clone(), false),
+            shared(),
+            stopped,
+        )
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let n = 2000;
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n {
+        let msg = format!("m{i}");
+        let written = Instant::now();
+        append(
+            &log,
+            format!("2026-01-01 10:00:00 [CHAT] Alice: {msg}\n").as_bytes(),
+        );
+        let arrived = loop {
+            if let Some((_, t)) = clock
+                .arrivals
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(m, _)| *m == msg)
+            {
+                break *t;
+            }
+            std::thread::yield_now();
+        };
+        latencies.push(arrived - written);
+        clock.arrivals.lock().unwrap().clear();
+    }
+    let _ = stop.send(true);
+    rt.block_on(task).unwrap();
+    latencies.sort();
+    let pct = |p: f64| latencies[((n - 1) as f64 * p) as usize];
+    println!(
+        "append -> sink latency over {n} lines written one at a time: p50 {:?}  p99 {:?}  max {:?}",
+        pct(0.5),
+        pct(0.99),
+        latencies[n - 1]
+    );
+}
+
+fn throughput(rt: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    let n = 200_000;
+    let mut text = String::new();
+    for i in 0..n {
+        match i % 4 {
+            0 => text.push_str(&format!("2026-01-01 10:00:00 [CHAT] Alice: message {i}\n")),
+            1 => text.push_str(&format!("{:8.3} Info ServerMultiplayerManager.cpp:1061: Disconnect notification for peer ({i})\n", i as f64)),
+            2 => text.push_str("2026-01-01 10:00:00 [JOIN] Bob joined the game\n"),
+            _ => text.push_str("2026-01-01 10:00:00 [LEAVE] Bob left the game\n"),
+        }
+    }
+    append(&log, text.as_bytes());
+    let started = Instant::now();
+    let (stop, stopped) = watch::channel(false);
+    let sink = Arc::new(JsonlSink::new(&jsonl));
+    let task = {
+        let _entered = rt.enter();
+        pipeline::spawn(pipeline(dir.path(), &log, sink, true), shared(), stopped)
+    };
+    let expected = n - n / 4;
+    loop {
+        let lines = std::fs::read(&jsonl).map(|b| bytecount(&b)).unwrap_or(0);
+        if lines >= expected {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(true);
+    rt.block_on(task).unwrap();
+    println!(
+        "throughput, one server, JSONL sink: {n} lines ({expected} events) in {elapsed:.2?} = {:.0} lines/s (including start-up)",
+        n as f64 / elapsed.as_secs_f64()
+    );
+}
+
+fn bytecount(b: &[u8]) -> usize {
+    b.iter().filter(|&&c| c == b'\n').count()
+}
+
+fn idle_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = String::from("servers:\n");
+    for i in 0..20 {
+        let log = dir.path().join(format!("s{i}.log"));
+        append(&log, b"");
+        config.push_str(&format!("  s{i}:\n    log_path: {}\n", log.display()));
+    }
+    let path = dir.path().join("servers.yml");
+    std::fs::write(&path, config).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("HEALTH_CHECK_HOST", "127.0.0.1")
+        .env("HEALTH_CHECK_PORT", port.to_string())
+        .env(
+            "FACTORIO_ISR_CACHE_DIR",
+            std::env::temp_dir().join("factorio-isr-bench-cache"),
+        )
+        .env("LOG_LEVEL", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let ready = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(
+                s,
+                "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut resp = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut resp);
+            if resp.starts_with("HTTP/1.1 200") {
+                break started.elapsed();
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "not ready");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or("VmRSS: ?")
+        .to_owned();
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("run with 20 servers (plugins cached): ready after {ready:.2?}; idle {rss}");
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; this harness takes no options.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    latency(&rt);
+    throughput(&rt);
+    idle_memory();
+}
