@@ -12,26 +12,19 @@
 use std::collections::HashMap;
 
 use regex_automata::meta;
-use regex_automata::util::captures::Captures;
-use regex_automata::util::syntax;
+use regex_automata::nfa::thompson;
 use regex_automata::{Input, MatchKind, PatternSet};
 use regex_syntax::hir::{Hir, HirKind, Look};
 
 use crate::ParsedEvent;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::file::{self, PatternFile};
-use crate::rule::{Outcome, Rule};
+use crate::rule::{Compiled, Outcome, Rule};
 use crate::template::Template;
 
 /// Transition-cache size for the multi-pattern search. The default (2 MiB) thrashes with a few
 /// dozen rules and costs a factor of ~50 in throughput; this keeps the cache warm.
 const SET_CACHE_BYTES: usize = 32 << 20;
-
-/// Size limit of one rule's one-pass DFA.
-const ONEPASS_BYTES: usize = 64 << 20;
-
-/// Compiled size limit for one rule's regex (the `regex` default, stated so it is visible).
-const RULE_SIZE_LIMIT: usize = 10 << 20;
 
 /// Every rule of a set of pattern files, compiled and ordered by priority.
 #[derive(Debug)]
@@ -102,7 +95,12 @@ impl RuleSet {
                 .configure(
                     meta::Config::new()
                         .match_kind(MatchKind::All)
-                        .hybrid_cache_capacity(SET_CACHE_BYTES),
+                        .hybrid_cache_capacity(SET_CACHE_BYTES)
+                        // The set only says which rules may match; it needs no groups.
+                        .which_captures(thompson::WhichCaptures::None)
+                        .onepass(false)
+                        .backtrack(false)
+                        .dfa(false),
                 )
                 .build_many_from_hir(&hirs);
             Some(built.map_err(|e| Diagnostics(vec![whole_set_error(&e.to_string())]))?)
@@ -129,11 +127,7 @@ impl RuleSet {
     pub fn into_matcher(self) -> Matcher {
         let cache = self.set.as_ref().map(|s| s.create_cache());
         let found = PatternSet::new(self.active.len());
-        let scratch = self
-            .active
-            .iter()
-            .map(|&i| self.rules[i].scratch())
-            .collect();
+        let scratch = self.active.iter().map(|_| None).collect();
         Matcher {
             rules: self,
             cache,
@@ -200,38 +194,30 @@ fn compile_rule(spec: file::RuleSpec) -> Result<Rule, Diagnostic> {
         field: Some(field.to_owned()),
         problem,
     };
-    let regex = meta::Regex::builder()
-        .configure(
-            meta::Config::new()
-                .nfa_size_limit(Some(RULE_SIZE_LIMIT))
-                // A one-pass DFA makes captures cheap (+25% lines/s on the stock rules); the
-                // default limit is too small for rules with Unicode classes.
-                .onepass_size_limit(Some(ONEPASS_BYTES)),
-        )
-        .syntax(syntax::Config::new().case_insensitive(true))
-        .build(&spec.pattern)
+    // Checked here without building the search engines (that happens on first use): the
+    // syntax, then the automaton's size.
+    let hir = regex_syntax::ParserBuilder::new()
+        .case_insensitive(true)
+        .build()
+        .parse(&spec.pattern)
         .map_err(|e| {
-            // The syntax error, when there is one, points at the problem with a caret.
-            let why = match e.syntax_error() {
-                Some(syntax) => format!("regex parse error:\n{syntax}"),
-                None => e.to_string(),
-            };
             at(
                 spec.pattern_line,
                 "pattern",
-                format!("invalid regex: {why}"),
+                format!("invalid regex: regex parse error:\n{e}"),
             )
         })?;
+    let nfa = thompson::Compiler::new()
+        .configure(thompson::Config::new().nfa_size_limit(Some(crate::rule::RULE_SIZE_LIMIT)))
+        .build_from_hir(&hir)
+        .map_err(|e| at(spec.pattern_line, "pattern", format!("invalid regex: {e}")))?;
+    let anchored = hir.properties().look_set_prefix().contains(Look::Start);
     let template = spec.message.as_deref().map(Template::parse);
     let message_line = spec.message_line;
     let name = spec.name.clone();
     let file = spec.file.clone();
     let line = spec.line;
-    let anchored = regex_syntax::ParserBuilder::new()
-        .build()
-        .parse(&spec.pattern)
-        .is_ok_and(|hir| hir.properties().look_set_prefix().contains(Look::Start));
-    Rule::new(spec, regex, anchored, template).map_err(|problem| Diagnostic {
+    Rule::new(spec, nfa.group_info(), anchored, template).map_err(|problem| Diagnostic {
         file,
         line: message_line.or(line),
         rule: Some(name),
@@ -247,7 +233,7 @@ pub struct Matcher {
     cache: Option<meta::Cache>,
     found: PatternSet,
     /// Per enabled rule (by pattern id), its regex's cache and capture slots.
-    scratch: Vec<(meta::Cache, Captures)>,
+    scratch: Vec<Option<Compiled>>,
 }
 
 impl Matcher {
