@@ -383,3 +383,30 @@ fn check_validates_a_config_and_every_plugin_it_uses() {
         "{stdout}"
     );
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_per_log_line() {
+    let mut long = "2026-01-01 10:00:00 [CHAT] Bob: ".to_owned();
+    long.push_str(&"y".repeat(2 << 20));
+    long.push('\n');
+    let out = run(
+        bin()
+            .arg("parse")
+            .env("LOG_FORMAT", "json")
+            .current_dir(repo()),
+        long.as_bytes(),
+    );
+    assert!(out.status.success());
+    let stderr = text(&out.stderr);
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        logs.iter().any(|l| l["level"] == "WARN"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("longer than"))),
+        "{stderr}"
+    );
+}

@@ -468,3 +468,38 @@ fn a_config_with_a_typo_fails_to_start_naming_file_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn an_unreadable_log_is_down_in_ready_and_health_while_other_servers_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    let unreadable = dir.path().join("a-directory.log");
+    std::fs::create_dir(&unreadable).unwrap();
+    append(&log, "");
+    let cfg = format!(
+        "{}  broken:\n    log_path: {}\n",
+        config(&log, &jsonl),
+        unreadable.display()
+    );
+    let isr = Isr::start(dir.path(), &cfg);
+    isr.wait_started();
+    wait_for("the broken tailer to be down", || {
+        isr.get("/ready")
+            .is_some_and(|(_, b)| b.contains(r#""name":"tailer:broken","state":"down""#))
+    });
+    let (status, body) = isr.get("/ready").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("cannot read"), "{body}");
+    let (status, body) = isr.get("/health").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("degraded"), "{body}");
+    let mut i = 0;
+    wait_for("the healthy server's events", || {
+        i += 1;
+        append(&log, &chat(i));
+        std::thread::sleep(Duration::from_millis(50));
+        !delivered(&jsonl).is_empty()
+    });
+    assert!(isr.stop().success());
+}
