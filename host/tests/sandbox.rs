@@ -372,3 +372,23 @@ fn the_cache_compiles_once_and_rebuilds_a_corrupt_entry() {
         CacheOutcome::Hit
     );
 }
+
+#[test]
+fn an_instance_reports_its_memory() {
+    let rt = runtime();
+    let plugin = rt.load("patterns", PATTERNS_WASM).unwrap();
+    let mut p = plugin
+        .parser(
+            "test",
+            &stock::patterns_config(&stock::stock_pattern_files()),
+        )
+        .unwrap();
+    let after_init = p.memory_bytes();
+    eprintln!("stock parser after init: {} KiB", after_init >> 10);
+    assert!(after_init > 0);
+    p.parse(&lines(&["2026-01-01 10:00:00 [CHAT] Alice: hello"]))
+        .unwrap();
+    eprintln!("after one chat line: {} KiB", p.memory_bytes() >> 10);
+    assert!(p.memory_bytes() >= after_init);
+    assert_eq!(p.stats().memory_bytes, p.memory_bytes());
+}

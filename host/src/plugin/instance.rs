@@ -64,6 +64,8 @@ pub struct PluginStats {
     pub bad_results: u64,
     /// Log lines and output bytes dropped by the per-call limits.
     pub suppressed_output: u64,
+    /// The size of the instance's linear memory (it never shrinks).
+    pub memory_bytes: usize,
     /// Wall time spent in calls that returned normally.
     pub busy: Duration,
 }
@@ -174,6 +176,13 @@ impl Instance {
         &self.server
     }
 
+    /// The size of the live instance's linear memory right now (0 while there is none).
+    pub fn memory_bytes(&self) -> usize {
+        self.live
+            .as_ref()
+            .map_or(0, |l| l.store.data().memory_bytes)
+    }
+
     /// What it has done so far.
     pub fn stats(&self) -> &PluginStats {
         &self.stats
@@ -215,6 +224,7 @@ impl Instance {
         let elapsed = started.elapsed();
         live.store.data_mut().flush_output();
         self.stats.suppressed_output = live.store.data().suppressed;
+        self.stats.memory_bytes = live.store.data().memory_bytes;
         match result {
             Ok(r) => {
                 self.stats.calls += 1;

@@ -34,6 +34,8 @@ pub(crate) struct SandboxState {
     memory_cap: usize,
     /// Set when the plugin asked for more memory than its cap.
     pub memory_cap_hit: bool,
+    /// The size its linear memory has grown to.
+    pub memory_bytes: usize,
     output: Capture,
     logged_this_call: u32,
     /// `host.log` lines and output bytes dropped by the per-call limits.
@@ -58,6 +60,7 @@ impl SandboxState {
             tag,
             memory_cap,
             memory_cap_hit: false,
+            memory_bytes: 0,
             output,
             logged_this_call: 0,
             suppressed: 0,
@@ -110,6 +113,7 @@ impl wasmtime::ResourceLimiter for SandboxState {
                 self.memory_cap >> 20
             );
         }
+        self.memory_bytes = self.memory_bytes.max(desired);
         Ok(true)
     }
 

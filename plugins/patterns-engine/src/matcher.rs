@@ -11,8 +11,8 @@
 
 use std::collections::HashMap;
 
-use regex_automata::meta;
-use regex_automata::nfa::thompson;
+use regex_automata::hybrid;
+use regex_automata::nfa::thompson::{self, pikevm, pikevm::PikeVM};
 use regex_automata::{Input, MatchKind, PatternSet};
 use regex_syntax::hir::{Hir, HirKind, Look};
 
@@ -33,7 +33,7 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     /// For each pattern of `set`, its rule's index in `rules`.
     active: Vec<usize>,
-    set: Option<meta::Regex>,
+    set: Option<Prefilter>,
     warnings: Vec<Diagnostic>,
 }
 
@@ -91,19 +91,7 @@ impl RuleSet {
                     .map_err(|e| Diagnostics(vec![whole_set_error(&e.to_string())]))?;
                 hirs.push(without_unicode_word_boundaries(hir));
             }
-            let built = meta::Regex::builder()
-                .configure(
-                    meta::Config::new()
-                        .match_kind(MatchKind::All)
-                        .hybrid_cache_capacity(SET_CACHE_BYTES)
-                        // The set only says which rules may match; it needs no groups.
-                        .which_captures(thompson::WhichCaptures::None)
-                        .onepass(false)
-                        .backtrack(false)
-                        .dfa(false),
-                )
-                .build_many_from_hir(&hirs);
-            Some(built.map_err(|e| Diagnostics(vec![whole_set_error(&e.to_string())]))?)
+            Some(Prefilter::build(&hirs).map_err(|e| Diagnostics(vec![whole_set_error(&e)]))?)
         };
         Ok(Self {
             rules,
@@ -125,7 +113,7 @@ impl RuleSet {
 
     /// A matcher over these rules, with its own search caches.
     pub fn into_matcher(self) -> Matcher {
-        let cache = self.set.as_ref().map(|s| s.create_cache());
+        let cache = self.set.as_ref().map(Prefilter::create_cache);
         let found = PatternSet::new(self.active.len());
         let scratch = self.active.iter().map(|_| None).collect();
         Matcher {
@@ -133,6 +121,70 @@ impl RuleSet {
             cache,
             found,
             scratch,
+        }
+    }
+}
+
+/// The multi-pattern search over every enabled rule: a lazy DFA over a forward-only NFA
+/// (the `meta` engine would also build a reverse NFA, which for Unicode classes is most of
+/// its memory, and which a "which patterns match" search never uses), with the PikeVM as
+/// the fallback should the lazy DFA give up.
+#[derive(Debug)]
+struct Prefilter {
+    dfa: hybrid::dfa::DFA,
+    pikevm: PikeVM,
+}
+
+#[derive(Debug)]
+struct PrefilterCache {
+    dfa: hybrid::dfa::Cache,
+    pikevm: pikevm::Cache,
+}
+
+impl Prefilter {
+    fn build(hirs: &[Hir]) -> Result<Self, String> {
+        let nfa = thompson::Compiler::new()
+            .configure(
+                thompson::Config::new()
+                    .nfa_size_limit(Some(crate::rule::RULE_SIZE_LIMIT * 4))
+                    // It only says which rules may match: no groups needed.
+                    .which_captures(thompson::WhichCaptures::None),
+            )
+            .build_many_from_hir(hirs)
+            .map_err(|e| e.to_string())?;
+        let dfa = hybrid::dfa::DFA::builder()
+            .configure(
+                hybrid::dfa::Config::new()
+                    .match_kind(MatchKind::All)
+                    .cache_capacity(SET_CACHE_BYTES),
+            )
+            .build_from_nfa(nfa.clone())
+            .map_err(|e| e.to_string())?;
+        let pikevm = PikeVM::builder()
+            .configure(pikevm::Config::new().match_kind(MatchKind::All))
+            .build_from_nfa(nfa)
+            .map_err(|e| e.to_string())?;
+        Ok(Self { dfa, pikevm })
+    }
+
+    fn create_cache(&self) -> PrefilterCache {
+        PrefilterCache {
+            dfa: self.dfa.create_cache(),
+            pikevm: self.pikevm.create_cache(),
+        }
+    }
+
+    /// Adds every pattern that matches somewhere in `line` to `found`.
+    fn which(&self, cache: &mut PrefilterCache, line: &str, found: &mut PatternSet) {
+        let input = Input::new(line);
+        if self
+            .dfa
+            .try_which_overlapping_matches(&mut cache.dfa, &input, found)
+            .is_err()
+        {
+            found.clear();
+            self.pikevm
+                .which_overlapping_matches(&mut cache.pikevm, &input, found);
         }
     }
 }
@@ -230,7 +282,7 @@ fn compile_rule(spec: file::RuleSpec) -> Result<Rule, Diagnostic> {
 #[derive(Debug)]
 pub struct Matcher {
     rules: RuleSet,
-    cache: Option<meta::Cache>,
+    cache: Option<PrefilterCache>,
     found: PatternSet,
     /// Per enabled rule (by pattern id), its regex's cache and capture slots.
     scratch: Vec<Option<Compiled>>,
@@ -252,7 +304,7 @@ impl Matcher {
             return None;
         }
         self.found.clear();
-        set.which_overlapping_matches_with(cache, &Input::new(line), &mut self.found);
+        set.which(cache, line, &mut self.found);
         for candidate in self.found.iter() {
             let p = candidate.as_usize();
             let rule = &self.rules.rules[self.rules.active[p]];
