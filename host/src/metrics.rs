@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -37,13 +38,24 @@ pub struct Metrics {
 
 const PREFIX: &str = "factorio_isr_";
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(format!("{PREFIX}{name}"), help), labels)
-        .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
+/// Registers a metric built from constant, well-formed options; neither step can fail for
+/// the fixed set of metrics below.
+fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    built: prometheus::Result<C>,
+) -> C {
+    let metric = built.unwrap_or_else(|e| unreachable!("a metric is well-formed: {e}"));
     registry
-        .register(Box::new(c.clone()))
-        .unwrap_or_else(|e| unreachable!("metric {name} is registered once: {e}"));
-    c
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| unreachable!("a metric is registered once: {e}"));
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(format!("{PREFIX}{name}"), help), labels),
+    )
 }
 
 fn histogram(
@@ -53,24 +65,15 @@ fn histogram(
     labels: &[&str],
     buckets: Vec<f64>,
 ) -> HistogramVec {
-    let h = HistogramVec::new(
-        HistogramOpts::new(format!("{PREFIX}{name}"), help).buckets(buckets),
-        labels,
-    )
-    .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
-    registry
-        .register(Box::new(h.clone()))
-        .unwrap_or_else(|e| unreachable!("metric {name} is registered once: {e}"));
-    h
+    let opts = HistogramOpts::new(format!("{PREFIX}{name}"), help).buckets(buckets);
+    register(registry, HistogramVec::new(opts, labels))
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(format!("{PREFIX}{name}"), help), labels)
-        .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
-    registry
-        .register(Box::new(g.clone()))
-        .unwrap_or_else(|e| unreachable!("metric {name} is registered once: {e}"));
-    g
+    register(
+        registry,
+        IntGaugeVec::new(Opts::new(format!("{PREFIX}{name}"), help), labels),
+    )
 }
 
 impl Default for Metrics {
@@ -83,14 +86,13 @@ impl Metrics {
     /// A fresh registry with every metric at zero.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let uptime = Gauge::new(
-            format!("{PREFIX}uptime_seconds"),
-            "Seconds since the process started",
-        )
-        .unwrap_or_else(|e| unreachable!("uptime is well-formed: {e}"));
-        registry
-            .register(Box::new(uptime.clone()))
-            .unwrap_or_else(|e| unreachable!("uptime is registered once: {e}"));
+        let uptime = register(
+            &registry,
+            Gauge::new(
+                format!("{PREFIX}uptime_seconds"),
+                "Seconds since the process started",
+            ),
+        );
         let fast = vec![
             0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
         ];

@@ -64,6 +64,16 @@ impl Isr {
         http_get(self.port, path)
     }
 
+    /// Starts with `config` and waits until every component is ready.
+    fn start_ready(dir: &Path, config: &str) -> Self {
+        let isr = Self::start(dir, config);
+        isr.wait_started();
+        wait_for("every component to be ready", || {
+            isr.get("/ready").is_some_and(|(s, _)| s == 200)
+        });
+        isr
+    }
+
     /// Waits until the process serves HTTP and has started every pipeline.
     fn wait_started(&self) {
         wait_for("the process to start", || {
@@ -177,11 +187,7 @@ fn every_event_exactly_once_across_rotations_and_a_restart() {
     let jsonl = dir.path().join("events.jsonl");
     append(&log, "2026-01-01 09:00:00 [CHAT] Old: before we started\n");
     let cfg = config(&log, &jsonl);
-    let isr = Isr::start(dir.path(), &cfg);
-    isr.wait_started();
-    wait_for("the tailer to open the log", || {
-        isr.get("/ready").is_some_and(|(s, _)| s == 200)
-    });
+    let isr = Isr::start_ready(dir.path(), &cfg);
 
     let mut next = 0;
     let mut write = |n: usize| {
@@ -242,11 +248,7 @@ fn after_kill_9_nothing_is_lost_and_at_most_one_batch_is_repeated() {
     let jsonl = dir.path().join("events.jsonl");
     append(&log, "");
     let cfg = config(&log, &jsonl);
-    let isr = Isr::start(dir.path(), &cfg);
-    isr.wait_started();
-    wait_for("the tailer to open the log", || {
-        isr.get("/ready").is_some_and(|(s, _)| s == 200)
-    });
+    let isr = Isr::start_ready(dir.path(), &cfg);
     let total = 3000;
     let writer = {
         let log = log.clone();
@@ -372,11 +374,7 @@ fn a_trapping_parser_and_a_failing_sink_are_visible_and_nothing_else_stops() {
         good_log.display(),
         jsonl.display(),
     );
-    let isr = Isr::start(dir.path(), &cfg);
-    isr.wait_started();
-    wait_for("both tailers", || {
-        isr.get("/ready").is_some_and(|(s, _)| s == 200)
-    });
+    let isr = Isr::start_ready(dir.path(), &cfg);
     append(&bad_log, "PANIC\n");
     wait_for("the trap to be counted", || {
         isr.get("/metrics")
