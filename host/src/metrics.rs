@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::health::{Health, State};
@@ -34,6 +34,24 @@ pub struct Metrics {
     pub sink_seconds: HistogramVec,
     /// `checkpoint_lag_bytes{server}`: bytes of the log not yet delivered and checkpointed.
     pub checkpoint_lag: IntGaugeVec,
+    /// `rcon_command_latency_seconds{server}`.
+    pub rcon_latency: HistogramVec,
+    /// `rcon_up{server}`: 1 while the RCON link is connected and authenticated.
+    pub rcon_up: IntGaugeVec,
+    /// `rcon_reconnects_total{server}`.
+    pub rcon_reconnects: IntCounterVec,
+    /// `rcon_command_failures_total{server}`.
+    pub rcon_failures: IntCounterVec,
+    /// `ups{server}`, `ups_sma{server}`, `ups_ema{server}`.
+    pub ups: GaugeVec,
+    pub ups_sma: GaugeVec,
+    pub ups_ema: GaugeVec,
+    /// `players_online{server}`.
+    pub players_online: IntGaugeVec,
+    /// `game_paused{server}`.
+    pub game_paused: IntGaugeVec,
+    /// `evolution{server, surface}`.
+    pub evolution: GaugeVec,
 }
 
 const PREFIX: &str = "factorio_isr_";
@@ -67,6 +85,13 @@ fn histogram(
 ) -> HistogramVec {
     let opts = HistogramOpts::new(format!("{PREFIX}{name}"), help).buckets(buckets);
     register(registry, HistogramVec::new(opts, labels))
+}
+
+fn float_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    register(
+        registry,
+        GaugeVec::new(Opts::new(format!("{PREFIX}{name}"), help), labels),
+    )
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -157,9 +182,90 @@ impl Metrics {
                 "Bytes of the log read but not yet delivered and checkpointed",
                 &["server"],
             ),
+            rcon_latency: histogram(
+                &registry,
+                "rcon_command_latency_seconds",
+                "Time from sending an RCON command to its answer",
+                &["server"],
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+                ],
+            ),
+            rcon_up: gauge(
+                &registry,
+                "rcon_up",
+                "1 while the RCON link is connected and authenticated",
+                &["server"],
+            ),
+            rcon_reconnects: counter(
+                &registry,
+                "rcon_reconnects_total",
+                "RCON connections re-established after a loss",
+                &["server"],
+            ),
+            rcon_failures: counter(
+                &registry,
+                "rcon_command_failures_total",
+                "RCON commands that got no answer",
+                &["server"],
+            ),
+            ups: float_gauge(&registry, "ups", "Game updates per second", &["server"]),
+            ups_sma: float_gauge(
+                &registry,
+                "ups_sma",
+                "UPS, simple moving average of the last 5 readings",
+                &["server"],
+            ),
+            ups_ema: float_gauge(
+                &registry,
+                "ups_ema",
+                "UPS, exponential moving average (ups_ema_alpha)",
+                &["server"],
+            ),
+            players_online: gauge(
+                &registry,
+                "players_online",
+                "Players connected",
+                &["server"],
+            ),
+            game_paused: gauge(
+                &registry,
+                "game_paused",
+                "1 while the game's tick does not advance",
+                &["server"],
+            ),
+            evolution: float_gauge(
+                &registry,
+                "evolution",
+                "Enemy evolution factor by surface",
+                &["server", "surface"],
+            ),
             registry,
             started: Instant::now(),
             uptime,
+        }
+    }
+
+    /// The RCON link's metrics for `server`.
+    pub fn link_metrics(&self, server: &str) -> crate::rcon::LinkMetrics {
+        crate::rcon::LinkMetrics {
+            latency: self.rcon_latency.with_label_values(&[server]),
+            up: self.rcon_up.with_label_values(&[server]),
+            reconnects: self.rcon_reconnects.with_label_values(&[server]),
+            failures: self.rcon_failures.with_label_values(&[server]),
+        }
+    }
+
+    /// The metrics engine's gauges for `server`.
+    pub fn stats_gauges(&self, server: &str) -> crate::stats::StatsGauges {
+        crate::stats::StatsGauges {
+            ups: self.ups.with_label_values(&[server]),
+            ups_sma: self.ups_sma.with_label_values(&[server]),
+            ups_ema: self.ups_ema.with_label_values(&[server]),
+            players: self.players_online.with_label_values(&[server]),
+            paused: self.game_paused.with_label_values(&[server]),
+            evolution: self.evolution.clone(),
+            server: server.to_owned(),
         }
     }
 

@@ -501,3 +501,206 @@ fn an_unreadable_log_is_down_in_ready_and_health_while_other_servers_work() {
     });
     assert!(isr.stop().success());
 }
+
+/// The fake Factorio server as its own process (`factorio-isr sim`).
+struct SimProcess {
+    child: Child,
+    port: u16,
+}
+
+impl SimProcess {
+    fn start(port: u16, password: &str, log: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+            .args([
+                "sim",
+                "--rcon-port",
+                &port.to_string(),
+                "--password",
+                password,
+            ])
+            .arg("--log")
+            .arg(log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let port = first
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("sim said {first:?}"));
+        Self { child, port }
+    }
+
+    /// Sends one command through `factorio-isr rcon`.
+    fn rcon(config: &Path, command: &str) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+            .args(["rcon", "--config"])
+            .arg(config)
+            .args(["--server", "prod", "--timeout", "10", command])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn rcon_readings_reach_the_api_metrics_and_readiness_and_follow_the_server_down_and_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    std::fs::write(&log, "").unwrap();
+    let password = "pa55-w0rd-never-shown";
+    let sim = SimProcess::start(0, password, &log);
+    let config = format!(
+        "servers:\n  prod:\n    name: Production\n    log_path: {}\n    rcon_host: 127.0.0.1\n    \
+         rcon_port: {}\n    rcon_password: {password}\n    metrics_interval: 1\n",
+        log.display(),
+        sim.port
+    );
+    std::fs::write(dir.path().join("servers.yml"), &config).unwrap();
+    let joined = SimProcess::rcon(&dir.path().join("servers.yml"), "/sim join Alice");
+    assert!(joined.status.success(), "{joined:?}");
+
+    let isr = Isr::start_ready(dir.path(), &config);
+    let (_, ready) = isr.get("/ready").unwrap();
+    assert!(ready.contains("\"rcon:prod\""), "{ready}");
+    wait_for("a reading with a rate", || {
+        isr.get("/api/servers/prod")
+            .is_some_and(|(s, b)| s == 200 && b.contains("\"ups\":") && !b.contains("\"ups\":null"))
+    });
+    let (_, body) = isr.get("/api/servers/prod").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["name"], "Production");
+    assert_eq!(v["rcon"]["state"], "up");
+    assert_eq!(v["reading"]["players"], serde_json::json!(["Alice"]));
+    assert_eq!(v["reading"]["evolution"].as_array().unwrap().len(), 3);
+    let (_, all) = isr.get("/api/servers").unwrap();
+    assert!(all.contains("\"tag\":\"prod\""), "{all}");
+    let (status, body) = isr.get("/api/servers/nope").unwrap();
+    assert_eq!(status, 404, "{body}");
+
+    let (_, metrics) = isr.get("/metrics").unwrap();
+    for needle in [
+        "factorio_isr_rcon_up{server=\"prod\"} 1",
+        "factorio_isr_players_online{server=\"prod\"} 1",
+        "factorio_isr_evolution{server=\"prod\",surface=\"gleba\"}",
+        "factorio_isr_ups{server=\"prod\"}",
+        "factorio_isr_rcon_command_latency_seconds_count{server=\"prod\"}",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+
+    // The game server goes away: readiness and health say so, the rest keeps running.
+    let port = sim.port;
+    drop(sim);
+    wait_for("RCON down in /ready", || {
+        isr.get("/ready")
+            .is_some_and(|(s, b)| s == 503 && b.contains("\"rcon:prod\"") && b.contains("down"))
+    });
+    let (status, health) = isr.get("/health").unwrap();
+    assert_eq!(status, 503, "{health}");
+    let (_, body) = isr.get("/api/servers/prod").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["rcon"]["state"], "down", "{body}");
+
+    // It comes back on the same port: the link is re-established by itself.
+    let _sim = SimProcess::start(port, password, &log);
+    wait_for("ready again", || {
+        isr.get("/ready").is_some_and(|(s, _)| s == 200)
+    });
+    let (_, metrics) = isr.get("/metrics").unwrap();
+    assert!(
+        metrics.contains("factorio_isr_rcon_reconnects_total{server=\"prod\"} 1"),
+        "{metrics}"
+    );
+
+    let everything = format!(
+        "{}{}{}",
+        isr.log(),
+        isr.get("/api/servers").unwrap().1,
+        isr.get("/ready").unwrap().1
+    );
+    assert!(!everything.contains(password), "the password leaked");
+    assert!(isr.stop().success());
+}
+
+#[test]
+fn the_rcon_and_status_commands_talk_to_a_server_and_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let password = "cli-pa55";
+    let sim = SimProcess::start(0, password, &log);
+    let config = dir.path().join("servers.yml");
+    let write = |pw: &str, port: u16| {
+        std::fs::write(
+            &config,
+            format!(
+                "servers:\n  prod:\n    rcon_host: 127.0.0.1\n    rcon_port: {port}\n    rcon_password: {pw}\n"
+            ),
+        )
+        .unwrap()
+    };
+    write(password, sim.port);
+    let out = SimProcess::rcon(&config, "/sim join Bob");
+    assert!(out.status.success(), "{out:?}");
+    let out = SimProcess::rcon(&config, "/players online");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Online players (1):\n  Bob\n"
+    );
+
+    let status = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        .args(["status", "--config"])
+        .arg(&config)
+        .args(["--window", "0.5"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{status:?}");
+    for needle in [
+        "prod",
+        "🟢 connected",
+        "UPS",
+        "SMA",
+        "Evolution  nauvis",
+        "Players    1: Bob",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+
+    // A wrong password, and a port where nothing listens: non-zero, clear, no secret shown.
+    write("wrong-pa55", sim.port);
+    let out = SimProcess::rcon(&config, "/version");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(
+        !err.contains("wrong-pa55") && !err.contains(password),
+        "{err}"
+    );
+    write(password, free_port());
+    let out = SimProcess::rcon(&config, "/version");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cannot connect"), "{err}");
+    let status = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!status.status.success());
+    assert!(String::from_utf8_lossy(&status.stdout).contains("🔴 down"));
+}

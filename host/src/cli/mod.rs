@@ -1,10 +1,14 @@
 //! The `factorio-isr` command line.
 
 mod check;
+mod demo;
 mod new;
 mod parse;
 mod plugin;
+mod rcon;
 mod run;
+mod sim;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +29,14 @@ pub struct Cli {
 enum Command {
     /// Follow every configured server's log and deliver its events (the default job).
     Run(run::RunArgs),
+    /// Two simulated servers, the whole host and its HTTP endpoints: try it with nothing set up.
+    Demo(demo::DemoArgs),
+    /// Show each server's UPS, evolution, players and game time, read over RCON.
+    Status(status::StatusArgs),
+    /// Send one command to a server over RCON and print the answer.
+    Rcon(rcon::RconArgs),
+    /// Run a fake Factorio server (RCON and a console log), for tests and demos.
+    Sim(sim::SimArgs),
     /// Run the parsers over a log file (or stdin) and print one JSON object per event.
     Parse(parse::ParseArgs),
     /// Validate pattern files and plugins; exits non-zero on any problem.
@@ -76,6 +88,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Rcon(args) => rcon::run(args),
+        Command::Sim(args) => sim::run(args),
         Command::Parse(args) => parse::run(args),
         Command::Check(args) => check::run(args),
         Command::Plugin(PluginCommand::New(args)) => new::run(args),

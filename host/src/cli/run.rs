@@ -18,6 +18,7 @@ use crate::http;
 use crate::lines::DEFAULT_MAX_LINE_BYTES;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, ServerPipeline, Shared};
+use crate::servers::Server;
 use crate::sink::{ConsoleSink, JsonlSink, Sink, WebhookSink};
 use crate::tail::TailOptions;
 
@@ -53,120 +54,177 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    tokio.block_on(serve(args, config))
+    tokio.block_on(async {
+        let host = Host::start(&args.options()?, &config).await?;
+        wait_for_signal().await;
+        host.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
-async fn serve(args: RunArgs, config: Config) -> anyhow::Result<ExitCode> {
-    let runtime = args.runtime.runtime()?;
-    let shared = Shared {
-        health: Health::default(),
-        metrics: Arc::new(Metrics::new()),
-    };
-    if crate::config::SecretSource::default()
-        .discord_token()
-        .is_none()
-    {
-        tracing::info!(
-            "DISCORD_BOT_TOKEN is not set: running without Discord, on the configured sinks"
-        );
+impl RunArgs {
+    fn options(&self) -> anyhow::Result<HostOptions> {
+        Ok(HostOptions {
+            state_dir: self.state_dir.clone(),
+            http: SocketAddr::new(self.http_host, self.http_port),
+            poll: Duration::from_millis(self.poll_ms.max(10)),
+            runtime: self.runtime.runtime()?,
+        })
     }
-    let (stop, stopped) = watch::channel(false);
-    let checkpoints = CheckpointStore::new(args.state_dir.join("checkpoints"));
-    let mut tasks = Vec::new();
-    for server in &config.servers {
-        let Some(log_path) = server.log_path.clone() else {
-            tracing::warn!(server = %server.tag, "no log_path: this server's log is not followed");
-            continue;
-        };
-        let parsers =
-            pipeline::parser_chain(&runtime, &server.tag, &server.parsers).map_err(|e| {
-                anyhow::anyhow!("{}: server {}: {e:#}", args.config.display(), server.tag)
-            })?;
-        let sinks: Vec<Arc<dyn Sink>> = if server.sinks.is_empty() {
-            vec![Arc::new(ConsoleSink)]
-        } else {
-            server
-                .sinks
-                .iter()
-                .map(|s| -> Arc<dyn Sink> {
-                    match s {
-                        SinkConfig::Console => Arc::new(ConsoleSink),
-                        SinkConfig::Jsonl(path) => Arc::new(JsonlSink::new(path)),
-                        SinkConfig::Webhook(url) => Arc::new(WebhookSink::new(url.clone())),
-                    }
-                })
-                .collect()
-        };
-        let p = ServerPipeline {
-            tag: server.tag.clone(),
-            log_path,
-            parsers,
-            sinks,
-            checkpoints: checkpoints.clone(),
-            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            tail: TailOptions {
-                poll_interval: Duration::from_millis(args.poll_ms.max(10)),
-                ..TailOptions::default()
-            },
-        };
-        tasks.push(pipeline::spawn(p, shared.clone(), stopped.clone()));
-    }
-    tracing::info!(servers = tasks.len(), "started");
+}
 
-    let addr = SocketAddr::new(args.http_host, args.http_port);
-    shared.health.register("http");
+/// What `run` (and `demo`) start the host with, besides servers.yml.
+pub struct HostOptions {
+    pub state_dir: PathBuf,
+    pub http: SocketAddr,
+    pub poll: Duration,
+    pub runtime: crate::plugin::Runtime,
+}
+
+/// Everything `run` started, until [`Host::shutdown`].
+pub struct Host {
+    pub servers: Arc<Vec<Server>>,
+    /// Where HTTP listens; none when the port could not be bound.
+    pub http_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Host {
+    /// Starts every server's pipeline, RCON link and metrics engine, and the HTTP server.
+    pub async fn start(opts: &HostOptions, config: &Config) -> anyhow::Result<Self> {
+        let shared = Shared {
+            health: Health::default(),
+            metrics: Arc::new(Metrics::new()),
+        };
+        if crate::config::SecretSource::default()
+            .discord_token()
+            .is_none()
+        {
+            tracing::info!(
+                "DISCORD_BOT_TOKEN is not set: running without Discord, on the configured sinks"
+            );
+        }
+        let (stop, stopped) = watch::channel(false);
+        let checkpoints = CheckpointStore::new(opts.state_dir.join("checkpoints"));
+        let mut tasks = Vec::new();
+        let mut servers = Vec::new();
+        for server in &config.servers {
+            let live = Server::start(server, Some(&shared.metrics));
+            if live.stats.is_none() {
+                tracing::info!(server = %server.tag, "no RCON password: status and metrics of the game are off");
+            }
+            let interval = Duration::from_secs(server.metrics_interval.max(1));
+            tasks.extend(live.watch(&shared.health, interval, stopped.clone()));
+            servers.push(live);
+            let Some(log_path) = server.log_path.clone() else {
+                tracing::warn!(server = %server.tag, "no log_path: this server's log is not followed");
+                continue;
+            };
+            let parsers = pipeline::parser_chain(&opts.runtime, &server.tag, &server.parsers)
+                .map_err(|e| {
+                    anyhow::anyhow!("{}: server {}: {e:#}", config.path.display(), server.tag)
+                })?;
+            let p = ServerPipeline {
+                tag: server.tag.clone(),
+                log_path,
+                parsers,
+                sinks: sinks(&server.sinks),
+                checkpoints: checkpoints.clone(),
+                max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+                tail: TailOptions {
+                    poll_interval: opts.poll,
+                    ..TailOptions::default()
+                },
+            };
+            tasks.push(pipeline::spawn(p, shared.clone(), stopped.clone()));
+        }
+        let servers = Arc::new(servers);
+        tracing::info!(servers = servers.len(), "started");
+        let bound = http::bind(opts.http).await;
+        let http_addr = bound.as_ref().ok().and_then(|l| l.local_addr().ok());
+        if let Some(a) = http_addr {
+            tracing::info!("HTTP listening on http://{a}");
+        }
+        tasks.push(spawn_http(bound, &shared, servers.clone(), stopped));
+        Ok(Self {
+            servers,
+            http_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops everything: in-flight events are delivered and checkpoints saved.
+    pub async fn shutdown(self) {
+        tracing::info!("stopping: delivering what was read and saving checkpoints");
+        let _ = self.stop.send(true);
+        let drain = async {
+            for t in self.tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+            tracing::warn!(
+                "some pipelines did not stop within {} s",
+                DRAIN_TIMEOUT.as_secs()
+            );
+        }
+    }
+}
+
+fn sinks(configured: &[SinkConfig]) -> Vec<Arc<dyn Sink>> {
+    if configured.is_empty() {
+        return vec![Arc::new(ConsoleSink)];
+    }
+    configured
+        .iter()
+        .map(|s| -> Arc<dyn Sink> {
+            match s {
+                SinkConfig::Console => Arc::new(ConsoleSink),
+                SinkConfig::Jsonl(path) => Arc::new(JsonlSink::new(path)),
+                SinkConfig::Webhook(url) => Arc::new(WebhookSink::new(url.clone())),
+            }
+        })
+        .collect()
+}
+
+fn spawn_http(
+    bound: anyhow::Result<tokio::net::TcpListener>,
+    shared: &Shared,
+    servers: Arc<Vec<Server>>,
+    mut stopped: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let health = shared.health.clone();
+    health.register("http");
     let state = http::AppState {
-        health: shared.health.clone(),
+        health: health.clone(),
         metrics: shared.metrics.clone(),
+        servers,
     };
-    let mut http_stopped = stopped.clone();
-    let http_task = tokio::spawn({
-        let health = shared.health.clone();
-        async move {
-            match http::bind(addr).await {
-                Ok(listener) => {
-                    let local = listener
-                        .local_addr()
-                        .map(|a| a.to_string())
-                        .unwrap_or_default();
-                    tracing::info!("HTTP listening on http://{local}");
-                    health.set("http", State::Ready, None);
-                    let shutdown = async move {
-                        let _ = http_stopped.wait_for(|s| *s).await;
-                    };
-                    if let Err(e) = http::serve(listener, state, shutdown).await {
-                        tracing::error!("HTTP server failed: {e}");
-                        health.error("http", e.to_string());
-                    }
-                }
-                Err(e) => {
-                    tracing::error!("{e:#}; the pipelines keep running");
-                    health.error("http", format!("{e:#}"));
-                    health.set("http", State::Down, None);
+    tokio::spawn(async move {
+        match bound {
+            Ok(listener) => {
+                health.set("http", State::Ready, None);
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = http::serve(listener, state, shutdown).await {
+                    tracing::error!("HTTP server failed: {e}");
+                    health.error("http", e.to_string());
                 }
             }
+            Err(e) => {
+                tracing::error!("{e:#}; the pipelines keep running");
+                health.error("http", format!("{e:#}"));
+                health.set("http", State::Down, None);
+            }
         }
-    });
-
-    wait_for_signal().await;
-    tracing::info!("stopping: delivering what was read and saving checkpoints");
-    let _ = stop.send(true);
-    let drain = async {
-        for t in tasks {
-            let _ = t.await;
-        }
-        let _ = http_task.await;
-    };
-    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
-        tracing::warn!(
-            "some pipelines did not stop within {} s",
-            DRAIN_TIMEOUT.as_secs()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

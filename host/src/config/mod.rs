@@ -88,6 +88,10 @@ pub struct ServerConfig {
     pub rcon_status_alert_mode: RconStatusAlertMode,
     #[serde(default = "defaults::rcon_status_alert_interval")]
     pub rcon_status_alert_interval: u64,
+    /// How often the metrics engine reads the server over RCON, in seconds; requests in
+    /// between are answered from the last reading.
+    #[serde(default = "defaults::metrics_interval")]
+    pub metrics_interval: u64,
     /// Parser plugins, in order; none means the stock `patterns` parser.
     #[serde(default)]
     pub parsers: Vec<PluginEntry>,
@@ -227,6 +231,9 @@ mod defaults {
     }
     pub fn rcon_status_alert_interval() -> u64 {
         300
+    }
+    pub fn metrics_interval() -> u64 {
+        5
     }
 }
 

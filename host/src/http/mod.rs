@@ -1,11 +1,12 @@
 //! The HTTP face: `/health` (the Python bot's JSON, truthful), `/healthz` (liveness),
-//! `/ready` (readiness, naming every component), `/metrics` (Prometheus).
+//! `/ready` (readiness, naming every component), `/metrics` (Prometheus), and the read side
+//! of the admin API: `GET /api/servers` and `GET /api/servers/{tag}`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State as AxumState;
+use axum::extract::{Path, State as AxumState};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -13,12 +14,14 @@ use serde_json::json;
 
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::servers::Server;
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct AppState {
     pub health: Health,
     pub metrics: Arc<Metrics>,
+    pub servers: Arc<Vec<Server>>,
 }
 
 /// The routes.
@@ -28,6 +31,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/api/servers", get(api_servers))
+        .route("/api/servers/{tag}", get(api_server))
         .with_state(state)
 }
 
@@ -82,4 +87,23 @@ async fn ready(AxumState(s): AxumState<AppState>) -> Response {
 async fn metrics(AxumState(s): AxumState<AppState>) -> Response {
     let text = s.metrics.render(&s.health);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn api_servers(AxumState(s): AxumState<AppState>) -> Response {
+    let views = futures_util::future::join_all(s.servers.iter().map(Server::view)).await;
+    Json(json!({ "servers": views })).into_response()
+}
+
+async fn api_server(AxumState(s): AxumState<AppState>, Path(tag): Path<String>) -> Response {
+    match s.servers.iter().find(|x| x.tag == tag) {
+        Some(server) => Json(server.view().await).into_response(),
+        None => {
+            let shown: String = tag.chars().take(40).collect();
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({ "error": format!("no server `{shown}`") })),
+            )
+                .into_response()
+        }
+    }
 }

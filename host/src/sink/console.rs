@@ -37,11 +37,39 @@ pub fn body(e: &Event) -> String {
     }
 }
 
-/// One event as a terminal line.
+/// One event as a terminal line. Event texts are written for Discord; the terminal gets
+/// them without Markdown (`**Bob**` → `Bob`, `Eve\_42` → `Eve_42`).
 pub fn render(server: &str, e: &Event) -> String {
-    let body = body(e);
+    let body = without_markdown(&body(e));
     match &e.emoji {
         Some(emoji) => format!("[{server}] {emoji} {body}"),
         None => format!("[{server}] {} {body}", e.kind),
+    }
+}
+
+/// `text` with Discord's bold/underline markers removed and Markdown escapes undone.
+fn without_markdown(text: &str) -> String {
+    let text = text.replace("**", "").replace("__", "");
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' && chars.peek().is_some_and(|n| n.is_ascii_punctuation()) {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_terminal_gets_plain_text() {
+        assert_eq!(
+            without_markdown(r"**Eve\_42**: need more \*\*iron\*\* a\\b"),
+            r"Eve_42: need more **iron** a\b"
+        );
     }
 }

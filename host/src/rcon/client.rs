@@ -1,0 +1,267 @@
+//! One server's RCON link: a task that keeps a single authenticated connection open,
+//! re-establishes it with exponential backoff and jitter, and runs commands one at a time.
+//! [`RconClient`] is the cheap, cloneable handle every consumer shares.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::RconError;
+use super::connection::Connection;
+use crate::config::Secret;
+
+/// How to reach one server and how patient to be.
+#[derive(Debug, Clone)]
+pub struct RconSettings {
+    /// `host:port`.
+    pub addr: String,
+    pub password: Secret,
+    /// For TCP connect plus authentication.
+    pub connect_timeout: Duration,
+    /// For a command whose caller gives none.
+    pub command_timeout: Duration,
+    /// The first wait after a failure; doubled on each further failure, up to `backoff_max`.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl RconSettings {
+    /// Defaults that suit a game server on the same network.
+    pub fn new(addr: String, password: Secret) -> Self {
+        Self {
+            addr,
+            password,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The state of the link, published to every handle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum LinkState {
+    /// The first attempt has not finished.
+    Connecting,
+    /// Connected and authenticated since `since`.
+    Up {
+        #[serde(with = "unix_ms")]
+        since: SystemTime,
+    },
+    /// Not connected since `since`, for the reason `error`; retried in the background.
+    Down {
+        #[serde(with = "unix_ms")]
+        since: SystemTime,
+        error: String,
+    },
+}
+
+/// Prometheus handles the link reports to, already labelled with the server.
+#[derive(Clone)]
+pub struct LinkMetrics {
+    pub latency: prometheus::Histogram,
+    pub up: prometheus::IntGauge,
+    pub reconnects: prometheus::IntCounter,
+    pub failures: prometheus::IntCounter,
+}
+
+struct Request {
+    command: String,
+    timeout: Duration,
+    reply: oneshot::Sender<Result<String, RconError>>,
+}
+
+/// A handle to one server's RCON link. Dropping every handle stops the link.
+#[derive(Clone)]
+pub struct RconClient {
+    tx: mpsc::Sender<Request>,
+    state: watch::Receiver<LinkState>,
+    default_timeout: Duration,
+}
+
+/// Commands waiting for the connection; more than this and callers wait to enqueue.
+const QUEUE: usize = 64;
+
+impl RconClient {
+    /// Starts the link task for `settings` on the current tokio runtime.
+    pub fn spawn(server: &str, settings: RconSettings, metrics: Option<LinkMetrics>) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (state_tx, state) = watch::channel(LinkState::Connecting);
+        let default_timeout = settings.command_timeout;
+        tokio::spawn(link(server.to_owned(), settings, rx, state_tx, metrics));
+        Self {
+            tx,
+            state,
+            default_timeout,
+        }
+    }
+
+    /// Runs `command` with the default timeout.
+    pub async fn exec(&self, command: &str) -> Result<String, RconError> {
+        self.exec_with_timeout(command, self.default_timeout).await
+    }
+
+    /// Runs `command`; fails at once while the link is down, and after `timeout` at most.
+    pub async fn exec_with_timeout(
+        &self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<String, RconError> {
+        if let LinkState::Down { error, .. } = &*self.state.borrow() {
+            return Err(RconError::Down(error.clone()));
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            command: command.to_owned(),
+            timeout,
+            reply,
+        };
+        // The link applies `timeout` to the exchange itself; this bounds the wait in the
+        // queue and for the connection, with room for the link's own deadline to fire first.
+        let outer = timeout + timeout / 2 + Duration::from_millis(100);
+        tokio::time::timeout(outer, async {
+            self.tx
+                .send(request)
+                .await
+                .map_err(|_| RconError::Stopped)?;
+            answer.await.map_err(|_| RconError::Stopped)?
+        })
+        .await
+        .map_err(|_| RconError::Timeout(timeout))?
+    }
+
+    /// The link's state now.
+    pub fn state(&self) -> LinkState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that sees every change of state (for up/down alerts and health).
+    pub fn watch(&self) -> watch::Receiver<LinkState> {
+        self.state.clone()
+    }
+
+    /// Whether the link is up.
+    pub fn is_up(&self) -> bool {
+        matches!(*self.state.borrow(), LinkState::Up { .. })
+    }
+}
+
+async fn link(
+    server: String,
+    s: RconSettings,
+    mut rx: mpsc::Receiver<Request>,
+    state: watch::Sender<LinkState>,
+    metrics: Option<LinkMetrics>,
+) {
+    let mut backoff = s.backoff_min;
+    let mut ever_up = false;
+    loop {
+        let error = match Connection::connect(&s.addr, &s.password, s.connect_timeout).await {
+            Ok(mut conn) => {
+                tracing::info!(server, addr = %s.addr, "RCON connected");
+                if ever_up && let Some(m) = &metrics {
+                    m.reconnects.inc();
+                }
+                ever_up = true;
+                backoff = s.backoff_min;
+                state.send_replace(LinkState::Up {
+                    since: SystemTime::now(),
+                });
+                if let Some(m) = &metrics {
+                    m.up.set(1);
+                }
+                let error = loop {
+                    let Some(req) = rx.recv().await else {
+                        return;
+                    };
+                    let started = Instant::now();
+                    let result = conn.exec(&req.command, req.timeout).await;
+                    if let Some(m) = &metrics {
+                        m.latency.observe(started.elapsed().as_secs_f64());
+                        if result.is_err() {
+                            m.failures.inc();
+                        }
+                    }
+                    let broken = match &result {
+                        Err(e) if e.breaks_connection() => Some(e.to_string()),
+                        _ => None,
+                    };
+                    let _ = req.reply.send(result);
+                    if let Some(e) = broken {
+                        break e;
+                    }
+                };
+                tracing::warn!(server, addr = %s.addr, "RCON connection lost: {error}; reconnecting");
+                error
+            }
+            Err(e) => {
+                let was = state.borrow().clone();
+                if !matches!(was, LinkState::Down { .. }) {
+                    tracing::warn!(server, addr = %s.addr, "RCON unavailable: {e}; retrying in the background");
+                } else {
+                    tracing::debug!(server, addr = %s.addr, "RCON still unavailable: {e}");
+                }
+                e.to_string()
+            }
+        };
+        if let Some(m) = &metrics {
+            m.up.set(0);
+        }
+        let since = match &*state.borrow() {
+            LinkState::Down { since, .. } => *since,
+            _ => SystemTime::now(),
+        };
+        state.send_replace(LinkState::Down {
+            since,
+            error: error.clone(),
+        });
+        let wait = tokio::time::sleep(jitter(backoff));
+        backoff = (backoff * 2).min(s.backoff_max);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                req = rx.recv() => match req {
+                    Some(req) => { let _ = req.reply.send(Err(RconError::Down(error.clone()))); }
+                    None => return,
+                },
+            }
+        }
+    }
+}
+
+/// `d` scaled by a random factor in [0.8, 1.2), so many hosts do not retry in step.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+mod unix_ms {
+    use std::time::SystemTime;
+
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let ms = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        s.serialize_u64(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_twenty_percent() {
+        for _ in 0..1000 {
+            let j = jitter(Duration::from_secs(10));
+            assert!(
+                j >= Duration::from_secs(8) && j < Duration::from_secs(12),
+                "{j:?}"
+            );
+        }
+    }
+}

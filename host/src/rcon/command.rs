@@ -1,0 +1,392 @@
+//! Commands that are safe to send with values that came from people (Discord users, game
+//! chat): a [`SafeCommand`] is only built here, and every value placed in one is validated
+//! (player names) or escaped (text inside Lua strings) or cleaned (free text at the end of a
+//! console command), so nobody can inject Lua or a second command.
+
+use std::fmt::Write as _;
+
+use super::packet::MAX_COMMAND_BYTES;
+
+/// A command ready for [`super::RconClient::exec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafeCommand(String);
+
+impl SafeCommand {
+    /// The command text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn checked(text: String) -> Result<Self, CommandError> {
+        if text.len() > MAX_COMMAND_BYTES {
+            return Err(CommandError::TooLong(text.len(), MAX_COMMAND_BYTES));
+        }
+        Ok(Self(text))
+    }
+}
+
+/// Why a command was refused before it was sent.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    #[error("`{0}` is not a Factorio player name (1 to 60 of letters, digits, `-`, `_` and `.`)")]
+    PlayerName(String),
+    #[error("the command would be {0} bytes; Factorio takes at most {1}")]
+    TooLong(usize, usize),
+    #[error("the text is empty")]
+    Empty,
+    #[error(
+        "`{0}` is not a save name (1 to 100 of letters, digits, `-`, `_` and `.`, not starting with `.`)"
+    )]
+    SaveName(String),
+    #[error("{0} is not a game speed (0.01 to 100)")]
+    Speed(f64),
+    #[error("`{0}` is not a technology name (lowercase letters, digits and `-`)")]
+    Technology(String),
+}
+
+/// A player name that Factorio could have given: letters, digits, `-`, `_` and `.`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PlayerName(String);
+
+impl PlayerName {
+    /// Checks `name`; anything else (spaces, quotes, semicolons, newlines) is refused.
+    pub fn parse(name: &str) -> Result<Self, CommandError> {
+        if is_name(name, 60) {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(CommandError::PlayerName(name.chars().take(80).collect()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PlayerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Letters (any script: logs show names like `Zoë`), digits, `-`, `_` and `.`.
+fn is_name(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.chars().count())
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `text` as a Lua string literal: quoted, with `\`, `"` and every control byte escaped,
+/// so it cannot end the string or the statement it is placed in.
+pub fn lua_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                // Three digits, so a following digit cannot extend the escape.
+                let _ = write!(out, "\\{:03}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Free text for the end of a console command (a kick reason, a whisper): control
+/// characters become spaces, surrounding space is trimmed.
+fn plain_text(text: &str) -> Result<String, CommandError> {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() {
+        return Err(CommandError::Empty);
+    }
+    Ok(cleaned.to_owned())
+}
+
+/// `/players` (or `/players online`).
+pub fn players(online_only: bool) -> SafeCommand {
+    SafeCommand(
+        if online_only {
+            "/players online"
+        } else {
+            "/players"
+        }
+        .into(),
+    )
+}
+
+/// A command without arguments: `/time`, `/version`, `/seed`, `/admins`, `/evolution`.
+pub fn simple(which: Simple) -> SafeCommand {
+    SafeCommand(
+        match which {
+            Simple::Time => "/time",
+            Simple::Version => "/version",
+            Simple::Seed => "/seed",
+            Simple::Admins => "/admins",
+            Simple::Evolution => "/evolution",
+        }
+        .into(),
+    )
+}
+
+/// The argument-less commands of [`simple`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simple {
+    Time,
+    Version,
+    Seed,
+    Admins,
+    Evolution,
+}
+
+/// `/server-save [NAME]`.
+pub fn server_save(name: Option<&str>) -> Result<SafeCommand, CommandError> {
+    match name {
+        None => Ok(SafeCommand("/server-save".into())),
+        Some(n) if is_name(n, 100) && !n.starts_with('.') => {
+            SafeCommand::checked(format!("/server-save {n}"))
+        }
+        Some(n) => Err(CommandError::SaveName(n.chars().take(100).collect())),
+    }
+}
+
+/// What a moderation command does to a player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayerAction {
+    Unban,
+    Mute,
+    Unmute,
+    Promote,
+    Demote,
+}
+
+/// `/unban`, `/mute`, `/unmute`, `/promote` or `/demote` of `player`.
+pub fn player_action(action: PlayerAction, player: &PlayerName) -> SafeCommand {
+    let verb = match action {
+        PlayerAction::Unban => "unban",
+        PlayerAction::Mute => "mute",
+        PlayerAction::Unmute => "unmute",
+        PlayerAction::Promote => "promote",
+        PlayerAction::Demote => "demote",
+    };
+    SafeCommand(format!("/{verb} {player}"))
+}
+
+/// `/kick PLAYER REASON`.
+pub fn kick(player: &PlayerName, reason: &str) -> Result<SafeCommand, CommandError> {
+    SafeCommand::checked(format!("/kick {player} {}", plain_text(reason)?))
+}
+
+/// `/ban PLAYER REASON`.
+pub fn ban(player: &PlayerName, reason: &str) -> Result<SafeCommand, CommandError> {
+    SafeCommand::checked(format!("/ban {player} {}", plain_text(reason)?))
+}
+
+/// `/whisper PLAYER MESSAGE`.
+pub fn whisper(player: &PlayerName, message: &str) -> Result<SafeCommand, CommandError> {
+    SafeCommand::checked(format!("/whisper {player} {}", plain_text(message)?))
+}
+
+/// A message to every player, printed by Lua so it shows however it is worded.
+pub fn broadcast(message: &str) -> Result<SafeCommand, CommandError> {
+    let message = plain_text(message)?;
+    SafeCommand::checked(format!("/sc game.print({})", lua_string(&message)))
+}
+
+/// What `/whitelist` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Whitelist {
+    Add(PlayerName),
+    Remove(PlayerName),
+    Get,
+    Clear,
+    Enable,
+    Disable,
+}
+
+/// `/whitelist ...`.
+pub fn whitelist(action: &Whitelist) -> SafeCommand {
+    SafeCommand(match action {
+        Whitelist::Add(p) => format!("/whitelist add {p}"),
+        Whitelist::Remove(p) => format!("/whitelist remove {p}"),
+        Whitelist::Get => "/whitelist get".into(),
+        Whitelist::Clear => "/whitelist clear".into(),
+        Whitelist::Enable => "/whitelist enable".into(),
+        Whitelist::Disable => "/whitelist disable".into(),
+    })
+}
+
+/// Sets the game speed (1.0 is normal).
+pub fn game_speed(speed: f64) -> Result<SafeCommand, CommandError> {
+    if !(0.01..=100.0).contains(&speed) {
+        return Err(CommandError::Speed(speed));
+    }
+    Ok(SafeCommand(format!("/sc game.speed = {speed}")))
+}
+
+/// Starts researching `technology` for the player force (2.0 API, 1.1 fallback).
+pub fn research(technology: &str) -> Result<SafeCommand, CommandError> {
+    let valid = (1..=100).contains(&technology.len())
+        && technology
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid {
+        return Err(CommandError::Technology(
+            technology.chars().take(100).collect(),
+        ));
+    }
+    let t = lua_string(technology);
+    SafeCommand::checked(format!(
+        "/sc local f = game.forces.player; local t = f.technologies[{t}]; \
+         if not t then rcon.print(\"unknown technology\") return end; \
+         if f.add_research then f.add_research(t) else f.current_research = t end; \
+         rcon.print(\"researching \" .. t.name)"
+    ))
+}
+
+/// A command typed by an operator with the danger permission, sent as it is (length-checked;
+/// NUL bytes, which would end the packet body early, refused).
+pub fn raw(command: &str) -> Result<SafeCommand, CommandError> {
+    let command = command.trim();
+    if command.is_empty() || command.contains('\0') {
+        return Err(CommandError::Empty);
+    }
+    SafeCommand::checked(command.to_owned())
+}
+
+/// A fixed Lua program of the host's own (no outside values in it).
+pub(crate) fn host_lua(code: &str) -> SafeCommand {
+    SafeCommand(format!("/sc {code}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes the Lua string literal at the start of `s`; returns it and what follows.
+    fn unlua(s: &str) -> (String, &str) {
+        let mut chars = s.char_indices();
+        assert_eq!(chars.next().map(|c| c.1), Some('"'), "{s}");
+        let mut out = String::new();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => return (out, &s[i + 1..]),
+                '\\' => match chars.next().map(|c| c.1) {
+                    Some('n') => out.push('\n'),
+                    Some('\\') => out.push('\\'),
+                    Some('"') => out.push('"'),
+                    Some(d) if d.is_ascii_digit() => {
+                        let mut n = d.to_digit(10).unwrap();
+                        for _ in 0..2 {
+                            n = n * 10 + chars.next().unwrap().1.to_digit(10).unwrap();
+                        }
+                        out.push(char::from_u32(n).unwrap());
+                    }
+                    other => panic!("unexpected escape {other:?} in {s}"),
+                },
+                '\n' | '\r' | '\0' => panic!("raw control character in {s:?}"),
+                c => out.push(c),
+            }
+        }
+        panic!("unterminated string in {s}");
+    }
+
+    #[test]
+    fn player_names_follow_factorios_charset() {
+        for ok in ["Alice", "bob_42", "x.y-z", "A", "Zoë"] {
+            assert_eq!(PlayerName::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "Bob Smith",
+            "Bob;/ban Alice",
+            "Bob\n/sc game.print(1)",
+            "Bob\"",
+            "Bob\u{200b}",
+            "Bob\u{0}",
+            "<server>",
+            &"a".repeat(61),
+        ] {
+            assert!(
+                matches!(PlayerName::parse(bad), Err(CommandError::PlayerName(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn injection_attempts_in_messages_stay_inside_one_lua_string() {
+        let attempts = [
+            "hello",
+            "\"); game.print(\"pwned",
+            "\\\"); game.speed = 100 --",
+            "]] game.print(1) --[[",
+            "line one\n/sc game.print(2)",
+            "tab\tbell\u{7}del\u{7f}zero\u{0}1",
+            "trailing backslash \\",
+            "üñíçødé and 🚀",
+        ];
+        for text in attempts {
+            let cmd = broadcast(text).unwrap();
+            let rest = cmd.as_str().strip_prefix("/sc game.print(").unwrap();
+            let (decoded, after) = unlua(rest);
+            assert_eq!(after, ")", "{text:?} escaped into {}", cmd.as_str());
+            let expected: String = text
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            assert_eq!(decoded, expected.trim());
+        }
+    }
+
+    #[test]
+    fn lua_escapes_survive_a_following_digit() {
+        let s = lua_string("\u{1}2");
+        assert_eq!(s, "\"\\0012\"");
+        assert_eq!(unlua(&s).0, "\u{1}2");
+    }
+
+    #[test]
+    fn free_text_cannot_start_a_second_line_and_empty_text_is_refused() {
+        let bob = PlayerName::parse("Bob").unwrap();
+        let cmd = kick(&bob, "afk\n/promote Bob").unwrap();
+        assert_eq!(cmd.as_str(), "/kick Bob afk /promote Bob");
+        assert_eq!(ban(&bob, " \n\t"), Err(CommandError::Empty));
+        assert_eq!(whisper(&bob, "hi").unwrap().as_str(), "/whisper Bob hi");
+        assert!(matches!(
+            whisper(&bob, &"x".repeat(5000)),
+            Err(CommandError::TooLong(..))
+        ));
+    }
+
+    #[test]
+    fn other_commands_validate_their_arguments() {
+        assert!(server_save(Some("my-save_1")).is_ok());
+        assert!(server_save(Some("../x")).is_err());
+        assert!(server_save(Some("..")).is_err());
+        assert!(server_save(Some("../../etc/passwd")).is_err());
+        assert!(server_save(Some("a b")).is_err());
+        assert_eq!(game_speed(2.0).unwrap().as_str(), "/sc game.speed = 2");
+        assert!(game_speed(f64::NAN).is_err());
+        assert!(game_speed(1000.0).is_err());
+        assert!(research("automation-2").is_ok());
+        assert!(research("x\") game.print(1) --").is_err());
+        assert!(raw("/sc a\0b").is_err());
+        assert_eq!(
+            whitelist(&Whitelist::Add(PlayerName::parse("Eve").unwrap())).as_str(),
+            "/whitelist add Eve"
+        );
+        assert_eq!(
+            player_action(PlayerAction::Promote, &PlayerName::parse("Eve").unwrap()).as_str(),
+            "/promote Eve"
+        );
+    }
+}

@@ -1,0 +1,488 @@
+//! The simulated game: a clock at a set UPS that can be slowed or paused, players, admins,
+//! bans and the whitelist, and the console log those changes are written to, in Factorio's
+//! format. [`Game::execute`] answers console commands as Factorio does.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::stats::query::MARKER;
+
+/// Which Factorio the simulation imitates (the evolution API and `/evolution`'s wording).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    V1_1,
+    V2_0,
+}
+
+/// What Factorio answers to the first Lua command of a game with achievements on.
+pub const ACHIEVEMENTS_WARNING: &str =
+    "Using Lua console commands will disable achievements, please repeat the command to proceed.";
+
+struct Clock {
+    anchor: Instant,
+    anchor_tick: u64,
+    ups: f64,
+    paused: bool,
+}
+
+impl Clock {
+    fn tick(&self) -> u64 {
+        if self.paused {
+            self.anchor_tick
+        } else {
+            self.anchor_tick + (self.anchor.elapsed().as_secs_f64() * self.ups) as u64
+        }
+    }
+
+    fn rebase(&mut self) {
+        self.anchor_tick = self.tick();
+        self.anchor = Instant::now();
+    }
+}
+
+struct World {
+    clock: Clock,
+    online: BTreeSet<String>,
+    admins: BTreeSet<String>,
+    banned: BTreeSet<String>,
+    muted: BTreeSet<String>,
+    whitelist: BTreeSet<String>,
+    whitelist_on: bool,
+    lua_used: bool,
+    ever_joined: BTreeSet<String>,
+}
+
+/// The game state behind one simulated server.
+pub struct Game {
+    world: Mutex<World>,
+    log: Mutex<Option<File>>,
+    pub api: Api,
+    pub version: String,
+    pub seed: u64,
+}
+
+impl Game {
+    /// A game at `start_tick` running at `ups`, writing its console log to `log`.
+    pub fn new(
+        log: Option<&Path>,
+        ups: f64,
+        start_tick: u64,
+        api: Api,
+        seed: u64,
+    ) -> std::io::Result<Self> {
+        let log = match log {
+            Some(p) => Some(File::options().create(true).append(true).open(p)?),
+            None => None,
+        };
+        Ok(Self {
+            world: Mutex::new(World {
+                clock: Clock {
+                    anchor: Instant::now(),
+                    anchor_tick: start_tick,
+                    ups: ups.max(0.0),
+                    paused: false,
+                },
+                online: BTreeSet::new(),
+                admins: ["Alice".to_owned()].into(),
+                banned: BTreeSet::new(),
+                muted: BTreeSet::new(),
+                whitelist: BTreeSet::new(),
+                whitelist_on: false,
+                lua_used: false,
+                ever_joined: BTreeSet::new(),
+            }),
+            log: Mutex::new(log),
+            api,
+            version: match api {
+                Api::V1_1 => "1.1.110".into(),
+                Api::V2_0 => "2.0.28".into(),
+            },
+            seed,
+        })
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut w)
+    }
+
+    /// The current tick.
+    pub fn tick(&self) -> u64 {
+        self.with(|w| w.clock.tick())
+    }
+
+    /// Runs the clock at `ups` updates per second from now on.
+    pub fn set_ups(&self, ups: f64) {
+        self.with(|w| {
+            w.clock.rebase();
+            w.clock.ups = ups.max(0.0);
+        });
+    }
+
+    /// Stops or restarts the clock.
+    pub fn set_paused(&self, paused: bool) {
+        self.with(|w| {
+            w.clock.rebase();
+            w.clock.paused = paused;
+        });
+    }
+
+    /// Players online now.
+    pub fn online(&self) -> Vec<String> {
+        self.with(|w| w.online.iter().cloned().collect())
+    }
+
+    /// Appends a line to the console log, as Factorio writes it (a timestamp, then `text`).
+    pub fn log_line(&self, text: &str) {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = log.as_mut() {
+            let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
+            if let Err(e) = writeln!(f, "{now} {text}") {
+                tracing::warn!("the simulated console log cannot be written: {e}");
+            }
+        }
+    }
+
+    /// `name` joins (no-op if online or banned).
+    pub fn join(&self, name: &str) {
+        let joined = self.with(|w| {
+            if w.banned.contains(name) {
+                return false;
+            }
+            w.ever_joined.insert(name.to_owned());
+            w.online.insert(name.to_owned())
+        });
+        if joined {
+            self.log_line(&format!("[JOIN] {name} joined the game"));
+        }
+    }
+
+    /// `name` leaves (no-op if offline).
+    pub fn leave(&self, name: &str) {
+        if self.with(|w| w.online.remove(name)) {
+            self.log_line(&format!("[LEAVE] {name} left the game"));
+        }
+    }
+
+    /// `name` says `text` in chat.
+    pub fn chat(&self, name: &str, text: &str) {
+        self.log_line(&format!("[CHAT] {name}: {text}"));
+    }
+
+    /// Answers a console command as Factorio would.
+    pub fn execute(&self, command: &str) -> String {
+        let command = command.trim();
+        let (word, rest) = command.split_once(' ').unwrap_or((command, ""));
+        let rest = rest.trim();
+        let arg = |i: usize| {
+            rest.split_whitespace()
+                .nth(i)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let tail = |i: usize| {
+            rest.splitn(i + 1, ' ')
+                .nth(i)
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        };
+        match word {
+            "/c" | "/command" | "/sc" | "/silent-command" => self.lua(rest),
+            "/players" | "/p" => self.players(rest == "online" || rest == "o"),
+            "/time" => {
+                let secs = self.tick() / 60;
+                format!(
+                    "{} hours, {} minutes and {} seconds",
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60
+                )
+            }
+            "/version" => self.version.clone(),
+            "/seed" => self.seed.to_string(),
+            "/admins" => self.with(|w| list("Admins", &w.admins, Some(&w.online))),
+            "/evolution" => self.evolution_command(),
+            "/server-save" => "Saving map...".into(),
+            "/kick" | "/ban" => {
+                let (name, reason) = (arg(0), tail(1));
+                if name.is_empty() {
+                    return format!("Usage: {word} <player> <reason>");
+                }
+                let ban = word == "/ban";
+                let known = self.with(|w| {
+                    let known = w.ever_joined.contains(&name) || ban;
+                    if known {
+                        w.online.remove(&name);
+                        if ban {
+                            w.banned.insert(name.clone());
+                        }
+                    }
+                    known
+                });
+                if !known {
+                    return format!("Player \"{name}\" doesn't exist.");
+                }
+                let reason = if reason.is_empty() {
+                    "unspecified".to_owned()
+                } else {
+                    reason
+                };
+                self.log_line(&if ban {
+                    format!("[BAN] {name} was banned by <server>. Reason: {reason}.")
+                } else {
+                    format!("[KICK] {name} was kicked by <server>. Reason: {reason}.")
+                });
+                String::new()
+            }
+            "/unban" => {
+                let name = arg(0);
+                if self.with(|w| w.banned.remove(&name)) {
+                    self.log_line(&format!("[UNBANNED] {name} was unbanned by <server>."));
+                    String::new()
+                } else {
+                    format!("Player {name} is not banned.")
+                }
+            }
+            "/mute" | "/unmute" => {
+                let name = arg(0);
+                let mute = word == "/mute";
+                self.with(|w| {
+                    if mute {
+                        w.muted.insert(name.clone());
+                    } else {
+                        w.muted.remove(&name);
+                    }
+                });
+                format!(
+                    "Player {name} was {}.",
+                    if mute { "muted" } else { "unmuted" }
+                )
+            }
+            "/promote" | "/demote" => {
+                let name = arg(0);
+                let promote = word == "/promote";
+                let changed = self.with(|w| {
+                    if promote {
+                        w.admins.insert(name.clone())
+                    } else {
+                        w.admins.remove(&name)
+                    }
+                });
+                if !changed {
+                    return format!(
+                        "Player {name} is {}an admin.",
+                        if promote { "already " } else { "not " }
+                    );
+                }
+                let line = if promote {
+                    format!("[PROMOTE] {name} was promoted to admin by <server>.")
+                } else {
+                    format!("[DEMOTE] {name} was demoted from admin by <server>.")
+                };
+                self.log_line(&line);
+                String::new()
+            }
+            "/whisper" | "/w" => {
+                let name = arg(0);
+                if self.with(|w| w.online.contains(&name)) {
+                    String::new()
+                } else {
+                    format!("Player {name} is not online.")
+                }
+            }
+            "/whitelist" => self.whitelist(&arg(0), &arg(1)),
+            "/sim" => self.control(&arg(0), &arg(1), &tail(2)),
+            _ => format!("Unknown command \"{}\".", word.trim_start_matches('/')),
+        }
+    }
+
+    fn lua(&self, code: &str) -> String {
+        if !self.with(|w| std::mem::replace(&mut w.lua_used, true)) {
+            return ACHIEVEMENTS_WARNING.into();
+        }
+        if code.contains(MARKER) {
+            return self.stats_answer();
+        }
+        if code.contains("rcon.print(game.tick)") {
+            return self.tick().to_string();
+        }
+        if let Some(speed) = code.strip_prefix("game.speed = ") {
+            if let Ok(s) = speed.trim().parse::<f64>() {
+                self.set_ups(60.0 * s);
+            }
+            return String::new();
+        }
+        String::new()
+    }
+
+    fn stats_answer(&self) -> String {
+        let tick = self.tick();
+        let mut out = vec![format!("tick={tick}"), format!("played={tick}")];
+        out.extend(self.online().into_iter().map(|p| format!("player={p}")));
+        let surfaces = self.surfaces(tick);
+        match self.api {
+            Api::V2_0 => out.extend(
+                surfaces
+                    .iter()
+                    .map(|(s, f)| format!("evolution={s}={f:.6}")),
+            ),
+            Api::V1_1 => out.push(format!("evolution=nauvis={:.6}", surfaces[0].1)),
+        }
+        out.join("\n")
+    }
+
+    /// Enemy evolution per planet (space platforms have none), rising slowly with time.
+    fn surfaces(&self, tick: u64) -> Vec<(&'static str, f64)> {
+        let growth = 1.0 - (-(tick as f64) / 50_000_000.0).exp();
+        let planets: &[(&str, f64)] = match self.api {
+            Api::V1_1 => &[("nauvis", 0.30)],
+            Api::V2_0 => &[("nauvis", 0.30), ("vulcanus", 0.10), ("gleba", 0.05)],
+        };
+        planets
+            .iter()
+            .map(|(n, base)| (*n, base + (1.0 - base) * growth))
+            .collect()
+    }
+
+    fn evolution_command(&self) -> String {
+        let surfaces = self.surfaces(self.tick());
+        let line = |f: f64| {
+            format!("Evolution factor: {f:.4}. (Time 12%) (Pollution 80%) (Spawner kills 8%)")
+        };
+        match self.api {
+            Api::V1_1 => line(surfaces[0].1),
+            Api::V2_0 => surfaces
+                .iter()
+                .map(|(s, f)| {
+                    let mut name = s.to_string();
+                    name[..1].make_ascii_uppercase();
+                    format!("{name} - {}", line(*f))
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    fn players(&self, online_only: bool) -> String {
+        self.with(|w| {
+            if online_only {
+                list("Online players", &w.online, None)
+            } else {
+                list("Players", &w.ever_joined, Some(&w.online))
+            }
+        })
+    }
+
+    fn whitelist(&self, action: &str, name: &str) -> String {
+        self.with(|w| match action {
+            "add" if !name.is_empty() => {
+                w.whitelist.insert(name.to_owned());
+                format!("Player {name} added to the whitelist.")
+            }
+            "remove" if !name.is_empty() => {
+                w.whitelist.remove(name);
+                format!("Player {name} removed from the whitelist.")
+            }
+            "get" => list("Whitelisted players", &w.whitelist, None),
+            "clear" => {
+                w.whitelist.clear();
+                "Whitelist cleared.".into()
+            }
+            "enable" | "disable" => {
+                w.whitelist_on = action == "enable";
+                format!("Whitelist {action}d.")
+            }
+            _ => {
+                "Usage: /whitelist add|remove <player>, /whitelist get|clear|enable|disable".into()
+            }
+        })
+    }
+
+    /// `/sim ...`: controls of the simulation itself, for scripts and process-level tests.
+    fn control(&self, what: &str, arg: &str, tail: &str) -> String {
+        match what {
+            "ups" => match arg.parse::<f64>() {
+                Ok(u) if u >= 0.0 => {
+                    self.set_ups(u);
+                    format!("ups {u}")
+                }
+                _ => "usage: /sim ups N".into(),
+            },
+            "pause" => {
+                self.set_paused(true);
+                "paused".into()
+            }
+            "resume" => {
+                self.set_paused(false);
+                "resumed".into()
+            }
+            "join" => {
+                self.join(arg);
+                String::new()
+            }
+            "leave" => {
+                self.leave(arg);
+                String::new()
+            }
+            "chat" => {
+                self.chat(arg, tail);
+                String::new()
+            }
+            "big" => "x".repeat(arg.parse::<usize>().unwrap_or(0).min(16 << 20)),
+            _ => "usage: /sim ups N | pause | resume | join P | leave P | chat P TEXT | big BYTES"
+                .into(),
+        }
+    }
+}
+
+fn list(title: &str, names: &BTreeSet<String>, online: Option<&BTreeSet<String>>) -> String {
+    let mut out = format!("{title} ({}):", names.len());
+    for n in names {
+        out.push_str("\n  ");
+        out.push_str(n);
+        if online.is_some_and(|o| o.contains(n)) {
+            out.push_str(" (online)");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_lua_command_asks_to_be_repeated() {
+        let g = Game::new(None, 60.0, 1000, Api::V2_0, 1).unwrap();
+        assert_eq!(g.execute("/sc rcon.print(game.tick)"), ACHIEVEMENTS_WARNING);
+        let t: u64 = g.execute("/sc rcon.print(game.tick)").parse().unwrap();
+        assert!(t >= 1000);
+    }
+
+    #[test]
+    fn a_paused_clock_stands_still_and_kicks_are_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        let g = Game::new(Some(&log), 60.0, 0, Api::V1_1, 1).unwrap();
+        g.set_paused(true);
+        let t = g.tick();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(g.tick(), t);
+        g.join("Bob");
+        assert_eq!(g.execute("/players online"), "Online players (1):\n  Bob");
+        assert_eq!(g.execute("/kick Bob afk for an hour"), "");
+        assert!(g.online().is_empty());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("[JOIN] Bob joined the game\n"), "{text}");
+        assert!(
+            text.contains("[KICK] Bob was kicked by <server>. Reason: afk for an hour.\n"),
+            "{text}"
+        );
+        assert_eq!(g.execute("/nonsense"), "Unknown command \"nonsense\".");
+    }
+}

@@ -1,0 +1,208 @@
+//! [`StatsEngine`]: a cached, single-flight reading of one server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use super::query::{parse_stats, stats_command};
+use super::ups::UpsTracker;
+use crate::rcon::RconClient;
+
+/// One reading of one server, as the API, the status command and monitors see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reading {
+    /// When it was taken (milliseconds since the Unix epoch).
+    pub at_ms: u64,
+    pub rcon_up: bool,
+    /// Why the reading is empty, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub paused: bool,
+    pub tick: Option<u64>,
+    pub ups: Option<f64>,
+    pub ups_sma: Option<f64>,
+    pub ups_ema: Option<f64>,
+    /// Game time played, in seconds (`ticks_played / 60`).
+    pub game_time_seconds: Option<u64>,
+    pub players: Vec<String>,
+    pub evolution: Vec<Surface>,
+}
+
+/// Enemy evolution on one surface.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Surface {
+    pub surface: String,
+    pub factor: f64,
+}
+
+/// Gauges a reading is mirrored to, already labelled with the server (evolution is labelled
+/// by surface on each reading).
+#[derive(Clone)]
+pub struct StatsGauges {
+    pub ups: prometheus::Gauge,
+    pub ups_sma: prometheus::Gauge,
+    pub ups_ema: prometheus::Gauge,
+    pub players: prometheus::IntGauge,
+    pub paused: prometheus::IntGauge,
+    /// `evolution{server, surface}`; the engine sets and removes this server's surfaces.
+    pub evolution: prometheus::GaugeVec,
+    pub server: String,
+}
+
+struct State {
+    tracker: UpsTracker,
+    cached: Option<(Instant, Arc<Reading>)>,
+    surfaces: Vec<String>,
+}
+
+/// The metrics engine of one server.
+pub struct StatsEngine {
+    rcon: RconClient,
+    period: Duration,
+    clock: Instant,
+    state: Mutex<State>,
+    gauges: Option<StatsGauges>,
+    round_trips: AtomicU64,
+}
+
+impl StatsEngine {
+    /// An engine that reads through `rcon`, at most once per `period`, with the EMA weight
+    /// `ema_alpha`.
+    pub fn new(
+        rcon: RconClient,
+        period: Duration,
+        ema_alpha: f64,
+        gauges: Option<StatsGauges>,
+    ) -> Self {
+        Self {
+            rcon,
+            period,
+            clock: Instant::now(),
+            state: Mutex::new(State {
+                tracker: UpsTracker::new(ema_alpha),
+                cached: None,
+                surfaces: Vec::new(),
+            }),
+            gauges,
+            round_trips: AtomicU64::new(0),
+        }
+    }
+
+    /// The RCON link this engine reads through.
+    pub fn rcon(&self) -> &RconClient {
+        &self.rcon
+    }
+
+    /// The latest reading, taken now if the cached one is older than the period. Callers
+    /// that arrive while a reading is being taken wait for it instead of taking their own.
+    pub async fn reading(&self) -> Arc<Reading> {
+        let mut state = self.state.lock().await;
+        if let Some((at, r)) = &state.cached
+            && at.elapsed() < self.period
+        {
+            return r.clone();
+        }
+        let reading = Arc::new(self.take(&mut state).await);
+        state.cached = Some((Instant::now(), reading.clone()));
+        reading
+    }
+
+    /// The cached reading, whatever its age, without asking the server.
+    pub async fn last(&self) -> Option<Arc<Reading>> {
+        self.state.lock().await.cached.as_ref().map(|c| c.1.clone())
+    }
+
+    /// How many times the engine asked the server (for the cache benchmark and tests).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    async fn take(&self, state: &mut State) -> Reading {
+        let at_ms = unix_ms();
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let answer = self.rcon.exec(stats_command().as_str()).await;
+        let empty = |error: String, rcon_up: bool| Reading {
+            at_ms,
+            rcon_up,
+            error: Some(error),
+            paused: false,
+            tick: None,
+            ups: None,
+            ups_sma: None,
+            ups_ema: None,
+            game_time_seconds: None,
+            players: Vec::new(),
+            evolution: Vec::new(),
+        };
+        let reading = match answer.map(|a| parse_stats(&a)) {
+            Err(e) => empty(e.to_string(), false),
+            Ok(Err(e)) => empty(e, true),
+            Ok(Ok(a)) => {
+                let steady_ms = self.clock.elapsed().as_millis() as u64;
+                let ups = state.tracker.observe(steady_ms, a.tick);
+                Reading {
+                    at_ms,
+                    rcon_up: true,
+                    error: None,
+                    paused: ups.paused,
+                    tick: Some(a.tick),
+                    ups: ups.ups,
+                    ups_sma: ups.sma,
+                    ups_ema: ups.ema,
+                    game_time_seconds: a.ticks_played.map(|t| t / 60),
+                    players: a.players,
+                    evolution: a
+                        .evolution
+                        .into_iter()
+                        .map(|(surface, factor)| Surface { surface, factor })
+                        .collect(),
+                }
+            }
+        };
+        if let Some(g) = &self.gauges {
+            mirror(g, &reading, &mut state.surfaces);
+        }
+        reading
+    }
+}
+
+fn mirror(g: &StatsGauges, r: &Reading, surfaces: &mut Vec<String>) {
+    if !r.rcon_up || r.error.is_some() {
+        return;
+    }
+    if let Some(ups) = r.ups {
+        g.ups.set(ups);
+    } else if r.paused {
+        g.ups.set(0.0);
+    }
+    if let Some(v) = r.ups_sma {
+        g.ups_sma.set(v);
+    }
+    if let Some(v) = r.ups_ema {
+        g.ups_ema.set(v);
+    }
+    g.players.set(r.players.len() as i64);
+    g.paused.set(i64::from(r.paused));
+    for old in surfaces.iter() {
+        if !r.evolution.iter().any(|s| &s.surface == old) {
+            let _ = g.evolution.remove_label_values(&[&g.server, old]);
+        }
+    }
+    surfaces.clear();
+    for s in &r.evolution {
+        g.evolution
+            .with_label_values(&[g.server.as_str(), s.surface.as_str()])
+            .set(s.factor);
+        surfaces.push(s.surface.clone());
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
