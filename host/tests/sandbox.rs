@@ -349,6 +349,8 @@ fn the_cache_compiles_once_and_rebuilds_a_corrupt_entry() {
     let plugin = rt.load("m", &wasm).unwrap();
     assert_eq!(plugin.cache_outcome(), CacheOutcome::Hit);
     plugin.monitor("s", "null").unwrap();
+    // While a plugin is loaded, loading it again gives the same one; this looks at the disk.
+    drop(plugin);
 
     let entries: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -362,6 +364,7 @@ fn the_cache_compiles_once_and_rebuilds_a_corrupt_entry() {
     let plugin = rt.load("m", &wasm).unwrap();
     assert_eq!(plugin.cache_outcome(), CacheOutcome::Compiled);
     plugin.monitor("s", "null").unwrap();
+    drop(plugin);
     std::fs::write(&entries[0], b"short").unwrap();
     assert_eq!(
         rt.load("m", &wasm).unwrap().cache_outcome(),
@@ -391,4 +394,51 @@ fn an_instance_reports_its_memory() {
     eprintln!("after one chat line: {} KiB", p.memory_bytes() >> 10);
     assert!(p.memory_bytes() >= after_init);
     assert_eq!(p.stats().memory_bytes, p.memory_bytes());
+}
+
+#[test]
+fn servers_of_a_stateless_plugin_share_idle_instances_and_keep_their_faults_to_themselves() {
+    let rt = runtime();
+    let plugin = rt.load_stateless("patterns", PATTERNS_WASM).unwrap();
+    let again = rt.load_stateless("patterns", PATTERNS_WASM).unwrap();
+    assert!(Arc::ptr_eq(&plugin, &again), "loaded once, shared");
+    assert!(!Arc::ptr_eq(
+        &plugin,
+        &rt.load("patterns", PATTERNS_WASM).unwrap()
+    ));
+
+    let config = stock::patterns_config(&stock::stock_pattern_files());
+    let mut parsers: Vec<_> = (0..20)
+        .map(|i| plugin.parser(&format!("s{i}"), &config).unwrap())
+        .collect();
+    assert_eq!(plugin.idle_instances(), 1, "20 servers, one instance");
+    for p in &mut parsers {
+        let events = p
+            .parse(&lines(&["2026-01-01 10:00:00 [CHAT] Alice: hi"]))
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(p.memory_bytes(), 0, "given back after the call");
+    }
+    assert_eq!(plugin.idle_instances(), 1);
+    // Another configuration gets instances of its own.
+    let other = stock::patterns_config(&[factorio_isr_patterns_engine::PatternFile::new(
+        "x.yml",
+        "events:\n  hi:\n    pattern: 'hi'\n    type: hi\n",
+    )]);
+    let mut p = plugin.parser("s-other", &other).unwrap();
+    assert_eq!(p.parse(&lines(&["hi"])).unwrap()[0].1.kind, "hi");
+    assert_eq!(plugin.idle_instances(), 2);
+
+    // A fault in one server's call loses that call's instance only.
+    let misbehave = rt
+        .load_stateless(MISBEHAVE_WASM, &std::fs::read(MISBEHAVE_WASM).unwrap())
+        .unwrap();
+    let mut a = misbehave.parser("a", "").unwrap();
+    let mut b = misbehave.parser("b", "").unwrap();
+    assert!(matches!(a.parse(&lines(&["PANIC"])), Err(Fault::Trap(_))));
+    assert_eq!(b.parse(&lines(&["ok"])).unwrap().len(), 1);
+    assert_eq!(a.parse(&lines(&["ok"])).unwrap().len(), 1);
+    assert_eq!(a.stats().traps, 1);
+    assert_eq!(a.stats().restarts, 1);
+    assert_eq!(b.stats().faults(), 0);
 }

@@ -28,9 +28,12 @@ pub fn parser_chain(
         let bytes = source
             .bytes()
             .with_context(|| format!("cannot read plugin {name}"))?;
-        let plugin = runtime
-            .load(&name, &bytes)
-            .with_context(|| format!("plugin {name}"))?;
+        // The stock plugins keep no state between calls: their servers share instances.
+        let plugin = match source {
+            PluginSource::Stock(_) => runtime.load_stateless(&name, &bytes),
+            PluginSource::File(_) => runtime.load(&name, &bytes),
+        }
+        .with_context(|| format!("plugin {name}"))?;
         let init =
             stock::init_config(&source, &entry.config).with_context(|| format!("plugin {name}"))?;
         parsers.push(

@@ -78,3 +78,24 @@ impl From<crate::event::Event> for WitEvent {
         }
     }
 }
+
+/// A metrics-engine reading as the `sample` record monitors receive.
+impl From<&crate::stats::Reading> for WitSample {
+    fn from(r: &crate::stats::Reading) -> Self {
+        Self {
+            at_ms: r.at_ms,
+            rcon_up: r.rcon_up,
+            paused: r.paused,
+            tick: r.tick,
+            ups: r.ups,
+            ups_sma: r.ups_sma,
+            ups_ema: r.ups_ema,
+            evolution: r
+                .evolution
+                .iter()
+                .map(|s| (s.surface.clone(), s.factor))
+                .collect(),
+            players: r.players.clone(),
+        }
+    }
+}

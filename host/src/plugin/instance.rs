@@ -58,7 +58,7 @@ pub struct PluginStats {
     pub memory_cap_hits: u64,
     /// Failed attempts to re-create the instance after a fault.
     pub restart_failures: u64,
-    /// Instances created after a fault.
+    /// Instances taken up after a fault (new ones, or for a stateless plugin shared ones).
     pub restarts: u64,
     /// Results the host threw away because they were malformed (a line index out of range).
     pub bad_results: u64,
@@ -83,9 +83,39 @@ enum Bindings {
     Monitor(monitor::Monitor),
 }
 
-struct Live {
+pub(crate) struct Live {
     store: Store<SandboxState>,
     bindings: Bindings,
+}
+
+/// Instances of a stateless plugin that are not in a call, by configuration, shared by
+/// every server that runs the plugin with that configuration. A server takes one for a
+/// call and gives it back after; one that faulted is dropped. Idle servers so cost no
+/// instance of their own.
+#[derive(Default)]
+pub(crate) struct IdleInstances(std::sync::Mutex<std::collections::HashMap<String, Vec<Live>>>);
+
+/// Idle instances kept per configuration; more are dropped when given back.
+const MAX_IDLE: usize = 2;
+
+impl IdleInstances {
+    pub(crate) fn len(&self) -> usize {
+        let idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        idle.values().map(Vec::len).sum()
+    }
+
+    fn take(&self, config: &str) -> Option<Live> {
+        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        idle.get_mut(config).and_then(Vec::pop)
+    }
+
+    fn put(&self, config: &str, live: Live) {
+        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(config.to_owned()).or_default();
+        if list.len() < MAX_IDLE {
+            list.push(live);
+        }
+    }
 }
 
 /// What parser and monitor instances share: one plugin instance for one server, with the
@@ -95,6 +125,8 @@ pub struct Instance {
     server: String,
     config: String,
     live: Option<Live>,
+    /// The last call faulted: the next instance created counts as a restart.
+    faulted: bool,
     stats: PluginStats,
     last_report: Option<Instant>,
     unreported: u64,
@@ -115,16 +147,62 @@ impl Instance {
         server: &str,
         config: &str,
     ) -> Result<Self, PluginError> {
-        let live = Self::create(&plugin, server, config)?;
-        Ok(Self {
+        let shared = plugin.idle.as_ref().and_then(|idle| idle.take(config));
+        let live = match shared {
+            Some(live) => live,
+            None => Self::create(&plugin, server, config)?,
+        };
+        let mut instance = Self {
             plugin,
             server: server.to_owned(),
             config: config.to_owned(),
             live: Some(live),
+            faulted: false,
             stats: PluginStats::default(),
             last_report: None,
             unreported: 0,
-        })
+        };
+        instance.release();
+        Ok(instance)
+    }
+
+    /// Gives a stateless plugin's instance back to the idle ones after a call.
+    fn release(&mut self) {
+        if let Some(idle) = &self.plugin.idle
+            && let Some(live) = self.live.take()
+        {
+            idle.put(&self.config, live);
+        }
+    }
+
+    /// Makes sure there is a live instance: a shared idle one, else a new one.
+    fn acquire(&mut self) -> Result<(), Fault> {
+        if self.live.is_some() {
+            return Ok(());
+        }
+        if let Some(mut live) = self.plugin.idle.as_ref().and_then(|i| i.take(&self.config)) {
+            live.store.data_mut().set_server(&self.server);
+            self.live = Some(live);
+            if std::mem::take(&mut self.faulted) {
+                self.stats.restarts += 1;
+            }
+            return Ok(());
+        }
+        match Self::create(&self.plugin, &self.server, &self.config) {
+            Ok(live) => {
+                if std::mem::take(&mut self.faulted) {
+                    self.stats.restarts += 1;
+                }
+                self.live = Some(live);
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.restart_failures += 1;
+                let fault = Fault::Restart(e.to_string());
+                self.report(&fault);
+                Err(fault)
+            }
+        }
     }
 
     fn create(plugin: &Plugin, server: &str, config: &str) -> Result<Live, PluginError> {
@@ -200,20 +278,7 @@ impl Instance {
             + limits
                 .timeout_per_mib
                 .mul_f64(input_bytes as f64 / (1 << 20) as f64);
-        if self.live.is_none() {
-            match Self::create(&self.plugin, &self.server, &self.config) {
-                Ok(live) => {
-                    self.stats.restarts += 1;
-                    self.live = Some(live);
-                }
-                Err(e) => {
-                    self.stats.restart_failures += 1;
-                    let fault = Fault::Restart(e.to_string());
-                    self.report(&fault);
-                    return Err(fault);
-                }
-            }
-        }
+        self.acquire()?;
         let Some(live) = self.live.as_mut() else {
             return Err(Fault::Restart("no instance".into()));
         };
@@ -229,6 +294,7 @@ impl Instance {
             Ok(r) => {
                 self.stats.calls += 1;
                 self.stats.busy += elapsed;
+                self.release();
                 Ok(r)
             }
             Err(e) => {
@@ -241,6 +307,7 @@ impl Instance {
                 }
                 // A component instance that trapped may not be entered again.
                 self.live = None;
+                self.faulted = true;
                 self.report(&fault);
                 Err(fault)
             }

@@ -100,6 +100,11 @@ pub struct Runtime {
     linker: Linker<SandboxState>,
     cache: ComponentCache,
     limits: Limits,
+    /// Plugins loaded so far, by (content hash, name, stateless): loading the same plugin
+    /// for another server gives the same [`Plugin`], so its code is in memory once.
+    loaded: std::sync::Mutex<
+        std::collections::HashMap<(String, String, bool), std::sync::Weak<Plugin>>,
+    >,
 }
 
 /// How often the deadline clock ticks; deadlines are whole ticks.
@@ -137,6 +142,7 @@ impl Runtime {
             linker,
             cache,
             limits,
+            loaded: Default::default(),
         })
     }
 
@@ -148,8 +154,30 @@ impl Runtime {
     /// Checks, compiles (or loads from the cache) and identifies a plugin. `name` is what
     /// log lines and messages call it (a stock name or a file path).
     pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        self.load_as(name, wasm, false)
+    }
+
+    /// Loads a plugin known to keep no state between calls and to parse the same for every
+    /// server (the stock plugins): its servers share idle instances instead of keeping one
+    /// each, which is most of a server's memory.
+    pub fn load_stateless(&self, name: &str, wasm: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        self.load_as(name, wasm, true)
+    }
+
+    fn load_as(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        stateless: bool,
+    ) -> Result<Arc<Plugin>, PluginError> {
         world::check_header(wasm)?;
         let hash = hex(&Sha256::digest(wasm));
+        let key = (hash.clone(), name.to_owned(), stateless);
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        loaded.retain(|_, p| p.strong_count() > 0);
+        if let Some(plugin) = loaded.get(&key).and_then(std::sync::Weak::upgrade) {
+            return Ok(plugin);
+        }
         let (component, outcome) = self
             .cache
             .load(&self.engine, wasm, &hash)
@@ -169,7 +197,7 @@ impl Runtime {
                     .map_err(|e| PluginError::Instantiate(one_line(&e)))?,
             ),
         };
-        Ok(Arc::new(Plugin {
+        let plugin = Arc::new(Plugin {
             name: name.to_owned(),
             hash,
             world,
@@ -177,7 +205,10 @@ impl Runtime {
             engine: self.engine.clone(),
             pre,
             limits: self.limits,
-        }))
+            idle: stateless.then(instance::IdleInstances::default),
+        });
+        loaded.insert(key, Arc::downgrade(&plugin));
+        Ok(plugin)
     }
 }
 
@@ -195,6 +226,8 @@ pub struct Plugin {
     engine: Engine,
     pre: Pre,
     limits: Limits,
+    /// For a stateless plugin, instances not in a call, by configuration, for any server.
+    idle: Option<instance::IdleInstances>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -208,6 +241,12 @@ impl std::fmt::Debug for Plugin {
 }
 
 impl Plugin {
+    /// For a stateless plugin, how many instances wait between calls (all servers, all
+    /// configurations); always 0 for others.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.as_ref().map_or(0, instance::IdleInstances::len)
+    }
+
     /// The name it was loaded under.
     pub fn name(&self) -> &str {
         &self.name

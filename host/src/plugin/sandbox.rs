@@ -43,6 +43,13 @@ pub(crate) struct SandboxState {
 }
 
 impl SandboxState {
+    /// Tags the guest's output with `server` (a shared instance serves several).
+    pub(crate) fn set_server(&mut self, server: &str) {
+        if self.tag.server != server {
+            self.tag.server = server.to_owned();
+        }
+    }
+
     pub(crate) fn new(tag: Tag, memory_cap: usize) -> Self {
         let output = Capture::default();
         // Deny by default: no preopened directories, no environment, no arguments, no
