@@ -704,3 +704,71 @@ fn the_rcon_and_status_commands_talk_to_a_server_and_fail_clearly() {
     assert!(!status.status.success());
     assert!(String::from_utf8_lossy(&status.stdout).contains("🔴 down"));
 }
+
+#[test]
+fn a_sink_that_hangs_delays_only_its_own_server_and_shows_in_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    // A "webhook" that accepts connections and never answers.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole = black_hole.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for s in black_hole.incoming().flatten() {
+            keep.lock().unwrap().push(s);
+        }
+    });
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let jsonl = dir.path().join("b.jsonl");
+    append(&log_a, "");
+    append(&log_b, "");
+    let cfg = format!(
+        "servers:\n  stuck:\n    log_path: {}\n    sinks:\n      - webhook: http://{hole}/api/webhooks/1/x\n  \
+         fine:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n",
+        log_a.display(),
+        log_b.display(),
+        jsonl.display()
+    );
+    let isr = Isr::start_ready(dir.path(), &cfg);
+    append(&log_a, &chat(0));
+    wait_for("the stuck sink to be called", || {
+        !held.lock().unwrap().is_empty()
+    });
+    for i in 1..=20 {
+        append(&log_b, &chat(i));
+    }
+    wait_for("every event of the other server", || {
+        delivered(&jsonl).len() == 20
+    });
+    wait_for("the hung delivery to time out and be counted", || {
+        isr.get("/metrics").is_some_and(|(_, m)| {
+            m.lines().any(|l| {
+                l.starts_with("factorio_isr_errors_total{component=\"sink:stuck:webhook\"")
+            })
+        })
+    });
+    let (_, ready) = isr.get("/ready").unwrap();
+    assert!(ready.contains("sink:stuck:webhook"), "{ready}");
+    assert!(isr.stop().success());
+}
+
+#[test]
+fn a_log_folder_that_does_not_exist_yet_is_waited_for_and_then_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("not-yet");
+    let log = folder.join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    let isr = Isr::start(dir.path(), &config(&log, &jsonl));
+    isr.wait_started();
+    let (status, ready) = isr.get("/ready").unwrap();
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready.contains("\"tailer:prod\""), "{ready}");
+    assert!(isr.get("/healthz").is_some_and(|(s, _)| s == 200));
+    std::fs::create_dir(&folder).unwrap();
+    append(&log, &chat(1));
+    wait_for("the event of the new file", || delivered(&jsonl).len() == 1);
+    wait_for("the tailer to be ready", || {
+        isr.get("/ready").is_some_and(|(s, _)| s == 200)
+    });
+    assert!(isr.stop().success());
+}
