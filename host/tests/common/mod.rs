@@ -1,0 +1,236 @@
+//! What the end-to-end tests share: the real binary started on a config, the fake Factorio
+//! server as its own process, HTTP requests, and waiting with a hang guard.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const GUARD: Duration = Duration::from_secs(60);
+
+pub struct Isr {
+    child: Child,
+    pub port: u16,
+    stderr: PathBuf,
+}
+
+impl Isr {
+    pub fn start(dir: &Path, config: &str) -> Self {
+        Self::start_on(dir, config, free_port())
+    }
+
+    pub fn start_on(dir: &Path, config: &str, port: u16) -> Self {
+        let config_path = dir.join("servers.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let stderr = dir.join(format!(
+            "stderr-{}.log",
+            std::process::id() as u64 * 1000 + port as u64
+        ));
+        let child = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .env("HEALTH_CHECK_HOST", "127.0.0.1")
+            .env("HEALTH_CHECK_PORT", port.to_string())
+            .env("FACTORIO_ISR_POLL_MS", "100")
+            .env(
+                "FACTORIO_ISR_CACHE_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-plugin-cache"),
+            )
+            .env_remove("DISCORD_BOT_TOKEN")
+            .env_remove("LOG_FORMAT")
+            .env("LOG_LEVEL", "info")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            port,
+            stderr,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.port, path)
+    }
+
+    /// Starts with `config` and waits until every component is ready.
+    pub fn start_ready(dir: &Path, config: &str) -> Self {
+        let isr = Self::start(dir, config);
+        isr.wait_started();
+        wait_for("every component to be ready", || {
+            isr.get("/ready").is_some_and(|(s, _)| s == 200)
+        });
+        isr
+    }
+
+    /// Waits until the process serves HTTP and has started every pipeline.
+    pub fn wait_started(&self) {
+        wait_for("the process to start", || {
+            self.log().contains("started") && self.get("/healthz").is_some()
+        });
+    }
+
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc_kill(pid, 15) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < GUARD, "did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Isr {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let status = raw.split_whitespace().nth(1)?.parse().ok()?;
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < GUARD, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+pub fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// The chat messages in the JSONL sink, with how often each appears.
+pub fn delivered(jsonl: &Path) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for line in std::fs::read_to_string(jsonl).unwrap_or_default().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(m) = v["message"].as_str() {
+            *seen.entry(m.to_owned()).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+pub fn chat(i: usize) -> String {
+    format!("2026-01-01 10:00:00 [CHAT] Alice: msg-{i}\n")
+}
+
+pub fn config(log: &Path, jsonl: &Path) -> String {
+    format!(
+        "servers:\n  prod:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n",
+        log.display(),
+        jsonl.display()
+    )
+}
+
+/// The fake Factorio server as its own process (`factorio-isr sim`).
+pub struct SimProcess {
+    child: Child,
+    pub port: u16,
+}
+
+impl SimProcess {
+    pub fn start(port: u16, password: &str, log: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+            .args([
+                "sim",
+                "--rcon-port",
+                &port.to_string(),
+                "--password",
+                password,
+            ])
+            .arg("--log")
+            .arg(log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let port = first
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("sim said {first:?}"));
+        Self { child, port }
+    }
+
+    /// Sends one command through `factorio-isr rcon`.
+    pub fn rcon(config: &Path, command: &str) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+            .args(["rcon", "--config"])
+            .arg(config)
+            .args(["--server", "prod", "--timeout", "10", command])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
