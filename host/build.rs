@@ -11,6 +11,8 @@ const PROFILE: &str = "wasm-plugin";
 /// (package, file stem) of every plugin built here.
 const PLUGINS: &[(&str, &str)] = &[
     ("factorio-isr-patterns", "factorio_isr_patterns"),
+    ("factorio-isr-ups-alert", "factorio_isr_ups_alert"),
+    ("factorio-isr-chat-guard", "factorio_isr_chat_guard"),
     ("misbehave", "misbehave"),
     ("echo-monitor", "echo_monitor"),
 ];

@@ -16,7 +16,7 @@ use factorio_isr::checkpoint::CheckpointStore;
 use factorio_isr::event::Event;
 use factorio_isr::health::Health;
 use factorio_isr::metrics::Metrics;
-use factorio_isr::pipeline::{self, ServerPipeline, Shared};
+use factorio_isr::pipeline::{self, LogInput, ServerPipeline, Shared};
 use factorio_isr::plugin::{ComponentCache, Limits, Runtime};
 use factorio_isr::sink::{Delivery, JsonlSink, Sink};
 use factorio_isr::tail::{Position, TailOptions};
@@ -73,14 +73,21 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
         };
         checkpoints.save("bench", &empty).unwrap();
     }
+    // No monitors and no notices: the senders are dropped at once.
+    let (_, notices) = tokio::sync::mpsc::channel(1);
     ServerPipeline {
         tag: "bench".into(),
-        log_path: log.to_owned(),
-        parsers: pipeline::parser_chain(&runtime(), "bench", &[]).unwrap(),
+        log: Some(LogInput {
+            path: log.to_owned(),
+            parsers: pipeline::parser_chain(&runtime(), "bench", &[]).unwrap(),
+            checkpoints,
+            max_line_bytes: 1 << 20,
+            tail: TailOptions::default(),
+        }),
         sinks: vec![sink],
-        checkpoints,
-        max_line_bytes: 1 << 20,
-        tail: TailOptions::default(),
+        notices,
+        monitors: None,
+        board: Arc::default(),
     }
 }
 

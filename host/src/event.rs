@@ -29,6 +29,10 @@ pub struct Event {
     pub text: Option<String>,
     /// The name of a configured channel to route to.
     pub channel: Option<String>,
+    /// A mention group of mentions.yml to ping with it; only the host sets this (for
+    /// alerts), never a parser.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mention: Option<String>,
 }
 
 impl Event {
@@ -43,6 +47,7 @@ impl Event {
             emoji: None,
             text: None,
             channel: None,
+            mention: None,
         }
     }
 
@@ -67,4 +72,21 @@ fn fields_as_map<S: serde::Serializer>(
         map.serialize_entry(k, v)?;
     }
     map.end()
+}
+
+/// Serializes a `SystemTime` as milliseconds since the Unix epoch, as the API shows times.
+pub mod unix_ms {
+    use std::time::SystemTime;
+
+    /// Milliseconds since the Unix epoch (0 for a time before it).
+    pub fn millis(t: SystemTime) -> u64 {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+
+    /// For `#[serde(with = "crate::event::unix_ms")]`.
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(millis(*t))
+    }
 }

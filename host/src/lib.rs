@@ -3,6 +3,7 @@
 //! Data flows one way: log `lines` → parser plugins (`plugin`) → `event`s → monitors →
 //! alerts → sinks. The modules are named for those steps.
 
+pub mod alert;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod lines;
 pub mod logging;
 pub mod metrics;
+pub mod monitor;
 pub mod pipeline;
 pub mod plugin;
 pub mod rcon;

@@ -52,6 +52,11 @@ pub struct Metrics {
     pub game_paused: IntGaugeVec,
     /// `evolution{server, surface}`.
     pub evolution: GaugeVec,
+    /// `alerts_total{server, source, change}`: alerts filed, by what they changed (raised,
+    /// escalated, resolved, withdrawn, repeated, unknown, refused).
+    pub alerts: IntCounterVec,
+    /// `alerts_active{server}`: alerts open now.
+    pub alerts_active: IntGaugeVec,
 }
 
 const PREFIX: &str = "factorio_isr_";
@@ -240,6 +245,13 @@ impl Metrics {
                 "Enemy evolution factor by surface",
                 &["server", "surface"],
             ),
+            alerts: counter(
+                &registry,
+                "alerts_total",
+                "Alerts filed by monitors and host checks, by what they changed",
+                &["server", "source", "change"],
+            ),
+            alerts_active: gauge(&registry, "alerts_active", "Alerts open now", &["server"]),
             registry,
             started: Instant::now(),
             uptime,

@@ -1,15 +1,15 @@
 //! The live parts of each configured server that the HTTP API, the CLI and (later) Discord
-//! commands reach: its RCON link and its metrics engine.
+//! commands reach: its RCON link, its metrics engine, its open alerts and its plugins.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::watch;
 
+use crate::alert::{ActiveAlert, Alerts, Mentions};
 use crate::config::ServerConfig;
-use crate::health::{Health, State};
 use crate::metrics::Metrics;
+use crate::plugin::{PluginBoard, PluginStatus};
 use crate::rcon::{LinkState, RconClient, RconSettings};
 use crate::stats::{Reading, StatsEngine};
 
@@ -20,6 +20,10 @@ pub struct Server {
     pub description: Option<String>,
     /// None when the server has no RCON password.
     pub stats: Option<Arc<StatsEngine>>,
+    /// Its open alerts.
+    pub alerts: Arc<Alerts>,
+    /// Its parsers and monitors and how they are doing.
+    pub plugins: Arc<PluginBoard>,
 }
 
 /// A server as `GET /api/servers/{tag}` shows it.
@@ -32,11 +36,19 @@ pub struct ServerView {
     pub rcon: Option<LinkState>,
     /// The latest reading of the metrics engine; null when RCON is not configured.
     pub reading: Option<Arc<Reading>>,
+    /// Alerts open now, oldest first.
+    pub alerts: Vec<ActiveAlert>,
+    /// Parsers, then monitors, in the order they run.
+    pub plugins: Vec<PluginStatus>,
 }
 
 impl Server {
     /// The server of `config`, with its RCON link started when it has a password.
-    pub fn start(config: &ServerConfig, metrics: Option<&Metrics>) -> Self {
+    pub fn start(
+        config: &ServerConfig,
+        metrics: Option<&Arc<Metrics>>,
+        mentions: Arc<Mentions>,
+    ) -> Self {
         let stats = config.rcon_password.clone().map(|password| {
             let addr = format!("{}:{}", config.rcon_host, config.rcon_port);
             let link = metrics.map(|m| m.link_metrics(&config.tag));
@@ -54,6 +66,8 @@ impl Server {
             name: config.name.clone(),
             description: config.description.clone(),
             stats,
+            alerts: Arc::new(Alerts::new(&config.tag, mentions, metrics.cloned())),
+            plugins: Arc::default(),
         }
     }
 
@@ -69,43 +83,8 @@ impl Server {
             description: self.description.clone(),
             rcon,
             reading,
+            alerts: self.alerts.active(),
+            plugins: self.plugins.list(),
         }
-    }
-
-    /// Keeps the component `rcon:<tag>` of `health` in step with the link, and reads the
-    /// game every `interval` so gauges and pause detection stay current, until `stop`.
-    pub fn watch(
-        &self,
-        health: &Health,
-        interval: Duration,
-        mut stop: watch::Receiver<bool>,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        let stats = self.stats.clone()?;
-        let name = format!("rcon:{}", self.tag);
-        health.register(&name);
-        let health = health.clone();
-        Some(tokio::spawn(async move {
-            let mut link = stats.rcon().watch();
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => { stats.reading().await; }
-                    changed = link.changed() => {
-                        if changed.is_err() { return; }
-                        let state = link.borrow_and_update().clone();
-                        match state {
-                            LinkState::Up { .. } => health.set(&name, State::Ready, None),
-                            LinkState::Down { error, .. } => {
-                                health.error(&name, error);
-                                health.set(&name, State::Down, None);
-                            }
-                            LinkState::Connecting => {}
-                        }
-                    }
-                    changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
-                }
-            }
-        }))
     }
 }

@@ -187,7 +187,7 @@ fn plugin_check_says_world_version_and_runs_sample_lines() {
         stdout.contains("world:   factorio-isr:plugin/monitor@0.1.0"),
         "{stdout}"
     );
-    assert!(stdout.contains("-> 4 alerts"), "{stdout}");
+    assert!(stdout.contains("-> 6 alerts"), "{stdout}");
 }
 
 #[test]

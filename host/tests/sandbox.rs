@@ -175,7 +175,10 @@ fn a_plugin_that_loops_forever_is_stopped_and_the_next_batch_works() {
     assert_eq!(events[0].1.message.as_deref(), Some("after"));
     // The instance was re-created and re-initialised: its line counter starts again.
     assert_eq!(events[0].1.field("seen"), Some("1"));
-    assert_eq!((p.stats().timeouts, p.stats().restarts), (1, 1));
+    // The batch was tried twice (a deadline can be missed on a busy machine), then given up;
+    // each try and the next batch got a fresh instance.
+    let s = p.stats();
+    assert_eq!((s.timeouts, s.retries, s.restarts), (1, 1, 2));
 }
 
 #[test]
@@ -306,7 +309,7 @@ fn monitors_turn_events_and_samples_into_alerts() {
         player: Some("Alice".into()),
         ..factorio_isr::event::Event::new("join")
     };
-    let alerts = m.on_events(&[event]).unwrap();
+    let alerts = m.on_events(0, &[event]).unwrap();
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].key, "kind:join");
     let sample = factorio_isr::plugin::WitSample {
@@ -321,10 +324,11 @@ fn monitors_turn_events_and_samples_into_alerts() {
         players: vec![],
     };
     let alerts = m.on_sample(&sample).unwrap();
-    assert_eq!(
-        (alerts[0].key.as_str(), alerts[0].text.as_str()),
-        ("ups", "12.5")
-    );
+    let got: Vec<_> = alerts
+        .iter()
+        .map(|a| (a.key.as_str(), a.text.as_str()))
+        .collect();
+    assert_eq!(got, [("samples", "1"), ("ups", "12.5")]);
 }
 
 #[test]

@@ -73,7 +73,8 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         &server.parsers[..]
                     };
-                    for entry in parsers.iter().chain(&server.monitors).chain(&server.shadow) {
+                    let monitors = crate::monitor::effective_monitors(server);
+                    for entry in parsers.iter().chain(&monitors).chain(&server.shadow) {
                         let source = PluginSource::parse(&entry.plugin);
                         match super::plugin::start(&runtime, &source, &entry.config) {
                             Ok(started) => println!(

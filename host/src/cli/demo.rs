@@ -1,7 +1,8 @@
 //! `factorio-isr demo`: two simulated Factorio servers, the whole host with the stock
 //! plugins, and the HTTP endpoints, on a fresh machine with nothing configured. Events are
 //! printed as they happen and each server's status every half minute; the second server's
-//! UPS dips now and then.
+//! UPS dips now and then, which the stock `ups-alert` monitor warns about (and a pause
+//! withdraws quietly).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -76,6 +77,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             http,
             poll: Duration::from_millis(500),
             runtime: args.runtime.runtime()?,
+            mentions: std::sync::Arc::new(crate::alert::Mentions::builtin()),
         },
         &config,
     )
@@ -112,7 +114,9 @@ fn servers_yml(dir: &Path, sims: &[(&str, Sim)]) -> String {
         let log = dir.join(format!("{tag}-console.log"));
         out.push_str(&format!(
             "  {tag}:\n    name: Demo {tag}\n    log_path: {log:?}\n    rcon_host: 127.0.0.1\n    \
-             rcon_port: {port}\n    rcon_password: {PASSWORD}\n    metrics_interval: 5\n",
+             rcon_port: {port}\n    rcon_password: {PASSWORD}\n    metrics_interval: 5\n    \
+             alert_check_interval: 5\n    alert_samples_required: 3\n    alert_cooldown: 60\n    \
+             stats_interval: 120\n    monitors:\n      - plugin: ups-alert\n      - plugin: chat-guard\n",
             log = log.display().to_string(),
             port = sim.rcon_addr().port()
         ));

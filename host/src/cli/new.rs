@@ -207,7 +207,7 @@ impl Monitor for Plugin {
         Ok(Plugin { low: false })
     }
 
-    fn on_events(&mut self, _events: Vec<Event>) -> Vec<Alert> {
+    fn on_events(&mut self, _at_ms: u64, _events: Vec<Event>) -> Vec<Alert> {
         Vec::new()
     }
 
@@ -224,6 +224,16 @@ impl Monitor for Plugin {
             }
             _ => Vec::new(),
         }
+    }
+
+    // The host keeps this across restarts of the instance (after a trap, or an upgrade).
+    fn save_state(&self) -> Vec<u8> {
+        vec![u8::from(self.low)]
+    }
+
+    fn load_state(&mut self, state: &[u8]) -> Result<(), String> {
+        self.low = state.first() == Some(&1);
+        Ok(())
     }
 }
 

@@ -135,7 +135,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Started::Monitor(mut m) => {
             let events = sample_events();
             let from_events = m
-                .on_events(&events)
+                .on_events(0, &events)
                 .map_err(|f| anyhow::anyhow!("on-events: the plugin {f}"))?;
             let mut alerts = from_events;
             for ups in [59.9, 20.0] {
@@ -156,7 +156,11 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     a.key,
                     a.title,
                     a.text,
-                    if a.resolved { " (resolved)" } else { "" }
+                    match a.state {
+                        crate::plugin::WitAlertState::Firing => "",
+                        crate::plugin::WitAlertState::Resolved => " (resolved)",
+                        crate::plugin::WitAlertState::Withdrawn => " (withdrawn)",
+                    }
                 );
             }
         }

@@ -8,16 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::RuntimeArgs;
+use crate::alert::Mentions;
 use crate::checkpoint::CheckpointStore;
-use crate::config::{Config, SinkConfig};
+use crate::config::{Config, ServerConfig, SinkConfig};
 use crate::health::{Health, State};
 use crate::http;
 use crate::lines::DEFAULT_MAX_LINE_BYTES;
 use crate::metrics::Metrics;
-use crate::pipeline::{self, ServerPipeline, Shared};
+use crate::monitor;
+use crate::pipeline::{self, LogInput, ServerPipeline, Shared};
 use crate::servers::Server;
 use crate::sink::{ConsoleSink, JsonlSink, Sink, WebhookSink};
 use crate::tail::TailOptions;
@@ -42,6 +44,9 @@ pub struct RunArgs {
     http_host: std::net::IpAddr,
     #[arg(long, env = "HEALTH_CHECK_PORT", default_value_t = 8080)]
     http_port: u16,
+    /// The mention groups alerts may use (default: mentions.yml beside the config file).
+    #[arg(long, env = "FACTORIO_ISR_MENTIONS")]
+    mentions: Option<PathBuf>,
     /// How often to look at a log even without filesystem events, in milliseconds.
     #[arg(long, env = "FACTORIO_ISR_POLL_MS", default_value_t = 500)]
     poll_ms: u64,
@@ -51,11 +56,18 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
+    let mentions = args.mentions.clone().unwrap_or_else(|| {
+        args.config
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("mentions.yml")
+    });
+    let mentions = Arc::new(Mentions::load(&mentions)?);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     tokio.block_on(async {
-        let host = Host::start(&args.options()?, &config).await?;
+        let host = Host::start(&args.options(mentions)?, &config).await?;
         wait_for_signal().await;
         host.shutdown().await;
         Ok(ExitCode::SUCCESS)
@@ -63,12 +75,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 impl RunArgs {
-    fn options(&self) -> anyhow::Result<HostOptions> {
+    fn options(&self, mentions: Arc<Mentions>) -> anyhow::Result<HostOptions> {
         Ok(HostOptions {
             state_dir: self.state_dir.clone(),
             http: SocketAddr::new(self.http_host, self.http_port),
             poll: Duration::from_millis(self.poll_ms.max(10)),
             runtime: self.runtime.runtime()?,
+            mentions,
         })
     }
 }
@@ -79,6 +92,8 @@ pub struct HostOptions {
     pub http: SocketAddr,
     pub poll: Duration,
     pub runtime: crate::plugin::Runtime,
+    /// The mention groups of mentions.yml.
+    pub mentions: Arc<Mentions>,
 }
 
 /// Everything `run` started, until [`Host::shutdown`].
@@ -110,34 +125,10 @@ impl Host {
         let mut tasks = Vec::new();
         let mut servers = Vec::new();
         for server in &config.servers {
-            let live = Server::start(server, Some(&shared.metrics));
-            if live.stats.is_none() {
-                tracing::info!(server = %server.tag, "no RCON password: status and metrics of the game are off");
-            }
-            let interval = Duration::from_secs(server.metrics_interval.max(1));
-            tasks.extend(live.watch(&shared.health, interval, stopped.clone()));
+            let (live, server_tasks) =
+                start_server(opts, config, server, &shared, &checkpoints, &stopped)?;
+            tasks.extend(server_tasks);
             servers.push(live);
-            let Some(log_path) = server.log_path.clone() else {
-                tracing::warn!(server = %server.tag, "no log_path: this server's log is not followed");
-                continue;
-            };
-            let parsers = pipeline::parser_chain(&opts.runtime, &server.tag, &server.parsers)
-                .map_err(|e| {
-                    anyhow::anyhow!("{}: server {}: {e:#}", config.path.display(), server.tag)
-                })?;
-            let p = ServerPipeline {
-                tag: server.tag.clone(),
-                log_path,
-                parsers,
-                sinks: sinks(&server.sinks),
-                checkpoints: checkpoints.clone(),
-                max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-                tail: TailOptions {
-                    poll_interval: opts.poll,
-                    ..TailOptions::default()
-                },
-            };
-            tasks.push(pipeline::spawn(p, shared.clone(), stopped.clone()));
         }
         let servers = Arc::new(servers);
         tracing::info!(servers = servers.len(), "started");
@@ -171,6 +162,93 @@ impl Host {
             );
         }
     }
+}
+
+/// Starts one server: its RCON link and checks, its monitors, and its pipeline.
+fn start_server(
+    opts: &HostOptions,
+    config: &Config,
+    server: &ServerConfig,
+    shared: &Shared,
+    checkpoints: &CheckpointStore,
+    stopped: &watch::Receiver<bool>,
+) -> anyhow::Result<(Server, Vec<tokio::task::JoinHandle<()>>)> {
+    let in_config = |e: anyhow::Error| {
+        anyhow::anyhow!("{}: server {}: {e:#}", config.path.display(), server.tag)
+    };
+    let mut tasks = Vec::new();
+    let live = Server::start(server, Some(&shared.metrics), opts.mentions.clone());
+    let (notice_tx, notice_rx) = mpsc::channel(monitor::QUEUE);
+
+    let monitors = monitor::monitor_instances(&opts.runtime, server).map_err(in_config)?;
+    let feed = if monitors.is_empty() {
+        None
+    } else {
+        let (feed_tx, feed_rx) = mpsc::channel(monitor::QUEUE);
+        let out = monitor::MonitorOutputs {
+            alerts: live.alerts.clone(),
+            notices: notice_tx.clone(),
+            board: live.plugins.clone(),
+            shared: shared.clone(),
+        };
+        let thread = monitor::spawn(&server.tag, monitors, feed_rx, out)?;
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let _ = thread.join();
+        }));
+        Some(feed_tx)
+    };
+
+    match &live.stats {
+        Some(stats) => {
+            let out = monitor::CheckOutputs {
+                tag: server.tag.clone(),
+                alerts: live.alerts.clone(),
+                monitors: feed.clone(),
+                notices: notice_tx.clone(),
+                health: shared.health.clone(),
+                metrics: shared.metrics.clone(),
+            };
+            let settings = monitor::CheckSettings::of(server);
+            tasks.push(monitor::spawn_checks(
+                stats.clone(),
+                settings,
+                out,
+                stopped.clone(),
+            ));
+        }
+        None => {
+            tracing::info!(server = %server.tag, "no RCON password: status and metrics of the game are off");
+        }
+    }
+
+    let log = match server.log_path.clone() {
+        Some(path) => Some(LogInput {
+            path,
+            parsers: pipeline::parser_chain(&opts.runtime, &server.tag, &server.parsers)
+                .map_err(in_config)?,
+            checkpoints: checkpoints.clone(),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            tail: TailOptions {
+                poll_interval: opts.poll,
+                ..TailOptions::default()
+            },
+        }),
+        None => {
+            tracing::warn!(server = %server.tag, "no log_path: this server's log is not followed");
+            None
+        }
+    };
+    drop(notice_tx);
+    let p = ServerPipeline {
+        tag: server.tag.clone(),
+        log,
+        sinks: sinks(&server.sinks),
+        notices: notice_rx,
+        monitors: feed,
+        board: live.plugins.clone(),
+    };
+    tasks.push(pipeline::spawn(p, shared.clone(), stopped.clone()));
+    Ok((live, tasks))
 }
 
 fn sinks(configured: &[SinkConfig]) -> Vec<Arc<dyn Sink>> {

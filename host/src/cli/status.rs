@@ -48,7 +48,11 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 let mut s = s.clone();
                 // Every call reads the game: the two readings are `window` apart.
                 s.metrics_interval = 0;
-                Server::start(&s, None)
+                Server::start(
+                    &s,
+                    None,
+                    std::sync::Arc::new(crate::alert::Mentions::builtin()),
+                )
             })
             .collect();
         let first = futures_util::future::join_all(servers.iter().map(first_reading)).await;

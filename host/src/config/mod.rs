@@ -95,9 +95,10 @@ pub struct ServerConfig {
     /// Parser plugins, in order; none means the stock `patterns` parser.
     #[serde(default)]
     pub parsers: Vec<PluginEntry>,
-    /// Monitor plugins.
+    /// Monitor plugins; absent means the stock `ups-alert` when `enable_alerts` is on and
+    /// RCON is configured, `[]` means none.
     #[serde(default)]
-    pub monitors: Vec<PluginEntry>,
+    pub monitors: Option<Vec<PluginEntry>>,
     /// Candidate plugins run in compare mode.
     #[serde(default)]
     pub shadow: Vec<PluginEntry>,
@@ -324,6 +325,19 @@ impl Config {
     }
 }
 
+impl ServerConfig {
+    /// The Discord channel for an event with routing hint `channel`: alerts go to
+    /// `alert_channel_id`, stats reports to `status_channel_id`, each falling back to
+    /// `event_channel_id`, which takes everything else.
+    pub fn channel_for(&self, channel: Option<&str>) -> Option<u64> {
+        match channel {
+            Some("alerts") => self.alert_channel_id.or(self.event_channel_id),
+            Some("stats") => self.status_channel_id.or(self.event_channel_id),
+            _ => self.event_channel_id,
+        }
+    }
+}
+
 /// The Python bot's rule for tags: lowercase letters, digits and `-`, 1 to 16 characters.
 fn valid_tag(tag: &str) -> bool {
     (1..=16).contains(&tag.len())
@@ -493,6 +507,18 @@ servers:
             .unwrap_err()
             .to_string();
         assert!(err.contains("carrier-pigeon"), "{err}");
+    }
+
+    #[test]
+    fn alerts_and_reports_go_to_their_channels_else_the_event_channel() {
+        let c = load("servers:\n  a:\n    event_channel_id: 1\n    alert_channel_id: 2\n  b:\n    event_channel_id: 3\n    status_channel_id: 4\n").unwrap();
+        let (a, b) = (c.server("a").unwrap(), c.server("b").unwrap());
+        assert_eq!(a.channel_for(Some("alerts")), Some(2));
+        assert_eq!(a.channel_for(Some("stats")), Some(1));
+        assert_eq!(a.channel_for(None), Some(1));
+        assert_eq!(b.channel_for(Some("alerts")), Some(3));
+        assert_eq!(b.channel_for(Some("stats")), Some(4));
+        assert_eq!(b.channel_for(Some("deaths")), Some(3));
     }
 
     #[test]

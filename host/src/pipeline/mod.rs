@@ -1,8 +1,11 @@
 //! One server's pipeline: its log is tailed, its lines parsed by its parser chain, and the
-//! events delivered to its sinks; then the checkpoint is saved.
+//! events delivered to its sinks; then the checkpoint is saved. Alerts and reports (the
+//! "notices" of the monitors and checks) reach the same sinks through the same delivery task.
 //!
 //! ```text
 //! tail task ──Batch──► parser thread ──Parsed──► delivery task ──► sinks, checkpoint
+//!                           │                          ▲
+//!                           └──events──► monitors ──notices (alerts, reports)
 //! ```
 //!
 //! Each stage runs on its own (the parser on a thread, since plugin calls are synchronous),
@@ -24,7 +27,8 @@ use crate::checkpoint::CheckpointStore;
 use crate::event::Event;
 use crate::health::{Health, State};
 use crate::metrics::Metrics;
-use crate::plugin::ParserChain;
+use crate::monitor::MonitorInput;
+use crate::plugin::{ParserChain, PluginBoard};
 use crate::sink::Sink;
 use crate::tail::{self, Batch, Position, StartAt, TailOptions, TailReader};
 
@@ -37,9 +41,22 @@ const SINK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Everything one server's pipeline needs.
 pub struct ServerPipeline {
     pub tag: String,
-    pub log_path: PathBuf,
-    pub parsers: ParserChain,
+    /// The log and its parsers; none for a server without `log_path`, whose pipeline only
+    /// delivers notices.
+    pub log: Option<LogInput>,
     pub sinks: Vec<Arc<dyn Sink>>,
+    /// Alerts and reports to deliver besides the log's events.
+    pub notices: mpsc::Receiver<Vec<Event>>,
+    /// The server's monitors, fed every batch of events (none: no monitors).
+    pub monitors: Option<mpsc::Sender<MonitorInput>>,
+    /// Where the parsers' health is recorded for the API.
+    pub board: Arc<PluginBoard>,
+}
+
+/// A server's log and how it is read and parsed.
+pub struct LogInput {
+    pub path: PathBuf,
+    pub parsers: ParserChain,
     pub checkpoints: CheckpointStore,
     pub max_line_bytes: usize,
     pub tail: TailOptions,
@@ -58,18 +75,29 @@ struct Parsed {
 }
 
 /// Starts the pipeline; it runs until `shutdown` turns true, then delivers what it has
-/// read, saves its checkpoint, and the returned task ends.
+/// read, saves its checkpoint, and the returned task ends (once the notice senders are gone).
 pub fn spawn(
     p: ServerPipeline,
     shared: Shared,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let tag = p.tag.clone();
-    let start = match p.checkpoints.load(&tag) {
+    let Some(log) = p.log else {
+        drop(p.monitors);
+        return tokio::spawn(async move {
+            let sink = Delivery {
+                tag: &tag,
+                sinks: &p.sinks,
+                shared: &shared,
+            };
+            sink.run(None, p.notices).await;
+        });
+    };
+    let start = match log.checkpoints.load(&tag) {
         Some(pos) => StartAt::Position(pos),
         None => StartAt::End,
     };
-    let reader = TailReader::new(&p.log_path, start, p.max_line_bytes);
+    let reader = TailReader::new(&log.path, start, log.max_line_bytes);
     let (line_tx, line_rx) = mpsc::channel::<Batch>(QUEUE);
     let (event_tx, event_rx) = mpsc::channel::<Parsed>(QUEUE);
 
@@ -79,18 +107,40 @@ pub fn spawn(
         health: shared.health.clone(),
         component: tailer,
     };
-    let tail_task = tokio::spawn(tail::run(reader, line_tx, p.tail, shutdown, status));
+    let tail_task = tokio::spawn(tail::run(reader, line_tx, log.tail, shutdown, status));
 
-    let parse_shared = shared.clone();
     let parse_tag = tag.clone();
-    let parsers = p.parsers;
+    let parse_shared = shared.clone();
+    let (parsers, monitors, board) = (log.parsers, p.monitors, p.board);
     let parser_thread = std::thread::Builder::new()
         .name(format!("parse-{tag}"))
-        .spawn(move || parse_loop(&parse_tag, parsers, line_rx, event_tx, &parse_shared));
+        .spawn(move || {
+            let feed = monitors.as_ref();
+            parse_loop(
+                &parse_tag,
+                parsers,
+                line_rx,
+                event_tx,
+                feed,
+                &board,
+                &parse_shared,
+            );
+        });
 
-    let log_path = p.log_path;
+    let log_path = log.path;
+    let checkpoints = log.checkpoints;
     tokio::spawn(async move {
-        deliver_loop(&tag, &log_path, &p.sinks, &p.checkpoints, event_rx, &shared).await;
+        let sink = Delivery {
+            tag: &tag,
+            sinks: &p.sinks,
+            shared: &shared,
+        };
+        let log = LogDelivery {
+            path: &log_path,
+            checkpoints: &checkpoints,
+            rx: event_rx,
+        };
+        sink.run(Some(log), p.notices).await;
         if let Ok(thread) = parser_thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
@@ -104,6 +154,8 @@ fn parse_loop(
     mut parsers: ParserChain,
     mut rx: mpsc::Receiver<Batch>,
     tx: mpsc::Sender<Parsed>,
+    monitors: Option<&mpsc::Sender<MonitorInput>>,
+    board: &PluginBoard,
     shared: &Shared,
 ) {
     let names: Vec<String> = parsers
@@ -111,10 +163,11 @@ fn parse_loop(
         .iter()
         .map(|p| p.plugin().name().to_owned())
         .collect();
-    for name in &names {
+    for (i, name) in names.iter().enumerate() {
         shared
             .health
             .set(&format!("parser:{tag}:{name}"), State::Ready, None);
+        board.record("parser", i, &parsers.parsers()[i], None);
     }
     while let Some(batch) = rx.blocking_recv() {
         let m = &shared.metrics;
@@ -137,8 +190,10 @@ fn parse_loop(
             }
         }
         for (i, name) in names.iter().enumerate() {
-            match out.faults.iter().find(|(p, _)| *p == i) {
-                Some((_, fault)) => {
+            let fault = out.faults.iter().find(|(p, _)| *p == i).map(|(_, f)| f);
+            board.record("parser", i, &parsers.parsers()[i], fault);
+            match fault {
+                Some(fault) => {
                     m.plugin_traps
                         .with_label_values(&[tag, name, fault.kind()])
                         .inc();
@@ -160,30 +215,78 @@ fn parse_loop(
             events: out.events.into_iter().map(|(_, e)| e).collect(),
             position: batch.position,
         };
+        if let Some(feed) = monitors
+            && !parsed.events.is_empty()
+        {
+            // A closed feed means the monitor thread is gone; the events still go on.
+            let _ = feed.blocking_send(MonitorInput::events(parsed.events.clone()));
+        }
         if tx.blocking_send(parsed).is_err() {
             break;
         }
     }
 }
 
-async fn deliver_loop(
-    tag: &str,
-    log_path: &std::path::Path,
-    sinks: &[Arc<dyn Sink>],
-    checkpoints: &CheckpointStore,
-    mut rx: mpsc::Receiver<Parsed>,
-    shared: &Shared,
-) {
-    for sink in sinks {
-        shared
-            .health
-            .set(&format!("sink:{tag}:{}", sink.name()), State::Ready, None);
-    }
-    while let Some(parsed) = rx.recv().await {
-        if !parsed.events.is_empty() {
-            for sink in sinks {
-                deliver(tag, sink.as_ref(), &parsed.events, shared).await;
+/// The delivery task's view of the log: where its events come from and where the position
+/// of each delivered batch is saved.
+struct LogDelivery<'a> {
+    path: &'a std::path::Path,
+    checkpoints: &'a CheckpointStore,
+    rx: mpsc::Receiver<Parsed>,
+}
+
+/// The delivery task of one server: the only writer to its sinks.
+struct Delivery<'a> {
+    tag: &'a str,
+    sinks: &'a [Arc<dyn Sink>],
+    shared: &'a Shared,
+}
+
+impl Delivery<'_> {
+    /// Delivers the log's events (saving checkpoints) and the notices, as they come, until
+    /// both are closed.
+    async fn run(&self, mut log: Option<LogDelivery<'_>>, mut notices: mpsc::Receiver<Vec<Event>>) {
+        for sink in self.sinks {
+            self.shared.health.set(
+                &format!("sink:{}:{}", self.tag, sink.name()),
+                State::Ready,
+                None,
+            );
+        }
+        let mut notices_open = true;
+        loop {
+            tokio::select! {
+                parsed = async { log.as_mut()?.rx.recv().await }, if log.is_some() => {
+                    match (parsed, &log) {
+                        (Some(parsed), Some(l)) => self.events(parsed, l.path, l.checkpoints).await,
+                        _ => log = None,
+                    }
+                }
+                batch = notices.recv(), if notices_open => match batch {
+                    Some(events) => self.deliver_all(&events).await,
+                    None => notices_open = false,
+                },
+                else => break,
             }
+        }
+    }
+
+    async fn deliver_all(&self, events: &[Event]) {
+        for sink in self.sinks {
+            deliver(self.tag, sink.as_ref(), events, self.shared).await;
+        }
+    }
+
+    async fn events(
+        &self,
+        parsed: Parsed,
+        log_path: &std::path::Path,
+        checkpoints: &CheckpointStore,
+    ) {
+        let tag = self.tag;
+        let shared = self.shared;
+        if !parsed.events.is_empty() {
+            self.deliver_all(&parsed.events).await;
             for e in &parsed.events {
                 shared
                     .metrics

@@ -21,7 +21,8 @@ pub mod monitor {
 }
 
 pub use parser::factorio_isr::plugin::types::{
-    Alert as WitAlert, Event as WitEvent, Sample as WitSample, Severity as WitSeverity,
+    Alert as WitAlert, AlertState as WitAlertState, Event as WitEvent, Sample as WitSample,
+    Severity as WitSeverity,
 };
 
 impl From<WitSeverity> for crate::event::Severity {
@@ -60,6 +61,7 @@ impl From<WitEvent> for crate::event::Event {
             emoji: e.emoji,
             text: e.text,
             channel: e.channel,
+            mention: None,
         }
     }
 }

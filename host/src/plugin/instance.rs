@@ -60,6 +60,8 @@ pub struct PluginStats {
     pub restart_failures: u64,
     /// Instances taken up after a fault (new ones, or for a stateless plugin shared ones).
     pub restarts: u64,
+    /// Calls that ran past their deadline and were tried again (successfully or not).
+    pub retries: u64,
     /// Results the host threw away because they were malformed (a line index out of range).
     pub bad_results: u64,
     /// Log lines and output bytes dropped by the per-call limits.
@@ -86,6 +88,8 @@ enum Bindings {
 pub(crate) struct Live {
     store: Store<SandboxState>,
     bindings: Bindings,
+    /// A call has returned on this instance: it is past its warm-up.
+    warm: bool,
 }
 
 /// Instances of a stateless plugin that are not in a call, by configuration, shared by
@@ -130,6 +134,11 @@ pub struct Instance {
     stats: PluginStats,
     last_report: Option<Instant>,
     unreported: u64,
+    /// A monitor's state after its last call that returned, for the next instance.
+    saved_state: Vec<u8>,
+    /// The live instance was given `saved_state` after a fault and has not yet returned
+    /// from a call: if it faults too, the state may be what makes it fault, and is dropped.
+    unproven_state: bool,
 }
 
 /// A parser plugin instance for one server.
@@ -161,6 +170,8 @@ impl Instance {
             stats: PluginStats::default(),
             last_report: None,
             unreported: 0,
+            saved_state: Vec::new(),
+            unproven_state: false,
         };
         instance.release();
         Ok(instance)
@@ -189,10 +200,11 @@ impl Instance {
             return Ok(());
         }
         match Self::create(&self.plugin, &self.server, &self.config) {
-            Ok(live) => {
+            Ok(mut live) => {
                 if std::mem::take(&mut self.faulted) {
                     self.stats.restarts += 1;
                 }
+                self.restore_state(&mut live);
                 self.live = Some(live);
                 Ok(())
             }
@@ -201,6 +213,37 @@ impl Instance {
                 let fault = Fault::Restart(e.to_string());
                 self.report(&fault);
                 Err(fault)
+            }
+        }
+    }
+
+    /// Hands a monitor's saved state to a new instance. A state it refuses, or that traps
+    /// it, is dropped and the monitor starts afresh.
+    fn restore_state(&mut self, live: &mut Live) {
+        let Bindings::Monitor(b) = &live.bindings else {
+            return;
+        };
+        if self.saved_state.is_empty() {
+            return;
+        }
+        live.store.data_mut().begin_call();
+        live.store
+            .set_epoch_deadline(ticks(self.plugin.limits.call_timeout));
+        let result = b.call_load_state(&mut live.store, &self.saved_state);
+        live.store.data_mut().flush_output();
+        match result {
+            Ok(Ok(())) => self.unproven_state = true,
+            Ok(Err(msg)) => {
+                tracing::warn!(plugin = %self.plugin.name, server = %self.server, "the monitor refused its saved state ({msg}); it starts afresh");
+                self.saved_state.clear();
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %self.plugin.name, server = %self.server, "the monitor faulted taking up its saved state ({}); it starts afresh", one_line(&e));
+                self.saved_state.clear();
+                // A fresh instance, since this one may not be entered again.
+                if let Ok(fresh) = Self::create(&self.plugin, &self.server, &self.config) {
+                    *live = fresh;
+                }
             }
         }
     }
@@ -234,7 +277,11 @@ impl Instance {
         };
         store.data_mut().flush_output();
         match result {
-            Ok(Ok(())) => Ok(Live { store, bindings }),
+            Ok(Ok(())) => Ok(Live {
+                store,
+                bindings,
+                warm: false,
+            }),
             Ok(Err(msg)) => Err(PluginError::Init(msg)),
             Err(e) => Err(PluginError::InitFault(classify(
                 &e,
@@ -267,20 +314,55 @@ impl Instance {
     }
 
     /// Runs `f` in the guest under the call deadline, re-creating the instance first if an
-    /// earlier call faulted.
+    /// earlier call faulted. A call that runs past its deadline is tried once more on a fresh
+    /// instance before it counts as a fault: on a busy machine (a Factorio server beside us)
+    /// a thread can be kept off the CPU for longer than the deadline, and that must not cost
+    /// a batch. A plugin that really loops costs two deadlines per batch.
     fn call<R>(
         &mut self,
         input_bytes: usize,
-        f: impl FnOnce(&Bindings, &mut Store<SandboxState>) -> wasmtime::Result<R>,
+        f: impl Fn(&Bindings, &mut Store<SandboxState>) -> wasmtime::Result<R>,
     ) -> Result<R, Fault> {
         let limits = self.plugin.limits;
         let timeout = limits.call_timeout
             + limits
                 .timeout_per_mib
                 .mul_f64(input_bytes as f64 / (1 << 20) as f64);
+        let result = match self.attempt(timeout, &f) {
+            Err(Fault::Timeout(_)) => {
+                self.stats.retries += 1;
+                self.attempt(timeout, &f)
+            }
+            other => other,
+        };
+        if let Err(fault) = &result {
+            match fault {
+                Fault::Trap(_) => self.stats.traps += 1,
+                Fault::Timeout(_) => self.stats.timeouts += 1,
+                Fault::MemoryCap(_) => self.stats.memory_cap_hits += 1,
+                // Counted and reported where the instance could not be made.
+                Fault::Restart(_) => return result,
+            }
+            self.report(fault);
+        }
+        result
+    }
+
+    fn attempt<R>(
+        &mut self,
+        timeout: Duration,
+        f: &impl Fn(&Bindings, &mut Store<SandboxState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Fault> {
         self.acquire()?;
         let Some(live) = self.live.as_mut() else {
             return Err(Fault::Restart("no instance".into()));
+        };
+        // The first call of an instance often fills its caches (the stock parser compiles
+        // the rules a log exercises on first use): it gets the longer warm-up deadline.
+        let timeout = if live.warm {
+            timeout
+        } else {
+            timeout.max(self.plugin.limits.warmup_timeout)
         };
         live.store.data_mut().begin_call();
         live.store.set_epoch_deadline(ticks(timeout));
@@ -292,23 +374,22 @@ impl Instance {
         self.stats.memory_bytes = live.store.data().memory_bytes;
         match result {
             Ok(r) => {
+                live.warm = true;
                 self.stats.calls += 1;
                 self.stats.busy += elapsed;
+                self.unproven_state = false;
                 self.release();
                 Ok(r)
             }
             Err(e) => {
                 let fault = classify(&e, &live.store, timeout);
-                match fault {
-                    Fault::Trap(_) => self.stats.traps += 1,
-                    Fault::Timeout(_) => self.stats.timeouts += 1,
-                    Fault::MemoryCap(_) => self.stats.memory_cap_hits += 1,
-                    Fault::Restart(_) => self.stats.restart_failures += 1,
-                }
                 // A component instance that trapped may not be entered again.
                 self.live = None;
                 self.faulted = true;
-                self.report(&fault);
+                if std::mem::take(&mut self.unproven_state) {
+                    tracing::warn!(plugin = %self.plugin.name, server = %self.server, "the monitor faulted again right after taking up its saved state; the state is dropped");
+                    self.saved_state.clear();
+                }
                 Err(fault)
             }
         }
@@ -360,27 +441,53 @@ impl ParserInstance {
 }
 
 impl MonitorInstance {
-    /// Feeds a batch of events; returns the alerts the monitor raised, updated or resolved.
-    pub fn on_events(&mut self, events: &[Event]) -> Result<Vec<WitAlert>, Fault> {
+    /// Feeds a batch of events read at `at_ms`; returns the alerts the monitor raised,
+    /// updated or resolved.
+    pub fn on_events(&mut self, at_ms: u64, events: &[Event]) -> Result<Vec<WitAlert>, Fault> {
         let bytes = events
             .iter()
             .map(|e| e.message.as_ref().map_or(0, String::len))
             .sum();
         let events: Vec<_> = events.iter().cloned().map(Into::into).collect();
-        self.0.call(bytes, |b, store| match b {
-            Bindings::Monitor(b) => b.call_on_events(store, &events),
-            Bindings::Parser(_) => wasmtime::bail!("not a monitor"),
-        })
+        self.call_saving(bytes, |b, store| b.call_on_events(store, at_ms, &events))
     }
 
     /// Feeds one metrics sample; returns the alerts the monitor raised, updated or resolved.
     pub fn on_sample(&mut self, sample: &WitSample) -> Result<Vec<WitAlert>, Fault> {
-        self.0.call(0, |b, store| match b {
-            Bindings::Monitor(b) => b.call_on_sample(store, sample),
+        self.call_saving(0, |b, store| b.call_on_sample(store, sample))
+    }
+
+    /// The state the monitor saved after its last call that returned.
+    pub fn saved_state(&self) -> &[u8] {
+        &self.0.saved_state
+    }
+
+    /// Calls `f`, then `save-state`, in one deadline; keeps the state.
+    fn call_saving(
+        &mut self,
+        bytes: usize,
+        f: impl Fn(&monitor::Monitor, &mut Store<SandboxState>) -> wasmtime::Result<Vec<WitAlert>>,
+    ) -> Result<Vec<WitAlert>, Fault> {
+        let (alerts, state) = self.0.call(bytes, |b, store| match b {
+            Bindings::Monitor(b) => {
+                let alerts = f(b, store)?;
+                let state = b.call_save_state(&mut *store)?;
+                Ok((alerts, state))
+            }
             Bindings::Parser(_) => wasmtime::bail!("not a monitor"),
-        })
+        })?;
+        if state.len() <= MAX_STATE_BYTES {
+            self.0.saved_state = state;
+        } else {
+            self.0.stats.bad_results += 1;
+        }
+        Ok(alerts)
     }
 }
+
+/// The largest monitor state the host keeps; a bigger one is not kept (and counted as a
+/// bad result), so the previous one stays.
+const MAX_STATE_BYTES: usize = 1 << 20;
 
 impl std::ops::Deref for ParserInstance {
     type Target = Instance;

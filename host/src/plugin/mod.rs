@@ -8,6 +8,7 @@
 //!   re-created (and re-initialised) before the next call.
 
 mod bindings;
+mod board;
 mod cache;
 mod chain;
 mod instance;
@@ -22,12 +23,13 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
+pub use board::{PluginBoard, PluginStatus};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use chain::{ChainOutput, ParserChain};
 pub use instance::{Fault, Instance, MonitorInstance, ParserInstance, PluginStats};
 pub use world::{SUPPORTED_WIT_VERSIONS, Version, WIT_PACKAGE, WorldInfo, WorldKind};
 
-pub use bindings::{WitAlert, WitEvent, WitSample, WitSeverity};
+pub use bindings::{WitAlert, WitAlertState, WitEvent, WitSample, WitSeverity};
 use sandbox::SandboxState;
 
 /// The sandbox limits every instance gets.
@@ -42,6 +44,8 @@ pub struct Limits {
     pub timeout_per_mib: Duration,
     /// Wall time `init` may take (it usually compiles rules, so it gets longer).
     pub init_timeout: Duration,
+    /// Wall time the first call of a new instance may take, at least (it fills caches).
+    pub warmup_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -51,6 +55,7 @@ impl Default for Limits {
             call_timeout: Duration::from_millis(50),
             timeout_per_mib: Duration::from_millis(200),
             init_timeout: Duration::from_secs(2),
+            warmup_timeout: Duration::from_millis(500),
         }
     }
 }

@@ -12,8 +12,15 @@ pub const PATTERNS_WASM: &[u8] = include_bytes!(env!("FACTORIO_ISR_WASM_FACTORIO
 pub const STOCK_PATTERN_FILES: &[(&str, &str)] =
     include!(concat!(env!("OUT_DIR"), "/stock_patterns.rs"));
 
+/// The stock `ups-alert` monitor.
+pub const UPS_ALERT_WASM: &[u8] = include_bytes!(env!("FACTORIO_ISR_WASM_FACTORIO_ISR_UPS_ALERT"));
+
+/// The stock `chat-guard` monitor.
+pub const CHAT_GUARD_WASM: &[u8] =
+    include_bytes!(env!("FACTORIO_ISR_WASM_FACTORIO_ISR_CHAT_GUARD"));
+
 /// The names of the stock plugins.
-pub const STOCK_PLUGINS: &[&str] = &["patterns"];
+pub const STOCK_PLUGINS: &[&str] = &["patterns", "ups-alert", "chat-guard"];
 
 /// Where a plugin's code comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +52,8 @@ impl PluginSource {
     pub fn bytes(&self) -> std::io::Result<std::borrow::Cow<'static, [u8]>> {
         match self {
             Self::Stock("patterns") => Ok(PATTERNS_WASM.into()),
+            Self::Stock("ups-alert") => Ok(UPS_ALERT_WASM.into()),
+            Self::Stock("chat-guard") => Ok(CHAT_GUARD_WASM.into()),
             Self::Stock(other) => Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!("no stock plugin named {other}"),

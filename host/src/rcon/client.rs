@@ -48,12 +48,12 @@ pub enum LinkState {
     Connecting,
     /// Connected and authenticated since `since`.
     Up {
-        #[serde(with = "unix_ms")]
+        #[serde(with = "crate::event::unix_ms")]
         since: SystemTime,
     },
     /// Not connected since `since`, for the reason `error`; retried in the background.
     Down {
-        #[serde(with = "unix_ms")]
+        #[serde(with = "crate::event::unix_ms")]
         since: SystemTime,
         error: String,
     },
@@ -236,18 +236,6 @@ async fn link(
 /// `d` scaled by a random factor in [0.8, 1.2), so many hosts do not retry in step.
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.8 + fastrand::f64() * 0.4)
-}
-
-mod unix_ms {
-    use std::time::SystemTime;
-
-    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        let ms = t
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        s.serialize_u64(ms)
-    }
 }
 
 #[cfg(test)]

@@ -67,7 +67,9 @@ pub mod __private {
     pub use wit_bindgen;
 }
 
-pub use bindings::parser::factorio_isr::plugin::types::{Alert, Event, Sample, Severity};
+pub use bindings::parser::factorio_isr::plugin::types::{
+    Alert, AlertState, Event, Sample, Severity,
+};
 
 /// The WIT package version this SDK builds plugins against.
 pub const WIT_VERSION: &str = "0.1.0";
@@ -97,13 +99,19 @@ pub trait Parser: Sized + 'static {
 }
 
 /// A monitor plugin: one value per server, fed its events and its metric samples.
+///
+/// The host de-duplicates alerts by key: returning the same open alert on every call is
+/// fine and posts it once. To keep counters and cooldowns across a restart of the instance
+/// (after a trap, or a swap to a new version), implement [`Monitor::save_state`] and
+/// [`Monitor::load_state`].
 pub trait Monitor: Sized + 'static {
     /// Creates the monitor; see [`Parser::new`].
     fn new(server: &str, config: &str) -> Result<Self, String>;
 
-    /// Looks at a batch of the server's events; returns alerts to raise, update or resolve.
-    fn on_events(&mut self, events: Vec<Event>) -> Vec<Alert> {
-        let _ = events;
+    /// Looks at a batch of the server's events, read at `at_ms` (milliseconds since the
+    /// Unix epoch); returns alerts to raise, update or resolve.
+    fn on_events(&mut self, at_ms: u64, events: Vec<Event>) -> Vec<Alert> {
+        let _ = (at_ms, events);
         Vec::new()
     }
 
@@ -111,6 +119,20 @@ pub trait Monitor: Sized + 'static {
     fn on_sample(&mut self, sample: Sample) -> Vec<Alert> {
         let _ = sample;
         Vec::new()
+    }
+
+    /// The state to hand to the next instance; the host asks after every call that
+    /// returned. The default keeps nothing.
+    fn save_state(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Takes up what [`Monitor::save_state`] returned in an earlier instance (called right
+    /// after [`Monitor::new`], never with an empty state). An error is logged by the host
+    /// and the monitor starts afresh.
+    fn load_state(&mut self, state: &[u8]) -> Result<(), String> {
+        let _ = state;
+        Ok(())
     }
 }
 
@@ -179,7 +201,7 @@ impl Event {
 }
 
 impl Alert {
-    /// An open alert with a stable `key` (the same key updates or resolves it), a title
+    /// A firing alert with a stable `key` (the same key updates or resolves it), a title
     /// and a text, at severity `warning`.
     pub fn new(key: impl Into<String>, title: impl Into<String>, text: impl Into<String>) -> Self {
         Self {
@@ -188,14 +210,20 @@ impl Alert {
             text: text.into(),
             severity: Severity::Warning,
             fields: Vec::new(),
-            resolved: false,
+            state: AlertState::Firing,
             mention: None,
         }
     }
 
-    /// Marks the alert as resolved.
+    /// Marks the alert as resolved: people are told it is over.
     pub fn resolved(mut self) -> Self {
-        self.resolved = true;
+        self.state = AlertState::Resolved;
+        self
+    }
+
+    /// Marks the alert as withdrawn: it is closed without a message.
+    pub fn withdrawn(mut self) -> Self {
+        self.state = AlertState::Withdrawn;
         self
     }
 
@@ -211,7 +239,8 @@ impl Alert {
         self
     }
 
-    /// Mentions a group defined in the host's mentions.yml.
+    /// Mentions a group defined in the host's mentions.yml (`admins`, say). The host never
+    /// pings `everyone` or `here`, whatever the group is called.
     pub fn mention(mut self, group: impl Into<String>) -> Self {
         self.mention = Some(group.into());
         self
@@ -283,12 +312,20 @@ macro_rules! export_monitor {
                 ::core::result::Result::Ok(())
             }
 
-            fn on_events(events: ::std::vec::Vec<$crate::Event>) -> ::std::vec::Vec<$crate::Alert> {
-                Self::with(|plugin| $crate::Monitor::on_events(plugin, events))
+            fn on_events(at_ms: u64, events: ::std::vec::Vec<$crate::Event>) -> ::std::vec::Vec<$crate::Alert> {
+                Self::with(|plugin| $crate::Monitor::on_events(plugin, at_ms, events))
             }
 
             fn on_sample(sample: $crate::Sample) -> ::std::vec::Vec<$crate::Alert> {
                 Self::with(|plugin| $crate::Monitor::on_sample(plugin, sample))
+            }
+
+            fn save_state() -> ::std::vec::Vec<u8> {
+                Self::with(|plugin| $crate::Monitor::save_state(plugin))
+            }
+
+            fn load_state(state: ::std::vec::Vec<u8>) -> ::core::result::Result<(), ::std::string::String> {
+                Self::with(|plugin| $crate::Monitor::load_state(plugin, &state))
             }
         }
 

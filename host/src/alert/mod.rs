@@ -1,0 +1,289 @@
+//! Alerts: what monitors (and the host's own checks) want people to know about.
+//!
+//! Monitors return alerts keyed by a stable `key`; the [`AlertBook`] of each server keeps the
+//! open ones and turns a stream of repeated alerts into the few changes people are told about
+//! (raised, escalated, resolved). Each change is rendered as an [`Event`] of kind `alert` or
+//! `alert-resolved` and goes to the server's sinks like any event.
+
+mod book;
+mod mentions;
+
+pub use book::{ActiveAlert, AlertBook, Change};
+pub use mentions::{MentionError, Mentions};
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crate::event::{Event, Severity};
+use crate::metrics::Metrics;
+use crate::plugin::{WitAlert, WitAlertState};
+
+/// Limits on what a monitor may hand over, so that a hostile plugin cannot flood the book
+/// or a Discord message: longer texts are cut, further fields dropped.
+const MAX_KEY: usize = 128;
+const MAX_TITLE: usize = 256;
+const MAX_TEXT: usize = 2000;
+const MAX_FIELDS: usize = 20;
+const MAX_FIELD: usize = 512;
+
+/// Where an alert stands (see the WIT `alert-state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+    Withdrawn,
+}
+
+/// An alert as a monitor returned it, cut to the host's limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub key: String,
+    pub title: String,
+    pub text: String,
+    pub severity: Severity,
+    pub fields: Vec<(String, String)>,
+    pub state: AlertState,
+    /// A mention group; checked against mentions.yml before anyone is pinged.
+    pub mention: Option<String>,
+}
+
+impl Alert {
+    /// A firing alert at severity `warning`.
+    pub fn firing(
+        key: impl Into<String>,
+        title: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            title: title.into(),
+            text: text.into(),
+            severity: Severity::Warning,
+            fields: Vec::new(),
+            state: AlertState::Firing,
+            mention: None,
+        }
+    }
+
+    /// The same alert marked resolved, at severity `info`.
+    pub fn resolved(mut self) -> Self {
+        self.state = AlertState::Resolved;
+        self.severity = Severity::Info;
+        self
+    }
+
+    /// Adds a named value.
+    pub fn field(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.fields.push((name.to_owned(), value.into()));
+        self
+    }
+}
+
+impl From<WitAlert> for Alert {
+    fn from(a: WitAlert) -> Self {
+        Self {
+            key: cut(a.key, MAX_KEY),
+            title: cut(a.title, MAX_TITLE),
+            text: cut(a.text, MAX_TEXT),
+            severity: a.severity.into(),
+            fields: a
+                .fields
+                .into_iter()
+                .take(MAX_FIELDS)
+                .map(|(k, v)| (cut(k, MAX_KEY), cut(v, MAX_FIELD)))
+                .collect(),
+            state: match a.state {
+                WitAlertState::Firing => AlertState::Firing,
+                WitAlertState::Resolved => AlertState::Resolved,
+                WitAlertState::Withdrawn => AlertState::Withdrawn,
+            },
+            mention: a.mention.map(|m| cut(m, MAX_KEY)),
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary, with `…` when cut.
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push('…');
+    s
+}
+
+/// One server's alert desk: its book of open alerts, the mention groups alerts may use, and
+/// the counters. Shared by the server's monitor thread and its host-side checks.
+pub struct Alerts {
+    server: String,
+    book: Mutex<AlertBook>,
+    mentions: Arc<Mentions>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Alerts {
+    /// A desk for `server` with an empty book.
+    pub fn new(server: &str, mentions: Arc<Mentions>, metrics: Option<Arc<Metrics>>) -> Self {
+        Self {
+            server: server.to_owned(),
+            book: Mutex::new(AlertBook::default()),
+            mentions,
+            metrics,
+        }
+    }
+
+    /// Files the alerts `source` returned at `now`; returns the events to post for the
+    /// changes among them (none for repeats).
+    pub fn file(&self, source: &str, alerts: Vec<Alert>, now: SystemTime) -> Vec<Event> {
+        let mut notices = Vec::new();
+        let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        for mut alert in alerts {
+            if let Some(group) = alert.mention.take() {
+                alert.mention = self.mentions.allowed(&group, source);
+            }
+            let change = book.apply(source, alert, now);
+            if let Some(m) = &self.metrics {
+                let what = match &change {
+                    Change::Raised(_) => "raised",
+                    Change::Escalated(_) => "escalated",
+                    Change::Resolved { .. } => "resolved",
+                    Change::Withdrawn(_) => "withdrawn",
+                    Change::Repeated => "repeated",
+                    Change::Unknown => "unknown",
+                    Change::Refused => "refused",
+                };
+                m.alerts
+                    .with_label_values(&[&self.server, source, what])
+                    .inc();
+            }
+            if let Some(e) = render(&change) {
+                notices.push(e);
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.alerts_active
+                .with_label_values(&[&self.server])
+                .set(i64::try_from(book.len()).unwrap_or(i64::MAX));
+        }
+        notices
+    }
+
+    /// The alerts open right now, oldest first.
+    pub fn active(&self) -> Vec<ActiveAlert> {
+        let book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        book.active()
+    }
+}
+
+/// The event that tells people about a change, if it is one they are told about.
+pub fn render(change: &Change) -> Option<Event> {
+    let (alert, kind, emoji, extra) = match change {
+        Change::Raised(a) => (a, "alert", emoji(a.severity), None),
+        Change::Escalated(a) => (a, "alert", emoji(a.severity), None),
+        Change::Resolved { alert, open_secs } => (alert, "alert-resolved", "✅", Some(*open_secs)),
+        _ => return None,
+    };
+    let mut fields = vec![
+        ("source".to_owned(), alert.source.clone()),
+        ("key".to_owned(), alert.key.clone()),
+    ];
+    fields.extend(alert.fields.iter().cloned());
+    if let Some(secs) = extra {
+        fields.push(("open_secs".into(), secs.to_string()));
+    }
+    let text = if alert.text.is_empty() {
+        format!("**{}**", alert.title)
+    } else {
+        format!("**{}**: {}", alert.title, alert.text)
+    };
+    Some(Event {
+        kind: kind.into(),
+        player: None,
+        message: Some(alert.text.clone()),
+        fields,
+        severity: alert.severity,
+        emoji: Some(emoji.into()),
+        text: Some(text),
+        channel: Some("alerts".into()),
+        mention: match change {
+            Change::Resolved { .. } => None,
+            _ => alert.mention.clone(),
+        },
+    })
+}
+
+/// A duration for people: `45 s`, `4 min 5 s`, `2 h 5 min`, `3 d 4 h`.
+pub fn duration_text(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 if secs.is_multiple_of(60) => format!("{} min", secs / 60),
+        60..3600 => format!("{} min {} s", secs / 60, secs % 60),
+        3600..86400 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+        _ => format!("{} d {} h", secs / 86400, secs % 86400 / 3600),
+    }
+}
+
+fn emoji(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "🚨",
+        Severity::Warning => "⚠️",
+        _ => "ℹ️",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        let shown: Vec<_> = [0, 45, 60, 245, 7500, 200_000]
+            .into_iter()
+            .map(duration_text)
+            .collect();
+        assert_eq!(
+            shown,
+            ["0 s", "45 s", "1 min", "4 min 5 s", "2 h 5 min", "2 d 7 h"]
+        );
+    }
+
+    #[test]
+    fn long_texts_are_cut_on_a_character_boundary() {
+        let s = cut("é".repeat(2000), 11);
+        assert!(s.len() <= 11, "{s}");
+        assert!(s.ends_with('…'));
+        assert_eq!(cut("short".into(), 11), "short");
+    }
+
+    #[test]
+    fn a_desk_posts_changes_only_and_keeps_mentions_to_known_groups() {
+        let desk = Alerts::new("prod", Arc::new(Mentions::builtin()), None);
+        let now = SystemTime::now();
+        let mut a = Alert::firing("ups-low", "Low UPS", "42");
+        a.mention = Some("admins".into());
+        let posted = desk.file("ups-alert", vec![a.clone(), a.clone()], now);
+        assert_eq!(posted.len(), 1);
+        assert_eq!(posted[0].kind, "alert");
+        assert_eq!(posted[0].mention.as_deref(), Some("admins"));
+        assert_eq!(posted[0].field("source"), Some("ups-alert"));
+        a.mention = Some("everyone".into());
+        a.key = "other".into();
+        let posted = desk.file("ups-alert", vec![a], now);
+        assert_eq!(posted[0].mention, None);
+        assert_eq!(desk.active().len(), 2);
+        let posted = desk.file(
+            "ups-alert",
+            vec![Alert::firing("ups-low", "UPS back", "60").resolved()],
+            now,
+        );
+        assert_eq!(posted.len(), 1);
+        assert_eq!(posted[0].kind, "alert-resolved");
+        assert_eq!(posted[0].mention, None);
+        assert_eq!(desk.active().len(), 1);
+    }
+}

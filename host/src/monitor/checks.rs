@@ -1,0 +1,151 @@
+//! A server's host-side checks, on one task: the RCON link's health and up/down alerts,
+//! regular readings of the game, samples for the monitors, and the stats reports.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::report::ReportParts;
+use super::{MonitorInput, RconStatus, stats_report};
+use crate::alert::Alerts;
+use crate::config::{RconStatusAlertMode, ServerConfig};
+use crate::event::Event;
+use crate::health::{Health, State};
+use crate::metrics::Metrics;
+use crate::plugin::WitSample;
+use crate::rcon::LinkState;
+use crate::stats::StatsEngine;
+
+/// How often each check runs, from a server's configuration.
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    /// The server as people see it (its `name`, else its tag).
+    pub name: String,
+    /// Readings of the game (keeps gauges and pause detection current).
+    pub metrics_interval: Duration,
+    /// Samples for the monitors (`alert_check_interval`).
+    pub sample_interval: Duration,
+    /// Stats reports; none when `enable_stats_collector` is off.
+    pub report_interval: Option<Duration>,
+    pub report: ReportParts,
+    pub rcon_mode: RconStatusAlertMode,
+    pub rcon_interval: Duration,
+}
+
+impl CheckSettings {
+    /// The settings of `server` (intervals of at least one second).
+    pub fn of(server: &ServerConfig) -> Self {
+        let secs = |s: u64| Duration::from_secs(s.max(1));
+        Self {
+            name: server.name.clone().unwrap_or_else(|| server.tag.clone()),
+            metrics_interval: secs(server.metrics_interval),
+            sample_interval: secs(server.alert_check_interval),
+            report_interval: server
+                .enable_stats_collector
+                .then(|| secs(server.stats_interval)),
+            report: ReportParts {
+                ups: server.enable_ups_stat,
+                evolution: server.enable_evolution_stat,
+            },
+            rcon_mode: server.rcon_status_alert_mode,
+            rcon_interval: secs(server.rcon_status_alert_interval),
+        }
+    }
+}
+
+/// Where the checks of one server report.
+pub struct CheckOutputs {
+    pub tag: String,
+    pub alerts: Arc<Alerts>,
+    /// The server's monitor thread, when it has monitors.
+    pub monitors: Option<mpsc::Sender<MonitorInput>>,
+    pub notices: mpsc::Sender<Vec<Event>>,
+    pub health: Health,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A period for a check that is off (its branch is disabled; the interval only has to exist).
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// An interval whose first tick is one period from now (`tokio::time::interval` ticks at once).
+fn every(period: Duration) -> tokio::time::Interval {
+    let mut i = tokio::time::interval_at(Instant::now() + period, period);
+    i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    i
+}
+
+/// Starts the checks of a server with RCON; they run until `stop` turns true.
+pub fn spawn_checks(
+    stats: Arc<StatsEngine>,
+    settings: CheckSettings,
+    out: CheckOutputs,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let component = format!("rcon:{}", out.tag);
+    out.health.register(&component);
+    tokio::spawn(async move {
+        let mut link = stats.rcon().watch();
+        let mut status = RconStatus::new(&settings.name);
+        let mut readings = tokio::time::interval(settings.metrics_interval);
+        readings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut samples = every(settings.sample_interval);
+        let mut reports = every(settings.report_interval.unwrap_or(NEVER));
+        let mut summaries = every(settings.rcon_interval);
+        let post = |events: Vec<Event>| {
+            let notices = out.notices.clone();
+            async move {
+                if !events.is_empty() {
+                    let _ = notices.send(events).await;
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = readings.tick() => { stats.reading().await; }
+                _ = samples.tick(), if out.monitors.is_some() => {
+                    let reading = stats.reading().await;
+                    if let Some(feed) = &out.monitors {
+                        let sample = MonitorInput::Sample(WitSample::from(&*reading));
+                        if feed.try_send(sample).is_err() {
+                            out.metrics.errors
+                                .with_label_values(&[&format!("monitor:{}", out.tag), "sample_dropped"])
+                                .inc();
+                        }
+                    }
+                }
+                _ = reports.tick(), if settings.report_interval.is_some() => {
+                    let reading = stats.reading().await;
+                    if let Some(e) = stats_report(&settings.name, &reading, settings.report) {
+                        post(vec![e]).await;
+                    }
+                }
+                _ = summaries.tick(), if settings.rcon_mode == RconStatusAlertMode::Interval => {
+                    post(vec![status.summary(SystemTime::now())]).await;
+                }
+                changed = link.changed() => {
+                    if changed.is_err() { return; }
+                    let state = link.borrow_and_update().clone();
+                    match &state {
+                        LinkState::Up { .. } => out.health.set(&component, State::Ready, None),
+                        LinkState::Down { error, .. } => {
+                            out.health.error(&component, error.clone());
+                            out.health.set(&component, State::Down, None);
+                        }
+                        LinkState::Connecting => {}
+                    }
+                    if let Some(alert) = status.on_change(&state) {
+                        let notices = out.alerts.file("rcon", vec![alert], SystemTime::now());
+                        // In interval mode the book still knows the link is down (the API
+                        // lists it), but people hear of it in the summaries only.
+                        if settings.rcon_mode == RconStatusAlertMode::Transition {
+                            post(notices).await;
+                        }
+                    }
+                }
+                changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+            }
+        }
+    })
+}

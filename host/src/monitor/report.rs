@@ -1,0 +1,163 @@
+//! The periodic stats report of a server (every `stats_interval` seconds).
+
+use crate::alert::duration_text;
+use crate::event::Event;
+use crate::stats::Reading;
+
+/// What a report shows (the Python bot's `enable_ups_stat`, `enable_evolution_stat`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReportParts {
+    pub ups: bool,
+    pub evolution: bool,
+}
+
+/// The report for `reading` of the server shown as `name`; none when there is no reading
+/// (RCON down: the RCON alert says so already).
+pub fn stats_report(name: &str, reading: &Reading, parts: ReportParts) -> Option<Event> {
+    if !reading.rcon_up || reading.error.is_some() {
+        return None;
+    }
+    let mut text = format!("**{name}**");
+    let mut fields = Vec::new();
+    if parts.ups {
+        if reading.paused {
+            text.push_str(" · ⏸ paused");
+            fields.push(("paused".to_owned(), "true".to_owned()));
+        } else if let Some(ups) = reading.ups {
+            text.push_str(&format!(" · UPS {ups:.1}"));
+            fields.push(("ups".into(), format!("{ups:.1}")));
+            let mut avg = Vec::new();
+            if let Some(v) = reading.ups_sma {
+                avg.push(format!("SMA {v:.1}"));
+                fields.push(("ups_sma".into(), format!("{v:.1}")));
+            }
+            if let Some(v) = reading.ups_ema {
+                avg.push(format!("EMA {v:.1}"));
+                fields.push(("ups_ema".into(), format!("{v:.1}")));
+            }
+            if !avg.is_empty() {
+                text.push_str(&format!(" ({})", avg.join(" · ")));
+            }
+        } else {
+            text.push_str(" · UPS measuring");
+        }
+    }
+    let n = reading.players.len();
+    match n {
+        0 => text.push_str(" · no players online"),
+        _ => text.push_str(&format!(
+            " · {n} player{} online: {}",
+            if n == 1 { "" } else { "s" },
+            reading
+                .players
+                .iter()
+                .map(|p| escape_markdown(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+    fields.push(("players_online".into(), n.to_string()));
+    fields.push(("players".into(), reading.players.join(", ")));
+    if let Some(secs) = reading.game_time_seconds {
+        text.push_str(&format!(" · game time {}", duration_text(secs)));
+        fields.push(("game_time_secs".into(), secs.to_string()));
+    }
+    if parts.evolution && !reading.evolution.is_empty() {
+        let shown: Vec<String> = reading
+            .evolution
+            .iter()
+            .map(|s| format!("{} {:.1} %", escape_markdown(&s.surface), s.factor * 100.0))
+            .collect();
+        text.push_str(&format!(" · evolution {}", shown.join(", ")));
+        for s in &reading.evolution {
+            fields.push((
+                format!("evolution_{}", s.surface),
+                format!("{:.4}", s.factor),
+            ));
+        }
+    }
+    let mut e = Event::new("stats");
+    e.emoji = Some("📊".into());
+    e.text = Some(text);
+    e.fields = fields;
+    e.channel = Some("stats".into());
+    Some(e)
+}
+
+/// Player and surface names are the game's, not Markdown.
+fn escape_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '_' | '~' | '`' | '|' | '>' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Surface;
+
+    fn reading() -> Reading {
+        Reading {
+            at_ms: 0,
+            rcon_up: true,
+            error: None,
+            paused: false,
+            tick: Some(1000),
+            ups: Some(59.94),
+            ups_sma: Some(59.8),
+            ups_ema: Some(59.71),
+            game_time_seconds: Some(43_380),
+            players: vec!["Alice".into(), "bob_the_builder".into()],
+            evolution: vec![Surface {
+                surface: "nauvis".into(),
+                factor: 0.4213,
+            }],
+        }
+    }
+
+    const ALL: ReportParts = ReportParts {
+        ups: true,
+        evolution: true,
+    };
+
+    #[test]
+    fn a_report_shows_ups_players_time_and_evolution() {
+        let e = stats_report("Prod", &reading(), ALL).unwrap();
+        assert_eq!(
+            e.text.as_deref(),
+            Some(
+                r"**Prod** · UPS 59.9 (SMA 59.8 · EMA 59.7) · 2 players online: Alice, bob\_the\_builder · game time 12 h 3 min · evolution nauvis 42.1 %"
+            )
+        );
+        assert_eq!(e.field("players_online"), Some("2"));
+        assert_eq!(e.field("evolution_nauvis"), Some("0.4213"));
+    }
+
+    #[test]
+    fn parts_can_be_left_out_and_a_pause_or_a_down_link_shows() {
+        let parts = ReportParts {
+            ups: false,
+            evolution: false,
+        };
+        let text = stats_report("Prod", &reading(), parts)
+            .unwrap()
+            .text
+            .unwrap();
+        assert!(
+            !text.contains("UPS") && !text.contains("evolution"),
+            "{text}"
+        );
+        let mut r = reading();
+        r.paused = true;
+        r.players.clear();
+        let text = stats_report("Prod", &r, ALL).unwrap().text.unwrap();
+        assert!(text.contains("⏸ paused · no players online"), "{text}");
+        r.rcon_up = false;
+        assert!(stats_report("Prod", &r, ALL).is_none());
+    }
+}
