@@ -36,7 +36,11 @@ fn events(rt: &Runtime) -> Vec<Event> {
 }
 
 fn sample(i: u64) -> WitSample {
-    let ups = if (i / 50).is_multiple_of(2) { 60.0 } else { 30.0 };
+    let ups = if (i / 50).is_multiple_of(2) {
+        60.0
+    } else {
+        30.0
+    };
     WitSample {
         at_ms: i * 1000,
         rcon_up: true,

@@ -3,7 +3,8 @@
 //! - latency from a line appended to the log to its event at a sink, p50/p99, over lines
 //!   written one at a time;
 //! - sustained throughput of one server with the JSONL sink;
-//! - resident memory of the `run` process, idle, with 20 servers configured.
+//! - resident memory of the `run` process, idle, with 20 servers configured (logs only, and
+//!   logs with RCON and the default monitor).
 //!
 //! Run with `cargo bench --bench pipeline`.
 
@@ -192,13 +193,22 @@ fn bytecount(b: &[u8]) -> usize {
     b.iter().filter(|&&c| c == b'\n').count()
 }
 
-fn idle_memory() {
+/// `run` with 20 servers, idle: their logs only, or with RCON too (each server then also
+/// has its link, its checks and its own `ups-alert` monitor instance), all 20 pointed at one
+/// fake server.
+fn idle_memory(rcon: Option<std::net::SocketAddr>) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = String::from("servers:\n");
     for i in 0..20 {
         let log = dir.path().join(format!("s{i}.log"));
         append(&log, b"");
         config.push_str(&format!("  s{i}:\n    log_path: {}\n", log.display()));
+        if let Some(addr) = rcon {
+            config.push_str(&format!(
+                "    rcon_host: 127.0.0.1\n    rcon_port: {}\n    rcon_password: pw\n",
+                addr.port()
+            ));
+        }
     }
     let path = dir.path().join("servers.yml");
     std::fs::write(&path, config).unwrap();
@@ -248,7 +258,12 @@ fn idle_memory() {
         .to_owned();
     let _ = child.kill();
     let _ = child.wait();
-    println!("run with 20 servers (plugins cached): ready after {ready:.2?}; idle {rss}");
+    let what = if rcon.is_some() {
+        "logs, RCON and ups-alert"
+    } else {
+        "logs only"
+    };
+    println!("run with 20 servers ({what}; plugins cached): ready after {ready:.2?}; idle {rss}");
 }
 
 fn main() {
@@ -259,5 +274,15 @@ fn main() {
         .unwrap();
     latency(&rt);
     throughput(&rt);
-    idle_memory();
+    idle_memory(None);
+    let sim = rt
+        .block_on(factorio_isr::sim::Sim::start(
+            factorio_isr::sim::SimOptions {
+                password: "pw".into(),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    idle_memory(Some(sim.rcon_addr()));
+    drop(sim);
 }
