@@ -71,6 +71,22 @@ async fn many_callers_at_once_cost_one_round_trip_per_period() {
 }
 
 #[tokio::test]
+async fn a_caller_may_ask_for_a_younger_reading_than_the_period() {
+    let (_sim, engine) = engine(Api::V2_0, Duration::from_secs(3600)).await;
+    let first = engine.reading().await;
+    // Within the period, the cached reading; with a smaller age limit, a new one.
+    assert!(Arc::ptr_eq(&first, &engine.reading().await));
+    assert!(Arc::ptr_eq(
+        &first,
+        &engine.reading_within(Duration::from_secs(60)).await
+    ));
+    let fresh = engine.reading_within(Duration::ZERO).await;
+    assert!(!Arc::ptr_eq(&first, &fresh));
+    assert_eq!(engine.round_trips(), 2);
+    assert!(Arc::ptr_eq(&fresh, &engine.reading().await));
+}
+
+#[tokio::test]
 async fn a_paused_game_is_reported_paused_and_its_resume_is_seen() {
     let (sim, engine) = engine(Api::V2_0, Duration::ZERO).await;
     engine.reading().await;

@@ -93,6 +93,7 @@ pub fn spawn_checks(
         let mut samples = every(settings.sample_interval);
         let mut reports = every(settings.report_interval.unwrap_or(NEVER));
         let mut summaries = every(settings.rcon_interval);
+        let mut last_sample_ms = 0;
         let post = |events: Vec<Event>| {
             let notices = out.notices.clone();
             async move {
@@ -105,7 +106,13 @@ pub fn spawn_checks(
             tokio::select! {
                 _ = readings.tick() => { stats.reading().await; }
                 _ = samples.tick(), if out.monitors.is_some() => {
-                    let reading = stats.reading().await;
+                    // Each sample is a reading of its own: two samples of one cached
+                    // reading would count as two low samples in a row.
+                    let reading = stats.reading_within(settings.sample_interval / 2).await;
+                    if reading.at_ms == last_sample_ms {
+                        continue;
+                    }
+                    last_sample_ms = reading.at_ms;
                     if let Some(feed) = &out.monitors {
                         let sample = MonitorInput::Sample(WitSample::from(&*reading));
                         if feed.try_send(sample).is_err() {

@@ -99,9 +99,16 @@ impl StatsEngine {
     /// The latest reading, taken now if the cached one is older than the period. Callers
     /// that arrive while a reading is being taken wait for it instead of taking their own.
     pub async fn reading(&self) -> Arc<Reading> {
+        self.reading_within(self.period).await
+    }
+
+    /// The latest reading if it is younger than `max_age` (and than the period), else a
+    /// new one: for a caller that needs readings of its own rhythm, such as monitor samples.
+    pub async fn reading_within(&self, max_age: Duration) -> Arc<Reading> {
+        let max_age = max_age.min(self.period);
         let mut state = self.state.lock().await;
         if let Some((at, r)) = &state.cached
-            && at.elapsed() < self.period
+            && at.elapsed() < max_age
         {
             return r.clone();
         }
