@@ -7,6 +7,7 @@ pub mod alert;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod discord;
 pub mod event;
 pub mod health;
 pub mod http;

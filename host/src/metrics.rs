@@ -57,6 +57,10 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// `alerts_active{server}`: alerts open now.
     pub alerts_active: IntGaugeVec,
+    /// `discord_api_latency_seconds`: time per Discord REST call that posts a message.
+    pub discord_latency: prometheus::Histogram,
+    /// `discord_messages_total{server, outcome}`: sent, retried, dropped, no_channel.
+    pub discord_messages: IntCounterVec,
 }
 
 const PREFIX: &str = "factorio_isr_";
@@ -252,6 +256,22 @@ impl Metrics {
                 &["server", "source", "change"],
             ),
             alerts_active: gauge(&registry, "alerts_active", "Alerts open now", &["server"]),
+            discord_latency: register(
+                &registry,
+                prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        format!("{PREFIX}discord_api_latency_seconds"),
+                        "Time per Discord REST call that posts a message",
+                    )
+                    .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                ),
+            ),
+            discord_messages: counter(
+                &registry,
+                "discord_messages_total",
+                "Discord messages by outcome: sent, retried, dropped, no_channel",
+                &["server", "outcome"],
+            ),
             registry,
             started: Instant::now(),
             uptime,

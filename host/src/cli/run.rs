@@ -14,6 +14,7 @@ use super::RuntimeArgs;
 use crate::alert::Mentions;
 use crate::checkpoint::CheckpointStore;
 use crate::config::{Config, ServerConfig, SinkConfig};
+use crate::discord::{Discord, DiscordSink};
 use crate::health::{Health, State};
 use crate::http;
 use crate::lines::DEFAULT_MAX_LINE_BYTES;
@@ -112,25 +113,49 @@ impl Host {
             health: Health::default(),
             metrics: Arc::new(Metrics::new()),
         };
-        if crate::config::SecretSource::default()
-            .discord_token()
-            .is_none()
-        {
-            tracing::info!(
-                "DISCORD_BOT_TOKEN is not set: running without Discord, on the configured sinks"
-            );
-        }
+        let discord = match crate::config::SecretSource::default().discord_token() {
+            Some(token) => {
+                let api = std::env::var("DISCORD_API_URL").ok();
+                Some(
+                    Discord::build(
+                        &token,
+                        api.as_deref(),
+                        &config.discord,
+                        opts.mentions.clone(),
+                        &opts.state_dir,
+                        shared.health.clone(),
+                    )
+                    .await?,
+                )
+            }
+            None => {
+                tracing::info!(
+                    "DISCORD_BOT_TOKEN is not set: running without Discord, on the configured sinks"
+                );
+                None
+            }
+        };
         let (stop, stopped) = watch::channel(false);
         let checkpoints = CheckpointStore::new(opts.state_dir.join("checkpoints"));
         let mut tasks = Vec::new();
         let mut servers = Vec::new();
         for server in &config.servers {
-            let (live, server_tasks) =
-                start_server(opts, config, server, &shared, &checkpoints, &stopped)?;
+            let (live, server_tasks) = start_server(
+                opts,
+                config,
+                server,
+                &shared,
+                &checkpoints,
+                &stopped,
+                discord.as_ref(),
+            )?;
             tasks.extend(server_tasks);
             servers.push(live);
         }
         let servers = Arc::new(servers);
+        if let Some(d) = discord {
+            tasks.push(d.start(servers.clone(), stopped.clone()));
+        }
         tracing::info!(servers = servers.len(), "started");
         let bound = http::bind(opts.http).await;
         let http_addr = bound.as_ref().ok().and_then(|l| l.local_addr().ok());
@@ -172,6 +197,7 @@ fn start_server(
     shared: &Shared,
     checkpoints: &CheckpointStore,
     stopped: &watch::Receiver<bool>,
+    discord: Option<&Discord>,
 ) -> anyhow::Result<(Server, Vec<tokio::task::JoinHandle<()>>)> {
     let in_config = |e: anyhow::Error| {
         anyhow::anyhow!("{}: server {}: {e:#}", config.path.display(), server.tag)
@@ -242,7 +268,7 @@ fn start_server(
     let p = ServerPipeline {
         tag: server.tag.clone(),
         log,
-        sinks: sinks(&server.sinks),
+        sinks: sinks(server, discord, &shared.metrics),
         notices: notice_rx,
         monitors: feed,
         board: live.plugins.clone(),
@@ -251,11 +277,29 @@ fn start_server(
     Ok((live, tasks))
 }
 
-fn sinks(configured: &[SinkConfig]) -> Vec<Arc<dyn Sink>> {
-    if configured.is_empty() {
-        return vec![Arc::new(ConsoleSink)];
+/// The server's sinks: those configured, and Discord when the bot runs and the server has a
+/// channel; with neither, the console.
+fn sinks(
+    server: &ServerConfig,
+    discord: Option<&Discord>,
+    metrics: &Arc<Metrics>,
+) -> Vec<Arc<dyn Sink>> {
+    let has_channel = server.event_channel_id.is_some()
+        || server.alert_channel_id.is_some()
+        || server.status_channel_id.is_some();
+    let discord: Option<Arc<dyn Sink>> = discord.filter(|_| has_channel).map(|d| {
+        Arc::new(DiscordSink::new(
+            d.http.clone(),
+            server.clone(),
+            d.roles.clone(),
+            Some(metrics.clone()),
+        )) as Arc<dyn Sink>
+    });
+    if server.sinks.is_empty() {
+        return vec![discord.unwrap_or_else(|| Arc::new(ConsoleSink))];
     }
-    configured
+    let mut all: Vec<Arc<dyn Sink>> = server
+        .sinks
         .iter()
         .map(|s| -> Arc<dyn Sink> {
             match s {
@@ -264,7 +308,9 @@ fn sinks(configured: &[SinkConfig]) -> Vec<Arc<dyn Sink>> {
                 SinkConfig::Webhook(url) => Arc::new(WebhookSink::new(url.clone())),
             }
         })
-        .collect()
+        .collect();
+    all.extend(discord);
+    all
 }
 
 fn spawn_http(

@@ -18,6 +18,8 @@ pub struct Config {
     pub path: PathBuf,
     /// The servers, in the order of the file.
     pub servers: Vec<ServerConfig>,
+    /// Who may use which Discord commands (new, optional).
+    pub discord: DiscordSettings,
 }
 
 /// Why a configuration could not be loaded.
@@ -42,6 +44,54 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct File {
     servers: serde_yaml::Mapping,
+    #[serde(default)]
+    discord: DiscordSettings,
+}
+
+/// The Discord bot's settings (`discord:` in servers.yml, new and optional). Deny by
+/// default: without roles configured for a tier, nobody may use its commands.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordSettings {
+    /// Register the commands on this guild only (they appear at once); else globally.
+    pub guild_id: Option<u64>,
+    /// Roles, by id or by name, that may use the admin commands (kick, ban, ...).
+    #[serde(default)]
+    pub admin_roles: Vec<RoleRef>,
+    /// Roles that may use the danger commands (rcon, speed, research, clock changes); they
+    /// may use the admin commands too.
+    #[serde(default)]
+    pub danger_roles: Vec<RoleRef>,
+    /// Seconds one user waits between two commands, per tier.
+    #[serde(default)]
+    pub cooldowns: Cooldowns,
+}
+
+/// A Discord role, by id or by name (matched without regard to case).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RoleRef {
+    Id(u64),
+    Name(String),
+}
+
+/// Seconds between two commands of one user, per tier.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cooldowns {
+    pub query: f64,
+    pub admin: f64,
+    pub danger: f64,
+}
+
+impl Default for Cooldowns {
+    fn default() -> Self {
+        Self {
+            query: 2.0,
+            admin: 5.0,
+            danger: 10.0,
+        }
+    }
 }
 
 /// One server's settings. Names, meanings and defaults are the Python bot's.
@@ -102,6 +152,8 @@ pub struct ServerConfig {
     /// Candidate plugins run in compare mode.
     #[serde(default)]
     pub shadow: Vec<PluginEntry>,
+    /// A Discord channel whose messages are relayed into the game (new; off when unset).
+    pub chat_bridge_channel_id: Option<u64>,
     /// Where this server's events go besides Discord (default: the console).
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
@@ -316,6 +368,7 @@ impl Config {
         Ok(Self {
             path: path.to_owned(),
             servers,
+            discord: file.discord,
         })
     }
 

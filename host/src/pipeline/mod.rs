@@ -34,9 +34,8 @@ use crate::tail::{self, Batch, Position, StartAt, TailOptions, TailReader};
 
 /// Batches in flight between two stages.
 const QUEUE: usize = 4;
-/// Attempts per batch per sink, and the time each may take.
+/// Attempts per batch per sink (each may take the sink's `patience`).
 const SINK_ATTEMPTS: u32 = 3;
-const SINK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything one server's pipeline needs.
 pub struct ServerPipeline {
@@ -328,7 +327,7 @@ async fn deliver(tag: &str, sink: &dyn Sink, events: &[Event], shared: &Shared) 
     let mut wait = Duration::from_millis(250);
     for attempt in 1..=SINK_ATTEMPTS {
         let started = Instant::now();
-        let result = tokio::time::timeout(SINK_TIMEOUT, sink.deliver(tag, events)).await;
+        let result = tokio::time::timeout(sink.patience(), sink.deliver(tag, events)).await;
         shared
             .metrics
             .sink_seconds
@@ -340,7 +339,7 @@ async fn deliver(tag: &str, sink: &dyn Sink, events: &[Event], shared: &Shared) 
                 return;
             }
             Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {} s", SINK_TIMEOUT.as_secs()),
+            Err(_) => format!("no answer within {} s", sink.patience().as_secs()),
         };
         shared
             .metrics

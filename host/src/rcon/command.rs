@@ -232,6 +232,32 @@ pub fn game_speed(speed: f64) -> Result<SafeCommand, CommandError> {
     Ok(SafeCommand(format!("/sc game.speed = {speed}")))
 }
 
+/// What `/factorio clock` sets on the first surface (nauvis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daytime {
+    /// Noon, and the day/night cycle runs on.
+    Day,
+    /// Midnight, and the cycle runs on.
+    Night,
+    /// Always day.
+    EternalDay,
+    /// The normal cycle again.
+    Normal,
+}
+
+/// Sets the time of day of the first surface.
+pub fn daytime(d: Daytime) -> SafeCommand {
+    let lua = match d {
+        Daytime::Day => "s.always_day = false; s.daytime = 0",
+        Daytime::Night => "s.always_day = false; s.daytime = 0.5",
+        Daytime::EternalDay => "s.always_day = true",
+        Daytime::Normal => "s.always_day = false",
+    };
+    SafeCommand(format!(
+        "/sc local s = game.surfaces[1]; {lua}; rcon.print(string.format(\"daytime %.2f, always day: %s\", s.daytime, tostring(s.always_day)))"
+    ))
+}
+
 /// Starts researching `technology` for the player force (2.0 API, 1.1 fallback).
 pub fn research(technology: &str) -> Result<SafeCommand, CommandError> {
     let valid = (1..=100).contains(&technology.len())

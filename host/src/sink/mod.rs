@@ -3,7 +3,7 @@
 //! A sink takes a batch of one server's events and returns once they are delivered (for a
 //! file: written and flushed), so that the pipeline may then save its checkpoint.
 
-mod console;
+pub mod console;
 mod jsonl;
 mod webhook;
 
@@ -32,6 +32,12 @@ pub type Delivery<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Sen
 pub trait Sink: Send + Sync {
     /// A short name for logs, metrics and `/ready` (`console`, `jsonl`, ...).
     fn name(&self) -> &str;
+
+    /// How long one delivery may take before the pipeline gives it up and tries again (a
+    /// sink that retries inside, like Discord's, says so with a longer patience).
+    fn patience(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(10)
+    }
 
     /// Delivers `events` of server `server`; resolves when they are safely handed over.
     fn deliver<'a>(&'a self, server: &'a str, events: &'a [Event]) -> Delivery<'a>;

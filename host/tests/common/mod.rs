@@ -2,6 +2,8 @@
 //! server as its own process, HTTP requests, and waiting with a hang guard.
 #![allow(dead_code)]
 
+pub mod fake_discord;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -23,6 +25,11 @@ impl Isr {
     }
 
     pub fn start_on(dir: &Path, config: &str, port: u16) -> Self {
+        Self::start_with_env(dir, config, port, &[])
+    }
+
+    /// Starts with `config` and these environment variables besides the usual ones.
+    pub fn start_with_env(dir: &Path, config: &str, port: u16, env: &[(&str, &str)]) -> Self {
         let config_path = dir.join("servers.yml");
         std::fs::write(&config_path, config).unwrap();
         let stderr = dir.join(format!(
@@ -45,6 +52,7 @@ impl Isr {
             .env_remove("DISCORD_BOT_TOKEN")
             .env_remove("LOG_FORMAT")
             .env("LOG_LEVEL", "info")
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())

@@ -1,0 +1,207 @@
+//! Running a validated `/factorio` request against a server and wording the answer.
+
+use super::commands::{self, Request};
+use super::handler::Bot;
+use crate::alert::duration_text;
+use crate::discord::escape;
+use crate::rcon::LinkState;
+use crate::servers::Server;
+
+/// How a command ended, for the user.
+pub enum Outcome {
+    /// Shown in the channel.
+    Shown(String),
+    /// Shown to the user only (refusals and errors).
+    Private(String),
+}
+
+/// Runs `request` on `server` (when it needs one).
+pub async fn answer(
+    request: &Request,
+    server: Option<&Server>,
+    servers: &[Server],
+    bot: &Bot,
+) -> Outcome {
+    let Some(server) = server else {
+        return match request {
+            Request::Servers => Outcome::Shown(list(servers)),
+            Request::Health => Outcome::Shown(health(bot)),
+            _ => Outcome::Shown(commands::help()),
+        };
+    };
+    let title = match &server.name {
+        Some(n) => format!("**{}** (`{}`)", escape(n), server.tag),
+        None => format!("`{}`", server.tag),
+    };
+    match request {
+        Request::Connect => Outcome::Private(format!("✅ Your commands now go to {title}.")),
+        Request::Plugins => Outcome::Shown(plugins(&title, server)),
+        _ => {
+            let Some(stats) = &server.stats else {
+                return Outcome::Private(format!(
+                    "❌ {title} has no RCON password configured, so the bot cannot ask it anything."
+                ));
+            };
+            match request {
+                Request::Status => Outcome::Shown(status(&title, server).await),
+                Request::Players => {
+                    let r = stats.reading().await;
+                    if !r.rcon_up {
+                        return down(&title);
+                    }
+                    let names: Vec<String> = r.players.iter().map(|p| escape(p)).collect();
+                    Outcome::Shown(match names.len() {
+                        0 => format!("{title}: nobody is online."),
+                        n => format!("{title}: {n} online: {}", names.join(", ")),
+                    })
+                }
+                Request::Console(_, command) | Request::Action(_, _, command) => {
+                    match stats.rcon().exec(command.as_str()).await {
+                        Ok(text) => {
+                            let text = text.trim();
+                            Outcome::Shown(match request {
+                                Request::Action(verb, ..) if text.is_empty() => {
+                                    format!("✅ {verb} on {title}: done.")
+                                }
+                                Request::Action(verb, ..) => {
+                                    format!("✅ {verb} on {title}:\n{}", block(text))
+                                }
+                                _ => format!("{title}\n{}", block(text)),
+                            })
+                        }
+                        Err(e) => {
+                            tracing::warn!(server = %server.tag, "a Discord command failed over RCON: {e}");
+                            down(&title)
+                        }
+                    }
+                }
+                _ => Outcome::Private("❌ Not a command for a server.".into()),
+            }
+        }
+    }
+}
+
+fn down(title: &str) -> Outcome {
+    Outcome::Private(format!(
+        "⚠️ {title} did not answer: its RCON connection is down. Try again later."
+    ))
+}
+
+/// Text in a code block, with anything that would close the block defused.
+fn block(text: &str) -> String {
+    format!("```\n{}\n```", text.replace("```", "`\u{200b}``"))
+}
+
+fn list(servers: &[Server]) -> String {
+    let mut out = String::from("**Servers**\n");
+    for s in servers {
+        let state = match s.stats.as_ref().map(|st| st.rcon().state()) {
+            None => "⚪ no RCON",
+            Some(LinkState::Up { .. }) => "🟢 up",
+            Some(LinkState::Down { .. }) => "🔴 down",
+            Some(LinkState::Connecting) => "⏳ connecting",
+        };
+        let name = s
+            .name
+            .as_deref()
+            .map(|n| format!(" {}", escape(n)))
+            .unwrap_or_default();
+        out.push_str(&format!("`{}`{name}: {state}\n", s.tag));
+    }
+    out
+}
+
+fn health(bot: &Bot) -> String {
+    let parts = bot.health.snapshot();
+    let bad: Vec<String> = parts
+        .iter()
+        .filter(|c| !matches!(c.state, crate::health::State::Ready))
+        .map(|c| format!("`{}`: {:?}", c.name, c.state).to_lowercase())
+        .collect();
+    if bad.is_empty() {
+        format!("💚 All {} components are working.", parts.len())
+    } else {
+        format!(
+            "🩹 {} of {} components need attention:\n{}",
+            bad.len(),
+            parts.len(),
+            bad.join("\n")
+        )
+    }
+}
+
+fn plugins(title: &str, server: &Server) -> String {
+    let mut out = format!("{title} plugins\n");
+    for p in server.plugins.list() {
+        out.push_str(&format!(
+            "{} `{}` {} ({}): {} calls, {} faults{}\n",
+            p.role,
+            escape(&p.plugin),
+            p.version,
+            p.world,
+            p.calls,
+            p.faults,
+            p.last_fault
+                .as_deref()
+                .map(|f| format!(", last: {}", escape(f)))
+                .unwrap_or_default()
+        ));
+    }
+    out
+}
+
+async fn status(title: &str, server: &Server) -> String {
+    let Some(stats) = &server.stats else {
+        return format!("{title}: no RCON.");
+    };
+    let r = stats.reading().await;
+    let mut out = format!("{title}\n");
+    let link = match stats.rcon().state() {
+        LinkState::Up { .. } => "🟢 connected".to_owned(),
+        LinkState::Down { error, .. } => format!("🔴 down ({})", escape(&error)),
+        LinkState::Connecting => "⏳ connecting".to_owned(),
+    };
+    out.push_str(&format!("RCON: {link}\n"));
+    if r.rcon_up {
+        let ups = if r.paused {
+            "⏸ paused".to_owned()
+        } else {
+            match (r.ups, r.ups_sma, r.ups_ema) {
+                (Some(u), Some(s), Some(e)) => format!("{u:.1} (SMA {s:.1} · EMA {e:.1})"),
+                (Some(u), _, _) => format!("{u:.1}"),
+                _ => "measuring".into(),
+            }
+        };
+        out.push_str(&format!("UPS: {ups}\n"));
+        if let Some(t) = r.game_time_seconds {
+            out.push_str(&format!("Game time: {}\n", duration_text(t)));
+        }
+        if !r.evolution.is_empty() {
+            let evo: Vec<String> = r
+                .evolution
+                .iter()
+                .map(|s| format!("{} {:.1} %", escape(&s.surface), s.factor * 100.0))
+                .collect();
+            out.push_str(&format!("Evolution: {}\n", evo.join(", ")));
+        }
+        let names: Vec<String> = r.players.iter().map(|p| escape(p)).collect();
+        out.push_str(&format!(
+            "Players ({}): {}\n",
+            names.len(),
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        ));
+    }
+    let alerts = server.alerts.active();
+    if !alerts.is_empty() {
+        let shown: Vec<String> = alerts
+            .iter()
+            .map(|a| format!("⚠️ {}", escape(&a.title)))
+            .collect();
+        out.push_str(&format!("Alerts: {}\n", shown.join(", ")));
+    }
+    out
+}
