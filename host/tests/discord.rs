@@ -8,6 +8,12 @@ use common::*;
 
 const EVENTS: u64 = 111_111_111_111_111_111;
 const ALERTS: u64 = 222_222_222_222_222_222;
+const BRIDGE: u64 = 333_333_333_333_333_333;
+
+/// What the game showed its players through `game.print`.
+fn printed(config: &std::path::Path) -> String {
+    String::from_utf8_lossy(&SimProcess::rcon(config, "/sim printed").stdout).into_owned()
+}
 
 fn contents(r: &common::fake_discord::Recorded, channel: u64) -> String {
     r.messages
@@ -34,7 +40,7 @@ fn events_alerts_and_commands_go_through_discord_safely() {
         "servers:\n  prod:\n    name: Production\n    log_path: {log}\n    rcon_host: 127.0.0.1\n    \
          rcon_port: {port}\n    rcon_password: pw\n    metrics_interval: 1\n    alert_check_interval: 1\n    \
          alert_samples_required: 1\n    enable_stats_collector: false\n    event_channel_id: {EVENTS}\n    \
-         alert_channel_id: {ALERTS}\n    monitors:\n      - plugin: ups-alert\n        config: {{judge: raw, mention: ops}}\n\
+         alert_channel_id: {ALERTS}\n    chat_bridge_channel_id: {BRIDGE}\n    monitors:\n      - plugin: ups-alert\n        config: {{judge: raw, mention: ops}}\n\
          discord:\n  admin_roles: [\"Server Admin\"]\n  cooldowns: {{query: 0, admin: 0, danger: 0}}\n",
         log = log.display(),
         port = sim.port,
@@ -124,6 +130,24 @@ fn events_alerts_and_commands_go_through_discord_safely() {
     ] {
         assert!(text.contains(needle), "{needle} missing from {text}");
     }
+
+    // The chat bridge relays people's messages into the game, escaped, and never the bot's.
+    discord.say(
+        BRIDGE,
+        42,
+        false,
+        "hello \"friends\"; /c game.print(666)\nsecond line",
+    );
+    wait_for("the relayed message", || {
+        printed(&config_path)
+            .contains("[Discord] user42: hello \"friends\"; /c game.print(666) second line")
+    });
+    discord.say(BRIDGE, 900_000_000_000_000_003, true, "an echo of the bot");
+    discord.say(BRIDGE, 43, false, "after the echo");
+    wait_for("the next relayed message", || {
+        printed(&config_path).contains("user43: after the echo")
+    });
+    assert!(!printed(&config_path).contains("an echo of the bot"));
 
     // Moderation needs a configured role; a name that could inject a command is refused.
     let id = discord.command(2, &[], "kick", &[("player", "Alice")]);

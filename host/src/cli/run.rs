@@ -121,6 +121,7 @@ impl Host {
                         &token,
                         api.as_deref(),
                         &config.discord,
+                        &config.servers,
                         opts.mentions.clone(),
                         &opts.state_dir,
                         shared.health.clone(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serenity::all::{
     ActivityData, AutocompleteChoice, CommandInteraction, Context, CreateAutocompleteResponse,
     CreateInteractionResponse, CreateInteractionResponseMessage, EditInteractionResponse,
-    EventHandler, GuildId, Interaction, Ready,
+    EventHandler, GuildId, Interaction, Message, Ready,
 };
 use serenity::async_trait;
 
@@ -34,6 +34,30 @@ pub struct Bot {
     pub selections: Selections,
     pub roles: Arc<RoleDirectory>,
     pub health: Health,
+    /// (channel, server tag) of each chat bridge: messages there are relayed into the game.
+    pub bridges: Vec<(u64, String)>,
+    /// (event channel, server name) for the connect and disconnect notices.
+    pub notices: Vec<(u64, String)>,
+    /// Whether the connect notices were posted (once per process, not per reconnect).
+    pub announced: std::sync::atomic::AtomicBool,
+}
+
+impl Bot {
+    /// Posts `text` about each server to its event channel, as the Python bot did on
+    /// connecting and disconnecting.
+    pub async fn announce(&self, http: &serenity::all::Http, text: impl Fn(&str) -> String) {
+        for (channel, name) in &self.notices {
+            let message = serenity::all::CreateMessage::new()
+                .content(text(name))
+                .allowed_mentions(serenity::all::CreateAllowedMentions::new());
+            if let Err(e) = serenity::all::ChannelId::new(*channel)
+                .send_message(http, message)
+                .await
+            {
+                tracing::warn!(channel, "cannot post a notice to Discord: {e}");
+            }
+        }
+    }
 }
 
 /// The serenity event handler.
@@ -68,6 +92,15 @@ impl EventHandler for Handler {
                 );
             }
         }
+        if !bot
+            .announced
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            bot.announce(&ctx.http, |name| {
+                format!("🟢 factorio-isr is watching **{}**.", super::escape(name))
+            })
+            .await;
+        }
         let bot = bot.clone();
         tokio::spawn(async move {
             loop {
@@ -88,6 +121,43 @@ impl EventHandler for Handler {
                 tokio::time::sleep(Duration::from_secs(30)).await;
             }
         });
+    }
+
+    async fn message(&self, _ctx: Context, msg: Message) {
+        // The bot's own messages (and other bots') are never relayed: no echo loops.
+        if msg.author.bot || msg.webhook_id.is_some() || msg.content.trim().is_empty() {
+            return;
+        }
+        let Some((_, tag)) = self
+            .0
+            .bridges
+            .iter()
+            .find(|(c, _)| *c == msg.channel_id.get())
+        else {
+            return;
+        };
+        let Some(server) = self
+            .0
+            .servers
+            .get()
+            .and_then(|s| s.iter().find(|s| &s.tag == tag))
+        else {
+            return;
+        };
+        let Some(stats) = &server.stats else { return };
+        let author = msg
+            .author
+            .global_name
+            .as_deref()
+            .unwrap_or(&msg.author.name);
+        match crate::rcon::command::relay(author, &msg.content) {
+            Ok(command) => {
+                if let Err(e) = stats.rcon().exec(command.as_str()).await {
+                    tracing::warn!(server = %tag, "cannot relay a Discord message into the game: {e}");
+                }
+            }
+            Err(e) => tracing::debug!(server = %tag, "a Discord message was not relayed: {e}"),
+        }
     }
 
     async fn interaction_create(&self, ctx: Context, interaction: Interaction) {

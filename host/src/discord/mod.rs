@@ -66,6 +66,7 @@ impl Discord {
         token: &Secret,
         api_url: Option<&str>,
         settings: &DiscordSettings,
+        servers: &[crate::config::ServerConfig],
         mentions: Arc<Mentions>,
         state_dir: &Path,
         health: Health,
@@ -78,6 +79,19 @@ impl Discord {
         }
         let roles = Arc::new(RoleDirectory::new(mentions, settings.guild_id));
         health.register("discord");
+        let bridges: Vec<(u64, String)> = servers
+            .iter()
+            .filter_map(|s| s.chat_bridge_channel_id.map(|c| (c, s.tag.clone())))
+            .collect();
+        // Reading messages needs the privileged message content intent: asked for only
+        // when a chat bridge is configured.
+        let intents = if bridges.is_empty() {
+            GatewayIntents::GUILDS
+        } else {
+            GatewayIntents::GUILDS
+                | GatewayIntents::GUILD_MESSAGES
+                | GatewayIntents::MESSAGE_CONTENT
+        };
         let bot = Arc::new(Bot {
             servers: OnceLock::new(),
             gate: Gate::new(settings.clone()),
@@ -85,8 +99,16 @@ impl Discord {
             selections: Selections::load(state_dir.join("discord-selections.json")),
             roles: roles.clone(),
             health,
+            bridges,
+            notices: servers
+                .iter()
+                .filter_map(|s| {
+                    s.event_channel_id
+                        .map(|c| (c, s.name.clone().unwrap_or_else(|| s.tag.clone())))
+                })
+                .collect(),
+            announced: Default::default(),
         });
-        let intents = GatewayIntents::GUILDS;
         let client = serenity::all::ClientBuilder::new_with_http(http.build(), intents)
             .event_handler(Handler(bot.clone()))
             .await
@@ -109,6 +131,7 @@ impl Discord {
         let _ = self.bot.servers.set(servers);
         let health = self.bot.health.clone();
         let shards = self.client.shard_manager.clone();
+        let (bot, http) = (self.bot.clone(), self.http.clone());
         tokio::spawn(async move {
             let run = self.client.start();
             let stopping = tokio::select! {
@@ -123,6 +146,10 @@ impl Discord {
                 _ = stop.wait_for(|s| *s) => true,
             };
             if stopping {
+                let bye = bot.announce(&http, |name| {
+                    format!("🔴 factorio-isr stopped watching **{}**.", escape(name))
+                });
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), bye).await;
                 shards.shutdown_all().await;
             }
         })

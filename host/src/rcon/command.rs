@@ -111,6 +111,49 @@ fn plain_text(text: &str) -> Result<String, CommandError> {
     Ok(cleaned.to_owned())
 }
 
+/// Decodes a Lua string literal as [`lua_string`] writes them, at the start of `s`: returns
+/// the text and what follows the closing quote (none if `s` is not such a literal).
+pub fn parse_lua_string(s: &str) -> Option<(String, &str)> {
+    let mut chars = s.char_indices();
+    if chars.next()?.1 != '"' {
+        return None;
+    }
+    let mut out = String::new();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &s[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => out.push('\n'),
+                '\\' => out.push('\\'),
+                '"' => out.push('"'),
+                d if d.is_ascii_digit() => {
+                    let mut n = d.to_digit(10)?;
+                    for _ in 0..2 {
+                        n = n * 10 + chars.next()?.1.to_digit(10)?;
+                    }
+                    out.push(char::from_u32(n)?);
+                }
+                _ => return None,
+            },
+            '\n' | '\r' | '\0' => return None,
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// A Discord message relayed into the game: printed to every player as
+/// `[Discord] author: text` (not game chat, so it is not written back to the log as chat
+/// and cannot echo back to Discord).
+pub fn relay(author: &str, text: &str) -> Result<SafeCommand, CommandError> {
+    let author = plain_text(author).unwrap_or_else(|_| "someone".into());
+    let text: String = plain_text(text)?.chars().take(500).collect();
+    SafeCommand::checked(format!(
+        "/sc game.print({})",
+        lua_string(&format!("[Discord] {author}: {text}"))
+    ))
+}
+
 /// `/players` (or `/players online`).
 pub fn players(online_only: bool) -> SafeCommand {
     SafeCommand(
@@ -297,32 +340,34 @@ pub(crate) fn host_lua(code: &str) -> SafeCommand {
 mod tests {
     use super::*;
 
-    /// Decodes the Lua string literal at the start of `s`; returns it and what follows.
     fn unlua(s: &str) -> (String, &str) {
-        let mut chars = s.char_indices();
-        assert_eq!(chars.next().map(|c| c.1), Some('"'), "{s}");
-        let mut out = String::new();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '"' => return (out, &s[i + 1..]),
-                '\\' => match chars.next().map(|c| c.1) {
-                    Some('n') => out.push('\n'),
-                    Some('\\') => out.push('\\'),
-                    Some('"') => out.push('"'),
-                    Some(d) if d.is_ascii_digit() => {
-                        let mut n = d.to_digit(10).unwrap();
-                        for _ in 0..2 {
-                            n = n * 10 + chars.next().unwrap().1.to_digit(10).unwrap();
-                        }
-                        out.push(char::from_u32(n).unwrap());
-                    }
-                    other => panic!("unexpected escape {other:?} in {s}"),
-                },
-                '\n' | '\r' | '\0' => panic!("raw control character in {s:?}"),
-                c => out.push(c),
-            }
+        match parse_lua_string(s) {
+            Some(decoded) => decoded,
+            None => panic!("not a Lua string literal as lua_string writes them: {s:?}"),
         }
-        panic!("unterminated string in {s}");
+    }
+
+    #[test]
+    fn a_relayed_message_is_one_lua_string_whatever_it_contains() {
+        let c = relay("Eve", "x\"); os.exit() --\n]] \\ \u{7}").unwrap();
+        let rest = c.as_str().strip_prefix("/sc game.print(").unwrap();
+        let (text, after) = unlua(rest);
+        assert_eq!(text, "[Discord] Eve: x\"); os.exit() -- ]] \\");
+        assert_eq!(after, ")");
+        assert!(relay("Eve", " \n ").is_err());
+        assert_eq!(
+            unlua(
+                relay("Eve", &"é".repeat(900))
+                    .unwrap()
+                    .as_str()
+                    .strip_prefix("/sc game.print(")
+                    .unwrap()
+            )
+            .0
+            .chars()
+            .count(),
+            515
+        );
     }
 
     #[test]

@@ -54,6 +54,8 @@ struct World {
     whitelist_on: bool,
     lua_used: bool,
     ever_joined: BTreeSet<String>,
+    /// What `game.print` showed the players, last 1,000.
+    printed: std::collections::VecDeque<String>,
 }
 
 /// The game state behind one simulated server.
@@ -94,6 +96,7 @@ impl Game {
                 whitelist_on: false,
                 lua_used: false,
                 ever_joined: BTreeSet::new(),
+                printed: Default::default(),
             }),
             log: Mutex::new(log),
             api,
@@ -311,6 +314,18 @@ impl Game {
         if code.contains("rcon.print(game.tick)") {
             return self.tick().to_string();
         }
+        if let Some((text, _)) = code
+            .strip_prefix("game.print(")
+            .and_then(crate::rcon::command::parse_lua_string)
+        {
+            self.with(|w| {
+                if w.printed.len() >= 1000 {
+                    w.printed.pop_front();
+                }
+                w.printed.push_back(text);
+            });
+            return String::new();
+        }
         if let Some(speed) = code.strip_prefix("game.speed = ") {
             if let Ok(s) = speed.trim().parse::<f64>() {
                 self.set_ups(60.0 * s);
@@ -434,7 +449,8 @@ impl Game {
                 String::new()
             }
             "big" => "x".repeat(arg.parse::<usize>().unwrap_or(0).min(16 << 20)),
-            _ => "usage: /sim ups N | pause | resume | join P | leave P | chat P TEXT | big BYTES"
+            "printed" => self.with(|w| w.printed.iter().cloned().collect::<Vec<_>>().join("\n")),
+            _ => "usage: /sim ups N | pause | resume | join P | leave P | chat P TEXT | big BYTES | printed"
                 .into(),
         }
     }

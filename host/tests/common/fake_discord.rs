@@ -60,9 +60,13 @@ fn user(id: u64, name: &str, bot: bool) -> Value {
 }
 
 fn message(channel: &str, body: &Value) -> Value {
+    message_by(channel, body, user(BOT_USER, "factorio-isr", true))
+}
+
+fn message_by(channel: &str, body: &Value, author: Value) -> Value {
     json!({
         "id": "1", "channel_id": channel, "guild_id": GUILD.to_string(),
-        "author": user(BOT_USER, "factorio-isr", true),
+        "author": author,
         "content": body.get("content").cloned().unwrap_or(json!("")),
         "timestamp": "2026-01-01T00:00:00.000000+00:00", "edited_timestamp": null,
         "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
@@ -168,6 +172,19 @@ impl FakeDiscord {
             .dispatch
             .send(json!({"t": "INTERACTION_CREATE", "d": d}));
         id
+    }
+
+    /// Someone writes `content` in `channel` (a bot when `bot`).
+    pub fn say(&self, channel: u64, user_id: u64, bot: bool, content: &str) {
+        let d = message_by(
+            &channel.to_string(),
+            &json!({"content": content}),
+            user(user_id, &format!("user{user_id}"), bot),
+        );
+        let _ = self
+            .inner
+            .dispatch
+            .send(json!({"t": "MESSAGE_CREATE", "d": d}));
     }
 
     /// Waits (hang guard 60 s) until `check` holds for what was recorded.
