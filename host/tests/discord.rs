@@ -131,6 +131,35 @@ fn events_alerts_and_commands_go_through_discord_safely() {
         assert!(text.contains(needle), "{needle} missing from {text}");
     }
 
+    // Server tags autocomplete.
+    let id = discord.autocomplete("status", "pr");
+    let body = discord.callback(id);
+    assert_eq!(body["type"], 8, "{body}");
+    assert_eq!(body["data"]["choices"][0]["value"], "prod", "{body}");
+    assert_eq!(
+        body["data"]["choices"][0]["name"], "prod (Production)",
+        "{body}"
+    );
+
+    // A slow game server: the answer is deferred within Discord's window, then edited in.
+    assert!(
+        SimProcess::rcon(&config_path, "/sim lag 3000")
+            .status
+            .success()
+    );
+    let id = discord.command(1, &[], "version", &[]);
+    assert_eq!(discord.callback(id)["type"], 5, "not deferred");
+    let (text, _) = discord.answer(id);
+    assert!(
+        text.contains("**Production**") && text.contains("2.0"),
+        "{text}"
+    );
+    assert!(
+        SimProcess::rcon(&config_path, "/sim lag 0")
+            .status
+            .success()
+    );
+
     // The chat bridge relays people's messages into the game, escaped, and never the bot's.
     discord.say(
         BRIDGE,

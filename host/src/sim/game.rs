@@ -56,6 +56,8 @@ struct World {
     ever_joined: BTreeSet<String>,
     /// What `game.print` showed the players, last 1,000.
     printed: std::collections::VecDeque<String>,
+    /// How long each answer (but to `/sim`) is held back, as a busy server would.
+    lag: std::time::Duration,
 }
 
 /// The game state behind one simulated server.
@@ -97,6 +99,7 @@ impl Game {
                 lua_used: false,
                 ever_joined: BTreeSet::new(),
                 printed: Default::default(),
+                lag: std::time::Duration::ZERO,
             }),
             log: Mutex::new(log),
             api,
@@ -116,6 +119,11 @@ impl Game {
     /// The current tick.
     pub fn tick(&self) -> u64 {
         self.with(|w| w.clock.tick())
+    }
+
+    /// How long each RCON answer is held back (`/sim lag MS`).
+    pub fn lag(&self) -> std::time::Duration {
+        self.with(|w| w.lag)
     }
 
     /// Runs the clock at `ups` updates per second from now on.
@@ -450,7 +458,14 @@ impl Game {
             }
             "big" => "x".repeat(arg.parse::<usize>().unwrap_or(0).min(16 << 20)),
             "printed" => self.with(|w| w.printed.iter().cloned().collect::<Vec<_>>().join("\n")),
-            _ => "usage: /sim ups N | pause | resume | join P | leave P | chat P TEXT | big BYTES | printed"
+            "lag" => match arg.parse::<u64>() {
+                Ok(ms) => {
+                    self.with(|w| w.lag = std::time::Duration::from_millis(ms.min(60_000)));
+                    format!("lag {ms} ms")
+                }
+                Err(_) => "usage: /sim lag MS".into(),
+            },
+            _ => "usage: /sim ups N | pause | resume | join P | leave P | chat P TEXT | big BYTES | printed | lag MS"
                 .into(),
         }
     }

@@ -88,6 +88,10 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
         } else if p.kind == Kind::AuthResponseOrExec {
             shared.counters.commands.fetch_add(1, Ordering::Relaxed);
             let body = shared.game.execute(&p.body);
+            let lag = shared.game.lag();
+            if !lag.is_zero() && !p.body.starts_with("/sim") {
+                tokio::time::sleep(lag).await;
+            }
             match shared.fault() {
                 Fault::None => Packet {
                     id: p.id,

@@ -43,6 +43,8 @@ struct Inner {
     recorded: Mutex<Recorded>,
     /// Message posts still to answer with 429.
     storm: Mutex<u64>,
+    /// Message posts still to answer with 502 (Discord unreachable behind its proxy).
+    outage: Mutex<u64>,
     gateway: String,
     dispatch: broadcast::Sender<Value>,
 }
@@ -90,6 +92,7 @@ impl FakeDiscord {
             let inner = Arc::new(Inner {
                 recorded: Mutex::default(),
                 storm: Mutex::new(0),
+                outage: Mutex::new(0),
                 gateway: format!("ws://{ws_addr}"),
                 dispatch,
             });
@@ -139,6 +142,11 @@ impl FakeDiscord {
         self.inner.recorded.lock().unwrap().clone()
     }
 
+    /// Answers the next `n` message posts with 502.
+    pub fn outage(&self, n: u64) {
+        *self.inner.outage.lock().unwrap() = n;
+    }
+
     /// Answers the next `n` message posts with 429.
     pub fn storm(&self, n: u64) {
         *self.inner.storm.lock().unwrap() = n;
@@ -172,6 +180,42 @@ impl FakeDiscord {
             .dispatch
             .send(json!({"t": "INTERACTION_CREATE", "d": d}));
         id
+    }
+
+    /// Sends an autocomplete request for `/factorio SUB server:<typed>`; returns its id.
+    pub fn autocomplete(&self, sub: &str, typed: &str) -> u64 {
+        let id = {
+            let mut n = self.next_id.lock().unwrap();
+            *n += 1;
+            *n
+        };
+        let d = json!({
+            "id": id.to_string(), "application_id": APP.to_string(), "type": 4,
+            "data": {"id": "77", "name": "factorio", "type": 1,
+                     "options": [{"name": sub, "type": 1, "options": [{"name": "server", "type": 3, "value": typed, "focused": true}]}]},
+            "guild_id": GUILD.to_string(), "channel_id": "555",
+            "member": {"user": user(7, "user7", false), "roles": [],
+                       "joined_at": "2025-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false,
+                       "flags": 0, "permissions": "0"},
+            "token": format!("token-{id}"), "version": 1, "locale": "en-US",
+            "app_permissions": "0", "entitlements": [], "attachment_size_limit": 8388608
+        });
+        let _ = self
+            .inner
+            .dispatch
+            .send(json!({"t": "INTERACTION_CREATE", "d": d}));
+        id
+    }
+
+    /// The raw callback body of interaction `id`.
+    pub fn callback(&self, id: u64) -> Value {
+        let r = self.wait_for("a callback", |r| r.responses.iter().any(|(i, _)| *i == id));
+        r.responses
+            .iter()
+            .find(|(i, _)| *i == id)
+            .unwrap()
+            .1
+            .clone()
     }
 
     /// Someone writes `content` in `channel` (a bot when `bot`).
@@ -274,6 +318,13 @@ async fn post_message(
             h.insert("retry-after", "0.05".parse().unwrap());
             h.insert("x-ratelimit-global", "true".parse().unwrap());
             return (StatusCode::TOO_MANY_REQUESTS, h, axum::Json(json!({"message": "You are being rate limited.", "retry_after": 0.05, "global": true}))).into_response();
+        }
+    }
+    {
+        let mut outage = s.outage.lock().unwrap();
+        if *outage > 0 {
+            *outage -= 1;
+            return (StatusCode::BAD_GATEWAY, "bad gateway").into_response();
         }
     }
     let id: u64 = channel.parse().unwrap_or(0);
