@@ -146,6 +146,18 @@ impl Mentions {
         None
     }
 
+    /// The group a player's `@word` in game chat names, as the Python bot read them: the
+    /// word is a group's name or one of its role names (without regard to case).
+    pub fn group_for_word(&self, word: &str) -> Option<&str> {
+        let word = word.trim_start_matches('@');
+        self.groups
+            .iter()
+            .find(|(g, roles)| {
+                g.eq_ignore_ascii_case(word) || roles.iter().any(|r| r.eq_ignore_ascii_case(word))
+            })
+            .map(|(g, _)| g.as_str())
+    }
+
     /// The Discord role names a group pings.
     pub fn roles(&self, group: &str) -> Option<&[String]> {
         self.groups.get(group).map(Vec::as_slice)

@@ -70,6 +70,11 @@ impl RoleDirectory {
             .collect()
     }
 
+    /// The mention group a `@word` in game chat names, if any.
+    pub fn group_for_word(&self, word: &str) -> Option<String> {
+        self.mentions.group_for_word(word).map(str::to_owned)
+    }
+
     /// The ids of the roles `group` pings (none when the group or the roles are unknown).
     pub async fn role_ids(&self, http: &Http, group: &str) -> Vec<u64> {
         let Some(wanted) = self.mentions.roles(group) else {

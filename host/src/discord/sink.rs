@@ -37,7 +37,12 @@ pub struct DiscordSink {
     roles: Arc<RoleDirectory>,
     metrics: Option<Arc<Metrics>>,
     patience: Duration,
+    /// When each (player, group) last pinged from game chat.
+    chat_pings: std::sync::Mutex<std::collections::HashMap<(String, String), Instant>>,
 }
+
+/// How often one player may ping one group from game chat.
+const CHAT_PING_EVERY: Duration = Duration::from_secs(60);
 
 /// A message ready to send.
 struct Outgoing {
@@ -59,6 +64,7 @@ impl DiscordSink {
             roles,
             metrics,
             patience: PATIENCE,
+            chat_pings: Default::default(),
         }
     }
 
@@ -105,11 +111,66 @@ impl DiscordSink {
                     message: self.alert(e).await,
                 });
             } else {
-                run.push((channel, line(e)));
+                let pings = self.chat_pings(e).await;
+                if pings.is_empty() {
+                    run.push((channel, line(e)));
+                } else {
+                    // A line that pings goes alone, so the roles it may ping are its own.
+                    flush(&mut run, &mut out);
+                    let tags: Vec<String> = pings.iter().map(|id| format!("<@&{id}>")).collect();
+                    out.push(Outgoing {
+                        channel,
+                        message: CreateMessage::new()
+                            .content(format!("{} {}", line(e), tags.join(" ")))
+                            .allowed_mentions(CreateAllowedMentions::new().roles(pings)),
+                    });
+                }
             }
         }
         flush(&mut run, &mut out);
         out
+    }
+
+    /// The roles a player's chat line pings, as in the Python bot: each `@word` that names
+    /// a mention group (at most three per line, each player and group at most once a
+    /// minute). `@everyone` and `@here` name no group, so they never ping.
+    async fn chat_pings(&self, e: &Event) -> Vec<u64> {
+        if !matches!(e.kind.as_str(), "chat" | "shout") {
+            return Vec::new();
+        }
+        let (Some(player), Some(message)) = (&e.player, &e.message) else {
+            return Vec::new();
+        };
+        let mut groups: Vec<String> = message
+            .split_whitespace()
+            .filter(|w| w.starts_with('@'))
+            .map(|w| w.trim_end_matches(|c: char| !c.is_alphanumeric()))
+            .filter_map(|w| self.roles.group_for_word(w))
+            .collect();
+        groups.dedup();
+        groups.truncate(3);
+        let mut ids = Vec::new();
+        for group in groups {
+            let now = Instant::now();
+            {
+                let mut last = self.chat_pings.lock().unwrap_or_else(|p| p.into_inner());
+                let key = (player.clone(), group.clone());
+                if last
+                    .get(&key)
+                    .is_some_and(|t| now.duration_since(*t) < CHAT_PING_EVERY)
+                {
+                    continue;
+                }
+                if last.len() > 10_000 {
+                    last.retain(|_, t| now.duration_since(*t) < CHAT_PING_EVERY);
+                }
+                last.insert(key, now);
+            }
+            ids.extend(self.roles.role_ids(&self.http, &group).await);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     async fn alert(&self, e: &Event) -> CreateMessage {
