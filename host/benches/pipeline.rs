@@ -79,6 +79,7 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
     ServerPipeline {
         tag: "bench".into(),
         log: Some(LogInput {
+            inputs: pipeline::parse_queue(),
             path: log.to_owned(),
             parsers: pipeline::parser_chain(&runtime(), "bench", &[]).unwrap(),
             checkpoints,
@@ -89,6 +90,7 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
         notices,
         monitors: None,
         board: Arc::default(),
+        versions: Arc::default(),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod monitor;
 pub mod pipeline;
 pub mod plugin;
 pub mod rcon;
+pub mod reload;
 pub mod servers;
 pub mod sim;
 pub mod sink;

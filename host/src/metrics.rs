@@ -57,6 +57,8 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// `alerts_active{server}`: alerts open now.
     pub alerts_active: IntGaugeVec,
+    /// `plugin_reloads_total{server, result}`: swapped, unchanged, rejected, rolled_back.
+    pub plugin_reloads: IntCounterVec,
     /// `discord_api_latency_seconds`: time per Discord REST call that posts a message.
     pub discord_latency: prometheus::Histogram,
     /// `discord_messages_total{server, outcome}`: sent, retried, dropped, no_channel.
@@ -265,6 +267,12 @@ impl Metrics {
                     )
                     .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
                 ),
+            ),
+            plugin_reloads: counter(
+                &registry,
+                "plugin_reloads_total",
+                "Reloads of a server's parsers, by result",
+                &["server", "result"],
             ),
             discord_messages: counter(
                 &registry,

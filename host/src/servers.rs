@@ -24,6 +24,8 @@ pub struct Server {
     pub alerts: Arc<Alerts>,
     /// Its parsers and monitors and how they are doing.
     pub plugins: Arc<PluginBoard>,
+    /// Its parser thread, for reloads; none when it follows no log.
+    pub parsers: Option<crate::reload::ParserHandle>,
 }
 
 /// A server as `GET /api/servers/{tag}` shows it.
@@ -40,6 +42,9 @@ pub struct ServerView {
     pub alerts: Vec<ActiveAlert>,
     /// Parsers, then monitors, in the order they run.
     pub plugins: Vec<PluginStatus>,
+    /// The parser chain versions (live, rollback target, last rejected reload); null when
+    /// the server follows no log.
+    pub parser_versions: Option<crate::pipeline::ParserVersions>,
 }
 
 impl Server {
@@ -68,6 +73,7 @@ impl Server {
             stats,
             alerts: Arc::new(Alerts::new(&config.tag, mentions, metrics.cloned())),
             plugins: Arc::default(),
+            parsers: None,
         }
     }
 
@@ -85,6 +91,10 @@ impl Server {
             reading,
             alerts: self.alerts.active(),
             plugins: self.plugins.list(),
+            parser_versions: self
+                .parsers
+                .as_ref()
+                .map(|p| p.versions.lock().unwrap_or_else(|e| e.into_inner()).clone()),
         }
     }
 }

@@ -148,7 +148,7 @@ async fn the_task_delivers_appended_lines_and_stops_on_shutdown() {
     let log = dir.path().join("console.log");
     append(&log, b"before\n");
     let reader = TailReader::new(&log, StartAt::End, 1 << 20);
-    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<factorio_isr::tail::Batch>(8);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // A long poll interval: lines must arrive through filesystem events.
     let options = TailOptions {

@@ -76,7 +76,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             state_dir: dir.path().join("state"),
             http,
             poll: Duration::from_millis(500),
-            runtime: args.runtime.runtime()?,
+            runtime: std::sync::Arc::new(args.runtime.runtime()?),
             mentions: std::sync::Arc::new(crate::alert::Mentions::builtin()),
         },
         &config,

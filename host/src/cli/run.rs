@@ -20,7 +20,8 @@ use crate::http;
 use crate::lines::DEFAULT_MAX_LINE_BYTES;
 use crate::metrics::Metrics;
 use crate::monitor;
-use crate::pipeline::{self, LogInput, ServerPipeline, Shared};
+use crate::pipeline::{self, LogInput, ParserVersions, ServerPipeline, Shared};
+use crate::reload::{ParserHandle, Reloader};
 use crate::servers::Server;
 use crate::sink::{ConsoleSink, JsonlSink, Sink, WebhookSink};
 use crate::tail::TailOptions;
@@ -81,7 +82,7 @@ impl RunArgs {
             state_dir: self.state_dir.clone(),
             http: SocketAddr::new(self.http_host, self.http_port),
             poll: Duration::from_millis(self.poll_ms.max(10)),
-            runtime: self.runtime.runtime()?,
+            runtime: Arc::new(self.runtime.runtime()?),
             mentions,
         })
     }
@@ -92,7 +93,7 @@ pub struct HostOptions {
     pub state_dir: PathBuf,
     pub http: SocketAddr,
     pub poll: Duration,
-    pub runtime: crate::plugin::Runtime,
+    pub runtime: Arc<crate::plugin::Runtime>,
     /// The mention groups of mentions.yml.
     pub mentions: Arc<Mentions>,
 }
@@ -163,7 +164,25 @@ impl Host {
         if let Some(a) = http_addr {
             tracing::info!("HTTP listening on http://{a}");
         }
-        tasks.push(spawn_http(bound, &shared, servers.clone(), stopped));
+        let reloader = Arc::new(Reloader::new(
+            opts.runtime.clone(),
+            &config.path,
+            shared.metrics.clone(),
+            shared.health.clone(),
+        ));
+        tasks.push(crate::reload::watch(
+            reloader.clone(),
+            servers.clone(),
+            crate::reload::watched_dirs(config),
+            stopped.clone(),
+        ));
+        tasks.push(spawn_http(
+            bound,
+            &shared,
+            servers.clone(),
+            Some(reloader.clone()),
+            stopped,
+        ));
         Ok(Self {
             servers,
             http_addr,
@@ -204,7 +223,7 @@ fn start_server(
         anyhow::anyhow!("{}: server {}: {e:#}", config.path.display(), server.tag)
     };
     let mut tasks = Vec::new();
-    let live = Server::start(server, Some(&shared.metrics), opts.mentions.clone());
+    let mut live = Server::start(server, Some(&shared.metrics), opts.mentions.clone());
     let (notice_tx, notice_rx) = mpsc::channel(monitor::QUEUE);
 
     let monitors = monitor::monitor_instances(&opts.runtime, server).map_err(in_config)?;
@@ -248,8 +267,20 @@ fn start_server(
         }
     }
 
+    let versions = Arc::new(std::sync::Mutex::new(ParserVersions::default()));
     let log = match server.log_path.clone() {
         Some(path) => Some(LogInput {
+            inputs: {
+                let (tx, rx) = pipeline::parse_queue();
+                live.parsers = Some(ParserHandle {
+                    inputs: tx.clone(),
+                    versions: versions.clone(),
+                });
+                shared
+                    .health
+                    .set(&format!("reload:{}", server.tag), State::Ready, None);
+                (tx, rx)
+            },
             path,
             parsers: pipeline::parser_chain(&opts.runtime, &server.tag, &server.parsers)
                 .map_err(in_config)?,
@@ -273,6 +304,7 @@ fn start_server(
         notices: notice_rx,
         monitors: feed,
         board: live.plugins.clone(),
+        versions,
     };
     tasks.push(pipeline::spawn(p, shared.clone(), stopped.clone()));
     Ok((live, tasks))
@@ -318,14 +350,23 @@ fn spawn_http(
     bound: anyhow::Result<tokio::net::TcpListener>,
     shared: &Shared,
     servers: Arc<Vec<Server>>,
+    reloader: Option<Arc<Reloader>>,
     mut stopped: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let health = shared.health.clone();
     health.register("http");
+    let auth = http::ApiAuth::from_env();
+    if auth.token.is_none() {
+        tracing::info!(
+            "FACTORIO_ISR_API_TOKEN is not set: the admin API's writes (reload, rollback) are off"
+        );
+    }
     let state = http::AppState {
         health: health.clone(),
         metrics: shared.metrics.clone(),
         servers,
+        reloader,
+        auth,
     };
     tokio::spawn(async move {
         match bound {

@@ -1,19 +1,22 @@
 //! The HTTP face: `/health` (the Python bot's JSON, truthful), `/healthz` (liveness),
-//! `/ready` (readiness, naming every component), `/metrics` (Prometheus), and the read side
-//! of the admin API: `GET /api/servers` and `GET /api/servers/{tag}`.
+//! `/ready` (readiness, naming every component), `/metrics` (Prometheus), and the admin API:
+//! `GET /api/servers[/{tag}]`, and the writes `POST /api/servers/{tag}/reload|rollback` and
+//! `POST /api/reload`, which need the bearer token (and are off without one).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State as AxumState};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
+use crate::config::Secret;
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::reload::{ReloadError, Reloader};
 use crate::servers::Server;
 
 /// What the handlers read.
@@ -22,6 +25,85 @@ pub struct AppState {
     pub health: Health,
     pub metrics: Arc<Metrics>,
     pub servers: Arc<Vec<Server>>,
+    /// Reloads for the write endpoints (none: they answer 503).
+    pub reloader: Option<Arc<Reloader>>,
+    pub auth: ApiAuth,
+}
+
+/// Who may use the admin API.
+#[derive(Clone, Default)]
+pub struct ApiAuth {
+    /// The bearer token of `FACTORIO_ISR_API_TOKEN`; none turns the writes off.
+    pub token: Option<Secret>,
+    /// Whether reads (`GET /api/...`) need the token too (`FACTORIO_ISR_API_READS=token`).
+    pub reads_need_token: bool,
+}
+
+impl ApiAuth {
+    /// From the environment (and Docker secrets): `FACTORIO_ISR_API_TOKEN`,
+    /// `FACTORIO_ISR_API_READS`.
+    pub fn from_env() -> Self {
+        Self {
+            token: crate::config::SecretSource::default()
+                .lookup(&["FACTORIO_ISR_API_TOKEN".to_owned()]),
+            reads_need_token: std::env::var("FACTORIO_ISR_API_READS").is_ok_and(|v| v == "token"),
+        }
+    }
+
+    /// Lets a request through, or says why not. The token is compared in constant time
+    /// and never echoed.
+    fn check(&self, headers: &HeaderMap, write: bool) -> Result<(), ApiError> {
+        if !write && !self.reads_need_token {
+            return Ok(());
+        }
+        let Some(token) = &self.token else {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "the admin API's writes are off: set FACTORIO_ISR_API_TOKEN to turn them on",
+            ));
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        use subtle::ConstantTimeEq;
+        if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+            Ok(())
+        } else {
+            Err(error(
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is needed",
+            ))
+        }
+    }
+}
+
+/// An API error: a status and a message for the client (never a secret).
+#[derive(Debug)]
+pub struct ApiError {
+    code: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.code, Json(json!({ "error": self.message }))).into_response();
+        if self.code == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        r
+    }
+}
+
+fn error(code: StatusCode, message: &str) -> ApiError {
+    ApiError {
+        code,
+        message: message.to_owned(),
+    }
 }
 
 /// The routes.
@@ -33,6 +115,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/servers", get(api_servers))
         .route("/api/servers/{tag}", get(api_server))
+        .route("/api/servers/{tag}/reload", post(api_reload))
+        .route("/api/servers/{tag}/rollback", post(api_rollback))
+        .route("/api/reload", post(api_reload_all))
         .with_state(state)
 }
 
@@ -89,21 +174,88 @@ async fn metrics(AxumState(s): AxumState<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn api_servers(AxumState(s): AxumState<AppState>) -> Response {
+async fn api_servers(
+    AxumState(s): AxumState<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    s.auth.check(&headers, false)?;
     let views = futures_util::future::join_all(s.servers.iter().map(Server::view)).await;
-    Json(json!({ "servers": views })).into_response()
+    Ok(Json(json!({ "servers": views })).into_response())
 }
 
-async fn api_server(AxumState(s): AxumState<AppState>, Path(tag): Path<String>) -> Response {
-    match s.servers.iter().find(|x| x.tag == tag) {
-        Some(server) => Json(server.view().await).into_response(),
-        None => {
-            let shown: String = tag.chars().take(40).collect();
-            (
-                StatusCode::NOT_FOUND,
-                Json(json!({ "error": format!("no server `{shown}`") })),
-            )
-                .into_response()
-        }
+fn find<'a>(s: &'a AppState, tag: &str) -> Result<&'a Server, ApiError> {
+    s.servers.iter().find(|x| x.tag == tag).ok_or_else(|| {
+        let shown: String = tag.chars().take(40).collect();
+        error(StatusCode::NOT_FOUND, &format!("no server `{shown}`"))
+    })
+}
+
+async fn api_server(
+    AxumState(s): AxumState<AppState>,
+    Path(tag): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    s.auth.check(&headers, false)?;
+    Ok(Json(find(&s, &tag)?.view().await).into_response())
+}
+
+fn reload_error(e: &ReloadError) -> ApiError {
+    let code = match e {
+        ReloadError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ReloadError::NoPrevious | ReloadError::NoLog(_) => StatusCode::CONFLICT,
+        ReloadError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(code, &e.to_string())
+}
+
+fn writer(s: &AppState, headers: &HeaderMap) -> Result<Arc<Reloader>, ApiError> {
+    s.auth.check(headers, true)?;
+    s.reloader
+        .clone()
+        .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "reloads are not available"))
+}
+
+async fn api_reload(
+    AxumState(s): AxumState<AppState>,
+    Path(tag): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let reloader = writer(&s, &headers)?;
+    let outcome = reloader
+        .reload(find(&s, &tag)?)
+        .await
+        .map_err(|e| reload_error(&e))?;
+    Ok(Json(outcome).into_response())
+}
+
+async fn api_rollback(
+    AxumState(s): AxumState<AppState>,
+    Path(tag): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let reloader = writer(&s, &headers)?;
+    let swapped = reloader
+        .rollback(find(&s, &tag)?)
+        .await
+        .map_err(|e| reload_error(&e))?;
+    Ok(
+        Json(json!({ "result": "rolled_back", "from": swapped.from, "to": swapped.to }))
+            .into_response(),
+    )
+}
+
+async fn api_reload_all(
+    AxumState(s): AxumState<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let reloader = writer(&s, &headers)?;
+    let mut results = serde_json::Map::new();
+    for server in s.servers.iter().filter(|s| s.parsers.is_some()) {
+        let v = match reloader.reload(server).await {
+            Ok(outcome) => serde_json::to_value(outcome).unwrap_or_default(),
+            Err(e) => json!({ "result": "error", "error": e.to_string() }),
+        };
+        results.insert(server.tag.clone(), v);
     }
+    Ok(Json(json!({ "servers": results })).into_response())
 }

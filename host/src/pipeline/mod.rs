@@ -13,6 +13,7 @@
 //! is dropped. Servers share nothing but the plugin engine, so one server's stuck sink or
 //! broken plugin never delays another.
 
+mod parse;
 mod setup;
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+pub use parse::{ParseInput, ParserVersions, Swapped};
 pub use setup::parser_chain;
 
 use crate::checkpoint::CheckpointStore;
@@ -30,12 +32,17 @@ use crate::metrics::Metrics;
 use crate::monitor::MonitorInput;
 use crate::plugin::{ParserChain, PluginBoard};
 use crate::sink::Sink;
-use crate::tail::{self, Batch, Position, StartAt, TailOptions, TailReader};
+use crate::tail::{self, Position, StartAt, TailOptions, TailReader};
 
 /// Batches in flight between two stages.
 const QUEUE: usize = 4;
 /// Attempts per batch per sink (each may take the sink's `patience`).
 const SINK_ATTEMPTS: u32 = 3;
+
+/// A new parser thread queue.
+pub fn parse_queue() -> (mpsc::Sender<ParseInput>, mpsc::Receiver<ParseInput>) {
+    mpsc::channel(QUEUE)
+}
 
 /// Everything one server's pipeline needs.
 pub struct ServerPipeline {
@@ -50,12 +57,17 @@ pub struct ServerPipeline {
     pub monitors: Option<mpsc::Sender<MonitorInput>>,
     /// Where the parsers' health is recorded for the API.
     pub board: Arc<PluginBoard>,
+    /// The parser chain versions, for the API.
+    pub versions: Arc<std::sync::Mutex<ParserVersions>>,
 }
 
 /// A server's log and how it is read and parsed.
 pub struct LogInput {
     pub path: PathBuf,
     pub parsers: ParserChain,
+    /// The parser thread's queue (from [`parse_queue`]): the tailer sends batches, a reload
+    /// sends swaps through a clone of the sender.
+    pub inputs: (mpsc::Sender<ParseInput>, mpsc::Receiver<ParseInput>),
     pub checkpoints: CheckpointStore,
     pub max_line_bytes: usize,
     pub tail: TailOptions,
@@ -97,7 +109,7 @@ pub fn spawn(
         None => StartAt::End,
     };
     let reader = TailReader::new(&log.path, start, log.max_line_bytes);
-    let (line_tx, line_rx) = mpsc::channel::<Batch>(QUEUE);
+    let (line_tx, line_rx) = log.inputs;
     let (event_tx, event_rx) = mpsc::channel::<Parsed>(QUEUE);
 
     let tailer = format!("tailer:{tag}");
@@ -108,23 +120,18 @@ pub fn spawn(
     };
     let tail_task = tokio::spawn(tail::run(reader, line_tx, log.tail, shutdown, status));
 
-    let parse_tag = tag.clone();
-    let parse_shared = shared.clone();
-    let (parsers, monitors, board) = (log.parsers, p.monitors, p.board);
+    let stage = parse::ParseStage {
+        tag: tag.clone(),
+        live: log.parsers,
+        previous: None,
+        monitors: p.monitors,
+        board: p.board,
+        versions: p.versions,
+        shared: shared.clone(),
+    };
     let parser_thread = std::thread::Builder::new()
         .name(format!("parse-{tag}"))
-        .spawn(move || {
-            let feed = monitors.as_ref();
-            parse_loop(
-                &parse_tag,
-                parsers,
-                line_rx,
-                event_tx,
-                feed,
-                &board,
-                &parse_shared,
-            );
-        });
+        .spawn(move || stage.run(line_rx, event_tx));
 
     let log_path = log.path;
     let checkpoints = log.checkpoints;
@@ -146,84 +153,6 @@ pub fn spawn(
         let _ = tail_task.await;
         tracing::debug!(server = %tag, "pipeline stopped");
     })
-}
-
-fn parse_loop(
-    tag: &str,
-    mut parsers: ParserChain,
-    mut rx: mpsc::Receiver<Batch>,
-    tx: mpsc::Sender<Parsed>,
-    monitors: Option<&mpsc::Sender<MonitorInput>>,
-    board: &PluginBoard,
-    shared: &Shared,
-) {
-    let names: Vec<String> = parsers
-        .parsers()
-        .iter()
-        .map(|p| p.plugin().name().to_owned())
-        .collect();
-    for (i, name) in names.iter().enumerate() {
-        shared
-            .health
-            .set(&format!("parser:{tag}:{name}"), State::Ready, None);
-        board.record("parser", i, &parsers.parsers()[i], None);
-    }
-    while let Some(batch) = rx.blocking_recv() {
-        let m = &shared.metrics;
-        m.lines_read
-            .with_label_values(&[tag])
-            .inc_by(batch.lines.len() as u64);
-        let cut = batch.lines.iter().filter(|l| l.truncated_bytes > 0).count();
-        if cut > 0 {
-            m.lines_dropped
-                .with_label_values(&[tag, "too_long"])
-                .inc_by(cut as u64);
-        }
-        let lines: Vec<String> = batch.lines.into_iter().map(|l| l.text).collect();
-        let out = parsers.parse(&lines);
-        for (i, name) in names.iter().enumerate() {
-            if let Some(t) = out.timings.get(i) {
-                m.plugin_call_seconds
-                    .with_label_values(&[tag, name])
-                    .observe(t.as_secs_f64());
-            }
-        }
-        for (i, name) in names.iter().enumerate() {
-            let fault = out.faults.iter().find(|(p, _)| *p == i).map(|(_, f)| f);
-            board.record("parser", i, &parsers.parsers()[i], fault);
-            match fault {
-                Some(fault) => {
-                    m.plugin_traps
-                        .with_label_values(&[tag, name, fault.kind()])
-                        .inc();
-                    m.lines_dropped
-                        .with_label_values(&[tag, "plugin_fault"])
-                        .inc_by(lines.len() as u64);
-                    m.errors
-                        .with_label_values(&[&format!("parser:{tag}:{name}"), fault.kind()])
-                        .inc();
-                    shared.health.error(
-                        &format!("parser:{tag}:{name}"),
-                        format!("the plugin {fault}"),
-                    );
-                }
-                None => m.plugin_calls.with_label_values(&[tag, name]).inc(),
-            }
-        }
-        let parsed = Parsed {
-            events: out.events.into_iter().map(|(_, e)| e).collect(),
-            position: batch.position,
-        };
-        if let Some(feed) = monitors
-            && !parsed.events.is_empty()
-        {
-            // A closed feed means the monitor thread is gone; the events still go on.
-            let _ = feed.blocking_send(MonitorInput::events(parsed.events.clone()));
-        }
-        if tx.blocking_send(parsed).is_err() {
-            break;
-        }
-    }
 }
 
 /// The delivery task's view of the log: where its events come from and where the position

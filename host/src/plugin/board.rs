@@ -62,6 +62,12 @@ impl PluginBoard {
         }
     }
 
+    /// Forgets the plugins of `role` (before the ones of a new chain are recorded).
+    pub fn clear(&self, role: &str) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|s| s.role != role);
+    }
+
     /// Every plugin, parsers first, in the order they run.
     pub fn list(&self) -> Vec<PluginStatus> {
         let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();

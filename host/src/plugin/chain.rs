@@ -32,6 +32,24 @@ impl ParserChain {
         &self.parsers
     }
 
+    /// The identity of what this chain does: 12 hex digits of a SHA-256 over each plugin's
+    /// content hash and configuration (pattern files included, for the stock parser), so an
+    /// edited pattern file gives a new version and an unchanged reload the same one.
+    pub fn version(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for p in &self.parsers {
+            h.update(p.plugin().hash().as_bytes());
+            h.update([0]);
+            h.update(p.config().as_bytes());
+            h.update([0]);
+        }
+        h.finalize()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Runs every parser over `lines`. A parser that faults loses this batch; the others'
     /// events are kept.
     pub fn parse(&mut self, lines: &[String]) -> ChainOutput {

@@ -291,6 +291,11 @@ impl Instance {
         }
     }
 
+    /// The configuration (`init` string) it was started with.
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+
     /// The plugin this is an instance of.
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin

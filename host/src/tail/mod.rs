@@ -53,9 +53,9 @@ impl Default for TailOptions {
 /// each batch of new lines. Waits for filesystem events; polls every
 /// `options.poll_interval` besides. Errors reading the file are logged (once per kind of
 /// error) and retried.
-pub async fn run(
+pub async fn run<T: From<Batch>>(
     mut reader: TailReader,
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::Sender<T>,
     options: TailOptions,
     mut shutdown: watch::Receiver<bool>,
     status: Status,
@@ -102,7 +102,7 @@ pub async fn run(
                     None
                 },
             };
-            if tx.send(batch).await.is_err() {
+            if tx.send(batch.into()).await.is_err() {
                 return reader;
             }
         }

@@ -50,6 +50,9 @@ impl Isr {
                 Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-plugin-cache"),
             )
             .env_remove("DISCORD_BOT_TOKEN")
+            .env_remove("DISCORD_API_URL")
+            .env_remove("FACTORIO_ISR_API_TOKEN")
+            .env_remove("FACTORIO_ISR_API_READS")
             .env_remove("LOG_FORMAT")
             .env("LOG_LEVEL", "info")
             .envs(env.iter().copied())

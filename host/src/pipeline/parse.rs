@@ -1,0 +1,193 @@
+//! The parser thread of one server: batches of lines in, events out, and between two batches
+//! the swaps and rollbacks of its parser chain (hot swap).
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Parsed, Shared};
+use crate::health::State;
+use crate::monitor::MonitorInput;
+use crate::plugin::{ParserChain, PluginBoard};
+use crate::tail::Batch;
+
+/// What the parser thread takes, in order: a swap or rollback sent while lines are queued
+/// takes effect after them, and before any line queued after it.
+pub enum ParseInput {
+    Batch(Batch),
+    /// Make `chain` live; the live chain becomes the rollback target.
+    Swap {
+        chain: ParserChain,
+        done: oneshot::Sender<Swapped>,
+    },
+    /// Make the rollback target live again; the live chain becomes the rollback target.
+    Rollback {
+        done: oneshot::Sender<Option<Swapped>>,
+    },
+}
+
+impl From<Batch> for ParseInput {
+    fn from(b: Batch) -> Self {
+        Self::Batch(b)
+    }
+}
+
+/// A change of the live chain: the versions before and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Swapped {
+    pub from: String,
+    pub to: String,
+}
+
+/// Which parser chain versions a server has, for the API.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ParserVersions {
+    /// The live chain's version (see `ParserChain::version`).
+    pub live: String,
+    /// The version a rollback returns to, if there is one.
+    pub previous: Option<String>,
+    /// When the live version became live (null: since start).
+    #[serde(serialize_with = "opt_ms")]
+    pub since: Option<SystemTime>,
+    /// Why the last reload was rejected, if it was (cleared by the next good one).
+    pub last_error: Option<String>,
+}
+
+fn opt_ms<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_u64(crate::event::unix_ms::millis(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// The parser thread's state.
+pub(super) struct ParseStage {
+    pub tag: String,
+    pub live: ParserChain,
+    pub previous: Option<ParserChain>,
+    pub monitors: Option<mpsc::Sender<MonitorInput>>,
+    pub board: Arc<PluginBoard>,
+    pub versions: Arc<Mutex<ParserVersions>>,
+    pub shared: Shared,
+}
+
+impl ParseStage {
+    /// Runs until the inputs close or the delivery task is gone.
+    pub fn run(mut self, mut rx: mpsc::Receiver<ParseInput>, tx: mpsc::Sender<Parsed>) {
+        self.went_live(None);
+        while let Some(input) = rx.blocking_recv() {
+            match input {
+                ParseInput::Batch(batch) => {
+                    let parsed = self.batch(batch);
+                    if tx.blocking_send(parsed).is_err() {
+                        break;
+                    }
+                }
+                ParseInput::Swap { chain, done } => {
+                    let from = self.live.version();
+                    let old = std::mem::replace(&mut self.live, chain);
+                    self.previous = Some(old);
+                    let to = self.live.version();
+                    self.went_live(Some(SystemTime::now()));
+                    tracing::info!(server = %self.tag, from = %from, to = %to, "parsers swapped");
+                    let _ = done.send(Swapped { from, to });
+                }
+                ParseInput::Rollback { done } => {
+                    let swapped = self.previous.take().map(|prev| {
+                        let from = self.live.version();
+                        self.previous = Some(std::mem::replace(&mut self.live, prev));
+                        let to = self.live.version();
+                        self.went_live(Some(SystemTime::now()));
+                        tracing::info!(server = %self.tag, from = %from, to = %to, "parsers rolled back");
+                        Swapped { from, to }
+                    });
+                    let _ = done.send(swapped);
+                }
+            }
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.live
+            .parsers()
+            .iter()
+            .map(|p| p.plugin().name().to_owned())
+            .collect()
+    }
+
+    /// Records the live chain in health, the plugin board and the versions.
+    fn went_live(&self, at: Option<SystemTime>) {
+        self.board.clear("parser");
+        for (i, name) in self.names().iter().enumerate() {
+            self.shared
+                .health
+                .set(&format!("parser:{}:{name}", self.tag), State::Ready, None);
+            self.board
+                .record("parser", i, &self.live.parsers()[i], None);
+        }
+        let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        v.live = self.live.version();
+        v.previous = self.previous.as_ref().map(ParserChain::version);
+        if at.is_some() {
+            v.since = at;
+        }
+    }
+
+    fn batch(&mut self, batch: Batch) -> Parsed {
+        let tag = self.tag.as_str();
+        let m = &self.shared.metrics;
+        m.lines_read
+            .with_label_values(&[tag])
+            .inc_by(batch.lines.len() as u64);
+        let cut = batch.lines.iter().filter(|l| l.truncated_bytes > 0).count();
+        if cut > 0 {
+            m.lines_dropped
+                .with_label_values(&[tag, "too_long"])
+                .inc_by(cut as u64);
+        }
+        let lines: Vec<String> = batch.lines.into_iter().map(|l| l.text).collect();
+        let out = self.live.parse(&lines);
+        let names = self.names();
+        for (i, name) in names.iter().enumerate() {
+            if let Some(t) = out.timings.get(i) {
+                m.plugin_call_seconds
+                    .with_label_values(&[tag, name])
+                    .observe(t.as_secs_f64());
+            }
+            let fault = out.faults.iter().find(|(p, _)| *p == i).map(|(_, f)| f);
+            self.board
+                .record("parser", i, &self.live.parsers()[i], fault);
+            match fault {
+                Some(fault) => {
+                    m.plugin_traps
+                        .with_label_values(&[tag, name, fault.kind()])
+                        .inc();
+                    m.lines_dropped
+                        .with_label_values(&[tag, "plugin_fault"])
+                        .inc_by(lines.len() as u64);
+                    m.errors
+                        .with_label_values(&[&format!("parser:{tag}:{name}"), fault.kind()])
+                        .inc();
+                    self.shared.health.error(
+                        &format!("parser:{tag}:{name}"),
+                        format!("the plugin {fault}"),
+                    );
+                }
+                None => m.plugin_calls.with_label_values(&[tag, name]).inc(),
+            }
+        }
+        let parsed = Parsed {
+            events: out.events.into_iter().map(|(_, e)| e).collect(),
+            position: batch.position,
+        };
+        if let Some(feed) = &self.monitors
+            && !parsed.events.is_empty()
+        {
+            // A closed feed means the monitor thread is gone; the events still go on.
+            let _ = feed.blocking_send(MonitorInput::events(parsed.events.clone()));
+        }
+        parsed
+    }
+}

@@ -1,0 +1,238 @@
+//! Hot swap end to end: the real binary follows a log that a writer appends to without
+//! pause, while the parsers are swapped through the admin API and the watcher, including a
+//! broken build and a rollback. Every line must give exactly one event, from the version that
+//! was live when it was parsed. Timeouts are hang guards.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::*;
+
+const TOKEN: &str = "test-admin-token-never-shown";
+
+fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A pattern file whose chat rule marks each event with `version`.
+fn patterns(dir: &Path, version: &str) {
+    let text = format!(
+        "events:\n  chat:\n    pattern: '\\[CHAT\\] (?P<player>[\\p{{L}}\\p{{N}}_.\\-]+): (?P<message>.+)$'\n    type: chat\n    message: '{version}|{{message}}'\n"
+    );
+    let tmp = dir.join("chat.yml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, dir.join("chat.yml")).unwrap();
+}
+
+/// (line number, version) of every event in the JSONL sink.
+fn events(jsonl: &Path) -> Vec<(usize, String)> {
+    std::fs::read_to_string(jsonl)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let (version, msg) = v["text"].as_str()?.split_once('|')?;
+            let n = msg.strip_prefix("msg-")?.parse().ok()?;
+            Some((n, version.to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn parsers_swap_under_a_steady_stream_without_losing_or_doubling_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    let pats = dir.path().join("pats");
+    std::fs::create_dir(&pats).unwrap();
+    std::fs::write(&log, "").unwrap();
+    patterns(&pats, "v1");
+    let config = format!(
+        "servers:\n  prod:\n    log_path: {}\n    parsers:\n      - plugin: patterns\n        config: {{dir: {}}}\n    sinks:\n      - jsonl: {}\n",
+        log.display(),
+        pats.display(),
+        jsonl.display()
+    );
+    let port = free_port();
+    let isr = Isr::start_with_env(
+        dir.path(),
+        &config,
+        port,
+        &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
+    );
+    isr.wait_started();
+    wait_for("ready", || isr.get("/ready").is_some_and(|(s, _)| s == 200));
+
+    // The writer: one chat line at a time, without pause, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (stop, written, log) = (stop.clone(), written.clone(), log.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                writeln!(f, "2026-01-01 10:00:00 [CHAT] Alice: msg-{n}").unwrap();
+                n += 1;
+                written.store(n, Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let seen = |version: &str| {
+        let v = version.to_owned();
+        let jsonl = jsonl.clone();
+        move || events(&jsonl).iter().any(|(_, x)| *x == v)
+    };
+    wait_for("v1 events", seen("v1"));
+
+    // Writes without the token are refused; the token never comes back.
+    let (status, body) = http(port, "POST", "/api/servers/prod/reload", None);
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = http(port, "POST", "/api/servers/prod/reload", Some("wrong"));
+    assert_eq!(status, 401);
+    let (status, body) = http(port, "POST", "/api/servers/nope/reload", Some(TOKEN));
+    assert_eq!(status, 404, "{body}");
+
+    let mut expected = vec!["v1".to_owned()];
+    let mut swap_ms = Vec::new();
+    for k in 2..=9 {
+        match k {
+            5 => {
+                // A broken build is rejected with its reason; the live version keeps running.
+                std::fs::write(
+                    pats.join("broken.yml"),
+                    "events:\n  bad:\n    pattern: '(unclosed'\n",
+                )
+                .unwrap();
+                let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+                assert_eq!(status, 422, "{body}");
+                assert!(
+                    body["error"].as_str().unwrap().contains("broken.yml"),
+                    "{body}"
+                );
+                let (_, view) = http(port, "GET", "/api/servers/prod", None);
+                assert!(
+                    view["parser_versions"]["last_error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("broken.yml"),
+                    "{view}"
+                );
+                let (_, ready) = isr.get("/ready").unwrap();
+                assert!(
+                    ready.contains("\"reload:prod\"") && ready.contains("degraded"),
+                    "{ready}"
+                );
+                std::fs::remove_file(pats.join("broken.yml")).unwrap();
+                continue;
+            }
+            7 => {
+                // Back to the version before: instant, and the lines go on.
+                let (status, body) = http(port, "POST", "/api/servers/prod/rollback", Some(TOKEN));
+                assert_eq!(status, 200, "{body}");
+                let back = expected[expected.len() - 2].clone();
+                wait_for("events after the rollback", || {
+                    let ev = events(&jsonl);
+                    let last = ev.iter().map(|(n, _)| *n).max().unwrap_or(0);
+                    ev.iter()
+                        .any(|(n, v)| *v == back && *n > last.saturating_sub(5) && last > 0)
+                });
+                expected.push(back);
+                continue;
+            }
+            _ => {}
+        }
+        let version = format!("v{k}");
+        patterns(&pats, &version);
+        // The watcher may swap first; then the API finds the version live already.
+        let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+        assert_eq!(status, 200, "{body}");
+        if body["result"] == "swapped" {
+            swap_ms.push(body["swap_ms"].as_f64().unwrap());
+        }
+        wait_for(&format!("{version} events"), seen(&version));
+        expected.push(version);
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let total = written.load(Ordering::Relaxed);
+    wait_for("every line", || events(&jsonl).len() >= total);
+
+    let ev = events(&jsonl);
+    let mut by_line: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for (n, v) in &ev {
+        by_line.entry(*n).or_default().push(v.clone());
+    }
+    assert_eq!(by_line.len(), total, "lines missing");
+    assert!(
+        by_line.values().all(|v| v.len() == 1),
+        "a line gave two events"
+    );
+    // In line order, the versions run in the order they were made live.
+    let mut runs: Vec<String> = Vec::new();
+    for v in by_line.values() {
+        if runs.last() != Some(&v[0]) {
+            runs.push(v[0].clone());
+        }
+    }
+    assert_eq!(runs, expected);
+    let (_, metrics) = isr.get("/metrics").unwrap();
+    assert!(
+        metrics
+            .contains("factorio_isr_plugin_reloads_total{result=\"rejected\",server=\"prod\"} 1"),
+        "{metrics}"
+    );
+    assert!(!isr.log().contains(TOKEN));
+    eprintln!("swap times through the API (ms): {swap_ms:?}");
+    assert!(isr.stop().success());
+}
+
+#[test]
+fn without_a_token_the_writes_are_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    std::fs::write(&log, "").unwrap();
+    let port = free_port();
+    let isr = Isr::start_with_env(
+        dir.path(),
+        &format!("servers:\n  prod:\n    log_path: {}\n", log.display()),
+        port,
+        &[],
+    );
+    isr.wait_started();
+    let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some("anything"));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("FACTORIO_ISR_API_TOKEN")
+    );
+    let (status, _) = http(port, "GET", "/api/servers/prod", None);
+    assert_eq!(status, 200, "reads are public by default");
+    assert!(isr.stop().success());
+}
