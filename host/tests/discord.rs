@@ -41,7 +41,7 @@ fn events_alerts_and_commands_go_through_discord_safely() {
          rcon_port: {port}\n    rcon_password: pw\n    metrics_interval: 1\n    alert_check_interval: 1\n    \
          alert_samples_required: 1\n    enable_stats_collector: false\n    event_channel_id: {EVENTS}\n    \
          alert_channel_id: {ALERTS}\n    chat_bridge_channel_id: {BRIDGE}\n    monitors:\n      - plugin: ups-alert\n        config: {{judge: raw, mention: ops}}\n\
-         discord:\n  admin_roles: [\"Server Admin\"]\n  cooldowns: {{query: 0, admin: 0, danger: 0}}\n",
+         discord:\n  admin_roles: [\"Server Admin\"]\n  danger_roles: [{OPS_ROLE}]\n  cooldowns: {{query: 0, admin: 0, danger: 0}}\n",
         log = log.display(),
         port = sim.port,
     );
@@ -130,6 +130,20 @@ fn events_alerts_and_commands_go_through_discord_safely() {
     ] {
         assert!(text.contains(needle), "{needle} missing from {text}");
     }
+
+    // A reload is a danger command: an admin may not, the ops role (configured by id) may.
+    let id = discord.command(3, &[ADMIN_ROLE], "reload", &[]);
+    let (text, private) = discord.answer(id);
+    assert!(
+        private && text.contains("`danger` commands need a role"),
+        "{text}"
+    );
+    let id = discord.command(4, &[OPS_ROLE], "reload", &[]);
+    let (text, private) = discord.answer(id);
+    assert!(
+        !private && text.contains("parsers are already at"),
+        "{text}"
+    );
 
     // Server tags autocomplete.
     let id = discord.autocomplete("status", "pr");

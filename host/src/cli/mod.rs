@@ -6,6 +6,7 @@ mod new;
 mod parse;
 mod plugin;
 mod rcon;
+mod reload;
 mod run;
 mod sim;
 mod status;
@@ -35,6 +36,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Send one command to a server over RCON and print the answer.
     Rcon(rcon::RconArgs),
+    /// Ask the running instance to reload parsers (or roll one server's back).
+    Reload(reload::ReloadArgs),
     /// Run a fake Factorio server (RCON and a console log), for tests and demos.
     Sim(sim::SimArgs),
     /// Run the parsers over a log file (or stdin) and print one JSON object per event.
@@ -91,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => status::run(args),
         Command::Rcon(args) => rcon::run(args),
+        Command::Reload(args) => reload::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Parse(args) => parse::run(args),
         Command::Check(args) => check::run(args),

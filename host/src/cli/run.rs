@@ -155,8 +155,14 @@ impl Host {
             servers.push(live);
         }
         let servers = Arc::new(servers);
+        let reloader = Arc::new(Reloader::new(
+            opts.runtime.clone(),
+            &config.path,
+            shared.metrics.clone(),
+            shared.health.clone(),
+        ));
         if let Some(d) = discord {
-            tasks.push(d.start(servers.clone(), stopped.clone()));
+            tasks.push(d.start(servers.clone(), reloader.clone(), stopped.clone()));
         }
         tracing::info!(servers = servers.len(), "started");
         let bound = http::bind(opts.http).await;
@@ -164,12 +170,6 @@ impl Host {
         if let Some(a) = http_addr {
             tracing::info!("HTTP listening on http://{a}");
         }
-        let reloader = Arc::new(Reloader::new(
-            opts.runtime.clone(),
-            &config.path,
-            shared.metrics.clone(),
-            shared.health.clone(),
-        ));
         tasks.push(crate::reload::watch(
             reloader.clone(),
             servers.clone(),

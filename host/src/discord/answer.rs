@@ -35,6 +35,21 @@ pub async fn answer(
     };
     match request {
         Request::Connect => Outcome::Private(format!("✅ Your commands now go to {title}.")),
+        Request::Reload => match bot.reloader.get() {
+            None => Outcome::Private("⏳ The bot is still starting; try again in a moment.".into()),
+            Some(reloader) => match reloader.reload(server).await {
+                Ok(crate::reload::ReloadOutcome::Swapped { from, to, .. }) => {
+                    Outcome::Shown(format!("🔁 {title} parsers: `{from}` → `{to}`."))
+                }
+                Ok(crate::reload::ReloadOutcome::Unchanged { version }) => {
+                    Outcome::Shown(format!("🔁 {title} parsers are already at `{version}`."))
+                }
+                Err(e) => {
+                    tracing::warn!(server = %server.tag, "a reload from Discord failed: {e}");
+                    Outcome::Private(format!("❌ {}", escape(&e.to_string())))
+                }
+            },
+        },
         Request::Plugins => Outcome::Shown(plugins(&title, server)),
         _ => {
             let Some(stats) = &server.stats else {

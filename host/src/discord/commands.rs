@@ -27,6 +27,8 @@ pub enum Request {
     Console(&'static str, SafeCommand),
     /// A command that changes something: its answer (or "done") is shown.
     Action(&'static str, Tier, SafeCommand),
+    /// Rebuild the server's parsers from the configuration and swap them in if they changed.
+    Reload,
 }
 
 /// A parsed `/factorio` call: the request and the server it names, if it names one.
@@ -41,6 +43,7 @@ impl Request {
     pub fn tier(&self) -> Tier {
         match self {
             Self::Action(_, tier, _) => *tier,
+            Self::Reload => Tier::Danger,
             _ => Tier::Query,
         }
     }
@@ -258,6 +261,12 @@ const SUBCOMMANDS: &[Sub] = &[
         options: &[text("command", "The command", true)],
     },
     Sub {
+        name: "reload",
+        description: "Reload the server's parsers from the configuration",
+        tier: Tier::Danger,
+        options: &[],
+    },
+    Sub {
         name: "help",
         description: "What each command does and who may use it",
         tier: Tier::Query,
@@ -438,6 +447,7 @@ pub fn parse(options: &[CommandDataOption]) -> Result<Parsed, ParseError> {
             command::research(required("technology")?.trim())?,
         ),
         "rcon" => action("rcon", Tier::Danger, command::raw(&required("command")?)?),
+        "reload" => Request::Reload,
         other => return Err(ParseError::Unknown(other.to_owned())),
     };
     Ok(Parsed {
@@ -496,7 +506,11 @@ mod tests {
                 .as_deref(),
             Some("prod")
         );
-        assert_eq!(SUBCOMMANDS.len(), 26);
+        assert_eq!(SUBCOMMANDS.len(), 27);
+        assert_eq!(
+            parse(&sub("reload", &[])).unwrap().request.tier(),
+            Tier::Danger
+        );
         assert!(help().contains("`rcon` — Run a console command [danger]"));
     }
 

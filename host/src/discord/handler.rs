@@ -29,6 +29,8 @@ const ANSWER_WITHIN: Duration = Duration::from_millis(2000);
 pub struct Bot {
     /// The live servers, set once every server has started.
     pub servers: OnceLock<Arc<Vec<Server>>>,
+    /// Reloads for `/factorio reload`, set with the servers.
+    pub reloader: OnceLock<Arc<crate::reload::Reloader>>,
     pub gate: Gate,
     pub guild_id: Option<u64>,
     pub selections: Selections,

@@ -94,6 +94,7 @@ impl Discord {
         };
         let bot = Arc::new(Bot {
             servers: OnceLock::new(),
+            reloader: OnceLock::new(),
             gate: Gate::new(settings.clone()),
             guild_id: settings.guild_id,
             selections: Selections::load(state_dir.join("discord-selections.json")),
@@ -126,9 +127,11 @@ impl Discord {
     pub fn start(
         mut self,
         servers: Arc<Vec<Server>>,
+        reloader: Arc<crate::reload::Reloader>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let _ = self.bot.servers.set(servers);
+        let _ = self.bot.reloader.set(reloader);
         let health = self.bot.health.clone();
         let shards = self.client.shard_manager.clone();
         let (bot, http) = (self.bot.clone(), self.http.clone());
