@@ -236,3 +236,88 @@ fn without_a_token_the_writes_are_off() {
     assert_eq!(status, 200, "reads are public by default");
     assert!(isr.stop().success());
 }
+
+#[test]
+fn a_new_parser_that_keeps_faulting_is_rolled_back_by_itself_with_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    let pats = dir.path().join("pats");
+    std::fs::create_dir(&pats).unwrap();
+    std::fs::write(&log, "").unwrap();
+    patterns(&pats, "v1");
+    let config = |parser: &str| {
+        format!(
+            "servers:\n  prod:\n    log_path: {}\n    auto_rollback_faults: 2\n    parsers:\n{parser}    sinks:\n      - jsonl: {}\n",
+            log.display(),
+            jsonl.display()
+        )
+    };
+    let good = format!(
+        "      - plugin: patterns\n        config: {{dir: {}}}\n",
+        pats.display()
+    );
+    let trapping = format!(
+        "      - plugin: {}\n        config: trap\n",
+        env!("FACTORIO_ISR_WASM_MISBEHAVE")
+    );
+    let port = free_port();
+    let isr = Isr::start_with_env(
+        dir.path(),
+        &config(&good),
+        port,
+        &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
+    );
+    isr.wait_started();
+    let line = |n: usize| {
+        append(
+            &log,
+            &format!("2026-01-01 10:00:00 [CHAT] Alice: msg-{n}\n"),
+        )
+    };
+    line(0);
+    wait_for("v1 events", || events(&jsonl).iter().any(|(n, _)| *n == 0));
+    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    let good_version = view["parser_versions"]["live"].as_str().unwrap().to_owned();
+
+    // The operator swaps in a parser that faults on every batch.
+    std::fs::write(dir.path().join("servers.yml"), config(&trapping)).unwrap();
+    let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+    assert!(status == 200, "{body}");
+    // Lines keep coming; after more than two faulting batches the host rolls back by itself.
+    let mut n = 1;
+    wait_for("the automatic rollback", || {
+        line(n);
+        n += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (_, view) = http(port, "GET", "/api/servers/prod", None);
+        view["parser_versions"]["live"] == good_version.as_str()
+    });
+    let after = n + 1000;
+    line(after);
+    wait_for("events again", || {
+        events(&jsonl).iter().any(|(x, v)| *x == after && v == "v1")
+    });
+    let alerts: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "alert")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Parsers rolled back"),
+        "{alerts:?}"
+    );
+    let (_, metrics) = isr.get("/metrics").unwrap();
+    assert!(
+        metrics.contains(
+            "factorio_isr_plugin_reloads_total{result=\"auto_rolled_back\",server=\"prod\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(isr.stop().success());
+}

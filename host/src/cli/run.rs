@@ -281,6 +281,12 @@ fn start_server(
                     .set(&format!("reload:{}", server.tag), State::Ready, None);
                 (tx, rx)
             },
+            auto_rollback: (server.auto_rollback_faults > 0).then(|| pipeline::AutoRollback {
+                faults: server.auto_rollback_faults,
+                window: Duration::from_secs(server.auto_rollback_window),
+                alerts: live.alerts.clone(),
+                notices: notice_tx.clone(),
+            }),
             path,
             parsers: pipeline::parser_chain(&opts.runtime, &server.tag, &server.parsers)
                 .map_err(in_config)?,

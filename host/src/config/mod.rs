@@ -149,6 +149,13 @@ pub struct ServerConfig {
     /// RCON is configured, `[]` means none.
     #[serde(default)]
     pub monitors: Option<Vec<PluginEntry>>,
+    /// Faults of newly swapped-in parsers that make the host roll them back by itself
+    /// (new; 0 turns automatic rollback off)...
+    #[serde(default = "defaults::auto_rollback_faults")]
+    pub auto_rollback_faults: u32,
+    /// ...within this many seconds of the swap.
+    #[serde(default = "defaults::auto_rollback_window")]
+    pub auto_rollback_window: u64,
     /// Candidate plugins run in compare mode.
     #[serde(default)]
     pub shadow: Vec<PluginEntry>,
@@ -287,6 +294,12 @@ mod defaults {
     }
     pub fn metrics_interval() -> u64 {
         5
+    }
+    pub fn auto_rollback_faults() -> u32 {
+        3
+    }
+    pub fn auto_rollback_window() -> u64 {
+        300
     }
 }
 

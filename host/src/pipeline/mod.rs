@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-pub use parse::{ParseInput, ParserVersions, Swapped};
+pub use parse::{AutoRollback, ParseInput, ParserVersions, Swapped};
 pub use setup::parser_chain;
 
 use crate::checkpoint::CheckpointStore;
@@ -68,6 +68,8 @@ pub struct LogInput {
     /// The parser thread's queue (from [`parse_queue`]): the tailer sends batches, a reload
     /// sends swaps through a clone of the sender.
     pub inputs: (mpsc::Sender<ParseInput>, mpsc::Receiver<ParseInput>),
+    /// When a newly swapped-in chain is rolled back by itself (none: never).
+    pub auto_rollback: Option<AutoRollback>,
     pub checkpoints: CheckpointStore,
     pub max_line_bytes: usize,
     pub tail: TailOptions,
@@ -124,6 +126,8 @@ pub fn spawn(
         tag: tag.clone(),
         live: log.parsers,
         previous: None,
+        auto_rollback: log.auto_rollback,
+        probation: None,
         monitors: p.monitors,
         board: p.board,
         versions: p.versions,

@@ -2,7 +2,7 @@
 //! the swaps and rollbacks of its parser chain (hot swap).
 
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -62,11 +62,28 @@ fn opt_ms<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S
     }
 }
 
+/// A newly swapped-in chain that faults more than `faults` times within `window` of its
+/// swap is rolled back by the parser thread itself, and an alert says so.
+pub struct AutoRollback {
+    pub faults: u32,
+    pub window: Duration,
+    pub alerts: Arc<crate::alert::Alerts>,
+    pub notices: mpsc::Sender<Vec<crate::event::Event>>,
+}
+
+/// How a chain swapped in is doing since its swap.
+pub(super) struct Probation {
+    since: Instant,
+    faults: u32,
+}
+
 /// The parser thread's state.
 pub(super) struct ParseStage {
     pub tag: String,
     pub live: ParserChain,
     pub previous: Option<ParserChain>,
+    pub auto_rollback: Option<AutoRollback>,
+    pub probation: Option<Probation>,
     pub monitors: Option<mpsc::Sender<MonitorInput>>,
     pub board: Arc<PluginBoard>,
     pub versions: Arc<Mutex<ParserVersions>>,
@@ -80,7 +97,10 @@ impl ParseStage {
         while let Some(input) = rx.blocking_recv() {
             match input {
                 ParseInput::Batch(batch) => {
-                    let parsed = self.batch(batch);
+                    let (parsed, faults) = self.batch(batch);
+                    if faults > 0 {
+                        self.judge(faults);
+                    }
                     if tx.blocking_send(parsed).is_err() {
                         break;
                     }
@@ -91,20 +111,72 @@ impl ParseStage {
                     self.previous = Some(old);
                     let to = self.live.version();
                     self.went_live(Some(SystemTime::now()));
+                    self.probation = Some(Probation {
+                        since: Instant::now(),
+                        faults: 0,
+                    });
                     tracing::info!(server = %self.tag, from = %from, to = %to, "parsers swapped");
                     let _ = done.send(Swapped { from, to });
                 }
                 ParseInput::Rollback { done } => {
-                    let swapped = self.previous.take().map(|prev| {
-                        let from = self.live.version();
-                        self.previous = Some(std::mem::replace(&mut self.live, prev));
-                        let to = self.live.version();
-                        self.went_live(Some(SystemTime::now()));
-                        tracing::info!(server = %self.tag, from = %from, to = %to, "parsers rolled back");
-                        Swapped { from, to }
-                    });
-                    let _ = done.send(swapped);
+                    let _ = done.send(self.rollback());
                 }
+            }
+        }
+    }
+
+    /// Makes the rollback target live; the live chain becomes the rollback target.
+    fn rollback(&mut self) -> Option<Swapped> {
+        let prev = self.previous.take()?;
+        let from = self.live.version();
+        self.previous = Some(std::mem::replace(&mut self.live, prev));
+        let to = self.live.version();
+        self.probation = None;
+        self.went_live(Some(SystemTime::now()));
+        tracing::info!(server = %self.tag, from = %from, to = %to, "parsers rolled back");
+        Some(Swapped { from, to })
+    }
+
+    /// Counts a batch's faults against a chain on probation; rolls it back when it has
+    /// used up its budget.
+    fn judge(&mut self, faults: usize) {
+        let (Some(guard), Some(p)) = (&self.auto_rollback, &mut self.probation) else {
+            return;
+        };
+        if p.since.elapsed() > guard.window {
+            self.probation = None;
+            return;
+        }
+        p.faults += u32::try_from(faults).unwrap_or(u32::MAX);
+        if p.faults <= guard.faults {
+            return;
+        }
+        let (count, window) = (p.faults, guard.window);
+        let Some(Swapped { from, to }) = self.rollback() else {
+            return;
+        };
+        tracing::error!(server = %self.tag, from = %from, to = %to, "the new parsers faulted {count} times within {} s of their swap; rolled back", window.as_secs());
+        self.shared
+            .metrics
+            .plugin_reloads
+            .with_label_values(&[&self.tag, "auto_rolled_back"])
+            .inc();
+        if let Some(guard) = &self.auto_rollback {
+            let alert = crate::alert::Alert::firing(
+                format!("auto-rollback:{from}"),
+                "Parsers rolled back",
+                format!("version `{from}` faulted {count} times within {} s of going live; `{to}` is live again", window.as_secs()),
+            )
+            .field("from", from.clone())
+            .field("to", to);
+            // A one-off: raised (posted) and closed quietly at once, so it stays in no list.
+            let mut closed = alert.clone();
+            closed.state = crate::alert::AlertState::Withdrawn;
+            let notices = guard
+                .alerts
+                .file("host", vec![alert, closed], SystemTime::now());
+            if !notices.is_empty() {
+                let _ = guard.notices.blocking_send(notices);
             }
         }
     }
@@ -135,7 +207,8 @@ impl ParseStage {
         }
     }
 
-    fn batch(&mut self, batch: Batch) -> Parsed {
+    /// Parses one batch; returns its events and how many parsers faulted on it.
+    fn batch(&mut self, batch: Batch) -> (Parsed, usize) {
         let tag = self.tag.as_str();
         let m = &self.shared.metrics;
         m.lines_read
@@ -178,6 +251,7 @@ impl ParseStage {
                 None => m.plugin_calls.with_label_values(&[tag, name]).inc(),
             }
         }
+        let faults = out.faults.len();
         let parsed = Parsed {
             events: out.events.into_iter().map(|(_, e)| e).collect(),
             position: batch.position,
@@ -188,6 +262,6 @@ impl ParseStage {
             // A closed feed means the monitor thread is gone; the events still go on.
             let _ = feed.blocking_send(MonitorInput::events(parsed.events.clone()));
         }
-        parsed
+        (parsed, faults)
     }
 }

@@ -4,12 +4,14 @@
 //! until it is stopped, `PANIC` panics, `PRINT` prints 10,000 lines to stdout, `LOG` calls
 //! the host log 1,000 times, `SNOOP` reports what of the environment, filesystem and
 //! network it can reach, `BADINDEX` returns an event for a line that does not exist.
-//! Its config string picks a misbehaviour for `init` instead: `fail`, `panic`, `loop`.
+//! Its config string picks a misbehaviour for `init` instead: `fail`, `panic`, `loop`; or
+//! `trap`, which makes every line panic.
 
 use factorio_isr_sdk::{Event, Parser, Severity, export_parser, log};
 
 struct Misbehave {
     seen: u64,
+    trap: bool,
 }
 
 impl Parser for Misbehave {
@@ -20,12 +22,20 @@ impl Parser for Misbehave {
             "loop" => loop {
                 std::hint::black_box(());
             },
-            _ => Ok(Self { seen: 0 }),
+            "trap" => Ok(Self {
+                seen: 0,
+                trap: true,
+            }),
+            _ => Ok(Self {
+                seen: 0,
+                trap: false,
+            }),
         }
     }
 
     fn parse_line(&mut self, line: &str) -> Option<Event> {
         self.seen += 1;
+        assert!(!self.trap, "asked to trap on every line");
         match line {
             "LOOP" => loop {
                 std::hint::black_box(());
