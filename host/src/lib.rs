@@ -6,6 +6,7 @@
 pub mod alert;
 pub mod checkpoint;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod discord;
 pub mod event;

@@ -410,3 +410,73 @@ fn log_format_json_writes_one_json_object_per_log_line() {
         "{stderr}"
     );
 }
+
+/// `compare` reports exactly the lines where the candidate differs: here the stock pattern
+/// files with the join rule's kind changed, over the sample log (two joins).
+#[test]
+fn compare_reports_exactly_the_lines_where_the_candidate_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let pats = dir.path().join("pats");
+    std::fs::create_dir(&pats).unwrap();
+    for file in ["vanilla.yml", "server.yml"] {
+        let text = std::fs::read_to_string(repo().join("patterns").join(file)).unwrap();
+        std::fs::write(
+            pats.join(file),
+            text.replace("    type: join\n", "    type: arrival\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.path().join("servers.yml"),
+        "servers:\n  prod:\n    log_path: /nonexistent.log\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("cand.yml"),
+        format!("dir: {}\n", pats.display()),
+    )
+    .unwrap();
+    let out = run(
+        bin()
+            .args(["compare", "--config"])
+            .arg(dir.path().join("servers.yml"))
+            .args([
+                "--server",
+                "prod",
+                "--candidate",
+                "patterns",
+                "--candidate-config",
+            ])
+            .arg(dir.path().join("cand.yml"))
+            .arg(repo().join("tests/fixtures/sample-console.log"))
+            .current_dir(repo()),
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let joins = std::fs::read_to_string(repo().join("tests/fixtures/sample-console.log"))
+        .unwrap()
+        .matches("[JOIN]")
+        .count() as u64;
+    assert_eq!(report["different"], joins, "{report}");
+    assert_eq!(
+        (report["missing"].as_u64(), report["extra"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
+    let lines = report["lines_compared"].as_u64().unwrap();
+    assert_eq!(report["agreements"].as_u64().unwrap(), lines - joins);
+    for example in report["sample"].as_array().unwrap() {
+        assert!(
+            example["line"].as_str().unwrap().contains("[JOIN]"),
+            "{example}"
+        );
+        assert_eq!(
+            (
+                example["live"]["kind"].as_str(),
+                example["candidate"]["kind"].as_str()
+            ),
+            (Some("join"), Some("arrival"))
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! The `factorio-isr` command line.
 
 mod check;
+mod compare;
 mod demo;
 mod new;
 mod parse;
@@ -44,6 +45,9 @@ enum Command {
     Parse(parse::ParseArgs),
     /// Validate pattern files and plugins; exits non-zero on any problem.
     Check(check::CheckArgs),
+    /// Run a candidate parser beside a server's parsers over a log file and report where
+    /// they disagree.
+    Compare(compare::CompareArgs),
     /// Work with plugins: create one, check one, benchmark one.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -98,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::Parse(args) => parse::run(args),
         Command::Check(args) => check::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Plugin(PluginCommand::New(args)) => new::run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin::check(args),
         Command::Plugin(PluginCommand::Bench(args)) => plugin::bench(args),
