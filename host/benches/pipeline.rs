@@ -81,6 +81,7 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
         log: Some(LogInput {
             inputs: pipeline::parse_queue(),
             auto_rollback: None,
+            shadow: None,
             path: log.to_owned(),
             parsers: pipeline::parser_chain(&runtime(), "bench", &[]).unwrap(),
             checkpoints,

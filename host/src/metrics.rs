@@ -57,8 +57,12 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// `alerts_active{server}`: alerts open now.
     pub alerts_active: IntGaugeVec,
-    /// `plugin_reloads_total{server, result}`: swapped, unchanged, rejected, rolled_back.
+    /// `plugin_reloads_total{server, result}`: swapped, unchanged, rejected, rolled_back,
+    /// auto_rolled_back.
     pub plugin_reloads: IntCounterVec,
+    /// `plugin_discrepancies_total{server, plugin}`: events on which a compare-mode
+    /// candidate disagreed with the live parsers.
+    pub plugin_discrepancies: IntCounterVec,
     /// `discord_api_latency_seconds`: time per Discord REST call that posts a message.
     pub discord_latency: prometheus::Histogram,
     /// `discord_messages_total{server, outcome}`: sent, retried, dropped, no_channel.
@@ -267,6 +271,12 @@ impl Metrics {
                     )
                     .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
                 ),
+            ),
+            plugin_discrepancies: counter(
+                &registry,
+                "plugin_discrepancies_total",
+                "Events on which a compare-mode candidate disagreed with the live parsers",
+                &["server", "plugin"],
             ),
             plugin_reloads: counter(
                 &registry,

@@ -103,6 +103,27 @@ impl Reloader {
 
     /// Rebuilds `server`'s parsers from the configuration and swaps them in if they changed.
     pub async fn reload(&self, server: &Server) -> Result<ReloadOutcome, ReloadError> {
+        self.swap_in(server, Which::Parsers).await
+    }
+
+    /// Makes the server's compare-mode candidate (its `shadow` entries, as configured now)
+    /// live; the live chain becomes the rollback target. The comparison starts afresh.
+    pub async fn promote(&self, server: &Server) -> Result<ReloadOutcome, ReloadError> {
+        let outcome = self.swap_in(server, Which::Shadow).await?;
+        if let Some(report) = &server.compare {
+            let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+            *r = crate::compare::CompareReport {
+                candidate: r.candidate.clone(),
+                ..Default::default()
+            };
+        }
+        if matches!(outcome, ReloadOutcome::Swapped { .. }) {
+            self.count(&server.tag, "promoted");
+        }
+        Ok(outcome)
+    }
+
+    async fn swap_in(&self, server: &Server, which: Which) -> Result<ReloadOutcome, ReloadError> {
         let _one = self.busy.lock().await;
         let tag = server.tag.clone();
         let Some(handle) = &server.parsers else {
@@ -110,7 +131,7 @@ impl Reloader {
         };
         let component = format!("reload:{tag}");
         let started = Instant::now();
-        let built = self.build(&tag).await;
+        let built = self.build(&tag, which).await;
         let build_ms = ms(started.elapsed());
         let chain = match built {
             Ok(chain) => chain,
@@ -188,7 +209,7 @@ impl Reloader {
         }
     }
 
-    async fn build(&self, tag: &str) -> Result<crate::plugin::ParserChain, String> {
+    async fn build(&self, tag: &str, which: Which) -> Result<crate::plugin::ParserChain, String> {
         let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
         let server = config.server(tag).ok_or_else(|| {
             format!(
@@ -196,7 +217,15 @@ impl Reloader {
                 self.config_path.display()
             )
         })?;
-        let entries = server.parsers.clone();
+        let entries = match which {
+            Which::Parsers => server.parsers.clone(),
+            Which::Shadow if server.shadow.is_empty() => {
+                return Err(format!(
+                    "server `{tag}` has no `shadow` candidate to promote"
+                ));
+            }
+            Which::Shadow => server.shadow.clone(),
+        };
         let runtime = self.runtime.clone();
         let tag = tag.to_owned();
         let path = self.config_path.display().to_string();
@@ -207,6 +236,13 @@ impl Reloader {
         .await
         .map_err(|e| format!("the build failed: {e}"))?
     }
+}
+
+/// Which entries of a server a chain is built from.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Parsers,
+    Shadow,
 }
 
 fn ms(d: Duration) -> f64 {

@@ -26,6 +26,8 @@ pub struct Server {
     pub plugins: Arc<PluginBoard>,
     /// Its parser thread, for reloads; none when it follows no log.
     pub parsers: Option<crate::reload::ParserHandle>,
+    /// The compare-mode report, when it runs a candidate (`shadow`).
+    pub compare: Option<Arc<std::sync::Mutex<crate::compare::CompareReport>>>,
 }
 
 /// A server as `GET /api/servers/{tag}` shows it.
@@ -74,6 +76,7 @@ impl Server {
             alerts: Arc::new(Alerts::new(&config.tag, mentions, metrics.cloned())),
             plugins: Arc::default(),
             parsers: None,
+            compare: None,
         }
     }
 

@@ -321,3 +321,109 @@ fn a_new_parser_that_keeps_faulting_is_rolled_back_by_itself_with_an_alert() {
     );
     assert!(isr.stop().success());
 }
+
+#[test]
+fn a_candidate_in_compare_mode_reports_exactly_its_differences_and_can_be_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (live, cand) = (dir.path().join("live"), dir.path().join("cand"));
+    for (folder, join_kind) in [(&live, "join"), (&cand, "arrival")] {
+        std::fs::create_dir(folder).unwrap();
+        for file in ["vanilla.yml", "server.yml"] {
+            let text = std::fs::read_to_string(repo.join("patterns").join(file)).unwrap();
+            std::fs::write(
+                folder.join(file),
+                text.replace("    type: join\n", &format!("    type: {join_kind}\n")),
+            )
+            .unwrap();
+        }
+    }
+    let config = format!(
+        "servers:\n  prod:\n    log_path: {}\n    parsers:\n      - plugin: patterns\n        config: {{dir: {}}}\n    \
+         shadow:\n      - plugin: patterns\n        config: {{dir: {}}}\n    sinks:\n      - jsonl: {}\n",
+        log.display(),
+        live.display(),
+        cand.display(),
+        jsonl.display()
+    );
+    let port = free_port();
+    let isr = Isr::start_with_env(
+        dir.path(),
+        &config,
+        port,
+        &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
+    );
+    isr.wait_started();
+    wait_for("ready", || isr.get("/ready").is_some_and(|(s, _)| s == 200));
+    let kinds = || -> Vec<String> {
+        std::fs::read_to_string(&jsonl)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["kind"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let mut text = String::new();
+    for i in 0..10 {
+        if i % 3 == 0 {
+            text.push_str(&format!(
+                "2026-01-01 10:00:00 [JOIN] P{i} joined the game\n"
+            ));
+        } else {
+            text.push_str(&format!("2026-01-01 10:00:00 [CHAT] P{i}: hello\n"));
+        }
+    }
+    append(&log, &text);
+    wait_for("the live events", || kinds().len() == 10);
+    wait_for("the comparison", || {
+        http(port, "GET", "/api/servers/prod/compare", None).1["lines_compared"].as_u64()
+            >= Some(10)
+    });
+    let (_, report) = http(port, "GET", "/api/servers/prod/compare", None);
+    assert_eq!(report["different"], 4, "{report}");
+    assert_eq!(
+        (report["missing"].as_u64(), report["extra"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
+    assert_eq!(report["agreements"], 6, "{report}");
+    assert!(
+        report["sample"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["line"].as_str().unwrap().contains("[JOIN]"))
+    );
+    // Only the live parsers' events reach the sinks.
+    assert!(!kinds().contains(&"arrival".to_owned()));
+    let (_, metrics) = isr.get("/metrics").unwrap();
+    assert!(
+        metrics.contains(
+            "factorio_isr_plugin_discrepancies_total{plugin=\"patterns\",server=\"prod\"} 4"
+        ),
+        "{metrics}"
+    );
+
+    // Promote: the candidate is live; roll back: the old one is.
+    let (status, body) = http(port, "POST", "/api/servers/prod/promote", None);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http(port, "POST", "/api/servers/prod/promote", Some(TOKEN));
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("swapped")),
+        "{body}"
+    );
+    append(&log, "2026-01-01 10:00:01 [JOIN] Late joined the game\n");
+    wait_for("an event of the promoted parser", || {
+        kinds().last().map(String::as_str) == Some("arrival")
+    });
+    let (status, _) = http(port, "POST", "/api/servers/prod/rollback", Some(TOKEN));
+    assert_eq!(status, 200);
+    append(&log, "2026-01-01 10:00:02 [JOIN] Later joined the game\n");
+    wait_for("an event of the old parser again", || kinds().len() == 12);
+    assert_eq!(kinds().last().map(String::as_str), Some("join"));
+    assert!(isr.stop().success());
+}

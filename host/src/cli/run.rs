@@ -281,6 +281,23 @@ fn start_server(
                     .set(&format!("reload:{}", server.tag), State::Ready, None);
                 (tx, rx)
             },
+            shadow: if server.shadow.is_empty() {
+                None
+            } else {
+                let candidate = pipeline::parser_chain(&opts.runtime, &server.tag, &server.shadow)
+                    .map_err(|e| in_config(e.context("shadow")))?;
+                let report = Arc::new(std::sync::Mutex::new(
+                    crate::compare::CompareReport::default(),
+                ));
+                live.compare = Some(report.clone());
+                let tx = pipeline::spawn_shadow(
+                    &server.tag,
+                    candidate,
+                    report.clone(),
+                    shared.metrics.clone(),
+                )?;
+                Some((tx, report))
+            },
             auto_rollback: (server.auto_rollback_faults > 0).then(|| pipeline::AutoRollback {
                 faults: server.auto_rollback_faults,
                 window: Duration::from_secs(server.auto_rollback_window),

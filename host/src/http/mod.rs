@@ -117,6 +117,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/servers/{tag}", get(api_server))
         .route("/api/servers/{tag}/reload", post(api_reload))
         .route("/api/servers/{tag}/rollback", post(api_rollback))
+        .route("/api/servers/{tag}/promote", post(api_promote))
+        .route("/api/servers/{tag}/compare", get(api_compare))
         .route("/api/reload", post(api_reload_all))
         .with_state(state)
 }
@@ -242,6 +244,36 @@ async fn api_rollback(
         Json(json!({ "result": "rolled_back", "from": swapped.from, "to": swapped.to }))
             .into_response(),
     )
+}
+
+async fn api_promote(
+    AxumState(s): AxumState<AppState>,
+    Path(tag): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let reloader = writer(&s, &headers)?;
+    let outcome = reloader
+        .promote(find(&s, &tag)?)
+        .await
+        .map_err(|e| reload_error(&e))?;
+    Ok(Json(outcome).into_response())
+}
+
+async fn api_compare(
+    AxumState(s): AxumState<AppState>,
+    Path(tag): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    s.auth.check(&headers, false)?;
+    let server = find(&s, &tag)?;
+    let Some(report) = &server.compare else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            &format!("server `{tag}` runs no candidate (no `shadow` entries)"),
+        ));
+    };
+    let report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok(Json(report).into_response())
 }
 
 async fn api_reload_all(

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-pub use parse::{AutoRollback, ParseInput, ParserVersions, Swapped};
+pub use parse::{AutoRollback, ParseInput, ParserVersions, ShadowBatch, Swapped, spawn_shadow};
 pub use setup::parser_chain;
 
 use crate::checkpoint::CheckpointStore;
@@ -70,6 +70,11 @@ pub struct LogInput {
     pub inputs: (mpsc::Sender<ParseInput>, mpsc::Receiver<ParseInput>),
     /// When a newly swapped-in chain is rolled back by itself (none: never).
     pub auto_rollback: Option<AutoRollback>,
+    /// The candidate of compare mode (from [`spawn_shadow`]) and its report.
+    pub shadow: Option<(
+        mpsc::Sender<ShadowBatch>,
+        Arc<std::sync::Mutex<crate::compare::CompareReport>>,
+    )>,
     pub checkpoints: CheckpointStore,
     pub max_line_bytes: usize,
     pub tail: TailOptions,
@@ -128,6 +133,7 @@ pub fn spawn(
         previous: None,
         auto_rollback: log.auto_rollback,
         probation: None,
+        shadow: log.shadow,
         monitors: p.monitors,
         board: p.board,
         versions: p.versions,

@@ -71,6 +71,57 @@ pub struct AutoRollback {
     pub notices: mpsc::Sender<Vec<crate::event::Event>>,
 }
 
+/// A batch for the candidate of compare mode: the lines and the live chain's events for
+/// them, by line index.
+pub struct ShadowBatch {
+    pub lines: Vec<String>,
+    pub live: Vec<(usize, crate::event::Event)>,
+}
+
+/// Runs a candidate chain on its own thread over what the live chain parsed, and keeps the
+/// comparison in `report`. The live path only hands batches over without waiting; a batch
+/// that finds the candidate behind is skipped and counted.
+pub fn spawn_shadow(
+    tag: &str,
+    mut candidate: ParserChain,
+    report: Arc<Mutex<crate::compare::CompareReport>>,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> std::io::Result<mpsc::Sender<ShadowBatch>> {
+    let (tx, mut rx) = mpsc::channel::<ShadowBatch>(8);
+    let names = candidate
+        .parsers()
+        .iter()
+        .map(|p| p.plugin().name().to_owned())
+        .collect::<Vec<_>>()
+        .join("+");
+    let tag = tag.to_owned();
+    report.lock().unwrap_or_else(|p| p.into_inner()).candidate = candidate.version();
+    std::thread::Builder::new()
+        .name(format!("shadow-{tag}"))
+        .spawn(move || {
+            while let Some(batch) = rx.blocking_recv() {
+                let out = candidate.parse(&batch.lines);
+                let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+                if !out.faults.is_empty() {
+                    r.candidate_faults += 1;
+                    continue;
+                }
+                let shown = r.sample.len();
+                let found = r.add(&batch.lines, &batch.live, &out.events);
+                if found > 0 {
+                    metrics
+                        .plugin_discrepancies
+                        .with_label_values(&[&tag, &names])
+                        .inc_by(found);
+                    for e in &r.sample[shown..] {
+                        tracing::info!(server = %tag, candidate = %names, what = ?e.what, line = %e.line, "the candidate disagrees");
+                    }
+                }
+            }
+        })?;
+    Ok(tx)
+}
+
 /// How a chain swapped in is doing since its swap.
 pub(super) struct Probation {
     since: Instant,
@@ -84,6 +135,11 @@ pub(super) struct ParseStage {
     pub previous: Option<ParserChain>,
     pub auto_rollback: Option<AutoRollback>,
     pub probation: Option<Probation>,
+    /// The candidate of compare mode, when the server has one.
+    pub shadow: Option<(
+        mpsc::Sender<ShadowBatch>,
+        Arc<Mutex<crate::compare::CompareReport>>,
+    )>,
     pub monitors: Option<mpsc::Sender<MonitorInput>>,
     pub board: Arc<PluginBoard>,
     pub versions: Arc<Mutex<ParserVersions>>,
@@ -252,6 +308,20 @@ impl ParseStage {
             }
         }
         let faults = out.faults.len();
+        if let Some((tx, report)) = &self.shadow
+            && out.faults.is_empty()
+        {
+            let batch = ShadowBatch {
+                lines,
+                live: out.events.clone(),
+            };
+            if tx.try_send(batch).is_err() {
+                report
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .skipped_batches += 1;
+            }
+        }
         let parsed = Parsed {
             events: out.events.into_iter().map(|(_, e)| e).collect(),
             position: batch.position,
