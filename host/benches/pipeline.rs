@@ -82,6 +82,8 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
             inputs: pipeline::parse_queue(),
             auto_rollback: None,
             shadow: None,
+            pins: None,
+            previous: None,
             path: log.to_owned(),
             parsers: pipeline::parser_chain(&runtime(), "bench", &[]).unwrap(),
             checkpoints,

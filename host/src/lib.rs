@@ -16,6 +16,7 @@ pub mod lines;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
+pub mod pins;
 pub mod pipeline;
 pub mod plugin;
 pub mod rcon;

@@ -70,6 +70,8 @@ pub struct Reloader {
     health: Health,
     /// One reload at a time, so two triggers cannot race their swaps.
     busy: tokio::sync::Mutex<()>,
+    /// Where run-time choices of version are kept.
+    pins: Option<crate::pins::PinStore>,
 }
 
 impl Reloader {
@@ -79,6 +81,7 @@ impl Reloader {
         config_path: &Path,
         metrics: Arc<Metrics>,
         health: Health,
+        pins: Option<crate::pins::PinStore>,
     ) -> Self {
         Self {
             runtime,
@@ -86,6 +89,7 @@ impl Reloader {
             metrics,
             health,
             busy: tokio::sync::Mutex::new(()),
+            pins,
         }
     }
 
@@ -101,9 +105,18 @@ impl Reloader {
             .inc();
     }
 
-    /// Rebuilds `server`'s parsers from the configuration and swaps them in if they changed.
+    /// Rebuilds `server`'s parsers from the configuration and swaps them in if they changed;
+    /// a version chosen at run time (promoted, rolled back) gives way to the configuration.
     pub async fn reload(&self, server: &Server) -> Result<ReloadOutcome, ReloadError> {
-        self.swap_in(server, Which::Parsers).await
+        self.swap_in(server, Which::Parsers { explicit: true })
+            .await
+    }
+
+    /// The watcher's reload: like [`Reloader::reload`], except that a version chosen at run
+    /// time stays unless the configuration now gives another version than it did.
+    pub async fn reload_if_changed(&self, server: &Server) -> Result<ReloadOutcome, ReloadError> {
+        self.swap_in(server, Which::Parsers { explicit: false })
+            .await
     }
 
     /// Makes the server's compare-mode candidate (its `shadow` entries, as configured now)
@@ -148,27 +161,47 @@ impl Reloader {
             }
         };
         let version = chain.version();
-        let live = handle
-            .versions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .live
-            .clone();
+        let (live, pinned, old_config) = {
+            let mut v = handle.versions.lock().unwrap_or_else(|p| p.into_inner());
+            v.last_error = None;
+            let before = (v.live.clone(), v.pinned.clone(), v.config.clone());
+            if matches!(which, Which::Parsers { .. }) {
+                v.config = version.clone();
+            }
+            before
+        };
         self.health.set(&component, State::Ready, None);
-        handle
-            .versions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .last_error = None;
+        if matches!(which, Which::Parsers { explicit: false })
+            && pinned.is_some()
+            && version == old_config
+        {
+            // The configuration has not changed since a version was chosen at run time.
+            self.count(&tag, "unchanged");
+            return Ok(ReloadOutcome::Unchanged { version: live });
+        }
         if version == live {
+            if matches!(which, Which::Parsers { explicit: true }) && pinned.is_some() {
+                if let Some(pins) = &self.pins {
+                    pins.clear(&tag);
+                }
+                handle
+                    .versions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pinned = None;
+            }
             self.count(&tag, "unchanged");
             return Ok(ReloadOutcome::Unchanged { version });
         }
+        let pin = match which {
+            Which::Shadow => Some("promoted"),
+            Which::Parsers { .. } => None,
+        };
         let swap_started = Instant::now();
         let (done, swapped) = oneshot::channel();
         if handle
             .inputs
-            .send(ParseInput::Swap { chain, done })
+            .send(ParseInput::Swap { chain, pin, done })
             .await
             .is_err()
         {
@@ -218,7 +251,7 @@ impl Reloader {
             )
         })?;
         let entries = match which {
-            Which::Parsers => server.parsers.clone(),
+            Which::Parsers { .. } => server.parsers.clone(),
             Which::Shadow if server.shadow.is_empty() => {
                 return Err(format!(
                     "server `{tag}` has no `shadow` candidate to promote"
@@ -238,10 +271,11 @@ impl Reloader {
     }
 }
 
-/// Which entries of a server a chain is built from.
+/// Which entries of a server a chain is built from (and, for the parsers, whether an
+/// operator asked).
 #[derive(Debug, Clone, Copy)]
 enum Which {
-    Parsers,
+    Parsers { explicit: bool },
     Shadow,
 }
 
@@ -343,7 +377,7 @@ pub fn watch(
             tokio::time::sleep(SETTLE).await;
             while rx.try_recv().is_ok() {}
             for server in servers.iter().filter(|s| s.parsers.is_some()) {
-                match reloader.reload(server).await {
+                match reloader.reload_if_changed(server).await {
                     Ok(ReloadOutcome::Swapped {
                         from,
                         to,

@@ -420,10 +420,41 @@ fn a_candidate_in_compare_mode_reports_exactly_its_differences_and_can_be_promot
     wait_for("an event of the promoted parser", || {
         kinds().last().map(String::as_str) == Some("arrival")
     });
+
+    // A restart keeps the promotion, though servers.yml still names the old parsers.
+    assert!(isr.stop().success());
+    let isr = Isr::start_with_env(
+        dir.path(),
+        &config,
+        port,
+        &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
+    );
+    isr.wait_started();
+    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    assert_eq!(view["parser_versions"]["pinned"], "promoted", "{view}");
+    append(&log, "2026-01-01 10:00:02 [JOIN] After joined the game\n");
+    wait_for("the promoted parser after the restart", || {
+        kinds().len() == 12
+    });
+    assert_eq!(kinds().last().map(String::as_str), Some("arrival"));
+
+    // Rolling back is kept too; an explicit reload applies servers.yml again.
     let (status, _) = http(port, "POST", "/api/servers/prod/rollback", Some(TOKEN));
     assert_eq!(status, 200);
-    append(&log, "2026-01-01 10:00:02 [JOIN] Later joined the game\n");
-    wait_for("an event of the old parser again", || kinds().len() == 12);
+    append(&log, "2026-01-01 10:00:03 [JOIN] Later joined the game\n");
+    wait_for("an event of the old parser again", || kinds().len() == 13);
     assert_eq!(kinds().last().map(String::as_str), Some("join"));
+    let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    assert_eq!(
+        view["parser_versions"]["pinned"],
+        serde_json::Value::Null,
+        "{view}"
+    );
+    assert_eq!(
+        view["parser_versions"]["live"], view["parser_versions"]["config"],
+        "{view}"
+    );
     assert!(isr.stop().success());
 }

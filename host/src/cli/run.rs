@@ -20,6 +20,7 @@ use crate::http;
 use crate::lines::DEFAULT_MAX_LINE_BYTES;
 use crate::metrics::Metrics;
 use crate::monitor;
+use crate::pins::PinStore;
 use crate::pipeline::{self, LogInput, ParserVersions, ServerPipeline, Shared};
 use crate::reload::{ParserHandle, Reloader};
 use crate::servers::Server;
@@ -160,6 +161,7 @@ impl Host {
             &config.path,
             shared.metrics.clone(),
             shared.health.clone(),
+            Some(PinStore::new(&opts.state_dir)),
         ));
         if let Some(d) = discord {
             tasks.push(d.start(servers.clone(), reloader.clone(), stopped.clone()));
@@ -268,6 +270,7 @@ fn start_server(
     }
 
     let versions = Arc::new(std::sync::Mutex::new(ParserVersions::default()));
+    let mut previous = None;
     let log = match server.log_path.clone() {
         Some(path) => Some(LogInput {
             inputs: {
@@ -305,8 +308,23 @@ fn start_server(
                 notices: notice_tx.clone(),
             }),
             path,
-            parsers: pipeline::parser_chain(&opts.runtime, &server.tag, &server.parsers)
-                .map_err(in_config)?,
+            parsers: {
+                let configured =
+                    pipeline::parser_chain(&opts.runtime, &server.tag, &server.parsers)
+                        .map_err(in_config)?;
+                let mut v = versions.lock().unwrap_or_else(|p| p.into_inner());
+                v.config = configured.version();
+                match pinned_chain(opts, &server.tag, &v.config) {
+                    Some((chain, reason)) => {
+                        v.pinned = Some(reason);
+                        previous = Some(configured);
+                        chain
+                    }
+                    None => configured,
+                }
+            },
+            pins: Some(PinStore::new(&opts.state_dir)),
+            previous: previous.take(),
             checkpoints: checkpoints.clone(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             tail: TailOptions {
@@ -331,6 +349,40 @@ fn start_server(
     };
     tasks.push(pipeline::spawn(p, shared.clone(), stopped.clone()));
     Ok((live, tasks))
+}
+
+/// The version chosen at run time and kept for `tag` (see `pins`), rebuilt, with why it was
+/// chosen; none when there is none, it is servers.yml's version anyway, or it cannot be
+/// rebuilt (then servers.yml's runs, and the log says why).
+fn pinned_chain(
+    opts: &HostOptions,
+    tag: &str,
+    config_version: &str,
+) -> Option<(crate::plugin::ParserChain, String)> {
+    let store = PinStore::new(&opts.state_dir);
+    let pin = store.load(tag)?;
+    if pin.version == config_version {
+        return None;
+    }
+    match store.chain(&opts.runtime, tag, &pin) {
+        Ok(chain) => {
+            tracing::info!(
+                server = tag,
+                version = %pin.version,
+                reason = %pin.reason,
+                config_version,
+                "keeping the version chosen at run time; `factorio-isr reload --server {tag}` applies servers.yml"
+            );
+            Some((chain, pin.reason))
+        }
+        Err(e) => {
+            tracing::warn!(
+                server = tag,
+                "cannot rebuild the version kept from the last run ({e:#}); servers.yml's runs"
+            );
+            None
+        }
+    }
 }
 
 /// The server's sinks: those configured, and Discord when the bot runs and the server has a

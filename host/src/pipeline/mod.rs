@@ -70,6 +70,10 @@ pub struct LogInput {
     pub inputs: (mpsc::Sender<ParseInput>, mpsc::Receiver<ParseInput>),
     /// When a newly swapped-in chain is rolled back by itself (none: never).
     pub auto_rollback: Option<AutoRollback>,
+    /// Where run-time choices of version are kept across restarts.
+    pub pins: Option<crate::pins::PinStore>,
+    /// The rollback target at start (servers.yml's chain, when a kept version runs instead).
+    pub previous: Option<ParserChain>,
     /// The candidate of compare mode (from [`spawn_shadow`]) and its report.
     pub shadow: Option<(
         mpsc::Sender<ShadowBatch>,
@@ -130,10 +134,11 @@ pub fn spawn(
     let stage = parse::ParseStage {
         tag: tag.clone(),
         live: log.parsers,
-        previous: None,
+        previous: log.previous,
         auto_rollback: log.auto_rollback,
         probation: None,
         shadow: log.shadow,
+        pins: log.pins,
         monitors: p.monitors,
         board: p.board,
         versions: p.versions,

@@ -17,9 +17,12 @@ use crate::tail::Batch;
 /// takes effect after them, and before any line queued after it.
 pub enum ParseInput {
     Batch(Batch),
-    /// Make `chain` live; the live chain becomes the rollback target.
+    /// Make `chain` live; the live chain becomes the rollback target. With `pin`, the
+    /// choice is kept across restarts for that reason; without, any pin is removed (the
+    /// configuration rules again).
     Swap {
         chain: ParserChain,
+        pin: Option<&'static str>,
         done: oneshot::Sender<Swapped>,
     },
     /// Make the rollback target live again; the live chain becomes the rollback target.
@@ -48,6 +51,11 @@ pub struct ParserVersions {
     pub live: String,
     /// The version a rollback returns to, if there is one.
     pub previous: Option<String>,
+    /// The version servers.yml gives (at start, or at the last reload).
+    pub config: String,
+    /// Why the live version is not servers.yml's, when it was chosen at run time and is
+    /// kept across restarts: `promoted`, `rolled_back`, `auto_rolled_back`.
+    pub pinned: Option<String>,
     /// When the live version became live (null: since start).
     #[serde(serialize_with = "opt_ms")]
     pub since: Option<SystemTime>,
@@ -140,6 +148,8 @@ pub(super) struct ParseStage {
         mpsc::Sender<ShadowBatch>,
         Arc<Mutex<crate::compare::CompareReport>>,
     )>,
+    /// Where run-time choices of version are kept.
+    pub pins: Option<crate::pins::PinStore>,
     pub monitors: Option<mpsc::Sender<MonitorInput>>,
     pub board: Arc<PluginBoard>,
     pub versions: Arc<Mutex<ParserVersions>>,
@@ -161,11 +171,12 @@ impl ParseStage {
                         break;
                     }
                 }
-                ParseInput::Swap { chain, done } => {
+                ParseInput::Swap { chain, pin, done } => {
                     let from = self.live.version();
                     let old = std::mem::replace(&mut self.live, chain);
                     self.previous = Some(old);
                     let to = self.live.version();
+                    self.pin(pin);
                     self.went_live(Some(SystemTime::now()));
                     self.probation = Some(Probation {
                         since: Instant::now(),
@@ -175,19 +186,35 @@ impl ParseStage {
                     let _ = done.send(Swapped { from, to });
                 }
                 ParseInput::Rollback { done } => {
-                    let _ = done.send(self.rollback());
+                    let _ = done.send(self.rollback("rolled_back"));
+                }
+            }
+        }
+    }
+
+    /// Keeps the live chain across restarts for `reason`, or (none) forgets any kept one.
+    fn pin(&self, reason: Option<&'static str>) {
+        let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        v.pinned = reason.map(str::to_owned);
+        let Some(pins) = &self.pins else { return };
+        match reason {
+            None => pins.clear(&self.tag),
+            Some(reason) => {
+                if let Err(e) = pins.save(&self.tag, &self.live, reason, &v.config) {
+                    tracing::warn!(server = %self.tag, "cannot keep the {reason} version for the next start: {e}");
                 }
             }
         }
     }
 
     /// Makes the rollback target live; the live chain becomes the rollback target.
-    fn rollback(&mut self) -> Option<Swapped> {
+    fn rollback(&mut self, reason: &'static str) -> Option<Swapped> {
         let prev = self.previous.take()?;
         let from = self.live.version();
         self.previous = Some(std::mem::replace(&mut self.live, prev));
         let to = self.live.version();
         self.probation = None;
+        self.pin(Some(reason));
         self.went_live(Some(SystemTime::now()));
         tracing::info!(server = %self.tag, from = %from, to = %to, "parsers rolled back");
         Some(Swapped { from, to })
@@ -208,7 +235,7 @@ impl ParseStage {
             return;
         }
         let (count, window) = (p.faults, guard.window);
-        let Some(Swapped { from, to }) = self.rollback() else {
+        let Some(Swapped { from, to }) = self.rollback("auto_rolled_back") else {
             return;
         };
         tracing::error!(server = %self.tag, from = %from, to = %to, "the new parsers faulted {count} times within {} s of their swap; rolled back", window.as_secs());

@@ -211,6 +211,7 @@ impl Runtime {
             pre,
             limits: self.limits,
             idle: stateless.then(instance::IdleInstances::default),
+            wasm: wasm.into(),
         });
         loaded.insert(key, Arc::downgrade(&plugin));
         Ok(plugin)
@@ -233,6 +234,8 @@ pub struct Plugin {
     limits: Limits,
     /// For a stateless plugin, instances not in a call, by configuration, for any server.
     idle: Option<instance::IdleInstances>,
+    /// The component as loaded, so a version can be kept on disk (see `reload::PinStore`).
+    wasm: Arc<[u8]>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -250,6 +253,11 @@ impl Plugin {
     /// configurations); always 0 for others.
     pub fn idle_instances(&self) -> usize {
         self.idle.as_ref().map_or(0, instance::IdleInstances::len)
+    }
+
+    /// The component's bytes, as loaded.
+    pub fn wasm(&self) -> &[u8] {
+        &self.wasm
     }
 
     /// The name it was loaded under.
