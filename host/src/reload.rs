@@ -72,6 +72,8 @@ pub struct Reloader {
     busy: tokio::sync::Mutex<()>,
     /// Where run-time choices of version are kept.
     pins: Option<crate::pins::PinStore>,
+    /// One monitor reload at a time.
+    monitors_busy: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
@@ -90,6 +92,7 @@ impl Reloader {
             health,
             busy: tokio::sync::Mutex::new(()),
             pins,
+            monitors_busy: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -105,9 +108,11 @@ impl Reloader {
             .inc();
     }
 
-    /// Rebuilds `server`'s parsers from the configuration and swaps them in if they changed;
-    /// a version chosen at run time (promoted, rolled back) gives way to the configuration.
+    /// Rebuilds `server`'s parsers (and monitors) from the configuration and swaps them in
+    /// if they changed; a version chosen at run time (promoted, rolled back) gives way to the
+    /// configuration.
     pub async fn reload(&self, server: &Server) -> Result<ReloadOutcome, ReloadError> {
+        self.reload_monitors(server).await;
         self.swap_in(server, Which::Parsers { explicit: true })
             .await
     }
@@ -115,8 +120,56 @@ impl Reloader {
     /// The watcher's reload: like [`Reloader::reload`], except that a version chosen at run
     /// time stays unless the configuration now gives another version than it did.
     pub async fn reload_if_changed(&self, server: &Server) -> Result<ReloadOutcome, ReloadError> {
+        self.reload_monitors(server).await;
         self.swap_in(server, Which::Parsers { explicit: false })
             .await
+    }
+
+    /// Rebuilds `server`'s monitors from the configuration and, if they changed, hands them
+    /// to its monitor thread; each new monitor takes up the state of the one of the same
+    /// plugin it replaces. A server that started without monitors needs a restart for them.
+    /// Failures are logged and counted; the live monitors keep running.
+    async fn reload_monitors(&self, server: &Server) {
+        let Some(handle) = &server.monitors else {
+            return;
+        };
+        let _one = self.monitors_busy.lock().await;
+        let tag = server.tag.clone();
+        let path = self.config_path.clone();
+        let runtime = self.runtime.clone();
+        let built = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let config = Config::load(&path).map_err(|e| e.to_string())?;
+            let server = config
+                .server(&tag)
+                .ok_or_else(|| format!("{} no longer has a server `{tag}`", path.display()))?;
+            crate::monitor::monitor_instances(&runtime, server)
+                .map_err(|e| format!("{}: server {tag}: {e:#}", path.display()))
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        let monitors = match built {
+            Ok(m) => m,
+            Err(problem) => {
+                tracing::error!(server = %server.tag, "monitor reload rejected; the live monitors keep running: {problem}");
+                self.health
+                    .error(&format!("reload:{}", server.tag), problem);
+                self.count(&server.tag, "monitors_rejected");
+                return;
+            }
+        };
+        let version = crate::monitor::version(&monitors);
+        if *handle.version.lock().unwrap_or_else(|p| p.into_inner()) == version {
+            return;
+        }
+        let (done, swapped) = oneshot::channel();
+        let swap = crate::monitor::MonitorInput::Swap { monitors, done };
+        if handle.feed.send(swap).await.is_ok()
+            && let Ok(v) = swapped.await
+        {
+            *handle.version.lock().unwrap_or_else(|p| p.into_inner()) = v;
+            self.count(&server.tag, "monitors_swapped");
+        }
     }
 
     /// Makes the server's compare-mode candidate (its `shadow` entries, as configured now)

@@ -26,6 +26,8 @@ pub struct Server {
     pub plugins: Arc<PluginBoard>,
     /// Its parser thread, for reloads; none when it follows no log.
     pub parsers: Option<crate::reload::ParserHandle>,
+    /// Its monitor thread, for reloads; none when it runs no monitors.
+    pub monitors: Option<crate::monitor::MonitorHandle>,
     /// The compare-mode report, when it runs a candidate (`shadow`).
     pub compare: Option<Arc<std::sync::Mutex<crate::compare::CompareReport>>>,
 }
@@ -47,6 +49,8 @@ pub struct ServerView {
     /// The parser chain versions (live, rollback target, last rejected reload); null when
     /// the server follows no log.
     pub parser_versions: Option<crate::pipeline::ParserVersions>,
+    /// The live monitors' version; null when it runs none.
+    pub monitor_version: Option<String>,
 }
 
 impl Server {
@@ -76,6 +80,7 @@ impl Server {
             alerts: Arc::new(Alerts::new(&config.tag, mentions, metrics.cloned())),
             plugins: Arc::default(),
             parsers: None,
+            monitors: None,
             compare: None,
         }
     }
@@ -94,6 +99,10 @@ impl Server {
             reading,
             alerts: self.alerts.active(),
             plugins: self.plugins.list(),
+            monitor_version: self
+                .monitors
+                .as_ref()
+                .map(|m| m.version.lock().unwrap_or_else(|e| e.into_inner()).clone()),
             parser_versions: self
                 .parsers
                 .as_ref()

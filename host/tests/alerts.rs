@@ -213,3 +213,66 @@ fn rcon_lost_and_reconnected_are_each_told_once_with_the_downtime() {
     assert_eq!(alerts_of(&jsonl, "rcon"), ["alert", "alert-resolved"]);
     assert!(isr.stop().success());
 }
+
+#[test]
+fn a_monitor_swapped_in_by_a_reload_continues_from_the_state_of_the_one_it_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    std::fs::write(&log, "").unwrap();
+    let sim_process = SimProcess::start(0, "pw", &log);
+    let echo = env!("FACTORIO_ISR_WASM_ECHO_MONITOR");
+    let config = |variant: &str| {
+        format!(
+            "servers:\n  prod:\n    log_path: {}\n    rcon_host: 127.0.0.1\n    rcon_port: {}\n    rcon_password: pw\n    \
+             metrics_interval: 1\n    alert_check_interval: 1\n    enable_stats_collector: false\n    \
+             monitors:\n      - plugin: {echo}\n        config: {variant}\n    sinks:\n      - jsonl: {}\n",
+            log.display(),
+            sim_process.port,
+            dir.path().join("events.jsonl").display()
+        )
+    };
+    let token = "monitor-swap-token";
+    let port = free_port();
+    let isr = Isr::start_with_env(
+        dir.path(),
+        &config("first"),
+        port,
+        &[("FACTORIO_ISR_API_TOKEN", token)],
+    );
+    isr.wait_started();
+    let samples_seen = || -> u64 {
+        let v = api(&isr);
+        v["alerts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["key"] == "samples"))
+            .and_then(|a| a["text"].as_str()?.parse().ok())
+            .unwrap_or(0)
+    };
+    wait_for("three samples", || samples_seen() >= 3);
+    let before_version = api(&isr)["monitor_version"].as_str().unwrap().to_owned();
+
+    std::fs::write(dir.path().join("servers.yml"), config("second")).unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::{Read, Write};
+    write!(s, "POST /api/servers/prod/reload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    wait_for("the new monitors", || {
+        api(&isr)["monitor_version"].as_str() != Some(before_version.as_str())
+    });
+    let at_swap = samples_seen();
+    // The new instance counts on from the old one's state instead of starting at 1.
+    wait_for("a sample counted by the new monitor", || {
+        samples_seen() > at_swap
+    });
+    assert!(samples_seen() > 3, "the count restarted");
+    let (_, metrics) = isr.get("/metrics").unwrap();
+    assert!(
+        metrics.contains(
+            "factorio_isr_plugin_reloads_total{result=\"monitors_swapped\",server=\"prod\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(isr.stop().success());
+}

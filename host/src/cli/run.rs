@@ -239,6 +239,10 @@ fn start_server(
             board: live.plugins.clone(),
             shared: shared.clone(),
         };
+        live.monitors = Some(monitor::MonitorHandle {
+            feed: feed_tx.clone(),
+            version: Arc::new(std::sync::Mutex::new(monitor::version(&monitors))),
+        });
         let thread = monitor::spawn(&server.tag, monitors, feed_rx, out)?;
         tasks.push(tokio::task::spawn_blocking(move || {
             let _ = thread.join();

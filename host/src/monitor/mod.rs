@@ -45,6 +45,37 @@ pub enum MonitorInput {
     Events { at_ms: u64, events: Vec<Event> },
     /// A reading of the server's metrics engine.
     Sample(WitSample),
+    /// New monitors (a reload): each takes up the state of the monitor of the same plugin
+    /// it replaces. Answers with the new version.
+    Swap {
+        monitors: Vec<MonitorInstance>,
+        done: tokio::sync::oneshot::Sender<String>,
+    },
+}
+
+/// The identity of a server's monitors: 12 hex digits of a SHA-256 over each one's content
+/// hash and configuration.
+pub fn version(monitors: &[MonitorInstance]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for m in monitors {
+        h.update(m.plugin().hash().as_bytes());
+        h.update([0]);
+        h.update(m.config().as_bytes());
+        h.update([0]);
+    }
+    h.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A server's monitor thread, as reloads reach it.
+#[derive(Clone)]
+pub struct MonitorHandle {
+    pub feed: mpsc::Sender<MonitorInput>,
+    /// The live monitors' version.
+    pub version: Arc<std::sync::Mutex<String>>,
 }
 
 impl MonitorInput {
@@ -78,23 +109,55 @@ pub fn spawn(
         .spawn(move || run(&tag, monitors, rx, &out))
 }
 
+fn names(monitors: &[MonitorInstance]) -> Vec<String> {
+    monitors
+        .iter()
+        .map(|m| m.plugin().name().to_owned())
+        .collect()
+}
+
+fn went_live(tag: &str, monitors: &[MonitorInstance], out: &MonitorOutputs) {
+    out.board.clear("monitor");
+    for (i, m) in monitors.iter().enumerate() {
+        out.shared.health.set(
+            &format!("monitor:{tag}:{}", m.plugin().name()),
+            State::Ready,
+            None,
+        );
+        out.board.record("monitor", i, m, None);
+    }
+}
+
 fn run(
     tag: &str,
     mut monitors: Vec<MonitorInstance>,
     mut rx: mpsc::Receiver<MonitorInput>,
     out: &MonitorOutputs,
 ) {
-    let names: Vec<String> = monitors
-        .iter()
-        .map(|m| m.plugin().name().to_owned())
-        .collect();
-    for (i, m) in monitors.iter().enumerate() {
-        out.shared
-            .health
-            .set(&format!("monitor:{tag}:{}", names[i]), State::Ready, None);
-        out.board.record("monitor", i, m, None);
-    }
+    let mut names = names(&monitors);
+    went_live(tag, &monitors, out);
     while let Some(input) = rx.blocking_recv() {
+        if let MonitorInput::Swap {
+            monitors: mut new,
+            done,
+        } = input
+        {
+            for m in &mut new {
+                if let Some(old) = monitors
+                    .iter()
+                    .find(|o| o.plugin().name() == m.plugin().name())
+                {
+                    m.adopt_state(old.saved_state());
+                }
+            }
+            monitors = new;
+            names = self::names(&monitors);
+            went_live(tag, &monitors, out);
+            let v = version(&monitors);
+            tracing::info!(server = %tag, version = %v, "monitors swapped");
+            let _ = done.send(v);
+            continue;
+        }
         let mut notices = Vec::new();
         for (i, monitor) in monitors.iter_mut().enumerate() {
             let name = &names[i];
@@ -102,6 +165,7 @@ fn run(
             let result = match &input {
                 MonitorInput::Events { at_ms, events } => monitor.on_events(*at_ms, events),
                 MonitorInput::Sample(sample) => monitor.on_sample(sample),
+                MonitorInput::Swap { .. } => continue,
             };
             let m = &out.shared.metrics;
             m.plugin_call_seconds

@@ -467,6 +467,16 @@ impl MonitorInstance {
         &self.0.saved_state
     }
 
+    /// Takes up `state` saved by another instance (the version this one replaces): the next
+    /// call runs on an instance that was given it with `load-state`.
+    pub fn adopt_state(&mut self, state: &[u8]) {
+        if state.is_empty() {
+            return;
+        }
+        self.0.saved_state = state.to_vec();
+        self.0.live = None;
+    }
+
     /// Calls `f`, then `save-state`, in one deadline; keeps the state.
     fn call_saving(
         &mut self,
