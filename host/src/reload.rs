@@ -113,6 +113,7 @@ impl Reloader {
     /// configuration.
     pub async fn reload(&self, server: &Server) -> Result<ReloadOutcome, ReloadError> {
         self.reload_monitors(server).await;
+        self.reload_candidate(server).await;
         self.swap_in(server, Which::Parsers { explicit: true })
             .await
     }
@@ -121,8 +122,39 @@ impl Reloader {
     /// time stays unless the configuration now gives another version than it did.
     pub async fn reload_if_changed(&self, server: &Server) -> Result<ReloadOutcome, ReloadError> {
         self.reload_monitors(server).await;
+        self.reload_candidate(server).await;
         self.swap_in(server, Which::Parsers { explicit: false })
             .await
+    }
+
+    /// Rebuilds `server`'s compare-mode candidate from its `shadow` entries and, if it
+    /// changed, hands it to the candidate's thread (the comparison starts afresh). Failures
+    /// are logged and counted; the running candidate keeps running.
+    async fn reload_candidate(&self, server: &Server) {
+        let (Some(tx), Some(report)) = (&server.shadow, &server.compare) else {
+            return;
+        };
+        let live = report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .candidate
+            .clone();
+        match self.build(&server.tag, Which::Shadow).await {
+            Ok(chain) if chain.version() != live => {
+                if tx
+                    .send(crate::pipeline::ShadowInput::Replace(chain))
+                    .await
+                    .is_ok()
+                {
+                    self.count(&server.tag, "candidate_swapped");
+                }
+            }
+            Ok(_) => {}
+            Err(problem) => {
+                tracing::error!(server = %server.tag, "the compare-mode candidate was not reloaded; the running one keeps running: {problem}");
+                self.count(&server.tag, "candidate_rejected");
+            }
+        }
     }
 
     /// Rebuilds `server`'s monitors from the configuration and, if they changed, hands them

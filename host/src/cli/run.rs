@@ -303,6 +303,7 @@ fn start_server(
                     report.clone(),
                     shared.metrics.clone(),
                 )?;
+                live.shadow = Some(tx.clone());
                 Some((tx, report))
             },
             auto_rollback: (server.auto_rollback_faults > 0).then(|| pipeline::AutoRollback {

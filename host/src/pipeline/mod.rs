@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-pub use parse::{AutoRollback, ParseInput, ParserVersions, ShadowBatch, Swapped, spawn_shadow};
+pub use parse::{
+    AutoRollback, ParseInput, ParserVersions, ShadowBatch, ShadowInput, Swapped, spawn_shadow,
+};
 pub use setup::parser_chain;
 
 use crate::checkpoint::CheckpointStore;
@@ -76,7 +78,7 @@ pub struct LogInput {
     pub previous: Option<ParserChain>,
     /// The candidate of compare mode (from [`spawn_shadow`]) and its report.
     pub shadow: Option<(
-        mpsc::Sender<ShadowBatch>,
+        mpsc::Sender<ShadowInput>,
         Arc<std::sync::Mutex<crate::compare::CompareReport>>,
     )>,
     pub checkpoints: CheckpointStore,

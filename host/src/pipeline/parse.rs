@@ -86,6 +86,22 @@ pub struct ShadowBatch {
     pub live: Vec<(usize, crate::event::Event)>,
 }
 
+/// What the candidate's thread takes.
+pub enum ShadowInput {
+    Batch(ShadowBatch),
+    /// A new candidate (its files changed): the comparison starts afresh.
+    Replace(ParserChain),
+}
+
+fn candidate_names(candidate: &ParserChain) -> String {
+    candidate
+        .parsers()
+        .iter()
+        .map(|p| p.plugin().name().to_owned())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
 /// Runs a candidate chain on its own thread over what the live chain parsed, and keeps the
 /// comparison in `report`. The live path only hands batches over without waiting; a batch
 /// that finds the candidate behind is skipped and counted.
@@ -94,20 +110,29 @@ pub fn spawn_shadow(
     mut candidate: ParserChain,
     report: Arc<Mutex<crate::compare::CompareReport>>,
     metrics: Arc<crate::metrics::Metrics>,
-) -> std::io::Result<mpsc::Sender<ShadowBatch>> {
-    let (tx, mut rx) = mpsc::channel::<ShadowBatch>(8);
-    let names = candidate
-        .parsers()
-        .iter()
-        .map(|p| p.plugin().name().to_owned())
-        .collect::<Vec<_>>()
-        .join("+");
+) -> std::io::Result<mpsc::Sender<ShadowInput>> {
+    let (tx, mut rx) = mpsc::channel::<ShadowInput>(8);
+    let mut names = candidate_names(&candidate);
     let tag = tag.to_owned();
     report.lock().unwrap_or_else(|p| p.into_inner()).candidate = candidate.version();
     std::thread::Builder::new()
         .name(format!("shadow-{tag}"))
         .spawn(move || {
-            while let Some(batch) = rx.blocking_recv() {
+            while let Some(input) = rx.blocking_recv() {
+                let batch = match input {
+                    ShadowInput::Batch(b) => b,
+                    ShadowInput::Replace(new) => {
+                        candidate = new;
+                        names = candidate_names(&candidate);
+                        let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+                        *r = crate::compare::CompareReport {
+                            candidate: candidate.version(),
+                            ..Default::default()
+                        };
+                        tracing::info!(server = %tag, candidate = %r.candidate, "compare mode: a new candidate");
+                        continue;
+                    }
+                };
                 let out = candidate.parse(&batch.lines);
                 let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
                 if !out.faults.is_empty() {
@@ -145,7 +170,7 @@ pub(super) struct ParseStage {
     pub probation: Option<Probation>,
     /// The candidate of compare mode, when the server has one.
     pub shadow: Option<(
-        mpsc::Sender<ShadowBatch>,
+        mpsc::Sender<ShadowInput>,
         Arc<Mutex<crate::compare::CompareReport>>,
     )>,
     /// Where run-time choices of version are kept.
@@ -342,7 +367,7 @@ impl ParseStage {
                 lines,
                 live: out.events.clone(),
             };
-            if tx.try_send(batch).is_err() {
+            if tx.try_send(ShadowInput::Batch(batch)).is_err() {
                 report
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
