@@ -24,10 +24,11 @@ use crate::pipeline::{self, ParseInput, ParserVersions, Swapped};
 use crate::plugin::Runtime;
 use crate::servers::Server;
 
-/// A server's parser thread, as reloads reach it.
+/// A server's parser thread, as reloads reach it. The sender is weak so that it does not
+/// keep the thread's queue open when the pipeline stops.
 #[derive(Clone)]
 pub struct ParserHandle {
-    pub inputs: mpsc::Sender<ParseInput>,
+    pub inputs: mpsc::WeakSender<ParseInput>,
     pub versions: Arc<Mutex<ParserVersions>>,
 }
 
@@ -131,7 +132,10 @@ impl Reloader {
     /// changed, hands it to the candidate's thread (the comparison starts afresh). Failures
     /// are logged and counted; the running candidate keeps running.
     async fn reload_candidate(&self, server: &Server) {
-        let (Some(tx), Some(report)) = (&server.shadow, &server.compare) else {
+        let (Some(tx), Some(report)) = (
+            server.shadow.as_ref().and_then(mpsc::WeakSender::upgrade),
+            &server.compare,
+        ) else {
             return;
         };
         let live = report
@@ -196,7 +200,10 @@ impl Reloader {
         }
         let (done, swapped) = oneshot::channel();
         let swap = crate::monitor::MonitorInput::Swap { monitors, done };
-        if handle.feed.send(swap).await.is_ok()
+        let Some(feed) = handle.feed.upgrade() else {
+            return;
+        };
+        if feed.send(swap).await.is_ok()
             && let Ok(v) = swapped.await
         {
             *handle.version.lock().unwrap_or_else(|p| p.into_inner()) = v;
@@ -284,8 +291,10 @@ impl Reloader {
         };
         let swap_started = Instant::now();
         let (done, swapped) = oneshot::channel();
-        if handle
-            .inputs
+        let Some(inputs) = handle.inputs.upgrade() else {
+            return Err(ReloadError::Stopped);
+        };
+        if inputs
             .send(ParseInput::Swap { chain, pin, done })
             .await
             .is_err()
@@ -310,12 +319,10 @@ impl Reloader {
             return Err(ReloadError::NoLog(server.tag.clone()));
         };
         let (done, swapped) = oneshot::channel();
-        if handle
-            .inputs
-            .send(ParseInput::Rollback { done })
-            .await
-            .is_err()
-        {
+        let Some(inputs) = handle.inputs.upgrade() else {
+            return Err(ReloadError::Stopped);
+        };
+        if inputs.send(ParseInput::Rollback { done }).await.is_err() {
             return Err(ReloadError::Stopped);
         }
         match swapped.await.map_err(|_| ReloadError::Stopped)? {

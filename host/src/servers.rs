@@ -30,8 +30,8 @@ pub struct Server {
     pub monitors: Option<crate::monitor::MonitorHandle>,
     /// The compare-mode report, when it runs a candidate (`shadow`).
     pub compare: Option<Arc<std::sync::Mutex<crate::compare::CompareReport>>>,
-    /// The candidate's thread, for reloads of the candidate.
-    pub shadow: Option<tokio::sync::mpsc::Sender<crate::pipeline::ShadowInput>>,
+    /// The candidate's thread, for reloads of the candidate (weakly held).
+    pub shadow: Option<tokio::sync::mpsc::WeakSender<crate::pipeline::ShadowInput>>,
 }
 
 /// A server as `GET /api/servers/{tag}` shows it.

@@ -523,7 +523,8 @@ fn a_sink_that_hangs_delays_only_its_own_server_and_shows_in_metrics() {
     });
     let (_, ready) = isr.get("/ready").unwrap();
     assert!(ready.contains("sink:stuck:webhook"), "{ready}");
-    assert!(isr.stop().success());
+    // The hung sink cannot finish: its pipeline is left to the drain timeout.
+    assert!(isr.stop_with_stragglers().success());
 }
 
 #[test]

@@ -240,7 +240,7 @@ fn start_server(
             shared: shared.clone(),
         };
         live.monitors = Some(monitor::MonitorHandle {
-            feed: feed_tx.clone(),
+            feed: feed_tx.downgrade(),
             version: Arc::new(std::sync::Mutex::new(monitor::version(&monitors))),
         });
         let thread = monitor::spawn(&server.tag, monitors, feed_rx, out)?;
@@ -280,7 +280,7 @@ fn start_server(
             inputs: {
                 let (tx, rx) = pipeline::parse_queue();
                 live.parsers = Some(ParserHandle {
-                    inputs: tx.clone(),
+                    inputs: tx.downgrade(),
                     versions: versions.clone(),
                 });
                 shared
@@ -303,7 +303,7 @@ fn start_server(
                     report.clone(),
                     shared.metrics.clone(),
                 )?;
-                live.shadow = Some(tx.clone());
+                live.shadow = Some(tx.downgrade());
                 Some((tx, report))
             },
             auto_rollback: (server.auto_rollback_faults > 0).then(|| pipeline::AutoRollback {

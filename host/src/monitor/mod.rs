@@ -70,10 +70,11 @@ pub fn version(monitors: &[MonitorInstance]) -> String {
         .collect()
 }
 
-/// A server's monitor thread, as reloads reach it.
+/// A server's monitor thread, as reloads reach it (weakly: it does not keep the thread's
+/// queue open when the server stops).
 #[derive(Clone)]
 pub struct MonitorHandle {
-    pub feed: mpsc::Sender<MonitorInput>,
+    pub feed: mpsc::WeakSender<MonitorInput>,
     /// The live monitors' version.
     pub version: Arc<std::sync::Mutex<String>>,
 }

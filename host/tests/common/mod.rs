@@ -93,13 +93,29 @@ impl Isr {
         });
     }
 
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM and waits for the exit; every task must have finished on its own
+    /// (none left to the drain timeout).
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.stop_checked(true)
+    }
+
+    /// Like [`Isr::stop`], for a test where a task cannot finish (a hung sink).
+    pub fn stop_with_stragglers(self) -> std::process::ExitStatus {
+        self.stop_checked(false)
+    }
+
+    fn stop_checked(mut self, clean: bool) -> std::process::ExitStatus {
         let pid = self.child.id() as i32;
         // SAFETY: sending a signal to our own child process.
         unsafe { libc_kill(pid, 15) };
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                let log = self.log();
+                assert!(
+                    !clean || !log.contains("did not stop within"),
+                    "a task outlived the shutdown:\n{log}"
+                );
                 return status;
             }
             assert!(started.elapsed() < GUARD, "did not stop on SIGTERM");
