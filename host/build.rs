@@ -15,6 +15,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("factorio-isr-chat-guard", "factorio_isr_chat_guard"),
     ("misbehave", "misbehave"),
     ("echo-monitor", "echo_monitor"),
+    ("legacy-parser", "legacy_parser"),
 ];
 
 fn main() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use factorio_isr::plugin::stock::{self, PATTERNS_WASM};
 use factorio_isr::plugin::{
     CacheOutcome, ComponentCache, Fault, Limits, ParserChain, Plugin, PluginError, Runtime,
-    Version, WorldKind,
+    SUPPORTED_WIT_VERSIONS, Version, WorldKind,
 };
 
 const MISBEHAVE_WASM: &str = env!("FACTORIO_ISR_WASM_MISBEHAVE");
@@ -36,7 +36,7 @@ fn the_stock_parser_gives_the_expected_events_for_the_test_lines() {
     let rt = runtime();
     let plugin = rt.load("patterns", PATTERNS_WASM).unwrap();
     assert_eq!(plugin.world().kind, WorldKind::Parser);
-    assert_eq!(plugin.world().version, Version(0, 1, 0));
+    assert_eq!(plugin.world().version, Version(0, 2, 0));
     let mut parser = plugin
         .parser(
             "test",
@@ -99,7 +99,7 @@ fn worlds_and_versions_are_told_apart_before_anything_runs() {
     assert_eq!(monitor.world().kind, WorldKind::Monitor);
     assert_eq!(
         monitor.world().to_string(),
-        "factorio-isr:plugin/monitor@0.1.0"
+        "factorio-isr:plugin/monitor@0.2.0"
     );
     let err = monitor.parser("s", "null").unwrap_err();
     assert!(matches!(
@@ -138,9 +138,9 @@ fn files_that_are_not_plugins_get_a_one_line_error_saying_what_they_are() {
         ),
         (
             "newer WIT",
-            wat::parse_str(r#"(component (import "factorio-isr:plugin/types@0.2.0" (instance)))"#)
+            wat::parse_str(r#"(component (import "factorio-isr:plugin/types@0.3.0" (instance)))"#)
                 .unwrap(),
-            "built against factorio-isr:plugin@0.2.0, newer than this host supports (up to 0.1.0)",
+            "built against factorio-isr:plugin@0.3.0, newer than this host supports (up to 0.2.0): upgrade factorio-isr to a release that supports 0.3.0",
         ),
         (
             "no world",
@@ -445,4 +445,54 @@ fn servers_of_a_stateless_plugin_share_idle_instances_and_keep_their_faults_to_t
     assert_eq!(a.stats().traps, 1);
     assert_eq!(a.stats().restarts, 1);
     assert_eq!(b.stats().faults(), 0);
+}
+
+/// A plugin built against the frozen WIT 0.1.0 (straight from its WIT, no SDK) still loads,
+/// parses and logs through the 0.1.0 `host` interface, beside plugins of the newest version.
+#[test]
+fn a_plugin_built_against_the_frozen_0_1_0_still_loads_and_runs() {
+    let rt = runtime();
+    let legacy = load(&rt, env!("FACTORIO_ISR_WASM_LEGACY_PARSER"));
+    assert_eq!(
+        legacy.world().to_string(),
+        "factorio-isr:plugin/parser@0.1.0"
+    );
+    let current = rt.load("patterns", PATTERNS_WASM).unwrap();
+    assert_eq!(
+        current.world().version,
+        *SUPPORTED_WIT_VERSIONS.last().unwrap()
+    );
+    assert_eq!(SUPPORTED_WIT_VERSIONS, [Version(0, 1, 0), Version(0, 2, 0)]);
+    let mut p = legacy.parser("s", "null").unwrap();
+    let events = p.parse(&lines(&["a", "b"])).unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].1.kind, "legacy");
+    assert_eq!(events[1].1.message.as_deref(), Some("b"));
+    assert_eq!(events[1].1.field("built-against"), Some("0.1.0"));
+    // In a chain with a current plugin, both give their events for the same lines.
+    let mut chain = ParserChain::new(vec![
+        legacy.parser("s", "null").unwrap(),
+        current
+            .parser("s", &stock::patterns_config(&stock::stock_pattern_files()))
+            .unwrap(),
+    ]);
+    let out = chain.parse(&lines(&[
+        "2026-01-01 10:00:00 [JOIN] Alice joined the game",
+    ]));
+    let kinds: Vec<&str> = out.events.iter().map(|(_, e)| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["legacy", "join"]);
+}
+
+/// 0.2.0's new function: a current plugin reads the host's clock.
+#[test]
+fn a_current_plugin_reads_the_hosts_clock() {
+    let rt = runtime();
+    let mut p = load(&rt, MISBEHAVE_WASM).parser("s", "null").unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let events = p.parse(&lines(&["NOW"])).unwrap();
+    let ms: u64 = events[0].1.field("ms").unwrap().parse().unwrap();
+    assert!(ms >= before && ms < before + 60_000, "{ms} vs {before}");
 }

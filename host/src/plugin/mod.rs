@@ -142,6 +142,12 @@ impl Runtime {
             |s| s,
         )
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        // Plugins built against the frozen 0.1.0 import its `host`.
+        bindings::v0_1::factorio_isr::plugin::host::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         Ok(Self {
             engine,
             linker,

@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::WitSeverity;
 use super::bindings::parser::factorio_isr::plugin::{host, types};
+use super::bindings::v0_1::factorio_isr::plugin as v0_1;
 
 /// Most bytes of guest stdout/stderr kept per call; the rest is counted and dropped.
 const OUTPUT_BYTES_PER_CALL: usize = 64 << 10;
@@ -136,7 +137,28 @@ impl wasmtime::ResourceLimiter for SandboxState {
 
 impl types::Host for SandboxState {}
 
+impl v0_1::types::Host for SandboxState {}
+
+/// WIT 0.1.0's `host.log`, for plugins built against it.
+impl v0_1::host::Host for SandboxState {
+    fn log(&mut self, level: v0_1::types::Severity, message: String) {
+        use v0_1::types::Severity as Old;
+        let level = match level {
+            Old::Debug => WitSeverity::Debug,
+            Old::Info => WitSeverity::Info,
+            Old::Notice => WitSeverity::Notice,
+            Old::Warning => WitSeverity::Warning,
+            Old::Critical => WitSeverity::Critical,
+        };
+        host::Host::log(self, level, message);
+    }
+}
+
 impl host::Host for SandboxState {
+    fn now_ms(&mut self) -> u64 {
+        crate::event::unix_ms::millis(std::time::SystemTime::now())
+    }
+
     fn log(&mut self, level: WitSeverity, message: String) {
         if self.logged_this_call >= LOG_LINES_PER_CALL {
             self.suppressed += 1;

@@ -37,7 +37,7 @@ pub mod bindings {
     pub mod parser {
         wit_bindgen::generate!({
             world: "parser",
-            path: "../../wit/since_v0.1.0",
+            path: "../../wit/since_v0.2.0",
             pub_export_macro: true,
             export_macro_name: "__export_parser_world",
             runtime_path: "::factorio_isr_sdk::__private::wit_bindgen::rt",
@@ -49,13 +49,13 @@ pub mod bindings {
     pub mod monitor {
         wit_bindgen::generate!({
             world: "monitor",
-            path: "../../wit/since_v0.1.0",
+            path: "../../wit/since_v0.2.0",
             pub_export_macro: true,
             export_macro_name: "__export_monitor_world",
             runtime_path: "::factorio_isr_sdk::__private::wit_bindgen::rt",
             with: {
-                "factorio-isr:plugin/types@0.1.0": crate::bindings::parser::factorio_isr::plugin::types,
-                "factorio-isr:plugin/host@0.1.0": crate::bindings::parser::factorio_isr::plugin::host,
+                "factorio-isr:plugin/types@0.2.0": crate::bindings::parser::factorio_isr::plugin::types,
+                "factorio-isr:plugin/host@0.2.0": crate::bindings::parser::factorio_isr::plugin::host,
             },
         });
     }
@@ -72,7 +72,7 @@ pub use bindings::parser::factorio_isr::plugin::types::{
 };
 
 /// The WIT package version this SDK builds plugins against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// A parser plugin: one value per server, fed batches of log lines.
 pub trait Parser: Sized + 'static {
@@ -134,6 +134,11 @@ pub trait Monitor: Sized + 'static {
         let _ = state;
         Ok(())
     }
+}
+
+/// Milliseconds since the Unix epoch by the host's clock (WIT 0.2.0).
+pub fn now_ms() -> u64 {
+    bindings::parser::factorio_isr::plugin::host::now_ms()
 }
 
 /// Writes a line to the host's log at `level`, tagged with this plugin and its server.

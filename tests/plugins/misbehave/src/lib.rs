@@ -3,7 +3,8 @@
 //! Each line is echoed as an `echo` event, except: `LOOP` spins forever, `ALLOC` allocates
 //! until it is stopped, `PANIC` panics, `PRINT` prints 10,000 lines to stdout, `LOG` calls
 //! the host log 1,000 times, `SNOOP` reports what of the environment, filesystem and
-//! network it can reach, `BADINDEX` returns an event for a line that does not exist.
+//! network it can reach, `BADINDEX` returns an event for a line that does not exist, `NOW`
+//! reports the host's clock (WIT 0.2.0's `host.now-ms`).
 //! Its config string picks a misbehaviour for `init` instead: `fail`, `panic`, `loop`; or
 //! `trap`, which makes every line panic.
 
@@ -53,6 +54,9 @@ impl Parser for Misbehave {
                     println!("line {i} of noise");
                 }
                 None
+            }
+            "NOW" => {
+                return Some(Event::new("now").field("ms", factorio_isr_sdk::now_ms().to_string()));
             }
             "SNOOP" => {
                 // What the sandbox lets through: it should be nothing.
