@@ -55,9 +55,7 @@ impl Parser for Misbehave {
                 }
                 None
             }
-            "NOW" => {
-                return Some(Event::new("now").field("ms", factorio_isr_sdk::now_ms().to_string()));
-            }
+            "NOW" => Some(Event::new("now").field("ms", factorio_isr_sdk::now_ms().to_string())),
             "SNOOP" => {
                 // What the sandbox lets through: it should be nothing.
                 let env = std::env::vars().count();
