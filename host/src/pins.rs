@@ -116,6 +116,11 @@ impl PinStore {
         use anyhow::Context;
         let mut parsers = Vec::new();
         for p in &pin.parsers {
+            anyhow::ensure!(
+                p.hash.len() == 64 && p.hash.bytes().all(|b| b.is_ascii_hexdigit()),
+                "`{}` is not a content hash",
+                p.hash
+            );
             let path = self.dir.join("blobs").join(format!("{}.wasm", p.hash));
             let bytes =
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;

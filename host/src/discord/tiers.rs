@@ -114,14 +114,14 @@ impl Gate {
         if !self.allowed(tier, roles) {
             return Err(Refusal::NotAllowed(tier));
         }
-        let cooldown = Duration::from_secs_f64(
-            match tier {
-                Tier::Query => self.settings.cooldowns.query,
-                Tier::Admin => self.settings.cooldowns.admin,
-                Tier::Danger => self.settings.cooldowns.danger,
-            }
-            .max(0.0),
-        );
+        let seconds = match tier {
+            Tier::Query => self.settings.cooldowns.query,
+            Tier::Admin => self.settings.cooldowns.admin,
+            Tier::Danger => self.settings.cooldowns.danger,
+        };
+        // Negative, NaN or absurd values from the configuration: none, or at most a day.
+        let cooldown =
+            Duration::try_from_secs_f64(seconds.clamp(0.0, 86_400.0)).unwrap_or_default();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = last.get(&(user, tier)) {
             let since = now.saturating_duration_since(*t);
@@ -179,6 +179,24 @@ mod tests {
             !g.allowed(Tier::Admin, None),
             "not in a guild: queries only"
         );
+    }
+
+    #[test]
+    fn absurd_cooldowns_from_the_configuration_do_not_panic() {
+        for q in [f64::NAN, -5.0, 1e300, f64::INFINITY] {
+            let g = Gate::new(DiscordSettings {
+                cooldowns: crate::config::Cooldowns {
+                    query: q,
+                    admin: 0.0,
+                    danger: 0.0,
+                },
+                ..DiscordSettings::default()
+            });
+            let t0 = Instant::now();
+            assert_eq!(g.check(1, Tier::Query, None, t0), Ok(()), "{q}");
+            let again = g.check(1, Tier::Query, None, t0 + Duration::from_secs(1));
+            assert_eq!(again.is_err(), q > 1.0, "{q}");
+        }
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub struct CheckSettings {
 impl CheckSettings {
     /// The settings of `server` (intervals of at least one second).
     pub fn of(server: &ServerConfig) -> Self {
-        let secs = |s: u64| Duration::from_secs(s.max(1));
+        // A period beyond a year is as good as never, and cannot overflow a deadline.
+        let secs = |s: u64| Duration::from_secs(s.clamp(1, NEVER.as_secs()));
         Self {
             name: server.name.clone().unwrap_or_else(|| server.tag.clone()),
             metrics_interval: secs(server.metrics_interval),
@@ -155,4 +156,23 @@ pub fn spawn_checks(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    #[tokio::test]
+    async fn huge_intervals_from_the_configuration_mean_never_and_do_not_overflow() {
+        let text = "servers:\n  a:\n    stats_interval: 18446744073709551615\n    alert_check_interval: 18446744073709551615\n    metrics_interval: 0\n";
+        let c = Config::from_text(Path::new("servers.yml"), text, &|_| None).unwrap();
+        let s = CheckSettings::of(&c.servers[0]);
+        assert_eq!(s.report_interval, Some(NEVER));
+        assert_eq!(s.sample_interval, NEVER);
+        assert_eq!(s.metrics_interval, Duration::from_secs(1));
+        let _ = every(s.sample_interval);
+    }
 }

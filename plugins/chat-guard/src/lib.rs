@@ -84,8 +84,8 @@ impl ChatGuard {
 
     /// Resolves floods and withdraws word alerts whose quiet period has passed.
     fn expire(&mut self, now: u64) -> Vec<Alert> {
-        let window = self.settings.per_seconds * 1000;
-        let quiet = self.settings.quiet_secs * 1000;
+        let window = self.settings.per_seconds.saturating_mul(1000);
+        let quiet = self.settings.quiet_secs.saturating_mul(1000);
         let mut out = Vec::new();
         for (name, p) in &mut self.players {
             if p.flooding && now.saturating_sub(p.last_heard_ms) >= window {
@@ -148,7 +148,7 @@ impl Monitor for ChatGuard {
 
     fn on_events(&mut self, at_ms: u64, events: Vec<Event>) -> Vec<Alert> {
         let mut out = self.expire(at_ms);
-        let window = self.settings.per_seconds * 1000;
+        let window = self.settings.per_seconds.saturating_mul(1000);
         let max = self.settings.max_messages as usize;
         for e in events {
             if !self.settings.kinds.contains(&e.kind) {
@@ -309,5 +309,11 @@ mod tests {
         assert_eq!(keys(&fresh.on_events(500, vec![chat("Eve", "b")])).len(), 1);
         assert!(ChatGuard::new("prod", r#"{"max_messages": 0}"#).is_err());
         assert!(ChatGuard::new("prod", r#"{"rate": 1}"#).is_err());
+        let mut huge = ChatGuard::new(
+            "prod",
+            r#"{"per_seconds": 18446744073709551615, "quiet_secs": 18446744073709551615}"#,
+        )
+        .unwrap();
+        assert!(huge.on_events(0, vec![chat("Eve", "a")]).is_empty());
     }
 }

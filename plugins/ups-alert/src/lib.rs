@@ -223,7 +223,7 @@ impl Monitor for UpsAlert {
             let cooling = self
                 .state
                 .last_warning_ms
-                .is_some_and(|t| s.at_ms.saturating_sub(t) < st.cooldown_secs * 1000);
+                .is_some_and(|t| s.at_ms.saturating_sub(t) < st.cooldown_secs.saturating_mul(1000));
             if cooling {
                 return Vec::new();
             }
@@ -439,6 +439,16 @@ mod tests {
             assert!(err.contains(wanted), "{config}: {err}");
         }
         assert!(UpsAlert::new("prod", "null").is_ok());
+        // An absurd cooldown is accepted and means "once", without overflowing.
+        let mut m = UpsAlert::new(
+            "prod",
+            r#"{"samples_required": 1, "cooldown_secs": 18446744073709551615}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            run(&mut m, &[sample(0, 30.0), sample(1, 60.0), sample(2, 30.0)]).len(),
+            2
+        );
     }
 
     #[test]
