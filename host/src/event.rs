@@ -61,8 +61,8 @@ impl Event {
 }
 
 /// Fields are a list (names may repeat, order matters) but read best as a JSON object; a
-/// repeated name keeps its last value there.
-fn fields_as_map<S: serde::Serializer>(
+/// repeated name keeps its last value there. (Also for alerts' fields.)
+pub(crate) fn fields_as_map<S: serde::Serializer>(
     fields: &[(String, String)],
     s: S,
 ) -> Result<S::Ok, S::Error> {

@@ -21,7 +21,7 @@ pub struct ActiveAlert {
     pub title: String,
     pub text: String,
     pub severity: Severity,
-    #[serde(serialize_with = "fields_as_map")]
+    #[serde(serialize_with = "crate::event::fields_as_map")]
     pub fields: Vec<(String, String)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mention: Option<String>,
@@ -127,18 +127,6 @@ impl AlertBook {
         all.sort_by_key(|a| a.since);
         all
     }
-}
-
-fn fields_as_map<S: serde::Serializer>(
-    fields: &[(String, String)],
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut map = s.serialize_map(Some(fields.len()))?;
-    for (k, v) in fields {
-        map.serialize_entry(k, v)?;
-    }
-    map.end()
 }
 
 #[cfg(test)]

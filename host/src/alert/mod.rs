@@ -191,6 +191,7 @@ pub fn render(change: &Change) -> Option<Event> {
     let mut fields = vec![
         ("source".to_owned(), alert.source.clone()),
         ("key".to_owned(), alert.key.clone()),
+        ("title".to_owned(), alert.title.clone()),
     ];
     fields.extend(alert.fields.iter().cloned());
     if let Some(secs) = extra {

@@ -80,7 +80,6 @@ impl DiscordSink {
         let mut run: Vec<(u64, String)> = Vec::new();
         let flush = |run: &mut Vec<(u64, String)>, out: &mut Vec<Outgoing>| {
             let mut channels: Vec<u64> = run.iter().map(|(c, _)| *c).collect();
-            channels.dedup();
             channels.sort_unstable();
             channels.dedup();
             for channel in channels {
@@ -174,12 +173,7 @@ impl DiscordSink {
     }
 
     async fn alert(&self, e: &Event) -> CreateMessage {
-        let title = e
-            .text
-            .as_deref()
-            .and_then(|t| t.strip_prefix("**"))
-            .and_then(|t| t.split_once("**"))
-            .map_or("Alert", |(t, _)| t);
+        let title = e.field("title").unwrap_or("Alert");
         let mut embed = CreateEmbed::new()
             .title(
                 format!("{} {}", e.emoji.as_deref().unwrap_or(""), title)
@@ -196,7 +190,7 @@ impl DiscordSink {
         for (k, v) in e
             .fields
             .iter()
-            .filter(|(k, _)| k != "source" && k != "key")
+            .filter(|(k, _)| !matches!(k.as_str(), "source" | "key" | "title"))
             .take(10)
         {
             if !v.is_empty() {

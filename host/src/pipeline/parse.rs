@@ -289,23 +289,15 @@ impl ParseStage {
         }
     }
 
-    fn names(&self) -> Vec<String> {
-        self.live
-            .parsers()
-            .iter()
-            .map(|p| p.plugin().name().to_owned())
-            .collect()
-    }
-
     /// Records the live chain in health, the plugin board and the versions.
     fn went_live(&self, at: Option<SystemTime>) {
         self.board.clear("parser");
-        for (i, name) in self.names().iter().enumerate() {
+        for (i, p) in self.live.parsers().iter().enumerate() {
+            let name = p.plugin().name();
             self.shared
                 .health
                 .set(&format!("parser:{}:{name}", self.tag), State::Ready, None);
-            self.board
-                .record("parser", i, &self.live.parsers()[i], None);
+            self.board.record("parser", i, p, None);
         }
         let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         v.live = self.live.version();
@@ -330,16 +322,15 @@ impl ParseStage {
         }
         let lines: Vec<String> = batch.lines.into_iter().map(|l| l.text).collect();
         let out = self.live.parse(&lines);
-        let names = self.names();
-        for (i, name) in names.iter().enumerate() {
+        for (i, parser) in self.live.parsers().iter().enumerate() {
+            let name = parser.plugin().name();
             if let Some(t) = out.timings.get(i) {
                 m.plugin_call_seconds
                     .with_label_values(&[tag, name])
                     .observe(t.as_secs_f64());
             }
             let fault = out.faults.iter().find(|(p, _)| *p == i).map(|(_, f)| f);
-            self.board
-                .record("parser", i, &self.live.parsers()[i], fault);
+            self.board.record("parser", i, parser, fault);
             match fault {
                 Some(fault) => {
                     m.plugin_traps
