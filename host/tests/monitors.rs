@@ -247,3 +247,37 @@ fn the_book_turns_a_monitor_repeating_itself_into_one_message_each_way() {
     assert_eq!(posted[0].text.as_deref(), Some("**UPS low**: 12.0"));
     assert_eq!(desk.active().len(), 1);
 }
+
+#[test]
+fn a_monitor_returning_a_flood_of_alerts_is_cut_and_counted() {
+    use factorio_isr::monitor::{MonitorInput, MonitorOutputs};
+    let rt = runtime();
+    let wasm = std::fs::read(ECHO_MONITOR_WASM).unwrap();
+    let m = monitor(&rt, "echo", &wasm, "null");
+    let metrics = Arc::new(factorio_isr::metrics::Metrics::new());
+    let (notice_tx, mut notice_rx) = tokio::sync::mpsc::channel(4);
+    let (feed, rx) = tokio::sync::mpsc::channel(4);
+    let out = MonitorOutputs {
+        alerts: Arc::new(Alerts::new("prod", Arc::new(Mentions::builtin()), None)),
+        notices: notice_tx,
+        board: Arc::default(),
+        shared: factorio_isr::pipeline::Shared {
+            health: factorio_isr::health::Health::default(),
+            metrics: metrics.clone(),
+        },
+    };
+    let thread = factorio_isr::monitor::spawn("prod", vec![m], rx, out).unwrap();
+    // The echo monitor raises one alert per event kind: 300 kinds, 300 alerts.
+    let events: Vec<Event> = (0..300).map(|i| Event::new(format!("kind-{i}"))).collect();
+    feed.blocking_send(MonitorInput::events(events)).unwrap();
+    let posted = notice_rx.blocking_recv().unwrap();
+    drop(feed);
+    thread.join().unwrap();
+    // 200 are taken; the book opens at most 100 per monitor.
+    assert_eq!(posted.len(), 100);
+    let text = metrics.render(&factorio_isr::health::Health::default());
+    assert!(
+        text.contains("factorio_isr_errors_total{component=\"monitor:prod:echo\",error_type=\"too_many_alerts\"} 100"),
+        "{text}"
+    );
+}

@@ -8,6 +8,9 @@ use serenity::all::{GuildId, Http};
 
 use crate::alert::Mentions;
 
+/// How long reading the guild's roles may take.
+const READ_WITHIN: Duration = Duration::from_secs(10);
+
 /// How long the guild's roles are trusted before they are read again.
 const FRESH: Duration = Duration::from_secs(600);
 
@@ -46,14 +49,20 @@ impl RoleDirectory {
         let mut cache = self.cache.lock().await;
         let stale = cache.as_ref().is_none_or(|(t, _)| t.elapsed() > FRESH);
         if stale {
-            match http.get_guild_roles(GuildId::new(guild)).await {
-                Ok(roles) => {
+            // A Discord that does not answer must not hold the sink or a command for long.
+            let read = tokio::time::timeout(READ_WITHIN, http.get_guild_roles(GuildId::new(guild)));
+            match read.await {
+                Ok(Ok(roles)) => {
                     *cache = Some((
                         Instant::now(),
                         roles.into_iter().map(|r| (r.id.get(), r.name)).collect(),
                     ))
                 }
-                Err(e) => tracing::warn!("cannot read the guild's roles: {e}"),
+                Ok(Err(e)) => tracing::warn!("cannot read the guild's roles: {e}"),
+                Err(_) => tracing::warn!(
+                    "cannot read the guild's roles: no answer within {} s",
+                    READ_WITHIN.as_secs()
+                ),
             }
         }
         cache.as_ref().map(|(_, r)| r.clone()).unwrap_or_default()

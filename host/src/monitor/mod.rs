@@ -35,6 +35,10 @@ use crate::health::State;
 use crate::pipeline::Shared;
 use crate::plugin::{MonitorInstance, PluginBoard, WitSample};
 
+/// Alerts taken from one monitor call; more are dropped and counted, so a monitor cannot
+/// make the host file (and render) alerts without bound.
+const MAX_ALERTS_PER_CALL: usize = 200;
+
 /// Inputs queued for a server's monitors.
 pub const QUEUE: usize = 64;
 
@@ -176,8 +180,20 @@ fn run(
                 Ok(alerts) => {
                     m.plugin_calls.with_label_values(&[tag, name]).inc();
                     out.board.record("monitor", i, monitor, None);
+                    if alerts.len() > MAX_ALERTS_PER_CALL {
+                        m.errors
+                            .with_label_values(&[
+                                &format!("monitor:{tag}:{name}"),
+                                "too_many_alerts",
+                            ])
+                            .inc_by((alerts.len() - MAX_ALERTS_PER_CALL) as u64);
+                    }
                     if !alerts.is_empty() {
-                        let alerts = alerts.into_iter().map(Alert::from).collect();
+                        let alerts = alerts
+                            .into_iter()
+                            .take(MAX_ALERTS_PER_CALL)
+                            .map(Alert::from)
+                            .collect();
                         notices.extend(out.alerts.file(name, alerts, SystemTime::now()));
                     }
                 }
