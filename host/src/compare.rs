@@ -1,9 +1,68 @@
-//! Compare mode: a candidate parser chain runs on exactly the lines the live one parsed, and
-//! every disagreement is counted and sampled. Only the live chain's events reach the sinks.
+//! Compare mode: a candidate runs on exactly the input the live plugins had, and every
+//! disagreement is counted and sampled. Only the live plugins' output reaches the sinks.
+//!
+//! A parser candidate is compared line by line on the events it gives
+//! ([`ParserReport`]); a monitor candidate input by input (a batch of events, a sample) on the
+//! alerts it raises ([`MonitorReport`]).
 
 use serde::Serialize;
 
+use crate::alert::Alert;
 use crate::event::Event;
+
+/// What two plugins' outputs are compared on.
+pub trait Compared: Clone + Serialize {
+    /// Equal for comparison.
+    fn same(&self, other: &Self) -> bool;
+}
+
+impl Compared for Event {
+    /// Kind, player, message and fields (presentation hints aside).
+    fn same(&self, other: &Self) -> bool {
+        self.kind == other.kind
+            && self.player == other.player
+            && self.message == other.message
+            && self.fields == other.fields
+    }
+}
+
+/// An alert as compare mode shows and compares it: everything the monitor decided.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertView {
+    pub key: String,
+    pub state: crate::alert::AlertState,
+    pub severity: crate::event::Severity,
+    pub title: String,
+    pub text: String,
+    pub fields: Vec<(String, String)>,
+    pub mention: Option<String>,
+}
+
+impl From<&Alert> for AlertView {
+    fn from(a: &Alert) -> Self {
+        Self {
+            key: a.key.clone(),
+            state: a.state,
+            severity: a.severity,
+            title: a.title.clone(),
+            text: a.text.clone(),
+            fields: a.fields.clone(),
+            mention: a.mention.clone(),
+        }
+    }
+}
+
+impl Compared for AlertView {
+    fn same(&self, other: &Self) -> bool {
+        self == other
+    }
+}
+
+/// The comparison of a parser candidate: inputs are log lines, outputs events.
+pub type ParserReport = CompareReport<Event>;
+/// The comparison of a monitor candidate: inputs are event batches and samples, outputs
+/// alerts (which monitor raised one does not matter, so a renamed plugin can be compared).
+pub type MonitorReport = CompareReport<AlertView>;
 
 /// How many disagreements are kept as examples.
 pub const SAMPLE: usize = 50;
@@ -22,53 +81,74 @@ pub enum Disagreement {
 
 /// One example of a disagreement.
 #[derive(Debug, Clone, Serialize)]
-pub struct Example {
+pub struct Example<T> {
     pub what: Disagreement,
-    /// The log line.
-    pub line: String,
-    pub live: Option<Event>,
-    pub candidate: Option<Event>,
+    /// The input: a log line, or a description of a monitor's input.
+    pub input: String,
+    pub live: Option<T>,
+    pub candidate: Option<T>,
 }
 
 /// What a comparison found so far.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CompareReport {
-    /// The candidate chain's version.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareReport<T> {
+    /// The candidate's version.
     pub candidate: String,
-    pub lines_compared: u64,
-    /// Lines on which both gave the same events (none counts).
+    /// Inputs compared: log lines for parsers; event batches and samples for monitors.
+    pub compared: u64,
+    /// Inputs on which both gave the same output (none counts).
     pub agreements: u64,
     pub missing: u64,
     pub extra: u64,
     pub different: u64,
-    /// Batches the candidate lost to a fault (not compared).
+    /// Calls the candidate lost to a fault (not compared).
     pub candidate_faults: u64,
-    /// Batches not compared because the candidate was behind (the live path never waits).
-    pub skipped_batches: u64,
+    /// Calls not compared because the candidate was behind (the live path never waits) or
+    /// the live plugins faulted.
+    pub skipped: u64,
     /// The first disagreements, at most [`SAMPLE`].
-    pub sample: Vec<Example>,
+    pub sample: Vec<Example<T>>,
 }
 
-impl CompareReport {
+impl<T> Default for CompareReport<T> {
+    fn default() -> Self {
+        Self {
+            candidate: String::new(),
+            compared: 0,
+            agreements: 0,
+            missing: 0,
+            extra: 0,
+            different: 0,
+            candidate_faults: 0,
+            skipped: 0,
+            sample: Vec::new(),
+        }
+    }
+}
+
+impl<T: Compared> CompareReport<T> {
+    /// A fresh report on `candidate`.
+    pub fn new(candidate: String) -> Self {
+        Self {
+            candidate,
+            ..Self::default()
+        }
+    }
+
     /// All disagreements.
     pub fn disagreements(&self) -> u64 {
         self.missing + self.extra + self.different
     }
 
-    /// Compares one batch: `live` and `candidate` are (line index, event) pairs in line
+    /// Compares one batch: `live` and `candidate` are (input index, output) pairs in input
     /// order. Returns the number of disagreements found in it.
-    pub fn add(
-        &mut self,
-        lines: &[String],
-        live: &[(usize, Event)],
-        candidate: &[(usize, Event)],
-    ) -> u64 {
+    pub fn add(&mut self, inputs: &[String], live: &[(usize, T)], candidate: &[(usize, T)]) -> u64 {
         let before = self.disagreements();
         let (mut l, mut c) = (0, 0);
-        for (i, text) in lines.iter().enumerate() {
+        for (i, text) in inputs.iter().enumerate() {
             let live_here = take(live, &mut l, i);
             let cand_here = take(candidate, &mut c, i);
-            self.lines_compared += 1;
+            self.compared += 1;
             if same(&live_here, &cand_here) {
                 self.agreements += 1;
                 continue;
@@ -77,7 +157,7 @@ impl CompareReport {
             for k in 0..n {
                 let (a, b) = (live_here.get(k), cand_here.get(k));
                 let what = match (a, b) {
-                    (Some(a), Some(b)) if same_event(a, b) => continue,
+                    (Some(a), Some(b)) if a.same(b) => continue,
                     (Some(_), Some(_)) => Disagreement::Different,
                     (Some(_), None) => Disagreement::Missing,
                     (None, Some(_)) => Disagreement::Extra,
@@ -91,7 +171,7 @@ impl CompareReport {
                 if self.sample.len() < SAMPLE {
                     self.sample.push(Example {
                         what,
-                        line: text.clone(),
+                        input: text.clone(),
                         live: a.map(|e| (*e).clone()),
                         candidate: b.map(|e| (*e).clone()),
                     });
@@ -102,8 +182,8 @@ impl CompareReport {
     }
 }
 
-/// The events of line `i`, advancing `at` past them.
-fn take<'a>(events: &'a [(usize, Event)], at: &mut usize, i: usize) -> Vec<&'a Event> {
+/// The outputs of input `i`, advancing `at` past them.
+fn take<'a, T>(events: &'a [(usize, T)], at: &mut usize, i: usize) -> Vec<&'a T> {
     let mut out = Vec::new();
     while let Some((j, e)) = events.get(*at) {
         if *j != i {
@@ -115,13 +195,8 @@ fn take<'a>(events: &'a [(usize, Event)], at: &mut usize, i: usize) -> Vec<&'a E
     out
 }
 
-fn same(a: &[&Event], b: &[&Event]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_event(x, y))
-}
-
-/// Equal for comparison: kind, player, message and fields (presentation hints aside).
-fn same_event(a: &Event, b: &Event) -> bool {
-    a.kind == b.kind && a.player == b.player && a.message == b.message && a.fields == b.fields
+fn same<T: Compared>(a: &[&T], b: &[&T]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same(y))
 }
 
 #[cfg(test)]
@@ -151,15 +226,15 @@ mod tests {
             (3, text_differs),
             (4, ev("chat", "x")),
         ];
-        let mut r = CompareReport::default();
+        let mut r = ParserReport::default();
         assert_eq!(r.add(&lines, &live, &candidate), 3);
         assert_eq!(
-            (r.lines_compared, r.agreements),
+            (r.compared, r.agreements),
             (5, 2),
             "lines 0 and 3 agree (text is presentation)"
         );
         assert_eq!((r.missing, r.extra, r.different), (1, 2, 0));
-        assert_eq!(r.sample[0].line, "line 1");
+        assert_eq!(r.sample[0].input, "line 1");
         assert_eq!(r.sample[0].what, Disagreement::Missing);
         let live2 = vec![(0, ev("chat", "x"))];
         let cand2 = vec![(0, ev("chat", "y"))];
@@ -172,7 +247,7 @@ mod tests {
     fn the_sample_is_bounded() {
         let lines: Vec<String> = (0..200).map(|i| i.to_string()).collect();
         let live: Vec<_> = (0..200).map(|i| (i, ev("chat", "a"))).collect();
-        let mut r = CompareReport::default();
+        let mut r = ParserReport::default();
         r.add(&lines, &live, &[]);
         assert_eq!(r.missing, 200);
         assert_eq!(r.sample.len(), SAMPLE);

@@ -24,5 +24,6 @@ pub mod reload;
 pub mod servers;
 pub mod sim;
 pub mod sink;
+pub mod slot;
 pub mod stats;
 pub mod tail;

@@ -1,5 +1,6 @@
-//! Parser versions chosen while the host ran (a promotion, a rollback, an automatic
-//! rollback) are kept in the state folder, so a restart does not silently undo them.
+//! Versions of a server's parsers or monitors chosen while the host ran (a promotion, a
+//! rollback, an automatic rollback) are kept in the state folder, so a restart does not
+//! silently undo them.
 //!
 //! A pin holds the version's plugins by content hash (their `.wasm` copied to
 //! `versions/blobs/<sha256>.wasm`) and their `init` configurations (which carry the pattern
@@ -9,14 +10,16 @@
 //! pin was made.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plugin::{ParserChain, Runtime};
+use crate::plugin::{MonitorInstance, ParserChain, Plugin, Runtime};
+use crate::slot::Slot;
 
-/// One parser of a pinned version.
+/// One plugin of a pinned version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PinnedParser {
+pub struct PinnedPlugin {
     pub name: String,
     /// SHA-256 of the `.wasm`, in hex: the blob's name.
     pub hash: String,
@@ -27,7 +30,7 @@ pub struct PinnedParser {
 /// A version chosen at run time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pin {
-    /// The chain's version.
+    /// The slot's version.
     pub version: String,
     /// `promoted`, `rolled_back` or `auto_rolled_back`.
     pub reason: String,
@@ -35,10 +38,12 @@ pub struct Pin {
     pub config_version: String,
     /// When, in ms since the Unix epoch.
     pub at_ms: u64,
-    pub parsers: Vec<PinnedParser>,
+    /// The plugins, in order.
+    #[serde(alias = "parsers")]
+    pub plugins: Vec<PinnedPlugin>,
 }
 
-/// Where pins are kept: `<state>/versions/`.
+/// Where pins are kept: `<state>/versions/`, one file per server and slot.
 #[derive(Debug, Clone)]
 pub struct PinStore {
     dir: PathBuf,
@@ -52,70 +57,83 @@ impl PinStore {
         }
     }
 
-    fn file(&self, tag: &str) -> PathBuf {
-        self.dir.join(format!("{tag}.json"))
+    fn file(&self, tag: &str, slot: Slot) -> PathBuf {
+        match slot {
+            Slot::Parsers => self.dir.join(format!("{tag}.json")),
+            Slot::Monitors => self.dir.join(format!("{tag}.monitors.json")),
+        }
     }
 
-    /// Keeps `chain` as `tag`'s pinned version.
-    pub fn save(
+    /// Keeps `plugins` (each with its `init` configuration), whose version is `version`, as
+    /// `tag`'s pinned version of `slot`.
+    pub fn save<'a>(
         &self,
         tag: &str,
-        chain: &ParserChain,
+        slot: Slot,
+        version: &str,
+        plugins: impl IntoIterator<Item = (&'a Arc<Plugin>, &'a str)>,
         reason: &str,
         config_version: &str,
     ) -> std::io::Result<()> {
         let blobs = self.dir.join("blobs");
         std::fs::create_dir_all(&blobs)?;
-        let mut parsers = Vec::new();
-        for p in chain.parsers() {
-            let plugin = p.plugin();
+        let mut pinned = Vec::new();
+        for (plugin, config) in plugins {
             let blob = blobs.join(format!("{}.wasm", plugin.hash()));
             if !blob.exists() {
                 write_atomically(&blob, plugin.wasm())?;
             }
-            parsers.push(PinnedParser {
+            pinned.push(PinnedPlugin {
                 name: plugin.name().to_owned(),
                 hash: plugin.hash().to_owned(),
-                config: p.config().to_owned(),
+                config: config.to_owned(),
             });
         }
         let pin = Pin {
-            version: chain.version(),
+            version: version.to_owned(),
             reason: reason.to_owned(),
             config_version: config_version.to_owned(),
             at_ms: crate::event::unix_ms::millis(std::time::SystemTime::now()),
-            parsers,
+            plugins: pinned,
         };
         let json = serde_json::to_vec_pretty(&pin).map_err(std::io::Error::other)?;
-        write_atomically(&self.file(tag), &json)
+        write_atomically(&self.file(tag, slot), &json)
     }
 
-    /// `tag`'s pin, if it has a readable one.
-    pub fn load(&self, tag: &str) -> Option<Pin> {
-        let bytes = std::fs::read(self.file(tag)).ok()?;
+    /// `tag`'s pin of `slot`, if it has a readable one.
+    pub fn load(&self, tag: &str, slot: Slot) -> Option<Pin> {
+        let file = self.file(tag, slot);
+        let bytes = std::fs::read(&file).ok()?;
         match serde_json::from_slice(&bytes) {
             Ok(pin) => Some(pin),
             Err(e) => {
                 tracing::warn!(
                     server = tag,
                     "ignoring the unreadable pinned version {}: {e}",
-                    self.file(tag).display()
+                    file.display()
                 );
                 None
             }
         }
     }
 
-    /// Forgets `tag`'s pin.
-    pub fn clear(&self, tag: &str) {
-        let _ = std::fs::remove_file(self.file(tag));
+    /// Forgets `tag`'s pin of `slot`.
+    pub fn clear(&self, tag: &str, slot: Slot) {
+        let _ = std::fs::remove_file(self.file(tag, slot));
     }
 
-    /// Rebuilds the pinned version of `tag` (each blob checked against its hash).
-    pub fn chain(&self, runtime: &Runtime, tag: &str, pin: &Pin) -> anyhow::Result<ParserChain> {
+    /// Loads the plugins of `pin` (each blob checked against its hash), with their
+    /// configurations. With `share_stock`, the stock plugins share idle instances between
+    /// servers, as at start (parsers; never monitors, which keep state).
+    fn plugins<'p>(
+        &self,
+        runtime: &Runtime,
+        pin: &'p Pin,
+        share_stock: bool,
+    ) -> anyhow::Result<Vec<(Arc<Plugin>, &'p PinnedPlugin)>> {
         use anyhow::Context;
-        let mut parsers = Vec::new();
-        for p in &pin.parsers {
+        let mut plugins = Vec::new();
+        for p in &pin.plugins {
             anyhow::ensure!(
                 p.hash.len() == 64 && p.hash.bytes().all(|b| b.is_ascii_hexdigit()),
                 "`{}` is not a content hash",
@@ -124,12 +142,14 @@ impl PinStore {
             let path = self.dir.join("blobs").join(format!("{}.wasm", p.hash));
             let bytes =
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            // The stock plugins share idle instances between servers, as at start.
-            let plugin = match crate::plugin::stock::PluginSource::parse(&p.name) {
-                crate::plugin::stock::PluginSource::Stock(_) => {
-                    runtime.load_stateless(&p.name, &bytes)
-                }
-                crate::plugin::stock::PluginSource::File(_) => runtime.load(&p.name, &bytes),
+            let stock = matches!(
+                crate::plugin::stock::PluginSource::parse(&p.name),
+                crate::plugin::stock::PluginSource::Stock(_)
+            );
+            let plugin = if share_stock && stock {
+                runtime.load_stateless(&p.name, &bytes)
+            } else {
+                runtime.load(&p.name, &bytes)
             }
             .with_context(|| format!("plugin {}", p.name))?;
             anyhow::ensure!(
@@ -137,6 +157,16 @@ impl PinStore {
                 "{} does not match its hash",
                 path.display()
             );
+            plugins.push((plugin, p));
+        }
+        Ok(plugins)
+    }
+
+    /// Rebuilds the pinned parser chain of `tag`.
+    pub fn chain(&self, runtime: &Runtime, tag: &str, pin: &Pin) -> anyhow::Result<ParserChain> {
+        use anyhow::Context;
+        let mut parsers = Vec::new();
+        for (plugin, p) in self.plugins(runtime, pin, true)? {
             parsers.push(
                 plugin
                     .parser(tag, &p.config)
@@ -149,6 +179,29 @@ impl PinStore {
             "the pinned version rebuilt as another version"
         );
         Ok(chain)
+    }
+
+    /// Rebuilds the pinned monitors of `tag`.
+    pub fn monitors(
+        &self,
+        runtime: &Runtime,
+        tag: &str,
+        pin: &Pin,
+    ) -> anyhow::Result<Vec<MonitorInstance>> {
+        use anyhow::Context;
+        let mut monitors = Vec::new();
+        for (plugin, p) in self.plugins(runtime, pin, false)? {
+            monitors.push(
+                plugin
+                    .monitor(tag, &p.config)
+                    .with_context(|| format!("plugin {}", p.name))?,
+            );
+        }
+        anyhow::ensure!(
+            crate::monitor::version(&monitors) == pin.version,
+            "the pinned version rebuilt as another version"
+        );
+        Ok(monitors)
     }
 }
 

@@ -1,11 +1,17 @@
-//! Hot swap of a server's parsers while the host runs.
+//! Hot swap of a server's plugins while the host runs.
 //!
-//! A reload reads servers.yml again, builds the server's parser chain from it (compiling
-//! plugins, reading pattern files, running `init`) **off the hot path**, and, if the chain's
-//! version differs from the live one, hands it to the server's parser thread, which makes it
-//! live between two batches: no line is lost or parsed twice. A chain that does not build is
-//! rejected with its error (log, `/ready` component `reload:<tag>`, metrics, API) and the live
-//! one keeps running. The chain it replaced is kept, so a rollback is instant.
+//! Each server has two plugin slots (`slot::Slot`): its parser chain and its set of
+//! monitors. A reload reads servers.yml again and builds each slot from it (compiling plugins,
+//! reading pattern files, running `init`) **off the hot path**; if a slot's version differs
+//! from the live one, it is handed to the thread that owns the slot (the parser thread, the
+//! monitor thread), which makes it live between two calls: no line is lost or parsed twice,
+//! and new monitors take up the state of those they replace. A slot that does not build is
+//! rejected with its error (log, `/ready` component `reload:<tag>` or
+//! `reload:<tag>:monitors`, metrics, API) and the live version keeps running. The version it
+//! replaced is kept, so a rollback is instant.
+//!
+//! The candidates of compare mode (`shadow`) are rebuilt by the same reload: added, replaced
+//! or stopped as servers.yml now says.
 //!
 //! Reloads come from the watcher (a changed servers.yml, pattern file or `.wasm`), the admin
 //! API, `factorio-isr reload`, and `/factorio reload`.
@@ -17,22 +23,24 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::health::{Health, State};
 use crate::metrics::Metrics;
-use crate::pipeline::{self, ParseInput, ParserVersions, Swapped};
-use crate::plugin::Runtime;
+use crate::monitor::MonitorInput;
+use crate::pipeline::{self, ParseInput};
+use crate::plugin::{MonitorInstance, ParserChain, Runtime};
 use crate::servers::Server;
+use crate::slot::{Slot, SlotVersions, Swapped};
 
 /// A server's parser thread, as reloads reach it. The sender is weak so that it does not
 /// keep the thread's queue open when the pipeline stops.
 #[derive(Clone)]
 pub struct ParserHandle {
     pub inputs: mpsc::WeakSender<ParseInput>,
-    pub versions: Arc<Mutex<ParserVersions>>,
+    pub versions: Arc<Mutex<SlotVersions>>,
 }
 
-/// What a reload did.
+/// What a reload did to one slot.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum ReloadOutcome {
@@ -40,9 +48,9 @@ pub enum ReloadOutcome {
     Swapped {
         from: String,
         to: String,
-        /// Building the new chain (compile, read, init), off the hot path.
+        /// Building the new version (compile, read, init), off the hot path.
         build_ms: f64,
-        /// From handing it to the parser thread to its being live (includes the batches
+        /// From handing it to the slot's thread to its being live (includes the inputs
         /// queued before it).
         swap_ms: f64,
     },
@@ -50,31 +58,112 @@ pub enum ReloadOutcome {
     Unchanged { version: String },
 }
 
-/// Why a reload or rollback did nothing.
+/// Why a reload, promotion or rollback of a slot did nothing.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ReloadError {
     #[error("server `{0}` does not follow a log, so it has no parsers")]
     NoLog(String),
+    #[error("server `{0}` has no monitor thread")]
+    NoMonitors(String),
     #[error("rejected, the live version keeps running: {0}")]
     Rejected(String),
     #[error("there is no earlier version to roll back to")]
     NoPrevious,
+    #[error("server `{0}` has no `shadow` candidate to promote")]
+    NoCandidate(String),
     #[error("the server's pipeline has stopped")]
     Stopped,
 }
 
-/// Reloads servers' parsers from the configuration file.
+/// What a reload or promotion did to each of a server's slots (none: the server lacks that
+/// slot, or it was not asked).
+#[derive(Debug, Default)]
+pub struct ServerReload {
+    pub parsers: Option<Result<ReloadOutcome, ReloadError>>,
+    pub monitors: Option<Result<ReloadOutcome, ReloadError>>,
+}
+
+impl ServerReload {
+    /// The first slot's error, if one failed.
+    pub fn error(&self) -> Option<&ReloadError> {
+        [&self.parsers, &self.monitors]
+            .into_iter()
+            .find_map(|r| r.as_ref().and_then(|r| r.as_ref().err()))
+    }
+
+    /// One line per slot, for people.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (slot, r) in [(Slot::Parsers, &self.parsers), (Slot::Monitors, &self.monitors)] {
+            match r {
+                None => {}
+                Some(Ok(ReloadOutcome::Swapped { from, to, .. })) => {
+                    lines.push(format!("{slot}: `{from}` → `{to}`"))
+                }
+                Some(Ok(ReloadOutcome::Unchanged { version })) => {
+                    lines.push(format!("{slot}: already at `{version}`"))
+                }
+                Some(Err(e)) => lines.push(format!("{slot}: {e}")),
+            }
+        }
+        lines
+    }
+}
+
+impl Serialize for ServerReload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(2))?;
+        for (slot, r) in [(Slot::Parsers, &self.parsers), (Slot::Monitors, &self.monitors)] {
+            match r {
+                None => map.serialize_entry(slot.name(), &None::<()>)?,
+                Some(Ok(outcome)) => map.serialize_entry(slot.name(), outcome)?,
+                Some(Err(e)) => map.serialize_entry(
+                    slot.name(),
+                    &serde_json::json!({
+                        "result": if matches!(e, ReloadError::Rejected(_)) { "rejected" } else { "error" },
+                        "error": e.to_string(),
+                    }),
+                )?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// A slot's plugins, built and initialised, ready to be swapped in.
+enum Built {
+    Parsers(ParserChain),
+    Monitors(Vec<MonitorInstance>),
+}
+
+impl Built {
+    fn version(&self) -> String {
+        match self {
+            Self::Parsers(chain) => chain.version(),
+            Self::Monitors(monitors) => crate::monitor::version(monitors),
+        }
+    }
+}
+
+/// Which entries of a server a slot is built from (and, for the configured ones, whether
+/// an operator asked).
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Config { explicit: bool },
+    Candidate,
+}
+
+/// Reloads servers' plugins from the configuration file.
 pub struct Reloader {
     runtime: Arc<Runtime>,
     config_path: PathBuf,
     metrics: Arc<Metrics>,
     health: Health,
-    /// One reload at a time, so two triggers cannot race their swaps.
+    /// One change at a time, so two triggers cannot race their swaps.
     busy: tokio::sync::Mutex<()>,
     /// Where run-time choices of version are kept.
     pins: Option<crate::pins::PinStore>,
-    /// One monitor reload at a time.
-    monitors_busy: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
@@ -93,7 +182,6 @@ impl Reloader {
             health,
             busy: tokio::sync::Mutex::new(()),
             pins,
-            monitors_busy: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -102,208 +190,232 @@ impl Reloader {
         &self.config_path
     }
 
-    fn count(&self, tag: &str, result: &str) {
+    fn count(&self, tag: &str, slot: Slot, result: &str) {
+        let result = match slot {
+            Slot::Parsers => result.to_owned(),
+            Slot::Monitors => format!("monitors_{result}"),
+        };
         self.metrics
             .plugin_reloads
-            .with_label_values(&[tag, result])
+            .with_label_values(&[tag, &result])
             .inc();
     }
 
-    /// Rebuilds `server`'s parsers (and monitors) from the configuration and swaps them in
-    /// if they changed; a version chosen at run time (promoted, rolled back) gives way to the
-    /// configuration.
-    pub async fn reload(&self, server: &Server) -> Result<ReloadOutcome, ReloadError> {
-        self.reload_monitors(server).await;
-        self.reload_candidate(server).await;
-        self.swap_in(server, Which::Parsers { explicit: true })
-            .await
+    /// The `/ready` component that shows a slot's last rejected reload.
+    pub fn component(tag: &str, slot: Slot) -> String {
+        match slot {
+            Slot::Parsers => format!("reload:{tag}"),
+            Slot::Monitors => format!("reload:{tag}:monitors"),
+        }
+    }
+
+    /// Rebuilds `server`'s parsers, monitors and candidates from the configuration and swaps
+    /// in those that changed; a version chosen at run time (promoted, rolled back) gives way
+    /// to the configuration.
+    pub async fn reload(&self, server: &Server) -> ServerReload {
+        self.reload_as(server, true).await
     }
 
     /// The watcher's reload: like [`Reloader::reload`], except that a version chosen at run
     /// time stays unless the configuration now gives another version than it did.
-    pub async fn reload_if_changed(&self, server: &Server) -> Result<ReloadOutcome, ReloadError> {
-        self.reload_monitors(server).await;
-        self.reload_candidate(server).await;
-        self.swap_in(server, Which::Parsers { explicit: false })
-            .await
+    pub async fn reload_if_changed(&self, server: &Server) -> ServerReload {
+        self.reload_as(server, false).await
     }
 
-    /// Rebuilds `server`'s compare-mode candidate from its `shadow` entries and, if it
-    /// changed, hands it to the candidate's thread (the comparison starts afresh). Failures
-    /// are logged and counted; the running candidate keeps running.
-    async fn reload_candidate(&self, server: &Server) {
-        let (Some(tx), Some(report)) = (
-            server.shadow.as_ref().and_then(mpsc::WeakSender::upgrade),
-            &server.compare,
-        ) else {
-            return;
+    async fn reload_as(&self, server: &Server, explicit: bool) -> ServerReload {
+        let which = Which::Config { explicit };
+        let monitors = match &server.monitors {
+            Some(_) => Some(self.swap_in(server, Slot::Monitors, which).await),
+            None => None,
         };
-        let live = report
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .candidate
-            .clone();
-        match self.build(&server.tag, Which::Shadow).await {
-            Ok(chain) if chain.version() != live => {
-                if tx
-                    .send(crate::pipeline::ShadowInput::Replace(chain))
-                    .await
-                    .is_ok()
-                {
-                    self.count(&server.tag, "candidate_swapped");
-                }
-            }
-            Ok(_) => {}
-            Err(problem) => {
-                tracing::error!(server = %server.tag, "the compare-mode candidate was not reloaded; the running one keeps running: {problem}");
-                self.count(&server.tag, "candidate_rejected");
-            }
-        }
+        let parsers = match &server.parsers {
+            Some(_) => Some(self.swap_in(server, Slot::Parsers, which).await),
+            None => None,
+        };
+        self.reload_candidates(server).await;
+        ServerReload { parsers, monitors }
     }
 
-    /// Rebuilds `server`'s monitors from the configuration and, if they changed, hands them
-    /// to its monitor thread; each new monitor takes up the state of the one of the same
-    /// plugin it replaces. A server that started without monitors needs a restart for them.
-    /// Failures are logged and counted; the live monitors keep running.
-    async fn reload_monitors(&self, server: &Server) {
-        let Some(handle) = &server.monitors else {
-            return;
-        };
-        let _one = self.monitors_busy.lock().await;
-        let tag = server.tag.clone();
-        let path = self.config_path.clone();
-        let runtime = self.runtime.clone();
-        let built = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            let config = Config::load(&path).map_err(|e| e.to_string())?;
-            let server = config
-                .server(&tag)
-                .ok_or_else(|| format!("{} no longer has a server `{tag}`", path.display()))?;
-            crate::monitor::monitor_instances(&runtime, server)
-                .map_err(|e| format!("{}: server {tag}: {e:#}", path.display()))
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
-        let monitors = match built {
-            Ok(m) => m,
-            Err(problem) => {
-                tracing::error!(server = %server.tag, "monitor reload rejected; the live monitors keep running: {problem}");
-                self.health
-                    .error(&format!("reload:{}", server.tag), problem);
-                self.count(&server.tag, "monitors_rejected");
-                return;
-            }
-        };
-        let version = crate::monitor::version(&monitors);
-        if *handle.version.lock().unwrap_or_else(|p| p.into_inner()) == version {
-            return;
-        }
-        let (done, swapped) = oneshot::channel();
-        let swap = crate::monitor::MonitorInput::Swap { monitors, done };
-        let Some(feed) = handle.feed.upgrade() else {
-            return;
-        };
-        if feed.send(swap).await.is_ok()
-            && let Ok(v) = swapped.await
-        {
-            *handle.version.lock().unwrap_or_else(|p| p.into_inner()) = v;
-            self.count(&server.tag, "monitors_swapped");
-        }
-    }
-
-    /// Makes the server's compare-mode candidate (its `shadow` entries, as configured now)
-    /// live; the live chain becomes the rollback target. The comparison starts afresh.
-    pub async fn promote(&self, server: &Server) -> Result<ReloadOutcome, ReloadError> {
-        let outcome = self.swap_in(server, Which::Shadow).await?;
-        if let Some(report) = &server.compare {
-            let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
-            *r = crate::compare::CompareReport {
-                candidate: r.candidate.clone(),
-                ..Default::default()
+    /// Rebuilds `server`'s compare-mode candidates from its `shadow` entries and hands each
+    /// that changed (or appeared, or went) to its slot's thread; the comparison starts
+    /// afresh. Failures are logged and counted; a running candidate keeps running.
+    async fn reload_candidates(&self, server: &Server) {
+        for slot in [Slot::Parsers, Slot::Monitors] {
+            let running = match slot {
+                Slot::Parsers => lock(&server.parser_compare)
+                    .as_ref()
+                    .map(|r| r.candidate.clone()),
+                Slot::Monitors => lock(&server.monitor_compare)
+                    .as_ref()
+                    .map(|r| r.candidate.clone()),
             };
+            let built = match self.build(&server.tag, slot, Which::Candidate).await {
+                Ok(built) => built,
+                Err(problem) => {
+                    tracing::error!(server = %server.tag, "the {slot} candidate was not reloaded; a running one keeps running: {problem}");
+                    self.count(&server.tag, slot, "candidate_rejected");
+                    continue;
+                }
+            };
+            if built.as_ref().map(Built::version) == running {
+                continue;
+            }
+            let sent = match (slot, built) {
+                (Slot::Parsers, built) => match &server.parsers {
+                    Some(h) => {
+                        let chain = match built {
+                            Some(Built::Parsers(c)) => Some(c),
+                            _ => None,
+                        };
+                        send(&h.inputs, ParseInput::Candidate { chain }).await
+                    }
+                    None => {
+                        if built.is_some() {
+                            tracing::warn!(server = %server.tag, "server `{}` follows no log: its candidate parsers have nothing to parse", server.tag);
+                        }
+                        false
+                    }
+                },
+                (Slot::Monitors, built) => match &server.monitors {
+                    Some(h) => {
+                        let monitors = match built {
+                            Some(Built::Monitors(m)) => Some(m),
+                            _ => None,
+                        };
+                        send(&h.feed, MonitorInput::Candidate { monitors }).await
+                    }
+                    None => false,
+                },
+            };
+            if sent {
+                self.count(&server.tag, slot, "candidate_swapped");
+            }
         }
-        if matches!(outcome, ReloadOutcome::Swapped { .. }) {
-            self.count(&server.tag, "promoted");
-        }
-        Ok(outcome)
     }
 
-    async fn swap_in(&self, server: &Server, which: Which) -> Result<ReloadOutcome, ReloadError> {
+    /// Makes the server's compare-mode candidates (its `shadow` entries, as configured now)
+    /// live, each slot that has one; the live versions become the rollback targets. The
+    /// comparisons start afresh.
+    pub async fn promote(&self, server: &Server) -> Result<ServerReload, ReloadError> {
+        let config = self.server_config(&server.tag).map_err(ReloadError::Rejected)?;
+        let mut done = ServerReload::default();
+        if !config.shadow.parsers.is_empty() {
+            let outcome = self.swap_in(server, Slot::Parsers, Which::Candidate).await;
+            if let Some(r) = lock(&server.parser_compare).as_mut() {
+                *r = crate::compare::ParserReport::new(r.candidate.clone());
+            }
+            done.parsers = Some(outcome);
+        }
+        if !config.shadow.monitors.is_empty() {
+            let outcome = self.swap_in(server, Slot::Monitors, Which::Candidate).await;
+            if let Some(r) = lock(&server.monitor_compare).as_mut() {
+                *r = crate::compare::MonitorReport::new(r.candidate.clone());
+            }
+            done.monitors = Some(outcome);
+        }
+        if done.parsers.is_none() && done.monitors.is_none() {
+            return Err(ReloadError::NoCandidate(server.tag.clone()));
+        }
+        for (slot, r) in [(Slot::Parsers, &done.parsers), (Slot::Monitors, &done.monitors)] {
+            if let Some(Ok(ReloadOutcome::Swapped { .. })) = r {
+                self.count(&server.tag, slot, "promoted");
+            }
+        }
+        Ok(done)
+    }
+
+    async fn swap_in(
+        &self,
+        server: &Server,
+        slot: Slot,
+        which: Which,
+    ) -> Result<ReloadOutcome, ReloadError> {
         let _one = self.busy.lock().await;
         let tag = server.tag.clone();
-        let Some(handle) = &server.parsers else {
-            return Err(ReloadError::NoLog(tag));
+        let versions = match slot {
+            Slot::Parsers => server.parsers.as_ref().map(|h| h.versions.clone()),
+            Slot::Monitors => server.monitors.as_ref().map(|h| h.versions.clone()),
         };
-        let component = format!("reload:{tag}");
+        let Some(versions) = versions else {
+            return Err(match slot {
+                Slot::Parsers => ReloadError::NoLog(tag),
+                Slot::Monitors => ReloadError::NoMonitors(tag),
+            });
+        };
+        let component = Self::component(&tag, slot);
         let started = Instant::now();
-        let built = self.build(&tag, which).await;
+        let built = match self.build(&tag, slot, which).await {
+            Ok(Some(built)) => Ok(built),
+            Ok(None) => Err(ReloadError::NoCandidate(tag.clone())),
+            Err(problem) => Err(ReloadError::Rejected(problem)),
+        };
         let build_ms = ms(started.elapsed());
-        let chain = match built {
-            Ok(chain) => chain,
-            Err(problem) => {
-                tracing::error!(server = %tag, "reload rejected; the live parsers keep running: {problem}");
-                handle
-                    .versions
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .last_error = Some(problem.clone());
+        let built = match built {
+            Ok(built) => built,
+            Err(ReloadError::Rejected(problem)) => {
+                tracing::error!(server = %tag, "{slot} reload rejected; the live version keeps running: {problem}");
+                lock(&versions).last_error = Some(problem.clone());
                 self.health.error(&component, problem.clone());
-                self.count(&tag, "rejected");
+                self.count(&tag, slot, "rejected");
                 return Err(ReloadError::Rejected(problem));
             }
+            Err(e) => return Err(e),
         };
-        let version = chain.version();
+        let version = built.version();
         let (live, pinned, old_config) = {
-            let mut v = handle.versions.lock().unwrap_or_else(|p| p.into_inner());
+            let mut v = lock(&versions);
             v.last_error = None;
             let before = (v.live.clone(), v.pinned.clone(), v.config.clone());
-            if matches!(which, Which::Parsers { .. }) {
+            if matches!(which, Which::Config { .. }) {
                 v.config = version.clone();
             }
             before
         };
         self.health.set(&component, State::Ready, None);
-        if matches!(which, Which::Parsers { explicit: false })
+        if matches!(which, Which::Config { explicit: false })
             && pinned.is_some()
             && version == old_config
         {
             // The configuration has not changed since a version was chosen at run time.
-            self.count(&tag, "unchanged");
+            self.count(&tag, slot, "unchanged");
             return Ok(ReloadOutcome::Unchanged { version: live });
         }
         if version == live {
-            if matches!(which, Which::Parsers { explicit: true }) && pinned.is_some() {
+            if matches!(which, Which::Config { explicit: true }) && pinned.is_some() {
                 if let Some(pins) = &self.pins {
-                    pins.clear(&tag);
+                    pins.clear(&tag, slot);
                 }
-                handle
-                    .versions
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .pinned = None;
+                lock(&versions).pinned = None;
             }
-            self.count(&tag, "unchanged");
+            self.count(&tag, slot, "unchanged");
             return Ok(ReloadOutcome::Unchanged { version });
         }
         let pin = match which {
-            Which::Shadow => Some("promoted"),
-            Which::Parsers { .. } => None,
+            Which::Candidate => Some("promoted"),
+            Which::Config { .. } => None,
         };
         let swap_started = Instant::now();
         let (done, swapped) = oneshot::channel();
-        let Some(inputs) = handle.inputs.upgrade() else {
-            return Err(ReloadError::Stopped);
+        let sent = match (built, &server.parsers, &server.monitors) {
+            (Built::Parsers(chain), Some(h), _) => {
+                send(&h.inputs, ParseInput::Swap { chain, pin, done }).await
+            }
+            (Built::Monitors(monitors), _, Some(h)) => {
+                let swap = MonitorInput::Swap {
+                    monitors,
+                    pin,
+                    done,
+                };
+                send(&h.feed, swap).await
+            }
+            _ => false,
         };
-        if inputs
-            .send(ParseInput::Swap { chain, pin, done })
-            .await
-            .is_err()
-        {
+        if !sent {
             return Err(ReloadError::Stopped);
         }
         let Swapped { from, to } = swapped.await.map_err(|_| ReloadError::Stopped)?;
         let swap_ms = ms(swap_started.elapsed());
-        self.count(&tag, "swapped");
+        self.count(&tag, slot, "swapped");
         Ok(ReloadOutcome::Swapped {
             from,
             to,
@@ -312,85 +424,128 @@ impl Reloader {
         })
     }
 
-    /// Makes the version before the live one live again.
-    pub async fn rollback(&self, server: &Server) -> Result<Swapped, ReloadError> {
+    /// Makes the version before the live one of `slot` live again (default: the parsers,
+    /// or the monitors of a server that follows no log).
+    pub async fn rollback(
+        &self,
+        server: &Server,
+        slot: Option<Slot>,
+    ) -> Result<(Slot, Swapped), ReloadError> {
         let _one = self.busy.lock().await;
-        let Some(handle) = &server.parsers else {
-            return Err(ReloadError::NoLog(server.tag.clone()));
-        };
+        let slot = slot.unwrap_or(if server.parsers.is_some() {
+            Slot::Parsers
+        } else {
+            Slot::Monitors
+        });
         let (done, swapped) = oneshot::channel();
-        let Some(inputs) = handle.inputs.upgrade() else {
-            return Err(ReloadError::Stopped);
+        let sent = match slot {
+            Slot::Parsers => {
+                let Some(h) = &server.parsers else {
+                    return Err(ReloadError::NoLog(server.tag.clone()));
+                };
+                send(&h.inputs, ParseInput::Rollback { done }).await
+            }
+            Slot::Monitors => {
+                let Some(h) = &server.monitors else {
+                    return Err(ReloadError::NoMonitors(server.tag.clone()));
+                };
+                send(&h.feed, MonitorInput::Rollback { done }).await
+            }
         };
-        if inputs.send(ParseInput::Rollback { done }).await.is_err() {
+        if !sent {
             return Err(ReloadError::Stopped);
         }
         match swapped.await.map_err(|_| ReloadError::Stopped)? {
             Some(s) => {
-                self.count(&server.tag, "rolled_back");
-                Ok(s)
+                self.count(&server.tag, slot, "rolled_back");
+                Ok((slot, s))
             }
             None => Err(ReloadError::NoPrevious),
         }
     }
 
-    async fn build(&self, tag: &str, which: Which) -> Result<crate::plugin::ParserChain, String> {
+    fn server_config(&self, tag: &str) -> Result<ServerConfig, String> {
         let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
-        let server = config.server(tag).ok_or_else(|| {
+        config.server(tag).cloned().ok_or_else(|| {
             format!(
                 "{} no longer has a server `{tag}`",
                 self.config_path.display()
             )
-        })?;
-        let entries = match which {
-            Which::Parsers { .. } => server.parsers.clone(),
-            Which::Shadow if server.shadow.is_empty() => {
-                return Err(format!(
-                    "server `{tag}` has no `shadow` candidate to promote"
-                ));
-            }
-            Which::Shadow => server.shadow.clone(),
-        };
+        })
+    }
+
+    /// Builds `slot` of server `tag` as servers.yml gives it now, off the async threads;
+    /// none for a candidate that servers.yml does not give.
+    async fn build(&self, tag: &str, slot: Slot, which: Which) -> Result<Option<Built>, String> {
+        let server = self.server_config(tag)?;
         let runtime = self.runtime.clone();
-        let tag = tag.to_owned();
         let path = self.config_path.display().to_string();
         tokio::task::spawn_blocking(move || {
-            pipeline::parser_chain(&runtime, &tag, &entries)
-                .map_err(|e| format!("{path}: server {tag}: {e:#}"))
+            let built = match (slot, which) {
+                (Slot::Parsers, Which::Config { .. }) => {
+                    pipeline::parser_chain(&runtime, &server.tag, &server.parsers)
+                        .map(|c| Some(Built::Parsers(c)))
+                }
+                (Slot::Parsers, Which::Candidate) if server.shadow.parsers.is_empty() => Ok(None),
+                (Slot::Parsers, Which::Candidate) => {
+                    pipeline::parser_chain(&runtime, &server.tag, &server.shadow.parsers)
+                        .map(|c| Some(Built::Parsers(c)))
+                }
+                (Slot::Monitors, Which::Config { .. }) => {
+                    crate::monitor::monitor_instances(&runtime, &server)
+                        .map(|m| Some(Built::Monitors(m)))
+                }
+                (Slot::Monitors, Which::Candidate) => {
+                    crate::monitor::candidate_instances(&runtime, &server)
+                        .map(|m| m.map(Built::Monitors))
+                }
+            };
+            built.map_err(|e| format!("{path}: server {}: {e:#}", server.tag))
         })
         .await
         .map_err(|e| format!("the build failed: {e}"))?
     }
 }
 
-/// Which entries of a server a chain is built from (and, for the parsers, whether an
-/// operator asked).
-#[derive(Debug, Clone, Copy)]
-enum Which {
-    Parsers { explicit: bool },
-    Shadow,
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sends `msg` to a slot's thread; false when the thread is gone.
+async fn send<T>(to: &mpsc::WeakSender<T>, msg: T) -> bool {
+    match to.upgrade() {
+        Some(tx) => tx.send(msg).await.is_ok(),
+        None => false,
+    }
 }
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// The folders whose changes may change a server's parsers: the configuration file's, each
-/// `.wasm` plugin's, and each patterns folder (the stock parser's `dir`, else `./patterns`).
+/// The folders whose changes may change a server's plugins: the configuration file's, each
+/// `.wasm` plugin's (parsers, monitors, candidates), and each patterns folder (the stock
+/// parser's `dir`, else `./patterns`).
 pub fn watched_dirs(config: &Config) -> Vec<PathBuf> {
     use crate::plugin::stock::PluginSource;
     let mut dirs = vec![parent(&config.path)];
-    for server in config.servers.iter().filter(|s| s.log_path.is_some()) {
-        if server.parsers.is_empty() {
+    for server in &config.servers {
+        let follows_log = server.log_path.is_some();
+        if follows_log && server.parsers.is_empty() {
             dirs.push(PathBuf::from("patterns"));
         }
-        for entry in &server.parsers {
+        let parsers = server.parsers.iter().chain(&server.shadow.parsers);
+        let monitors = server.monitors.iter().flatten().chain(&server.shadow.monitors);
+        for (entry, is_parser) in parsers.map(|e| (e, true)).chain(monitors.map(|e| (e, false))) {
             match PluginSource::parse(&entry.plugin) {
                 PluginSource::File(path) => dirs.push(parent(&path)),
-                PluginSource::Stock(_) => match entry.config.get("dir").and_then(|d| d.as_str()) {
-                    Some(dir) => dirs.push(PathBuf::from(dir)),
-                    None => dirs.push(PathBuf::from("patterns")),
-                },
+                PluginSource::Stock(_) if is_parser && follows_log => {
+                    match entry.config.get("dir").and_then(|d| d.as_str()) {
+                        Some(dir) => dirs.push(PathBuf::from(dir)),
+                        None => dirs.push(PathBuf::from("patterns")),
+                    }
+                }
+                PluginSource::Stock(_) => {}
             }
         }
     }
@@ -411,8 +566,8 @@ fn parent(path: &Path) -> PathBuf {
 /// several files) to end before it reloads.
 const SETTLE: Duration = Duration::from_millis(300);
 
-/// Watches `dirs` and reloads every server with parsers when something in them changes
-/// (servers whose chain is unchanged are left alone), until `stop` turns true.
+/// Watches `dirs` and reloads every server when something in them changes (slots whose
+/// version is unchanged are left alone), until `stop` turns true.
 pub fn watch(
     reloader: Arc<Reloader>,
     servers: Arc<Vec<Server>>,
@@ -468,19 +623,21 @@ pub fn watch(
             // Let the burst end, then reload once.
             tokio::time::sleep(SETTLE).await;
             while rx.try_recv().is_ok() {}
-            for server in servers.iter().filter(|s| s.parsers.is_some()) {
-                match reloader.reload_if_changed(server).await {
-                    Ok(ReloadOutcome::Swapped {
+            for server in servers.iter() {
+                let done = reloader.reload_if_changed(server).await;
+                for (slot, r) in [(Slot::Parsers, done.parsers), (Slot::Monitors, done.monitors)] {
+                    // Failures are logged, counted and shown by the reload itself.
+                    if let Some(Ok(ReloadOutcome::Swapped {
                         from,
                         to,
                         build_ms,
                         swap_ms,
-                    }) => tracing::info!(
-                        server = %server.tag, from = %from, to = %to, build_ms, swap_ms, "a changed file was reloaded"
-                    ),
-                    Ok(ReloadOutcome::Unchanged { .. }) => {}
-                    // Logged, counted and shown by the reload itself.
-                    Err(_) => {}
+                    })) = r
+                    {
+                        tracing::info!(
+                            server = %server.tag, %slot, from = %from, to = %to, build_ms, swap_ms, "a changed file was reloaded"
+                        );
+                    }
                 }
             }
         }

@@ -1,16 +1,18 @@
 //! The live parts of each configured server that the HTTP API, the CLI and (later) Discord
 //! commands reach: its RCON link, its metrics engine, its open alerts and its plugins.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::alert::{ActiveAlert, Alerts, Mentions};
+use crate::compare::{MonitorReport, ParserReport};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::plugin::{PluginBoard, PluginStatus};
 use crate::rcon::{LinkState, RconClient, RconSettings};
+use crate::slot::SlotVersions;
 use crate::stats::{Reading, StatsEngine};
 
 /// One configured server.
@@ -26,12 +28,12 @@ pub struct Server {
     pub plugins: Arc<PluginBoard>,
     /// Its parser thread, for reloads; none when it follows no log.
     pub parsers: Option<crate::reload::ParserHandle>,
-    /// Its monitor thread, for reloads; none when it runs no monitors.
+    /// Its monitor thread, for reloads.
     pub monitors: Option<crate::monitor::MonitorHandle>,
-    /// The compare-mode report, when it runs a candidate (`shadow`).
-    pub compare: Option<Arc<std::sync::Mutex<crate::compare::CompareReport>>>,
-    /// The candidate's thread, for reloads of the candidate (weakly held).
-    pub shadow: Option<tokio::sync::mpsc::WeakSender<crate::pipeline::ShadowInput>>,
+    /// The comparison of its candidate parsers (`shadow`), while it has some.
+    pub parser_compare: Arc<Mutex<Option<ParserReport>>>,
+    /// The comparison of its candidate monitors (`shadow: {monitors}`), while it has some.
+    pub monitor_compare: Arc<Mutex<Option<MonitorReport>>>,
 }
 
 /// A server as `GET /api/servers/{tag}` shows it.
@@ -48,11 +50,11 @@ pub struct ServerView {
     pub alerts: Vec<ActiveAlert>,
     /// Parsers, then monitors, in the order they run.
     pub plugins: Vec<PluginStatus>,
-    /// The parser chain versions (live, rollback target, last rejected reload); null when
-    /// the server follows no log.
-    pub parser_versions: Option<crate::pipeline::ParserVersions>,
-    /// The live monitors' version; null when it runs none.
-    pub monitor_version: Option<String>,
+    /// The parser chain's versions (live, rollback target, last rejected reload); null
+    /// when the server follows no log.
+    pub parser_versions: Option<SlotVersions>,
+    /// The monitors' versions, likewise.
+    pub monitor_versions: Option<SlotVersions>,
 }
 
 impl Server {
@@ -83,8 +85,8 @@ impl Server {
             plugins: Arc::default(),
             parsers: None,
             monitors: None,
-            compare: None,
-            shadow: None,
+            parser_compare: Arc::default(),
+            monitor_compare: Arc::default(),
         }
     }
 
@@ -102,10 +104,10 @@ impl Server {
             reading,
             alerts: self.alerts.active(),
             plugins: self.plugins.list(),
-            monitor_version: self
+            monitor_versions: self
                 .monitors
                 .as_ref()
-                .map(|m| m.version.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+                .map(|m| m.versions.lock().unwrap_or_else(|e| e.into_inner()).clone()),
             parser_versions: self
                 .parsers
                 .as_ref()

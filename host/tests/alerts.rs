@@ -249,7 +249,7 @@ fn a_monitor_swapped_in_by_a_reload_continues_from_the_state_of_the_one_it_repla
             .unwrap_or(0)
     };
     wait_for("three samples", || samples_seen() >= 3);
-    let before_version = api(&isr)["monitor_version"].as_str().unwrap().to_owned();
+    let before_version = api(&isr)["monitor_versions"]["live"].as_str().unwrap().to_owned();
 
     std::fs::write(dir.path().join("servers.yml"), config("second")).unwrap();
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -259,7 +259,7 @@ fn a_monitor_swapped_in_by_a_reload_continues_from_the_state_of_the_one_it_repla
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     wait_for("the new monitors", || {
-        api(&isr)["monitor_version"].as_str() != Some(before_version.as_str())
+        api(&isr)["monitor_versions"]["live"].as_str() != Some(before_version.as_str())
     });
     let at_swap = samples_seen();
     // The new instance counts on from the old one's state instead of starting at 1.

@@ -464,11 +464,11 @@ fn compare_reports_exactly_the_lines_where_the_candidate_differs() {
         (Some(0), Some(0)),
         "{report}"
     );
-    let lines = report["lines_compared"].as_u64().unwrap();
+    let lines = report["compared"].as_u64().unwrap();
     assert_eq!(report["agreements"].as_u64().unwrap(), lines - joins);
     for example in report["sample"].as_array().unwrap() {
         assert!(
-            example["line"].as_str().unwrap().contains("[JOIN]"),
+            example["input"].as_str().unwrap().contains("[JOIN]"),
             "{example}"
         );
         assert_eq!(

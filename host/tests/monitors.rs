@@ -265,8 +265,11 @@ fn a_monitor_returning_a_flood_of_alerts_is_cut_and_counted() {
             health: factorio_isr::health::Health::default(),
             metrics: metrics.clone(),
         },
+        listening: Default::default(),
     };
-    let thread = factorio_isr::monitor::spawn("prod", vec![m], rx, out).unwrap();
+    let thread = factorio_isr::monitor::MonitorStage::new("prod", vec![m], out)
+        .spawn(rx)
+        .unwrap();
     // The echo monitor raises one alert per event kind: 300 kinds, 300 alerts.
     let events: Vec<Event> = (0..300).map(|i| Event::new(format!("kind-{i}"))).collect();
     feed.blocking_send(MonitorInput::events(events)).unwrap();

@@ -132,8 +132,12 @@ fn parsers_swap_under_a_steady_stream_without_losing_or_doubling_a_line() {
                 .unwrap();
                 let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
                 assert_eq!(status, 422, "{body}");
+                assert_eq!(body["parsers"]["result"], "rejected", "{body}");
                 assert!(
-                    body["error"].as_str().unwrap().contains("broken.yml"),
+                    body["parsers"]["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("broken.yml"),
                     "{body}"
                 );
                 let (_, view) = http(port, "GET", "/api/servers/prod", None);
@@ -173,8 +177,8 @@ fn parsers_swap_under_a_steady_stream_without_losing_or_doubling_a_line() {
         // The watcher may swap first; then the API finds the version live already.
         let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
         assert_eq!(status, 200, "{body}");
-        if body["result"] == "swapped" {
-            swap_ms.push(body["swap_ms"].as_f64().unwrap());
+        if body["parsers"]["result"] == "swapped" {
+            swap_ms.push(body["parsers"]["swap_ms"].as_f64().unwrap());
         }
         wait_for(&format!("{version} events"), seen(&version));
         expected.push(version);
@@ -381,10 +385,12 @@ fn a_candidate_in_compare_mode_reports_exactly_its_differences_and_can_be_promot
     append(&log, &text);
     wait_for("the live events", || kinds().len() == 10);
     wait_for("the comparison", || {
-        http(port, "GET", "/api/servers/prod/compare", None).1["lines_compared"].as_u64()
+        http(port, "GET", "/api/servers/prod/compare", None).1["parsers"]["compared"].as_u64()
             >= Some(10)
     });
     let (_, report) = http(port, "GET", "/api/servers/prod/compare", None);
+    assert_eq!(report["monitors"], serde_json::Value::Null, "{report}");
+    let report = &report["parsers"];
     assert_eq!(report["different"], 4, "{report}");
     assert_eq!(
         (report["missing"].as_u64(), report["extra"].as_u64()),
@@ -397,7 +403,7 @@ fn a_candidate_in_compare_mode_reports_exactly_its_differences_and_can_be_promot
             .as_array()
             .unwrap()
             .iter()
-            .all(|e| e["line"].as_str().unwrap().contains("[JOIN]"))
+            .all(|e| e["input"].as_str().unwrap().contains("[JOIN]"))
     );
     // Only the live parsers' events reach the sinks.
     assert!(!kinds().contains(&"arrival".to_owned()));
@@ -414,10 +420,11 @@ fn a_candidate_in_compare_mode_reports_exactly_its_differences_and_can_be_promot
     assert_eq!(status, 401, "{body}");
     let (status, body) = http(port, "POST", "/api/servers/prod/promote", Some(TOKEN));
     assert_eq!(
-        (status, body["result"].as_str()),
+        (status, body["parsers"]["result"].as_str()),
         (200, Some("swapped")),
         "{body}"
     );
+    assert_eq!(body["monitors"], serde_json::Value::Null, "{body}");
     append(&log, "2026-01-01 10:00:01 [JOIN] Late joined the game\n");
     wait_for("an event of the promoted parser", || {
         kinds().last().map(String::as_str) == Some("arrival")

@@ -74,7 +74,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                         &server.parsers[..]
                     };
                     let monitors = crate::monitor::effective_monitors(server);
-                    for entry in parsers.iter().chain(&monitors).chain(&server.shadow) {
+                    for entry in parsers.iter().chain(&monitors).chain(&server.shadow.parsers).chain(&server.shadow.monitors) {
                         let source = PluginSource::parse(&entry.plugin);
                         match super::plugin::start(&runtime, &source, &entry.config) {
                             Ok(started) => println!(

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::RuntimeArgs;
-use crate::compare::CompareReport;
+use crate::compare::ParserReport;
 use crate::config::{Config, PluginEntry};
 use crate::lines::{DEFAULT_MAX_LINE_BYTES, LineReader};
 use crate::pipeline;
@@ -44,11 +44,12 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| anyhow::anyhow!("{}: no server `{}`", args.config.display(), args.server))?;
     let candidates = if args.candidate.is_empty() {
         anyhow::ensure!(
-            !server.shadow.is_empty(),
-            "server `{}` has no `shadow` entries: name a --candidate",
+            !server.shadow.parsers.is_empty(),
+            "server `{}` has no `shadow` parsers: name a --candidate (offline comparison covers \
+             parsers; a monitor candidate is compared on the running server)",
             server.tag
         );
-        server.shadow.clone()
+        server.shadow.parsers.clone()
     } else {
         let c = super::read_plugin_config(args.candidate_config.as_deref())?;
         args.candidate
@@ -67,10 +68,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let file = std::fs::File::open(&args.log_file)
         .with_context(|| format!("cannot open {}", args.log_file.display()))?;
     let mut reader = LineReader::new(std::io::BufReader::new(file), DEFAULT_MAX_LINE_BYTES);
-    let mut report = CompareReport {
-        candidate: candidate.version(),
-        ..CompareReport::default()
-    };
+    let mut report = ParserReport::new(candidate.version());
     let mut batch = Vec::with_capacity(BATCH_LINES);
     loop {
         let line = reader.next_line().context("cannot read the log")?;

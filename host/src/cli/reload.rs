@@ -1,5 +1,5 @@
 //! `factorio-isr reload`: asks the running instance (its admin API) to reload a server's
-//! parsers, or every server's, or to roll them back.
+//! plugins, or every server's, or to roll one slot back.
 
 use std::process::ExitCode;
 
@@ -14,6 +14,10 @@ pub struct ReloadArgs {
     /// Return the server to the version before its live one instead.
     #[arg(long, requires = "server")]
     rollback: bool,
+    /// With --rollback: which plugins (default: the parsers, or the monitors of a server
+    /// that follows no log).
+    #[arg(long, requires = "rollback", value_parser = ["parsers", "monitors"])]
+    slot: Option<String>,
     /// The running instance's HTTP address (default: http://127.0.0.1:$HEALTH_CHECK_PORT).
     #[arg(long)]
     url: Option<String>,
@@ -33,7 +37,10 @@ pub fn run(args: ReloadArgs) -> anyhow::Result<ExitCode> {
     };
     let path = match (&args.server, args.rollback) {
         (Some(tag), false) => format!("/api/servers/{tag}/reload"),
-        (Some(tag), true) => format!("/api/servers/{tag}/rollback"),
+        (Some(tag), true) => match &args.slot {
+            Some(slot) => format!("/api/servers/{tag}/rollback?slot={slot}"),
+            None => format!("/api/servers/{tag}/rollback"),
+        },
         (None, _) => "/api/reload".to_owned(),
     };
     let url = format!("{}{path}", base.trim_end_matches('/'));
@@ -55,11 +62,13 @@ pub fn run(args: ReloadArgs) -> anyhow::Result<ExitCode> {
     if status.is_success() {
         println!("{}", serde_json::to_string_pretty(&body)?);
         Ok(ExitCode::SUCCESS)
+    } else if let Some(error) = body["error"].as_str() {
+        eprintln!("error: {error} ({status})");
+        Ok(ExitCode::FAILURE)
     } else {
-        eprintln!(
-            "error: {} ({status})",
-            body["error"].as_str().unwrap_or("the instance refused")
-        );
+        // A reload that some slot rejected: what each slot did.
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        eprintln!("error: a reload was rejected ({status})");
         Ok(ExitCode::FAILURE)
     }
 }

@@ -21,7 +21,8 @@ use crate::lines::DEFAULT_MAX_LINE_BYTES;
 use crate::metrics::Metrics;
 use crate::monitor;
 use crate::pins::PinStore;
-use crate::pipeline::{self, LogInput, ParserVersions, ServerPipeline, Shared};
+use crate::pipeline::{self, LogInput, ServerPipeline, Shared};
+use crate::slot::{AutoRollback, Slot, SlotVersions};
 use crate::reload::{ParserHandle, Reloader};
 use crate::servers::Server;
 use crate::sink::{ConsoleSink, JsonlSink, Sink, WebhookSink};
@@ -228,26 +229,53 @@ fn start_server(
     let mut live = Server::start(server, Some(&shared.metrics), opts.mentions.clone());
     let (notice_tx, notice_rx) = mpsc::channel(monitor::QUEUE);
 
-    let monitors = monitor::monitor_instances(&opts.runtime, server).map_err(in_config)?;
-    let feed = if monitors.is_empty() {
-        None
-    } else {
+    let monitor_versions = Arc::new(std::sync::Mutex::new(SlotVersions::default()));
+    let (monitors, previous_monitors) = {
+        let configured = monitor::monitor_instances(&opts.runtime, server).map_err(in_config)?;
+        let mut v = monitor_versions.lock().unwrap_or_else(|p| p.into_inner());
+        v.config = monitor::version(&configured);
+        match pinned_monitors(opts, &server.tag, &v.config) {
+            Some((monitors, reason)) => {
+                v.pinned = Some(reason);
+                (monitors, Some(configured))
+            }
+            None => (configured, None),
+        }
+    };
+    let listening = monitor::Listening::default();
+    let feed = {
         let (feed_tx, feed_rx) = mpsc::channel(monitor::QUEUE);
-        let out = monitor::MonitorOutputs {
-            alerts: live.alerts.clone(),
-            notices: notice_tx.clone(),
-            board: live.plugins.clone(),
-            shared: shared.clone(),
-        };
         live.monitors = Some(monitor::MonitorHandle {
             feed: feed_tx.downgrade(),
-            version: Arc::new(std::sync::Mutex::new(monitor::version(&monitors))),
+            versions: monitor_versions.clone(),
         });
-        let thread = monitor::spawn(&server.tag, monitors, feed_rx, out)?;
+        shared.health.set(
+            &Reloader::component(&server.tag, Slot::Monitors),
+            State::Ready,
+            None,
+        );
+        let stage = monitor::MonitorStage {
+            tag: server.tag.clone(),
+            live: monitors,
+            previous: previous_monitors,
+            auto_rollback: auto_rollback(server, &live, &notice_tx),
+            pins: Some(PinStore::new(&opts.state_dir)),
+            versions: monitor_versions,
+            candidate: monitor::candidate_instances(&opts.runtime, server).map_err(in_config)?,
+            report: live.monitor_compare.clone(),
+            out: monitor::MonitorOutputs {
+                alerts: live.alerts.clone(),
+                notices: notice_tx.clone(),
+                board: live.plugins.clone(),
+                shared: shared.clone(),
+                listening: listening.clone(),
+            },
+        };
+        let thread = stage.spawn(feed_rx)?;
         tasks.push(tokio::task::spawn_blocking(move || {
             let _ = thread.join();
         }));
-        Some(feed_tx)
+        (feed_tx, listening)
     };
 
     match &live.stats {
@@ -255,7 +283,7 @@ fn start_server(
             let out = monitor::CheckOutputs {
                 tag: server.tag.clone(),
                 alerts: live.alerts.clone(),
-                monitors: feed.clone(),
+                monitors: Some(feed.clone()),
                 notices: notice_tx.clone(),
                 health: shared.health.clone(),
                 metrics: shared.metrics.clone(),
@@ -273,7 +301,7 @@ fn start_server(
         }
     }
 
-    let versions = Arc::new(std::sync::Mutex::new(ParserVersions::default()));
+    let versions = Arc::new(std::sync::Mutex::new(SlotVersions::default()));
     let mut previous = None;
     let log = match server.log_path.clone() {
         Some(path) => Some(LogInput {
@@ -288,30 +316,16 @@ fn start_server(
                     .set(&format!("reload:{}", server.tag), State::Ready, None);
                 (tx, rx)
             },
-            shadow: if server.shadow.is_empty() {
+            candidate: if server.shadow.parsers.is_empty() {
                 None
             } else {
-                let candidate = pipeline::parser_chain(&opts.runtime, &server.tag, &server.shadow)
-                    .map_err(|e| in_config(e.context("shadow")))?;
-                let report = Arc::new(std::sync::Mutex::new(
-                    crate::compare::CompareReport::default(),
-                ));
-                live.compare = Some(report.clone());
-                let tx = pipeline::spawn_shadow(
-                    &server.tag,
-                    candidate,
-                    report.clone(),
-                    shared.metrics.clone(),
-                )?;
-                live.shadow = Some(tx.downgrade());
-                Some((tx, report))
+                Some(
+                    pipeline::parser_chain(&opts.runtime, &server.tag, &server.shadow.parsers)
+                        .map_err(|e| in_config(e.context("shadow parsers")))?,
+                )
             },
-            auto_rollback: (server.auto_rollback_faults > 0).then(|| pipeline::AutoRollback {
-                faults: server.auto_rollback_faults,
-                window: Duration::from_secs(server.auto_rollback_window),
-                alerts: live.alerts.clone(),
-                notices: notice_tx.clone(),
-            }),
+            report: live.parser_compare.clone(),
+            auto_rollback: auto_rollback(server, &live, &notice_tx),
             path,
             parsers: {
                 let configured =
@@ -348,7 +362,7 @@ fn start_server(
         log,
         sinks: sinks(server, discord, &shared.metrics),
         notices: notice_rx,
-        monitors: feed,
+        monitors: Some(feed),
         board: live.plugins.clone(),
         versions,
     };
@@ -356,20 +370,57 @@ fn start_server(
     Ok((live, tasks))
 }
 
-/// The version chosen at run time and kept for `tag` (see `pins`), rebuilt, with why it was
-/// chosen; none when there is none, it is servers.yml's version anyway, or it cannot be
-/// rebuilt (then servers.yml's runs, and the log says why).
+/// When a slot's newly swapped-in version is rolled back by itself (none: never).
+fn auto_rollback(
+    server: &ServerConfig,
+    live: &Server,
+    notices: &mpsc::Sender<Vec<crate::event::Event>>,
+) -> Option<AutoRollback> {
+    (server.auto_rollback_faults > 0).then(|| AutoRollback {
+        faults: server.auto_rollback_faults,
+        window: Duration::from_secs(server.auto_rollback_window),
+        alerts: live.alerts.clone(),
+        notices: notices.clone(),
+    })
+}
+
+/// The parser chain chosen at run time and kept for `tag` (see `pins`), rebuilt, with why
+/// it was chosen; none when there is none, it is servers.yml's version anyway, or it cannot
+/// be rebuilt (then servers.yml's runs, and the log says why).
 fn pinned_chain(
     opts: &HostOptions,
     tag: &str,
     config_version: &str,
 ) -> Option<(crate::plugin::ParserChain, String)> {
+    pinned(opts, tag, Slot::Parsers, config_version, |store, pin| {
+        store.chain(&opts.runtime, tag, pin)
+    })
+}
+
+/// The monitors chosen at run time and kept for `tag`, like [`pinned_chain`].
+fn pinned_monitors(
+    opts: &HostOptions,
+    tag: &str,
+    config_version: &str,
+) -> Option<(Vec<crate::plugin::MonitorInstance>, String)> {
+    pinned(opts, tag, Slot::Monitors, config_version, |store, pin| {
+        store.monitors(&opts.runtime, tag, pin)
+    })
+}
+
+fn pinned<T>(
+    opts: &HostOptions,
+    tag: &str,
+    slot: Slot,
+    config_version: &str,
+    rebuild: impl FnOnce(&PinStore, &crate::pins::Pin) -> anyhow::Result<T>,
+) -> Option<(T, String)> {
     let store = PinStore::new(&opts.state_dir);
-    let pin = store.load(tag)?;
+    let pin = store.load(tag, slot)?;
     if pin.version == config_version {
         return None;
     }
-    match store.chain(&opts.runtime, tag, &pin) {
+    match rebuild(&store, &pin) {
         Ok(chain) => {
             tracing::info!(
                 server = tag,

@@ -158,7 +158,7 @@ pub struct ServerConfig {
     pub auto_rollback_window: u64,
     /// Candidate plugins run in compare mode.
     #[serde(default)]
-    pub shadow: Vec<PluginEntry>,
+    pub shadow: Shadow,
     /// A Discord channel whose messages are relayed into the game (new; off when unset).
     pub chat_bridge_channel_id: Option<u64>,
     /// Where this server's events go besides Discord (default: the console).
@@ -222,6 +222,68 @@ pub enum RconStatusAlertMode {
     Transition,
     /// A summary every `rcon_status_alert_interval` seconds.
     Interval,
+}
+
+/// The candidates of compare mode. In servers.yml either a list (parser candidates) or
+/// `{parsers: [...], monitors: [...]}`.
+#[derive(Debug, Clone, Default)]
+pub struct Shadow {
+    /// A candidate parser chain, run beside the live `parsers`.
+    pub parsers: Vec<PluginEntry>,
+    /// A candidate set of monitors, run beside the live `monitors`.
+    pub monitors: Vec<PluginEntry>,
+}
+
+impl Shadow {
+    /// No candidate at all.
+    pub fn is_empty(&self) -> bool {
+        self.parsers.is_empty() && self.monitors.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for Shadow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Both {
+            #[serde(default)]
+            parsers: Vec<PluginEntry>,
+            #[serde(default)]
+            monitors: Vec<PluginEntry>,
+        }
+
+        struct Form;
+        impl<'de> serde::de::Visitor<'de> for Form {
+            type Value = Shadow;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of parser candidates, or `{parsers: [...], monitors: [...]}`")
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Shadow, E> {
+                Ok(Shadow::default())
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Shadow, A::Error> {
+                Ok(Shadow {
+                    parsers: Vec::deserialize(SeqAccessDeserializer::new(seq))?,
+                    monitors: Vec::new(),
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Shadow, A::Error> {
+                let both = Both::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(Shadow {
+                    parsers: both.parsers,
+                    monitors: both.monitors,
+                })
+            }
+        }
+
+        d.deserialize_any(Form)
+    }
 }
 
 /// A plugin and its configuration.

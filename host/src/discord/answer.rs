@@ -37,18 +37,17 @@ pub async fn answer(
         Request::Connect => Outcome::Private(format!("✅ Your commands now go to {title}.")),
         Request::Reload => match bot.reloader.get() {
             None => Outcome::Private("⏳ The bot is still starting; try again in a moment.".into()),
-            Some(reloader) => match reloader.reload(server).await {
-                Ok(crate::reload::ReloadOutcome::Swapped { from, to, .. }) => {
-                    Outcome::Shown(format!("🔁 {title} parsers: `{from}` → `{to}`."))
+            Some(reloader) => {
+                let done = reloader.reload(server).await;
+                let lines: Vec<String> = done.describe().iter().map(|l| escape(l)).collect();
+                match done.error() {
+                    None => Outcome::Shown(format!("🔁 {title} {}.", lines.join("; "))),
+                    Some(e) => {
+                        tracing::warn!(server = %server.tag, "a reload from Discord failed: {e}");
+                        Outcome::Private(format!("❌ {title} {}", lines.join("; ")))
+                    }
                 }
-                Ok(crate::reload::ReloadOutcome::Unchanged { version }) => {
-                    Outcome::Shown(format!("🔁 {title} parsers are already at `{version}`."))
-                }
-                Err(e) => {
-                    tracing::warn!(server = %server.tag, "a reload from Discord failed: {e}");
-                    Outcome::Private(format!("❌ {}", escape(&e.to_string())))
-                }
-            },
+            }
         },
         Request::Plugins => Outcome::Shown(plugins(&title, server)),
         _ => {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State as AxumState};
+use axum::extract::{Path, Query, State as AxumState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -16,7 +16,8 @@ use serde_json::json;
 use crate::config::Secret;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::reload::{ReloadError, Reloader};
+use crate::reload::{ReloadError, Reloader, ServerReload};
+use crate::slot::Slot;
 use crate::servers::Server;
 
 /// What the handlers read.
@@ -204,7 +205,10 @@ async fn api_server(
 fn reload_error(e: &ReloadError) -> ApiError {
     let code = match e {
         ReloadError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        ReloadError::NoPrevious | ReloadError::NoLog(_) => StatusCode::CONFLICT,
+        ReloadError::NoPrevious
+        | ReloadError::NoLog(_)
+        | ReloadError::NoMonitors(_)
+        | ReloadError::NoCandidate(_) => StatusCode::CONFLICT,
         ReloadError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(code, &e.to_string())
@@ -223,27 +227,43 @@ async fn api_reload(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let reloader = writer(&s, &headers)?;
-    let outcome = reloader
-        .reload(find(&s, &tag)?)
-        .await
-        .map_err(|e| reload_error(&e))?;
-    Ok(Json(outcome).into_response())
+    let done = reloader.reload(find(&s, &tag)?).await;
+    Ok(slots_response(&done))
+}
+
+/// A reload's or promotion's answer: each slot's outcome; 422 when a slot was rejected.
+fn slots_response(done: &ServerReload) -> Response {
+    let code = match done.error() {
+        Some(e) => reload_error(e).code,
+        None => StatusCode::OK,
+    };
+    (code, Json(done)).into_response()
+}
+
+/// Which slot a request is about (`?slot=parsers|monitors`).
+#[derive(Debug, serde::Deserialize)]
+struct SlotQuery {
+    slot: Option<Slot>,
 }
 
 async fn api_rollback(
     AxumState(s): AxumState<AppState>,
     Path(tag): Path<String>,
+    Query(query): Query<SlotQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let reloader = writer(&s, &headers)?;
-    let swapped = reloader
-        .rollback(find(&s, &tag)?)
+    let (slot, swapped) = reloader
+        .rollback(find(&s, &tag)?, query.slot)
         .await
         .map_err(|e| reload_error(&e))?;
-    Ok(
-        Json(json!({ "result": "rolled_back", "from": swapped.from, "to": swapped.to }))
-            .into_response(),
-    )
+    Ok(Json(json!({
+        "result": "rolled_back",
+        "slot": slot,
+        "from": swapped.from,
+        "to": swapped.to,
+    }))
+    .into_response())
 }
 
 async fn api_promote(
@@ -252,11 +272,11 @@ async fn api_promote(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let reloader = writer(&s, &headers)?;
-    let outcome = reloader
+    let done = reloader
         .promote(find(&s, &tag)?)
         .await
         .map_err(|e| reload_error(&e))?;
-    Ok(Json(outcome).into_response())
+    Ok(slots_response(&done))
 }
 
 async fn api_compare(
@@ -266,14 +286,23 @@ async fn api_compare(
 ) -> Result<Response, ApiError> {
     s.auth.check(&headers, false)?;
     let server = find(&s, &tag)?;
-    let Some(report) = &server.compare else {
+    let parsers = server
+        .parser_compare
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let monitors = server
+        .monitor_compare
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if parsers.is_none() && monitors.is_none() {
         return Err(error(
             StatusCode::NOT_FOUND,
             &format!("server `{tag}` runs no candidate (no `shadow` entries)"),
         ));
-    };
-    let report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Ok(Json(report).into_response())
+    }
+    Ok(Json(json!({ "parsers": parsers, "monitors": monitors })).into_response())
 }
 
 async fn api_reload_all(
@@ -282,12 +311,12 @@ async fn api_reload_all(
 ) -> Result<Response, ApiError> {
     let reloader = writer(&s, &headers)?;
     let mut results = serde_json::Map::new();
-    for server in s.servers.iter().filter(|s| s.parsers.is_some()) {
-        let v = match reloader.reload(server).await {
-            Ok(outcome) => serde_json::to_value(outcome).unwrap_or_default(),
-            Err(e) => json!({ "result": "error", "error": e.to_string() }),
-        };
-        results.insert(server.tag.clone(), v);
+    for server in s.servers.iter() {
+        let done = reloader.reload(server).await;
+        results.insert(
+            server.tag.clone(),
+            serde_json::to_value(&done).unwrap_or_default(),
+        );
     }
     Ok(Json(json!({ "servers": results })).into_response())
 }

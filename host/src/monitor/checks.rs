@@ -60,8 +60,8 @@ impl CheckSettings {
 pub struct CheckOutputs {
     pub tag: String,
     pub alerts: Arc<Alerts>,
-    /// The server's monitor thread, when it has monitors.
-    pub monitors: Option<mpsc::Sender<MonitorInput>>,
+    /// The server's monitor thread, fed samples while it listens.
+    pub monitors: Option<(mpsc::Sender<MonitorInput>, super::Listening)>,
     pub notices: mpsc::Sender<Vec<Event>>,
     pub health: Health,
     pub metrics: Arc<Metrics>,
@@ -107,6 +107,9 @@ pub fn spawn_checks(
             tokio::select! {
                 _ = readings.tick() => { stats.reading().await; }
                 _ = samples.tick(), if out.monitors.is_some() => {
+                    if !out.monitors.as_ref().is_some_and(|(_, l)| l.get()) {
+                        continue;
+                    }
                     // Each sample is a reading of its own: two samples of one cached
                     // reading would count as two low samples in a row.
                     let reading = stats.reading_within(settings.sample_interval / 2).await;
@@ -114,7 +117,7 @@ pub fn spawn_checks(
                         continue;
                     }
                     last_sample_ms = reading.at_ms;
-                    if let Some(feed) = &out.monitors {
+                    if let Some((feed, _)) = &out.monitors {
                         let sample = MonitorInput::Sample(WitSample::from(&*reading));
                         if feed.try_send(sample).is_err() {
                             out.metrics.errors

@@ -14,30 +14,31 @@
 //! holds the parser back, nothing is lost), samples through the same queue but without
 //! waiting (a sample that finds the queue full is dropped and counted: the next one comes).
 
+mod candidate;
 mod checks;
 mod rcon_status;
 mod report;
 mod setup;
+mod stage;
 
+pub use candidate::{CandidateInput, spawn_candidate};
 pub use checks::{CheckOutputs, CheckSettings, spawn_checks};
 pub use rcon_status::RconStatus;
 pub use report::stats_report;
-pub use setup::{effective_monitors, monitor_instances};
+pub use setup::{candidate_instances, effective_monitors, monitor_instances, with_server_defaults};
+pub use stage::MonitorStage;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::alert::{Alert, Alerts};
+use crate::alert::Alerts;
 use crate::event::{Event, unix_ms};
-use crate::health::State;
 use crate::pipeline::Shared;
 use crate::plugin::{MonitorInstance, PluginBoard, WitSample};
-
-/// Alerts taken from one monitor call; more are dropped and counted, so a monitor cannot
-/// make the host file (and render) alerts without bound.
-const MAX_ALERTS_PER_CALL: usize = 200;
+use crate::slot::{SlotVersions, Swapped};
 
 /// Inputs queued for a server's monitors.
 pub const QUEUE: usize = 64;
@@ -49,11 +50,21 @@ pub enum MonitorInput {
     Events { at_ms: u64, events: Vec<Event> },
     /// A reading of the server's metrics engine.
     Sample(WitSample),
-    /// New monitors (a reload): each takes up the state of the monitor of the same plugin
-    /// it replaces. Answers with the new version.
+    /// New monitors (a reload, a promotion): each takes up the state of the monitor of the
+    /// same plugin it replaces; the live ones become the rollback target. With `pin`, the
+    /// choice is kept across restarts for that reason; without, any pin is removed.
     Swap {
         monitors: Vec<MonitorInstance>,
-        done: tokio::sync::oneshot::Sender<String>,
+        pin: Option<&'static str>,
+        done: oneshot::Sender<Swapped>,
+    },
+    /// Make the rollback target live again; the live monitors become the rollback target.
+    Rollback {
+        done: oneshot::Sender<Option<Swapped>>,
+    },
+    /// A new candidate for compare mode (none: stop comparing); the comparison starts afresh.
+    Candidate {
+        monitors: Option<Vec<MonitorInstance>>,
     },
 }
 
@@ -79,8 +90,25 @@ pub fn version(monitors: &[MonitorInstance]) -> String {
 #[derive(Clone)]
 pub struct MonitorHandle {
     pub feed: mpsc::WeakSender<MonitorInput>,
-    /// The live monitors' version.
-    pub version: Arc<std::sync::Mutex<String>>,
+    /// The monitor slot's versions.
+    pub versions: Arc<std::sync::Mutex<SlotVersions>>,
+}
+
+/// Whether a server's monitor thread wants input: it runs monitors or a candidate. Every
+/// server has a monitor thread (so monitors can be added by a reload), but one without
+/// monitors is sent no events and no samples (samples cost RCON reads).
+#[derive(Debug, Clone, Default)]
+pub struct Listening(Arc<AtomicBool>);
+
+impl Listening {
+    /// Whether to feed the thread.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed);
+    }
 }
 
 impl MonitorInput {
@@ -99,121 +127,7 @@ pub struct MonitorOutputs {
     pub notices: mpsc::Sender<Vec<Event>>,
     pub board: Arc<PluginBoard>,
     pub shared: Shared,
+    /// Turned on while the thread runs monitors or a candidate.
+    pub listening: Listening,
 }
 
-/// Starts the thread that runs `monitors` for server `tag` until `rx` closes.
-pub fn spawn(
-    tag: &str,
-    monitors: Vec<MonitorInstance>,
-    rx: mpsc::Receiver<MonitorInput>,
-    out: MonitorOutputs,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let tag = tag.to_owned();
-    std::thread::Builder::new()
-        .name(format!("monitor-{tag}"))
-        .spawn(move || run(&tag, monitors, rx, &out))
-}
-
-fn names(monitors: &[MonitorInstance]) -> Vec<String> {
-    monitors
-        .iter()
-        .map(|m| m.plugin().name().to_owned())
-        .collect()
-}
-
-fn went_live(tag: &str, monitors: &[MonitorInstance], out: &MonitorOutputs) {
-    out.board.clear("monitor");
-    for (i, m) in monitors.iter().enumerate() {
-        out.shared.health.set(
-            &format!("monitor:{tag}:{}", m.plugin().name()),
-            State::Ready,
-            None,
-        );
-        out.board.record("monitor", i, m, None);
-    }
-}
-
-fn run(
-    tag: &str,
-    mut monitors: Vec<MonitorInstance>,
-    mut rx: mpsc::Receiver<MonitorInput>,
-    out: &MonitorOutputs,
-) {
-    let mut names = names(&monitors);
-    went_live(tag, &monitors, out);
-    while let Some(input) = rx.blocking_recv() {
-        if let MonitorInput::Swap {
-            monitors: mut new,
-            done,
-        } = input
-        {
-            for m in &mut new {
-                if let Some(old) = monitors
-                    .iter()
-                    .find(|o| o.plugin().name() == m.plugin().name())
-                {
-                    m.adopt_state(old.saved_state());
-                }
-            }
-            monitors = new;
-            names = self::names(&monitors);
-            went_live(tag, &monitors, out);
-            let v = version(&monitors);
-            tracing::info!(server = %tag, version = %v, "monitors swapped");
-            let _ = done.send(v);
-            continue;
-        }
-        let mut notices = Vec::new();
-        for (i, monitor) in monitors.iter_mut().enumerate() {
-            let name = &names[i];
-            let started = std::time::Instant::now();
-            let result = match &input {
-                MonitorInput::Events { at_ms, events } => monitor.on_events(*at_ms, events),
-                MonitorInput::Sample(sample) => monitor.on_sample(sample),
-                MonitorInput::Swap { .. } => continue,
-            };
-            let m = &out.shared.metrics;
-            m.plugin_call_seconds
-                .with_label_values(&[tag, name])
-                .observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(alerts) => {
-                    m.plugin_calls.with_label_values(&[tag, name]).inc();
-                    out.board.record("monitor", i, monitor, None);
-                    if alerts.len() > MAX_ALERTS_PER_CALL {
-                        m.errors
-                            .with_label_values(&[
-                                &format!("monitor:{tag}:{name}"),
-                                "too_many_alerts",
-                            ])
-                            .inc_by((alerts.len() - MAX_ALERTS_PER_CALL) as u64);
-                    }
-                    if !alerts.is_empty() {
-                        let alerts = alerts
-                            .into_iter()
-                            .take(MAX_ALERTS_PER_CALL)
-                            .map(Alert::from)
-                            .collect();
-                        notices.extend(out.alerts.file(name, alerts, SystemTime::now()));
-                    }
-                }
-                Err(fault) => {
-                    m.plugin_traps
-                        .with_label_values(&[tag, name, fault.kind()])
-                        .inc();
-                    m.errors
-                        .with_label_values(&[&format!("monitor:{tag}:{name}"), fault.kind()])
-                        .inc();
-                    out.shared.health.error(
-                        &format!("monitor:{tag}:{name}"),
-                        format!("the plugin {fault}"),
-                    );
-                    out.board.record("monitor", i, monitor, Some(&fault));
-                }
-            }
-        }
-        if !notices.is_empty() && out.notices.blocking_send(notices).is_err() {
-            break;
-        }
-    }
-}

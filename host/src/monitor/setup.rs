@@ -22,6 +22,12 @@ pub fn effective_monitors(server: &ServerConfig) -> Vec<PluginEntry> {
         }],
         None => Vec::new(),
     };
+    with_server_defaults(server, entries)
+}
+
+/// `entries` with the server's defaults applied: the stock `ups-alert` gets the server's
+/// flat keys, overridden by its entry's own `config`.
+pub fn with_server_defaults(server: &ServerConfig, entries: Vec<PluginEntry>) -> Vec<PluginEntry> {
     entries
         .into_iter()
         .map(|mut entry| {
@@ -58,8 +64,31 @@ pub fn monitor_instances(
     runtime: &Runtime,
     server: &ServerConfig,
 ) -> anyhow::Result<Vec<MonitorInstance>> {
+    instances(runtime, server, effective_monitors(server))
+}
+
+/// The candidate monitors of `server` (its `shadow: {monitors: [...]}`), initialised; none
+/// when it has none.
+pub fn candidate_instances(
+    runtime: &Runtime,
+    server: &ServerConfig,
+) -> anyhow::Result<Option<Vec<MonitorInstance>>> {
+    if server.shadow.monitors.is_empty() {
+        return Ok(None);
+    }
+    let entries = with_server_defaults(server, server.shadow.monitors.clone());
+    instances(runtime, server, entries)
+        .map(Some)
+        .context("shadow monitors")
+}
+
+fn instances(
+    runtime: &Runtime,
+    server: &ServerConfig,
+    entries: Vec<PluginEntry>,
+) -> anyhow::Result<Vec<MonitorInstance>> {
     let mut monitors = Vec::new();
-    for entry in effective_monitors(server) {
+    for entry in entries {
         let source = PluginSource::parse(&entry.plugin);
         let name = source.name();
         let bytes = source

@@ -13,6 +13,7 @@
 //! is dropped. Servers share nothing but the plugin engine, so one server's stuck sink or
 //! broken plugin never delays another.
 
+mod candidate;
 mod parse;
 mod setup;
 
@@ -22,9 +23,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-pub use parse::{
-    AutoRollback, ParseInput, ParserVersions, ShadowBatch, ShadowInput, Swapped, spawn_shadow,
-};
+pub use candidate::{ShadowBatch, ShadowInput, spawn_shadow};
+pub use parse::ParseInput;
 pub use setup::parser_chain;
 
 use crate::checkpoint::CheckpointStore;
@@ -34,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::monitor::MonitorInput;
 use crate::plugin::{ParserChain, PluginBoard};
 use crate::sink::Sink;
+use crate::slot::{AutoRollback, SlotVersions};
 use crate::tail::{self, Position, StartAt, TailOptions, TailReader};
 
 /// Batches in flight between two stages.
@@ -55,12 +56,12 @@ pub struct ServerPipeline {
     pub sinks: Vec<Arc<dyn Sink>>,
     /// Alerts and reports to deliver besides the log's events.
     pub notices: mpsc::Receiver<Vec<Event>>,
-    /// The server's monitors, fed every batch of events (none: no monitors).
-    pub monitors: Option<mpsc::Sender<MonitorInput>>,
+    /// The server's monitor thread, fed every batch of events while it listens.
+    pub monitors: Option<(mpsc::Sender<MonitorInput>, crate::monitor::Listening)>,
     /// Where the parsers' health is recorded for the API.
     pub board: Arc<PluginBoard>,
     /// The parser chain versions, for the API.
-    pub versions: Arc<std::sync::Mutex<ParserVersions>>,
+    pub versions: Arc<std::sync::Mutex<SlotVersions>>,
 }
 
 /// A server's log and how it is read and parsed.
@@ -76,11 +77,10 @@ pub struct LogInput {
     pub pins: Option<crate::pins::PinStore>,
     /// The rollback target at start (servers.yml's chain, when a kept version runs instead).
     pub previous: Option<ParserChain>,
-    /// The candidate of compare mode (from [`spawn_shadow`]) and its report.
-    pub shadow: Option<(
-        mpsc::Sender<ShadowInput>,
-        Arc<std::sync::Mutex<crate::compare::CompareReport>>,
-    )>,
+    /// The candidate chain of compare mode at start, if any.
+    pub candidate: Option<ParserChain>,
+    /// The comparison's report, for the API (none while there is no candidate).
+    pub report: Arc<std::sync::Mutex<Option<crate::compare::ParserReport>>>,
     pub checkpoints: CheckpointStore,
     pub max_line_bytes: usize,
     pub tail: TailOptions,
@@ -133,13 +133,14 @@ pub fn spawn(
     };
     let tail_task = tokio::spawn(tail::run(reader, line_tx, log.tail, shutdown, status));
 
-    let stage = parse::ParseStage {
+    let mut stage = parse::ParseStage {
         tag: tag.clone(),
         live: log.parsers,
         previous: log.previous,
         auto_rollback: log.auto_rollback,
         probation: None,
-        shadow: log.shadow,
+        candidate: None,
+        report: log.report,
         pins: log.pins,
         monitors: p.monitors,
         board: p.board,
@@ -148,7 +149,10 @@ pub fn spawn(
     };
     let parser_thread = std::thread::Builder::new()
         .name(format!("parse-{tag}"))
-        .spawn(move || stage.run(line_rx, event_tx));
+        .spawn(move || {
+            stage.set_candidate(log.candidate);
+            stage.run(line_rx, event_tx)
+        });
 
     let log_path = log.path;
     let checkpoints = log.checkpoints;

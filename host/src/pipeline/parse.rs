@@ -2,15 +2,17 @@
 //! the swaps and rollbacks of its parser chain (hot swap).
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Parsed, Shared};
+use super::candidate::{ShadowBatch, ShadowInput, spawn_shadow};
+use crate::compare::ParserReport;
 use crate::health::State;
 use crate::monitor::MonitorInput;
 use crate::plugin::{ParserChain, PluginBoard};
+use crate::slot::{self, AutoRollback, Probation, Slot, SlotVersions, Swapped, Verdict};
 use crate::tail::Batch;
 
 /// What the parser thread takes, in order: a swap or rollback sent while lines are queued
@@ -29,136 +31,14 @@ pub enum ParseInput {
     Rollback {
         done: oneshot::Sender<Option<Swapped>>,
     },
+    /// A new candidate for compare mode (none: stop comparing); the comparison starts afresh.
+    Candidate { chain: Option<ParserChain> },
 }
 
 impl From<Batch> for ParseInput {
     fn from(b: Batch) -> Self {
         Self::Batch(b)
     }
-}
-
-/// A change of the live chain: the versions before and after.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Swapped {
-    pub from: String,
-    pub to: String,
-}
-
-/// Which parser chain versions a server has, for the API.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ParserVersions {
-    /// The live chain's version (see `ParserChain::version`).
-    pub live: String,
-    /// The version a rollback returns to, if there is one.
-    pub previous: Option<String>,
-    /// The version servers.yml gives (at start, or at the last reload).
-    pub config: String,
-    /// Why the live version is not servers.yml's, when it was chosen at run time and is
-    /// kept across restarts: `promoted`, `rolled_back`, `auto_rolled_back`.
-    pub pinned: Option<String>,
-    /// When the live version became live (null: since start).
-    #[serde(serialize_with = "opt_ms")]
-    pub since: Option<SystemTime>,
-    /// Why the last reload was rejected, if it was (cleared by the next good one).
-    pub last_error: Option<String>,
-}
-
-fn opt_ms<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_u64(crate::event::unix_ms::millis(*t)),
-        None => s.serialize_none(),
-    }
-}
-
-/// A newly swapped-in chain that faults more than `faults` times within `window` of its
-/// swap is rolled back by the parser thread itself, and an alert says so.
-pub struct AutoRollback {
-    pub faults: u32,
-    pub window: Duration,
-    pub alerts: Arc<crate::alert::Alerts>,
-    pub notices: mpsc::Sender<Vec<crate::event::Event>>,
-}
-
-/// A batch for the candidate of compare mode: the lines and the live chain's events for
-/// them, by line index.
-pub struct ShadowBatch {
-    pub lines: Vec<String>,
-    pub live: Vec<(usize, crate::event::Event)>,
-}
-
-/// What the candidate's thread takes.
-pub enum ShadowInput {
-    Batch(ShadowBatch),
-    /// A new candidate (its files changed): the comparison starts afresh.
-    Replace(ParserChain),
-}
-
-fn candidate_names(candidate: &ParserChain) -> String {
-    candidate
-        .parsers()
-        .iter()
-        .map(|p| p.plugin().name().to_owned())
-        .collect::<Vec<_>>()
-        .join("+")
-}
-
-/// Runs a candidate chain on its own thread over what the live chain parsed, and keeps the
-/// comparison in `report`. The live path only hands batches over without waiting; a batch
-/// that finds the candidate behind is skipped and counted.
-pub fn spawn_shadow(
-    tag: &str,
-    mut candidate: ParserChain,
-    report: Arc<Mutex<crate::compare::CompareReport>>,
-    metrics: Arc<crate::metrics::Metrics>,
-) -> std::io::Result<mpsc::Sender<ShadowInput>> {
-    let (tx, mut rx) = mpsc::channel::<ShadowInput>(8);
-    let mut names = candidate_names(&candidate);
-    let tag = tag.to_owned();
-    report.lock().unwrap_or_else(|p| p.into_inner()).candidate = candidate.version();
-    std::thread::Builder::new()
-        .name(format!("shadow-{tag}"))
-        .spawn(move || {
-            while let Some(input) = rx.blocking_recv() {
-                let batch = match input {
-                    ShadowInput::Batch(b) => b,
-                    ShadowInput::Replace(new) => {
-                        candidate = new;
-                        names = candidate_names(&candidate);
-                        let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
-                        *r = crate::compare::CompareReport {
-                            candidate: candidate.version(),
-                            ..Default::default()
-                        };
-                        tracing::info!(server = %tag, candidate = %r.candidate, "compare mode: a new candidate");
-                        continue;
-                    }
-                };
-                let out = candidate.parse(&batch.lines);
-                let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
-                if !out.faults.is_empty() {
-                    r.candidate_faults += 1;
-                    continue;
-                }
-                let shown = r.sample.len();
-                let found = r.add(&batch.lines, &batch.live, &out.events);
-                if found > 0 {
-                    metrics
-                        .plugin_discrepancies
-                        .with_label_values(&[&tag, &names])
-                        .inc_by(found);
-                    for e in &r.sample[shown..] {
-                        tracing::info!(server = %tag, candidate = %names, what = ?e.what, line = %e.line, "the candidate disagrees");
-                    }
-                }
-            }
-        })?;
-    Ok(tx)
-}
-
-/// How a chain swapped in is doing since its swap.
-pub(super) struct Probation {
-    since: Instant,
-    faults: u32,
 }
 
 /// The parser thread's state.
@@ -168,16 +48,16 @@ pub(super) struct ParseStage {
     pub previous: Option<ParserChain>,
     pub auto_rollback: Option<AutoRollback>,
     pub probation: Option<Probation>,
-    /// The candidate of compare mode, when the server has one.
-    pub shadow: Option<(
-        mpsc::Sender<ShadowInput>,
-        Arc<Mutex<crate::compare::CompareReport>>,
-    )>,
+    /// The candidate of compare mode's thread, when there is a candidate.
+    pub candidate: Option<mpsc::Sender<ShadowInput>>,
+    /// Its report, for the API (none: no candidate).
+    pub report: Arc<Mutex<Option<ParserReport>>>,
     /// Where run-time choices of version are kept.
     pub pins: Option<crate::pins::PinStore>,
-    pub monitors: Option<mpsc::Sender<MonitorInput>>,
+    /// The monitor thread, fed events while it listens.
+    pub monitors: Option<(mpsc::Sender<MonitorInput>, crate::monitor::Listening)>,
     pub board: Arc<PluginBoard>,
-    pub versions: Arc<Mutex<ParserVersions>>,
+    pub versions: Arc<Mutex<SlotVersions>>,
     pub shared: Shared,
 }
 
@@ -203,16 +83,45 @@ impl ParseStage {
                     let to = self.live.version();
                     self.pin(pin);
                     self.went_live(Some(SystemTime::now()));
-                    self.probation = Some(Probation {
-                        since: Instant::now(),
-                        faults: 0,
-                    });
+                    self.probation = Some(Probation::start());
                     tracing::info!(server = %self.tag, from = %from, to = %to, "parsers swapped");
                     let _ = done.send(Swapped { from, to });
                 }
                 ParseInput::Rollback { done } => {
                     let _ = done.send(self.rollback("rolled_back"));
                 }
+                ParseInput::Candidate { chain } => self.set_candidate(chain),
+            }
+        }
+    }
+
+    /// Starts, replaces or (none) stops the candidate; its comparison starts afresh.
+    pub fn set_candidate(&mut self, chain: Option<ParserChain>) {
+        let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(chain) = chain else {
+            self.candidate = None;
+            *report = None;
+            return;
+        };
+        *report = Some(ParserReport::new(chain.version()));
+        if let Some(tx) = &self.candidate {
+            // The thread is gone only if it panicked; then the candidate stops.
+            if tx.blocking_send(ShadowInput::Replace(chain)).is_err() {
+                self.candidate = None;
+                *report = None;
+            }
+            return;
+        }
+        match spawn_shadow(
+            &self.tag,
+            chain,
+            self.report.clone(),
+            self.shared.metrics.clone(),
+        ) {
+            Ok(tx) => self.candidate = Some(tx),
+            Err(e) => {
+                tracing::error!(server = %self.tag, "cannot start the candidate parsers: {e}");
+                *report = None;
             }
         }
     }
@@ -223,9 +132,18 @@ impl ParseStage {
         v.pinned = reason.map(str::to_owned);
         let Some(pins) = &self.pins else { return };
         match reason {
-            None => pins.clear(&self.tag),
+            None => pins.clear(&self.tag, Slot::Parsers),
             Some(reason) => {
-                if let Err(e) = pins.save(&self.tag, &self.live, reason, &v.config) {
+                let plugins = self.live.parsers().iter().map(|p| (p.plugin(), p.config()));
+                let saved = pins.save(
+                    &self.tag,
+                    Slot::Parsers,
+                    &self.live.version(),
+                    plugins,
+                    reason,
+                    &v.config,
+                );
+                if let Err(e) = saved {
                     tracing::warn!(server = %self.tag, "cannot keep the {reason} version for the next start: {e}");
                 }
             }
@@ -248,44 +166,25 @@ impl ParseStage {
     /// Counts a batch's faults against a chain on probation; rolls it back when it has
     /// used up its budget.
     fn judge(&mut self, faults: usize) {
-        let (Some(guard), Some(p)) = (&self.auto_rollback, &mut self.probation) else {
-            return;
+        let count = match slot::judge(self.auto_rollback.as_ref(), self.probation.as_mut(), faults) {
+            Verdict::Keep => return,
+            Verdict::Passed => {
+                self.probation = None;
+                return;
+            }
+            Verdict::RollBack(count) => count,
         };
-        if p.since.elapsed() > guard.window {
-            self.probation = None;
-            return;
-        }
-        p.faults += u32::try_from(faults).unwrap_or(u32::MAX);
-        if p.faults <= guard.faults {
-            return;
-        }
-        let (count, window) = (p.faults, guard.window);
         let Some(Swapped { from, to }) = self.rollback("auto_rolled_back") else {
             return;
         };
-        tracing::error!(server = %self.tag, from = %from, to = %to, "the new parsers faulted {count} times within {} s of their swap; rolled back", window.as_secs());
         self.shared
             .metrics
             .plugin_reloads
             .with_label_values(&[&self.tag, "auto_rolled_back"])
             .inc();
         if let Some(guard) = &self.auto_rollback {
-            let alert = crate::alert::Alert::firing(
-                format!("auto-rollback:{from}"),
-                "Parsers rolled back",
-                format!("version `{from}` faulted {count} times within {} s of going live; `{to}` is live again", window.as_secs()),
-            )
-            .field("from", from.clone())
-            .field("to", to);
-            // A one-off: raised (posted) and closed quietly at once, so it stays in no list.
-            let mut closed = alert.clone();
-            closed.state = crate::alert::AlertState::Withdrawn;
-            let notices = guard
-                .alerts
-                .file("host", vec![alert, closed], SystemTime::now());
-            if !notices.is_empty() {
-                let _ = guard.notices.blocking_send(notices);
-            }
+            tracing::error!(server = %self.tag, from = %from, to = %to, "the new parsers faulted {count} times within {} s of their swap; rolled back", guard.window.as_secs());
+            guard.announce(Slot::Parsers, &from, &to, count);
         }
     }
 
@@ -351,25 +250,30 @@ impl ParseStage {
             }
         }
         let faults = out.faults.len();
-        if let Some((tx, report)) = &self.shadow
-            && out.faults.is_empty()
-        {
-            let batch = ShadowBatch {
-                lines,
-                live: out.events.clone(),
-            };
-            if tx.try_send(ShadowInput::Batch(batch)).is_err() {
-                report
+        if let Some(tx) = &self.candidate {
+            let handed = out.faults.is_empty()
+                && tx
+                    .try_send(ShadowInput::Batch(ShadowBatch {
+                        lines,
+                        live: out.events.clone(),
+                    }))
+                    .is_ok();
+            if !handed
+                && let Some(r) = self
+                    .report
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .skipped_batches += 1;
+                    .as_mut()
+            {
+                r.skipped += 1;
             }
         }
         let parsed = Parsed {
             events: out.events.into_iter().map(|(_, e)| e).collect(),
             position: batch.position,
         };
-        if let Some(feed) = &self.monitors
+        if let Some((feed, listening)) = &self.monitors
+            && listening.get()
             && !parsed.events.is_empty()
         {
             // A closed feed means the monitor thread is gone; the events still go on.

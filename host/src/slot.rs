@@ -1,0 +1,161 @@
+//! What a server's two plugin slots — its parser chain and its set of monitors — share in
+//! their lifecycle: the versions the API shows, the swap answer, the probation of a version
+//! just swapped in and the automatic rollback that ends it badly.
+//!
+//! Each slot is owned by one thread (the parser thread, the monitor thread), which makes
+//! every change between two calls; this module holds no plugins itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::alert::{Alert, AlertState, Alerts};
+use crate::event::Event;
+
+/// Which of a server's plugin slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Slot {
+    Parsers,
+    Monitors,
+}
+
+impl Slot {
+    /// `parsers` or `monitors`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Parsers => "parsers",
+            Self::Monitors => "monitors",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Self::Parsers => "Parsers",
+            Self::Monitors => "Monitors",
+        }
+    }
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A change of a slot's live version: the versions before and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Swapped {
+    pub from: String,
+    pub to: String,
+}
+
+/// Which versions a slot has, for the API.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SlotVersions {
+    /// The live version (12 hex digits over the plugins' content hashes and configurations).
+    pub live: String,
+    /// The version a rollback returns to, if there is one.
+    pub previous: Option<String>,
+    /// The version servers.yml gives (at start, or at the last reload).
+    pub config: String,
+    /// Why the live version is not servers.yml's, when it was chosen at run time and is
+    /// kept across restarts: `promoted`, `rolled_back`, `auto_rolled_back`.
+    pub pinned: Option<String>,
+    /// When the live version became live (null: since start).
+    #[serde(serialize_with = "opt_ms")]
+    pub since: Option<SystemTime>,
+    /// Why the last reload was rejected, if it was (cleared by the next good one).
+    pub last_error: Option<String>,
+}
+
+fn opt_ms<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_u64(crate::event::unix_ms::millis(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A version newly swapped in that faults more than `faults` times within `window` of its
+/// swap is rolled back by the slot's thread itself, and an alert says so.
+pub struct AutoRollback {
+    pub faults: u32,
+    pub window: Duration,
+    pub alerts: Arc<Alerts>,
+    pub notices: mpsc::Sender<Vec<Event>>,
+}
+
+impl AutoRollback {
+    /// Posts the one-off alert for an automatic rollback of `slot` from `from` to `to`
+    /// after `count` faults.
+    pub fn announce(&self, slot: Slot, from: &str, to: &str, count: u32) {
+        let alert = Alert::firing(
+            format!("auto-rollback:{slot}:{from}"),
+            format!("{} rolled back", slot.title()),
+            format!(
+                "version `{from}` faulted {count} times within {} s of going live; `{to}` is live again",
+                self.window.as_secs()
+            ),
+        )
+        .field("slot", slot.name())
+        .field("from", from)
+        .field("to", to);
+        // A one-off: raised (posted) and closed quietly at once, so it stays in no list.
+        let mut closed = alert.clone();
+        closed.state = AlertState::Withdrawn;
+        let notices = self
+            .alerts
+            .file("host", vec![alert, closed], SystemTime::now());
+        if !notices.is_empty() {
+            let _ = self.notices.blocking_send(notices);
+        }
+    }
+}
+
+/// How a version swapped in is doing since its swap.
+#[derive(Debug)]
+pub struct Probation {
+    since: Instant,
+    faults: u32,
+}
+
+impl Probation {
+    /// Starts now.
+    pub fn start() -> Self {
+        Self {
+            since: Instant::now(),
+            faults: 0,
+        }
+    }
+}
+
+/// What [`judge`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing to do (no probation, or the budget is not used up).
+    Keep,
+    /// The probation is over without a rollback.
+    Passed,
+    /// Roll back: this many faults within the window.
+    RollBack(u32),
+}
+
+/// Counts `faults` against a version on probation.
+pub fn judge(guard: Option<&AutoRollback>, probation: Option<&mut Probation>, faults: usize) -> Verdict {
+    let (Some(guard), Some(p)) = (guard, probation) else {
+        return Verdict::Keep;
+    };
+    if p.since.elapsed() > guard.window {
+        return Verdict::Passed;
+    }
+    p.faults = p
+        .faults
+        .saturating_add(u32::try_from(faults).unwrap_or(u32::MAX));
+    if p.faults <= guard.faults {
+        Verdict::Keep
+    } else {
+        Verdict::RollBack(p.faults)
+    }
+}
