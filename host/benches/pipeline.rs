@@ -81,7 +81,8 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
         log: Some(LogInput {
             inputs: pipeline::parse_queue(),
             auto_rollback: None,
-            shadow: None,
+            candidate: None,
+            report: Arc::default(),
             pins: None,
             previous: None,
             path: log.to_owned(),

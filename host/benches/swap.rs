@@ -1,8 +1,9 @@
 //! Hot swap time, printed (not asserted): the release binary follows a log that a writer
-//! appends to steadily, and its parsers are reloaded 20 times through the admin API,
-//! alternating two versions of a pattern file. For each swap the API reports the time to
-//! build the new chain (off the hot path) and the time from handing it to the parser thread
-//! to its being live. At the end every line must have given exactly one event.
+//! appends to steadily, and its parsers and monitors are reloaded 20 times through the admin
+//! API (a new pattern file and a new chat-guard word list each time). For each swap the API
+//! reports the time to build the new version (off the hot path) and the time from handing it
+//! to the slot's thread to its being live. At the end every line must have given exactly one
+//! event.
 //!
 //! Run with `cargo bench --bench swap`.
 
@@ -50,16 +51,21 @@ fn main() {
     std::fs::write(&log, "").unwrap();
     std::fs::write(pats.join("chat.yml"), pattern_file(0)).unwrap();
     let config = dir.path().join("servers.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "servers:\n  prod:\n    log_path: {}\n    parsers:\n      - plugin: patterns\n        config: {{dir: {}}}\n    sinks:\n      - jsonl: {}\n",
+    // The monitors change with each version too: chat-guard watching for another word.
+    let write_config = |version: u32| {
+        let text = format!(
+            "servers:\n  prod:\n    log_path: {}\n    parsers:\n      - plugin: patterns\n        config: {{dir: {}}}\n    \
+             monitors:\n      - plugin: chat-guard\n        config: {{words: [word{version}], max_messages: 100000}}\n    \
+             sinks:\n      - jsonl: {}\n",
             log.display(),
             pats.display(),
             jsonl.display()
-        ),
-    )
-    .unwrap();
+        );
+        let tmp = dir.path().join("servers.yml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &config).unwrap();
+    };
+    write_config(0);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -106,12 +112,18 @@ fn main() {
     };
 
     let (mut build, mut swap) = (Vec::new(), Vec::new());
+    let (mut monitor_build, mut monitor_swap) = (Vec::new(), Vec::new());
     for version in 1..=20 {
         std::fs::write(pats.join("chat.yml"), pattern_file(version)).unwrap();
+        write_config(version);
         let r = post(port, "/api/servers/prod/reload");
-        if r["result"] == "swapped" {
-            build.push(r["build_ms"].as_f64().unwrap());
-            swap.push(r["swap_ms"].as_f64().unwrap());
+        if r["parsers"]["result"] == "swapped" {
+            build.push(r["parsers"]["build_ms"].as_f64().unwrap());
+            swap.push(r["parsers"]["swap_ms"].as_f64().unwrap());
+        }
+        if r["monitors"]["result"] == "swapped" {
+            monitor_build.push(r["monitors"]["build_ms"].as_f64().unwrap());
+            monitor_swap.push(r["monitors"]["swap_ms"].as_f64().unwrap());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -153,6 +165,16 @@ fn main() {
             percentile(&mut build, 1.0),
             percentile(&mut swap, 0.5),
             percentile(&mut swap, 1.0)
+        );
+    }
+    if !monitor_swap.is_empty() {
+        println!(
+            "  monitors: {} swaps; build p50 {:.1} ms, max {:.1} ms; swap p50 {:.2} ms, max {:.2} ms",
+            monitor_swap.len(),
+            percentile(&mut monitor_build, 0.5),
+            percentile(&mut monitor_build, 1.0),
+            percentile(&mut monitor_swap, 0.5),
+            percentile(&mut monitor_swap, 1.0)
         );
     }
 }

@@ -14,6 +14,11 @@ use crate::event::Event;
 pub trait Compared: Clone + Serialize {
     /// Equal for comparison.
     fn same(&self, other: &Self) -> bool;
+
+    /// What pairs a live output with a candidate's for one input; none pairs them in order.
+    fn pair_key(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl Compared for Event {
@@ -55,6 +60,12 @@ impl From<&Alert> for AlertView {
 impl Compared for AlertView {
     fn same(&self, other: &Self) -> bool {
         self == other
+    }
+
+    /// Alerts are paired by key: which monitor raised one, and in which order, is not a
+    /// disagreement.
+    fn pair_key(&self) -> Option<&str> {
+        Some(&self.key)
     }
 }
 
@@ -149,13 +160,15 @@ impl<T: Compared> CompareReport<T> {
             let live_here = take(live, &mut l, i);
             let cand_here = take(candidate, &mut c, i);
             self.compared += 1;
-            if same(&live_here, &cand_here) {
+            let pairs = pair(&live_here, &cand_here);
+            if pairs
+                .iter()
+                .all(|p| matches!(p, (Some(a), Some(b)) if a.same(b)))
+            {
                 self.agreements += 1;
                 continue;
             }
-            let n = live_here.len().max(cand_here.len());
-            for k in 0..n {
-                let (a, b) = (live_here.get(k), cand_here.get(k));
+            for (a, b) in pairs {
                 let what = match (a, b) {
                     (Some(a), Some(b)) if a.same(b) => continue,
                     (Some(_), Some(_)) => Disagreement::Different,
@@ -172,8 +185,8 @@ impl<T: Compared> CompareReport<T> {
                     self.sample.push(Example {
                         what,
                         input: text.clone(),
-                        live: a.map(|e| (*e).clone()),
-                        candidate: b.map(|e| (*e).clone()),
+                        live: a.cloned(),
+                        candidate: b.cloned(),
                     });
                 }
             }
@@ -195,8 +208,37 @@ fn take<'a, T>(events: &'a [(usize, T)], at: &mut usize, i: usize) -> Vec<&'a T>
     out
 }
 
-fn same<T: Compared>(a: &[&T], b: &[&T]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same(y))
+/// The live and candidate outputs of one input, paired: by [`Compared::pair_key`] where
+/// they have one, else in order; an output without a partner is paired with none.
+fn pair<'a, T: Compared>(
+    live: &[&'a T],
+    candidate: &[&'a T],
+) -> Vec<(Option<&'a T>, Option<&'a T>)> {
+    let mut taken = vec![false; candidate.len()];
+    let mut pairs = Vec::new();
+    let mut in_order = 0;
+    for a in live {
+        let partner = match a.pair_key() {
+            Some(key) => candidate
+                .iter()
+                .enumerate()
+                .position(|(j, b)| !taken[j] && b.pair_key() == Some(key)),
+            None => {
+                in_order += 1;
+                (in_order - 1 < candidate.len()).then_some(in_order - 1)
+            }
+        };
+        if let Some(j) = partner {
+            taken[j] = true;
+        }
+        pairs.push((Some(*a), partner.map(|j| candidate[j])));
+    }
+    for (j, b) in candidate.iter().enumerate() {
+        if !taken[j] {
+            pairs.push((None, Some(*b)));
+        }
+    }
+    pairs
 }
 
 #[cfg(test)]
@@ -241,6 +283,46 @@ mod tests {
         r.add(&lines[..1], &live2, &cand2);
         assert_eq!(r.different, 1);
         assert_eq!(r.disagreements(), 4);
+    }
+
+    fn alert(key: &str, text: &str) -> AlertView {
+        AlertView::from(&Alert::firing(key, "t", text))
+    }
+
+    #[test]
+    fn alerts_are_paired_by_key_whatever_their_order() {
+        let inputs = vec!["batch".to_owned()];
+        let live = vec![(0, alert("word:b", "x")), (0, alert("word:d", "x"))];
+        let candidate = vec![
+            (0, alert("word:a", "x")),
+            (0, alert("word:b", "x")),
+            (0, alert("word:c", "x")),
+            (0, alert("word:d", "other")),
+        ];
+        let mut r = MonitorReport::default();
+        assert_eq!(r.add(&inputs, &live, &candidate), 3);
+        assert_eq!((r.missing, r.extra, r.different), (0, 2, 1));
+        let keys: Vec<_> = r
+            .sample
+            .iter()
+            .map(|e| (e.what, e.candidate.as_ref().map(|a| a.key.as_str())))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (Disagreement::Different, Some("word:d")),
+                (Disagreement::Extra, Some("word:a")),
+                (Disagreement::Extra, Some("word:c")),
+            ]
+        );
+        let mut r = MonitorReport::default();
+        let reversed: Vec<_> = live.iter().rev().cloned().collect();
+        assert_eq!(
+            r.add(&inputs, &live, &reversed),
+            0,
+            "order is no disagreement"
+        );
+        assert_eq!(r.agreements, 1);
     }
 
     #[test]

@@ -94,7 +94,10 @@ impl ServerReload {
     /// One line per slot, for people.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        for (slot, r) in [(Slot::Parsers, &self.parsers), (Slot::Monitors, &self.monitors)] {
+        for (slot, r) in [
+            (Slot::Parsers, &self.parsers),
+            (Slot::Monitors, &self.monitors),
+        ] {
             match r {
                 None => {}
                 Some(Ok(ReloadOutcome::Swapped { from, to, .. })) => {
@@ -114,7 +117,10 @@ impl Serialize for ServerReload {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(2))?;
-        for (slot, r) in [(Slot::Parsers, &self.parsers), (Slot::Monitors, &self.monitors)] {
+        for (slot, r) in [
+            (Slot::Parsers, &self.parsers),
+            (Slot::Monitors, &self.monitors),
+        ] {
             match r {
                 None => map.serialize_entry(slot.name(), &None::<()>)?,
                 Some(Ok(outcome)) => map.serialize_entry(slot.name(), outcome)?,
@@ -297,7 +303,9 @@ impl Reloader {
     /// live, each slot that has one; the live versions become the rollback targets. The
     /// comparisons start afresh.
     pub async fn promote(&self, server: &Server) -> Result<ServerReload, ReloadError> {
-        let config = self.server_config(&server.tag).map_err(ReloadError::Rejected)?;
+        let config = self
+            .server_config(&server.tag)
+            .map_err(ReloadError::Rejected)?;
         let mut done = ServerReload::default();
         if !config.shadow.parsers.is_empty() {
             let outcome = self.swap_in(server, Slot::Parsers, Which::Candidate).await;
@@ -316,7 +324,10 @@ impl Reloader {
         if done.parsers.is_none() && done.monitors.is_none() {
             return Err(ReloadError::NoCandidate(server.tag.clone()));
         }
-        for (slot, r) in [(Slot::Parsers, &done.parsers), (Slot::Monitors, &done.monitors)] {
+        for (slot, r) in [
+            (Slot::Parsers, &done.parsers),
+            (Slot::Monitors, &done.monitors),
+        ] {
             if let Some(Ok(ReloadOutcome::Swapped { .. })) = r {
                 self.count(&server.tag, slot, "promoted");
             }
@@ -535,8 +546,15 @@ pub fn watched_dirs(config: &Config) -> Vec<PathBuf> {
             dirs.push(PathBuf::from("patterns"));
         }
         let parsers = server.parsers.iter().chain(&server.shadow.parsers);
-        let monitors = server.monitors.iter().flatten().chain(&server.shadow.monitors);
-        for (entry, is_parser) in parsers.map(|e| (e, true)).chain(monitors.map(|e| (e, false))) {
+        let monitors = server
+            .monitors
+            .iter()
+            .flatten()
+            .chain(&server.shadow.monitors);
+        for (entry, is_parser) in parsers
+            .map(|e| (e, true))
+            .chain(monitors.map(|e| (e, false)))
+        {
             match PluginSource::parse(&entry.plugin) {
                 PluginSource::File(path) => dirs.push(parent(&path)),
                 PluginSource::Stock(_) if is_parser && follows_log => {
@@ -625,7 +643,10 @@ pub fn watch(
             while rx.try_recv().is_ok() {}
             for server in servers.iter() {
                 let done = reloader.reload_if_changed(server).await;
-                for (slot, r) in [(Slot::Parsers, done.parsers), (Slot::Monitors, done.monitors)] {
+                for (slot, r) in [
+                    (Slot::Parsers, done.parsers),
+                    (Slot::Monitors, done.monitors),
+                ] {
                     // Failures are logged, counted and shown by the reload itself.
                     if let Some(Ok(ReloadOutcome::Swapped {
                         from,

@@ -143,7 +143,11 @@ pub enum Verdict {
 }
 
 /// Counts `faults` against a version on probation.
-pub fn judge(guard: Option<&AutoRollback>, probation: Option<&mut Probation>, faults: usize) -> Verdict {
+pub fn judge(
+    guard: Option<&AutoRollback>,
+    probation: Option<&mut Probation>,
+    faults: usize,
+) -> Verdict {
     let (Some(guard), Some(p)) = (guard, probation) else {
         return Verdict::Keep;
     };

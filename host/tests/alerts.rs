@@ -249,7 +249,10 @@ fn a_monitor_swapped_in_by_a_reload_continues_from_the_state_of_the_one_it_repla
             .unwrap_or(0)
     };
     wait_for("three samples", || samples_seen() >= 3);
-    let before_version = api(&isr)["monitor_versions"]["live"].as_str().unwrap().to_owned();
+    let before_version = api(&isr)["monitor_versions"]["live"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     std::fs::write(dir.path().join("servers.yml"), config("second")).unwrap();
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

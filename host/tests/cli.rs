@@ -339,7 +339,8 @@ fn check_validates_a_config_and_every_plugin_it_uses() {
     std::fs::write(
         &config,
         format!(
-            "servers:\n  prod:\n    log_path: /x\n    monitors:\n      - plugin: {}\n  bad:\n    parsers:\n      - plugin: {}\n        config: fail\n",
+            "servers:\n  prod:\n    log_path: /x\n    monitors:\n      - plugin: {}\n  bad:\n    parsers:\n      - plugin: {}\n        config: fail\n    \
+             shadow:\n      monitors:\n        - plugin: patterns\n",
             env!("FACTORIO_ISR_WASM_ECHO_MONITOR"),
             env!("FACTORIO_ISR_WASM_MISBEHAVE"),
         ),
@@ -365,6 +366,12 @@ fn check_validates_a_config_and_every_plugin_it_uses() {
     assert!(
         stdout.contains("error: server bad: plugin")
             && stdout.contains("init failed: asked to fail"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "error: server bad: plugin patterns is a parser, but `shadow.monitors` takes a monitor"
+        ),
         "{stdout}"
     );
 

@@ -140,10 +140,7 @@ fn events_alerts_and_commands_go_through_discord_safely() {
     );
     let id = discord.command(4, &[OPS_ROLE], "reload", &[]);
     let (text, private) = discord.answer(id);
-    assert!(
-        !private && text.contains("parsers: already at"),
-        "{text}"
-    );
+    assert!(!private && text.contains("parsers: already at"), "{text}");
 
     // Server tags autocomplete.
     let id = discord.autocomplete("status", "pr");

@@ -467,3 +467,190 @@ fn a_candidate_in_compare_mode_reports_exactly_its_differences_and_can_be_promot
     );
     assert!(isr.stop().success());
 }
+
+/// The keys of the alerts raised in the JSONL sink, in order.
+fn raised(jsonl: &Path) -> Vec<String> {
+    std::fs::read_to_string(jsonl)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "alert")
+        .filter_map(|v| Some(v["fields"]["key"].as_str()?.to_owned()))
+        .collect()
+}
+
+#[test]
+fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let guard = |words: &str| {
+        format!(
+            "      - plugin: chat-guard\n        config: {{words: [{words}], max_messages: 100}}\n"
+        )
+    };
+    let config = |monitors: &str, shadow: &str| {
+        format!(
+            "servers:\n  prod:\n    log_path: {}\n    auto_rollback_faults: 2\n    monitors:\n{monitors}{shadow}    sinks:\n      - jsonl: {}\n",
+            log.display(),
+            jsonl.display()
+        )
+    };
+    let live = guard("grief");
+    let candidate = format!(
+        "    shadow:\n      monitors:\n{}",
+        guard("grief, lag")
+            .replace("      - ", "        - ")
+            .replace("\n        config", "\n          config")
+    );
+    let config_path = dir.path().join("servers.yml");
+    let port = free_port();
+    let start = || {
+        let isr = Isr::start_with_env(
+            dir.path(),
+            &std::fs::read_to_string(&config_path).unwrap_or_else(|_| config(&live, "")),
+            port,
+            &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
+        );
+        isr.wait_started();
+        isr
+    };
+    let say = |player: &str, text: &str| {
+        append(
+            &log,
+            &format!("2026-01-01 10:00:00 [CHAT] {player}: {text}\n"),
+        );
+    };
+    let isr = start();
+    say("P0", "grief");
+    wait_for("the live alert", || raised(&jsonl) == ["word:P0"]);
+    let (status, _) = http(port, "GET", "/api/servers/prod/compare", None);
+    assert_eq!(status, 404, "no candidate yet");
+
+    // Off → compare: a candidate added to servers.yml starts with the next reload.
+    std::fs::write(&config_path, config(&live, &candidate)).unwrap();
+    let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["monitors"]["result"], "unchanged", "{body}");
+    let (status, report) = http(port, "GET", "/api/servers/prod/compare", None);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["parsers"], serde_json::Value::Null, "{report}");
+    say("P1", "grief");
+    say("P2", "so much lag");
+    say("P3", "hello");
+    say("P4", "LAG again");
+    say("P5", "grief");
+    wait_for("the live alerts", || raised(&jsonl).len() == 3);
+    assert_eq!(raised(&jsonl), ["word:P0", "word:P1", "word:P5"]);
+    let report = || http(port, "GET", "/api/servers/prod/compare", None).1["monitors"].clone();
+    wait_for("the comparison", || {
+        report()["compared"].as_u64().unwrap_or(0) >= 1 && report()["extra"] == 2
+    });
+    let r = report();
+    assert_eq!(
+        (
+            &r["missing"],
+            &r["different"],
+            &r["skipped"],
+            &r["candidate_faults"]
+        ),
+        (&0.into(), &0.into(), &0.into(), &0.into()),
+        "{r}"
+    );
+    let keys: Vec<&str> = r["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["what"], "extra", "{e}");
+            assert_eq!(e["live"], serde_json::Value::Null, "{e}");
+            e["candidate"]["key"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(keys, ["word:P2", "word:P4"], "{r}");
+    let (_, metrics) = isr.get("/metrics").unwrap();
+    assert!(
+        metrics.contains(
+            "factorio_isr_plugin_discrepancies_total{plugin=\"chat-guard\",server=\"prod\"} 2"
+        ),
+        "{metrics}"
+    );
+
+    // Compare → live: the candidate is promoted; the live monitors become the rollback target.
+    let (status, body) = http(port, "POST", "/api/servers/prod/promote", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["monitors"]["result"], "swapped", "{body}");
+    assert_eq!(body["parsers"], serde_json::Value::Null, "{body}");
+    say("P6", "lag");
+    wait_for("the promoted monitor's alert", || {
+        raised(&jsonl).last().map(String::as_str) == Some("word:P6")
+    });
+
+    // A restart keeps the promotion, though servers.yml still names the old monitors.
+    assert!(isr.stop().success());
+    let isr = start();
+    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    assert_eq!(view["monitor_versions"]["pinned"], "promoted", "{view}");
+    assert!(view["monitor_versions"]["previous"].is_string(), "{view}");
+    say("P7", "lag");
+    wait_for("the promoted monitor after the restart", || {
+        raised(&jsonl).last().map(String::as_str) == Some("word:P7")
+    });
+
+    // Back: `lag` goes unnoticed again (P8), `grief` is still seen (P9).
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/servers/prod/rollback?slot=monitors",
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["slot"], "monitors", "{body}");
+    say("P8", "lag");
+    say("P9", "grief");
+    wait_for("the old monitor's alert", || {
+        raised(&jsonl).last().map(String::as_str) == Some("word:P9")
+    });
+    assert!(!raised(&jsonl).contains(&"word:P8".to_owned()));
+    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    assert_eq!(view["monitor_versions"]["pinned"], "rolled_back", "{view}");
+
+    // A monitor that traps on every call is rolled back by itself, with an alert.
+    let trapping = format!(
+        "      - plugin: {}\n        config: trap\n",
+        env!("FACTORIO_ISR_WASM_ECHO_MONITOR")
+    );
+    std::fs::write(&config_path, config(&trapping, "")).unwrap();
+    let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["monitors"]["result"], "swapped", "{body}");
+    let (status, _) = http(port, "GET", "/api/servers/prod/compare", None);
+    assert_eq!(status, 404, "the candidate stopped with its entry");
+    let mut n = 10;
+    wait_for("the automatic rollback", || {
+        say(&format!("P{n}"), "hello");
+        n += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        raised(&jsonl)
+            .iter()
+            .any(|k| k.starts_with("auto-rollback:monitors:"))
+    });
+    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    assert_eq!(
+        view["monitor_versions"]["pinned"], "auto_rolled_back",
+        "{view}"
+    );
+    say("P99", "grief");
+    wait_for("the monitor before the trapping one", || {
+        raised(&jsonl).last().map(String::as_str) == Some("word:P99")
+    });
+    let (_, metrics) = isr.get("/metrics").unwrap();
+    assert!(
+        metrics.contains(
+            "factorio_isr_plugin_reloads_total{result=\"monitors_auto_rolled_back\",server=\"prod\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(isr.stop().success());
+}

@@ -8,6 +8,7 @@ use factorio_isr_patterns_engine::RuleSet;
 
 use super::RuntimeArgs;
 use crate::config::{Config, PluginEntry};
+use crate::plugin::WorldKind;
 use crate::plugin::stock::{self, PluginSource};
 
 #[derive(Debug, Args)]
@@ -74,9 +75,34 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                         &server.parsers[..]
                     };
                     let monitors = crate::monitor::effective_monitors(server);
-                    for entry in parsers.iter().chain(&monitors).chain(&server.shadow.parsers).chain(&server.shadow.monitors) {
+                    let candidates = crate::monitor::with_server_defaults(
+                        server,
+                        server.shadow.monitors.clone(),
+                    );
+                    let slots = [
+                        ("parsers", WorldKind::Parser, parsers),
+                        ("monitors", WorldKind::Monitor, &monitors[..]),
+                        (
+                            "shadow.parsers",
+                            WorldKind::Parser,
+                            &server.shadow.parsers[..],
+                        ),
+                        ("shadow.monitors", WorldKind::Monitor, &candidates[..]),
+                    ];
+                    for (slot, kind, entry) in slots.iter().flat_map(|(slot, kind, entries)| {
+                        entries.iter().map(move |e| (slot, kind, e))
+                    }) {
                         let source = PluginSource::parse(&entry.plugin);
                         match super::plugin::start(&runtime, &source, &entry.config) {
+                            Ok(started) if started.kind() != *kind => {
+                                println!(
+                                    "error: server {}: plugin {} is a {}, but `{slot}` takes a {kind}",
+                                    server.tag,
+                                    source.name(),
+                                    started.kind(),
+                                );
+                                problems += 1;
+                            }
                             Ok(started) => println!(
                                 "server {}: plugin {}: {}: ok",
                                 server.tag,

@@ -19,6 +19,14 @@ pub(crate) enum Started {
 }
 
 impl Started {
+    /// Which world it implements.
+    pub(crate) fn kind(&self) -> WorldKind {
+        match self {
+            Self::Parser(_) => WorldKind::Parser,
+            Self::Monitor(_) => WorldKind::Monitor,
+        }
+    }
+
     pub(crate) fn describe(&self) -> String {
         let p = match self {
             Self::Parser(i) => i.plugin(),

@@ -22,10 +22,10 @@ use crate::metrics::Metrics;
 use crate::monitor;
 use crate::pins::PinStore;
 use crate::pipeline::{self, LogInput, ServerPipeline, Shared};
-use crate::slot::{AutoRollback, Slot, SlotVersions};
 use crate::reload::{ParserHandle, Reloader};
 use crate::servers::Server;
 use crate::sink::{ConsoleSink, JsonlSink, Sink, WebhookSink};
+use crate::slot::{AutoRollback, Slot, SlotVersions};
 use crate::tail::TailOptions;
 
 /// How long a shutdown may take before the process exits anyway.

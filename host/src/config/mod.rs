@@ -616,6 +616,36 @@ servers:
     }
 
     #[test]
+    fn shadow_is_a_list_of_parsers_or_names_both_slots() {
+        let c = load("servers:\n  a:\n    shadow:\n      - plugin: ./p.wasm\n").unwrap();
+        let a = c.server("a").unwrap();
+        assert_eq!(a.shadow.parsers[0].plugin, "./p.wasm");
+        assert!(a.shadow.monitors.is_empty());
+        let c = load(
+            "servers:\n  a:\n    shadow:\n      monitors:\n        - plugin: chat-guard\n          config: {words: [x]}\n",
+        )
+        .unwrap();
+        let a = c.server("a").unwrap();
+        assert!(a.shadow.parsers.is_empty());
+        assert_eq!(a.shadow.monitors[0].plugin, "chat-guard");
+        assert_eq!(a.shadow.monitors[0].config["words"][0], "x");
+        assert!(
+            load("servers:\n  a:\n    shadow:\n").unwrap().servers[0]
+                .shadow
+                .is_empty()
+        );
+        let err = load("servers:\n  a:\n    shadow:\n      monitor:\n        - plugin: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("servers.yml:"), "{err}");
+        assert!(err.contains("unknown field `monitor`"), "{err}");
+        let err = load("servers:\n  a:\n    shadow: chat-guard\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a list of parser candidates"), "{err}");
+    }
+
+    #[test]
     fn plugin_entries_carry_their_config() {
         let c = load("servers:\n  a:\n    parsers:\n      - plugin: patterns\n        config: {dir: /p}\n      - plugin: ./x.wasm\n").unwrap();
         let a = c.server("a").unwrap();

@@ -17,8 +17,8 @@ use crate::config::Secret;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::reload::{ReloadError, Reloader, ServerReload};
-use crate::slot::Slot;
 use crate::servers::Server;
+use crate::slot::Slot;
 
 /// What the handlers read.
 #[derive(Clone)]

@@ -87,7 +87,7 @@ pub fn spawn_candidate(
         .name(format!("candidate-{tag}"))
         .spawn(move || {
             while let Some(msg) = rx.blocking_recv() {
-                let (input, mut live) = match msg {
+                let (input, live) = match msg {
                     CandidateInput::Input { input, live } => (input, live),
                     CandidateInput::Replace(new) => {
                         candidate = new;
@@ -120,9 +120,6 @@ pub fn spawn_candidate(
                     r.candidate_faults += 1;
                     continue;
                 }
-                // Which monitor raised an alert, and in which order, does not matter.
-                live.sort_by(|a, b| a.key.cmp(&b.key));
-                raised.sort_by(|a, b| a.key.cmp(&b.key));
                 let shown = r.sample.len();
                 let at = |v: Vec<AlertView>| v.into_iter().map(|a| (0, a)).collect::<Vec<_>>();
                 let found = r.add(&[describe(&input)], &at(live), &at(raised));

@@ -130,4 +130,3 @@ pub struct MonitorOutputs {
     /// Turned on while the thread runs monitors or a candidate.
     pub listening: Listening,
 }
-

@@ -317,7 +317,8 @@ impl Running {
                         live: raised,
                     })
                     .is_ok();
-            if !handed && let Some(r) = s.report.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            if !handed && let Some(r) = s.report.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+            {
                 r.skipped += 1;
             }
         }

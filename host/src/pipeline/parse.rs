@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Parsed, Shared};
 use super::candidate::{ShadowBatch, ShadowInput, spawn_shadow};
+use super::{Parsed, Shared};
 use crate::compare::ParserReport;
 use crate::health::State;
 use crate::monitor::MonitorInput;
@@ -32,7 +32,9 @@ pub enum ParseInput {
         done: oneshot::Sender<Option<Swapped>>,
     },
     /// A new candidate for compare mode (none: stop comparing); the comparison starts afresh.
-    Candidate { chain: Option<ParserChain> },
+    Candidate {
+        chain: Option<ParserChain>,
+    },
 }
 
 impl From<Batch> for ParseInput {
@@ -166,7 +168,8 @@ impl ParseStage {
     /// Counts a batch's faults against a chain on probation; rolls it back when it has
     /// used up its budget.
     fn judge(&mut self, faults: usize) {
-        let count = match slot::judge(self.auto_rollback.as_ref(), self.probation.as_mut(), faults) {
+        let count = match slot::judge(self.auto_rollback.as_ref(), self.probation.as_mut(), faults)
+        {
             Verdict::Keep => return,
             Verdict::Passed => {
                 self.probation = None;
