@@ -213,3 +213,72 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pin(version: &str) -> Pin {
+        Pin {
+            version: version.into(),
+            reason: "promoted".into(),
+            config_version: "c".into(),
+            at_ms: 1,
+            plugins: Vec::new(),
+        }
+    }
+
+    fn write(store: &PinStore, tag: &str, slot: Slot, pin: &Pin) {
+        std::fs::create_dir_all(&store.dir).unwrap();
+        std::fs::write(store.file(tag, slot), serde_json::to_vec(pin).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn each_slot_has_its_own_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PinStore::new(dir.path());
+        write(&store, "prod", Slot::Parsers, &pin("p1"));
+        write(&store, "prod", Slot::Monitors, &pin("m1"));
+        assert_eq!(store.load("prod", Slot::Parsers).unwrap().version, "p1");
+        assert_eq!(store.load("prod", Slot::Monitors).unwrap().version, "m1");
+        store.clear("prod", Slot::Monitors);
+        assert!(store.load("prod", Slot::Monitors).is_none());
+        assert_eq!(store.load("prod", Slot::Parsers).unwrap().version, "p1");
+    }
+
+    #[test]
+    fn a_pin_written_before_monitors_had_pins_still_loads_and_garbage_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PinStore::new(dir.path());
+        std::fs::create_dir_all(&store.dir).unwrap();
+        std::fs::write(
+            store.file("prod", Slot::Parsers),
+            r#"{"version":"v","reason":"promoted","config_version":"c","at_ms":1,
+                "parsers":[{"name":"patterns","hash":"ab","config":"{}"}]}"#,
+        )
+        .unwrap();
+        let p = store.load("prod", Slot::Parsers).unwrap();
+        assert_eq!(p.plugins[0].name, "patterns");
+        std::fs::write(store.file("prod", Slot::Parsers), "not json").unwrap();
+        assert!(store.load("prod", Slot::Parsers).is_none());
+    }
+
+    #[test]
+    fn a_pin_naming_a_path_instead_of_a_hash_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PinStore::new(dir.path());
+        let runtime = Runtime::new(
+            crate::plugin::ComponentCache::new(None),
+            crate::plugin::Limits::default(),
+        )
+        .unwrap();
+        let mut p = pin("v");
+        p.plugins.push(PinnedPlugin {
+            name: "x".into(),
+            hash: "../../../etc/passwd".into(),
+            config: String::new(),
+        });
+        let err = store.monitors(&runtime, "prod", &p).unwrap_err();
+        assert!(err.to_string().contains("is not a content hash"), "{err}");
+    }
+}

@@ -163,3 +163,46 @@ pub fn judge(
         Verdict::RollBack(p.faults)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(faults: u32, window: Duration) -> AutoRollback {
+        let (notices, _) = mpsc::channel(1);
+        AutoRollback {
+            faults,
+            window,
+            alerts: Arc::new(Alerts::new(
+                "t",
+                Arc::new(crate::alert::Mentions::builtin()),
+                None,
+            )),
+            notices,
+        }
+    }
+
+    #[test]
+    fn a_version_is_rolled_back_once_its_faults_exceed_the_budget_within_the_window() {
+        let g = guard(3, Duration::from_secs(3600));
+        let mut p = Probation::start();
+        assert_eq!(judge(Some(&g), Some(&mut p), 2), Verdict::Keep);
+        assert_eq!(
+            judge(Some(&g), Some(&mut p), 1),
+            Verdict::Keep,
+            "3 is within"
+        );
+        assert_eq!(judge(Some(&g), Some(&mut p), 1), Verdict::RollBack(4));
+    }
+
+    #[test]
+    fn after_the_window_or_without_a_guard_nothing_is_rolled_back() {
+        let g = guard(0, Duration::ZERO);
+        let mut p = Probation::start();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(judge(Some(&g), Some(&mut p), 100), Verdict::Passed);
+        let mut p = Probation::start();
+        assert_eq!(judge(None, Some(&mut p), 100), Verdict::Keep);
+        assert_eq!(judge(Some(&g), None, 100), Verdict::Keep);
+    }
+}

@@ -654,3 +654,52 @@ fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
     );
     assert!(isr.stop().success());
 }
+
+#[test]
+fn monitors_can_be_added_to_a_server_that_started_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let config = |monitors: &str| {
+        format!(
+            "servers:\n  prod:\n    log_path: {}\n    monitors: {monitors}\n    sinks:\n      - jsonl: {}\n",
+            log.display(),
+            jsonl.display()
+        )
+    };
+    let port = free_port();
+    let isr = Isr::start_with_env(
+        dir.path(),
+        &config("[]"),
+        port,
+        &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
+    );
+    isr.wait_started();
+    let say = |n: usize| {
+        append(
+            &log,
+            &format!("2026-01-01 10:00:00 [CHAT] P{n}: grief {n}\n"),
+        );
+    };
+    say(0);
+    wait_for("the chat event", || {
+        std::fs::read_to_string(&jsonl).is_ok_and(|t| t.contains("grief 0"))
+    });
+    std::fs::write(
+        dir.path().join("servers.yml"),
+        config("[{plugin: chat-guard, config: {words: [grief]}}]"),
+    )
+    .unwrap();
+    let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["monitors"]["result"], "swapped", "{body}");
+    say(1);
+    wait_for("the new monitor's alert", || !raised(&jsonl).is_empty());
+    assert_eq!(
+        raised(&jsonl),
+        ["word:P1"],
+        "the line before the swap is not judged"
+    );
+    assert!(isr.stop().success());
+}
