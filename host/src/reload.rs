@@ -266,6 +266,7 @@ impl Reloader {
             if built.as_ref().map(Built::version) == running {
                 continue;
             }
+            let (done, placed) = oneshot::channel();
             let sent = match (slot, built) {
                 (Slot::Parsers, built) => match &server.parsers {
                     Some(h) => {
@@ -273,7 +274,7 @@ impl Reloader {
                             Some(Built::Parsers(c)) => Some(c),
                             _ => None,
                         };
-                        send(&h.inputs, ParseInput::Candidate { chain }).await
+                        send(&h.inputs, ParseInput::Candidate { chain, done }).await
                     }
                     None => {
                         if built.is_some() {
@@ -288,12 +289,12 @@ impl Reloader {
                             Some(Built::Monitors(m)) => Some(m),
                             _ => None,
                         };
-                        send(&h.feed, MonitorInput::Candidate { monitors }).await
+                        send(&h.feed, MonitorInput::Candidate { monitors, done }).await
                     }
                     None => false,
                 },
             };
-            if sent {
+            if sent && placed.await.is_ok() {
                 self.count(&server.tag, slot, "candidate_swapped");
             }
         }

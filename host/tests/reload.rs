@@ -325,6 +325,31 @@ fn a_new_parser_that_keeps_faulting_is_rolled_back_by_itself_with_an_alert() {
         ),
         "{metrics}"
     );
+
+    // A restart keeps the good version, though servers.yml still names the trapping one.
+    assert!(isr.stop().success());
+    let isr = Isr::start_with_env(
+        dir.path(),
+        &config(&trapping),
+        port,
+        &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
+    );
+    isr.wait_started();
+    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    assert_eq!(
+        view["parser_versions"]["live"],
+        good_version.as_str(),
+        "{view}"
+    );
+    assert_eq!(
+        view["parser_versions"]["pinned"], "auto_rolled_back",
+        "{view}"
+    );
+    let again = after + 1;
+    line(again);
+    wait_for("events after the restart", || {
+        events(&jsonl).iter().any(|(x, v)| *x == again && v == "v1")
+    });
     assert!(isr.stop().success());
 }
 
@@ -652,6 +677,21 @@ fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
         ),
         "{metrics}"
     );
+    let live = view["monitor_versions"]["live"].clone();
+
+    // A restart keeps the version rolled back to, though servers.yml names the trapping one.
+    assert!(isr.stop().success());
+    let isr = start();
+    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    assert_eq!(view["monitor_versions"]["live"], live, "{view}");
+    assert_eq!(
+        view["monitor_versions"]["pinned"], "auto_rolled_back",
+        "{view}"
+    );
+    say("P100", "grief");
+    wait_for("the kept monitor after the restart", || {
+        raised(&jsonl).last().map(String::as_str) == Some("word:P100")
+    });
     assert!(isr.stop().success());
 }
 

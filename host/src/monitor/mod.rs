@@ -63,8 +63,10 @@ pub enum MonitorInput {
         done: oneshot::Sender<Option<Swapped>>,
     },
     /// A new candidate for compare mode (none: stop comparing); the comparison starts afresh.
+    /// Answers once it is in place.
     Candidate {
         monitors: Option<Vec<MonitorInstance>>,
+        done: oneshot::Sender<()>,
     },
 }
 

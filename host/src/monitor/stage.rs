@@ -114,7 +114,10 @@ impl Running {
                 MonitorInput::Rollback { done } => {
                     let _ = done.send(self.rollback("rolled_back"));
                 }
-                MonitorInput::Candidate { monitors } => self.set_candidate(monitors),
+                MonitorInput::Candidate { monitors, done } => {
+                    self.set_candidate(monitors);
+                    let _ = done.send(());
+                }
                 input => {
                     if !self.call(input) {
                         break;

@@ -32,8 +32,10 @@ pub enum ParseInput {
         done: oneshot::Sender<Option<Swapped>>,
     },
     /// A new candidate for compare mode (none: stop comparing); the comparison starts afresh.
+    /// Answers once it is in place.
     Candidate {
         chain: Option<ParserChain>,
+        done: oneshot::Sender<()>,
     },
 }
 
@@ -92,7 +94,10 @@ impl ParseStage {
                 ParseInput::Rollback { done } => {
                     let _ = done.send(self.rollback("rolled_back"));
                 }
-                ParseInput::Candidate { chain } => self.set_candidate(chain),
+                ParseInput::Candidate { chain, done } => {
+                    self.set_candidate(chain);
+                    let _ = done.send(());
+                }
             }
         }
     }
