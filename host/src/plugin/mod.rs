@@ -122,6 +122,10 @@ impl Runtime {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(OptLevel::Speed);
+        if std::env::var_os("FACTORIO_ISR_PERFMAP").is_some() {
+            // For developers: names plugin code in `perf` profiles (/tmp/perf-PID.map).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let weak = engine.weak();

@@ -264,12 +264,20 @@ fn compile_rule(spec: file::RuleSpec) -> Result<Rule, Diagnostic> {
         .build_from_hir(&hir)
         .map_err(|e| at(spec.pattern_line, "pattern", format!("invalid regex: {e}")))?;
     let anchored = hir.properties().look_set_prefix().contains(Look::Start);
+    let has_word_boundary = hir.properties().look_set().contains_word_unicode();
     let template = spec.message.as_deref().map(Template::parse);
     let message_line = spec.message_line;
     let name = spec.name.clone();
     let file = spec.file.clone();
     let line = spec.line;
-    Rule::new(spec, nfa.group_info(), anchored, template).map_err(|problem| Diagnostic {
+    Rule::new(
+        spec,
+        nfa.group_info(),
+        anchored,
+        has_word_boundary,
+        template,
+    )
+    .map_err(|problem| Diagnostic {
         file,
         line: message_line.or(line),
         rule: Some(name),

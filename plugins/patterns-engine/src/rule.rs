@@ -86,6 +86,10 @@ pub struct Rule {
     pub(crate) pattern: String,
     /// The pattern can only match at the start (`^...`): searches need not look further.
     anchored: bool,
+    /// The pattern has no groups and the matcher's multi-pattern search decides it exactly
+    /// (no word boundaries, which that search drops): when it says the rule matches, the
+    /// rule's own regex has nothing to add.
+    decided_by_search: bool,
     groups: Groups,
     template: Option<Template>,
     emoji: Option<String>,
@@ -103,6 +107,7 @@ impl Rule {
         spec: crate::file::RuleSpec,
         groups_info: &GroupInfo,
         anchored: bool,
+        has_word_boundary: bool,
         template: Option<Template>,
     ) -> Result<Self, String> {
         let named: Vec<(usize, &str)> = groups_info
@@ -147,6 +152,7 @@ impl Rule {
         let kind = spec.kind.unwrap_or_else(|| spec.name.clone());
         Ok(Self {
             anchored,
+            decided_by_search: groups_info.group_len(PatternID::ZERO) == 1 && !has_word_boundary,
             severity: spec
                 .severity
                 .unwrap_or_else(|| Severity::default_for(&kind)),
@@ -174,9 +180,13 @@ impl Rule {
         }
     }
 
-    /// Runs this rule on `line`: an event, nothing (the line is the server's own chat), or no
-    /// match at all. `slot` holds the rule's compiled regex, built on first use.
+    /// Runs this rule on `line`, which the multi-pattern search says it may match: an event,
+    /// nothing (the line is the server's own chat), or no match at all. `slot` holds the
+    /// rule's compiled regex, built on first use.
     pub(crate) fn apply(&self, line: &str, slot: &mut Option<Compiled>) -> Outcome {
+        if self.decided_by_search {
+            return self.event(None, None, Vec::new());
+        }
         if slot.is_none() {
             match compile(&self.pattern) {
                 Some(regex) => {
@@ -228,6 +238,16 @@ impl Rule {
         if player == Some(SERVER_NAME) {
             return Outcome::Suppressed;
         }
+        self.event(player, message, fields)
+    }
+
+    /// The event of a match with these values.
+    fn event(
+        &self,
+        player: Option<&str>,
+        message: Option<&str>,
+        fields: Vec<(String, String)>,
+    ) -> Outcome {
         let text = match &self.template {
             Some(t) => Some(t.render(|name| {
                 match name {

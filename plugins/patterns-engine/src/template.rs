@@ -78,19 +78,25 @@ impl Template {
 /// cannot bold, strike, quote or link text by typing it in the game.
 pub fn escape_markdown_into(text: &str, out: &mut String) {
     let special = |b: u8| matches!(b, b'\\' | b'*' | b'_' | b'~' | b'`' | b'|' | b'[' | b']');
-    if !text.bytes().any(special) && !text.starts_with(['>', '#', '-']) {
-        out.push_str(text);
-        return;
-    }
-    for (i, c) in text.chars().enumerate() {
-        // `>` (quote) and `#` (heading) only mean something at the start of a line.
-        let special = matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']')
-            || (i == 0 && matches!(c, '>' | '#' | '-'));
-        if special {
+    // `>` (quote), `#` (heading) and `-` (list) only mean something at the start of a line.
+    let rest = match text.as_bytes().first() {
+        Some(b'>' | b'#' | b'-') => {
             out.push('\\');
+            out.push_str(&text[..1]);
+            &text[1..]
         }
-        out.push(c);
+        _ => text,
+    };
+    // The special characters are ASCII, so the runs between them are whole characters.
+    let mut from = 0;
+    for (i, b) in rest.bytes().enumerate() {
+        if special(b) {
+            out.push_str(&rest[from..i]);
+            out.push('\\');
+            from = i;
+        }
     }
+    out.push_str(&rest[from..]);
 }
 
 #[cfg(test)]
@@ -126,6 +132,37 @@ mod tests {
             ),
             "**a\\_b**: \\*bold\\* \\`x\\` > q"
         );
+    }
+
+    #[test]
+    fn escaping_agrees_with_the_character_by_character_definition() {
+        fn reference(text: &str) -> String {
+            let mut out = String::new();
+            for (i, c) in text.chars().enumerate() {
+                if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']')
+                    || (i == 0 && matches!(c, '>' | '#' | '-'))
+                {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out
+        }
+        for text in [
+            "",
+            "plain",
+            "> quote > again",
+            "#1 - best",
+            "-x-",
+            "ça_va? [gps=1,2] ~~ö~~ `ü` |é|",
+            "\\\\",
+            "_",
+            "日本語_テキスト*",
+        ] {
+            let mut out = String::new();
+            escape_markdown_into(text, &mut out);
+            assert_eq!(out, reference(text), "{text}");
+        }
     }
 
     #[test]
