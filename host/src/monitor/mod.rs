@@ -4,7 +4,8 @@
 //! ```text
 //! parser thread ──events──┐
 //!                         ├─► monitor thread ──alerts──► Alerts (book) ──notices──► delivery
-//! checks task ──samples───┘                                 ▲
+//! checks task ──samples───┘        │                        ▲
+//!                                  └──input + live alerts──► candidate thread (compare mode)
 //! checks task ──RCON up/down────────────────────────────────┘
 //! checks task ──stats reports──────────────────────────────────────────notices──► delivery
 //! ```
@@ -13,6 +14,8 @@
 //! slow monitor never delays parsing; events reach it through a bounded queue (a full queue
 //! holds the parser back, nothing is lost), samples through the same queue but without
 //! waiting (a sample that finds the queue full is dropped and counted: the next one comes).
+//! The same queue carries reloads (swap, rollback, candidate), which take effect between two
+//! calls ([`MonitorStage`]).
 
 mod candidate;
 mod checks;

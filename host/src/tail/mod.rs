@@ -1,5 +1,5 @@
 //! Following log files: [`TailReader`] reads what was appended and survives rotation;
-//! [`spawn`] drives one on the tokio runtime, woken by filesystem events (inotify through
+//! [`run`] drives one on the tokio runtime, woken by filesystem events (inotify through
 //! `notify`) with a polling fallback for filesystems that send none (NFS, some mounts).
 
 mod reader;
