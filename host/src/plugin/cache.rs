@@ -3,10 +3,15 @@
 //! An entry is named by the SHA-256 of the `.wasm` and a hash of everything in the engine
 //! that affects compiled code, and holds its own SHA-256: an entry that does not check out
 //! (cut short, tampered with, from another build) is rebuilt, never loaded.
+//!
+//! Entries are kept while they are used: a hit marks its entry as used now, and whenever an
+//! entry is written, those unused for [`KEEP_UNUSED`] (old plugin builds, other versions of
+//! the host) are removed, so the folder does not grow without bound.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -14,6 +19,9 @@ use wasmtime::component::Component;
 
 /// Identifies our entries and their layout.
 const MAGIC: &[u8; 8] = b"FISRCW01";
+
+/// How long an entry may go unused before it is removed.
+pub const KEEP_UNUSED: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Where a component came from on this load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,19 +71,56 @@ impl ComponentCache {
         };
         let path = dir.join(format!("{hash}-{:016x}.cwasm", engine_key(engine)));
         if let Some(component) = read_entry(engine, &path) {
+            mark_used(&path);
             return Ok((component, CacheOutcome::Hit));
         }
         let compiled = engine.precompile_component(wasm)?;
         // SAFETY: `compiled` was produced just now by this engine from these bytes.
         let component = unsafe { Component::deserialize(engine, &compiled)? };
         match write_entry(dir, &path, &compiled) {
-            Ok(()) => Ok((component, CacheOutcome::Compiled)),
+            Ok(()) => {
+                prune(dir, SystemTime::now());
+                Ok((component, CacheOutcome::Compiled))
+            }
             Err(e) => {
                 tracing::warn!(cache = %path.display(), "could not write the plugin cache: {e}");
                 Ok((component, CacheOutcome::Uncached))
             }
         }
     }
+}
+
+/// Marks an entry as used now (best effort: a read-only cache still works).
+fn mark_used(path: &Path) {
+    if let Ok(file) = std::fs::File::options().write(true).open(path) {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+/// Removes the entries of `dir` not used within [`KEEP_UNUSED`] of `now`; returns how many.
+pub fn prune(dir: &Path, now: SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "cwasm") {
+            continue;
+        }
+        let unused_for = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok());
+        if unused_for.is_some_and(|d| d > KEEP_UNUSED) && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(cache = %dir.display(), removed, "removed plugin cache entries unused for 30 days");
+    }
+    removed
 }
 
 fn engine_key(engine: &Engine) -> u64 {
@@ -117,4 +162,39 @@ fn write_entry(dir: &Path, path: &Path, compiled: &[u8]) -> std::io::Result<()> 
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(dir: &Path, name: &str, age: Duration) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, b"x").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+        path
+    }
+
+    #[test]
+    fn entries_unused_for_long_are_pruned_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let old = entry(dir.path(), "a-1.cwasm", 40 * day);
+        let recent = entry(dir.path(), "b-1.cwasm", 2 * day);
+        let other = entry(dir.path(), "notes.txt", 400 * day);
+        assert_eq!(prune(dir.path(), SystemTime::now()), 1);
+        assert!(!old.exists());
+        assert!(recent.exists() && other.exists());
+        assert_eq!(prune(&dir.path().join("missing"), SystemTime::now()), 0);
+    }
+
+    #[test]
+    fn a_hit_marks_its_entry_as_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = entry(dir.path(), "c-1.cwasm", Duration::from_secs(60 * 24 * 3600));
+        mark_used(&path);
+        assert_eq!(prune(dir.path(), SystemTime::now()), 0);
+        assert!(path.exists());
+    }
 }
