@@ -197,13 +197,9 @@ impl Reloader {
     }
 
     fn count(&self, tag: &str, slot: Slot, result: &str) {
-        let result = match slot {
-            Slot::Parsers => result.to_owned(),
-            Slot::Monitors => format!("monitors_{result}"),
-        };
         self.metrics
             .plugin_reloads
-            .with_label_values(&[tag, &result])
+            .with_label_values(&[tag, &slot.reload_result(result)])
             .inc();
     }
 

@@ -5,7 +5,7 @@
 //! Each slot is owned by one thread (the parser thread, the monitor thread), which makes
 //! every change between two calls; this module holds no plugins itself.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -13,6 +13,9 @@ use tokio::sync::mpsc;
 
 use crate::alert::{Alert, AlertState, Alerts};
 use crate::event::Event;
+use crate::metrics::Metrics;
+use crate::pins::PinStore;
+use crate::plugin::Plugin;
 
 /// Which of a server's plugin slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -28,6 +31,15 @@ impl Slot {
         match self {
             Self::Parsers => "parsers",
             Self::Monitors => "monitors",
+        }
+    }
+
+    /// The `result` label of `plugin_reloads_total` for `result` in this slot: as is for the
+    /// parsers, prefixed `monitors_` for the monitors.
+    pub fn reload_result(self, result: &str) -> String {
+        match self {
+            Self::Parsers => result.to_owned(),
+            Self::Monitors => format!("monitors_{result}"),
         }
     }
 
@@ -88,9 +100,28 @@ pub struct AutoRollback {
 }
 
 impl AutoRollback {
+    /// Reports an automatic rollback of `tag`'s `slot` after `count` faults: logged, counted
+    /// in `plugin_reloads_total`, and posted as a one-off alert.
+    pub fn rolled_back(
+        &self,
+        tag: &str,
+        slot: Slot,
+        metrics: &Metrics,
+        done: &Swapped,
+        count: u32,
+    ) {
+        let Swapped { from, to } = done;
+        tracing::error!(server = %tag, %slot, from = %from, to = %to, "the new {slot} faulted {count} times within {} s of their swap; rolled back", self.window.as_secs());
+        metrics
+            .plugin_reloads
+            .with_label_values(&[tag, &slot.reload_result("auto_rolled_back")])
+            .inc();
+        self.announce(slot, from, to, count);
+    }
+
     /// Posts the one-off alert for an automatic rollback of `slot` from `from` to `to`
     /// after `count` faults.
-    pub fn announce(&self, slot: Slot, from: &str, to: &str, count: u32) {
+    fn announce(&self, slot: Slot, from: &str, to: &str, count: u32) {
         let alert = Alert::firing(
             format!("auto-rollback:{slot}:{from}"),
             format!("{} rolled back", slot.title()),
@@ -111,6 +142,30 @@ impl AutoRollback {
         if !notices.is_empty() {
             let _ = self.notices.blocking_send(notices);
         }
+    }
+}
+
+/// Records in `versions` why the live version of `tag`'s `slot` is not servers.yml's
+/// (`reason`), and keeps it in `pins` (its plugins with their `init` configurations) so a
+/// restart brings it back; without a reason, any kept version is forgotten.
+pub fn pin<'a>(
+    pins: Option<&PinStore>,
+    versions: &Mutex<SlotVersions>,
+    tag: &str,
+    slot: Slot,
+    live: (&str, impl IntoIterator<Item = (&'a Arc<Plugin>, &'a str)>),
+    reason: Option<&'static str>,
+) {
+    let mut v = versions.lock().unwrap_or_else(|p| p.into_inner());
+    v.pinned = reason.map(str::to_owned);
+    let Some(pins) = pins else { return };
+    let Some(reason) = reason else {
+        pins.clear(tag, slot);
+        return;
+    };
+    let (version, plugins) = live;
+    if let Err(e) = pins.save(tag, slot, version, plugins, reason, &v.config) {
+        tracing::warn!(server = %tag, %slot, "cannot keep the {reason} version for the next start: {e}");
     }
 }
 

@@ -39,6 +39,13 @@ fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, serde
     )
 }
 
+/// The binary on `port` with the admin token set, started.
+fn start(port: u16, dir: &Path, config: &str) -> Isr {
+    let isr = Isr::start_with_env(dir, config, port, &[("FACTORIO_ISR_API_TOKEN", TOKEN)]);
+    isr.wait_started();
+    isr
+}
+
 /// A pattern file whose chat rule marks each event with `version`.
 fn patterns(dir: &Path, version: &str) {
     let text = format!(
@@ -79,13 +86,7 @@ fn parsers_swap_under_a_steady_stream_without_losing_or_doubling_a_line() {
         jsonl.display()
     );
     let port = free_port();
-    let isr = Isr::start_with_env(
-        dir.path(),
-        &config,
-        port,
-        &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
-    );
-    isr.wait_started();
+    let isr = start(port, dir.path(), &config);
     wait_for("ready", || isr.get("/ready").is_some_and(|(s, _)| s == 200));
 
     // The writer: one chat line at a time, without pause, until told to stop.
@@ -268,13 +269,7 @@ fn a_new_parser_that_keeps_faulting_is_rolled_back_by_itself_with_an_alert() {
         env!("FACTORIO_ISR_WASM_MISBEHAVE")
     );
     let port = free_port();
-    let isr = Isr::start_with_env(
-        dir.path(),
-        &config(&good),
-        port,
-        &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
-    );
-    isr.wait_started();
+    let isr = start(port, dir.path(), &config(&good));
     let line = |n: usize| {
         append(
             &log,
@@ -328,13 +323,7 @@ fn a_new_parser_that_keeps_faulting_is_rolled_back_by_itself_with_an_alert() {
 
     // A restart keeps the good version, though servers.yml still names the trapping one.
     assert!(isr.stop().success());
-    let isr = Isr::start_with_env(
-        dir.path(),
-        &config(&trapping),
-        port,
-        &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
-    );
-    isr.wait_started();
+    let isr = start(port, dir.path(), &config(&trapping));
     let (_, view) = http(port, "GET", "/api/servers/prod", None);
     assert_eq!(
         view["parser_versions"]["live"],
@@ -381,13 +370,7 @@ fn a_candidate_in_compare_mode_reports_exactly_its_differences_and_can_be_promot
         jsonl.display()
     );
     let port = free_port();
-    let isr = Isr::start_with_env(
-        dir.path(),
-        &config,
-        port,
-        &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
-    );
-    isr.wait_started();
+    let isr = start(port, dir.path(), &config);
     wait_for("ready", || isr.get("/ready").is_some_and(|(s, _)| s == 200));
     let kinds = || -> Vec<String> {
         std::fs::read_to_string(&jsonl)
@@ -457,13 +440,7 @@ fn a_candidate_in_compare_mode_reports_exactly_its_differences_and_can_be_promot
 
     // A restart keeps the promotion, though servers.yml still names the old parsers.
     assert!(isr.stop().success());
-    let isr = Isr::start_with_env(
-        dir.path(),
-        &config,
-        port,
-        &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
-    );
-    isr.wait_started();
+    let isr = start(port, dir.path(), &config);
     let (_, view) = http(port, "GET", "/api/servers/prod", None);
     assert_eq!(view["parser_versions"]["pinned"], "promoted", "{view}");
     append(&log, "2026-01-01 10:00:02 [JOIN] After joined the game\n");
@@ -532,14 +509,8 @@ fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
     let config_path = dir.path().join("servers.yml");
     let port = free_port();
     let start = || {
-        let isr = Isr::start_with_env(
-            dir.path(),
-            &std::fs::read_to_string(&config_path).unwrap_or_else(|_| config(&live, "")),
-            port,
-            &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
-        );
-        isr.wait_started();
-        isr
+        let text = std::fs::read_to_string(&config_path).unwrap_or_else(|_| config(&live, ""));
+        start(port, dir.path(), &text)
     };
     let say = |player: &str, text: &str| {
         append(
@@ -709,13 +680,7 @@ fn monitors_can_be_added_to_a_server_that_started_without() {
         )
     };
     let port = free_port();
-    let isr = Isr::start_with_env(
-        dir.path(),
-        &config("[]"),
-        port,
-        &[("FACTORIO_ISR_API_TOKEN", TOKEN)],
-    );
-    isr.wait_started();
+    let isr = start(port, dir.path(), &config("[]"));
     let say = |n: usize| {
         append(
             &log,

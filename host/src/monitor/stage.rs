@@ -16,7 +16,7 @@ use crate::slot::{self, AutoRollback, Probation, Slot, SlotVersions, Swapped, Ve
 
 /// Alerts taken from one monitor call; more are dropped and counted, so a monitor cannot
 /// make the host file (and render) alerts without bound.
-const MAX_ALERTS_PER_CALL: usize = 200;
+pub(super) const MAX_ALERTS_PER_CALL: usize = 200;
 
 /// The monitor thread's state.
 pub struct MonitorStage {
@@ -159,26 +159,15 @@ impl Running {
     /// Keeps the live monitors across restarts for `reason`, or (none) forgets any kept ones.
     fn pin(&self, reason: Option<&'static str>) {
         let s = &self.stage;
-        let mut v = s.versions.lock().unwrap_or_else(|p| p.into_inner());
-        v.pinned = reason.map(str::to_owned);
-        let Some(pins) = &s.pins else { return };
-        match reason {
-            None => pins.clear(&s.tag, Slot::Monitors),
-            Some(reason) => {
-                let plugins = s.live.iter().map(|m| (m.plugin(), m.config()));
-                let saved = pins.save(
-                    &s.tag,
-                    Slot::Monitors,
-                    &version(&s.live),
-                    plugins,
-                    reason,
-                    &v.config,
-                );
-                if let Err(e) = saved {
-                    tracing::warn!(server = %s.tag, "cannot keep the {reason} monitors for the next start: {e}");
-                }
-            }
-        }
+        let plugins = s.live.iter().map(|m| (m.plugin(), m.config()));
+        slot::pin(
+            s.pins.as_ref(),
+            &s.versions,
+            &s.tag,
+            Slot::Monitors,
+            (&version(&s.live), plugins),
+            reason,
+        );
     }
 
     /// Starts, replaces or (none) stops the candidate; its comparison starts afresh.
@@ -343,19 +332,12 @@ impl Running {
             }
             Verdict::RollBack(count) => count,
         };
-        let Some(Swapped { from, to }) = self.rollback("auto_rolled_back") else {
+        let Some(done) = self.rollback("auto_rolled_back") else {
             return;
         };
         let s = &self.stage;
-        s.out
-            .shared
-            .metrics
-            .plugin_reloads
-            .with_label_values(&[&s.tag, "monitors_auto_rolled_back"])
-            .inc();
         if let Some(guard) = &s.auto_rollback {
-            tracing::error!(server = %s.tag, from = %from, to = %to, "the new monitors faulted {count} times within {} s of their swap; rolled back", guard.window.as_secs());
-            guard.announce(Slot::Monitors, &from, &to, count);
+            guard.rolled_back(&s.tag, Slot::Monitors, &s.out.shared.metrics, &done, count);
         }
     }
 }

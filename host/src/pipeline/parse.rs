@@ -135,26 +135,15 @@ impl ParseStage {
 
     /// Keeps the live chain across restarts for `reason`, or (none) forgets any kept one.
     fn pin(&self, reason: Option<&'static str>) {
-        let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        v.pinned = reason.map(str::to_owned);
-        let Some(pins) = &self.pins else { return };
-        match reason {
-            None => pins.clear(&self.tag, Slot::Parsers),
-            Some(reason) => {
-                let plugins = self.live.parsers().iter().map(|p| (p.plugin(), p.config()));
-                let saved = pins.save(
-                    &self.tag,
-                    Slot::Parsers,
-                    &self.live.version(),
-                    plugins,
-                    reason,
-                    &v.config,
-                );
-                if let Err(e) = saved {
-                    tracing::warn!(server = %self.tag, "cannot keep the {reason} version for the next start: {e}");
-                }
-            }
-        }
+        let plugins = self.live.parsers().iter().map(|p| (p.plugin(), p.config()));
+        slot::pin(
+            self.pins.as_ref(),
+            &self.versions,
+            &self.tag,
+            Slot::Parsers,
+            (&self.live.version(), plugins),
+            reason,
+        );
     }
 
     /// Makes the rollback target live; the live chain becomes the rollback target.
@@ -182,17 +171,11 @@ impl ParseStage {
             }
             Verdict::RollBack(count) => count,
         };
-        let Some(Swapped { from, to }) = self.rollback("auto_rolled_back") else {
+        let Some(done) = self.rollback("auto_rolled_back") else {
             return;
         };
-        self.shared
-            .metrics
-            .plugin_reloads
-            .with_label_values(&[&self.tag, "auto_rolled_back"])
-            .inc();
         if let Some(guard) = &self.auto_rollback {
-            tracing::error!(server = %self.tag, from = %from, to = %to, "the new parsers faulted {count} times within {} s of their swap; rolled back", guard.window.as_secs());
-            guard.announce(Slot::Parsers, &from, &to, count);
+            guard.rolled_back(&self.tag, Slot::Parsers, &self.shared.metrics, &done, count);
         }
     }
 
