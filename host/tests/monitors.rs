@@ -284,3 +284,34 @@ fn a_monitor_returning_a_flood_of_alerts_is_cut_and_counted() {
         "{text}"
     );
 }
+
+#[test]
+fn a_candidate_monitor_returning_a_flood_of_alerts_is_cut_like_a_live_one() {
+    use factorio_isr::monitor::{CandidateInput, MonitorInput, spawn_candidate};
+    let rt = runtime();
+    let wasm = std::fs::read(ECHO_MONITOR_WASM).unwrap();
+    let candidate = monitor(&rt, "echo", &wasm, "null");
+    let report = Arc::new(std::sync::Mutex::new(Some(
+        factorio_isr::compare::MonitorReport::new("c".into()),
+    )));
+    let metrics = Arc::new(factorio_isr::metrics::Metrics::new());
+    let tx = spawn_candidate("prod", vec![candidate], report.clone(), metrics).unwrap();
+    // The echo monitor raises one alert per event kind; the live monitors raised none.
+    let events: Vec<Event> = (0..300).map(|i| Event::new(format!("kind-{i}"))).collect();
+    tx.blocking_send(CandidateInput::Input {
+        input: MonitorInput::events(events),
+        live: Vec::new(),
+    })
+    .unwrap();
+    drop(tx);
+    let started = std::time::Instant::now();
+    loop {
+        let r = report.lock().unwrap().clone().unwrap();
+        if r.compared == 1 {
+            assert_eq!((r.extra, r.missing, r.different), (200, 0, 0));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no comparison");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -105,9 +105,12 @@ pub fn spawn_candidate(
                         _ => continue,
                     };
                     match result {
+                        // Capped like the live monitors' alerts, so a candidate cannot
+                        // make the host hold (and compare) alerts without bound.
                         Ok(alerts) => raised.extend(
                             alerts
                                 .into_iter()
+                                .take(super::stage::MAX_ALERTS_PER_CALL)
                                 .map(crate::alert::Alert::from)
                                 .map(|a| AlertView::from(&a)),
                         ),
