@@ -36,7 +36,7 @@ fn the_stock_parser_gives_the_expected_events_for_the_test_lines() {
     let rt = runtime();
     let plugin = rt.load("patterns", PATTERNS_WASM).unwrap();
     assert_eq!(plugin.world().kind, WorldKind::Parser);
-    assert_eq!(plugin.world().version, Version(0, 2, 0));
+    assert_eq!(plugin.world().version, Version(0, 3, 0));
     let mut parser = plugin
         .parser(
             "test",
@@ -99,7 +99,7 @@ fn worlds_and_versions_are_told_apart_before_anything_runs() {
     assert_eq!(monitor.world().kind, WorldKind::Monitor);
     assert_eq!(
         monitor.world().to_string(),
-        "factorio-isr:plugin/monitor@0.2.0"
+        "factorio-isr:plugin/monitor@0.3.0"
     );
     let err = monitor.parser("s", "null").unwrap_err();
     assert!(matches!(
@@ -138,9 +138,9 @@ fn files_that_are_not_plugins_get_a_one_line_error_saying_what_they_are() {
         ),
         (
             "newer WIT",
-            wat::parse_str(r#"(component (import "factorio-isr:plugin/types@0.3.0" (instance)))"#)
+            wat::parse_str(r#"(component (import "factorio-isr:plugin/types@0.4.0" (instance)))"#)
                 .unwrap(),
-            "built against factorio-isr:plugin@0.3.0, newer than this host supports (up to 0.2.0): upgrade factorio-isr to a release that supports 0.3.0",
+            "built against factorio-isr:plugin@0.4.0, newer than this host supports (up to 0.3.0): upgrade factorio-isr to a release that supports 0.4.0",
         ),
         (
             "no world",
@@ -462,7 +462,10 @@ fn a_plugin_built_against_the_frozen_0_1_0_still_loads_and_runs() {
         current.world().version,
         *SUPPORTED_WIT_VERSIONS.last().unwrap()
     );
-    assert_eq!(SUPPORTED_WIT_VERSIONS, [Version(0, 1, 0), Version(0, 2, 0)]);
+    assert_eq!(
+        SUPPORTED_WIT_VERSIONS,
+        [Version(0, 1, 0), Version(0, 2, 0), Version(0, 3, 0)]
+    );
     let mut p = legacy.parser("s", "null").unwrap();
     let events = p.parse(&lines(&["a", "b"])).unwrap();
     assert_eq!(events.len(), 2);

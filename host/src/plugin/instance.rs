@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
-use super::bindings::{monitor, parser};
+use super::bindings::{monitor, parser, v0_2};
 use super::sandbox::{SandboxState, Tag};
-use super::{EPOCH_TICK, Plugin, PluginError, Pre, WitAlert, WitSample, one_line};
+use super::{EPOCH_TICK, Plugin, PluginError, Pre, WitAlert, WitRule, WitSample, one_line};
 use crate::event::Event;
 
 /// How a call into a plugin failed. The batch it was given is lost for that plugin only.
@@ -81,7 +81,10 @@ impl PluginStats {
 
 /// The generated bindings of a live instance, by world.
 enum Bindings {
-    Parser(parser::Parser),
+    /// A parser of WIT 0.3.0 or later, with the rules its `init` declared.
+    Parser(parser::Parser, Arc<[WitRule]>),
+    /// A parser of WIT 0.1.0 or 0.2.0.
+    OldParser(v0_2::Parser),
     Monitor(monitor::Monitor),
 }
 
@@ -261,18 +264,26 @@ impl Instance {
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(plugin.limits.init_timeout));
         let instantiated = match &plugin.pre {
-            Pre::Parser(p) => p.instantiate(&mut store).map(Bindings::Parser),
+            Pre::Parser(p) => p
+                .instantiate(&mut store)
+                .map(|b| Bindings::Parser(b, Arc::from([]))),
+            Pre::OldParser(p) => p.instantiate(&mut store).map(Bindings::OldParser),
             Pre::Monitor(p) => p.instantiate(&mut store).map(Bindings::Monitor),
         };
-        let bindings =
+        let mut bindings =
             instantiated.map_err(|e| match classify(&e, &store, plugin.limits.init_timeout) {
                 Fault::Trap(_) => PluginError::Instantiate(one_line(&e)),
                 fault => PluginError::InitFault(fault),
             })?;
         store.data_mut().begin_call();
         store.set_epoch_deadline(ticks(plugin.limits.init_timeout));
-        let result = match &bindings {
-            Bindings::Parser(b) => b.call_init(&mut store, server, config),
+        let result = match &mut bindings {
+            Bindings::Parser(b, rules) => b.call_init(&mut store, server, config).map(|r| {
+                r.map(|declared| {
+                    *rules = declared.into();
+                })
+            }),
+            Bindings::OldParser(b) => b.call_init(&mut store, server, config),
             Bindings::Monitor(b) => b.call_init(&mut store, server, config),
         };
         store.data_mut().flush_output();
@@ -427,22 +438,113 @@ impl ParserInstance {
     /// On a fault the whole batch gives nothing for this plugin.
     pub fn parse(&mut self, lines: &[String]) -> Result<Vec<(usize, Event)>, Fault> {
         let bytes = lines.iter().map(String::len).sum();
-        let found = self.0.call(bytes, |b, store| match b {
-            Bindings::Parser(b) => b.call_parse(store, lines),
+        let (mut out, bad) = self.0.call(bytes, |b, store| match b {
+            Bindings::Parser(b, rules) => {
+                let parsed = b.call_parse(&mut *store, &batch_text(lines, bytes))?;
+                Ok(events_of(parsed, rules, lines))
+            }
+            Bindings::OldParser(b) => {
+                let found = b.call_parse(store, lines)?;
+                let mut bad = 0;
+                let mut out = Vec::with_capacity(found.len());
+                for (index, event) in found {
+                    match usize::try_from(index).ok().filter(|&i| i < lines.len()) {
+                        Some(i) => out.push((i, event.into())),
+                        None => bad += 1,
+                    }
+                }
+                Ok((out, bad))
+            }
             Bindings::Monitor(_) => wasmtime::bail!("not a parser"),
         })?;
-        let mut out: Vec<(usize, Event)> = Vec::with_capacity(found.len());
-        for (index, event) in found {
-            let index = index as usize;
-            if index < lines.len() {
-                out.push((index, event.into()));
-            } else {
-                self.0.stats.bad_results += 1;
-            }
-        }
+        self.0.stats.bad_results += bad;
         out.sort_by_key(|(i, _)| *i);
         Ok(out)
     }
+}
+
+/// A batch of lines as the 0.3.0 `parse` takes it: each ended by a `\n`. A line that holds
+/// a `\n` of its own (none read from a log does) has it replaced by a space, so that the
+/// plugin sees the same lines, of the same lengths, as the host.
+fn batch_text(lines: &[String], bytes: usize) -> String {
+    let mut text = String::with_capacity(bytes + lines.len());
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    // One scan of the whole batch is much cheaper than one per line.
+    if text.matches('\n').count() != lines.len() {
+        text.clear();
+        for line in lines {
+            text.push_str(&line.replace('\n', " "));
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// The events of what a 0.3.0 parser found in `lines`, with the number of results thrown
+/// away as malformed (a line or rule that does not exist, a span outside its line or not on
+/// character boundaries, a field count other than the rule's).
+fn events_of(
+    parsed: parser::Parsed,
+    rules: &[WitRule],
+    lines: &[String],
+) -> (Vec<(usize, Event)>, u64) {
+    let mut bad = 0;
+    let mut out = Vec::with_capacity(parsed.matches.len() + parsed.events.len());
+    for (index, m) in parsed.matches {
+        match event_of(m, rules, lines, index) {
+            Some(event) => out.push((index as usize, event)),
+            None => bad += 1,
+        }
+    }
+    for (index, event) in parsed.events {
+        match usize::try_from(index).ok().filter(|&i| i < lines.len()) {
+            Some(i) => out.push((i, event.into())),
+            None => bad += 1,
+        }
+    }
+    (out, bad)
+}
+
+fn event_of(
+    m: super::WitRuleMatch,
+    rules: &[WitRule],
+    lines: &[String],
+    index: u32,
+) -> Option<Event> {
+    let line = lines.get(usize::try_from(index).ok()?)?;
+    let rule = rules.get(usize::try_from(m.rule).ok()?)?;
+    if m.fields.len() != rule.fields.len() {
+        return None;
+    }
+    // `None` for a span that is not a part of the line; `Some(None)` for no span.
+    let part = |span: &Option<super::WitSpan>| -> Option<Option<String>> {
+        match span {
+            None => Some(None),
+            Some(s) => line
+                .get(usize::try_from(s.start).ok()?..usize::try_from(s.end).ok()?)
+                .map(|v| Some(v.to_owned())),
+        }
+    };
+    let mut fields = Vec::with_capacity(m.fields.len());
+    for (name, span) in rule.fields.iter().zip(&m.fields) {
+        if let Some(value) = part(span)? {
+            fields.push((name.clone(), value));
+        }
+    }
+    Some(Event {
+        kind: rule.kind.clone(),
+        player: part(&m.player)?,
+        message: part(&m.message)?,
+        fields,
+        severity: rule.severity.into(),
+        emoji: rule.emoji.clone(),
+        text: m.text,
+        channel: rule.channel.clone(),
+        mention: None,
+    })
 }
 
 impl MonitorInstance {
@@ -489,7 +591,7 @@ impl MonitorInstance {
                 let state = b.call_save_state(&mut *store)?;
                 Ok((alerts, state))
             }
-            Bindings::Parser(_) => wasmtime::bail!("not a monitor"),
+            Bindings::Parser(..) | Bindings::OldParser(_) => wasmtime::bail!("not a monitor"),
         })?;
         if state.len() <= MAX_STATE_BYTES {
             self.0.saved_state = state;
@@ -565,5 +667,110 @@ impl fmt::Debug for ParserInstance {
 impl fmt::Debug for MonitorInstance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{WitEvent, WitRuleMatch, WitSeverity, WitSpan};
+
+    fn rule(kind: &str, fields: &[&str]) -> WitRule {
+        WitRule {
+            kind: kind.into(),
+            severity: WitSeverity::Notice,
+            emoji: Some("👢".into()),
+            channel: Some("mods".into()),
+            fields: fields.iter().map(|&f| f.into()).collect(),
+        }
+    }
+
+    fn span(start: u32, end: u32) -> Option<WitSpan> {
+        Some(WitSpan { start, end })
+    }
+
+    fn matched(rule: u32, player: Option<WitSpan>, fields: Vec<Option<WitSpan>>) -> WitRuleMatch {
+        WitRuleMatch {
+            rule,
+            player,
+            message: None,
+            fields,
+            text: Some("text".into()),
+        }
+    }
+
+    #[test]
+    fn a_match_becomes_the_event_its_rule_and_spans_describe() {
+        let lines = vec!["[KICK] Bob by Zoë".to_owned(), "noise".to_owned()];
+        let rules = [rule("join", &[]), rule("kick", &["by", "reason"])];
+        let parsed = parser::Parsed {
+            matches: vec![(0, matched(1, span(7, 10), vec![span(14, 18), None]))],
+            events: vec![(
+                1,
+                WitEvent {
+                    kind: "full".into(),
+                    player: None,
+                    message: None,
+                    fields: Vec::new(),
+                    severity: WitSeverity::Info,
+                    emoji: None,
+                    text: None,
+                    channel: None,
+                },
+            )],
+        };
+        let (events, bad) = events_of(parsed, &rules, &lines);
+        assert_eq!(bad, 0);
+        assert_eq!(events.len(), 2);
+        let (line, kick) = &events[0];
+        assert_eq!(*line, 0);
+        assert_eq!(kick.kind, "kick");
+        assert_eq!(kick.player.as_deref(), Some("Bob"));
+        assert_eq!(kick.fields, vec![("by".to_owned(), "Zoë".to_owned())]);
+        assert_eq!(kick.severity, crate::event::Severity::Notice);
+        assert_eq!(kick.emoji.as_deref(), Some("👢"));
+        assert_eq!(kick.channel.as_deref(), Some("mods"));
+        assert_eq!(kick.text.as_deref(), Some("text"));
+        assert_eq!(events[1].0, 1);
+        assert_eq!(events[1].1.kind, "full");
+    }
+
+    #[test]
+    fn malformed_matches_are_dropped_and_counted() {
+        let lines = vec!["[KICK] Bob by Zoë".to_owned()];
+        let rules = [rule("kick", &["by"])];
+        let bad_ones = vec![
+            // A line that is not in the batch.
+            (1, matched(0, span(7, 10), vec![None])),
+            // A rule that was not declared.
+            (0, matched(1, span(7, 10), vec![None])),
+            // A span past the end of the line.
+            (0, matched(0, span(7, 99), vec![None])),
+            // A span inside the two bytes of `ë`.
+            (0, matched(0, span(7, 17), vec![None])),
+            // A span that ends before it starts.
+            (0, matched(0, span(10, 7), vec![None])),
+            // More fields than the rule has.
+            (0, matched(0, span(7, 10), vec![None, None])),
+            // A bad span in a field.
+            (0, matched(0, span(7, 10), vec![span(0, 1000)])),
+        ];
+        let count = bad_ones.len() as u64;
+        let parsed = parser::Parsed {
+            matches: bad_ones,
+            events: Vec::new(),
+        };
+        let (events, bad) = events_of(parsed, &rules, &lines);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(bad, count);
+    }
+
+    #[test]
+    fn a_batch_hands_over_every_line_with_its_length_kept() {
+        let lines = vec!["a".to_owned(), String::new(), "b\nc".to_owned()];
+        let text = batch_text(&lines, 5);
+        assert_eq!(text, "a\n\nb c\n");
+        assert_eq!(text.split_terminator('\n').count(), lines.len());
+        assert_eq!(batch_text(&[], 0), "");
     }
 }

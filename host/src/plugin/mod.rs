@@ -29,7 +29,9 @@ pub use chain::{ChainOutput, ParserChain};
 pub use instance::{Fault, Instance, MonitorInstance, ParserInstance, PluginStats};
 pub use world::{SUPPORTED_WIT_VERSIONS, Version, WIT_PACKAGE, WorldInfo, WorldKind};
 
-pub use bindings::{WitAlert, WitAlertState, WitEvent, WitSample, WitSeverity};
+pub use bindings::{
+    WitAlert, WitAlertState, WitEvent, WitRule, WitRuleMatch, WitSample, WitSeverity, WitSpan,
+};
 use sandbox::SandboxState;
 
 /// The sandbox limits every instance gets.
@@ -146,7 +148,12 @@ impl Runtime {
             |s| s,
         )
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        // Plugins built against the frozen 0.1.0 import its `host`.
+        // Plugins built against older versions import their version's `host`.
+        bindings::v0_2::factorio_isr::plugin::host::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         bindings::v0_1::factorio_isr::plugin::host::add_to_linker::<_, HasSelf<_>>(
             &mut linker,
             |s| s,
@@ -203,8 +210,12 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|e| PluginError::Instantiate(one_line(&e)))?;
         let pre = match world.kind {
-            WorldKind::Parser => Pre::Parser(
+            WorldKind::Parser if world.version >= world::Version(0, 3, 0) => Pre::Parser(
                 bindings::parser::ParserPre::new(pre)
+                    .map_err(|e| PluginError::Instantiate(one_line(&e)))?,
+            ),
+            WorldKind::Parser => Pre::OldParser(
+                bindings::v0_2::ParserPre::new(pre)
                     .map_err(|e| PluginError::Instantiate(one_line(&e)))?,
             ),
             WorldKind::Monitor => Pre::Monitor(
@@ -230,6 +241,8 @@ impl Runtime {
 
 enum Pre {
     Parser(bindings::parser::ParserPre<SandboxState>),
+    /// A parser built against WIT 0.1.0 or 0.2.0: lines in a list, events written out.
+    OldParser(bindings::v0_2::ParserPre<SandboxState>),
     Monitor(bindings::monitor::MonitorPre<SandboxState>),
 }
 
@@ -302,7 +315,9 @@ impl Plugin {
         config: &str,
     ) -> Result<ParserInstance, PluginError> {
         match &self.pre {
-            Pre::Parser(_) => Instance::start(self.clone(), server, config).map(Into::into),
+            Pre::Parser(_) | Pre::OldParser(_) => {
+                Instance::start(self.clone(), server, config).map(Into::into)
+            }
             Pre::Monitor(_) => Err(PluginError::WrongWorld {
                 found: WorldKind::Monitor,
                 wanted: WorldKind::Parser,
@@ -318,7 +333,7 @@ impl Plugin {
     ) -> Result<MonitorInstance, PluginError> {
         match &self.pre {
             Pre::Monitor(_) => Instance::start(self.clone(), server, config).map(Into::into),
-            Pre::Parser(_) => Err(PluginError::WrongWorld {
+            Pre::Parser(_) | Pre::OldParser(_) => Err(PluginError::WrongWorld {
                 found: WorldKind::Parser,
                 wanted: WorldKind::Monitor,
             }),

@@ -12,6 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::WitSeverity;
 use super::bindings::parser::factorio_isr::plugin::{host, types};
 use super::bindings::v0_1::factorio_isr::plugin as v0_1;
+use super::bindings::v0_2::factorio_isr::plugin as v0_2;
 
 /// Most bytes of guest stdout/stderr kept per call; the rest is counted and dropped.
 const OUTPUT_BYTES_PER_CALL: usize = 64 << 10;
@@ -138,6 +139,27 @@ impl wasmtime::ResourceLimiter for SandboxState {
 impl types::Host for SandboxState {}
 
 impl v0_1::types::Host for SandboxState {}
+
+impl v0_2::types::Host for SandboxState {}
+
+/// WIT 0.2.0's `host`, for plugins built against it.
+impl v0_2::host::Host for SandboxState {
+    fn now_ms(&mut self) -> u64 {
+        host::Host::now_ms(self)
+    }
+
+    fn log(&mut self, level: v0_2::types::Severity, message: String) {
+        use v0_2::types::Severity as Old;
+        let level = match level {
+            Old::Debug => WitSeverity::Debug,
+            Old::Info => WitSeverity::Info,
+            Old::Notice => WitSeverity::Notice,
+            Old::Warning => WitSeverity::Warning,
+            Old::Critical => WitSeverity::Critical,
+        };
+        host::Host::log(self, level, message);
+    }
+}
 
 /// WIT 0.1.0's `host.log`, for plugins built against it.
 impl v0_1::host::Host for SandboxState {

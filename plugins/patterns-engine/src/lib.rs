@@ -32,8 +32,8 @@ mod template;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use file::PatternFile;
-pub use matcher::{Matcher, RuleSet};
-pub use rule::{Rule, Severity};
+pub use matcher::{Match, Matcher, RuleSet};
+pub use rule::{Parts, Rule, Severity};
 
 /// One event found in one line, before it is handed to the host.
 #[derive(Debug, Clone, PartialEq)]

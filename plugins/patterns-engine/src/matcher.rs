@@ -19,7 +19,7 @@ use regex_syntax::hir::{Hir, HirKind, Look};
 use crate::ParsedEvent;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::file::{self, PatternFile};
-use crate::rule::{Compiled, Outcome, Rule};
+use crate::rule::{Compiled, Outcome, Parts, Rule};
 use crate::template::Template;
 
 /// Transition-cache size for the multi-pattern search. The default (2 MiB) thrashes with a few
@@ -286,6 +286,17 @@ fn compile_rule(spec: file::RuleSpec) -> Result<Rule, Diagnostic> {
     })
 }
 
+/// The best rule's match in a line, as [`Matcher::find`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// The rule's index in [`RuleSet::rules`].
+    pub rule: usize,
+    /// Where its player, message and fields are in the line.
+    pub parts: Parts,
+    /// Its text (see [`ParsedEvent::text`]).
+    pub text: Option<String>,
+}
+
 /// Turns lines into events with a [`RuleSet`]; holds the search cache, so use one per thread.
 #[derive(Debug)]
 pub struct Matcher {
@@ -305,6 +316,14 @@ impl Matcher {
     /// The event of the best rule that matches `line`, if any. Blank lines give nothing, and
     /// so does the server's own chat (`[CHAT] <server>: ...`), whatever the rules say.
     pub fn parse_line(&mut self, line: &str) -> Option<ParsedEvent> {
+        let m = self.find(line)?;
+        let rule = &self.rules.rules[m.rule];
+        Some(rule.event(line, &m.parts, m.text))
+    }
+
+    /// The best rule that matches `line` and where its values are, without copying them:
+    /// what [`Matcher::parse_line`] gives, in terms of the line.
+    pub fn find(&mut self, line: &str) -> Option<Match> {
         let (Some(set), Some(cache)) = (&self.rules.set, &mut self.cache) else {
             return None;
         };
@@ -315,9 +334,16 @@ impl Matcher {
         set.which(cache, line, &mut self.found);
         for candidate in self.found.iter() {
             let p = candidate.as_usize();
-            let rule = &self.rules.rules[self.rules.active[p]];
+            let index = self.rules.active[p];
+            let rule = &self.rules.rules[index];
             match rule.apply(line, &mut self.scratch[p]) {
-                Outcome::Event(e) => return Some(e),
+                Outcome::Match(parts) => {
+                    return Some(Match {
+                        rule: index,
+                        text: rule.text(line, &parts),
+                        parts,
+                    });
+                }
                 Outcome::Suppressed => return None,
                 Outcome::NoMatch => continue,
             }

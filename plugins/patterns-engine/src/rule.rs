@@ -1,5 +1,7 @@
 //! One compiled rule: its regex, how its groups map to the event, and its template.
 
+use std::ops::Range;
+
 use regex_automata::meta;
 use regex_automata::util::captures::{Captures, GroupInfo};
 use regex_automata::{Anchored, Input, PatternID};
@@ -180,12 +182,36 @@ impl Rule {
         }
     }
 
-    /// Runs this rule on `line`, which the multi-pattern search says it may match: an event,
-    /// nothing (the line is the server's own chat), or no match at all. `slot` holds the
-    /// rule's compiled regex, built on first use.
+    /// The severity of its events.
+    pub fn severity(&self) -> Severity {
+        self.severity
+    }
+
+    /// The emoji of its events, if any.
+    pub fn emoji(&self) -> Option<&str> {
+        self.emoji.as_deref()
+    }
+
+    /// The channel its events are routed to, if any.
+    pub fn channel(&self) -> Option<&str> {
+        self.channel.as_deref()
+    }
+
+    /// The names of the fields of its events, in the order of [`Parts::fields`].
+    pub fn field_names(&self) -> impl Iterator<Item = &str> {
+        let fields = match &self.groups {
+            Groups::Positional => &[][..],
+            Groups::Named { fields, .. } => &fields[..],
+        };
+        fields.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// Runs this rule on `line`, which the multi-pattern search says it may match: where its
+    /// values are, nothing (the line is the server's own chat), or no match at all. `slot`
+    /// holds the rule's compiled regex, built on first use.
     pub(crate) fn apply(&self, line: &str, slot: &mut Option<Compiled>) -> Outcome {
         if self.decided_by_search {
-            return self.event(None, None, Vec::new());
+            return Outcome::Match(Parts::default());
         }
         if slot.is_none() {
             match compile(&self.pattern) {
@@ -208,70 +234,92 @@ impl Rule {
         if !caps.is_match() {
             return Outcome::NoMatch;
         }
-        let group = |i: usize| caps.get_group(i).map(|span| &line[span.range()]);
-        let (player, message, fields): (Option<&str>, Option<&str>, Vec<(String, String)>) =
-            match &self.groups {
-                Groups::Positional => {
-                    let groups = caps.group_len() - 1;
-                    let player = group(1);
-                    let message = match groups {
-                        0 => None,
-                        1 if self.kind.eq_ignore_ascii_case("server") => group(1),
-                        1 => None,
-                        _ => group(2),
-                    };
-                    (player, message, Vec::new())
-                }
-                Groups::Named {
+        let group = |i: usize| caps.get_group(i).map(|span| span.range());
+        let parts = match &self.groups {
+            Groups::Positional => {
+                let groups = caps.group_len() - 1;
+                let player = group(1);
+                let message = match groups {
+                    0 => None,
+                    1 if self.kind.eq_ignore_ascii_case("server") => group(1),
+                    1 => None,
+                    _ => group(2),
+                };
+                Parts {
                     player,
                     message,
-                    fields,
-                } => (
-                    player.and_then(group),
-                    message.and_then(group),
-                    fields
-                        .iter()
-                        .filter_map(|(name, i)| group(*i).map(|v| (name.clone(), v.to_owned())))
-                        .collect(),
-                ),
-            };
-        if player == Some(SERVER_NAME) {
+                    fields: Vec::new(),
+                }
+            }
+            Groups::Named {
+                player,
+                message,
+                fields,
+            } => Parts {
+                player: player.and_then(group),
+                message: message.and_then(group),
+                fields: fields.iter().map(|(_, i)| group(*i)).collect(),
+            },
+        };
+        if parts.player.as_ref().and_then(|r| line.get(r.clone())) == Some(SERVER_NAME) {
             return Outcome::Suppressed;
         }
-        self.event(player, message, fields)
+        Outcome::Match(parts)
     }
 
-    /// The event of a match with these values.
-    fn event(
-        &self,
-        player: Option<&str>,
-        message: Option<&str>,
-        fields: Vec<(String, String)>,
-    ) -> Outcome {
-        let text = match &self.template {
+    /// The text of a match of this rule in `line`: its template filled in, or the Python
+    /// bot's `player: message`; values Markdown-escaped.
+    pub(crate) fn text(&self, line: &str, parts: &Parts) -> Option<String> {
+        let value = |r: &Option<Range<usize>>| r.as_ref().and_then(|r| line.get(r.clone()));
+        let player = value(&parts.player);
+        let message = value(&parts.message);
+        match &self.template {
             Some(t) => Some(t.render(|name| {
                 match name {
                     "player" => player,
                     "message" => message,
-                    other => fields
-                        .iter()
-                        .find(|(n, _)| n == other)
-                        .map(|(_, v)| v.as_str()),
+                    other => self
+                        .field_names()
+                        .zip(&parts.fields)
+                        .find(|(n, _)| *n == other)
+                        .and_then(|(_, r)| value(r)),
                 }
             })),
             None => default_text(player, message),
+        }
+    }
+
+    /// The event of a match of this rule in `line`, every value copied out.
+    pub(crate) fn event(&self, line: &str, parts: &Parts, text: Option<String>) -> ParsedEvent {
+        let value = |r: &Option<Range<usize>>| {
+            r.as_ref()
+                .and_then(|r| line.get(r.clone()))
+                .map(str::to_owned)
         };
-        Outcome::Event(ParsedEvent {
+        ParsedEvent {
             kind: self.kind.clone(),
-            player: player.map(str::to_owned),
-            message: message.map(str::to_owned),
-            fields,
+            player: value(&parts.player),
+            message: value(&parts.message),
+            fields: self
+                .field_names()
+                .zip(&parts.fields)
+                .filter_map(|(n, r)| value(r).map(|v| (n.to_owned(), v)))
+                .collect(),
             severity: self.severity,
             emoji: self.emoji.clone(),
             text,
             channel: self.channel.clone(),
-        })
+        }
     }
+}
+
+/// Where a match's values are in its line, as byte ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parts {
+    pub player: Option<Range<usize>>,
+    pub message: Option<Range<usize>>,
+    /// One per name of [`Rule::field_names`]; `None` where the group did not take part.
+    pub fields: Vec<Option<Range<usize>>>,
 }
 
 /// A rule's regex with its search state. Rules are compiled on first use, so that an
@@ -305,7 +353,7 @@ fn compile(pattern: &str) -> Option<meta::Regex> {
 
 /// What applying a rule to a line gave.
 pub(crate) enum Outcome {
-    Event(ParsedEvent),
+    Match(Parts),
     /// The rule matched, but the line must give no event.
     Suppressed,
     NoMatch,

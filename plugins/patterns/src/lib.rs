@@ -3,8 +3,10 @@
 //! Plugins have no filesystem, so the host reads the pattern files and passes their text in
 //! the configuration: `{"files": [{"name": "vanilla.yml", "text": "events: ..."}]}`.
 
-use factorio_isr_patterns_engine::{Matcher, ParsedEvent, PatternFile, RuleSet};
-use factorio_isr_sdk::{Event, Parser, Severity, export_parser, log};
+use std::ops::Range;
+
+use factorio_isr_patterns_engine::{Matcher, PatternFile, RuleSet};
+use factorio_isr_sdk::{Rule, RuleMatch, RuleParser, Severity, Span, export_rule_parser, log};
 
 /// The configuration the host hands to `init`.
 #[derive(serde::Deserialize)]
@@ -17,8 +19,8 @@ struct Patterns {
     matcher: Matcher,
 }
 
-impl Parser for Patterns {
-    fn new(_server: &str, config: &str) -> Result<Self, String> {
+impl RuleParser for Patterns {
+    fn new(_server: &str, config: &str) -> Result<(Self, Vec<Rule>), String> {
         let config: Config = serde_json::from_str(config)
             .map_err(|e| format!("patterns: bad configuration (expected {{\"files\": [{{\"name\", \"text\"}}]}}): {e}"))?;
         let rules = RuleSet::compile(&config.files).map_err(|e| e.to_string())?;
@@ -33,34 +35,50 @@ impl Parser for Patterns {
                 config.files.len()
             ),
         );
-        Ok(Self {
-            matcher: rules.into_matcher(),
-        })
+        let declared = rules.rules().iter().map(declare).collect();
+        Ok((
+            Self {
+                matcher: rules.into_matcher(),
+            },
+            declared,
+        ))
     }
 
-    fn parse_line(&mut self, line: &str) -> Option<Event> {
-        self.matcher.parse_line(line).map(to_wit)
+    fn parse_line(&mut self, line: &str) -> Option<RuleMatch> {
+        let m = self.matcher.find(line)?;
+        let span = |r: Option<Range<usize>>| {
+            let r = r?;
+            Some(Span {
+                start: u32::try_from(r.start).ok()?,
+                end: u32::try_from(r.end).ok()?,
+            })
+        };
+        Some(RuleMatch {
+            rule: u32::try_from(m.rule).ok()?,
+            player: span(m.parts.player),
+            message: span(m.parts.message),
+            fields: m.parts.fields.into_iter().map(span).collect(),
+            text: m.text,
+        })
     }
 }
 
-fn to_wit(e: ParsedEvent) -> Event {
+/// What every event of `rule` has in common, as the host is told once.
+fn declare(rule: &factorio_isr_patterns_engine::Rule) -> Rule {
     use factorio_isr_patterns_engine::Severity as S;
-    Event {
-        kind: e.kind,
-        player: e.player,
-        message: e.message,
-        fields: e.fields,
-        severity: match e.severity {
+    Rule {
+        kind: rule.kind.clone(),
+        severity: match rule.severity() {
             S::Debug => Severity::Debug,
             S::Info => Severity::Info,
             S::Notice => Severity::Notice,
             S::Warning => Severity::Warning,
             S::Critical => Severity::Critical,
         },
-        emoji: e.emoji,
-        text: e.text,
-        channel: e.channel,
+        emoji: rule.emoji().map(str::to_owned),
+        channel: rule.channel().map(str::to_owned),
+        fields: rule.field_names().map(str::to_owned).collect(),
     }
 }
 
-export_parser!(Patterns);
+export_rule_parser!(Patterns);

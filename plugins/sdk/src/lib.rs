@@ -2,7 +2,8 @@
 //!
 //! A **parser** turns console-log lines into events; a **monitor** turns events and metric
 //! samples into alerts. Implement [`Parser`] or [`Monitor`] and export it with
-//! [`export_parser!`] or [`export_monitor!`]; build with
+//! [`export_parser!`] or [`export_monitor!`] (a parser made of fixed rules can implement
+//! the faster [`RuleParser`] and use [`export_rule_parser!`]); build with
 //! `cargo build --release --target wasm32-wasip2` and the `.wasm` file is the plugin.
 //!
 //! ```ignore
@@ -37,7 +38,7 @@ pub mod bindings {
     pub mod parser {
         wit_bindgen::generate!({
             world: "parser",
-            path: "../../wit/since_v0.2.0",
+            path: "../../wit/since_v0.3.0",
             pub_export_macro: true,
             export_macro_name: "__export_parser_world",
             runtime_path: "::factorio_isr_sdk::__private::wit_bindgen::rt",
@@ -49,13 +50,13 @@ pub mod bindings {
     pub mod monitor {
         wit_bindgen::generate!({
             world: "monitor",
-            path: "../../wit/since_v0.2.0",
+            path: "../../wit/since_v0.3.0",
             pub_export_macro: true,
             export_macro_name: "__export_monitor_world",
             runtime_path: "::factorio_isr_sdk::__private::wit_bindgen::rt",
             with: {
-                "factorio-isr:plugin/types@0.2.0": crate::bindings::parser::factorio_isr::plugin::types,
-                "factorio-isr:plugin/host@0.2.0": crate::bindings::parser::factorio_isr::plugin::host,
+                "factorio-isr:plugin/types@0.3.0": crate::bindings::parser::factorio_isr::plugin::types,
+                "factorio-isr:plugin/host@0.3.0": crate::bindings::parser::factorio_isr::plugin::host,
             },
         });
     }
@@ -68,11 +69,11 @@ pub mod __private {
 }
 
 pub use bindings::parser::factorio_isr::plugin::types::{
-    Alert, AlertState, Event, Sample, Severity,
+    Alert, AlertState, Event, Rule, RuleMatch, Sample, Severity, Span,
 };
 
 /// The WIT package version this SDK builds plugins against.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 /// A parser plugin: one value per server, fed batches of log lines.
 pub trait Parser: Sized + 'static {
@@ -86,7 +87,7 @@ pub trait Parser: Sized + 'static {
     /// Parses a batch of lines, oldest first, into (line index, event) pairs in line order.
     /// The default calls [`Parser::parse_line`] for each line; override it to give several
     /// events for one line or to look across lines.
-    fn parse_batch(&mut self, lines: Vec<String>) -> Vec<(u32, Event)> {
+    fn parse_batch(&mut self, lines: &[&str]) -> Vec<(u32, Event)> {
         lines
             .iter()
             .enumerate()
@@ -96,6 +97,35 @@ pub trait Parser: Sized + 'static {
             })
             .collect()
     }
+}
+
+/// A parser whose events all come from a fixed list of rules, declared once when it starts:
+/// a match names its rule and gives its values as [`Span`]s of the line, so neither side
+/// copies what the other already has. The stock `patterns` parser is one. Export it with
+/// [`export_rule_parser!`]; for anything else, [`Parser`] is simpler.
+pub trait RuleParser: Sized + 'static {
+    /// Creates the parser (see [`Parser::new`]) with its rules; [`RuleMatch::rule`] is an
+    /// index into them.
+    fn new(server: &str, config: &str) -> Result<(Self, Vec<Rule>), String>;
+
+    /// Parses one line (without its line terminator).
+    fn parse_line(&mut self, line: &str) -> Option<RuleMatch>;
+}
+
+/// The part of `line` that `part` is, as a [`Span`]; `None` if `part` is not a slice of it.
+pub fn span_of(line: &str, part: &str) -> Option<Span> {
+    let start = (part.as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= line.len()).then_some(Span {
+        start: u32::try_from(start).ok()?,
+        end: u32::try_from(end).ok()?,
+    })
+}
+
+/// The lines of a batch as the host hands them over: each ended by a `\n`.
+#[doc(hidden)]
+pub fn __batch_lines(batch: &str) -> Vec<&str> {
+    batch.split_terminator('\n').collect()
 }
 
 /// A monitor plugin: one value per server, fed its events and its metric samples.
@@ -136,7 +166,7 @@ pub trait Monitor: Sized + 'static {
     }
 }
 
-/// Milliseconds since the Unix epoch by the host's clock (WIT 0.2.0).
+/// Milliseconds since the Unix epoch by the host's clock (WIT 0.2.0 and later).
 pub fn now_ms() -> u64 {
     bindings::parser::factorio_isr::plugin::host::now_ms()
 }
@@ -268,21 +298,67 @@ macro_rules! export_parser {
             fn init(
                 server: ::std::string::String,
                 config: ::std::string::String,
-            ) -> ::core::result::Result<(), ::std::string::String> {
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::Rule>, ::std::string::String> {
                 let plugin = <$plugin as $crate::Parser>::new(&server, &config)?;
                 __FACTORIO_ISR_PARSER.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(plugin));
-                ::core::result::Result::Ok(())
+                ::core::result::Result::Ok(::std::vec::Vec::new())
             }
 
-            fn parse(lines: ::std::vec::Vec<::std::string::String>) -> ::std::vec::Vec<(u32, $crate::Event)> {
+            fn parse(lines: ::std::string::String) -> $crate::bindings::parser::Parsed {
+                let lines = $crate::__batch_lines(&lines);
                 __FACTORIO_ISR_PARSER.with(|slot| match slot.borrow_mut().as_mut() {
-                    ::core::option::Option::Some(plugin) => $crate::Parser::parse_batch(plugin, lines),
+                    ::core::option::Option::Some(plugin) => $crate::bindings::parser::Parsed {
+                        matches: ::std::vec::Vec::new(),
+                        events: $crate::Parser::parse_batch(plugin, &lines),
+                    },
                     ::core::option::Option::None => ::core::panic!("parse was called before init"),
                 })
             }
         }
 
         $crate::bindings::parser::__export_parser_world!(__FactorioIsrParser with_types_in $crate::bindings::parser);
+    };
+}
+
+/// Exports a [`RuleParser`] implementation as the plugin's `parser` world.
+#[macro_export]
+macro_rules! export_rule_parser {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        pub struct __FactorioIsrRuleParser;
+
+        ::std::thread_local! {
+            static __FACTORIO_ISR_PARSER: ::core::cell::RefCell<::core::option::Option<$plugin>> =
+                const { ::core::cell::RefCell::new(::core::option::Option::None) };
+        }
+
+        impl $crate::bindings::parser::Guest for __FactorioIsrRuleParser {
+            fn init(
+                server: ::std::string::String,
+                config: ::std::string::String,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::Rule>, ::std::string::String> {
+                let (plugin, rules) = <$plugin as $crate::RuleParser>::new(&server, &config)?;
+                __FACTORIO_ISR_PARSER.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(plugin));
+                ::core::result::Result::Ok(rules)
+            }
+
+            fn parse(lines: ::std::string::String) -> $crate::bindings::parser::Parsed {
+                __FACTORIO_ISR_PARSER.with(|slot| match slot.borrow_mut().as_mut() {
+                    ::core::option::Option::Some(plugin) => {
+                        let mut matches = ::std::vec::Vec::new();
+                        for (i, line) in lines.split_terminator('\n').enumerate() {
+                            if let ::core::option::Option::Some(m) = $crate::RuleParser::parse_line(plugin, line) {
+                                matches.push((i as u32, m));
+                            }
+                        }
+                        $crate::bindings::parser::Parsed { matches, events: ::std::vec::Vec::new() }
+                    }
+                    ::core::option::Option::None => ::core::panic!("parse was called before init"),
+                })
+            }
+        }
+
+        $crate::bindings::parser::__export_parser_world!(__FactorioIsrRuleParser with_types_in $crate::bindings::parser);
     };
 }
 

@@ -83,10 +83,10 @@ impl Parser for Misbehave {
         }
     }
 
-    fn parse_batch(&mut self, lines: Vec<String>) -> Vec<(u32, Event)> {
+    fn parse_batch(&mut self, lines: &[&str]) -> Vec<(u32, Event)> {
         let mut out: Vec<(u32, Event)> = Vec::new();
         for (i, line) in lines.iter().enumerate() {
-            if line == "BADINDEX" {
+            if *line == "BADINDEX" {
                 out.push((u32::MAX, Event::new("bogus")));
             } else if let Some(e) = self.parse_line(line) {
                 out.push((i as u32, e));
