@@ -413,3 +413,33 @@ macro_rules! export_monitor {
         $crate::bindings::monitor::__export_monitor_world!(__FactorioIsrMonitor with_types_in $crate::bindings::monitor);
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_of_gives_where_a_slice_is_in_its_line() {
+        let line = "[JOIN] Zoë joined the game";
+        let (_, rest) = line.split_once("] ").unwrap();
+        let name = &rest[..4];
+        assert_eq!(name, "Zoë");
+        assert_eq!(span_of(line, name), Some(Span { start: 7, end: 11 }));
+        assert_eq!(span_of(line, &line[..0]), Some(Span { start: 0, end: 0 }));
+        assert_eq!(span_of(line, line), Some(Span { start: 0, end: 27 }));
+    }
+
+    #[test]
+    fn span_of_refuses_what_is_not_part_of_the_line() {
+        let line = "[JOIN] Alice joined the game";
+        let other = String::from("Alice");
+        assert_eq!(span_of(line, &other), None);
+        assert_eq!(span_of(&line[7..12], line), None);
+    }
+
+    #[test]
+    fn a_batch_is_split_into_its_lines() {
+        assert_eq!(__batch_lines("a\n\nb\n"), vec!["a", "", "b"]);
+        assert!(__batch_lines("").is_empty());
+    }
+}
