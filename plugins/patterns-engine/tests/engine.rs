@@ -384,3 +384,25 @@ fn a_rule_the_prefilter_lets_through_but_that_does_not_match_falls_to_the_next_r
     assert_eq!(m.parse_line("fooé").unwrap().kind, "part");
     assert_eq!(m.parse_line("foo é").unwrap().kind, "whole");
 }
+
+#[test]
+fn a_call_for_the_admins_is_a_mention_with_the_whole_message() {
+    let mut m = RuleSet::compile(&stock_files()).unwrap().into_matcher();
+    let cases = [
+        ("help @admins please", "mention"),
+        ("@mods", "mention"),
+        ("@admin!", "mention"),
+        ("hey @bob, and @Staff: the train", "mention"),
+        ("@bob @moderators @bob", "mention"),
+        ("@adminsX is a name", "chat"),
+        ("write to x@modsy.example", "chat"),
+        ("no call here", "chat"),
+    ];
+    for (message, kind) in cases {
+        let line = format!("2026-01-01 10:00:00 [CHAT] Zoë.x-1: {message}");
+        let e = m.parse_line(&line).unwrap();
+        assert_eq!(e.kind, kind, "{message}");
+        assert_eq!(e.player.as_deref(), Some("Zoë.x-1"), "{message}");
+        assert_eq!(e.message.as_deref(), Some(message), "{message}");
+    }
+}
