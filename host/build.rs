@@ -16,6 +16,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("misbehave", "misbehave"),
     ("echo-monitor", "echo_monitor"),
     ("legacy-parser", "legacy_parser"),
+    ("bad-matches", "bad_matches"),
 ];
 
 fn main() {

@@ -11,6 +11,7 @@ use factorio_isr::plugin::{
 };
 
 const MISBEHAVE_WASM: &str = env!("FACTORIO_ISR_WASM_MISBEHAVE");
+const BAD_MATCHES_WASM: &str = env!("FACTORIO_ISR_WASM_BAD_MATCHES");
 const ECHO_MONITOR_WASM: &str = env!("FACTORIO_ISR_WASM_ECHO_MONITOR");
 
 /// A runtime sharing one cache across the tests of this file, so each plugin compiles once.
@@ -247,6 +248,56 @@ fn results_for_lines_that_do_not_exist_are_dropped_and_counted() {
         .collect();
     assert_eq!(found, [(0, "one".to_owned()), (2, "two".to_owned())]);
     assert_eq!(p.stats().bad_results, 1);
+}
+
+/// WIT 0.3.0: a rule parser's matches are checked against its rules and its lines.
+#[test]
+fn malformed_rule_matches_are_dropped_and_counted_and_the_rest_of_the_batch_kept() {
+    let rt = runtime();
+    let plugin = load(&rt, BAD_MATCHES_WASM);
+    assert_eq!(plugin.world().version, Version(0, 3, 0));
+    let mut p = plugin.parser("s", "null").unwrap();
+    let events = p
+        .parse(&lines(&[
+            "WORD Zoë went home",
+            "PASTEND a b",
+            "MIDCHAR a é",
+            "BACKWARDS a b",
+            "NORULE a b",
+            "FIELDS a b",
+            "nothing here",
+            "WORD Bob\nstayed",
+            "WORD Alice",
+        ]))
+        .unwrap();
+    let found: Vec<_> = events
+        .iter()
+        .map(|(i, e)| {
+            (
+                *i,
+                e.kind.as_str(),
+                e.player.as_deref().unwrap_or_default(),
+                e.fields.clone(),
+            )
+        })
+        .collect();
+    let rest = |v: &str| vec![("rest".to_owned(), v.to_owned())];
+    assert_eq!(
+        found,
+        [
+            (0, "word", "Zoë", rest("went home")),
+            // The newline inside the line reached the plugin as a space; spans still hold.
+            (7, "word", "Bob", rest("stayed")),
+            (8, "word", "Alice", Vec::new()),
+        ]
+    );
+    assert_eq!(events[0].1.severity, factorio_isr::event::Severity::Notice);
+    assert_eq!(events[0].1.emoji.as_deref(), Some("🔤"));
+    assert_eq!(
+        events[0].1.text.as_deref(),
+        Some("text of WORD Zoë went home")
+    );
+    assert_eq!(p.stats().bad_results, 5);
 }
 
 #[test]
