@@ -16,6 +16,8 @@ pub mod v0_2 {
     wasmtime::component::bindgen!({
         world: "parser",
         path: "../wit/since_v0.2.0",
+        // Its records and enums have the shapes of the current ones.
+        with: { "factorio-isr:plugin/types": super::parser::factorio_isr::plugin::types },
     });
 }
 
@@ -25,6 +27,7 @@ pub mod v0_1 {
     wasmtime::component::bindgen!({
         world: "parser",
         path: "../wit/since_v0.1.0",
+        with: { "factorio-isr:plugin/types": super::parser::factorio_isr::plugin::types },
     });
 }
 
@@ -53,35 +56,6 @@ impl From<WitSeverity> for crate::event::Severity {
             WitSeverity::Notice => Self::Notice,
             WitSeverity::Warning => Self::Warning,
             WitSeverity::Critical => Self::Critical,
-        }
-    }
-}
-
-impl From<v0_2::factorio_isr::plugin::types::Severity> for crate::event::Severity {
-    fn from(s: v0_2::factorio_isr::plugin::types::Severity) -> Self {
-        use v0_2::factorio_isr::plugin::types::Severity as Old;
-        match s {
-            Old::Debug => Self::Debug,
-            Old::Info => Self::Info,
-            Old::Notice => Self::Notice,
-            Old::Warning => Self::Warning,
-            Old::Critical => Self::Critical,
-        }
-    }
-}
-
-impl From<v0_2::factorio_isr::plugin::types::Event> for crate::event::Event {
-    fn from(e: v0_2::factorio_isr::plugin::types::Event) -> Self {
-        Self {
-            kind: e.kind,
-            player: e.player,
-            message: e.message,
-            fields: e.fields,
-            severity: e.severity.into(),
-            emoji: e.emoji,
-            text: e.text,
-            channel: e.channel,
-            mention: None,
         }
     }
 }

@@ -82,7 +82,7 @@ impl PluginStats {
 /// The generated bindings of a live instance, by world.
 enum Bindings {
     /// A parser of WIT 0.3.0 or later, with the rules its `init` declared.
-    Parser(parser::Parser, Arc<[WitRule]>),
+    Parser(parser::Parser, Vec<WitRule>),
     /// A parser of WIT 0.1.0 or 0.2.0.
     OldParser(v0_2::Parser),
     Monitor(monitor::Monitor),
@@ -266,7 +266,7 @@ impl Instance {
         let instantiated = match &plugin.pre {
             Pre::Parser(p) => p
                 .instantiate(&mut store)
-                .map(|b| Bindings::Parser(b, Arc::from([]))),
+                .map(|b| Bindings::Parser(b, Vec::new())),
             Pre::OldParser(p) => p.instantiate(&mut store).map(Bindings::OldParser),
             Pre::Monitor(p) => p.instantiate(&mut store).map(Bindings::Monitor),
         };
@@ -278,11 +278,9 @@ impl Instance {
         store.data_mut().begin_call();
         store.set_epoch_deadline(ticks(plugin.limits.init_timeout));
         let result = match &mut bindings {
-            Bindings::Parser(b, rules) => b.call_init(&mut store, server, config).map(|r| {
-                r.map(|declared| {
-                    *rules = declared.into();
-                })
-            }),
+            Bindings::Parser(b, rules) => b
+                .call_init(&mut store, server, config)
+                .map(|r| r.map(|declared| *rules = declared)),
             Bindings::OldParser(b) => b.call_init(&mut store, server, config),
             Bindings::Monitor(b) => b.call_init(&mut store, server, config),
         };
@@ -448,16 +446,12 @@ impl ParserInstance {
                 Ok(events_of(parsed, rules, lines))
             }
             Bindings::OldParser(b) => {
-                let found = b.call_parse(store, lines)?;
-                let mut bad = 0;
-                let mut out = Vec::with_capacity(found.len());
-                for (index, event) in found {
-                    match usize::try_from(index).ok().filter(|&i| i < lines.len()) {
-                        Some(i) => out.push((i, event.into())),
-                        None => bad += 1,
-                    }
-                }
-                Ok((out, bad))
+                let events = b.call_parse(store, lines)?;
+                let parsed = parser::Parsed {
+                    matches: Vec::new(),
+                    events,
+                };
+                Ok(events_of(parsed, &[], lines))
             }
             Bindings::Monitor(_) => wasmtime::bail!("not a parser"),
         })?;
@@ -487,8 +481,8 @@ fn batch_text(lines: &[String], text: &mut String) {
     }
 }
 
-/// The events of what a 0.3.0 parser found in `lines`, with the number of results thrown
-/// away as malformed (a line or rule that does not exist, a span outside its line or not on
+/// The events of what a parser found in `lines`, with the number of results thrown away as
+/// malformed (a line or rule that does not exist, a span outside its line or not on
 /// character boundaries, a field count other than the rule's).
 fn events_of(
     parsed: parser::Parsed,

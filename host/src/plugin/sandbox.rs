@@ -138,40 +138,20 @@ impl wasmtime::ResourceLimiter for SandboxState {
 
 impl types::Host for SandboxState {}
 
-impl v0_1::types::Host for SandboxState {}
-
-impl v0_2::types::Host for SandboxState {}
-
 /// WIT 0.2.0's `host`, for plugins built against it.
 impl v0_2::host::Host for SandboxState {
     fn now_ms(&mut self) -> u64 {
         host::Host::now_ms(self)
     }
 
-    fn log(&mut self, level: v0_2::types::Severity, message: String) {
-        use v0_2::types::Severity as Old;
-        let level = match level {
-            Old::Debug => WitSeverity::Debug,
-            Old::Info => WitSeverity::Info,
-            Old::Notice => WitSeverity::Notice,
-            Old::Warning => WitSeverity::Warning,
-            Old::Critical => WitSeverity::Critical,
-        };
+    fn log(&mut self, level: WitSeverity, message: String) {
         host::Host::log(self, level, message);
     }
 }
 
 /// WIT 0.1.0's `host.log`, for plugins built against it.
 impl v0_1::host::Host for SandboxState {
-    fn log(&mut self, level: v0_1::types::Severity, message: String) {
-        use v0_1::types::Severity as Old;
-        let level = match level {
-            Old::Debug => WitSeverity::Debug,
-            Old::Info => WitSeverity::Info,
-            Old::Notice => WitSeverity::Notice,
-            Old::Warning => WitSeverity::Warning,
-            Old::Critical => WitSeverity::Critical,
-        };
+    fn log(&mut self, level: WitSeverity, message: String) {
         host::Host::log(self, level, message);
     }
 }

@@ -261,7 +261,7 @@ impl Rule {
                 fields: fields.iter().map(|(_, i)| group(*i)).collect(),
             },
         };
-        if parts.player.as_ref().and_then(|r| line.get(r.clone())) == Some(SERVER_NAME) {
+        if part(line, &parts.player) == Some(SERVER_NAME) {
             return Outcome::Suppressed;
         }
         Outcome::Match(parts)
@@ -270,9 +270,8 @@ impl Rule {
     /// The text of a match of this rule in `line`: its template filled in, or the Python
     /// bot's `player: message`; values Markdown-escaped.
     pub(crate) fn text(&self, line: &str, parts: &Parts) -> Option<String> {
-        let value = |r: &Option<Range<usize>>| r.as_ref().and_then(|r| line.get(r.clone()));
-        let player = value(&parts.player);
-        let message = value(&parts.message);
+        let player = part(line, &parts.player);
+        let message = part(line, &parts.message);
         match &self.template {
             Some(t) => Some(t.render(|name| {
                 match name {
@@ -282,7 +281,7 @@ impl Rule {
                         .field_names()
                         .zip(&parts.fields)
                         .find(|(n, _)| *n == other)
-                        .and_then(|(_, r)| value(r)),
+                        .and_then(|(_, r)| part(line, r)),
                 }
             })),
             None => default_text(player, message),
@@ -291,11 +290,7 @@ impl Rule {
 
     /// The event of a match of this rule in `line`, every value copied out.
     pub(crate) fn event(&self, line: &str, parts: &Parts, text: Option<String>) -> ParsedEvent {
-        let value = |r: &Option<Range<usize>>| {
-            r.as_ref()
-                .and_then(|r| line.get(r.clone()))
-                .map(str::to_owned)
-        };
+        let value = |r| part(line, r).map(str::to_owned);
         ParsedEvent {
             kind: self.kind.clone(),
             player: value(&parts.player),
@@ -311,6 +306,11 @@ impl Rule {
             channel: self.channel.clone(),
         }
     }
+}
+
+/// The part of `line` at `range`, if there is one.
+fn part<'l>(line: &'l str, range: &Option<Range<usize>>) -> Option<&'l str> {
+    range.as_ref().and_then(|r| line.get(r.clone()))
 }
 
 /// Where a match's values are in its line, as byte ranges.

@@ -124,8 +124,8 @@ pub fn span_of(line: &str, part: &str) -> Option<Span> {
 
 /// The lines of a batch as the host hands them over: each ended by a `\n`.
 #[doc(hidden)]
-pub fn __batch_lines(batch: &str) -> Vec<&str> {
-    batch.split_terminator('\n').collect()
+pub fn __batch_lines(batch: &str) -> impl Iterator<Item = &str> {
+    batch.split_terminator('\n')
 }
 
 /// A monitor plugin: one value per server, fed its events and its metric samples.
@@ -305,7 +305,7 @@ macro_rules! export_parser {
             }
 
             fn parse(lines: ::std::string::String) -> $crate::bindings::parser::Parsed {
-                let lines = $crate::__batch_lines(&lines);
+                let lines: ::std::vec::Vec<&str> = $crate::__batch_lines(&lines).collect();
                 __FACTORIO_ISR_PARSER.with(|slot| match slot.borrow_mut().as_mut() {
                     ::core::option::Option::Some(plugin) => $crate::bindings::parser::Parsed {
                         matches: ::std::vec::Vec::new(),
@@ -346,7 +346,7 @@ macro_rules! export_rule_parser {
                 __FACTORIO_ISR_PARSER.with(|slot| match slot.borrow_mut().as_mut() {
                     ::core::option::Option::Some(plugin) => {
                         let mut matches = ::std::vec::Vec::new();
-                        for (i, line) in lines.split_terminator('\n').enumerate() {
+                        for (i, line) in $crate::__batch_lines(&lines).enumerate() {
                             if let ::core::option::Option::Some(m) = $crate::RuleParser::parse_line(plugin, line) {
                                 matches.push((i as u32, m));
                             }
@@ -439,7 +439,10 @@ mod tests {
 
     #[test]
     fn a_batch_is_split_into_its_lines() {
-        assert_eq!(__batch_lines("a\n\nb\n"), vec!["a", "", "b"]);
-        assert!(__batch_lines("").is_empty());
+        assert_eq!(
+            __batch_lines("a\n\nb\n").collect::<Vec<_>>(),
+            ["a", "", "b"]
+        );
+        assert_eq!(__batch_lines("").count(), 0);
     }
 }
