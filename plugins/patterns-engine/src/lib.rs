@@ -26,6 +26,7 @@
 
 mod diagnostic;
 mod file;
+mod groups;
 mod matcher;
 mod rule;
 mod template;

@@ -19,7 +19,8 @@ use regex_syntax::hir::{Hir, HirKind, Look};
 use crate::ParsedEvent;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::file::{self, PatternFile};
-use crate::rule::{Compiled, Outcome, Parts, Rule};
+use crate::groups::GroupFinder;
+use crate::rule::{Outcome, Parts, Rule};
 use crate::template::Template;
 
 /// Transition-cache size for the multi-pattern search. The default (2 MiB) thrashes with a few
@@ -82,15 +83,10 @@ impl RuleSet {
         let set = if active.is_empty() {
             None
         } else {
-            let mut hirs = Vec::with_capacity(active.len());
-            for &i in &active {
-                let hir = regex_syntax::ParserBuilder::new()
-                    .case_insensitive(true)
-                    .build()
-                    .parse(&rules[i].pattern)
-                    .map_err(|e| Diagnostics(vec![whole_set_error(&e.to_string())]))?;
-                hirs.push(without_unicode_word_boundaries(hir));
-            }
+            let hirs: Vec<Hir> = active
+                .iter()
+                .map(|&i| without_unicode_word_boundaries(rules[i].hir.clone()))
+                .collect();
             Some(Prefilter::build(&hirs).map_err(|e| Diagnostics(vec![whole_set_error(&e)]))?)
         };
         Ok(Self {
@@ -176,18 +172,91 @@ impl Prefilter {
 
     /// Adds every pattern that matches somewhere in `line` to `found`.
     fn which(&self, cache: &mut PrefilterCache, line: &str, found: &mut PatternSet) {
-        let input = Input::new(line);
-        if self
-            .dfa
-            .try_which_overlapping_matches(&mut cache.dfa, &input, found)
-            .is_err()
-        {
+        if self.which_lazy(&mut cache.dfa, line, found).is_err() {
             found.clear();
             self.pikevm
-                .which_overlapping_matches(&mut cache.pikevm, &input, found);
+                .which_overlapping_matches(&mut cache.pikevm, &Input::new(line), found);
         }
     }
+
+    /// What `DFA::try_which_overlapping_matches` does, in a loop of its own: the library's
+    /// overlapping search keeps its position in memory and does some bookkeeping at every
+    /// byte, which under WebAssembly made it a quarter of all the time spent on a line.
+    /// Here a run of ordinary states costs one table lookup per byte; the lazy DFA is only
+    /// asked to do more when a transition is not yet computed or the state is special.
+    fn which_lazy(
+        &self,
+        cache: &mut hybrid::dfa::Cache,
+        line: &str,
+        found: &mut PatternSet,
+    ) -> Result<(), LazyGaveUp> {
+        let dfa = &self.dfa;
+        let mut record = |cache: &hybrid::dfa::Cache, sid: hybrid::LazyStateID| {
+            for i in 0..dfa.match_len(cache, sid) {
+                found.insert(dfa.match_pattern(cache, sid, i));
+            }
+        };
+        let mut sid = dfa
+            .start_state_forward(cache, &Input::new(line))
+            .map_err(|_| LazyGaveUp)?;
+        let bytes = line.as_bytes();
+        let mut at = 0;
+        while at < bytes.len() {
+            // Four ordinary transitions per round while they stay ordinary.
+            while !sid.is_tagged() && at + 4 <= bytes.len() {
+                let s1 = dfa.next_state_untagged(cache, sid, bytes[at]);
+                if s1.is_tagged() {
+                    break;
+                }
+                let s2 = dfa.next_state_untagged(cache, s1, bytes[at + 1]);
+                if s2.is_tagged() {
+                    (sid, at) = (s1, at + 1);
+                    break;
+                }
+                let s3 = dfa.next_state_untagged(cache, s2, bytes[at + 2]);
+                if s3.is_tagged() {
+                    (sid, at) = (s2, at + 2);
+                    break;
+                }
+                let s4 = dfa.next_state_untagged(cache, s3, bytes[at + 3]);
+                if s4.is_tagged() {
+                    (sid, at) = (s3, at + 3);
+                    break;
+                }
+                (sid, at) = (s4, at + 4);
+            }
+            if at == bytes.len() {
+                break;
+            }
+            let byte = bytes[at];
+            at += 1;
+            if !sid.is_tagged() {
+                let next = dfa.next_state_untagged(cache, sid, byte);
+                if !next.is_tagged() {
+                    sid = next;
+                    continue;
+                }
+            }
+            sid = dfa.next_state(cache, sid, byte).map_err(|_| LazyGaveUp)?;
+            if sid.is_match() {
+                record(cache, sid);
+            } else if sid.is_dead() {
+                return Ok(());
+            } else if sid.is_quit() {
+                return Err(LazyGaveUp);
+            }
+        }
+        sid = dfa.next_eoi_state(cache, sid).map_err(|_| LazyGaveUp)?;
+        if sid.is_match() {
+            record(cache, sid);
+        }
+        Ok(())
+    }
 }
+
+/// The lazy DFA could not finish a search (its cache was exhausted, or it met a byte it
+/// cannot handle); the PikeVM takes over.
+struct LazyGaveUp;
 
 fn whole_set_error(problem: &str) -> Diagnostic {
     Diagnostic {
@@ -263,21 +332,12 @@ fn compile_rule(spec: file::RuleSpec) -> Result<Rule, Diagnostic> {
         .configure(thompson::Config::new().nfa_size_limit(Some(crate::rule::RULE_SIZE_LIMIT)))
         .build_from_hir(&hir)
         .map_err(|e| at(spec.pattern_line, "pattern", format!("invalid regex: {e}")))?;
-    let anchored = hir.properties().look_set_prefix().contains(Look::Start);
-    let has_word_boundary = hir.properties().look_set().contains_word_unicode();
     let template = spec.message.as_deref().map(Template::parse);
     let message_line = spec.message_line;
     let name = spec.name.clone();
     let file = spec.file.clone();
     let line = spec.line;
-    Rule::new(
-        spec,
-        nfa.group_info(),
-        anchored,
-        has_word_boundary,
-        template,
-    )
-    .map_err(|problem| Diagnostic {
+    Rule::new(spec, hir, nfa.group_info(), template).map_err(|problem| Diagnostic {
         file,
         line: message_line.or(line),
         rule: Some(name),
@@ -304,7 +364,7 @@ pub struct Matcher {
     cache: Option<PrefilterCache>,
     found: PatternSet,
     /// Per enabled rule (by pattern id), its regex's cache and capture slots.
-    scratch: Vec<Option<Compiled>>,
+    scratch: Vec<Option<GroupFinder>>,
 }
 
 impl Matcher {
@@ -349,5 +409,58 @@ impl Matcher {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_set_search_finds_what_the_pikevm_finds() {
+        let patterns = [
+            r"^(?:\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} )?\[CHAT\] (?P<player>[\p{L}\p{N}_.\-]+): (?P<message>.*)$",
+            r"^\[CHAT\] (\S+): (.*?@admins.*)$",
+            r"^\s*\d+\.\d+ .*Saving finished",
+            r"Factorio crashed\..*?\s*$",
+            r"DesyncedWaitingForMap|Multiplayer desynchroni[sz]ation",
+            r"joined",
+            r"^$",
+        ];
+        let hirs: Vec<Hir> = patterns
+            .iter()
+            .map(|p| {
+                regex_syntax::ParserBuilder::new()
+                    .case_insensitive(true)
+                    .build()
+                    .parse(p)
+                    .unwrap()
+            })
+            .collect();
+        let set = Prefilter::build(&hirs).unwrap();
+        let mut cache = set.create_cache();
+        let lines = [
+            "2026-03-02 11:00:01 [CHAT] Zoë: bonjour à tous: ça va?",
+            "[CHAT] x: help @ADMINS",
+            "   3.250 Info AppManagerStates.cpp:1802: Saving finished",
+            "   3.250 Info Saving finished and Factorio crashed. joined",
+            "Multiplayer desynchronisation, DESYNCEDWAITINGFORMAP",
+            "",
+            "é",
+            "a\nb",
+            "nothing at all",
+        ];
+        for line in lines {
+            let mut fast = PatternSet::new(patterns.len());
+            set.which(&mut cache, line, &mut fast);
+            let mut slow = PatternSet::new(patterns.len());
+            set.pikevm
+                .which_overlapping_matches(&mut cache.pikevm, &Input::new(line), &mut slow);
+            assert_eq!(
+                fast.iter().collect::<Vec<_>>(),
+                slow.iter().collect::<Vec<_>>(),
+                "{line:?}"
+            );
+        }
     }
 }

@@ -2,11 +2,12 @@
 
 use std::ops::Range;
 
-use regex_automata::meta;
-use regex_automata::util::captures::{Captures, GroupInfo};
+use regex_automata::util::captures::GroupInfo;
 use regex_automata::{Anchored, Input, PatternID};
+use regex_syntax::hir::{Hir, Look};
 
 use crate::ParsedEvent;
+use crate::groups::GroupFinder;
 use crate::template::{Template, escape_markdown_into};
 
 /// How much an event matters; mirrors the WIT `severity` enum.
@@ -59,7 +60,10 @@ impl Severity {
 enum Groups {
     /// No named groups: as in the Python bot, group 1 is the player and group 2 the message
     /// (with a single group, `server` events also take it as their message).
-    Positional,
+    Positional {
+        /// How many groups the pattern has.
+        count: usize,
+    },
     /// Named groups: `player`, `message`, and every other name becomes a field.
     Named {
         player: Option<usize>,
@@ -85,7 +89,8 @@ pub struct Rule {
     pub enabled: bool,
     /// The `description` as written, for listings.
     pub description: Option<String>,
-    pub(crate) pattern: String,
+    /// The pattern parsed, case-insensitive like the Python bot.
+    pub(crate) hir: Hir,
     /// The pattern can only match at the start (`^...`): searches need not look further.
     anchored: bool,
     /// The pattern has no groups and the matcher's multi-pattern search decides it exactly
@@ -107,18 +112,21 @@ impl Rule {
     /// when the rule is first needed (see [`Compiled`]).
     pub(crate) fn new(
         spec: crate::file::RuleSpec,
+        hir: Hir,
         groups_info: &GroupInfo,
-        anchored: bool,
-        has_word_boundary: bool,
         template: Option<Template>,
     ) -> Result<Self, String> {
+        let anchored = hir.properties().look_set_prefix().contains(Look::Start);
+        let has_word_boundary = hir.properties().look_set().contains_word_unicode();
         let named: Vec<(usize, &str)> = groups_info
             .pattern_names(PatternID::ZERO)
             .enumerate()
             .filter_map(|(i, n)| n.map(|n| (i, n)))
             .collect();
         let groups = if named.is_empty() {
-            Groups::Positional
+            Groups::Positional {
+                count: groups_info.group_len(PatternID::ZERO) - 1,
+            }
         } else {
             let find = |want: &str| named.iter().find(|(_, n)| *n == want).map(|(i, _)| *i);
             Groups::Named {
@@ -139,7 +147,7 @@ impl Rule {
             };
             if let Some(bad) = template.names().find(|n| !known(n)) {
                 let available = match &groups {
-                    Groups::Positional => "player, message".to_owned(),
+                    Groups::Positional { .. } => "player, message".to_owned(),
                     Groups::Named { fields, .. } => std::iter::once("player")
                         .chain(std::iter::once("message"))
                         .chain(fields.iter().map(|(n, _)| n.as_str()))
@@ -165,7 +173,7 @@ impl Rule {
             priority: spec.priority,
             enabled: spec.enabled,
             description: spec.description,
-            pattern: spec.pattern,
+            hir,
             groups,
             template,
             emoji: spec.emoji.filter(|e| !e.is_empty()),
@@ -200,7 +208,7 @@ impl Rule {
     /// The names of the fields of its events, in the order of [`Parts::fields`].
     pub fn field_names(&self) -> impl Iterator<Item = &str> {
         let fields = match &self.groups {
-            Groups::Positional => &[][..],
+            Groups::Positional { .. } => &[][..],
             Groups::Named { fields, .. } => &fields[..],
         };
         fields.iter().map(|(name, _)| name.as_str())
@@ -209,37 +217,26 @@ impl Rule {
     /// Runs this rule on `line`, which the multi-pattern search says it may match: where its
     /// values are, nothing (the line is the server's own chat), or no match at all. `slot`
     /// holds the rule's compiled regex, built on first use.
-    pub(crate) fn apply(&self, line: &str, slot: &mut Option<Compiled>) -> Outcome {
+    pub(crate) fn apply(&self, line: &str, slot: &mut Option<GroupFinder>) -> Outcome {
         if self.decided_by_search {
             return Outcome::Match(Parts::default());
         }
         if slot.is_none() {
-            match compile(&self.pattern) {
-                Some(regex) => {
-                    *slot = Some(Compiled {
-                        cache: regex.create_cache(),
-                        caps: regex.create_captures(),
-                        regex,
-                    })
-                }
-                // Checked when the rules were loaded; should it fail now anyway, the rule
-                // does not match.
-                None => return Outcome::NoMatch,
-            }
+            // Checked when the rules were loaded; should it fail now anyway, the rule does
+            // not match.
+            *slot = GroupFinder::new(&self.hir);
         }
-        let Some(Compiled { regex, cache, caps }) = slot else {
+        let Some(finder) = slot else {
             return Outcome::NoMatch;
         };
-        regex.search_captures_with(cache, &self.input(line), caps);
-        if !caps.is_match() {
+        let Some(found) = finder.find(line, &self.input(line)) else {
             return Outcome::NoMatch;
-        }
-        let group = |i: usize| caps.get_group(i).map(|span| span.range());
+        };
+        let group = |i: usize| found.group(i);
         let parts = match &self.groups {
-            Groups::Positional => {
-                let groups = caps.group_len() - 1;
+            Groups::Positional { count } => {
                 let player = group(1);
-                let message = match groups {
+                let message = match count {
                     0 => None,
                     1 if self.kind.eq_ignore_ascii_case("server") => group(1),
                     1 => None,
@@ -322,34 +319,8 @@ pub struct Parts {
     pub fields: Vec<Option<Range<usize>>>,
 }
 
-/// A rule's regex with its search state. Rules are compiled on first use, so that an
-/// instance holds only the rules its server's log actually exercises.
-#[derive(Debug)]
-pub(crate) struct Compiled {
-    regex: meta::Regex,
-    cache: meta::Cache,
-    caps: Captures,
-}
-
-/// Size limit of one rule's one-pass DFA: it makes captures cheap (+25% lines/s on the
-/// stock rules), and the default limit is too small for rules with Unicode classes.
-const ONEPASS_BYTES: usize = 64 << 20;
 /// Compiled size limit for one rule's regex (the `regex` default, stated so it is visible).
 pub(crate) const RULE_SIZE_LIMIT: usize = 10 << 20;
-
-/// Compiles one rule's pattern as the matcher uses it: case-insensitive, like the Python bot.
-/// Loading checked the pattern already, so this is not expected to fail.
-fn compile(pattern: &str) -> Option<meta::Regex> {
-    meta::Regex::builder()
-        .configure(
-            meta::Config::new()
-                .nfa_size_limit(Some(RULE_SIZE_LIMIT))
-                .onepass_size_limit(Some(ONEPASS_BYTES)),
-        )
-        .syntax(regex_automata::util::syntax::Config::new().case_insensitive(true))
-        .build(pattern)
-        .ok()
-}
 
 /// What applying a rule to a line gave.
 pub(crate) enum Outcome {
