@@ -8,6 +8,10 @@
 //!
 //! Run with `cargo bench --bench monitors`.
 
+// The allocator the `factorio-isr` binary uses, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 

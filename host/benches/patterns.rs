@@ -3,6 +3,10 @@
 //!
 //! Run with `cargo bench --bench patterns`.
 
+// The allocator the `factorio-isr` binary uses, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use factorio_isr::plugin::stock::{self, PATTERNS_WASM};
 use factorio_isr::plugin::{ComponentCache, Limits, Runtime};

@@ -8,6 +8,10 @@
 //!
 //! Run with `cargo bench --bench pipeline`.
 
+// The allocator the `factorio-isr` binary uses, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

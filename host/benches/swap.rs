@@ -7,6 +7,10 @@
 //!
 //! Run with `cargo bench --bench swap`.
 
+// The allocator the `factorio-isr` binary uses, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
