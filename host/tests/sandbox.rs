@@ -268,6 +268,7 @@ fn malformed_rule_matches_are_dropped_and_counted_and_the_rest_of_the_batch_kept
             "nothing here",
             "WORD Bob\nstayed",
             "WORD Alice",
+            "TEMPLATE b_o*b went *out*",
         ]))
         .unwrap();
     let found: Vec<_> = events
@@ -289,6 +290,7 @@ fn malformed_rule_matches_are_dropped_and_counted_and_the_rest_of_the_batch_kept
             // The newline inside the line reached the plugin as a space; spans still hold.
             (7, "word", "Bob", rest("stayed")),
             (8, "word", "Alice", Vec::new()),
+            (9, "word", "b_o*b", rest("went *out*")),
         ]
     );
     assert_eq!(events[0].1.severity, factorio_isr::event::Severity::Notice);
@@ -297,7 +299,25 @@ fn malformed_rule_matches_are_dropped_and_counted_and_the_rest_of_the_batch_kept
         events[0].1.text.as_deref(),
         Some("text of WORD Zoë went home")
     );
+    // Without a text of its own, the host fills in the rule's template, escaping the values.
+    assert_eq!(
+        events[3].1.text.as_deref(),
+        Some("b\\_o\\*b said went \\*out\\*")
+    );
     assert_eq!(p.stats().bad_results, 5);
+}
+
+#[test]
+fn a_rule_whose_template_names_a_value_it_cannot_have_fails_init() {
+    let rt = runtime();
+    let err = load(&rt, BAD_MATCHES_WASM)
+        .parser("s", "\"bad-template\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rule 0 (word): its text template uses {nope}"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 
 use super::bindings::{monitor, parser, v0_2};
+use super::declared::DeclaredRule;
 use super::sandbox::{SandboxState, Tag};
-use super::{EPOCH_TICK, Plugin, PluginError, Pre, WitAlert, WitRule, WitSample, one_line};
+use super::{EPOCH_TICK, Plugin, PluginError, Pre, WitAlert, WitSample, one_line};
 use crate::event::Event;
 
 /// How a call into a plugin failed. The batch it was given is lost for that plugin only.
@@ -82,7 +83,7 @@ impl PluginStats {
 /// The generated bindings of a live instance, by world.
 enum Bindings {
     /// A parser of WIT 0.3.0 or later, with the rules its `init` declared.
-    Parser(parser::Parser, Vec<WitRule>),
+    Parser(parser::Parser, Vec<DeclaredRule>),
     /// A parser of WIT 0.1.0 or 0.2.0.
     OldParser(v0_2::Parser),
     Monitor(monitor::Monitor),
@@ -278,9 +279,14 @@ impl Instance {
         store.data_mut().begin_call();
         store.set_epoch_deadline(ticks(plugin.limits.init_timeout));
         let result = match &mut bindings {
-            Bindings::Parser(b, rules) => b
-                .call_init(&mut store, server, config)
-                .map(|r| r.map(|declared| *rules = declared)),
+            Bindings::Parser(b, rules) => b.call_init(&mut store, server, config).map(|r| {
+                *rules = r?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, rule)| DeclaredRule::new(i, rule))
+                    .collect::<Result<_, _>>()?;
+                Ok(())
+            }),
             Bindings::OldParser(b) => b.call_init(&mut store, server, config),
             Bindings::Monitor(b) => b.call_init(&mut store, server, config),
         };
@@ -486,13 +492,18 @@ fn batch_text(lines: &[String], text: &mut String) {
 /// character boundaries, a field count other than the rule's).
 fn events_of(
     parsed: parser::Parsed,
-    rules: &[WitRule],
+    rules: &[DeclaredRule],
     lines: &[String],
 ) -> (Vec<(usize, Event)>, u64) {
     let mut bad = 0;
     let mut out = Vec::with_capacity(parsed.matches.len() + parsed.events.len());
     for (index, m) in parsed.matches {
-        match event_of(m, rules, lines, index) {
+        let event = usize::try_from(index)
+            .ok()
+            .and_then(|i| lines.get(i))
+            .zip(usize::try_from(m.rule).ok().and_then(|r| rules.get(r)))
+            .and_then(|(line, rule)| rule.event(m, line));
+        match event {
             Some(event) => out.push((index as usize, event)),
             None => bad += 1,
         }
@@ -504,45 +515,6 @@ fn events_of(
         }
     }
     (out, bad)
-}
-
-fn event_of(
-    m: super::WitRuleMatch,
-    rules: &[WitRule],
-    lines: &[String],
-    index: u32,
-) -> Option<Event> {
-    let line = lines.get(usize::try_from(index).ok()?)?;
-    let rule = rules.get(usize::try_from(m.rule).ok()?)?;
-    if m.fields.len() != rule.fields.len() {
-        return None;
-    }
-    // `None` for a span that is not a part of the line; `Some(None)` for no span.
-    let part = |span: &Option<super::WitSpan>| -> Option<Option<String>> {
-        match span {
-            None => Some(None),
-            Some(s) => line
-                .get(usize::try_from(s.start).ok()?..usize::try_from(s.end).ok()?)
-                .map(|v| Some(v.to_owned())),
-        }
-    };
-    let mut fields = Vec::with_capacity(m.fields.len());
-    for (name, span) in rule.fields.iter().zip(&m.fields) {
-        if let Some(value) = part(span)? {
-            fields.push((name.clone(), value));
-        }
-    }
-    Some(Event {
-        kind: rule.kind.clone(),
-        player: part(&m.player)?,
-        message: part(&m.message)?,
-        fields,
-        severity: rule.severity.into(),
-        emoji: rule.emoji.clone(),
-        text: m.text,
-        channel: rule.channel.clone(),
-        mention: None,
-    })
 }
 
 impl MonitorInstance {
@@ -671,16 +643,18 @@ impl fmt::Debug for MonitorInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::{WitEvent, WitRuleMatch, WitSeverity, WitSpan};
+    use crate::plugin::{WitEvent, WitRule, WitRuleMatch, WitSeverity, WitSpan};
 
-    fn rule(kind: &str, fields: &[&str]) -> WitRule {
-        WitRule {
+    fn rule(kind: &str, fields: &[&str]) -> DeclaredRule {
+        let rule = WitRule {
             kind: kind.into(),
             severity: WitSeverity::Notice,
             emoji: Some("👢".into()),
             channel: Some("mods".into()),
             fields: fields.iter().map(|&f| f.into()).collect(),
-        }
+            text: None,
+        };
+        DeclaredRule::new(0, rule).unwrap()
     }
 
     fn span(start: u32, end: u32) -> Option<WitSpan> {

@@ -11,6 +11,7 @@ mod bindings;
 mod board;
 mod cache;
 mod chain;
+mod declared;
 mod instance;
 mod sandbox;
 pub mod stock;

@@ -353,8 +353,6 @@ pub struct Match {
     pub rule: usize,
     /// Where its player, message and fields are in the line.
     pub parts: Parts,
-    /// Its text (see [`ParsedEvent::text`]).
-    pub text: Option<String>,
 }
 
 /// Turns lines into events with a [`RuleSet`]; holds the search cache, so use one per thread.
@@ -377,8 +375,7 @@ impl Matcher {
     /// so does the server's own chat (`[CHAT] <server>: ...`), whatever the rules say.
     pub fn parse_line(&mut self, line: &str) -> Option<ParsedEvent> {
         let m = self.find(line)?;
-        let rule = &self.rules.rules[m.rule];
-        Some(rule.event(line, &m.parts, m.text))
+        Some(self.rules.rules[m.rule].event(line, &m.parts))
     }
 
     /// The best rule that matches `line` and where its values are, without copying them:
@@ -398,11 +395,7 @@ impl Matcher {
             let rule = &self.rules.rules[index];
             match rule.apply(line, &mut self.scratch[p]) {
                 Outcome::Match(parts) => {
-                    return Some(Match {
-                        rule: index,
-                        text: rule.text(line, &parts),
-                        parts,
-                    });
+                    return Some(Match { rule: index, parts });
                 }
                 Outcome::Suppressed => return None,
                 Outcome::NoMatch => continue,

@@ -195,6 +195,11 @@ impl Rule {
         self.severity
     }
 
+    /// Its `message` template, if it has one.
+    pub fn template(&self) -> Option<&Template> {
+        self.template.as_ref()
+    }
+
     /// The emoji of its events, if any.
     pub fn emoji(&self) -> Option<&str> {
         self.emoji.as_deref()
@@ -266,7 +271,7 @@ impl Rule {
 
     /// The text of a match of this rule in `line`: its template filled in, or the Python
     /// bot's `player: message`; values Markdown-escaped.
-    pub(crate) fn text(&self, line: &str, parts: &Parts) -> Option<String> {
+    pub fn text(&self, line: &str, parts: &Parts) -> Option<String> {
         let player = part(line, &parts.player);
         let message = part(line, &parts.message);
         match &self.template {
@@ -286,7 +291,7 @@ impl Rule {
     }
 
     /// The event of a match of this rule in `line`, every value copied out.
-    pub(crate) fn event(&self, line: &str, parts: &Parts, text: Option<String>) -> ParsedEvent {
+    pub(crate) fn event(&self, line: &str, parts: &Parts) -> ParsedEvent {
         let value = |r| part(line, r).map(str::to_owned);
         ParsedEvent {
             kind: self.kind.clone(),
@@ -299,7 +304,7 @@ impl Rule {
                 .collect(),
             severity: self.severity,
             emoji: self.emoji.clone(),
-            text,
+            text: self.text(line, parts),
             channel: self.channel.clone(),
         }
     }

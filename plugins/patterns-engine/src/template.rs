@@ -3,7 +3,8 @@
 
 /// A parsed template: literal text and the names to fill in between.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Template {
+pub struct Template {
+    source: String,
     parts: Vec<Part>,
     /// A starting capacity for rendered text: the literal text plus room for values.
     len_hint: usize,
@@ -18,7 +19,7 @@ enum Part {
 impl Template {
     /// Parses `text`; like the Python bot, only `{word}` (letters, digits, `_`) is a
     /// placeholder and any other brace is literal text.
-    pub(crate) fn parse(text: &str) -> Self {
+    pub fn parse(text: &str) -> Self {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
@@ -44,11 +45,20 @@ impl Template {
             parts.push(Part::Text(literal));
         }
         let len_hint = text.len() + 64;
-        Self { parts, len_hint }
+        Self {
+            source: text.to_owned(),
+            parts,
+            len_hint,
+        }
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
     }
 
     /// The placeholder names, in order of appearance.
-    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+    pub fn names(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
             Part::Value(name) => Some(name.as_str()),
             Part::Text(_) => None,
@@ -57,7 +67,7 @@ impl Template {
 
     /// Fills the template in; a value that is absent (an optional group that did not take
     /// part in the match) renders as nothing, and trailing white space is trimmed.
-    pub(crate) fn render<'v>(&self, lookup: impl Fn(&str) -> Option<&'v str>) -> String {
+    pub fn render<'v>(&self, lookup: impl Fn(&str) -> Option<&'v str>) -> String {
         let mut out = String::with_capacity(self.len_hint);
         for part in &self.parts {
             match part {

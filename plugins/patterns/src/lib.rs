@@ -53,12 +53,19 @@ impl RuleParser for Patterns {
                 end: u32::try_from(r.end).ok()?,
             })
         };
+        // The host fills in a rule's template itself (and escapes the values); only a rule
+        // without one has its text made here.
+        let rule = &self.matcher.rules().rules()[m.rule];
+        let text = match rule.template() {
+            Some(_) => None,
+            None => rule.text(line, &m.parts),
+        };
         Some(RuleMatch {
             rule: u32::try_from(m.rule).ok()?,
             player: span(m.parts.player),
             message: span(m.parts.message),
             fields: m.parts.fields.into_iter().map(span).collect(),
-            text: m.text,
+            text,
         })
     }
 }
@@ -78,6 +85,7 @@ fn declare(rule: &factorio_isr_patterns_engine::Rule) -> Rule {
         emoji: rule.emoji().map(str::to_owned),
         channel: rule.channel().map(str::to_owned),
         fields: rule.field_names().map(str::to_owned).collect(),
+        text: rule.template().map(|t| t.as_str().to_owned()),
     }
 }
 

@@ -3,20 +3,27 @@
 //! (player `w`, field `rest`); the other first words give a malformed one: `PASTEND` a span
 //! past the end of the line, `MIDCHAR` a span that ends inside `é`, `BACKWARDS` a span that
 //! ends before it starts, `NORULE` a rule that was not declared, `FIELDS` two fields for the
-//! rule's one. Other lines give nothing.
+//! rule's one. `TEMPLATE w rest` gives a good match without a text of its own, so the host
+//! fills in the rule's template (`{player} said {rest}`). Other lines give nothing. With the
+//! configuration `"bad-template"` its template names a value the rule cannot have.
 
 use factorio_isr_sdk::{Rule, RuleMatch, RuleParser, Severity, Span, export_rule_parser, span_of};
 
 struct BadMatches;
 
 impl RuleParser for BadMatches {
-    fn new(_server: &str, _config: &str) -> Result<(Self, Vec<Rule>), String> {
+    fn new(_server: &str, config: &str) -> Result<(Self, Vec<Rule>), String> {
+        let template = match config {
+            "\"bad-template\"" => "{player} said {nope}",
+            _ => "{player} said {rest}",
+        };
         let word = Rule {
             kind: "word".into(),
             severity: Severity::Notice,
             emoji: Some("🔤".into()),
             channel: None,
             fields: vec!["rest".into()],
+            text: Some(template.into()),
         };
         Ok((BadMatches, vec![word]))
     }
@@ -35,6 +42,7 @@ impl RuleParser for BadMatches {
         let broken = |start, end| Some(Span { start, end });
         Some(match first {
             "WORD" => good,
+            "TEMPLATE" => RuleMatch { text: None, ..good },
             "PASTEND" => RuleMatch {
                 player: broken(0, len + 1),
                 ..good
