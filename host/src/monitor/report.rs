@@ -1,6 +1,7 @@
 //! The periodic stats report of a server (every `stats_interval` seconds).
 
 use crate::alert::duration_text;
+use crate::discord::escape;
 use crate::event::Event;
 use crate::stats::Reading;
 
@@ -51,7 +52,7 @@ pub fn stats_report(name: &str, reading: &Reading, parts: ReportParts) -> Option
             reading
                 .players
                 .iter()
-                .map(|p| escape_markdown(p))
+                .map(|p| escape(p))
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
@@ -66,7 +67,7 @@ pub fn stats_report(name: &str, reading: &Reading, parts: ReportParts) -> Option
         let shown: Vec<String> = reading
             .evolution
             .iter()
-            .map(|s| format!("{} {:.1} %", escape_markdown(&s.surface), s.factor * 100.0))
+            .map(|s| format!("{} {:.1} %", escape(&s.surface), s.factor * 100.0))
             .collect();
         text.push_str(&format!(" · evolution {}", shown.join(", ")));
         for s in &reading.evolution {
@@ -82,18 +83,6 @@ pub fn stats_report(name: &str, reading: &Reading, parts: ReportParts) -> Option
     e.fields = fields;
     e.channel = Some("stats".into());
     Some(e)
-}
-
-/// Player and surface names are the game's, not Markdown.
-fn escape_markdown(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '_' | '~' | '`' | '|' | '>' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -124,6 +113,18 @@ mod tests {
         ups: true,
         evolution: true,
     };
+
+    #[test]
+    fn names_in_a_report_can_neither_format_nor_ping() {
+        let mut r = reading();
+        r.evolution[0].surface = "@everyone [x](y)".into();
+        let e = stats_report("Prod", &r, ALL).unwrap();
+        let text = e.text.unwrap();
+        assert!(
+            text.ends_with("evolution @\u{200b}everyone \\[x\\](y) 42.1 %"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_report_shows_ups_players_time_and_evolution() {
