@@ -53,7 +53,7 @@ impl DeclaredRule {
         let message = part(line, m.message)?;
         let mut fields = Vec::with_capacity(m.fields.len());
         for (name, span) in rule.fields.iter().zip(m.fields) {
-            if let Some(value) = part(line, Some(span).flatten())? {
+            if let Some(value) = part(line, span)? {
                 fields.push((name, value));
             }
         }

@@ -116,7 +116,7 @@ impl Split {
             return SplitFound::AskWhole;
         };
         let matches = match &mut self.rest {
-            None => !line[start..].contains('\n'),
+            None => line.get(start..).is_some_and(|rest| !rest.contains('\n')),
             Some((regex, cache)) => regex.is_match_with(
                 cache,
                 &Input::new(line).range(start..).anchored(Anchored::Yes),

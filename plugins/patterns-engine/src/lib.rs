@@ -35,7 +35,7 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use file::PatternFile;
 pub use matcher::{Match, Matcher, RuleSet};
 pub use rule::{Parts, Rule, Severity};
-pub use template::{Template, escape_markdown_into};
+pub use template::Template;
 
 /// One event found in one line, before it is handed to the host.
 #[derive(Debug, Clone, PartialEq)]

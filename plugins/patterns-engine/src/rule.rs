@@ -109,7 +109,7 @@ const SERVER_NAME: &str = "<server>";
 
 impl Rule {
     /// `groups_info` is the layout of the pattern's groups; the matcher compiles the pattern
-    /// when the rule is first needed (see [`Compiled`]).
+    /// when the rule is first needed (see [`GroupFinder`]).
     pub(crate) fn new(
         spec: crate::file::RuleSpec,
         hir: Hir,
