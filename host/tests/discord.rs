@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::fake_discord::{ADMIN_ROLE, FakeDiscord, OPS_ROLE};
+use common::fake_discord::{ADMIN_ROLE, FakeDiscord, GUILD, IMPOSTOR_ROLE, OPS_ROLE, OTHER_GUILD};
 use common::*;
 
 const EVENTS: u64 = 111_111_111_111_111_111;
@@ -41,7 +41,7 @@ fn events_alerts_and_commands_go_through_discord_safely() {
          rcon_port: {port}\n    rcon_password: pw\n    metrics_interval: 1\n    alert_check_interval: 1\n    \
          alert_samples_required: 1\n    enable_stats_collector: false\n    event_channel_id: {EVENTS}\n    \
          alert_channel_id: {ALERTS}\n    chat_bridge_channel_id: {BRIDGE}\n    monitors:\n      - plugin: ups-alert\n        config: {{judge: raw, mention: ops}}\n\
-         discord:\n  admin_roles: [\"Server Admin\"]\n  danger_roles: [{OPS_ROLE}]\n  cooldowns: {{query: 0, admin: 0, danger: 0}}\n",
+         discord:\n  guild_id: {GUILD}\n  admin_roles: [\"Server Admin\"]\n  danger_roles: [{OPS_ROLE}]\n  cooldowns: {{query: 0, admin: 0, danger: 0}}\n",
         log = log.display(),
         port = sim.port,
     );
@@ -66,33 +66,50 @@ fn events_alerts_and_commands_go_through_discord_safely() {
         ],
     );
     isr.wait_started();
-    wait_for("the bot to connect and register /factorio", || {
+    wait_for("the bot to connect and register its commands", || {
         let r = discord.recorded();
-        let done = r.identified && !r.commands.is_empty();
+        let done = r.identified() && !r.commands.is_empty();
         if !done && std::env::var("DEBUG_DISCORD").is_ok() && isr.log().lines().count() > 12 {
             panic!("{}", isr.log());
         }
         done
     });
-    let registered = &discord.recorded().commands[0];
-    let subs: Vec<&str> = registered[0]["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap())
-        .collect();
-    for wanted in [
-        "servers",
-        "connect",
-        "status",
-        "kick",
-        "whitelist",
-        "rcon",
-        "help",
-        "plugins",
-    ] {
-        assert!(subs.contains(&wanted), "{wanted} not registered: {subs:?}");
+    // Registered on the configured guild, within Discord's limits (the fake refuses more
+    // than 25 subcommands, as Discord does).
+    let r = discord.recorded();
+    assert!(r.refused.is_empty(), "{:?}", r.refused);
+    let (path, registered) = &r.commands[0];
+    assert_eq!(path, &format!("guild {GUILD}"));
+    let subs = |i: usize| -> Vec<String> {
+        registered[i]["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(registered[0]["name"], "factorio");
+    assert_eq!(registered[1]["name"], "factorio-admin");
+    for wanted in ["servers", "connect", "status", "help", "plugins", "clock"] {
+        assert!(
+            subs(0).contains(&wanted.to_owned()),
+            "{wanted}: {:?}",
+            subs(0)
+        );
     }
+    for wanted in ["kick", "whitelist", "rcon", "reload", "clock"] {
+        assert!(
+            subs(1).contains(&wanted.to_owned()),
+            "{wanted}: {:?}",
+            subs(1)
+        );
+    }
+    assert!(
+        isr.log()
+            .contains(&format!("discord role \"Server Admin\" is {ADMIN_ROLE}")),
+        "{}",
+        isr.log()
+    );
 
     // A game line reaches the event channel; an in-game @everyone pings nobody.
     append(
@@ -119,7 +136,7 @@ fn events_alerts_and_commands_go_through_discord_safely() {
         isr.get("/api/servers/prod")
             .is_some_and(|(_, b)| b.contains("\"ups\":6") || b.contains("\"ups\":5"))
     });
-    let id = discord.command(1, &[], "status", &[("server", "prod")]);
+    let id = discord.command(1, &[], "factorio status", &[("server", "prod")]);
     let (text, private) = discord.answer(id);
     assert!(!private, "{text}");
     for needle in [
@@ -132,13 +149,16 @@ fn events_alerts_and_commands_go_through_discord_safely() {
     }
 
     // A reload is a danger command: an admin may not, the ops role (configured by id) may.
-    let id = discord.command(3, &[ADMIN_ROLE], "reload", &[]);
+    let id = discord.command(3, &[ADMIN_ROLE], "factorio-admin reload", &[]);
     let (text, private) = discord.answer(id);
     assert!(
-        private && text.contains("`danger` commands need a role"),
+        private
+            && text.contains(&format!(
+                "`danger` commands need one of these roles: <@&{OPS_ROLE}>"
+            )),
         "{text}"
     );
-    let id = discord.command(4, &[OPS_ROLE], "reload", &[]);
+    let id = discord.command(4, &[OPS_ROLE], "factorio-admin reload", &[]);
     let (text, private) = discord.answer(id);
     assert!(!private && text.contains("parsers: already at"), "{text}");
 
@@ -158,7 +178,7 @@ fn events_alerts_and_commands_go_through_discord_safely() {
             .status
             .success()
     );
-    let id = discord.command(1, &[], "version", &[]);
+    let id = discord.command(1, &[], "factorio version", &[]);
     assert_eq!(discord.callback(id)["type"], 5, "not deferred");
     let (text, _) = discord.answer(id);
     assert!(
@@ -190,16 +210,16 @@ fn events_alerts_and_commands_go_through_discord_safely() {
     assert!(!printed(&config_path).contains("an echo of the bot"));
 
     // Moderation needs a configured role; a name that could inject a command is refused.
-    let id = discord.command(2, &[], "kick", &[("player", "Alice")]);
+    let id = discord.command(2, &[], "factorio-admin kick", &[("player", "Alice")]);
     let (text, private) = discord.answer(id);
     assert!(
-        private && text.contains("`admin` commands need a role"),
+        private && text.contains("`admin` commands need one of these roles"),
         "{text}"
     );
     let id = discord.command(
         3,
         &[ADMIN_ROLE],
-        "kick",
+        "factorio-admin kick",
         &[("player", "Alice; /c game.print(1)")],
     );
     let (text, private) = discord.answer(id);
@@ -211,12 +231,12 @@ fn events_alerts_and_commands_go_through_discord_safely() {
     let id = discord.command(
         3,
         &[ADMIN_ROLE],
-        "kick",
+        "factorio-admin kick",
         &[("player", "Alice"), ("reason", "testing")],
     );
     let (text, private) = discord.answer(id);
     assert!(
-        !private && text.contains("kick on **Production**"),
+        !private && text.contains("On **Production** (`prod`): kicked **Alice** (reason: testing)"),
         "{text}\n{}",
         isr.log()
     );
@@ -256,7 +276,7 @@ fn events_alerts_and_commands_go_through_discord_safely() {
     );
 
     // A storm of 429s delays the messages but loses none.
-    discord.storm(6);
+    discord.storm(6, 0.05);
     let mut lines = String::new();
     for i in 0..40 {
         lines.push_str(&format!("2026-01-01 10:01:00 [CHAT] Alice: storm-{i:02}\n"));
@@ -269,7 +289,11 @@ fn events_alerts_and_commands_go_through_discord_safely() {
     let r = discord.wait_for("every storm line", |r| {
         (0..40).all(|i| contents(r, EVENTS).contains(&format!("storm-{i:02}")))
     });
-    assert_eq!(r.rate_limited, 6);
+    assert_eq!(
+        r.rate_limited, 6,
+        "a retry came before Discord's wait was over"
+    );
+    assert_eq!(r.early_retries, 0);
     let all = contents(&r, EVENTS);
     for i in 0..40 {
         assert_eq!(
@@ -283,6 +307,186 @@ fn events_alerts_and_commands_go_through_discord_safely() {
         metrics.contains("factorio_isr_discord_messages_total{outcome=\"sent\",server=\"prod\"}"),
         "{metrics}"
     );
+    assert!(
+        !isr.log().contains("fake-token"),
+        "the token leaked into the log"
+    );
+    assert!(isr.stop().success());
+}
+
+/// The rules Discord enforces and the bot must keep: registration retried until it is
+/// taken (and visible in `/ready` until then), authority only in the configured guild and by
+/// role id, waits as long as a 429 asks, refusals dropped without holding up the queue,
+/// private answers kept private after a deferral, one presence loop however often the
+/// gateway reconnects.
+#[test]
+fn the_bot_keeps_discords_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    std::fs::write(&log, "").unwrap();
+    let sim = SimProcess::start(0, "pw", &log);
+    let discord = FakeDiscord::start();
+    discord.refuse_registrations(1);
+    std::fs::write(
+        dir.path().join("mentions.yml"),
+        "mentions:\n  roles:\n    ops: [\"ops\"]\n",
+    )
+    .unwrap();
+    let config = format!(
+        "servers:\n  prod:\n    name: Production\n    log_path: {log}\n    rcon_host: 127.0.0.1\n    \
+         rcon_port: {port}\n    rcon_password: pw\n    enable_stats_collector: false\n    \
+         event_channel_id: {EVENTS}\n    alert_channel_id: {ALERTS}\n\
+         discord:\n  guild_id: {GUILD}\n  admin_roles: [\"Server Admin\"]\n  danger_roles: [{OPS_ROLE}]\n  cooldowns: {{query: 0, admin: 0, danger: 0}}\n",
+        log = log.display(),
+        port = sim.port,
+    );
+    let config_path = dir.path().join("servers.yml");
+    let isr = Isr::start_with_env(
+        dir.path(),
+        &config,
+        free_port(),
+        &[
+            ("DISCORD_BOT_TOKEN", "fake-token"),
+            ("DISCORD_API_URL", &discord.api_url),
+        ],
+    );
+    isr.wait_started();
+
+    // Refused registration: `/ready` names the component and Discord's reason; it is
+    // retried and then taken.
+    wait_for("discord:commands degraded with Discord's reason", || {
+        isr.get("/ready").is_some_and(|(_, b)| {
+            b.contains("discord:commands") && b.contains("Missing Access") && b.contains("degraded")
+        })
+    });
+    discord.wait_for("the registration, retried", |r| !r.commands.is_empty());
+    wait_for("discord:commands ready", || {
+        isr.get("/ready")
+            .is_some_and(|(code, b)| code == 200 && !b.contains("Missing Access"))
+    });
+
+    // DMs, other guilds, and a role of another guild named like the admin role: refused.
+    let id = discord.command_from(None, 5, &[], "factorio status", &[]);
+    let (text, private) = discord.answer(id);
+    assert!(private && text.contains("not in direct messages"), "{text}");
+    let id = discord.command_from(
+        Some(OTHER_GUILD),
+        5,
+        &[IMPOSTOR_ROLE],
+        "factorio-admin kick",
+        &[("player", "Alice")],
+    );
+    let (text, private) = discord.answer(id);
+    assert!(
+        private && text.contains("does not take commands in this Discord server"),
+        "{text}"
+    );
+    let id = discord.command(
+        5,
+        &[IMPOSTOR_ROLE],
+        "factorio-admin kick",
+        &[("player", "Alice")],
+    );
+    let (text, private) = discord.answer(id);
+    assert!(
+        private && text.contains(&format!("<@&{ADMIN_ROLE}>")),
+        "the refusal names the roles that would allow it: {text}"
+    );
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("[KICK]"),
+        "nobody was kicked"
+    );
+
+    // A 429 asking for 1.5 s: the retry comes no earlier.
+    discord.storm(1, 1.5);
+    append(&log, "2026-01-01 10:00:00 [CHAT] Alice: after the limit\n");
+    let r = discord.wait_for("the line after the 429", |r| {
+        contents(r, EVENTS).contains("after the limit")
+    });
+    assert_eq!(r.early_retries, 0, "retried before Discord's wait was over");
+    let times = &r.post_times;
+    let gap = times[times.len() - 1] - times[times.len() - 2];
+    assert!(
+        gap >= std::time::Duration::from_millis(1500),
+        "retried after {gap:?}"
+    );
+
+    // A refusal (403) drops that message at once (one try) and the next one goes through.
+    discord.forbid(EVENTS);
+    append(&log, "2026-01-01 10:00:01 [CHAT] Alice: into the void\n");
+    let refused = |r: &common::fake_discord::Recorded| -> Vec<serde_json::Value> {
+        r.refused
+            .iter()
+            .filter(|(what, _)| what == "message")
+            .map(|(_, body)| body.clone())
+            .collect()
+    };
+    let r = discord.wait_for("the refusal", |r| !refused(r).is_empty());
+    discord.allow(EVENTS);
+    append(&log, "2026-01-01 10:00:02 [CHAT] Alice: heard again\n");
+    let r2 = discord.wait_for("the next line", |r| {
+        contents(r, EVENTS).contains("heard again")
+    });
+    assert_eq!(refused(&r2).len(), 1, "the refused message was sent again");
+    assert_eq!(refused(&r)[0]["code"], 50013);
+    assert!(!contents(&r2, EVENTS).contains("into the void"));
+    let (_, metrics) = isr.get("/metrics").unwrap();
+    assert!(
+        metrics
+            .contains("factorio_isr_discord_messages_total{outcome=\"refused\",server=\"prod\"} 1"),
+        "{metrics}"
+    );
+
+    // A chat line that pings, longer than a message: cut so that the ping still fits.
+    let long = "x".repeat(2500);
+    append(
+        &log,
+        &format!("2026-01-01 10:00:03 [CHAT] Alice: @ops {long}\n"),
+    );
+    let r = discord.wait_for("the long ping", |r| {
+        contents(r, EVENTS).contains(&format!("<@&{OPS_ROLE}>"))
+    });
+    let (_, ping) = r
+        .messages
+        .iter()
+        .find(|(_, m)| m["content"].as_str().unwrap_or_default().contains("<@&"))
+        .unwrap();
+    let content = ping["content"].as_str().unwrap();
+    assert!(content.encode_utf16().count() <= 2000);
+    assert!(content.ends_with(&format!("<@&{OPS_ROLE}>")), "{content}");
+
+    // A slow server whose command then fails: deferred, and the error only the user sees.
+    assert!(
+        SimProcess::rcon(&config_path, "/sim lag 8000")
+            .status
+            .success()
+    );
+    let id = discord.command(1, &[], "factorio version", &[]);
+    assert_eq!(discord.callback(id)["type"], 5, "not deferred");
+    let (text, private) = discord.answer(id);
+    assert!(private, "a deferred error was shown to the channel: {text}");
+    assert!(text.contains("did not answer"), "{text}");
+    assert!(
+        SimProcess::rcon(&config_path, "/sim lag 0")
+            .status
+            .success()
+    );
+
+    // Three new gateway sessions: still one presence loop.
+    let before = discord.recorded().presence_updates.len();
+    let since = discord.now();
+    for n in 2..=4 {
+        discord.reconnect();
+        discord.wait_for("a new session", |r| r.identifies >= n);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let r = discord.recorded();
+    let after: Vec<_> = r.presence_updates.iter().filter(|t| **t >= since).collect();
+    assert!(before >= 1, "the presence was never set: {r:#?}");
+    assert!(after.len() <= 1, "presence loops pile up: {after:?}");
+    assert_eq!(r.commands.len(), 1, "registered again on a reconnect");
     assert!(
         !isr.log().contains("fake-token"),
         "the token leaked into the log"

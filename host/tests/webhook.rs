@@ -8,26 +8,52 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use factorio_isr::config::Secret;
+use factorio_isr::discord::WebhookSink;
 use factorio_isr::event::Event;
-use factorio_isr::sink::{Sink, WebhookSink};
+use factorio_isr::sink::Sink;
 
 #[derive(Clone, Default)]
 struct Fake {
     bodies: Arc<Mutex<Vec<serde_json::Value>>>,
     /// How many requests to answer with 429 first.
     rate_limit: Arc<Mutex<u32>>,
+    /// The `Retry-After` header of those 429s (none: the body says 0.05 s).
+    retry_after_header: Arc<Mutex<Option<&'static str>>>,
+    /// Requests to answer with 403 Missing Permissions.
+    forbidden: Arc<Mutex<u32>>,
+    /// Every request, when it came.
+    seen: Arc<Mutex<Vec<std::time::Instant>>>,
 }
 
 async fn execute(
     State(fake): State<Fake>,
     body: axum::Json<serde_json::Value>,
 ) -> axum::response::Response {
+    fake.seen.lock().unwrap().push(std::time::Instant::now());
     {
         let mut left = fake.rate_limit.lock().unwrap();
         if *left > 0 {
             *left -= 1;
+            if let Some(h) = *fake.retry_after_header.lock().unwrap() {
+                let body =
+                    serde_json::json!({"message": "You are being rate limited.", "global": false});
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", h)],
+                    axum::Json(body),
+                )
+                    .into_response();
+            }
             let retry = serde_json::json!({"message": "You are being rate limited.", "retry_after": 0.05, "global": false});
             return (StatusCode::TOO_MANY_REQUESTS, axum::Json(retry)).into_response();
+        }
+    }
+    {
+        let mut left = fake.forbidden.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            let body = serde_json::json!({"message": "Missing Permissions", "code": 50013});
+            return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
         }
     }
     fake.bodies.lock().unwrap().push(body.0);
@@ -68,7 +94,7 @@ async fn events_are_posted_with_mentions_off_and_429s_are_waited_out() {
     assert_eq!(bodies.len(), 1, "a batch is one message: {bodies:?}");
     assert_eq!(
         bodies[0]["allowed_mentions"],
-        serde_json::json!({"parse": []})
+        serde_json::json!({"parse": [], "roles": []})
     );
     assert_eq!(
         bodies[0]["content"],
@@ -119,4 +145,46 @@ async fn errors_never_show_the_token() {
         .to_string();
     assert!(!err.contains("secret-token"), "{err}");
     assert!(err.starts_with("webhook:"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_that_is_not_a_number_is_waited_as_one_second_without_a_panic() {
+    let (url, fake) = fake_discord(1).await;
+    *fake.retry_after_header.lock().unwrap() = Some("NaN");
+    let sink = WebhookSink::new(Secret::new(url));
+    sink.deliver("prod", &[chat("Alice", "after NaN")])
+        .await
+        .unwrap();
+    let seen = fake.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[1] - seen[0] >= std::time::Duration::from_secs(1),
+        "{:?}",
+        seen[1] - seen[0]
+    );
+    assert_eq!(
+        fake.bodies.lock().unwrap()[0]["content"],
+        "💬 **Alice**: after NaN"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_is_dropped_at_once_and_the_next_goes_through() {
+    let (url, fake) = fake_discord(0).await;
+    *fake.forbidden.lock().unwrap() = 1;
+    let sink = WebhookSink::new(Secret::new(url));
+    sink.deliver("prod", &[chat("Alice", "refused")])
+        .await
+        .unwrap();
+    sink.deliver("prod", &[chat("Alice", "taken")])
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.seen.lock().unwrap().len(),
+        2,
+        "the refused message was sent again"
+    );
+    let bodies = fake.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["content"], "💬 **Alice**: taken");
 }

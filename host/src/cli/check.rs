@@ -1,4 +1,5 @@
-//! `factorio-isr check`: validates pattern files and plugins, printing every problem.
+//! `factorio-isr check`: validates pattern files, plugins and the Discord command
+//! definitions (against Discord's limits, offline), printing every problem.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,15 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             }
             problems += errors.0.len();
         }
+    }
+    let commands = crate::discord::limits::check_commands(&crate::discord::definitions_json());
+    if commands.is_empty() {
+        println!("discord commands: /factorio, /factorio-admin: within Discord's limits: ok");
+    } else {
+        for v in &commands {
+            println!("error: discord commands: {v}");
+        }
+        problems += commands.len();
     }
     if let Some(path) = &args.config {
         match Config::load(path) {

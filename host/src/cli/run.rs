@@ -14,6 +14,7 @@ use super::RuntimeArgs;
 use crate::alert::Mentions;
 use crate::checkpoint::CheckpointStore;
 use crate::config::{Config, ServerConfig, SinkConfig};
+use crate::discord::WebhookSink;
 use crate::discord::{Discord, DiscordSink};
 use crate::health::{Health, State};
 use crate::http;
@@ -24,7 +25,7 @@ use crate::pins::PinStore;
 use crate::pipeline::{self, LogInput, ServerPipeline, Shared};
 use crate::reload::{ParserHandle, Reloader};
 use crate::servers::Server;
-use crate::sink::{ConsoleSink, JsonlSink, Sink, WebhookSink};
+use crate::sink::{ConsoleSink, JsonlSink, Sink};
 use crate::slot::{AutoRollback, Slot, SlotVersions};
 use crate::tail::TailOptions;
 
@@ -453,10 +454,11 @@ fn sinks(
         || server.status_channel_id.is_some();
     let discord: Option<Arc<dyn Sink>> = discord.filter(|_| has_channel).map(|d| {
         Arc::new(DiscordSink::new(
-            d.http.clone(),
+            d.rest.clone(),
             server.clone(),
             d.roles.clone(),
             Some(metrics.clone()),
+            Some(d.health.clone()),
         )) as Arc<dyn Sink>
     });
     if server.sinks.is_empty() {

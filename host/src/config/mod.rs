@@ -53,7 +53,10 @@ struct File {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscordSettings {
-    /// Register the commands on this guild only (they appear at once); else globally.
+    /// The Discord server (guild) the bot serves: its commands are registered there (they
+    /// appear at once), commands from any other guild are refused, and roles are looked up
+    /// there. Required for admin and danger roles; without it the commands are registered
+    /// globally and only queries are possible.
     pub guild_id: Option<u64>,
     /// Roles, by id or by name, that may use the admin commands (kick, ban, ...).
     #[serde(default)]
@@ -67,7 +70,8 @@ pub struct DiscordSettings {
     pub cooldowns: Cooldowns,
 }
 
-/// A Discord role, by id or by name (matched without regard to case).
+/// A Discord role, by id, or by name (found in the guild once at start: the role of exactly
+/// that name, else the one role whose name matches without regard to case).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum RoleRef {
@@ -440,6 +444,22 @@ impl Config {
                 problem: "`servers` is empty: configure at least one server".into(),
             });
         }
+        let d = &file.discord;
+        for (field, roles) in [
+            ("admin_roles", &d.admin_roles),
+            ("danger_roles", &d.danger_roles),
+        ] {
+            if !roles.is_empty() && d.guild_id.is_none() {
+                return Err(ConfigError::Invalid {
+                    path: shown,
+                    line: line_of_top_key(&text, "discord").unwrap_or(1),
+                    problem: format!(
+                        "discord.{field} needs discord.guild_id: roles are checked only in the \
+                         one configured guild (the id of your Discord server)"
+                    ),
+                });
+            }
+        }
         Ok(Self {
             path: path.to_owned(),
             servers,
@@ -480,6 +500,16 @@ fn strip_location(msg: &str) -> String {
         Some(i) => msg[..i].to_owned(),
         None => msg.to_owned(),
     }
+}
+
+/// The line of a top-level `key:`.
+fn line_of_top_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
 }
 
 /// The line of `key:` one level under `servers:` (block style).
@@ -569,6 +599,27 @@ servers:
         assert_eq!((test.alert_samples_required, test.alert_cooldown), (3, 300));
         assert_eq!(test.rcon_status_alert_mode, RconStatusAlertMode::Transition);
         assert!(test.parsers.is_empty());
+    }
+
+    #[test]
+    fn admin_roles_need_the_guild_they_belong_to() {
+        let err =
+            load("servers:\n  prod:\n    log_path: /x\n\ndiscord:\n  admin_roles: [Admins]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.starts_with("servers.yml:5: discord.admin_roles needs discord.guild_id"),
+            "{err}"
+        );
+        let ok = load(
+            "servers:\n  prod:\n    log_path: /x\ndiscord:\n  guild_id: 7\n  danger_roles: [8]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.discord.guild_id, Some(7));
+        assert!(
+            load("servers:\n  prod:\n    log_path: /x\ndiscord:\n  cooldowns: {query: 1}\n")
+                .is_ok()
+        );
     }
 
     #[test]

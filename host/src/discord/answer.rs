@@ -69,26 +69,32 @@ pub async fn answer(
                         n => format!("{title}: {n} online: {}", names.join(", ")),
                     })
                 }
-                Request::Console(_, command) | Request::Action(_, _, command) => {
-                    match stats.rcon().exec(command.as_str()).await {
-                        Ok(text) => {
-                            let text = text.trim();
-                            Outcome::Shown(match request {
-                                Request::Action(verb, ..) if text.is_empty() => {
-                                    format!("✅ {verb} on {title}: done.")
-                                }
-                                Request::Action(verb, ..) => {
-                                    format!("✅ {verb} on {title}:\n{}", block(text))
-                                }
-                                _ => format!("{title}\n{}", block(text)),
-                            })
-                        }
-                        Err(e) => {
-                            tracing::warn!(server = %server.tag, "a Discord command failed over RCON: {e}");
-                            down(&title)
-                        }
+                Request::Console(_, command) => match stats.rcon().exec(command.as_str()).await {
+                    Ok(text) => Outcome::Shown(format!("{title}\n{}", block(text.trim()))),
+                    Err(e) => {
+                        tracing::warn!(server = %server.tag, "a Discord command failed over RCON: {e}");
+                        down(&title)
                     }
-                }
+                },
+                Request::Action(action) => match stats.rcon().exec(action.command.as_str()).await {
+                    Ok(text) => {
+                        let text = text.trim();
+                        let said = if text.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\nThe game said:\n{}", block(text))
+                        };
+                        Outcome::Shown(format!("✅ On {title}: {}.{said}", action.done))
+                    }
+                    Err(e) => {
+                        tracing::warn!(server = %server.tag, verb = action.verb, "a Discord command failed over RCON: {e}");
+                        Outcome::Private(format!(
+                            "⚠️ Not done: {title} did not answer ({}), so `{}` may not have happened. Try again later.",
+                            escape(&e.to_string()),
+                            action.verb
+                        ))
+                    }
+                },
                 _ => Outcome::Private("❌ Not a command for a server.".into()),
             }
         }

@@ -1,16 +1,48 @@
-//! `/factorio`: the Python bot's subcommands, with its names and arguments, plus `plugins`.
-//! A command is parsed into a [`Request`] (every value people typed is validated here or by
+//! The slash commands: `/factorio` holds what everyone may ask (status, players, ...),
+//! `/factorio-admin` the moderation and danger commands. Discord allows at most 25
+//! subcommands per command, so the Python bot's 27 could not stay under one name; every one
+//! of them still exists, and [`MOVED`] says where each went.
+//!
+//! A call is parsed into a [`Request`] (every value people typed is validated here or by
 //! the safe-command builder before anything reaches RCON), checked against its [`Tier`], and
 //! run against the chosen server.
 
 use serenity::all::{
     CommandDataOption, CommandDataOptionValue, CommandOptionType, CreateCommand,
-    CreateCommandOption,
+    CreateCommandOption, InteractionContext, Permissions,
 };
 
 use super::tiers::Tier;
+use crate::discord::escape;
 use crate::rcon::command::{self, Daytime, PlayerAction, Simple, Whitelist};
 use crate::rcon::{PlayerName, SafeCommand};
+
+/// The two commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `/factorio`: queries, visible to everyone.
+    Factorio,
+    /// `/factorio-admin`: moderation and danger, hidden by Discord from members without
+    /// Manage Server (server admins can show it to other roles); our tiers still decide.
+    Admin,
+}
+
+impl Command {
+    /// Its name in Discord.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Factorio => "factorio",
+            Self::Admin => "factorio-admin",
+        }
+    }
+
+    /// The command a registered name stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Factorio, Self::Admin]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
+}
 
 /// What a user asked for, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,13 +57,23 @@ pub enum Request {
     /// `version`, `seed`, `admins`, `evolution` and `clock` without a value: a read-only
     /// console command whose answer is shown as it is.
     Console(&'static str, SafeCommand),
-    /// A command that changes something: its answer (or "done") is shown.
-    Action(&'static str, Tier, SafeCommand),
+    /// A command that changes something.
+    Action(Action),
     /// Rebuild the server's parsers from the configuration and swap them in if they changed.
     Reload,
 }
 
-/// A parsed `/factorio` call: the request and the server it names, if it names one.
+/// A command that changes the game: what it sends, and what it did in words
+/// (`kicked **Alice** (reason: afk)`), for the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub verb: &'static str,
+    pub tier: Tier,
+    pub command: SafeCommand,
+    pub done: String,
+}
+
+/// A parsed call: the request and the server it names, if it names one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
     pub request: Request,
@@ -42,7 +84,7 @@ impl Request {
     /// The tier a request needs.
     pub fn tier(&self) -> Tier {
         match self {
-            Self::Action(_, tier, _) => *tier,
+            Self::Action(a) => a.tier,
             Self::Reload => Tier::Danger,
             _ => Tier::Query,
         }
@@ -54,8 +96,9 @@ impl Request {
     }
 }
 
-/// Every subcommand: (name, description, tier, options).
+/// One subcommand: where it lives, what it is, who may use it, and its options.
 struct Sub {
+    command: Command,
     name: &'static str,
     description: &'static str,
     tier: Tier,
@@ -81,147 +124,122 @@ const fn text(name: &'static str, description: &'static str, required: bool) -> 
 }
 
 const PLAYER: Opt = text("player", "Player name", true);
-const REASON: Opt = text("reason", "Reason", false);
+const REASON: Opt = text("reason", "Reason, shown to the player", false);
+
+const fn sub(
+    command: Command,
+    name: &'static str,
+    description: &'static str,
+    tier: Tier,
+    options: &'static [Opt],
+) -> Sub {
+    Sub {
+        command,
+        name,
+        description,
+        tier,
+        options,
+    }
+}
+
+use Command::{Admin, Factorio};
 
 /// The subcommands, in the order `help` lists them.
 const SUBCOMMANDS: &[Sub] = &[
-    Sub {
-        name: "servers",
-        description: "List the configured servers",
-        tier: Tier::Query,
-        options: &[],
-    },
-    Sub {
-        name: "connect",
-        description: "Choose the server your next commands go to",
-        tier: Tier::Query,
-        options: &[],
-    },
-    Sub {
-        name: "status",
-        description: "UPS, game time, evolution, players and alerts",
-        tier: Tier::Query,
-        options: &[],
-    },
-    Sub {
-        name: "players",
-        description: "Who is online",
-        tier: Tier::Query,
-        options: &[],
-    },
-    Sub {
-        name: "version",
-        description: "The game's version",
-        tier: Tier::Query,
-        options: &[],
-    },
-    Sub {
-        name: "seed",
-        description: "The map seed",
-        tier: Tier::Query,
-        options: &[],
-    },
-    Sub {
-        name: "evolution",
-        description: "Enemy evolution",
-        tier: Tier::Query,
-        options: &[],
-    },
-    Sub {
-        name: "admins",
-        description: "The game's admins",
-        tier: Tier::Query,
-        options: &[],
-    },
-    Sub {
-        name: "health",
-        description: "The bot's own health",
-        tier: Tier::Query,
-        options: &[],
-    },
-    Sub {
-        name: "plugins",
-        description: "Parser and monitor versions and their error counts",
-        tier: Tier::Query,
-        options: &[],
-    },
-    Sub {
-        name: "clock",
-        description: "Show the game time, or set the time of day (danger)",
-        tier: Tier::Query,
-        options: &[Opt {
-            name: "value",
-            description: "Time of day to set",
-            kind: CommandOptionType::String,
-            required: false,
-            choices: &["day", "night", "eternal-day", "normal"],
-        }],
-    },
-    Sub {
-        name: "kick",
-        description: "Kick a player",
-        tier: Tier::Admin,
-        options: &[PLAYER, REASON],
-    },
-    Sub {
-        name: "ban",
-        description: "Ban a player",
-        tier: Tier::Admin,
-        options: &[PLAYER, REASON],
-    },
-    Sub {
-        name: "unban",
-        description: "Unban a player",
-        tier: Tier::Admin,
-        options: &[PLAYER],
-    },
-    Sub {
-        name: "mute",
-        description: "Mute a player",
-        tier: Tier::Admin,
-        options: &[PLAYER],
-    },
-    Sub {
-        name: "unmute",
-        description: "Unmute a player",
-        tier: Tier::Admin,
-        options: &[PLAYER],
-    },
-    Sub {
-        name: "promote",
-        description: "Make a player an admin",
-        tier: Tier::Admin,
-        options: &[PLAYER],
-    },
-    Sub {
-        name: "demote",
-        description: "Take a player's admin rights",
-        tier: Tier::Admin,
-        options: &[PLAYER],
-    },
-    Sub {
-        name: "save",
-        description: "Save the game",
-        tier: Tier::Admin,
-        options: &[text("name", "Save name", false)],
-    },
-    Sub {
-        name: "broadcast",
-        description: "Send a message to every player",
-        tier: Tier::Admin,
-        options: &[text("message", "Message", true)],
-    },
-    Sub {
-        name: "whisper",
-        description: "Send a message to one player",
-        tier: Tier::Admin,
-        options: &[PLAYER, text("message", "Message", true)],
-    },
-    Sub {
-        name: "whitelist",
-        description: "Show or change the whitelist",
-        tier: Tier::Admin,
-        options: &[
+    sub(
+        Factorio,
+        "servers",
+        "List the configured servers",
+        Tier::Query,
+        &[],
+    ),
+    sub(
+        Factorio,
+        "connect",
+        "Choose the server your next commands go to",
+        Tier::Query,
+        &[],
+    ),
+    sub(
+        Factorio,
+        "status",
+        "UPS, game time, evolution, players and alerts",
+        Tier::Query,
+        &[],
+    ),
+    sub(Factorio, "players", "Who is online", Tier::Query, &[]),
+    sub(Factorio, "version", "The game's version", Tier::Query, &[]),
+    sub(Factorio, "seed", "The map seed", Tier::Query, &[]),
+    sub(Factorio, "evolution", "Enemy evolution", Tier::Query, &[]),
+    sub(Factorio, "admins", "The game's admins", Tier::Query, &[]),
+    sub(Factorio, "clock", "The game time", Tier::Query, &[]),
+    sub(Factorio, "health", "The bot's own health", Tier::Query, &[]),
+    sub(
+        Factorio,
+        "plugins",
+        "Parser and monitor versions and their error counts",
+        Tier::Query,
+        &[],
+    ),
+    sub(
+        Factorio,
+        "help",
+        "What each command does and who may use it",
+        Tier::Query,
+        &[],
+    ),
+    sub(
+        Admin,
+        "kick",
+        "Kick a player",
+        Tier::Admin,
+        &[PLAYER, REASON],
+    ),
+    sub(Admin, "ban", "Ban a player", Tier::Admin, &[PLAYER, REASON]),
+    sub(Admin, "unban", "Unban a player", Tier::Admin, &[PLAYER]),
+    sub(Admin, "mute", "Mute a player", Tier::Admin, &[PLAYER]),
+    sub(Admin, "unmute", "Unmute a player", Tier::Admin, &[PLAYER]),
+    sub(
+        Admin,
+        "promote",
+        "Make a player an admin",
+        Tier::Admin,
+        &[PLAYER],
+    ),
+    sub(
+        Admin,
+        "demote",
+        "Take a player's admin rights",
+        Tier::Admin,
+        &[PLAYER],
+    ),
+    sub(
+        Admin,
+        "save",
+        "Save the game",
+        Tier::Admin,
+        &[text("name", "Save name", false)],
+    ),
+    sub(
+        Admin,
+        "broadcast",
+        "Send a message to every player",
+        Tier::Admin,
+        &[text("message", "Message", true)],
+    ),
+    sub(
+        Admin,
+        "whisper",
+        "Send a message to one player",
+        Tier::Admin,
+        &[PLAYER, text("message", "Message", true)],
+    ),
+    sub(
+        Admin,
+        "whitelist",
+        "Show or change the whitelist",
+        Tier::Admin,
+        &[
             Opt {
                 name: "action",
                 description: "What to do",
@@ -231,99 +249,167 @@ const SUBCOMMANDS: &[Sub] = &[
             },
             text("player", "Player name (add, remove)", false),
         ],
-    },
-    Sub {
-        name: "speed",
-        description: "Set the game speed (1 is normal)",
-        tier: Tier::Danger,
-        options: &[Opt {
+    ),
+    sub(
+        Admin,
+        "clock",
+        "Set the time of day",
+        Tier::Danger,
+        &[Opt {
+            name: "value",
+            description: "Time of day to set",
+            kind: CommandOptionType::String,
+            required: true,
+            choices: &["day", "night", "eternal-day", "normal"],
+        }],
+    ),
+    sub(
+        Admin,
+        "speed",
+        "Set the game speed (1 is normal)",
+        Tier::Danger,
+        &[Opt {
             name: "value",
             description: "0.01 to 100",
             kind: CommandOptionType::Number,
             required: true,
             choices: &[],
         }],
-    },
-    Sub {
-        name: "research",
-        description: "Start researching a technology",
-        tier: Tier::Danger,
-        options: &[text(
+    ),
+    sub(
+        Admin,
+        "research",
+        "Start researching a technology",
+        Tier::Danger,
+        &[text(
             "technology",
             "Technology name, e.g. automation-2",
             true,
         )],
-    },
-    Sub {
-        name: "rcon",
-        description: "Run a console command",
-        tier: Tier::Danger,
-        options: &[text("command", "The command", true)],
-    },
-    Sub {
-        name: "reload",
-        description: "Reload the server's parsers from the configuration",
-        tier: Tier::Danger,
-        options: &[],
-    },
-    Sub {
-        name: "help",
-        description: "What each command does and who may use it",
-        tier: Tier::Query,
-        options: &[],
-    },
+    ),
+    sub(
+        Admin,
+        "rcon",
+        "Run a console command",
+        Tier::Danger,
+        &[text("command", "The command", true)],
+    ),
+    sub(
+        Admin,
+        "reload",
+        "Reload the server's parsers and monitors from the configuration",
+        Tier::Danger,
+        &[],
+    ),
 ];
 
-/// The `/factorio` command as it is registered with Discord.
-pub fn definition() -> CreateCommand {
-    let mut cmd = CreateCommand::new("factorio")
-        .description("Factorio servers: status, players and moderation");
-    for sub in SUBCOMMANDS {
-        let mut option =
-            CreateCommandOption::new(CommandOptionType::SubCommand, sub.name, sub.description);
-        for o in sub.options {
-            let mut built =
-                CreateCommandOption::new(o.kind, o.name, o.description).required(o.required);
-            for c in o.choices {
-                built = built.add_string_choice(*c, *c);
-            }
-            option = option.add_sub_option(built);
-        }
-        if !matches!(sub.name, "servers" | "health" | "help") {
-            option = option.add_sub_option(
-                CreateCommandOption::new(
-                    CommandOptionType::String,
-                    "server",
-                    "Server tag (default: your chosen server)",
-                )
-                .required(sub.name == "connect")
-                .set_autocomplete(true),
-            );
-        }
-        cmd = cmd.add_option(option);
-    }
-    cmd
+/// Where the Python bot's `/factorio` subcommands that moved went: (old, new).
+pub const MOVED: &[(&str, &str)] = &[
+    ("/factorio kick", "/factorio-admin kick"),
+    ("/factorio ban", "/factorio-admin ban"),
+    ("/factorio unban", "/factorio-admin unban"),
+    ("/factorio mute", "/factorio-admin mute"),
+    ("/factorio unmute", "/factorio-admin unmute"),
+    ("/factorio promote", "/factorio-admin promote"),
+    ("/factorio demote", "/factorio-admin demote"),
+    ("/factorio save", "/factorio-admin save"),
+    ("/factorio broadcast", "/factorio-admin broadcast"),
+    ("/factorio whisper", "/factorio-admin whisper"),
+    ("/factorio whitelist", "/factorio-admin whitelist"),
+    ("/factorio clock value:…", "/factorio-admin clock value:…"),
+    ("/factorio speed", "/factorio-admin speed"),
+    ("/factorio research", "/factorio-admin research"),
+    ("/factorio rcon", "/factorio-admin rcon"),
+    ("/factorio reload", "/factorio-admin reload"),
+];
+
+/// Subcommands that choose no server.
+fn takes_server(name: &str) -> bool {
+    !matches!(name, "servers" | "health" | "help")
 }
 
-/// The lines of `/factorio help`.
-pub fn help() -> String {
-    let mut out = String::from("**/factorio** commands (tier in brackets):\n");
-    for sub in SUBCOMMANDS {
-        out.push_str(&format!(
-            "`{}` — {} [{}]\n",
-            sub.name,
-            sub.description,
-            sub.tier.name()
-        ));
+/// The commands as they are registered with Discord (one bulk overwrite).
+pub fn definitions() -> Vec<CreateCommand> {
+    [Factorio, Admin]
+        .into_iter()
+        .map(|command| {
+            let mut cmd =
+                CreateCommand::new(command.name()).contexts(vec![InteractionContext::Guild]);
+            cmd = match command {
+                Factorio => cmd.description("Factorio servers: status, players, evolution"),
+                Admin => cmd
+                    .description("Factorio servers: moderation and game changes")
+                    .default_member_permissions(Permissions::MANAGE_GUILD),
+            };
+            for sub in SUBCOMMANDS.iter().filter(|s| s.command == command) {
+                cmd = cmd.add_option(subcommand(sub));
+            }
+            cmd
+        })
+        .collect()
+}
+
+fn subcommand(sub: &Sub) -> CreateCommandOption {
+    let mut option =
+        CreateCommandOption::new(CommandOptionType::SubCommand, sub.name, sub.description);
+    for o in sub.options {
+        let mut built =
+            CreateCommandOption::new(o.kind, o.name, o.description).required(o.required);
+        for c in o.choices {
+            built = built.add_string_choice(*c, *c);
+        }
+        option = option.add_sub_option(built);
     }
-    out.push_str("Commands that take `server` use your chosen server (`/factorio connect`) when it is left out.");
+    if takes_server(sub.name) {
+        option = option.add_sub_option(
+            CreateCommandOption::new(
+                CommandOptionType::String,
+                "server",
+                "Server tag (default: your chosen server)",
+            )
+            .required(sub.name == "connect")
+            .set_autocomplete(true),
+        );
+    }
+    option
+}
+
+/// The definitions as the JSON body Discord receives (what `check` validates offline).
+pub fn definitions_json() -> serde_json::Value {
+    serde_json::to_value(definitions()).unwrap_or_default()
+}
+
+/// The text of `/factorio help`.
+pub fn help() -> String {
+    let mut out = String::new();
+    for command in [Factorio, Admin] {
+        out.push_str(&format!("**/{}** (tier in brackets):\n", command.name()));
+        for sub in SUBCOMMANDS.iter().filter(|s| s.command == command) {
+            out.push_str(&format!(
+                "`{}` — {} [{}]\n",
+                sub.name,
+                sub.description,
+                sub.tier.name()
+            ));
+        }
+    }
+    out.push_str("Commands that take `server` use your chosen server (`/factorio connect`) when it is left out.\n");
+    let moved: Vec<&str> = MOVED
+        .iter()
+        .filter(|(old, _)| !old.ends_with('…'))
+        .map(|(old, _)| old.trim_start_matches("/factorio "))
+        .collect();
+    out.push_str(&format!(
+        "Moved from `/factorio` to `/factorio-admin`: {} (and `clock` with a value).",
+        moved.join(", ")
+    ));
     out
 }
 
 /// Why a call could not be parsed; shown to the user.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ParseError {
-    #[error("unknown subcommand `{0}`")]
+    #[error("unknown command `{0}`")]
     Unknown(String),
     #[error("`{0}` is missing")]
     Missing(&'static str),
@@ -331,8 +417,8 @@ pub enum ParseError {
     Invalid(#[from] crate::rcon::CommandError),
 }
 
-/// Parses the options of a `/factorio` interaction.
-pub fn parse(options: &[CommandDataOption]) -> Result<Parsed, ParseError> {
+/// Parses the options of a call of `command`.
+pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, ParseError> {
     let Some(sub) = options.first() else {
         return Err(ParseError::Unknown(String::new()));
     };
@@ -354,101 +440,156 @@ pub fn parse(options: &[CommandDataOption]) -> Result<Parsed, ParseError> {
     let required = |name: &'static str| get(name).ok_or(ParseError::Missing(name));
     let player =
         || -> Result<PlayerName, ParseError> { Ok(PlayerName::parse(required("player")?.trim())?) };
-    let reason = || get("reason").unwrap_or_else(|| "by a Discord admin".into());
-    let action = |verb: &'static str, tier: Tier, c: SafeCommand| Request::Action(verb, tier, c);
-    let request = match sub.name.as_str() {
-        "servers" => Request::Servers,
-        "connect" => Request::Connect,
-        "status" => Request::Status,
-        "players" => Request::Players,
-        "health" => Request::Health,
-        "plugins" => Request::Plugins,
-        "help" => Request::Help,
-        "version" => Request::Console("version", command::simple(Simple::Version)),
-        "seed" => Request::Console("seed", command::simple(Simple::Seed)),
-        "admins" => Request::Console("admins", command::simple(Simple::Admins)),
-        "evolution" => Request::Console("evolution", command::simple(Simple::Evolution)),
-        "clock" => match get("value").as_deref() {
-            None => Request::Console("clock", command::simple(Simple::Time)),
-            Some(v) => {
-                let d = match v {
-                    "day" => Daytime::Day,
-                    "night" => Daytime::Night,
-                    "eternal-day" => Daytime::EternalDay,
-                    "normal" => Daytime::Normal,
-                    other => return Err(ParseError::Unknown(format!("clock {other}"))),
-                };
-                action("clock", Tier::Danger, command::daytime(d))
-            }
-        },
-        "kick" => action("kick", Tier::Admin, command::kick(&player()?, &reason())?),
-        "ban" => action("ban", Tier::Admin, command::ban(&player()?, &reason())?),
-        "unban" => action(
-            "unban",
+    let given_reason = get("reason")
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    let reason = given_reason
+        .clone()
+        .unwrap_or_else(|| "by a Discord admin".into());
+    let because = match &given_reason {
+        Some(r) => format!(" (reason: {})", escape(r)),
+        None => " (no reason given)".to_owned(),
+    };
+    let act = |verb: &'static str, tier: Tier, command: SafeCommand, done: String| {
+        Request::Action(Action {
+            verb,
+            tier,
+            command,
+            done,
+        })
+    };
+    let on_player = |verb: &'static str, action: PlayerAction, past: &str| {
+        let p = player()?;
+        let done = format!("{past} **{}**", escape(p.as_str()));
+        Ok::<_, ParseError>(act(
+            verb,
             Tier::Admin,
-            command::player_action(PlayerAction::Unban, &player()?),
-        ),
-        "mute" => action(
-            "mute",
-            Tier::Admin,
-            command::player_action(PlayerAction::Mute, &player()?),
-        ),
-        "unmute" => action(
-            "unmute",
-            Tier::Admin,
-            command::player_action(PlayerAction::Unmute, &player()?),
-        ),
-        "promote" => action(
-            "promote",
-            Tier::Admin,
-            command::player_action(PlayerAction::Promote, &player()?),
-        ),
-        "demote" => action(
-            "demote",
-            Tier::Admin,
-            command::player_action(PlayerAction::Demote, &player()?),
-        ),
-        "save" => action(
-            "save",
-            Tier::Admin,
-            command::server_save(get("name").as_deref())?,
-        ),
-        "broadcast" => action(
-            "broadcast",
-            Tier::Admin,
-            command::broadcast(&required("message")?)?,
-        ),
-        "whisper" => action(
-            "whisper",
-            Tier::Admin,
-            command::whisper(&player()?, &required("message")?)?,
-        ),
-        "whitelist" => {
-            let wl = match required("action")?.as_str() {
-                "list" => Whitelist::Get,
-                "add" => Whitelist::Add(player()?),
-                "remove" => Whitelist::Remove(player()?),
-                "enable" => Whitelist::Enable,
-                "disable" => Whitelist::Disable,
-                "clear" => Whitelist::Clear,
+            command::player_action(action, &p),
+            done,
+        ))
+    };
+    let name = sub.name.as_str();
+    let request = match (command, name) {
+        (Factorio, "servers") => Request::Servers,
+        (Factorio, "connect") => Request::Connect,
+        (Factorio, "status") => Request::Status,
+        (Factorio, "players") => Request::Players,
+        (Factorio, "health") => Request::Health,
+        (Factorio, "plugins") => Request::Plugins,
+        (Factorio, "help") => Request::Help,
+        (Factorio, "version") => Request::Console("version", command::simple(Simple::Version)),
+        (Factorio, "seed") => Request::Console("seed", command::simple(Simple::Seed)),
+        (Factorio, "admins") => Request::Console("admins", command::simple(Simple::Admins)),
+        (Factorio, "evolution") => {
+            Request::Console("evolution", command::simple(Simple::Evolution))
+        }
+        (Factorio, "clock") => Request::Console("clock", command::simple(Simple::Time)),
+        (Admin, "clock") => {
+            let v = required("value")?;
+            let d = match v.as_str() {
+                "day" => Daytime::Day,
+                "night" => Daytime::Night,
+                "eternal-day" => Daytime::EternalDay,
+                "normal" => Daytime::Normal,
+                other => return Err(ParseError::Unknown(format!("clock {other}"))),
+            };
+            act(
+                "clock",
+                Tier::Danger,
+                command::daytime(d),
+                format!("set the time of day to {v}"),
+            )
+        }
+        (Admin, "kick") => {
+            let p = player()?;
+            let done = format!("kicked **{}**{because}", escape(p.as_str()));
+            act("kick", Tier::Admin, command::kick(&p, &reason)?, done)
+        }
+        (Admin, "ban") => {
+            let p = player()?;
+            let done = format!("banned **{}**{because}", escape(p.as_str()));
+            act("ban", Tier::Admin, command::ban(&p, &reason)?, done)
+        }
+        (Admin, "unban") => on_player("unban", PlayerAction::Unban, "unbanned")?,
+        (Admin, "mute") => on_player("mute", PlayerAction::Mute, "muted")?,
+        (Admin, "unmute") => on_player("unmute", PlayerAction::Unmute, "unmuted")?,
+        (Admin, "promote") => on_player("promote", PlayerAction::Promote, "promoted")?,
+        (Admin, "demote") => on_player("demote", PlayerAction::Demote, "demoted")?,
+        (Admin, "save") => {
+            let save = get("name")
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty());
+            let done = match &save {
+                Some(n) => format!("saved the game as `{}`", escape(n)),
+                None => "saved the game".to_owned(),
+            };
+            act(
+                "save",
+                Tier::Admin,
+                command::server_save(save.as_deref())?,
+                done,
+            )
+        }
+        (Admin, "broadcast") => {
+            let m = required("message")?;
+            let done = format!("told every player: {}", escape(m.trim()));
+            act("broadcast", Tier::Admin, command::broadcast(&m)?, done)
+        }
+        (Admin, "whisper") => {
+            let (p, m) = (player()?, required("message")?);
+            let done = format!("told **{}**: {}", escape(p.as_str()), escape(m.trim()));
+            act("whisper", Tier::Admin, command::whisper(&p, &m)?, done)
+        }
+        (Admin, "whitelist") => {
+            let (wl, done) = match required("action")?.as_str() {
+                "list" => (Whitelist::Get, "read the whitelist".to_owned()),
+                "add" => {
+                    let p = player()?;
+                    let done = format!("added **{}** to the whitelist", escape(p.as_str()));
+                    (Whitelist::Add(p), done)
+                }
+                "remove" => {
+                    let p = player()?;
+                    let done = format!("removed **{}** from the whitelist", escape(p.as_str()));
+                    (Whitelist::Remove(p), done)
+                }
+                "enable" => (Whitelist::Enable, "turned the whitelist on".to_owned()),
+                "disable" => (Whitelist::Disable, "turned the whitelist off".to_owned()),
+                "clear" => (Whitelist::Clear, "cleared the whitelist".to_owned()),
                 other => return Err(ParseError::Unknown(format!("whitelist {other}"))),
             };
-            action("whitelist", Tier::Admin, command::whitelist(&wl))
+            act("whitelist", Tier::Admin, command::whitelist(&wl), done)
         }
-        "speed" => {
+        (Admin, "speed") => {
             let v: f64 = required("value")?
                 .parse()
                 .map_err(|_| ParseError::Missing("value"))?;
-            action("speed", Tier::Danger, command::game_speed(v)?)
+            act(
+                "speed",
+                Tier::Danger,
+                command::game_speed(v)?,
+                format!("set the game speed to {v}"),
+            )
         }
-        "research" => action(
-            "research",
-            Tier::Danger,
-            command::research(required("technology")?.trim())?,
-        ),
-        "rcon" => action("rcon", Tier::Danger, command::raw(&required("command")?)?),
-        "reload" => Request::Reload,
-        other => return Err(ParseError::Unknown(other.to_owned())),
+        (Admin, "research") => {
+            let t = required("technology")?;
+            let t = t.trim();
+            let done = format!("started researching `{}`", escape(t));
+            act("research", Tier::Danger, command::research(t)?, done)
+        }
+        (Admin, "rcon") => {
+            let c = required("command")?;
+            act(
+                "rcon",
+                Tier::Danger,
+                command::raw(&c)?,
+                "ran the command".to_owned(),
+            )
+        }
+        (Admin, "reload") => Request::Reload,
+        (command, other) => {
+            return Err(ParseError::Unknown(format!("{} {other}", command.name())));
+        }
     };
     Ok(Parsed {
         request,
@@ -462,7 +603,7 @@ pub fn parse(options: &[CommandDataOption]) -> Result<Parsed, ParseError> {
 mod tests {
     use super::*;
 
-    /// The options of `/factorio NAME` as Discord sends them.
+    /// The options of `/COMMAND NAME` as Discord sends them.
     fn sub(name: &str, args: &[(&str, &str)]) -> Vec<CommandDataOption> {
         let args: Vec<_> = args
             .iter()
@@ -473,80 +614,157 @@ mod tests {
     }
 
     #[test]
-    fn every_subcommand_is_defined_and_parses_with_its_tier() {
+    fn the_definitions_keep_within_discords_limits() {
+        let body = definitions_json();
+        let problems = super::super::limits::check_commands(&body);
+        assert!(problems.is_empty(), "{problems:?}");
+        let names: Vec<&str> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["factorio", "factorio-admin"]);
+        assert_eq!(body[1]["default_member_permissions"], "32", "Manage Server");
+        assert_eq!(body[0]["contexts"], serde_json::json!([0]), "guilds only");
+    }
+
+    #[test]
+    fn every_python_bot_subcommand_still_exists() {
+        let python = [
+            "servers",
+            "connect",
+            "status",
+            "players",
+            "version",
+            "seed",
+            "evolution",
+            "admins",
+            "health",
+            "plugins",
+            "clock",
+            "kick",
+            "ban",
+            "unban",
+            "mute",
+            "unmute",
+            "promote",
+            "demote",
+            "save",
+            "broadcast",
+            "whisper",
+            "whitelist",
+            "speed",
+            "research",
+            "rcon",
+            "reload",
+            "help",
+        ];
+        for name in python {
+            assert!(SUBCOMMANDS.iter().any(|s| s.name == name), "{name}");
+        }
+        for (old, new) in MOVED {
+            let name = new.split(' ').nth(1).unwrap();
+            assert!(
+                SUBCOMMANDS
+                    .iter()
+                    .any(|s| s.command == Admin && s.name == name),
+                "{old} -> {new}"
+            );
+            assert!(help().contains(name), "{name} missing from help");
+        }
+    }
+
+    #[test]
+    fn every_subcommand_parses_with_its_tier() {
         let cases = [
-            ("status", vec![("server", "prod")], Tier::Query),
+            (Factorio, "status", vec![("server", "prod")], Tier::Query),
             (
+                Admin,
                 "kick",
                 vec![("player", "Bob"), ("reason", "afk")],
                 Tier::Admin,
             ),
             (
+                Admin,
                 "whitelist",
                 vec![("action", "add"), ("player", "Eve_42")],
                 Tier::Admin,
             ),
-            ("clock", vec![], Tier::Query),
-            ("clock", vec![("value", "eternal-day")], Tier::Danger),
-            ("rcon", vec![("command", "/time")], Tier::Danger),
+            (Factorio, "clock", vec![], Tier::Query),
+            (Admin, "clock", vec![("value", "eternal-day")], Tier::Danger),
+            (Admin, "rcon", vec![("command", "/time")], Tier::Danger),
             (
+                Admin,
                 "research",
                 vec![("technology", "automation-2")],
                 Tier::Danger,
             ),
+            (Admin, "reload", vec![], Tier::Danger),
         ];
-        for (name, args, tier) in cases {
-            let p = parse(&sub(name, &args)).unwrap();
+        for (command, name, args, tier) in cases {
+            let p = parse(command, &sub(name, &args)).unwrap();
             assert_eq!(p.request.tier(), tier, "{name}");
         }
         assert_eq!(
-            parse(&sub("status", &[("server", "prod")]))
+            parse(Factorio, &sub("status", &[("server", "prod")]))
                 .unwrap()
                 .server
                 .as_deref(),
             Some("prod")
         );
-        assert_eq!(SUBCOMMANDS.len(), 27);
-        assert_eq!(
-            parse(&sub("reload", &[])).unwrap().request.tier(),
-            Tier::Danger
-        );
+        // An admin command is not reachable under the everyone command, nor the reverse.
+        assert!(parse(Factorio, &sub("kick", &[("player", "Bob")])).is_err());
+        assert!(parse(Admin, &sub("status", &[])).is_err());
         assert!(help().contains("`rcon` — Run a console command [danger]"));
+    }
+
+    #[test]
+    fn moderation_answers_say_who_and_why() {
+        let done = |name: &str, args: &[(&str, &str)]| match parse(Admin, &sub(name, args))
+            .unwrap()
+            .request
+        {
+            Request::Action(a) => a.done,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            done("kick", &[("player", "Bob_1"), ("reason", "afk *again*")]),
+            "kicked **Bob\\_1** (reason: afk \\*again\\*)"
+        );
+        assert_eq!(
+            done("ban", &[("player", "Eve")]),
+            "banned **Eve** (no reason given)"
+        );
+        assert_eq!(done("promote", &[("player", "Eve")]), "promoted **Eve**");
     }
 
     #[test]
     fn injection_attempts_are_refused_before_rcon() {
         for name in ["Bob; /c game.print(1)", "Bob\n/c x", "a b", ""] {
-            let err = parse(&sub("kick", &[("player", name)])).unwrap_err();
+            let err = parse(Admin, &sub("kick", &[("player", name)])).unwrap_err();
             assert!(
                 matches!(err, ParseError::Invalid(_) | ParseError::Missing(_)),
                 "{name}: {err}"
             );
         }
-        let Request::Action(_, _, c) = parse(&sub(
-            "kick",
-            &[("player", "Bob"), ("reason", "x\n/c evil()")],
-        ))
-        .unwrap()
-        .request
-        else {
-            panic!()
+        let command = |name: &str, args: &[(&str, &str)]| match parse(Admin, &sub(name, args))
+            .unwrap()
+            .request
+        {
+            Request::Action(a) => a.command,
+            other => panic!("{other:?}"),
         };
+        let c = command("kick", &[("player", "Bob"), ("reason", "x\n/c evil()")]);
         assert_eq!(c.as_str(), "/kick Bob x /c evil()");
-        let Request::Action(_, _, c) =
-            parse(&sub("broadcast", &[("message", "\"); os.exit() --")]))
-                .unwrap()
-                .request
-        else {
-            panic!()
-        };
+        let c = command("broadcast", &[("message", "\"); os.exit() --")]);
         assert!(
             c.as_str()
                 .starts_with("/sc game.print(\"\\\"); os.exit() --\")"),
             "{}",
             c.as_str()
         );
-        assert!(parse(&sub("research", &[("technology", "x\"]; game")])).is_err());
-        assert!(parse(&sub("speed", &[("value", "1e9")])).is_err());
+        assert!(parse(Admin, &sub("research", &[("technology", "x\"]; game")])).is_err());
+        assert!(parse(Admin, &sub("speed", &[("value", "1e9")])).is_err());
     }
 }

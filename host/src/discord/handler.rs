@@ -1,37 +1,49 @@
-//! The gateway side of the bot: registering `/factorio`, answering it, autocompleting server
+//! The gateway side of the bot: setting up once connected (roles by name to ids, the
+//! commands registered), answering `/factorio` and `/factorio-admin`, autocompleting server
 //! tags, and the presence.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
+use serde_json::{Value, json};
 use serenity::all::{
-    ActivityData, AutocompleteChoice, CommandInteraction, Context, CreateAutocompleteResponse,
-    CreateInteractionResponse, CreateInteractionResponseMessage, EditInteractionResponse,
-    EventHandler, GuildId, Interaction, Message, Ready,
+    ActivityData, CommandInteraction, Context, EventHandler, Interaction,
+    Message as GatewayMessage, Ready,
 };
 use serenity::async_trait;
 
 use super::answer::{Outcome, answer};
-use super::commands::{self, Parsed, Request};
+use super::commands::{self, Command, Parsed, Request};
+use super::limits::{self, cut};
+use super::payload::Message;
+use super::rest::{Failure, Rest};
+use super::retry::{self, Policy};
 use super::roles::RoleDirectory;
 use super::selection::Selections;
-use super::tiers::{Gate, Tier};
+use super::tiers::{Gate, Resolved, Tier};
 use crate::health::{Health, State};
 use crate::rcon::LinkState;
 use crate::servers::Server;
 
-/// Discord's limit for a message's content.
-const MAX_CONTENT: usize = 2000;
 /// How long a command may run before the answer is deferred (Discord allows 3 s).
 const ANSWER_WITHIN: Duration = Duration::from_millis(2000);
+/// How often the presence is refreshed.
+const PRESENCE_EVERY: Duration = Duration::from_secs(30);
+/// The health component of command registration.
+pub const COMMANDS: &str = "discord:commands";
 
 /// What the bot's event handler needs.
 pub struct Bot {
+    /// Discord's REST API, as the bot.
+    pub rest: Arc<Rest>,
     /// The live servers, set once every server has started.
     pub servers: OnceLock<Arc<Vec<Server>>>,
-    /// Reloads for `/factorio reload`, set with the servers.
+    /// Reloads for `/factorio-admin reload`, set with the servers.
     pub reloader: OnceLock<Arc<crate::reload::Reloader>>,
     pub gate: Gate,
+    /// The one guild whose members may use the commands (required for admin and danger).
     pub guild_id: Option<u64>,
     pub selections: Selections,
     pub roles: Arc<RoleDirectory>,
@@ -40,24 +52,148 @@ pub struct Bot {
     pub bridges: Vec<(u64, String)>,
     /// (event channel, server name) for the connect and disconnect notices.
     pub notices: Vec<(u64, String)>,
-    /// Whether the connect notices were posted (once per process, not per reconnect).
-    pub announced: std::sync::atomic::AtomicBool,
+    /// Whether the first READY was handled: notices, set-up and the presence loop happen
+    /// once per process, not once per gateway session.
+    pub started: AtomicBool,
+    /// The newest gateway context, for the presence loop.
+    pub context: Mutex<Option<Context>>,
 }
 
 impl Bot {
     /// Posts `text` about each server to its event channel, as the Python bot did on
     /// connecting and disconnecting.
-    pub async fn announce(&self, http: &serenity::all::Http, text: impl Fn(&str) -> String) {
+    pub async fn announce(&self, text: impl Fn(&str) -> String) {
         for (channel, name) in &self.notices {
-            let message = serenity::all::CreateMessage::new()
-                .content(text(name))
-                .allowed_mentions(serenity::all::CreateAllowedMentions::new());
-            if let Err(e) = serenity::all::ChannelId::new(*channel)
-                .send_message(http, message)
-                .await
-            {
+            let body = serde_json::to_value(Message::text(text(name)).fit()).unwrap_or_default();
+            let path = format!("/channels/{channel}/messages");
+            let sent = retry::run(
+                Policy::ANSWER.with_patience(Duration::from_secs(5)),
+                || self.rest.api(Method::POST, &path, Some(&body)),
+                |_, _, _| {},
+            )
+            .await;
+            if let Err(e) = sent {
                 tracing::warn!(channel, "cannot post a notice to Discord: {e}");
             }
+        }
+    }
+
+    /// Turns the roles configured by name into ids, retrying until the guild's roles could
+    /// be read; says in the log which id each name became.
+    async fn resolve_roles(&self) {
+        if !self.gate.has_names() {
+            return;
+        }
+        let read = retry::run(
+            Policy::DELIVERY.with_patience(Duration::from_secs(3600)),
+            || self.roles.read(&self.rest),
+            |_, f, wait| {
+                tracing::warn!("cannot read the guild's roles ({f}); trying again in {wait:?}")
+            },
+        )
+        .await;
+        let roles = match read {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(
+                    "cannot read the guild's roles: {e}; roles given by name allow nothing"
+                );
+                self.health
+                    .error("discord", format!("cannot read the guild's roles: {e}"));
+                return;
+            }
+        };
+        for r in self.gate.resolve(&roles) {
+            match r {
+                Resolved::Role { name, id } => tracing::info!("discord role \"{name}\" is {id}"),
+                Resolved::Missing(name) => {
+                    tracing::error!(
+                        "discord role \"{name}\" is not a role of the guild: it allows nothing"
+                    );
+                    self.health
+                        .error("discord", format!("role \"{name}\" not found in the guild"));
+                }
+                Resolved::Ambiguous(name) => {
+                    tracing::error!(
+                        "several roles of the guild are named \"{name}\": it allows nothing; give its id instead"
+                    );
+                    self.health.error(
+                        "discord",
+                        format!("role \"{name}\" is ambiguous; configure its id"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Registers the commands (on the configured guild, else globally), retrying with
+    /// backoff until Discord takes them; `discord:commands` says how it went meanwhile.
+    async fn register(&self, application: u64) {
+        let body = commands::definitions_json();
+        let problems = limits::check_commands(&body);
+        if !problems.is_empty() {
+            // A bug of ours, caught by `check` and the tests; never sent to be refused.
+            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            self.health
+                .set(COMMANDS, State::Down, Some(text.join("; ")));
+            return;
+        }
+        let path = match self.guild_id {
+            Some(g) => format!("/applications/{application}/guilds/{g}/commands"),
+            None => format!("/applications/{application}/commands"),
+        };
+        // A refusal is retried too, slowly: missing access is fixed by inviting the bot
+        // again with the `applications.commands` scope, with no restart.
+        let mut wait = Duration::from_secs(5);
+        loop {
+            let attempt = retry::run(
+                Policy::DELIVERY.with_patience(Duration::from_secs(120)),
+                || self.rest.api(Method::PUT, &path, Some(&body)),
+                |_, f, _| tracing::debug!("registering the commands: {f}; trying again"),
+            )
+            .await;
+            match attempt {
+                Ok(_) => {
+                    tracing::info!("registered /factorio and /factorio-admin");
+                    self.health.set(COMMANDS, State::Ready, None);
+                    return;
+                }
+                Err(e) => {
+                    let text = format!("cannot register the commands: {e}");
+                    tracing::error!("{text}; trying again in {} s", wait.as_secs());
+                    self.health.register(COMMANDS);
+                    self.health.error(COMMANDS, text);
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(600));
+        }
+    }
+
+    /// Keeps the presence ("Watching 3/4 Factorio servers") up to date on the newest
+    /// gateway session.
+    async fn presence_loop(self: Arc<Self>) {
+        loop {
+            let ctx = self
+                .context
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let (Some(ctx), Some(servers)) = (ctx, self.servers.get()) {
+                let up = servers
+                    .iter()
+                    .filter(|s| {
+                        s.stats
+                            .as_ref()
+                            .is_some_and(|st| matches!(st.rcon().state(), LinkState::Up { .. }))
+                    })
+                    .count();
+                ctx.set_activity(Some(ActivityData::watching(format!(
+                    "{up}/{} Factorio servers",
+                    servers.len()
+                ))));
+            }
+            tokio::time::sleep(PRESENCE_EVERY).await;
         }
     }
 }
@@ -73,59 +209,23 @@ impl EventHandler for Handler {
         if let Some(g) = ready.guilds.first() {
             bot.roles.learn_guild(g.id.get());
         }
-        let registered = match bot.guild_id {
-            Some(g) => GuildId::new(g)
-                .set_commands(&ctx.http, vec![commands::definition()])
-                .await
-                .map(|_| ()),
-            None => {
-                serenity::all::Command::set_global_commands(&ctx.http, vec![commands::definition()])
-                    .await
-                    .map(|_| ())
-            }
-        };
-        match registered {
-            Ok(()) => bot.health.set("discord", State::Ready, None),
-            Err(e) => {
-                tracing::error!("cannot register the /factorio command: {e}");
-                bot.health.error(
-                    "discord",
-                    format!("cannot register the /factorio command: {e}"),
-                );
-            }
+        *bot.context.lock().unwrap_or_else(|p| p.into_inner()) = Some(ctx);
+        bot.health.set("discord", State::Ready, None);
+        if bot.started.swap(true, Ordering::SeqCst) {
+            return;
         }
-        if !bot
-            .announced
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            bot.announce(&ctx.http, |name| {
-                format!("🟢 factorio-isr is watching **{}**.", super::escape(name))
-            })
-            .await;
-        }
-        let bot = bot.clone();
+        let application = ready.application.id.get();
+        let setup = bot.clone();
         tokio::spawn(async move {
-            loop {
-                if let Some(servers) = bot.servers.get() {
-                    let up = servers
-                        .iter()
-                        .filter(|s| {
-                            s.stats
-                                .as_ref()
-                                .is_some_and(|st| matches!(st.rcon().state(), LinkState::Up { .. }))
-                        })
-                        .count();
-                    ctx.set_activity(Some(ActivityData::watching(format!(
-                        "{up}/{} Factorio servers",
-                        servers.len()
-                    ))));
-                }
-                tokio::time::sleep(Duration::from_secs(30)).await;
-            }
+            setup.resolve_roles().await;
+            setup.register(application).await;
         });
+        tokio::spawn(bot.clone().presence_loop());
+        bot.announce(|name| format!("🟢 factorio-isr is watching **{}**.", super::escape(name)))
+            .await;
     }
 
-    async fn message(&self, _ctx: Context, msg: Message) {
+    async fn message(&self, _ctx: Context, msg: GatewayMessage) {
         // The bot's own messages (and other bots') are never relayed: no echo loops.
         if msg.author.bot || msg.webhook_id.is_some() || msg.content.trim().is_empty() {
             return;
@@ -162,39 +262,39 @@ impl EventHandler for Handler {
         }
     }
 
-    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+    async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
         match interaction {
-            Interaction::Command(cmd) if cmd.data.name == "factorio" => {
-                self.command(&ctx, &cmd).await
+            Interaction::Command(cmd) => {
+                if let Some(command) = Command::from_name(&cmd.data.name) {
+                    self.command(command, &cmd).await
+                }
             }
-            Interaction::Autocomplete(ac) if ac.data.name == "factorio" => {
+            Interaction::Autocomplete(ac) if Command::from_name(&ac.data.name).is_some() => {
                 let typed = ac
                     .data
                     .autocomplete()
                     .map(|a| a.value.to_lowercase())
                     .unwrap_or_default();
-                let choices: Vec<AutocompleteChoice> = self
+                let choices: Vec<Value> = self
                     .0
                     .servers
                     .get()
                     .map(|s| {
                         s.iter()
                             .filter(|s| s.tag.contains(&typed))
-                            .take(25)
+                            .take(limits::CHOICES)
                             .map(|s| {
                                 let label = match &s.name {
                                     Some(n) => format!("{} ({n})", s.tag),
                                     None => s.tag.clone(),
                                 };
-                                AutocompleteChoice::new(label, s.tag.clone())
+                                json!({"name": cut(&label, limits::CHOICE_NAME), "value": s.tag})
                             })
                             .collect()
                     })
                     .unwrap_or_default();
-                let response = CreateInteractionResponse::Autocomplete(
-                    CreateAutocompleteResponse::new().set_choices(choices),
-                );
-                if let Err(e) = ac.create_response(&ctx.http, response).await {
+                let body = json!({"type": 8, "data": {"choices": choices}});
+                if let Err(e) = self.callback(ac.id.get(), &ac.token, &body).await {
                     tracing::debug!("autocomplete answer failed: {e}");
                 }
             }
@@ -204,63 +304,95 @@ impl EventHandler for Handler {
 }
 
 impl Handler {
-    async fn command(&self, ctx: &Context, cmd: &CommandInteraction) {
+    async fn command(&self, command: Command, cmd: &CommandInteraction) {
         let started = Instant::now();
-        let work = self.outcome(ctx, cmd);
+        let work = self.outcome(command, cmd);
         tokio::pin!(work);
-        let answer = match tokio::time::timeout(ANSWER_WITHIN, &mut work).await {
+        let answered = match tokio::time::timeout(ANSWER_WITHIN, &mut work).await {
             Ok(outcome) => {
-                let (text, private) = match outcome {
-                    Outcome::Shown(t) => (t, false),
-                    Outcome::Private(t) => (t, true),
+                let message = match outcome {
+                    Outcome::Shown(t) => Message::text(t),
+                    Outcome::Private(t) => Message::text(t).ephemeral(),
                 };
-                let message = CreateInteractionResponseMessage::new()
-                    .content(fit(&text))
-                    .ephemeral(private)
-                    .allowed_mentions(serenity::all::CreateAllowedMentions::new());
-                cmd.create_response(&ctx.http, CreateInteractionResponse::Message(message))
-                    .await
+                let body = json!({"type": 4, "data": message.fit()});
+                self.callback(cmd.id.get(), &cmd.token, &body).await
             }
-            Err(_) => {
-                // RCON is slow: tell Discord the answer is coming, then edit it in.
-                if let Err(e) = cmd.defer(&ctx.http).await {
-                    tracing::warn!("cannot defer a command: {e}");
-                }
-                let text = match work.await {
-                    Outcome::Shown(t) | Outcome::Private(t) => t,
-                };
-                let edit = EditInteractionResponse::new()
-                    .content(fit(&text))
-                    .allowed_mentions(serenity::all::CreateAllowedMentions::new());
-                cmd.edit_response(&ctx.http, edit).await.map(|_| ())
-            }
+            Err(_) => self.deferred(cmd, work).await,
         };
-        if let Err(e) = answer {
-            tracing::warn!(user = %cmd.user.name, "cannot answer a /factorio command: {e}");
+        if let Err(e) = answered {
+            tracing::warn!(user = %cmd.user.name, "cannot answer a /{} command: {e}", command.name());
         }
         tracing::debug!(user = %cmd.user.name, "answered in {:?}", started.elapsed());
     }
 
-    async fn outcome(&self, ctx: &Context, cmd: &CommandInteraction) -> Outcome {
+    /// The game server is slow: tell Discord the answer is coming, then give it. A public
+    /// answer replaces the placeholder; a private one (an error, a refusal) replaces it with
+    /// a message only the user sees, so nothing private is ever shown to the channel.
+    async fn deferred(
+        &self,
+        cmd: &CommandInteraction,
+        work: impl std::future::Future<Output = Outcome>,
+    ) -> Result<(), Failure> {
+        self.callback(cmd.id.get(), &cmd.token, &json!({"type": 5}))
+            .await?;
+        let original = format!(
+            "/webhooks/{}/{}/messages/@original",
+            cmd.application_id.get(),
+            cmd.token
+        );
+        let rest = &self.0.rest;
+        match work.await {
+            Outcome::Shown(text) => {
+                let body = serde_json::to_value(Message::text(text).fit()).unwrap_or_default();
+                answer_call(|| rest.api(Method::PATCH, &original, Some(&body))).await
+            }
+            Outcome::Private(text) => {
+                answer_call(|| rest.api(Method::DELETE, &original, None)).await?;
+                let body =
+                    serde_json::to_value(Message::text(text).ephemeral().fit()).unwrap_or_default();
+                let followup = format!("/webhooks/{}/{}", cmd.application_id.get(), cmd.token);
+                answer_call(|| rest.api(Method::POST, &followup, Some(&body))).await
+            }
+        }
+    }
+
+    /// Answers interaction `id` with `body`.
+    async fn callback(&self, id: u64, token: &str, body: &Value) -> Result<(), Failure> {
+        let path = format!("/interactions/{id}/{token}/callback");
+        answer_call(|| self.0.rest.api(Method::POST, &path, Some(body))).await
+    }
+
+    async fn outcome(&self, command: Command, cmd: &CommandInteraction) -> Outcome {
         let bot = &self.0;
-        let parsed = match commands::parse(&cmd.data.options) {
+        // Only members of the configured guild; never in DMs.
+        let Some(guild) = cmd.guild_id.map(|g| g.get()) else {
+            return Outcome::Private(
+                "⛔ These commands work in the server's Discord only, not in direct messages."
+                    .into(),
+            );
+        };
+        if bot.guild_id.is_some_and(|g| g != guild) {
+            tracing::info!(user = %cmd.user.name, guild, "refused a command from another guild");
+            return Outcome::Private(
+                "⛔ This bot does not take commands in this Discord server.".into(),
+            );
+        }
+        let parsed = match commands::parse(command, &cmd.data.options) {
             Ok(p) => p,
             Err(e) => return Outcome::Private(format!("❌ {e}")),
         };
         let tier = parsed.request.tier();
-        let roles = match &cmd.member {
-            Some(m) if tier != Tier::Query => {
-                let ids: Vec<u64> = m.roles.iter().map(|r| r.get()).collect();
-                Some(bot.roles.names(&ctx.http, &ids).await)
-            }
-            Some(_) => Some(Vec::new()),
-            None => None,
+        // Role ids count only in the configured guild (checked above); admin and danger
+        // tiers need it configured.
+        let roles: Option<Vec<u64>> = match (&cmd.member, bot.guild_id) {
+            (Some(m), Some(_)) => Some(m.roles.iter().map(|r| r.get()).collect()),
+            _ => None,
         };
         if let Err(refusal) =
             bot.gate
                 .check(cmd.user.id.get(), tier, roles.as_deref(), Instant::now())
         {
-            tracing::info!(user = %cmd.user.name, tier = tier.name(), "refused a /factorio command: {refusal:?}");
+            tracing::info!(user = %cmd.user.name, tier = tier.name(), "refused a command: {refusal:?}");
             return Outcome::Private(refusal.to_string());
         }
         let Some(servers) = bot.servers.get() else {
@@ -275,7 +407,7 @@ impl Handler {
         } else {
             None
         };
-        if parsed.request.tier() != Tier::Query {
+        if tier != Tier::Query {
             tracing::info!(user = %cmd.user.name, user_id = user, server = server.map(|s| s.tag.as_str()), "{} command", tier.name());
         }
         answer(&parsed.request, server, servers, bot).await
@@ -311,14 +443,15 @@ impl Handler {
     }
 }
 
-/// `text` cut to Discord's message limit.
-fn fit(text: &str) -> String {
-    if text.len() <= MAX_CONTENT {
-        return text.to_owned();
-    }
-    let mut end = MAX_CONTENT - 4;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{} …", &text[..end])
+/// One interaction call under the answer policy.
+async fn answer_call<F, Fut>(call: F) -> Result<(), Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Value, Failure>>,
+{
+    retry::run(Policy::ANSWER, call, |_, f, wait| {
+        tracing::debug!("an interaction answer: {f}; trying again in {wait:?}")
+    })
+    .await
+    .map(|_| ())
 }

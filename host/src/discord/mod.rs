@@ -6,25 +6,33 @@
 //! gateway ──interactions──► handler ──tiers, cooldowns──► answer ──RCON (safe commands)──► game
 //! ```
 //!
+//! Serenity runs the gateway; every REST call goes through [`rest`] under one
+//! [retry policy](retry), and everything sent is first cut to Discord's [`limits`].
+//!
 //! `DISCORD_API_URL` points the REST calls at another base URL (an HTTP proxy such as
 //! twilight-http-proxy, or the fake Discord of the tests); the gateway URL is then whatever
-//! that endpoint's `/gateway` says, and serenity's own rate limiter is off (serenity uses
-//! the proxy only then), so the sink waits out 429s itself.
+//! that endpoint's `/gateway` says. Rate limits are obeyed the same way with or without it.
 
 mod answer;
 mod commands;
 mod handler;
+pub mod limits;
+pub mod payload;
+pub mod rest;
+pub mod retry;
 mod roles;
 mod selection;
 mod sink;
 mod tiers;
+mod webhook;
 
-pub use commands::{Request, definition, help, parse};
-pub use handler::{Bot, Handler};
+pub use commands::{Command, MOVED, Request, definitions, definitions_json, help, parse};
+pub use handler::{Bot, COMMANDS, Handler};
 pub use roles::RoleDirectory;
 pub use selection::Selections;
 pub use sink::DiscordSink;
-pub use tiers::{Gate, MemberRole, Refusal, Tier};
+pub use tiers::{Gate, Refusal, Resolved, Tier};
+pub use webhook::WebhookSink;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -54,8 +62,9 @@ pub fn escape(s: &str) -> String {
 /// The bot, connecting: its REST client for the sinks, and the handle that gives the
 /// command handler its servers once they run.
 pub struct Discord {
-    pub http: Arc<serenity::all::Http>,
+    pub rest: Arc<rest::Rest>,
     pub roles: Arc<RoleDirectory>,
+    pub health: Health,
     bot: Arc<Bot>,
     client: serenity::Client,
 }
@@ -73,12 +82,14 @@ impl Discord {
     ) -> anyhow::Result<Self> {
         let mut http = HttpBuilder::new(token.expose());
         if let Some(url) = api_url {
-            // serenity applies the proxy only with its rate limiter off (the proxy is expected
-            // to rate-limit); the Discord sink then waits out 429s itself.
+            // Serenity's own few calls (the gateway's address): it applies a proxy only with
+            // its rate limiter off.
             http = http.proxy(url).ratelimiter_disabled(true);
         }
+        let rest = Arc::new(rest::Rest::new(api_url, Some(token.clone())));
         let roles = Arc::new(RoleDirectory::new(mentions, settings.guild_id));
         health.register("discord");
+        health.register(COMMANDS);
         let bridges: Vec<(u64, String)> = servers
             .iter()
             .filter_map(|s| s.chat_bridge_channel_id.map(|c| (c, s.tag.clone())))
@@ -93,6 +104,7 @@ impl Discord {
                 | GatewayIntents::MESSAGE_CONTENT
         };
         let bot = Arc::new(Bot {
+            rest: rest.clone(),
             servers: OnceLock::new(),
             reloader: OnceLock::new(),
             gate: Gate::new(settings.clone()),
@@ -108,15 +120,17 @@ impl Discord {
                         .map(|c| (c, s.name.clone().unwrap_or_else(|| s.tag.clone())))
                 })
                 .collect(),
-            announced: Default::default(),
+            started: Default::default(),
+            context: Default::default(),
         });
         let client = serenity::all::ClientBuilder::new_with_http(http.build(), intents)
             .event_handler(Handler(bot.clone()))
             .await
             .map_err(|e| anyhow::anyhow!("cannot set up the Discord client: {e}"))?;
         Ok(Self {
-            http: client.http.clone(),
+            rest,
             roles,
+            health: bot.health.clone(),
             bot,
             client,
         })
@@ -134,7 +148,7 @@ impl Discord {
         let _ = self.bot.reloader.set(reloader);
         let health = self.bot.health.clone();
         let shards = self.client.shard_manager.clone();
-        let (bot, http) = (self.bot.clone(), self.http.clone());
+        let bot = self.bot.clone();
         tokio::spawn(async move {
             let run = self.client.start();
             let stopping = tokio::select! {
@@ -149,7 +163,7 @@ impl Discord {
                 _ = stop.wait_for(|s| *s) => true,
             };
             if stopping {
-                let bye = bot.announce(&http, |name| {
+                let bye = bot.announce(|name| {
                     format!("🔴 factorio-isr stopped watching **{}**.", escape(name))
                 });
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(5), bye).await;

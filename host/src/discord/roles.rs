@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serenity::all::{GuildId, Http};
+use reqwest::Method;
 
+use super::rest::{Failure, Rest};
 use crate::alert::Mentions;
 
 /// How long reading the guild's roles may take.
@@ -34,49 +35,51 @@ impl RoleDirectory {
         }
     }
 
-    /// Sets the guild once the gateway says which it is (when not configured).
+    /// Sets the guild once the gateway says which it is (when not configured). Only
+    /// mention pings use a guild learnt this way; command authority needs `guild_id`.
     pub fn learn_guild(&self, guild: u64) {
         let mut g = self.guild.lock().unwrap_or_else(|p| p.into_inner());
         g.get_or_insert(guild);
     }
 
-    /// The guild's roles (id, name), read at most every ten minutes.
-    async fn all(&self, http: &Http) -> Vec<(u64, String)> {
+    /// The guild's roles (id, name), read from Discord now.
+    pub async fn read(&self, rest: &Rest) -> Result<Vec<(u64, String)>, Failure> {
         let guild = *self.guild.lock().unwrap_or_else(|p| p.into_inner());
         let Some(guild) = guild else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
+        let path = format!("/guilds/{guild}/roles");
+        let read = rest.api(Method::GET, &path, None);
+        let roles = tokio::time::timeout(READ_WITHIN, read)
+            .await
+            .map_err(|_| {
+                Failure::Unavailable(format!("no answer within {} s", READ_WITHIN.as_secs()))
+            })??;
+        Ok(roles
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|r| {
+                        let id = r["id"].as_str()?.parse().ok()?;
+                        Some((id, r["name"].as_str()?.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The guild's roles (id, name), read at most every ten minutes.
+    async fn all(&self, rest: &Rest) -> Vec<(u64, String)> {
         let mut cache = self.cache.lock().await;
         let stale = cache.as_ref().is_none_or(|(t, _)| t.elapsed() > FRESH);
         if stale {
-            // A Discord that does not answer must not hold the sink or a command for long.
-            let read = tokio::time::timeout(READ_WITHIN, http.get_guild_roles(GuildId::new(guild)));
-            match read.await {
-                Ok(Ok(roles)) => {
-                    *cache = Some((
-                        Instant::now(),
-                        roles.into_iter().map(|r| (r.id.get(), r.name)).collect(),
-                    ))
-                }
-                Ok(Err(e)) => tracing::warn!("cannot read the guild's roles: {e}"),
-                Err(_) => tracing::warn!(
-                    "cannot read the guild's roles: no answer within {} s",
-                    READ_WITHIN.as_secs()
-                ),
+            // A Discord that does not answer must not hold the sink for long.
+            match self.read(rest).await {
+                Ok(roles) => *cache = Some((Instant::now(), roles)),
+                Err(e) => tracing::warn!("cannot read the guild's roles: {e}"),
             }
         }
         cache.as_ref().map(|(_, r)| r.clone()).unwrap_or_default()
-    }
-
-    /// The names of the roles with `ids` (a role not found keeps no name).
-    pub async fn names(&self, http: &Http, ids: &[u64]) -> Vec<super::tiers::MemberRole> {
-        let all = self.all(http).await;
-        ids.iter()
-            .map(|id| super::tiers::MemberRole {
-                id: *id,
-                name: all.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone()),
-            })
-            .collect()
     }
 
     /// The mention group a `@word` in game chat names, if any.
@@ -85,7 +88,7 @@ impl RoleDirectory {
     }
 
     /// The ids of the roles `group` pings (none when the group or the roles are unknown).
-    pub async fn role_ids(&self, http: &Http, group: &str) -> Vec<u64> {
+    pub async fn role_ids(&self, rest: &Rest, group: &str) -> Vec<u64> {
         let Some(wanted) = self.mentions.roles(group) else {
             return Vec::new();
         };
@@ -94,7 +97,7 @@ impl RoleDirectory {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .unwrap_or(0);
-        self.all(http)
+        self.all(rest)
             .await
             .into_iter()
             .filter(|(id, name)| {

@@ -5,40 +5,44 @@
 //! allows, so a busy server stays within the rate limits. Alerts are embeds of their own,
 //! coloured by severity, and the only messages that may ping: the roles of their mention
 //! group. Every message says who may be pinged (`allowed_mentions`), so a player typing
-//! `@everyone` in the game pings nobody.
+//! `@everyone` in the game pings nobody, and every message is cut to Discord's limits
+//! before it is sent.
 //!
-//! A 429 is waited out (by serenity's rate limiter, or here behind a proxy); any other failure is retried with
-//! backoff while the server's queue waits (the log is the buffer: nothing is read past
-//! what was delivered), up to [`PATIENCE`]; a message still not delivered then is dropped,
-//! counted and logged, and the rest goes on.
+//! Each message goes through the bot's [retry policy](super::retry): a 429 waits what
+//! Discord asks, an outage is backed off while the server's queue waits (the log is the
+//! buffer: nothing is read past what was delivered) up to the policy's patience; a message
+//! Discord refuses (403, 404, 400) is dropped at once, counted and logged once per channel
+//! and reason, and the messages behind it go on.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serenity::all::{
-    ChannelId, Colour, CreateAllowedMentions, CreateEmbed, CreateEmbedFooter, CreateMessage, Http,
-};
+use reqwest::Method;
 
+use super::limits::{self, cut};
+use super::payload::{AllowedMentions, Embed, Field, Footer, Message};
+use super::rest::{Failure, Rest};
+use super::retry::{self, Policy, Retry};
 use super::roles::RoleDirectory;
 use crate::config::ServerConfig;
 use crate::event::{Event, Severity};
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::sink::{Delivery, Sink, console, pack_messages};
 
-/// How long one message may be retried before it is dropped.
-pub const PATIENCE: Duration = Duration::from_secs(600);
-/// The wait after a 429 that serenity did not wait out itself.
-const RATE_LIMIT_WAIT: Duration = Duration::from_millis(1000);
-
 /// One server's Discord channels.
 pub struct DiscordSink {
-    http: Arc<Http>,
+    rest: Arc<Rest>,
     server: ServerConfig,
     roles: Arc<RoleDirectory>,
     metrics: Option<Arc<Metrics>>,
-    patience: Duration,
+    health: Option<Health>,
+    policy: Policy,
     /// When each (player, group) last pinged from game chat.
-    chat_pings: std::sync::Mutex<std::collections::HashMap<(String, String), Instant>>,
+    chat_pings: Mutex<std::collections::HashMap<(String, String), Instant>>,
+    /// (channel, status, code) of refusals already logged at warning level.
+    refusals_logged: Mutex<HashSet<(u64, u16, Option<i64>)>>,
 }
 
 /// How often one player may ping one group from game chat.
@@ -47,30 +51,33 @@ const CHAT_PING_EVERY: Duration = Duration::from_secs(60);
 /// A message ready to send.
 struct Outgoing {
     channel: u64,
-    message: CreateMessage,
+    message: Message,
 }
 
 impl DiscordSink {
     /// The sink of `server`'s events.
     pub fn new(
-        http: Arc<Http>,
+        rest: Arc<Rest>,
         server: ServerConfig,
         roles: Arc<RoleDirectory>,
         metrics: Option<Arc<Metrics>>,
+        health: Option<Health>,
     ) -> Self {
         Self {
-            http,
+            rest,
             server,
             roles,
             metrics,
-            patience: PATIENCE,
+            health,
+            policy: Policy::DELIVERY,
             chat_pings: Default::default(),
+            refusals_logged: Default::default(),
         }
     }
 
-    /// Gives up on a message after `patience` instead of [`PATIENCE`] (for tests).
+    /// Gives up on a message after `patience` instead of the delivery policy's (for tests).
     pub fn with_patience(mut self, patience: Duration) -> Self {
-        self.patience = patience;
+        self.policy = self.policy.with_patience(patience);
         self
     }
 
@@ -90,9 +97,7 @@ impl DiscordSink {
                 for text in pack_messages(lines) {
                     out.push(Outgoing {
                         channel,
-                        message: CreateMessage::new()
-                            .content(text)
-                            .allowed_mentions(CreateAllowedMentions::new()),
+                        message: Message::text(text),
                     });
                 }
             }
@@ -114,14 +119,18 @@ impl DiscordSink {
                 if pings.is_empty() {
                     run.push((channel, line(e)));
                 } else {
-                    // A line that pings goes alone, so the roles it may ping are its own.
+                    // A line that pings goes alone, so the roles it may ping are its own;
+                    // the line is cut so that the pings always fit.
                     flush(&mut run, &mut out);
                     let tags: Vec<String> = pings.iter().map(|id| format!("<@&{id}>")).collect();
+                    let tags = tags.join(" ");
+                    let room = limits::CONTENT.saturating_sub(limits::length(&tags) + 1);
                     out.push(Outgoing {
                         channel,
-                        message: CreateMessage::new()
-                            .content(format!("{} {}", line(e), tags.join(" ")))
-                            .allowed_mentions(CreateAllowedMentions::new().roles(pings)),
+                        message: Message {
+                            allowed_mentions: AllowedMentions { roles: pings },
+                            ..Message::text(format!("{} {tags}", cut(&line(e), room)))
+                        },
                     });
                 }
             }
@@ -165,49 +174,61 @@ impl DiscordSink {
                 }
                 last.insert(key, now);
             }
-            ids.extend(self.roles.role_ids(&self.http, &group).await);
+            ids.extend(self.roles.role_ids(&self.rest, &group).await);
         }
         ids.sort_unstable();
         ids.dedup();
         ids
     }
 
-    async fn alert(&self, e: &Event) -> CreateMessage {
+    async fn alert(&self, e: &Event) -> Message {
         let title = e.field("title").unwrap_or("Alert");
-        let mut embed = CreateEmbed::new()
-            .title(
-                format!("{} {}", e.emoji.as_deref().unwrap_or(""), title)
-                    .trim()
-                    .to_owned(),
-            )
-            .description(e.message.clone().unwrap_or_default())
-            .colour(colour(e))
-            .footer(CreateEmbedFooter::new(format!(
-                "{} · {}",
-                e.field("source").unwrap_or("?"),
-                e.field("key").unwrap_or("?")
-            )));
-        for (k, v) in e
+        let emoji = e.emoji.as_deref().unwrap_or("");
+        // The emoji prefix is kept and the title cut after it, never pushed past 256.
+        let title = format!(
+            "{emoji} {}",
+            cut(title, limits::EMBED_TITLE - limits::length(emoji) - 1)
+        )
+        .trim()
+        .to_owned();
+        let fields = e
             .fields
             .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "source" | "key" | "title"))
+            .filter(|(_, v)| !v.is_empty())
             .take(10)
-        {
-            if !v.is_empty() {
-                embed = embed.field(k, v, true);
-            }
-        }
-        let mut allowed = CreateAllowedMentions::new();
-        let mut message = CreateMessage::new().embed(embed);
+            .map(|(k, v)| Field {
+                name: k.clone(),
+                value: v.clone(),
+                inline: true,
+            })
+            .collect();
+        let embed = Embed {
+            title,
+            description: e.message.clone().unwrap_or_default(),
+            color: colour(e),
+            footer: Some(Footer {
+                text: format!(
+                    "{} · {}",
+                    e.field("source").unwrap_or("?"),
+                    e.field("key").unwrap_or("?")
+                ),
+            }),
+            fields,
+        };
+        let mut message = Message {
+            embeds: vec![embed],
+            ..Message::default()
+        };
         if let Some(group) = &e.mention {
-            let ids = self.roles.role_ids(&self.http, group).await;
+            let ids = self.roles.role_ids(&self.rest, group).await;
             if !ids.is_empty() {
                 let pings: Vec<String> = ids.iter().map(|id| format!("<@&{id}>")).collect();
-                message = message.content(pings.join(" "));
-                allowed = allowed.roles(ids);
+                message.content = pings.join(" ");
+                message.allowed_mentions.roles = ids;
             }
         }
-        message.allowed_mentions(allowed)
+        message
     }
 
     fn count(&self, outcome: &str, n: u64) {
@@ -218,45 +239,57 @@ impl DiscordSink {
         }
     }
 
-    /// Sends one message, retrying failures (not 429s: serenity waits those out) with
-    /// backoff until it is sent or `patience` has passed.
+    /// Sends one message under the delivery policy: sent, or dropped (refused at once, or
+    /// given up after the policy's patience), never left blocking the queue for ever.
     async fn send(&self, o: Outgoing) {
-        let started = Instant::now();
-        let mut wait = Duration::from_millis(500);
-        loop {
+        let body = match serde_json::to_value(o.message.fit()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(server = %self.server.tag, "cannot encode a message: {e}");
+                return;
+            }
+        };
+        let path = format!("/channels/{}/messages", o.channel);
+        let attempt = || async {
             let t = Instant::now();
-            let result = ChannelId::new(o.channel)
-                .send_message(&self.http, o.message.clone())
-                .await;
+            let result = self.rest.api(Method::POST, &path, Some(&body)).await;
             if let Some(m) = &self.metrics {
                 m.discord_latency.observe(t.elapsed().as_secs_f64());
             }
-            match result {
-                Ok(_) => {
-                    self.count("sent", 1);
-                    return;
-                }
-                Err(e) => {
-                    // With the rate limiter on (talking to Discord itself), serenity waits
-                    // out 429s before they get here; behind `DISCORD_API_URL` it is off, and
-                    // a 429 is waited out here, a second at a time.
-                    let limited = matches!(&e, serenity::Error::Http(serenity::all::HttpError::UnsuccessfulRequest(r)) if r.status_code.as_u16() == 429);
-                    if limited && started.elapsed() < self.patience {
-                        self.count("rate_limited", 1);
-                        tracing::debug!(server = %self.server.tag, "Discord rate-limited a message; waiting");
-                        tokio::time::sleep(RATE_LIMIT_WAIT).await;
-                        continue;
+            result
+        };
+        let on_retry = |kind: Retry, failure: &Failure, wait: Duration| match kind {
+            Retry::RateLimited => {
+                self.count("rate_limited", 1);
+                tracing::debug!(server = %self.server.tag, "Discord rate-limited a message: waiting {wait:?}");
+            }
+            Retry::Backoff => {
+                self.count("retried", 1);
+                tracing::warn!(server = %self.server.tag, channel = o.channel, "Discord did not take a message ({failure}); retrying in {} ms", wait.as_millis());
+            }
+        };
+        match retry::run(self.policy, attempt, on_retry).await {
+            Ok(_) => self.count("sent", 1),
+            Err(Failure::Refused(r)) => {
+                self.count("refused", 1);
+                let first = self
+                    .refusals_logged
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((o.channel, r.status, r.code));
+                let text = format!("channel {}: a message was dropped: {r}", o.channel);
+                if first {
+                    tracing::warn!(server = %self.server.tag, "{text} (further ones like it are logged at debug level)");
+                    if let Some(h) = &self.health {
+                        h.error("discord", format!("{}: {text}", self.server.tag));
                     }
-                    if started.elapsed() + wait > self.patience {
-                        self.count("dropped", 1);
-                        tracing::error!(server = %self.server.tag, channel = o.channel, "a Discord message was dropped after {} s of failures: {e}", started.elapsed().as_secs());
-                        return;
-                    }
-                    self.count("retried", 1);
-                    tracing::warn!(server = %self.server.tag, channel = o.channel, "Discord refused a message ({e}); retrying in {} ms", wait.as_millis());
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(30));
+                } else {
+                    tracing::debug!(server = %self.server.tag, "{text}");
                 }
+            }
+            Err(e) => {
+                self.count("dropped", 1);
+                tracing::error!(server = %self.server.tag, channel = o.channel, "a Discord message was dropped after {} s: {e}", self.policy.patience.as_secs());
             }
         }
     }
@@ -271,15 +304,16 @@ fn line(e: &Event) -> String {
     }
 }
 
-fn colour(e: &Event) -> Colour {
+/// The embed's colour: green resolved, red critical, orange warning, gold notice, else blue.
+fn colour(e: &Event) -> u32 {
     if e.kind == "alert-resolved" {
-        return Colour::DARK_GREEN;
+        return 0x1F8B4C;
     }
     match e.severity {
-        Severity::Critical => Colour::RED,
-        Severity::Warning => Colour::ORANGE,
-        Severity::Notice => Colour::GOLD,
-        _ => Colour::BLUE,
+        Severity::Critical => 0xE74C3C,
+        Severity::Warning => 0xE67E22,
+        Severity::Notice => 0xF1C40F,
+        _ => 0x3498DB,
     }
 }
 
@@ -290,7 +324,7 @@ impl Sink for DiscordSink {
 
     fn patience(&self) -> Duration {
         // Every message is retried inside `deliver`, which never fails a batch.
-        self.patience + Duration::from_secs(60)
+        self.policy.patience + Duration::from_secs(60)
     }
 
     fn deliver<'a>(&'a self, _server: &'a str, events: &'a [Event]) -> Delivery<'a> {

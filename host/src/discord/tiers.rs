@@ -2,7 +2,7 @@
 //! a cooldown per user and tier.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{DiscordSettings, RoleRef};
@@ -29,18 +29,12 @@ impl Tier {
     }
 }
 
-/// A role a member has: its id and, when known, its name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberRole {
-    pub id: u64,
-    pub name: Option<String>,
-}
-
 /// Why a command was refused before it ran.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
-    /// The member has none of the tier's roles (or none are configured).
-    NotAllowed(Tier),
+    /// The member has none of the roles that allow the tier (listed; empty when none are
+    /// configured).
+    NotAllowed { tier: Tier, roles: Vec<u64> },
     /// The member ran a command of this tier too recently.
     Cooldown(Duration),
 }
@@ -48,11 +42,22 @@ pub enum Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::NotAllowed(t) => write!(
+            Self::NotAllowed { tier, roles } if roles.is_empty() => write!(
                 f,
-                "⛔ `{}` commands need a role that the bot's configuration allows for them.",
-                t.name()
+                "⛔ Nobody may use `{}` commands: no role is configured for them \
+                 (`discord.{}_roles` in servers.yml).",
+                tier.name(),
+                tier.name()
             ),
+            Self::NotAllowed { tier, roles } => {
+                let roles: Vec<String> = roles.iter().map(|r| format!("<@&{r}>")).collect();
+                write!(
+                    f,
+                    "⛔ `{}` commands need one of these roles: {}.",
+                    tier.name(),
+                    roles.join(", ")
+                )
+            }
             Self::Cooldown(d) => write!(
                 f,
                 "⏳ Not so fast: try again in {:.0} s.",
@@ -62,43 +67,132 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// The permission and cooldown checks, shared by every command.
+/// What became of a role configured by name when the guild's roles were read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// The name is this role's.
+    Role { name: String, id: u64 },
+    /// No role of the guild has that name.
+    Missing(String),
+    /// Several roles have it: none is trusted.
+    Ambiguous(String),
+}
+
+/// The role ids that allow each tier.
+#[derive(Debug, Default, Clone)]
+struct Allowed {
+    admin: Vec<u64>,
+    danger: Vec<u64>,
+}
+
+/// The permission and cooldown checks, shared by every command. Roles are matched by id
+/// only: a role configured by name counts once [`Gate::resolve`] has found its id in the
+/// configured guild.
 pub struct Gate {
     settings: DiscordSettings,
+    allowed: RwLock<Allowed>,
     last: Mutex<HashMap<(u64, Tier), Instant>>,
 }
 
 impl Gate {
-    /// A gate for these settings.
+    /// A gate for these settings (roles given by id count at once).
     pub fn new(settings: DiscordSettings) -> Self {
+        let ids = |refs: &[RoleRef]| -> Vec<u64> {
+            refs.iter()
+                .filter_map(|r| match r {
+                    RoleRef::Id(id) => Some(*id),
+                    RoleRef::Name(_) => None,
+                })
+                .collect()
+        };
+        let allowed = Allowed {
+            admin: ids(&settings.admin_roles),
+            danger: ids(&settings.danger_roles),
+        };
         Self {
             settings,
+            allowed: RwLock::new(allowed),
             last: Mutex::default(),
         }
     }
 
-    /// Whether a member with `roles` may run a command of `tier` (outside a guild, only
-    /// queries).
-    pub fn allowed(&self, tier: Tier, roles: Option<&[MemberRole]>) -> bool {
-        let matches = |wanted: &[RoleRef]| {
-            roles.is_some_and(|roles| {
-                roles.iter().any(|r| {
-                    wanted.iter().any(|w| match w {
-                        RoleRef::Id(id) => *id == r.id,
-                        RoleRef::Name(n) => r
-                            .name
-                            .as_deref()
-                            .is_some_and(|rn| rn.eq_ignore_ascii_case(n)),
-                    })
-                })
-            })
+    /// Whether some role is configured by name (and so needs the guild's roles).
+    pub fn has_names(&self) -> bool {
+        self.settings
+            .admin_roles
+            .iter()
+            .chain(&self.settings.danger_roles)
+            .any(|r| matches!(r, RoleRef::Name(_)))
+    }
+
+    /// Turns the roles configured by name into ids, from the guild's roles `(id, name)`:
+    /// the role of exactly that name, else the one role whose name matches without regard
+    /// to case. Says what became of each name.
+    pub fn resolve(&self, guild_roles: &[(u64, String)]) -> Vec<Resolved> {
+        let mut report = Vec::new();
+        let mut find = |refs: &[RoleRef]| -> Vec<u64> {
+            let mut ids = Vec::new();
+            for r in refs {
+                match r {
+                    RoleRef::Id(id) => ids.push(*id),
+                    RoleRef::Name(name) => {
+                        let exact: Vec<u64> = guild_roles
+                            .iter()
+                            .filter(|(_, n)| n == name)
+                            .map(|(i, _)| *i)
+                            .collect();
+                        let found = if exact.is_empty() {
+                            guild_roles
+                                .iter()
+                                .filter(|(_, n)| n.eq_ignore_ascii_case(name))
+                                .map(|(i, _)| *i)
+                                .collect()
+                        } else {
+                            exact
+                        };
+                        match found.as_slice() {
+                            [] => report.push(Resolved::Missing(name.clone())),
+                            [id] => {
+                                ids.push(*id);
+                                report.push(Resolved::Role {
+                                    name: name.clone(),
+                                    id: *id,
+                                });
+                            }
+                            _ => report.push(Resolved::Ambiguous(name.clone())),
+                        }
+                    }
+                }
+            }
+            ids
         };
+        let allowed = Allowed {
+            admin: find(&self.settings.admin_roles),
+            danger: find(&self.settings.danger_roles),
+        };
+        *self.allowed.write().unwrap_or_else(|p| p.into_inner()) = allowed;
+        report.dedup();
+        report
+    }
+
+    /// The role ids that allow `tier` (danger roles allow admin commands too).
+    pub fn roles_for(&self, tier: Tier) -> Vec<u64> {
+        let a = self.allowed.read().unwrap_or_else(|p| p.into_inner());
+        let mut ids = match tier {
+            Tier::Query => Vec::new(),
+            Tier::Admin => a.admin.iter().chain(&a.danger).copied().collect(),
+            Tier::Danger => a.danger.clone(),
+        };
+        ids.dedup();
+        ids
+    }
+
+    /// Whether a member with the role ids `roles` may run a command of `tier` (without a
+    /// member, outside a guild, only queries).
+    pub fn allowed(&self, tier: Tier, roles: Option<&[u64]>) -> bool {
         match tier {
             Tier::Query => true,
-            Tier::Admin => {
-                matches(&self.settings.admin_roles) || matches(&self.settings.danger_roles)
-            }
-            Tier::Danger => matches(&self.settings.danger_roles),
+            _ => roles.is_some_and(|roles| self.roles_for(tier).iter().any(|r| roles.contains(r))),
         }
     }
 
@@ -108,11 +202,14 @@ impl Gate {
         &self,
         user: u64,
         tier: Tier,
-        roles: Option<&[MemberRole]>,
+        roles: Option<&[u64]>,
         now: Instant,
     ) -> Result<(), Refusal> {
         if !self.allowed(tier, roles) {
-            return Err(Refusal::NotAllowed(tier));
+            return Err(Refusal::NotAllowed {
+                tier,
+                roles: self.roles_for(tier),
+            });
         }
         let seconds = match tier {
             Tier::Query => self.settings.cooldowns.query,
@@ -143,42 +240,81 @@ mod tests {
 
     fn gate(admin: Vec<RoleRef>, danger: Vec<RoleRef>) -> Gate {
         Gate::new(DiscordSettings {
+            guild_id: Some(1),
             admin_roles: admin,
             danger_roles: danger,
             ..DiscordSettings::default()
         })
     }
 
-    fn role(id: u64, name: &str) -> MemberRole {
-        MemberRole {
-            id,
-            name: Some(name.into()),
-        }
-    }
-
     #[test]
-    fn deny_by_default_and_roles_by_id_or_name() {
+    fn deny_by_default_and_roles_by_id() {
         let none = gate(vec![], vec![]);
-        let everyone = [role(1, "Player")];
-        assert!(none.allowed(Tier::Query, Some(&everyone)));
-        assert!(!none.allowed(Tier::Admin, Some(&everyone)));
-        assert!(!none.allowed(Tier::Danger, Some(&everyone)));
-
-        let g = gate(
-            vec![RoleRef::Name("server admin".into())],
-            vec![RoleRef::Id(99)],
-        );
-        assert!(g.allowed(Tier::Admin, Some(&[role(5, "Server Admin")])));
-        assert!(!g.allowed(Tier::Danger, Some(&[role(5, "Server Admin")])));
+        assert!(none.allowed(Tier::Query, Some(&[1])));
+        assert!(!none.allowed(Tier::Admin, Some(&[1])));
+        assert!(!none.allowed(Tier::Danger, Some(&[1])));
         assert!(
-            g.allowed(Tier::Admin, Some(&[role(99, "Owner")])),
-            "danger includes admin"
+            none.check(1, Tier::Admin, Some(&[1]), Instant::now())
+                .unwrap_err()
+                .to_string()
+                .contains("no role is configured")
         );
-        assert!(g.allowed(Tier::Danger, Some(&[role(99, "Owner")])));
+
+        let g = gate(vec![RoleRef::Id(5)], vec![RoleRef::Id(99)]);
+        assert!(g.allowed(Tier::Admin, Some(&[5])));
+        assert!(!g.allowed(Tier::Danger, Some(&[5])));
+        assert!(g.allowed(Tier::Admin, Some(&[99])), "danger includes admin");
+        assert!(g.allowed(Tier::Danger, Some(&[99])));
         assert!(
             !g.allowed(Tier::Admin, None),
             "not in a guild: queries only"
         );
+        let refusal = g
+            .check(7, Tier::Admin, Some(&[3]), Instant::now())
+            .unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            "⛔ `admin` commands need one of these roles: <@&5>, <@&99>."
+        );
+    }
+
+    #[test]
+    fn a_name_counts_only_once_resolved_to_one_role() {
+        let g = gate(
+            vec![
+                RoleRef::Name("Server Admin".into()),
+                RoleRef::Name("Mods".into()),
+            ],
+            vec![RoleRef::Name("Owner".into())],
+        );
+        assert!(g.has_names());
+        assert!(!g.allowed(Tier::Admin, Some(&[5])), "not resolved yet");
+        let report = g.resolve(&[
+            (5, "server admin".into()),
+            (6, "Owner".into()),
+            (7, "Owner".into()),
+        ]);
+        assert_eq!(
+            report,
+            [
+                Resolved::Role {
+                    name: "Server Admin".into(),
+                    id: 5
+                },
+                Resolved::Missing("Mods".into()),
+                Resolved::Ambiguous("Owner".into()),
+            ]
+        );
+        assert!(g.allowed(Tier::Admin, Some(&[5])));
+        // A role created later under the same name gains nothing: ids were fixed at start.
+        assert!(!g.allowed(Tier::Admin, Some(&[8])));
+        assert!(
+            !g.allowed(Tier::Danger, Some(&[6])),
+            "an ambiguous name grants nothing"
+        );
+        let exact = gate(vec![RoleRef::Name("Admin".into())], vec![]);
+        exact.resolve(&[(1, "admin".into()), (2, "Admin".into())]);
+        assert_eq!(exact.roles_for(Tier::Admin), [2], "an exact match wins");
     }
 
     #[test]
@@ -202,7 +338,7 @@ mod tests {
     #[test]
     fn cooldowns_are_per_user_and_tier() {
         let g = gate(vec![RoleRef::Id(1)], vec![]);
-        let r = [role(1, "a")];
+        let r = [1];
         let t0 = Instant::now();
         assert_eq!(g.check(7, Tier::Query, Some(&r), t0), Ok(()));
         assert!(matches!(
@@ -223,7 +359,10 @@ mod tests {
         );
         assert_eq!(
             g.check(7, Tier::Danger, Some(&r), t0),
-            Err(Refusal::NotAllowed(Tier::Danger))
+            Err(Refusal::NotAllowed {
+                tier: Tier::Danger,
+                roles: vec![]
+            })
         );
     }
 }

@@ -1,18 +1,19 @@
-//! Where events go: one interface for the console, a JSON-lines file, and (later) Discord.
+//! Where events go: one interface for the console, a JSON-lines file, and Discord (whose
+//! two sinks, the bot's and a webhook's, live in `discord/`).
 //!
 //! A sink takes a batch of one server's events and returns once they are delivered (for a
 //! file: written and flushed), so that the pipeline may then save its checkpoint.
 
 pub mod console;
 mod jsonl;
-mod webhook;
+mod pack;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use console::ConsoleSink;
 pub use jsonl::JsonlSink;
-pub use webhook::{WebhookSink, pack as pack_messages};
+pub use pack::pack as pack_messages;
 
 use crate::event::Event;
 

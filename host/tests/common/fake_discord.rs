@@ -1,11 +1,29 @@
 //! A fake Discord on loopback: enough of the REST API and the gateway for serenity to
-//! connect (through `DISCORD_API_URL`), register its command, post messages and answer
+//! connect (through `DISCORD_API_URL`), register commands, post messages and answer
 //! interactions. It records what the bot sends, can inject interactions, and can answer
-//! message posts with a storm of 429s.
+//! with 429s, outages and refusals.
+//!
+//! It refuses what Discord refuses, with Discord's error shapes, written from Discord's API
+//! documentation (not from the bot's code, which it must catch out):
+//!
+//! - `50035 Invalid Form Body` with the nested `errors` object for: more than 25 options
+//!   per command or subcommand, a bad command or option name, a description over 100, more
+//!   than 25 choices, a required option after an optional one; message content over 2,000,
+//!   more than 10 embeds, an embed title over 256, description over 4,096, more than 25
+//!   fields, a field name over 256 or value over 1,024, a footer over 2,048, embeds over
+//!   6,000 in all, a nonce over 25; more than 25 autocomplete choices.
+//! - `50006 Cannot send an empty message`; `40060 Interaction has already been
+//!   acknowledged`; `10015 Unknown Webhook` for an interaction that was never deferred or
+//!   answered; `50013 Missing Permissions` (403) on channels set as forbidden.
+//! - 429 with `retry_after`, `Retry-After`, `X-RateLimit-*` headers; a request that comes
+//!   back before the wait is over is answered with another 429 and counted as early.
+//!
+//! Lengths are counted in UTF-16 units, the stricter of the ways Discord may count.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -13,38 +31,68 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 pub const GUILD: u64 = 900_000_000_000_000_001;
+pub const OTHER_GUILD: u64 = 900_000_000_000_000_099;
 pub const APP: u64 = 900_000_000_000_000_002;
 pub const BOT_USER: u64 = 900_000_000_000_000_003;
 pub const ADMIN_ROLE: u64 = 900_000_000_000_000_010;
 pub const OPS_ROLE: u64 = 900_000_000_000_000_011;
+/// A role of the other guild, named like the admin role.
+pub const IMPOSTOR_ROLE: u64 = 900_000_000_000_000_098;
 
 /// What the bot sent.
 #[derive(Debug, Default, Clone)]
 pub struct Recorded {
-    /// (channel id, body) of each message posted.
+    /// (channel id, body) of each message posted (and accepted).
     pub messages: Vec<(u64, Value)>,
-    /// (interaction id, body) of each interaction callback.
+    /// (interaction id, body) of each interaction callback accepted.
     pub responses: Vec<(u64, Value)>,
-    /// Bodies of edits to original interaction responses (after a defer).
-    pub edits: Vec<Value>,
-    /// Bodies of command registrations.
-    pub commands: Vec<Value>,
+    /// (interaction token, body) of edits to original responses (after a defer).
+    pub edits: Vec<(String, Value)>,
+    /// Interaction tokens whose original response was deleted.
+    pub deleted: Vec<String>,
+    /// (interaction token, body) of follow-up messages.
+    pub followups: Vec<(String, Value)>,
+    /// (path, body) of command registrations accepted.
+    pub commands: Vec<(String, Value)>,
+    /// (what, Discord's error body) of every request refused with a 4xx other than 429.
+    pub refused: Vec<(String, Value)>,
+    /// When each message post arrived (accepted or not), from the fake's start.
+    pub post_times: Vec<Duration>,
     /// 429s answered.
     pub rate_limited: u64,
-    pub identified: bool,
+    /// Requests that came back before the wait a 429 announced was over.
+    pub early_retries: u64,
+    /// Gateway identifies, and presence updates (op 3) received.
+    pub identifies: u64,
+    pub presence_updates: Vec<Duration>,
+}
+
+impl Recorded {
+    pub fn identified(&self) -> bool {
+        self.identifies > 0
+    }
 }
 
 struct Inner {
+    started: Instant,
     recorded: Mutex<Recorded>,
-    /// Message posts still to answer with 429.
-    storm: Mutex<u64>,
+    /// Message posts still to answer with 429, and the wait each announces.
+    storm: Mutex<(u64, f64)>,
+    /// Until when a 429 told the bot to wait.
+    limited_until: Mutex<Option<Instant>>,
     /// Message posts still to answer with 502 (Discord unreachable behind its proxy).
     outage: Mutex<u64>,
+    /// Channels the bot may not post in (403, 50013).
+    forbidden: Mutex<HashSet<u64>>,
+    /// Command registrations still to refuse with 403 Missing Access (50001).
+    refuse_registrations: Mutex<u64>,
+    /// Interactions answered (callback accepted), by token; and those deferred.
+    acknowledged: Mutex<HashSet<String>>,
     gateway: String,
     dispatch: broadcast::Sender<Value>,
 }
@@ -90,9 +138,14 @@ impl FakeDiscord {
             let ws_addr = ws.local_addr().unwrap();
             let (dispatch, _) = broadcast::channel(64);
             let inner = Arc::new(Inner {
+                started: Instant::now(),
                 recorded: Mutex::default(),
-                storm: Mutex::new(0),
+                storm: Mutex::new((0, 0.05)),
+                limited_until: Mutex::new(None),
                 outage: Mutex::new(0),
+                forbidden: Mutex::default(),
+                refuse_registrations: Mutex::new(0),
+                acknowledged: Mutex::default(),
                 gateway: format!("ws://{ws_addr}"),
                 dispatch,
             });
@@ -117,13 +170,17 @@ impl FakeDiscord {
                     "/api/v10/interactions/{id}/{token}/callback",
                     post(callback),
                 )
+                .route("/api/v10/webhooks/{app}/{token}", post(followup))
                 .route(
                     "/api/v10/webhooks/{app}/{token}/messages/@original",
-                    patch(edit),
+                    patch(edit).delete(delete_original),
                 )
                 .fallback(|uri: axum::http::Uri| async move {
                     eprintln!("fake discord: no route for {uri}");
-                    StatusCode::NOT_FOUND
+                    (
+                        StatusCode::NOT_FOUND,
+                        axum::Json(json!({"message": "404: Not Found", "code": 0})),
+                    )
                 })
                 .with_state(inner.clone());
             tokio::spawn(async move { axum::serve(api, app).await });
@@ -142,39 +199,77 @@ impl FakeDiscord {
         self.inner.recorded.lock().unwrap().clone()
     }
 
+    /// Time since the fake started (the clock of `post_times`).
+    pub fn now(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
     /// Answers the next `n` message posts with 502.
     pub fn outage(&self, n: u64) {
         *self.inner.outage.lock().unwrap() = n;
     }
 
-    /// Answers the next `n` message posts with 429.
-    pub fn storm(&self, n: u64) {
-        *self.inner.storm.lock().unwrap() = n;
+    /// Answers the next `n` message posts with 429, each asking to wait `retry_after` s.
+    pub fn storm(&self, n: u64, retry_after: f64) {
+        *self.inner.storm.lock().unwrap() = (n, retry_after);
     }
 
-    /// Sends a `/factorio SUB` interaction from a member with `roles`; returns its id.
-    pub fn command(&self, user_id: u64, roles: &[u64], sub: &str, args: &[(&str, &str)]) -> u64 {
-        let id = {
-            let mut n = self.next_id.lock().unwrap();
-            *n += 1;
-            *n
-        };
+    /// The bot may no longer post in `channel` (403 Missing Permissions).
+    pub fn forbid(&self, channel: u64) {
+        self.inner.forbidden.lock().unwrap().insert(channel);
+    }
+
+    /// The bot may post in `channel` again.
+    pub fn allow(&self, channel: u64) {
+        self.inner.forbidden.lock().unwrap().remove(&channel);
+    }
+
+    /// Refuses the next `n` command registrations as Discord does for a bot invited without
+    /// the `applications.commands` scope.
+    pub fn refuse_registrations(&self, n: u64) {
+        *self.inner.refuse_registrations.lock().unwrap() = n;
+    }
+
+    /// Makes the gateway ask the bot to reconnect (op 7); its resume is refused, so it
+    /// identifies again and gets a new READY.
+    pub fn reconnect(&self) {
+        let _ = self.inner.dispatch.send(json!({"op": 7}));
+    }
+
+    /// Sends `/COMMAND SUB` (`path` is e.g. "factorio status" or "factorio-admin kick") from
+    /// a member of `guild` with `roles`, or from a DM when `guild` is `None`; returns its id.
+    pub fn command_from(
+        &self,
+        guild: Option<u64>,
+        user_id: u64,
+        roles: &[u64],
+        path: &str,
+        args: &[(&str, &str)],
+    ) -> u64 {
+        let id = self.next();
+        let (command, sub) = path.split_once(' ').unwrap();
         let options: Vec<Value> = args
             .iter()
             .map(|(k, v)| json!({"name": k, "type": 3, "value": v}))
             .collect();
         let member_user = user(user_id, &format!("user{user_id}"), false);
-        let d = json!({
+        let mut d = json!({
             "id": id.to_string(), "application_id": APP.to_string(), "type": 2,
-            "data": {"id": "77", "name": "factorio", "type": 1,
+            "data": {"id": "77", "name": command, "type": 1,
                      "options": [{"name": sub, "type": 1, "options": options}]},
-            "guild_id": GUILD.to_string(), "channel_id": "555",
-            "member": {"user": member_user, "roles": roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-                       "joined_at": "2025-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false,
-                       "flags": 0, "permissions": "0"},
+            "channel_id": "555",
             "token": format!("token-{id}"), "version": 1, "locale": "en-US",
             "app_permissions": "0", "entitlements": [], "attachment_size_limit": 8388608
         });
+        match guild {
+            Some(g) => {
+                d["guild_id"] = json!(g.to_string());
+                d["member"] = json!({"user": member_user, "roles": roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                       "joined_at": "2025-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false,
+                       "flags": 0, "permissions": "0"});
+            }
+            None => d["user"] = member_user,
+        }
         let _ = self
             .inner
             .dispatch
@@ -182,13 +277,20 @@ impl FakeDiscord {
         id
     }
 
+    /// [`Self::command_from`] the configured guild.
+    pub fn command(&self, user_id: u64, roles: &[u64], path: &str, args: &[(&str, &str)]) -> u64 {
+        self.command_from(Some(GUILD), user_id, roles, path, args)
+    }
+
+    fn next(&self) -> u64 {
+        let mut n = self.next_id.lock().unwrap();
+        *n += 1;
+        *n
+    }
+
     /// Sends an autocomplete request for `/factorio SUB server:<typed>`; returns its id.
     pub fn autocomplete(&self, sub: &str, typed: &str) -> u64 {
-        let id = {
-            let mut n = self.next_id.lock().unwrap();
-            *n += 1;
-            *n
-        };
+        let id = self.next();
         let d = json!({
             "id": id.to_string(), "application_id": APP.to_string(), "type": 4,
             "data": {"id": "77", "name": "factorio", "type": 1,
@@ -247,19 +349,31 @@ impl FakeDiscord {
         }
     }
 
-    /// The answer to interaction `id`: its content and whether only the user sees it.
+    /// The answer to interaction `id`: its content and whether only the user sees it. A
+    /// deferred answer is the edit or the follow-up that came after it.
     pub fn answer(&self, id: u64) -> (String, bool) {
         let r = self.wait_for("an answer", |r| r.responses.iter().any(|(i, _)| *i == id));
         let (_, body) = r.responses.iter().find(|(i, _)| *i == id).unwrap().clone();
+        let token = format!("token-{id}");
         if body["type"] == 5 {
-            // Deferred: the answer is the edit that follows.
-            let r = self.wait_for("the deferred answer", |r| !r.edits.is_empty());
+            let deferred_private = body["data"]["flags"].as_u64().unwrap_or(0) & 64 != 0;
+            let r = self.wait_for("the deferred answer", |r| {
+                r.edits.iter().any(|(t, _)| *t == token)
+                    || r.followups.iter().any(|(t, _)| *t == token)
+            });
+            if let Some((_, f)) = r.followups.iter().find(|(t, _)| *t == token) {
+                // The placeholder must be gone, or the channel still shows it.
+                let gone = r.deleted.contains(&token) || deferred_private;
+                let private = f["flags"].as_u64().unwrap_or(0) & 64 != 0 && gone;
+                return (
+                    f["content"].as_str().unwrap_or_default().to_owned(),
+                    private,
+                );
+            }
+            let (_, e) = r.edits.iter().find(|(t, _)| *t == token).unwrap();
             return (
-                r.edits.last().unwrap()["content"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                false,
+                e["content"].as_str().unwrap_or_default().to_owned(),
+                deferred_private,
             );
         }
         let data = &body["data"];
@@ -271,32 +385,290 @@ impl FakeDiscord {
     }
 }
 
+/// A refusal: the status and Discord's JSON error body.
+type Refusal = (StatusCode, Value);
+
+/// Discord's 400 for a body that breaks its rules.
+fn invalid_form(errors: Map<String, Value>) -> Refusal {
+    (
+        StatusCode::BAD_REQUEST,
+        json!({"code": 50035, "errors": Value::Object(errors), "message": "Invalid Form Body"}),
+    )
+}
+
+/// Records a field error at `path` (`["options", "3", "name"]`) in Discord's nested shape.
+fn field_error(errors: &mut Map<String, Value>, path: &[String], code: &str, message: String) {
+    let mut at = errors;
+    for p in path {
+        at = at
+            .entry(p.clone())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .unwrap();
+    }
+    let list = at.entry("_errors").or_insert_with(|| json!([]));
+    list.as_array_mut()
+        .unwrap()
+        .push(json!({"code": code, "message": message}));
+}
+
+fn len(v: &Value) -> usize {
+    v.as_str().map_or(0, |s| s.encode_utf16().count())
+}
+
+fn max_len(errors: &mut Map<String, Value>, path: &[String], v: &Value, max: usize) {
+    if len(v) > max {
+        field_error(
+            errors,
+            path,
+            "BASE_TYPE_MAX_LENGTH",
+            format!("Must be {max} or fewer in length."),
+        );
+    }
+}
+
+fn path(base: &[String], more: &[&str]) -> Vec<String> {
+    base.iter()
+        .cloned()
+        .chain(more.iter().map(|s| s.to_string()))
+        .collect()
+}
+
+/// Discord's checks of a command or option (and its options, recursively).
+fn check_command(v: &Value, at: &[String], errors: &mut Map<String, Value>) {
+    let name = v["name"].as_str().unwrap_or_default();
+    let name_ok = (1..=32).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|c| c.is_lowercase() || c.is_numeric() || c == '-' || c == '_');
+    if !name_ok {
+        field_error(
+            errors,
+            &path(at, &["name"]),
+            "APPLICATION_COMMAND_INVALID_NAME",
+            format!("Command name is invalid: {name}"),
+        );
+    }
+    let d = len(&v["description"]);
+    if !(1..=100).contains(&d) {
+        field_error(
+            errors,
+            &path(at, &["description"]),
+            "BASE_TYPE_BAD_LENGTH",
+            "Must be between 1 and 100 in length.".into(),
+        );
+    }
+    if let Some(choices) = v["choices"].as_array()
+        && choices.len() > 25
+    {
+        field_error(
+            errors,
+            &path(at, &["choices"]),
+            "BASE_TYPE_MAX_LENGTH",
+            "Must be 25 or fewer in length.".into(),
+        );
+    }
+    if let Some(options) = v["options"].as_array() {
+        if options.len() > 25 {
+            field_error(
+                errors,
+                &path(at, &["options"]),
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 25 or fewer in length.".into(),
+            );
+        }
+        let mut optional = false;
+        for (i, o) in options.iter().enumerate() {
+            let here = path(at, &["options", &i.to_string()]);
+            if !matches!(o["type"].as_u64(), Some(1 | 2)) {
+                let required = o["required"].as_bool().unwrap_or(false);
+                if required && optional {
+                    field_error(
+                        errors,
+                        &here,
+                        "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                        "Required options must be placed before non-required options".into(),
+                    );
+                }
+                optional |= !required;
+            }
+            check_command(o, &here, errors);
+        }
+    }
+}
+
+/// Discord's checks of a message body (posted, an interaction answer's data, an edit or a
+/// follow-up). `Err` is the response to send.
+fn check_message(body: &Value, needs_something: bool) -> Result<(), Refusal> {
+    let mut errors = Map::new();
+    max_len(&mut errors, &["content".into()], &body["content"], 2000);
+    if body["nonce"].is_string() {
+        max_len(&mut errors, &["nonce".into()], &body["nonce"], 25);
+    }
+    let embeds = body["embeds"].as_array().cloned().unwrap_or_default();
+    if embeds.len() > 10 {
+        field_error(
+            &mut errors,
+            &["embeds".into()],
+            "BASE_TYPE_MAX_LENGTH",
+            "Must be 10 or fewer in length.".into(),
+        );
+    }
+    let mut total = 0;
+    for (i, e) in embeds.iter().enumerate() {
+        let at = vec!["embeds".to_string(), i.to_string()];
+        max_len(&mut errors, &path(&at, &["title"]), &e["title"], 256);
+        max_len(
+            &mut errors,
+            &path(&at, &["description"]),
+            &e["description"],
+            4096,
+        );
+        max_len(
+            &mut errors,
+            &path(&at, &["footer", "text"]),
+            &e["footer"]["text"],
+            2048,
+        );
+        max_len(
+            &mut errors,
+            &path(&at, &["author", "name"]),
+            &e["author"]["name"],
+            256,
+        );
+        total += len(&e["title"])
+            + len(&e["description"])
+            + len(&e["footer"]["text"])
+            + len(&e["author"]["name"]);
+        let fields = e["fields"].as_array().cloned().unwrap_or_default();
+        if fields.len() > 25 {
+            field_error(
+                &mut errors,
+                &path(&at, &["fields"]),
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 25 or fewer in length.".into(),
+            );
+        }
+        for (j, f) in fields.iter().enumerate() {
+            let fat = path(&at, &["fields", &j.to_string()]);
+            max_len(&mut errors, &path(&fat, &["name"]), &f["name"], 256);
+            max_len(&mut errors, &path(&fat, &["value"]), &f["value"], 1024);
+            for k in ["name", "value"] {
+                if len(&f[k]) == 0 {
+                    field_error(
+                        &mut errors,
+                        &path(&fat, &[k]),
+                        "BASE_TYPE_REQUIRED",
+                        "This field is required".into(),
+                    );
+                }
+            }
+            total += len(&f["name"]) + len(&f["value"]);
+        }
+    }
+    if total > 6000 {
+        field_error(
+            &mut errors,
+            &["embeds".into()],
+            "MAX_EMBED_SIZE_EXCEEDED",
+            "Embed size exceeds maximum size of 6000".into(),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(invalid_form(errors));
+    }
+    if needs_something && len(&body["content"]) == 0 && embeds.is_empty() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            json!({"code": 50006, "message": "Cannot send an empty message"}),
+        ));
+    }
+    Ok(())
+}
+
+/// Records a refusal and answers with it.
+fn refuse(s: &Inner, what: &str, (status, body): Refusal) -> Response {
+    s.recorded
+        .lock()
+        .unwrap()
+        .refused
+        .push((what.to_owned(), body.clone()));
+    (status, axum::Json(body)).into_response()
+}
+
 async fn gateway_url(State(s): State<Arc<Inner>>) -> impl IntoResponse {
     axum::Json(json!({"url": s.gateway, "shards": 1,
         "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}}))
 }
 
-async fn register(State(s): State<Arc<Inner>>, body: axum::Json<Value>) -> impl IntoResponse {
-    s.recorded.lock().unwrap().commands.push(body.0);
-    axum::Json(json!([]))
+fn check_commands(s: &Inner, path: &str, body: &Value) -> Result<(), Box<Response>> {
+    {
+        let mut left = s.refuse_registrations.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            let r = (
+                StatusCode::FORBIDDEN,
+                json!({"message": "Missing Access", "code": 50001}),
+            );
+            return Err(Box::new(refuse(s, "commands", r)));
+        }
+    }
+    let mut errors = Map::new();
+    let list = body.as_array().cloned().unwrap_or_default();
+    if list.len() > 100 {
+        field_error(
+            &mut errors,
+            &[],
+            "BASE_TYPE_MAX_LENGTH",
+            "Must be 100 or fewer in length.".into(),
+        );
+    }
+    for (i, c) in list.iter().enumerate() {
+        check_command(c, &[i.to_string()], &mut errors);
+    }
+    if errors.is_empty() {
+        s.recorded
+            .lock()
+            .unwrap()
+            .commands
+            .push((path.to_owned(), body.clone()));
+        Ok(())
+    } else {
+        Err(Box::new(refuse(s, "commands", invalid_form(errors))))
+    }
+}
+
+async fn register(State(s): State<Arc<Inner>>, body: axum::Json<Value>) -> Response {
+    match check_commands(&s, "global", &body.0) {
+        Ok(()) => axum::Json(body.0).into_response(),
+        Err(r) => *r,
+    }
 }
 
 async fn register_guild(
     State(s): State<Arc<Inner>>,
-    Path((_, _)): Path<(String, String)>,
+    Path((_, guild)): Path<(String, String)>,
     body: axum::Json<Value>,
-) -> impl IntoResponse {
-    s.recorded.lock().unwrap().commands.push(body.0);
-    axum::Json(json!([]))
+) -> Response {
+    match check_commands(&s, &format!("guild {guild}"), &body.0) {
+        Ok(()) => axum::Json(body.0).into_response(),
+        Err(r) => *r,
+    }
 }
 
-async fn roles() -> impl IntoResponse {
+async fn roles(Path(guild): Path<String>) -> impl IntoResponse {
     let role = |id: u64, name: &str| {
         json!({"id": id.to_string(), "name": name, "color": 0,
         "colors": {"primary_color": 0, "secondary_color": null, "tertiary_color": null},
         "hoist": false, "icon": null, "unicode_emoji": null, "position": 1, "permissions": "0",
         "managed": false, "mentionable": true, "flags": 0})
     };
+    if guild == OTHER_GUILD.to_string() {
+        return axum::Json(json!([
+            role(OTHER_GUILD, "@everyone"),
+            role(IMPOSTOR_ROLE, "Server Admin")
+        ]));
+    }
     axum::Json(json!([
         role(GUILD, "@everyone"),
         role(ADMIN_ROLE, "Server Admin"),
@@ -304,20 +676,60 @@ async fn roles() -> impl IntoResponse {
     ]))
 }
 
+/// A 429 as Discord sends it, asking to wait `secs`.
+fn too_many(secs: f64, global: bool) -> Response {
+    let mut h = HeaderMap::new();
+    h.insert("retry-after", format!("{}", secs.ceil()).parse().unwrap());
+    h.insert("x-ratelimit-limit", "5".parse().unwrap());
+    h.insert("x-ratelimit-remaining", "0".parse().unwrap());
+    h.insert(
+        "x-ratelimit-reset-after",
+        format!("{secs:.3}").parse().unwrap(),
+    );
+    h.insert("x-ratelimit-bucket", "fake-bucket".parse().unwrap());
+    h.insert(
+        "x-ratelimit-scope",
+        if global { "global" } else { "user" }.parse().unwrap(),
+    );
+    if global {
+        h.insert("x-ratelimit-global", "true".parse().unwrap());
+    }
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        h,
+        axum::Json(json!({"message": "You are being rate limited.", "retry_after": secs, "global": global, "code": 0})),
+    )
+        .into_response()
+}
+
 async fn post_message(
     State(s): State<Arc<Inner>>,
     Path(channel): Path<String>,
     body: axum::Json<Value>,
 ) -> Response {
+    let now = Instant::now();
+    s.recorded
+        .lock()
+        .unwrap()
+        .post_times
+        .push(s.started.elapsed());
     {
+        let mut until = s.limited_until.lock().unwrap();
+        if let Some(t) = *until {
+            if now < t {
+                let mut r = s.recorded.lock().unwrap();
+                r.early_retries += 1;
+                r.rate_limited += 1;
+                return too_many((t - now).as_secs_f64(), false);
+            }
+            *until = None;
+        }
         let mut storm = s.storm.lock().unwrap();
-        if *storm > 0 {
-            *storm -= 1;
+        if storm.0 > 0 {
+            storm.0 -= 1;
             s.recorded.lock().unwrap().rate_limited += 1;
-            let mut h = HeaderMap::new();
-            h.insert("retry-after", "0.05".parse().unwrap());
-            h.insert("x-ratelimit-global", "true".parse().unwrap());
-            return (StatusCode::TOO_MANY_REQUESTS, h, axum::Json(json!({"message": "You are being rate limited.", "retry_after": 0.05, "global": true}))).into_response();
+            *until = Some(now + Duration::from_secs_f64(storm.1));
+            return too_many(storm.1, false);
         }
     }
     {
@@ -328,32 +740,145 @@ async fn post_message(
         }
     }
     let id: u64 = channel.parse().unwrap_or(0);
+    if s.forbidden.lock().unwrap().contains(&id) {
+        let r = (
+            StatusCode::FORBIDDEN,
+            json!({"message": "Missing Permissions", "code": 50013}),
+        );
+        return refuse(&s, "message", r);
+    }
+    if let Err(r) = check_message(&body.0, true) {
+        return refuse(&s, "message", r);
+    }
     let reply = message(&channel, &body.0);
     s.recorded.lock().unwrap().messages.push((id, body.0));
-    axum::Json(reply).into_response()
+    let mut h = HeaderMap::new();
+    h.insert("x-ratelimit-limit", "5".parse().unwrap());
+    h.insert("x-ratelimit-remaining", "4".parse().unwrap());
+    h.insert("x-ratelimit-reset-after", "1.000".parse().unwrap());
+    h.insert("x-ratelimit-bucket", "fake-bucket".parse().unwrap());
+    (h, axum::Json(reply)).into_response()
 }
 
 async fn callback(
     State(s): State<Arc<Inner>>,
-    Path((id, _)): Path<(String, String)>,
+    Path((id, token)): Path<(String, String)>,
     body: axum::Json<Value>,
-) -> impl IntoResponse {
+) -> Response {
+    if !s.acknowledged.lock().unwrap().insert(token.clone()) {
+        let r = (
+            StatusCode::BAD_REQUEST,
+            json!({"message": "Interaction has already been acknowledged.", "code": 40060}),
+        );
+        return refuse(&s, "callback", r);
+    }
+    let checked = match body["type"].as_u64() {
+        Some(4) => check_message(&body["data"], true),
+        Some(5) => Ok(()),
+        Some(8) => {
+            let choices = body["data"]["choices"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut errors = Map::new();
+            if choices.len() > 25 {
+                field_error(
+                    &mut errors,
+                    &["data".into(), "choices".into()],
+                    "BASE_TYPE_MAX_LENGTH",
+                    "Must be 25 or fewer in length.".into(),
+                );
+            }
+            for (i, c) in choices.iter().enumerate() {
+                let at = vec![
+                    "data".into(),
+                    "choices".into(),
+                    i.to_string(),
+                    "name".into(),
+                ];
+                max_len(&mut errors, &at, &c["name"], 100);
+            }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(invalid_form(errors))
+            }
+        }
+        _ => Err(invalid_form({
+            let mut e = Map::new();
+            field_error(
+                &mut e,
+                &["type".into()],
+                "BASE_TYPE_CHOICES",
+                "Value must be one of (1, 4, 5, 6, 7, 8, 9, 10, 12).".into(),
+            );
+            e
+        })),
+    };
+    if let Err(r) = checked {
+        s.acknowledged.lock().unwrap().remove(&token);
+        return refuse(&s, "callback", r);
+    }
     s.recorded
         .lock()
         .unwrap()
         .responses
         .push((id.parse().unwrap_or(0), body.0));
-    StatusCode::NO_CONTENT
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn unknown_webhook(s: &Inner, token: &str) -> Option<Response> {
+    if s.acknowledged.lock().unwrap().contains(token) {
+        return None;
+    }
+    let r = (
+        StatusCode::NOT_FOUND,
+        json!({"message": "Unknown Webhook", "code": 10015}),
+    );
+    Some(refuse(s, "webhook", r))
 }
 
 async fn edit(
     State(s): State<Arc<Inner>>,
-    Path((_, _)): Path<(String, String)>,
+    Path((_, token)): Path<(String, String)>,
     body: axum::Json<Value>,
-) -> impl IntoResponse {
+) -> Response {
+    if let Some(r) = unknown_webhook(&s, &token) {
+        return r;
+    }
+    if let Err(r) = check_message(&body.0, false) {
+        return refuse(&s, "edit", r);
+    }
     let reply = message("555", &body.0);
-    s.recorded.lock().unwrap().edits.push(body.0);
-    axum::Json(reply)
+    s.recorded.lock().unwrap().edits.push((token, body.0));
+    axum::Json(reply).into_response()
+}
+
+async fn delete_original(
+    State(s): State<Arc<Inner>>,
+    Path((_, token)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = unknown_webhook(&s, &token) {
+        return r;
+    }
+    s.recorded.lock().unwrap().deleted.push(token);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn followup(
+    State(s): State<Arc<Inner>>,
+    Path((_, token)): Path<(String, String)>,
+    body: axum::Json<Value>,
+) -> Response {
+    if let Some(r) = unknown_webhook(&s, &token) {
+        return r;
+    }
+    if let Err(r) = check_message(&body.0, true) {
+        return refuse(&s, "followup", r);
+    }
+    let reply = message("555", &body.0);
+    s.recorded.lock().unwrap().followups.push((token, body.0));
+    axum::Json(reply).into_response()
 }
 
 async fn gateway(listener: tokio::net::TcpListener, inner: Arc<Inner>) {
@@ -379,7 +904,7 @@ async fn gateway(listener: tokio::net::TcpListener, inner: Arc<Inner>) {
                         match v["op"].as_u64() {
                             Some(1) => { let _ = tx.send(Ws::Text(json!({"op": 11}).to_string())).await; }
                             Some(2) => {
-                                inner.recorded.lock().unwrap().identified = true;
+                                inner.recorded.lock().unwrap().identifies += 1;
                                 seq += 1;
                                 let ready = json!({"op": 0, "s": seq, "t": "READY", "d": {
                                     "v": 10, "user": user(BOT_USER, "factorio-isr", true),
@@ -388,11 +913,21 @@ async fn gateway(listener: tokio::net::TcpListener, inner: Arc<Inner>) {
                                     "shard": [0, 1], "application": {"id": APP.to_string(), "flags": 0}}});
                                 let _ = tx.send(Ws::Text(ready.to_string())).await;
                             }
+                            Some(3) => {
+                                let at = inner.started.elapsed();
+                                inner.recorded.lock().unwrap().presence_updates.push(at);
+                            }
+                            // A resume is refused: the bot must identify again.
+                            Some(6) => { let _ = tx.send(Ws::Text(json!({"op": 9, "d": false}).to_string())).await; }
                             _ => {}
                         }
                     }
                     event = events.recv() => {
                         let Ok(event) = event else { continue };
+                        if event["op"] == 7 {
+                            let _ = tx.send(Ws::Text(json!({"op": 7, "d": null}).to_string())).await;
+                            continue;
+                        }
                         seq += 1;
                         let frame = json!({"op": 0, "s": seq, "t": event["t"], "d": event["d"]});
                         if tx.send(Ws::Text(frame.to_string())).await.is_err() { return; }

@@ -1,0 +1,223 @@
+//! What the bot sends to Discord, as types that cannot break its rules: a message is cut to
+//! Discord's limits by [`Message::fit`] before it leaves, and [`AllowedMentions`] has no way
+//! to say "everyone" or "here".
+
+use serde::Serialize;
+
+use super::limits::{self, cut, length};
+
+/// A message's `flags` bit that shows it to the user who ran the command only.
+pub const EPHEMERAL: u64 = 1 << 6;
+
+/// A message to post, or the data of an interaction answer.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Message {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub content: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub embeds: Vec<Embed>,
+    pub allowed_mentions: AllowedMentions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u64>,
+}
+
+/// Whom a message may ping: never `@everyone`, `@here` or users; only the roles listed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AllowedMentions {
+    pub roles: Vec<u64>,
+}
+
+impl Serialize for AllowedMentions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let roles: Vec<String> = self.roles.iter().map(u64::to_string).collect();
+        let mut m = s.serialize_struct("AllowedMentions", 2)?;
+        m.serialize_field("parse", &[] as &[&str])?;
+        m.serialize_field("roles", &roles)?;
+        m.end()
+    }
+}
+
+/// An embed (alerts).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Embed {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub color: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub footer: Option<Footer>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<Field>,
+}
+
+/// An embed's footer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Footer {
+    pub text: String,
+}
+
+/// One field of an embed.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Field {
+    pub name: String,
+    pub value: String,
+    pub inline: bool,
+}
+
+impl Message {
+    /// A message with `content` that pings nobody.
+    pub fn text(content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Shown to the user who ran the command only.
+    pub fn ephemeral(mut self) -> Self {
+        self.flags = Some(EPHEMERAL);
+        self
+    }
+
+    /// The message cut to Discord's limits: content, embed count, every embed text and the
+    /// embeds' total (cut from the end: descriptions, then fields, go first).
+    pub fn fit(mut self) -> Self {
+        self.content = cut(&self.content, limits::CONTENT).into_owned();
+        self.embeds.truncate(limits::EMBEDS);
+        let mut budget = limits::EMBEDS_TOTAL;
+        for e in &mut self.embeds {
+            e.fit();
+            e.shrink_to(budget);
+            budget = budget.saturating_sub(e.text_length());
+        }
+        self
+    }
+}
+
+impl Embed {
+    /// Each text cut to its own limit, at most 25 fields, and no empty field (Discord
+    /// refuses those).
+    fn fit(&mut self) {
+        self.title = cut(&self.title, limits::EMBED_TITLE).into_owned();
+        self.description = cut(&self.description, limits::EMBED_DESCRIPTION).into_owned();
+        if let Some(f) = &mut self.footer {
+            f.text = cut(&f.text, limits::FOOTER).into_owned();
+        }
+        self.fields
+            .retain(|f| !f.name.trim().is_empty() && !f.value.trim().is_empty());
+        self.fields.truncate(limits::EMBED_FIELDS);
+        for f in &mut self.fields {
+            f.name = cut(&f.name, limits::FIELD_NAME).into_owned();
+            f.value = cut(&f.value, limits::FIELD_VALUE).into_owned();
+        }
+    }
+
+    /// What counts toward the 6,000-character total.
+    fn text_length(&self) -> usize {
+        length(&self.title)
+            + length(&self.description)
+            + self.footer.as_ref().map_or(0, |f| length(&f.text))
+            + self
+                .fields
+                .iter()
+                .map(|f| length(&f.name) + length(&f.value))
+                .sum::<usize>()
+    }
+
+    /// Drops fields from the end, then cuts the description, until the text fits `budget`.
+    fn shrink_to(&mut self, budget: usize) {
+        while self.text_length() > budget && !self.fields.is_empty() {
+            self.fields.pop();
+        }
+        let over = self.text_length().saturating_sub(budget);
+        if over > 0 {
+            let keep = length(&self.description).saturating_sub(over);
+            self.description = cut(&self.description, keep).into_owned();
+        }
+        let over = self.text_length().saturating_sub(budget);
+        if over > 0 {
+            self.footer = None;
+            let keep = budget.min(length(&self.title));
+            self.title = cut(&self.title, keep).into_owned();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn allowed_mentions_never_parse_everyone() {
+        let m = Message {
+            allowed_mentions: AllowedMentions { roles: vec![7] },
+            ..Message::text("@everyone")
+        };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            v["allowed_mentions"],
+            json!({"parse": [], "roles": ["7"]}),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn an_oversized_message_is_cut_to_every_limit() {
+        let field = |i: usize| Field {
+            name: format!("{i}{}", "n".repeat(300)),
+            value: "v".repeat(2000),
+            inline: true,
+        };
+        let embed = Embed {
+            title: format!("🚨 {}", "t".repeat(300)),
+            description: "d".repeat(5000),
+            color: 0,
+            footer: Some(Footer {
+                text: "f".repeat(3000),
+            }),
+            fields: (0..30).map(field).collect(),
+        };
+        let m = Message {
+            content: "c".repeat(2500),
+            embeds: vec![embed; 12],
+            ..Message::default()
+        }
+        .fit();
+        assert_eq!(length(&m.content), limits::CONTENT);
+        assert_eq!(m.embeds.len(), limits::EMBEDS);
+        let total: usize = m.embeds.iter().map(Embed::text_length).sum();
+        assert!(total <= limits::EMBEDS_TOTAL, "{total}");
+        let e = &m.embeds[0];
+        assert!(length(&e.title) <= limits::EMBED_TITLE);
+        assert!(e.title.starts_with("🚨 "));
+        assert!(length(&e.description) <= limits::EMBED_DESCRIPTION);
+        assert!(e.fields.len() <= limits::EMBED_FIELDS);
+        assert!(
+            e.fields
+                .iter()
+                .all(|f| length(&f.name) <= limits::FIELD_NAME
+                    && length(&f.value) <= limits::FIELD_VALUE)
+        );
+    }
+
+    #[test]
+    fn empty_fields_are_dropped() {
+        let m = Message {
+            embeds: vec![Embed {
+                title: "t".into(),
+                fields: vec![Field {
+                    name: "k".into(),
+                    value: " ".into(),
+                    inline: true,
+                }],
+                ..Embed::default()
+            }],
+            ..Message::default()
+        }
+        .fit();
+        assert!(m.embeds[0].fields.is_empty());
+    }
+}

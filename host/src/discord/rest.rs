@@ -1,0 +1,347 @@
+//! Discord's REST API as the bot uses it: one request at a time, each answer sorted into
+//! what the retry policy needs to know ([`Failure`]), and Discord's rate-limit headers
+//! obeyed before the next request on the same route or, for a global limit, on any route.
+//!
+//! Why not serenity's own client: its rate limiter is skipped whenever the base URL is not
+//! discord.com (a proxy or the test suite's fake Discord), its errors drop the headers that
+//! say how long to wait, and a `Retry-After` that is not a number panics it. Serenity still
+//! runs the gateway; every REST call the bot makes goes through here.
+//!
+//! A request's URL holds the interaction or webhook token, so it never reaches a log line
+//! or an error: failures name the route's kind (`what`), never the URL.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::config::Secret;
+
+/// Discord's API version the bot speaks.
+const API: &str = "/api/v10";
+/// The longest wait a rate limit may ask for before the call counts as failed.
+pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
+/// A request that takes longer than this is a network failure.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a request did not succeed, sorted by what to do about it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Failure {
+    /// 429: wait exactly `wait`, then try again.
+    #[error("rate limited for {:.3} s{}", wait.as_secs_f64(), if *global { " (global)" } else { "" })]
+    RateLimited { wait: Duration, global: bool },
+    /// 5xx, a timeout, a broken connection: try again later, with backoff.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Any other 4xx: sending it again cannot help.
+    #[error("{0}")]
+    Refused(Refusal),
+}
+
+impl Failure {
+    /// Whether trying again may succeed.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, Self::Refused(_))
+    }
+}
+
+/// Discord's reason for refusing a request: status, its JSON error code and message, and
+/// the first field error it named (`options: Must be 25 or fewer in length.`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: Option<i64>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Discord refused it: {}", self.status)?;
+        if let Some(c) = self.code {
+            write!(f, " (code {c})")?;
+        }
+        if !self.message.is_empty() {
+            write!(f, " {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sorts a response that was not a success into a [`Failure`].
+pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Failure {
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let global = json
+            .as_ref()
+            .and_then(|v| v["global"].as_bool())
+            .unwrap_or(false)
+            || header(headers, "x-ratelimit-global").is_some_and(|v| v == "true")
+            || header(headers, "x-ratelimit-scope").is_some_and(|v| v == "global");
+        return Failure::RateLimited {
+            wait: retry_after(headers, json.as_ref()),
+            global,
+        };
+    }
+    if status.is_server_error() {
+        return Failure::Unavailable(format!("Discord answered {status}"));
+    }
+    let code = json.as_ref().and_then(|v| v["code"].as_i64());
+    let mut message = json
+        .as_ref()
+        .and_then(|v| v["message"].as_str())
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect::<String>();
+    if let Some(detail) = json
+        .as_ref()
+        .and_then(|v| first_field_error(&v["errors"], ""))
+    {
+        message = format!("{message}: {detail}");
+    }
+    Failure::Refused(Refusal {
+        status: status.as_u16(),
+        code,
+        message,
+    })
+}
+
+/// The first `_errors` entry of Discord's nested error object, as `path: message`.
+fn first_field_error(errors: &Value, path: &str) -> Option<String> {
+    let map = errors.as_object()?;
+    if let Some(list) = map.get("_errors").and_then(Value::as_array) {
+        let msg = list.first()?["message"].as_str().unwrap_or("invalid");
+        let at = if path.is_empty() { "body" } else { path };
+        return Some(format!("{at}: {msg}"));
+    }
+    map.iter().find_map(|(k, v)| {
+        let sub = if path.is_empty() {
+            k.clone()
+        } else if k.parse::<usize>().is_ok() {
+            format!("{path}[{k}]")
+        } else {
+            format!("{path}.{k}")
+        };
+        first_field_error(v, &sub)
+    })
+}
+
+/// How long a 429 asks to wait: the body's `retry_after`, else `Retry-After`, else
+/// `X-RateLimit-Reset-After`, else a second. A value that is not a finite, non-negative
+/// number is ignored; a huge one is held to [`MAX_RATE_LIMIT_WAIT`].
+pub fn retry_after(headers: &HeaderMap, body: Option<&Value>) -> Duration {
+    let seconds = |v: Option<f64>| v.filter(|s| s.is_finite() && *s >= 0.0);
+    let from_header = |name| seconds(header(headers, name).and_then(|v| v.trim().parse().ok()));
+    let secs = seconds(body.and_then(|b| b["retry_after"].as_f64()))
+        .or_else(|| from_header("retry-after"))
+        .or_else(|| from_header("x-ratelimit-reset-after"))
+        .unwrap_or(1.0);
+    Duration::try_from_secs_f64(secs)
+        .unwrap_or(MAX_RATE_LIMIT_WAIT)
+        .min(MAX_RATE_LIMIT_WAIT)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Discord's REST API for one bot token (or, for webhooks, none).
+pub struct Rest {
+    client: reqwest::Client,
+    base: String,
+    token: Option<Secret>,
+    /// When each route (method and path) may be called again; the global limit under "".
+    not_before: Mutex<HashMap<String, Instant>>,
+}
+
+impl Rest {
+    /// The API at `base_url` (Discord's own when `None`), as the bot with `token`.
+    pub fn new(base_url: Option<&str>, token: Option<Secret>) -> Self {
+        let base = format!(
+            "{}{API}",
+            base_url
+                .unwrap_or("https://discord.com")
+                .trim_end_matches('/')
+        );
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!(
+                "DiscordBot (https://github.com/factorio-isr, ",
+                env!("CARGO_PKG_VERSION"),
+                ")"
+            ))
+            .build()
+            .unwrap_or_default();
+        Self {
+            client,
+            base,
+            token,
+            not_before: Mutex::default(),
+        }
+    }
+
+    /// The full URL of an API path (`/channels/1/messages`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// One request to `url` (an API URL or a webhook's), waiting first for any rate limit
+    /// Discord announced for its route. `what` names the route in errors.
+    pub async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
+        let route = format!("{method} {}", url.split('?').next().unwrap_or(url));
+        self.wait_for(&route).await;
+        let mut request = self.client.request(method, url);
+        if let Some(t) = &self.token {
+            request = request.header("Authorization", format!("Bot {}", t.expose()));
+        }
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let response = request.send().await.map_err(|e| {
+            Failure::Unavailable(format!("cannot reach Discord: {}", e.without_url()))
+        })?;
+        let (status, headers) = (response.status(), response.headers().clone());
+        self.remember_limits(&route, &headers);
+        let bytes = response.bytes().await.map_err(|e| {
+            Failure::Unavailable(format!("Discord's answer broke off: {}", e.without_url()))
+        })?;
+        if status.is_success() {
+            return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+        }
+        let failure = classify(status, &headers, &bytes);
+        if let Failure::RateLimited { wait, global } = &failure {
+            let key = if *global { String::new() } else { route };
+            self.hold(key, *wait);
+        }
+        Err(failure)
+    }
+
+    /// An API call by path.
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
+        self.call(method, &self.url(path), body).await
+    }
+
+    /// Sleeps until neither the global limit nor `route`'s holds.
+    async fn wait_for(&self, route: &str) {
+        let until = {
+            let map = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
+            [map.get(""), map.get(route)]
+                .into_iter()
+                .flatten()
+                .max()
+                .copied()
+        };
+        if let Some(t) = until {
+            tokio::time::sleep_until(t.into()).await;
+        }
+    }
+
+    /// A route whose bucket is spent (`X-RateLimit-Remaining: 0`) waits for its reset.
+    fn remember_limits(&self, route: &str, headers: &HeaderMap) {
+        if header(headers, "x-ratelimit-remaining").map(str::trim) == Some("0") {
+            let reset = header(headers, "x-ratelimit-reset-after")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .unwrap_or(Duration::from_secs(1))
+                .min(MAX_RATE_LIMIT_WAIT);
+            self.hold(route.to_owned(), reset);
+        }
+    }
+
+    fn hold(&self, route: String, wait: Duration) {
+        let mut map = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if map.len() > 1000 {
+            map.retain(|_, t| *t > now);
+        }
+        let until = now + wait;
+        let entry = map.entry(route).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn retry_after_takes_discords_number_and_survives_nonsense() {
+        let body = json!({"retry_after": 1.5});
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "9")]), Some(&body)),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "3.2")]), None),
+            Duration::from_millis(3200)
+        );
+        assert_eq!(
+            retry_after(&headers(&[("x-ratelimit-reset-after", "0.25")]), None),
+            Duration::from_millis(250)
+        );
+        for nonsense in ["NaN", "-4", "inf", "soon", ""] {
+            assert_eq!(
+                retry_after(&headers(&[("retry-after", nonsense)]), None),
+                Duration::from_secs(1),
+                "{nonsense}"
+            );
+        }
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "1e300")]), None),
+            MAX_RATE_LIMIT_WAIT
+        );
+    }
+
+    #[test]
+    fn answers_are_sorted_by_what_to_do() {
+        let limited = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers(&[("x-ratelimit-scope", "global")]),
+            br#"{"message": "You are being rate limited.", "retry_after": 0.5, "global": false}"#,
+        );
+        assert_eq!(
+            limited,
+            Failure::RateLimited {
+                wait: Duration::from_millis(500),
+                global: true
+            }
+        );
+        assert!(
+            classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"").retryable(),
+            "5xx"
+        );
+        let refused = classify(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            br#"{"code": 50035, "message": "Invalid Form Body", "errors": {"embeds": {"0": {"title": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 256 or fewer in length."}]}}}}}"#,
+        );
+        assert!(!refused.retryable());
+        assert_eq!(
+            refused.to_string(),
+            "Discord refused it: 400 (code 50035) Invalid Form Body: embeds[0].title: Must be 256 or fewer in length."
+        );
+    }
+}

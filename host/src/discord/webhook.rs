@@ -1,0 +1,92 @@
+//! Events posted to a Discord webhook: no bot needed, just its URL.
+//!
+//! A batch becomes as few messages as Discord's 2,000-character limit allows. Mentions are
+//! switched off on every message, so `@everyone` typed in the game pings nobody. Each post
+//! goes through the bot's [retry policy](super::retry): a 429 waits what Discord asks
+//! (a `Retry-After` that is not a sane number counts as one second), an outage is backed
+//! off, and a refusal drops that message (counted in the log) without holding up the rest.
+//! The URL holds the webhook's token: it never appears in a log line or an error.
+
+use std::time::Duration;
+
+use reqwest::Method;
+
+use super::payload::Message;
+use super::rest::{Failure, Rest};
+use super::retry::{self, Policy};
+use crate::config::Secret;
+use crate::event::Event;
+use crate::sink::{Delivery, Sink, SinkError, pack_messages};
+
+/// How long one message may be retried before the delivery counts as failed (and the
+/// pipeline tries the batch again); below the sink's own patience.
+const PATIENCE: Duration = Duration::from_secs(45);
+
+/// Posts events to one webhook URL.
+pub struct WebhookSink {
+    url: Secret,
+    rest: Rest,
+}
+
+impl WebhookSink {
+    /// A sink posting to `url`.
+    pub fn new(url: Secret) -> Self {
+        Self {
+            url,
+            rest: Rest::new(None, None),
+        }
+    }
+
+    async fn post(&self, content: String) -> Result<(), SinkError> {
+        let body = serde_json::to_value(Message::text(content).fit()).unwrap_or_default();
+        let attempt = || self.rest.call(Method::POST, self.url.expose(), Some(&body));
+        let on_retry = |_, failure: &Failure, wait: Duration| {
+            tracing::debug!("webhook: {failure}; trying again in {wait:?}");
+        };
+        match retry::run(Policy::DELIVERY.with_patience(PATIENCE), attempt, on_retry).await {
+            Ok(_) => Ok(()),
+            Err(Failure::Refused(r)) => {
+                tracing::warn!("webhook: a message was dropped: {r}");
+                Ok(())
+            }
+            Err(e) => Err(SinkError::Other(format!("webhook: {e}"))),
+        }
+    }
+}
+
+impl Sink for WebhookSink {
+    fn name(&self) -> &str {
+        "webhook"
+    }
+
+    fn patience(&self) -> Duration {
+        PATIENCE + Duration::from_secs(15)
+    }
+
+    fn deliver<'a>(&'a self, _server: &'a str, events: &'a [Event]) -> Delivery<'a> {
+        Box::pin(async move {
+            let lines = events.iter().map(|e| {
+                let text = crate::sink::console::body(e);
+                match &e.emoji {
+                    Some(emoji) => format!("{emoji} {text}"),
+                    None => text,
+                }
+            });
+            for message in pack_messages(lines) {
+                self.post(message).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_never_shows_in_debug_output() {
+        let sink = WebhookSink::new(Secret::new("https://discord.com/api/webhooks/1/token"));
+        assert!(!format!("{:?}", sink.url).contains("token"));
+    }
+}
