@@ -65,7 +65,8 @@ pub struct Metrics {
     pub plugin_discrepancies: IntCounterVec,
     /// `discord_api_latency_seconds`: time per Discord REST call that posts a message.
     pub discord_latency: prometheus::Histogram,
-    /// `discord_messages_total{server, outcome}`: sent, retried, dropped, no_channel.
+    /// `discord_messages_total{server, outcome}`: sent, rate_limited, retried, refused,
+    /// dropped, no_channel.
     pub discord_messages: IntCounterVec,
 }
 
@@ -287,7 +288,7 @@ impl Metrics {
             discord_messages: counter(
                 &registry,
                 "discord_messages_total",
-                "Discord messages by outcome: sent, retried, dropped, no_channel",
+                "Discord messages by outcome: sent, rate_limited, retried, refused, dropped, no_channel",
                 &["server", "outcome"],
             ),
             registry,

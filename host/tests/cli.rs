@@ -155,6 +155,12 @@ fn check_passes_on_the_stock_pattern_files() {
         text(&out.stderr)
     );
     assert!(
+        text(&out.stdout)
+            .contains("discord commands: /factorio, /factorio-admin: within Discord's limits: ok"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
         text(&out.stdout).contains("patterns: 2 files"),
         "{}",
         text(&out.stdout)

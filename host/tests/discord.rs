@@ -24,8 +24,20 @@ fn contents(r: &common::fake_discord::Recorded, channel: u64) -> String {
         .join("\n")
 }
 
-#[test]
-fn events_alerts_and_commands_go_through_discord_safely() {
+/// One server `prod` ("Production") on a fake Factorio server, the bot on a fake Discord,
+/// the `ops` mention group, admin roles by name and danger roles by id in [`GUILD`].
+struct Setup {
+    log: std::path::PathBuf,
+    config_path: std::path::PathBuf,
+    discord: FakeDiscord,
+    isr: Isr,
+    _sim: SimProcess,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts [`Setup`] with `server_keys` (YAML lines under `prod:`) besides the usual ones;
+/// `before` runs once the config is written and before the bot starts.
+fn start(server_keys: &str, before: impl FnOnce(&FakeDiscord, &std::path::Path)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("console.log");
     std::fs::write(&log, "").unwrap();
@@ -38,20 +50,15 @@ fn events_alerts_and_commands_go_through_discord_safely() {
     .unwrap();
     let config = format!(
         "servers:\n  prod:\n    name: Production\n    log_path: {log}\n    rcon_host: 127.0.0.1\n    \
-         rcon_port: {port}\n    rcon_password: pw\n    metrics_interval: 1\n    alert_check_interval: 1\n    \
-         alert_samples_required: 1\n    enable_stats_collector: false\n    event_channel_id: {EVENTS}\n    \
-         alert_channel_id: {ALERTS}\n    chat_bridge_channel_id: {BRIDGE}\n    monitors:\n      - plugin: ups-alert\n        config: {{judge: raw, mention: ops}}\n\
+         rcon_port: {port}\n    rcon_password: pw\n    enable_stats_collector: false\n    \
+         event_channel_id: {EVENTS}\n    alert_channel_id: {ALERTS}\n{server_keys}\
          discord:\n  guild_id: {GUILD}\n  admin_roles: [\"Server Admin\"]\n  danger_roles: [{OPS_ROLE}]\n  cooldowns: {{query: 0, admin: 0, danger: 0}}\n",
         log = log.display(),
         port = sim.port,
     );
     let config_path = dir.path().join("servers.yml");
     std::fs::write(&config_path, &config).unwrap();
-    assert!(
-        SimProcess::rcon(&config_path, "/sim join Alice")
-            .status
-            .success()
-    );
+    before(&discord, &config_path);
     let isr = Isr::start_with_env(
         dir.path(),
         &config,
@@ -66,6 +73,33 @@ fn events_alerts_and_commands_go_through_discord_safely() {
         ],
     );
     isr.wait_started();
+    Setup {
+        log,
+        config_path,
+        discord,
+        isr,
+        _sim: sim,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn events_alerts_and_commands_go_through_discord_safely() {
+    let Setup {
+        log,
+        config_path,
+        discord,
+        isr,
+        _sim,
+        _dir,
+    } = start(
+        &format!(
+            "    metrics_interval: 1\n    alert_check_interval: 1\n    alert_samples_required: 1\n    \
+             chat_bridge_channel_id: {BRIDGE}\n    monitors:\n      - plugin: ups-alert\n        \
+             config: {{judge: raw, mention: ops}}\n"
+        ),
+        |_, config| assert!(SimProcess::rcon(config, "/sim join Alice").status.success()),
+    );
     wait_for("the bot to connect and register its commands", || {
         let r = discord.recorded();
         let done = r.identified() && !r.commands.is_empty();
@@ -321,36 +355,14 @@ fn events_alerts_and_commands_go_through_discord_safely() {
 /// gateway reconnects.
 #[test]
 fn the_bot_keeps_discords_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("console.log");
-    std::fs::write(&log, "").unwrap();
-    let sim = SimProcess::start(0, "pw", &log);
-    let discord = FakeDiscord::start();
-    discord.refuse_registrations(1);
-    std::fs::write(
-        dir.path().join("mentions.yml"),
-        "mentions:\n  roles:\n    ops: [\"ops\"]\n",
-    )
-    .unwrap();
-    let config = format!(
-        "servers:\n  prod:\n    name: Production\n    log_path: {log}\n    rcon_host: 127.0.0.1\n    \
-         rcon_port: {port}\n    rcon_password: pw\n    enable_stats_collector: false\n    \
-         event_channel_id: {EVENTS}\n    alert_channel_id: {ALERTS}\n\
-         discord:\n  guild_id: {GUILD}\n  admin_roles: [\"Server Admin\"]\n  danger_roles: [{OPS_ROLE}]\n  cooldowns: {{query: 0, admin: 0, danger: 0}}\n",
-        log = log.display(),
-        port = sim.port,
-    );
-    let config_path = dir.path().join("servers.yml");
-    let isr = Isr::start_with_env(
-        dir.path(),
-        &config,
-        free_port(),
-        &[
-            ("DISCORD_BOT_TOKEN", "fake-token"),
-            ("DISCORD_API_URL", &discord.api_url),
-        ],
-    );
-    isr.wait_started();
+    let Setup {
+        log,
+        config_path,
+        discord,
+        isr,
+        _sim,
+        _dir,
+    } = start("", |discord, _| discord.refuse_registrations(1));
 
     // Refused registration: `/ready` names the component and Discord's reason; it is
     // retried and then taken.

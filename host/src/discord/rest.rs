@@ -189,7 +189,7 @@ impl Rest {
     }
 
     /// One request to `url` (an API URL or a webhook's), waiting first for any rate limit
-    /// Discord announced for its route. `what` names the route in errors.
+    /// Discord announced for its route. Errors never contain the URL.
     pub async fn call(
         &self,
         method: Method,

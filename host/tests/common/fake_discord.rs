@@ -838,16 +838,23 @@ fn unknown_webhook(s: &Inner, token: &str) -> Option<Response> {
     Some(refuse(s, "webhook", r))
 }
 
+/// Checks an edit or a follow-up: its interaction was answered, and it is a valid message.
+fn webhook_message(s: &Inner, what: &str, token: &str, body: &Value) -> Option<Response> {
+    if let Some(r) = unknown_webhook(s, token) {
+        return Some(r);
+    }
+    check_message(body, what == "followup")
+        .err()
+        .map(|r| refuse(s, what, r))
+}
+
 async fn edit(
     State(s): State<Arc<Inner>>,
     Path((_, token)): Path<(String, String)>,
     body: axum::Json<Value>,
 ) -> Response {
-    if let Some(r) = unknown_webhook(&s, &token) {
+    if let Some(r) = webhook_message(&s, "edit", &token, &body.0) {
         return r;
-    }
-    if let Err(r) = check_message(&body.0, false) {
-        return refuse(&s, "edit", r);
     }
     let reply = message("555", &body.0);
     s.recorded.lock().unwrap().edits.push((token, body.0));
@@ -870,11 +877,8 @@ async fn followup(
     Path((_, token)): Path<(String, String)>,
     body: axum::Json<Value>,
 ) -> Response {
-    if let Some(r) = unknown_webhook(&s, &token) {
+    if let Some(r) = webhook_message(&s, "followup", &token, &body.0) {
         return r;
-    }
-    if let Err(r) = check_message(&body.0, true) {
-        return refuse(&s, "followup", r);
     }
     let reply = message("555", &body.0);
     s.recorded.lock().unwrap().followups.push((token, body.0));
