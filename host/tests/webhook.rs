@@ -137,7 +137,8 @@ async fn errors_never_show_the_token() {
         .port();
     let sink = WebhookSink::new(Secret::new(format!(
         "http://127.0.0.1:{port}/api/webhooks/1/secret-token"
-    )));
+    )))
+    .with_patience(std::time::Duration::from_secs(2));
     let err = sink
         .deliver("prod", &[chat("A", "b")])
         .await

@@ -717,6 +717,12 @@ mod tests {
         assert!(parse(Factorio, &sub("kick", &[("player", "Bob")])).is_err());
         assert!(parse(Admin, &sub("status", &[])).is_err());
         assert!(help().contains("`rcon` — Run a console command [danger]"));
+        let help = help();
+        assert!(
+            super::super::limits::length(&help) <= super::super::limits::CONTENT,
+            "help is cut: {} characters",
+            super::super::limits::length(&help)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Discord's REST API as the bot uses it: one request at a time, each answer sorted into
 //! what the retry policy needs to know ([`Failure`]), and Discord's rate-limit headers
-//! obeyed before the next request on the same route or, for a global limit, on any route.
+//! obeyed: a route whose bucket is spent, or any route during a global limit, is not sent
+//! until the limit is over (the call answers "rate limited" for the time that is left).
 //!
 //! Why not serenity's own client: its rate limiter is skipped whenever the base URL is not
 //! discord.com (a proxy or the test suite's fake Discord), its errors drop the headers that
@@ -197,7 +198,10 @@ impl Rest {
         body: Option<&Value>,
     ) -> Result<Value, Failure> {
         let route = format!("{method} {}", url.split('?').next().unwrap_or(url));
-        self.wait_for(&route).await;
+        if let Some(held) = self.held(&route) {
+            // Not sent: the retry policy decides whether the wait fits its patience.
+            return Err(held);
+        }
         let mut request = self.client.request(method, url);
         if let Some(t) = &self.token {
             request = request.header("Authorization", format!("Bot {}", t.expose()));
@@ -234,19 +238,17 @@ impl Rest {
         self.call(method, &self.url(path), body).await
     }
 
-    /// Sleeps until neither the global limit nor `route`'s holds.
-    async fn wait_for(&self, route: &str) {
-        let until = {
-            let map = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
-            [map.get(""), map.get(route)]
-                .into_iter()
-                .flatten()
-                .max()
-                .copied()
-        };
-        if let Some(t) = until {
-            tokio::time::sleep_until(t.into()).await;
-        }
+    /// The rate limit that still holds `route` (the global one, or its own), if any.
+    fn held(&self, route: &str) -> Option<Failure> {
+        let map = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let global = map.get("").filter(|t| **t > now);
+        let own = map.get(route).filter(|t| **t > now);
+        let until = global.into_iter().chain(own).max()?;
+        Some(Failure::RateLimited {
+            wait: *until - now,
+            global: global == Some(until),
+        })
     }
 
     /// A route whose bucket is spent (`X-RateLimit-Remaining: 0`) waits for its reset.
@@ -313,6 +315,28 @@ mod tests {
             retry_after(&headers(&[("retry-after", "1e300")]), None),
             MAX_RATE_LIMIT_WAIT
         );
+    }
+
+    #[test]
+    fn a_spent_bucket_or_a_global_limit_holds_the_next_call() {
+        let rest = Rest::new(Some("http://127.0.0.1:9"), None);
+        rest.remember_limits(
+            "POST /a",
+            &headers(&[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset-after", "2.5"),
+            ]),
+        );
+        let Some(Failure::RateLimited { wait, global }) = rest.held("POST /a") else {
+            panic!("not held")
+        };
+        assert!(!global && wait > Duration::from_secs(2) && wait <= Duration::from_millis(2500));
+        assert_eq!(rest.held("POST /b"), None, "another route is free");
+        rest.hold(String::new(), Duration::from_secs(60));
+        assert!(matches!(
+            rest.held("POST /b"),
+            Some(Failure::RateLimited { global: true, .. })
+        ));
     }
 
     #[test]

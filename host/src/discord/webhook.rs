@@ -26,6 +26,7 @@ const PATIENCE: Duration = Duration::from_secs(45);
 pub struct WebhookSink {
     url: Secret,
     rest: Rest,
+    patience: Duration,
 }
 
 impl WebhookSink {
@@ -34,7 +35,14 @@ impl WebhookSink {
         Self {
             url,
             rest: Rest::new(None, None),
+            patience: PATIENCE,
         }
+    }
+
+    /// Gives up on a message after `patience` instead of 45 s (for tests).
+    pub fn with_patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
     }
 
     async fn post(&self, content: String) -> Result<(), SinkError> {
@@ -43,7 +51,13 @@ impl WebhookSink {
         let on_retry = |_, failure: &Failure, wait: Duration| {
             tracing::debug!("webhook: {failure}; trying again in {wait:?}");
         };
-        match retry::run(Policy::DELIVERY.with_patience(PATIENCE), attempt, on_retry).await {
+        match retry::run(
+            Policy::DELIVERY.with_patience(self.patience),
+            attempt,
+            on_retry,
+        )
+        .await
+        {
             Ok(_) => Ok(()),
             Err(Failure::Refused(r)) => {
                 tracing::warn!("webhook: a message was dropped: {r}");
@@ -60,7 +74,7 @@ impl Sink for WebhookSink {
     }
 
     fn patience(&self) -> Duration {
-        PATIENCE + Duration::from_secs(15)
+        self.patience + Duration::from_secs(15)
     }
 
     fn deliver<'a>(&'a self, _server: &'a str, events: &'a [Event]) -> Delivery<'a> {
