@@ -15,6 +15,13 @@ fn printed(config: &std::path::Path) -> String {
     String::from_utf8_lossy(&SimProcess::rcon(config, "/sim printed").stdout).into_owned()
 }
 
+/// The answer to interaction `id`, which only its user may see.
+fn private_answer(discord: &FakeDiscord, id: u64) -> String {
+    let (text, private) = discord.answer(id);
+    assert!(private, "shown to the whole channel: {text}");
+    text
+}
+
 fn contents(r: &common::fake_discord::Recorded, channel: u64) -> String {
     r.messages
         .iter()
@@ -245,9 +252,9 @@ fn events_alerts_and_commands_go_through_discord_safely() {
 
     // Moderation needs a configured role; a name that could inject a command is refused.
     let id = discord.command(2, &[], "factorio-admin kick", &[("player", "Alice")]);
-    let (text, private) = discord.answer(id);
+    let text = private_answer(&discord, id);
     assert!(
-        private && text.contains("`admin` commands need one of these roles"),
+        text.contains("`admin` commands need one of these roles"),
         "{text}"
     );
     let id = discord.command(
@@ -256,9 +263,9 @@ fn events_alerts_and_commands_go_through_discord_safely() {
         "factorio-admin kick",
         &[("player", "Alice; /c game.print(1)")],
     );
-    let (text, private) = discord.answer(id);
+    let text = private_answer(&discord, id);
     assert!(
-        private && text.contains("not a Factorio player name"),
+        text.contains("not a Factorio player name"),
         "{text}\n{}",
         isr.log()
     );
@@ -379,8 +386,8 @@ fn the_bot_keeps_discords_rules() {
 
     // DMs, other guilds, and a role of another guild named like the admin role: refused.
     let id = discord.command_from(None, 5, &[], "factorio status", &[]);
-    let (text, private) = discord.answer(id);
-    assert!(private && text.contains("not in direct messages"), "{text}");
+    let text = private_answer(&discord, id);
+    assert!(text.contains("not in direct messages"), "{text}");
     let id = discord.command_from(
         Some(OTHER_GUILD),
         5,
@@ -388,9 +395,9 @@ fn the_bot_keeps_discords_rules() {
         "factorio-admin kick",
         &[("player", "Alice")],
     );
-    let (text, private) = discord.answer(id);
+    let text = private_answer(&discord, id);
     assert!(
-        private && text.contains("does not take commands in this Discord server"),
+        text.contains("does not take commands in this Discord server"),
         "{text}"
     );
     let id = discord.command(
@@ -399,9 +406,9 @@ fn the_bot_keeps_discords_rules() {
         "factorio-admin kick",
         &[("player", "Alice")],
     );
-    let (text, private) = discord.answer(id);
+    let text = private_answer(&discord, id);
     assert!(
-        private && text.contains(&format!("<@&{ADMIN_ROLE}>")),
+        text.contains(&format!("<@&{ADMIN_ROLE}>")),
         "the refusal names the roles that would allow it: {text}"
     );
     assert!(
