@@ -25,6 +25,9 @@ use crate::config::Secret;
 const API: &str = "/api/v10";
 /// The longest wait a rate limit may ask for before the call counts as failed.
 pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
+/// The most of an answer that is read; Discord's are a few KiB. The rest is never read, so
+/// a peer that answers without end cannot grow memory.
+const MAX_ANSWER: usize = 1 << 20;
 /// A request that takes longer than this is a network failure.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -145,6 +148,20 @@ pub fn retry_after(headers: &HeaderMap, body: Option<&Value>) -> Duration {
         .min(MAX_RATE_LIMIT_WAIT)
 }
 
+/// At most [`MAX_ANSWER`] bytes of an answer's body.
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_ANSWER {
+        let chunk = response.chunk().await.map_err(|e| {
+            Failure::Unavailable(format!("Discord's answer broke off: {}", e.without_url()))
+        })?;
+        let Some(chunk) = chunk else { break };
+        let room = MAX_ANSWER - bytes.len();
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok(bytes)
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -214,9 +231,7 @@ impl Rest {
         })?;
         let (status, headers) = (response.status(), response.headers().clone());
         self.remember_limits(&route, &headers);
-        let bytes = response.bytes().await.map_err(|e| {
-            Failure::Unavailable(format!("Discord's answer broke off: {}", e.without_url()))
-        })?;
+        let bytes = read_capped(response).await?;
         if status.is_success() {
             return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
         }
@@ -337,6 +352,35 @@ mod tests {
             rest.held("POST /b"),
             Some(Failure::RateLimited { global: true, .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_is_read_no_further_than_the_cap() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = sock.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                        Content-Length: 10000000000\r\n\r\n";
+            sock.write_all(head.as_bytes()).await.unwrap();
+            // Writes until the client stops reading and goes away; counts what it wrote.
+            let block = vec![b' '; 64 * 1024];
+            let mut written = 0usize;
+            while sock.write_all(&block).await.is_ok() {
+                written += block.len();
+                assert!(written < 64 << 20, "the client read on past its cap");
+            }
+            written
+        });
+        let rest = Rest::new(Some(&format!("http://{addr}")), None);
+        let answer = rest.api(Method::POST, "/channels/1/messages", None).await;
+        assert_eq!(answer, Ok(Value::Null), "a success stays a success");
+        drop(rest);
+        let written = server.await.unwrap();
+        assert!(written < 64 << 20, "{written}");
     }
 
     #[test]
