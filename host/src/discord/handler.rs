@@ -217,8 +217,9 @@ impl EventHandler for Handler {
         let application = ready.application.id.get();
         let setup = bot.clone();
         tokio::spawn(async move {
-            setup.resolve_roles().await;
-            setup.register(application).await;
+            // Independent: a guild whose roles cannot be read yet must not hold up the
+            // commands, nor the reverse.
+            tokio::join!(setup.resolve_roles(), setup.register(application));
         });
         tokio::spawn(bot.clone().presence_loop());
         bot.announce(|name| format!("🟢 factorio-isr is watching **{}**.", super::escape(name)))
