@@ -4,7 +4,9 @@
 //!   written one at a time;
 //! - sustained throughput of one server with the JSONL sink;
 //! - resident memory of the `run` process, idle, with 20 servers configured (logs only, and
-//!   logs with RCON and the default monitor).
+//!   logs with RCON and the default monitor);
+//! - peak resident memory of the `run` process catching up on a 500 MB backlog of real
+//!   lines (`FACTORIO_ISR_BENCH_BACKLOG_MB` sets another size).
 //!
 //! Run with `cargo bench --bench pipeline`.
 
@@ -68,15 +70,8 @@ fn runtime() -> Runtime {
 fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> ServerPipeline {
     let checkpoints = CheckpointStore::new(dir.join("state"));
     if from_start {
-        let empty = Position {
-            offset: 0,
-            fingerprint: {
-                use std::hash::Hasher;
-                std::collections::hash_map::DefaultHasher::new().finish()
-            },
-            fingerprint_len: 0,
-        };
-        checkpoints.save("bench", &empty).unwrap();
+        let (mut checkpoint, _) = checkpoints.open("bench");
+        checkpoint.save(&Position::beginning()).unwrap();
     }
     // No monitors and no notices: the senders are dropped at once.
     let (_, notices) = tokio::sync::mpsc::channel(1);
@@ -92,6 +87,8 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
             path: log.to_owned(),
             parsers: pipeline::parser_chain(&runtime(), "bench", &[]).unwrap(),
             checkpoints,
+            on_lost_checkpoint: Default::default(),
+            links_within: Vec::new(),
             max_line_bytes: 1 << 20,
             tail: TailOptions::default(),
         }),
@@ -277,6 +274,99 @@ fn idle_memory(rcon: Option<std::net::SocketAddr>) {
     println!("run with 20 servers ({what}; plugins cached): ready after {ready:.2?}; idle {rss}");
 }
 
+/// `run` catching up on a backlog of mixed real lines (from a checkpoint at the start of
+/// the file), to a JSONL sink: how long it takes, and its peak resident memory (`VmHWM`).
+fn catch_up_memory() {
+    let mb: usize = std::env::var("FACTORIO_ISR_BENCH_BACKLOG_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let mut text = String::new();
+    let (mut lines, mut written) = (0usize, 0usize);
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&log).unwrap());
+        while written < mb << 20 {
+            text.clear();
+            for i in lines..lines + 10_000 {
+                match i % 4 {
+                    0 => text.push_str(&format!("2026-01-01 10:00:00 [CHAT] Alice: message {i}\n")),
+                    1 => text.push_str(&format!("{:8.3} Info ServerMultiplayerManager.cpp:1061: Disconnect notification for peer ({i})\n", i as f64)),
+                    2 => text.push_str("2026-01-01 10:00:00 [JOIN] Bob joined the game\n"),
+                    _ => text.push_str("2026-01-01 10:00:00 [LEAVE] Bob left the game\n"),
+                }
+            }
+            lines += 10_000;
+            written += text.len();
+            f.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    let size = std::fs::metadata(&log).unwrap().len();
+    let (mut checkpoint, _) = CheckpointStore::new(dir.path().join("state/checkpoints")).open("s");
+    checkpoint.save(&Position::beginning()).unwrap();
+    let config = format!(
+        "servers:\n  s:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n",
+        log.display(),
+        dir.path().join("events.jsonl").display()
+    );
+    let path = dir.path().join("servers.yml");
+    std::fs::write(&path, config).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("HEALTH_CHECK_HOST", "127.0.0.1")
+        .env("HEALTH_CHECK_PORT", port.to_string())
+        .env(
+            "FACTORIO_ISR_CACHE_DIR",
+            std::env::temp_dir().join("factorio-isr-bench-cache"),
+        )
+        .env("LOG_LEVEL", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let caught_up = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut resp = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut resp);
+            // The lag is 0 only once the last batch is delivered and saved.
+            if resp
+                .lines()
+                .any(|l| l == "factorio_isr_checkpoint_lag_bytes{server=\"s\"} 0")
+            {
+                break started.elapsed();
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(900), "no catch-up");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or("VmHWM: ?")
+        .to_owned();
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "catch-up on a {} MB backlog ({lines} lines): {caught_up:.2?}; peak {peak}",
+        size >> 20
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; this harness takes no options.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -296,4 +386,5 @@ fn main() {
         .unwrap();
     idle_memory(Some(sim.rcon_addr()));
     drop(sim);
+    catch_up_memory();
 }

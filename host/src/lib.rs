@@ -25,5 +25,6 @@ pub mod servers;
 pub mod sim;
 pub mod sink;
 pub mod slot;
+pub mod state;
 pub mod stats;
 pub mod tail;

@@ -35,23 +35,33 @@ impl LineSplitter {
     }
 
     /// Feeds `bytes`; every line completed by a newline is pushed to `out`.
-    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Line>) {
-        while !bytes.is_empty() {
-            let (take, done) = match bytes.iter().position(|&b| b == b'\n') {
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<Line>) {
+        self.push_some(bytes, out, usize::MAX);
+    }
+
+    /// Feeds `bytes` until `max_lines` lines are complete, pushing them to `out`; returns
+    /// how many bytes it took (all of them unless it stopped at `max_lines`).
+    pub fn push_some(&mut self, bytes: &[u8], out: &mut Vec<Line>, max_lines: usize) -> usize {
+        let mut rest = bytes;
+        let mut done_lines = 0;
+        while !rest.is_empty() && done_lines < max_lines {
+            let (take, done) = match rest.iter().position(|&b| b == b'\n') {
                 Some(i) => (i, true),
-                None => (bytes.len(), false),
+                None => (rest.len(), false),
             };
             let room = self.max_line_bytes.saturating_sub(self.partial.len());
             let keep = take.min(room);
-            self.partial.extend_from_slice(&bytes[..keep]);
+            self.partial.extend_from_slice(&rest[..keep]);
             self.dropped += (take - keep) as u64;
             if done {
                 out.push(self.take_line());
-                bytes = &bytes[take + 1..];
+                done_lines += 1;
+                rest = &rest[take + 1..];
             } else {
-                bytes = &[];
+                rest = &[];
             }
         }
+        bytes.len() - rest.len()
     }
 
     /// The unterminated rest, as a line, if there is one (at the end of input).
@@ -176,5 +186,19 @@ mod tests {
         assert_eq!(out[0].text, "hello");
         assert_eq!(s.discard(), 3);
         assert!(s.finish().is_none());
+    }
+
+    #[test]
+    fn the_splitter_stops_after_as_many_lines_as_asked() {
+        let mut s = LineSplitter::new(100);
+        let mut out = Vec::new();
+        let input = b"a\nbb\nccc\nd";
+        let took = s.push_some(input, &mut out, 2);
+        assert_eq!((took, out.len()), (5, 2), "two lines and their newlines");
+        assert_eq!(s.pending_bytes(), 0, "nothing of the third line is taken");
+        let took = s.push_some(&input[took..], &mut out, 2);
+        assert_eq!(took, 5, "the third line and the partial fourth");
+        assert_eq!(out.last().unwrap().text, "ccc");
+        assert_eq!(s.pending_bytes(), 1);
     }
 }

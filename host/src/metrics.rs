@@ -68,6 +68,9 @@ pub struct Metrics {
     /// `discord_messages_total{server, outcome}`: sent, rate_limited, retried, refused,
     /// dropped, no_channel.
     pub discord_messages: IntCounterVec,
+    /// `state_write_failures_total{what}`: state files (checkpoint, versions, selections)
+    /// that could not be written.
+    pub state_write_failures: IntCounterVec,
 }
 
 const PREFIX: &str = "factorio_isr_";
@@ -284,6 +287,12 @@ impl Metrics {
                 "plugin_reloads_total",
                 "Reloads of a server's parsers, by result",
                 &["server", "result"],
+            ),
+            state_write_failures: counter(
+                &registry,
+                "state_write_failures_total",
+                "State files that could not be written, by what they hold",
+                &["what"],
             ),
             discord_messages: counter(
                 &registry,

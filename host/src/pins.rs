@@ -76,12 +76,13 @@ impl PinStore {
         config_version: &str,
     ) -> std::io::Result<()> {
         let blobs = self.dir.join("blobs");
-        std::fs::create_dir_all(&blobs)?;
+        std::fs::create_dir_all(&blobs)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", blobs.display())))?;
         let mut pinned = Vec::new();
         for (plugin, config) in plugins {
             let blob = blobs.join(format!("{}.wasm", plugin.hash()));
             if !blob.exists() {
-                write_atomically(&blob, plugin.wasm())?;
+                crate::state::write_durably(&blob, plugin.wasm())?;
             }
             pinned.push(PinnedPlugin {
                 name: plugin.name().to_owned(),
@@ -97,7 +98,7 @@ impl PinStore {
             plugins: pinned,
         };
         let json = serde_json::to_vec_pretty(&pin).map_err(std::io::Error::other)?;
-        write_atomically(&self.file(tag, slot), &json)
+        crate::state::write_durably(&self.file(tag, slot), &json)
     }
 
     /// `tag`'s pin of `slot`, if it has a readable one.
@@ -117,9 +118,24 @@ impl PinStore {
         }
     }
 
-    /// Forgets `tag`'s pin of `slot`.
-    pub fn clear(&self, tag: &str, slot: Slot) {
-        let _ = std::fs::remove_file(self.file(tag, slot));
+    /// Forgets `tag`'s pin of `slot` (there being none is no error).
+    pub fn clear(&self, tag: &str, slot: Slot) -> std::io::Result<()> {
+        let file = self.file(tag, slot);
+        match std::fs::remove_file(&file) {
+            // Nothing there, or nothing can be there (a file where the folder should be).
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", file.display()),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Loads the plugins of `pin` (each blob checked against its hash), with their
@@ -205,15 +221,6 @@ impl PinStore {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,7 +248,7 @@ mod tests {
         write(&store, "prod", Slot::Monitors, &pin("m1"));
         assert_eq!(store.load("prod", Slot::Parsers).unwrap().version, "p1");
         assert_eq!(store.load("prod", Slot::Monitors).unwrap().version, "m1");
-        store.clear("prod", Slot::Monitors);
+        store.clear("prod", Slot::Monitors).unwrap();
         assert!(store.load("prod", Slot::Monitors).is_none());
         assert_eq!(store.load("prod", Slot::Parsers).unwrap().version, "p1");
     }

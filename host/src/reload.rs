@@ -53,6 +53,9 @@ pub enum ReloadOutcome {
         /// From handing it to the slot's thread to its being live (includes the inputs
         /// queued before it).
         swap_ms: f64,
+        /// Why the new version could not be kept for the next start, if it could not.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        not_kept: Option<String>,
     },
     /// The configuration gives the version that is live already.
     Unchanged { version: String },
@@ -73,6 +76,8 @@ pub enum ReloadError {
     NoCandidate(String),
     #[error("the server's pipeline has stopped")]
     Stopped,
+    #[error("{0}")]
+    NotKept(String),
 }
 
 /// What a reload or promotion did to each of a server's slots (none: the server lacks that
@@ -91,6 +96,19 @@ impl ServerReload {
             .find_map(|r| r.as_ref().and_then(|r| r.as_ref().err()))
     }
 
+    /// Why a slot's new version could not be kept for the next start, if one could not.
+    pub fn not_kept(&self) -> Option<&str> {
+        [&self.parsers, &self.monitors]
+            .into_iter()
+            .find_map(|r| match r {
+                Some(Ok(ReloadOutcome::Swapped {
+                    not_kept: Some(why),
+                    ..
+                })) => Some(why.as_str()),
+                _ => None,
+            })
+    }
+
     /// One line per slot, for people.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = Vec::new();
@@ -100,8 +118,11 @@ impl ServerReload {
         ] {
             match r {
                 None => {}
-                Some(Ok(ReloadOutcome::Swapped { from, to, .. })) => {
-                    lines.push(format!("{slot}: `{from}` → `{to}`"))
+                Some(Ok(ReloadOutcome::Swapped {
+                    from, to, not_kept, ..
+                })) => {
+                    lines.push(format!("{slot}: `{from}` → `{to}`"));
+                    lines.extend(not_kept.iter().map(|why| format!("{slot}: {why}")));
                 }
                 Some(Ok(ReloadOutcome::Unchanged { version })) => {
                     lines.push(format!("{slot}: already at `{version}`"))
@@ -391,7 +412,18 @@ impl Reloader {
         if version == live {
             if matches!(which, Which::Config { explicit: true }) && pinned.is_some() {
                 if let Some(pins) = &self.pins {
-                    pins.clear(&tag, slot);
+                    let state = crate::state::StateReport::new(
+                        self.health.clone(),
+                        Some(self.metrics.state_write_failures.clone()),
+                    );
+                    let component = format!("versions:{tag}");
+                    let cleared = pins.clear(&tag, slot);
+                    if let Err(e) = state.record(crate::state::What::Versions, &component, cleared)
+                    {
+                        return Err(ReloadError::NotKept(format!(
+                            "servers.yml's {slot} are live, but the version chosen before stays kept for the next start: {e}"
+                        )));
+                    }
                 }
                 lock(&versions).pinned = None;
             }
@@ -421,7 +453,7 @@ impl Reloader {
         if !sent {
             return Err(ReloadError::Stopped);
         }
-        let Swapped { from, to } = swapped.await.map_err(|_| ReloadError::Stopped)?;
+        let Swapped { from, to, not_kept } = swapped.await.map_err(|_| ReloadError::Stopped)?;
         let swap_ms = ms(swap_started.elapsed());
         self.count(&tag, slot, "swapped");
         Ok(ReloadOutcome::Swapped {
@@ -429,6 +461,7 @@ impl Reloader {
             to,
             build_ms,
             swap_ms,
+            not_kept,
         })
     }
 
@@ -650,6 +683,7 @@ pub fn watch(
                         to,
                         build_ms,
                         swap_ms,
+                        ..
                     })) = r
                     {
                         tracing::info!(

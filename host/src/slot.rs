@@ -16,6 +16,7 @@ use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::pins::PinStore;
 use crate::plugin::Plugin;
+use crate::state::{StateReport, What};
 
 /// Which of a server's plugin slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -62,6 +63,10 @@ impl std::fmt::Display for Slot {
 pub struct Swapped {
     pub from: String,
     pub to: String,
+    /// Why the new version could not be kept for the next start (the state folder could
+    /// not be written); none when it was kept or there was nothing to keep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_kept: Option<String>,
 }
 
 /// Which versions a slot has, for the API.
@@ -110,7 +115,7 @@ impl AutoRollback {
         done: &Swapped,
         count: u32,
     ) {
-        let Swapped { from, to } = done;
+        let Swapped { from, to, .. } = done;
         tracing::error!(server = %tag, %slot, from = %from, to = %to, "the new {slot} faulted {count} times within {} s of their swap; rolled back", self.window.as_secs());
         metrics
             .plugin_reloads
@@ -147,26 +152,34 @@ impl AutoRollback {
 
 /// Records in `versions` why the live version of `tag`'s `slot` is not servers.yml's
 /// (`reason`), and keeps it in `pins` (its plugins with their `init` configurations) so a
-/// restart brings it back; without a reason, any kept version is forgotten.
+/// restart brings it back; without a reason, any kept version is forgotten. Returns why it
+/// could not be kept (reported to `state` too), if it could not.
 pub fn pin<'a>(
     pins: Option<&PinStore>,
+    state: &StateReport,
     versions: &Mutex<SlotVersions>,
     tag: &str,
     slot: Slot,
     live: (&str, impl IntoIterator<Item = (&'a Arc<Plugin>, &'a str)>),
     reason: Option<&'static str>,
-) {
+) -> Option<String> {
     let mut v = versions.lock().unwrap_or_else(|p| p.into_inner());
     v.pinned = reason.map(str::to_owned);
-    let Some(pins) = pins else { return };
-    let Some(reason) = reason else {
-        pins.clear(tag, slot);
-        return;
+    let pins = pins?;
+    let component = format!("versions:{tag}");
+    let kept = match reason {
+        None => pins.clear(tag, slot),
+        Some(reason) => {
+            let (version, plugins) = live;
+            pins.save(tag, slot, version, plugins, reason, &v.config)
+        }
     };
-    let (version, plugins) = live;
-    if let Err(e) = pins.save(tag, slot, version, plugins, reason, &v.config) {
-        tracing::warn!(server = %tag, %slot, "cannot keep the {reason} version for the next start: {e}");
-    }
+    let e = state.record(What::Versions, &component, kept).err()?;
+    let what = reason.unwrap_or("servers.yml's");
+    tracing::warn!(server = %tag, %slot, "cannot keep the {what} version for the next start: {e}");
+    Some(format!(
+        "the {slot} are live, but the choice could not be kept for the next start: {e}"
+    ))
 }
 
 /// How a version swapped in is doing since its swap.

@@ -75,6 +75,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 );
                 let runtime = args.runtime.runtime()?;
                 for server in &config.servers {
+                    problems += check_log(server);
                     let default = [PluginEntry {
                         plugin: "patterns".into(),
                         config: serde_json::Value::Null,
@@ -156,4 +157,39 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says whether `server`'s log can be followed: a regular file, or a link to one inside the
+/// allowed folders, or nothing yet (waited for). Returns the number of problems (0 or 1).
+fn check_log(server: &crate::config::ServerConfig) -> usize {
+    let Some(path) = &server.log_path else {
+        return 0;
+    };
+    match crate::tail::resolve(path, &server.log_links_within) {
+        Ok(file) if &file == path => {
+            println!("server {}: log {}: ok", server.tag, path.display());
+            0
+        }
+        Ok(file) => {
+            println!(
+                "server {}: log {}: a link to {}: ok",
+                server.tag,
+                path.display(),
+                file.display()
+            );
+            0
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "server {}: log {}: not there yet; it is waited for",
+                server.tag,
+                path.display()
+            );
+            0
+        }
+        Err(e) => {
+            println!("error: server {}: log {}: {e}", server.tag, path.display());
+            1
+        }
+    }
 }

@@ -71,12 +71,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    tokio.block_on(async {
+    let done = tokio.block_on(async {
         let host = Host::start(&args.options(mentions)?, &config).await?;
         wait_for_signal().await;
         host.shutdown().await;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // A read stuck in the kernel (a hung network mount) must not hold the exit.
+    tokio.shutdown_timeout(Duration::from_secs(1));
+    done
 }
 
 impl RunArgs {
@@ -108,6 +111,9 @@ pub struct Host {
     pub http_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Each server's log, to say at a late shutdown what was not delivered.
+    logs: Vec<(String, PathBuf)>,
+    checkpoints: CheckpointStore,
 }
 
 impl Host {
@@ -128,7 +134,7 @@ impl Host {
                         &config.servers,
                         opts.mentions.clone(),
                         &opts.state_dir,
-                        shared.health.clone(),
+                        shared.state(),
                     )
                     .await?,
                 )
@@ -187,11 +193,18 @@ impl Host {
             Some(reloader.clone()),
             stopped,
         ));
+        let logs = config
+            .servers
+            .iter()
+            .filter_map(|s| Some((s.tag.clone(), s.log_path.clone()?)))
+            .collect();
         Ok(Self {
             servers,
             http_addr,
             stop,
             tasks,
+            logs,
+            checkpoints,
         })
     }
 
@@ -208,6 +221,28 @@ impl Host {
             tracing::warn!(
                 "some pipelines did not stop within {} s",
                 DRAIN_TIMEOUT.as_secs()
+            );
+            let (logs, checkpoints) = (self.logs, self.checkpoints);
+            let _ = tokio::task::spawn_blocking(move || undelivered(&logs, &checkpoints)).await;
+        }
+    }
+}
+
+/// Says, for each server whose log is not delivered to its end, how much is left: it is
+/// read again at the next start, from the last saved checkpoint.
+fn undelivered(logs: &[(String, PathBuf)], checkpoints: &CheckpointStore) {
+    for (tag, path) in logs {
+        let crate::checkpoint::Loaded::Found(at) = checkpoints.open(tag).1 else {
+            continue;
+        };
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if len > at.offset {
+            tracing::warn!(
+                server = %tag,
+                "{} bytes of {} are not delivered yet (the checkpoint is at byte {}); the next start reads them again",
+                len - at.offset,
+                path.display(),
+                at.offset
             );
         }
     }
@@ -346,6 +381,8 @@ fn start_server(
             pins: Some(PinStore::new(&opts.state_dir)),
             previous: previous.take(),
             checkpoints: checkpoints.clone(),
+            on_lost_checkpoint: server.on_lost_checkpoint,
+            links_within: server.log_links_within.clone(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             tail: TailOptions {
                 poll_interval: opts.poll,

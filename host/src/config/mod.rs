@@ -108,6 +108,14 @@ pub struct ServerConfig {
     pub name: Option<String>,
     pub description: Option<String>,
     pub log_path: Option<PathBuf>,
+    /// Folders a `log_path` that is a link may lead into (new; default: the log's own
+    /// folder). A link anywhere else is refused, so whoever can write the log folder cannot
+    /// make the host read any file.
+    #[serde(default)]
+    pub log_links_within: Vec<PathBuf>,
+    /// Where reading starts when the checkpoint is damaged and the one before it too (new).
+    #[serde(default)]
+    pub on_lost_checkpoint: OnLostCheckpoint,
     #[serde(default = "defaults::rcon_host")]
     pub rcon_host: String,
     #[serde(default = "defaults::rcon_port")]
@@ -215,6 +223,19 @@ impl TryFrom<SinkSpec> for SinkConfig {
             }
         }
     }
+}
+
+/// Where a server's log is read from when where it was read up to is lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLostCheckpoint {
+    /// From the beginning of the file: lines may be posted again, but none is lost (a
+    /// repeat is seen; a loss is not).
+    #[default]
+    Beginning,
+    /// From its end: nothing is posted again, but lines written while the host was down
+    /// are skipped.
+    End,
 }
 
 /// How RCON up/down is reported (Python bot: `rcon_status_alert_mode`).

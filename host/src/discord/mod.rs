@@ -78,8 +78,9 @@ impl Discord {
         servers: &[crate::config::ServerConfig],
         mentions: Arc<Mentions>,
         state_dir: &Path,
-        health: Health,
+        state: crate::state::StateReport,
     ) -> anyhow::Result<Self> {
+        let health = state.health().clone();
         let mut http = HttpBuilder::new(token.expose());
         if let Some(url) = api_url {
             // Serenity's own few calls (the gateway's address): it applies a proxy only with
@@ -109,7 +110,7 @@ impl Discord {
             reloader: OnceLock::new(),
             gate: Gate::new(settings.clone()),
             guild_id: settings.guild_id,
-            selections: Selections::load(state_dir.join("discord-selections.json")),
+            selections: Selections::load(state_dir.join("discord-selections.json"), state),
             roles: roles.clone(),
             health,
             bridges,

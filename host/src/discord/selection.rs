@@ -2,58 +2,87 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::state::{StateReport, What};
+
+/// The health component of the saved choices.
+const COMPONENT: &str = "discord:selections";
 
 /// Users' chosen servers, by Discord user id.
 pub struct Selections {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     path: PathBuf,
-    chosen: Mutex<BTreeMap<u64, String>>,
+    /// The choices, and how many changes they have seen.
+    chosen: Mutex<(BTreeMap<u64, String>, u64)>,
+    /// The change last written, so an older snapshot never overwrites a newer one.
+    written: Mutex<u64>,
+    state: StateReport,
 }
 
 impl Selections {
-    /// Loads the choices saved at `path` (none if the file is missing or unreadable).
-    pub fn load(path: PathBuf) -> Self {
+    /// Loads the choices saved at `path` (none if the file is missing or unreadable); saves
+    /// report to `state`.
+    pub fn load(path: PathBuf, state: StateReport) -> Self {
         let chosen = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         Self {
-            path,
-            chosen: Mutex::new(chosen),
+            inner: Arc::new(Inner {
+                path,
+                chosen: Mutex::new((chosen, 0)),
+                written: Mutex::new(0),
+                state,
+            }),
         }
     }
 
     /// The server `user` chose, if any.
     pub fn get(&self, user: u64) -> Option<String> {
-        self.chosen
+        self.inner
+            .chosen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .0
             .get(&user)
             .cloned()
     }
 
-    /// Remembers `tag` for `user` and saves all choices (atomically).
+    /// Remembers `tag` for `user`, and saves all choices (durably, off the async runtime's
+    /// threads when called on one).
     pub fn set(&self, user: u64, tag: &str) {
         let snapshot = {
-            let mut chosen = self.chosen.lock().unwrap_or_else(|p| p.into_inner());
-            chosen.insert(user, tag.to_owned());
+            let mut chosen = self.inner.chosen.lock().unwrap_or_else(|p| p.into_inner());
+            chosen.0.insert(user, tag.to_owned());
+            chosen.1 += 1;
             chosen.clone()
         };
-        if let Err(e) = self.save(&snapshot) {
-            tracing::warn!(
-                "cannot save the users' chosen servers to {}: {e}",
-                self.path.display()
-            );
+        let inner = self.inner.clone();
+        let save = move || inner.save(snapshot);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(save)),
+            Err(_) => save(),
         }
     }
+}
 
-    fn save(&self, chosen: &BTreeMap<u64, String>) -> std::io::Result<()> {
-        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, chosen)?;
-        tmp.persist(&self.path).map_err(|e| e.error)?;
-        Ok(())
+impl Inner {
+    fn save(&self, (chosen, change): (BTreeMap<u64, String>, u64)) {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if change <= *written {
+            return;
+        }
+        let saved = serde_json::to_vec(&chosen)
+            .map_err(std::io::Error::other)
+            .and_then(|json| crate::state::write_durably(&self.path, &json));
+        match self.state.record(What::Selections, COMPONENT, saved) {
+            Ok(()) => *written = change,
+            Err(e) => tracing::warn!("cannot save the users' chosen servers: {e}"),
+        }
     }
 }
 
@@ -65,11 +94,11 @@ mod tests {
     fn choices_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/discord-selections.json");
-        let s = Selections::load(path.clone());
+        let s = Selections::load(path.clone(), StateReport::none());
         assert_eq!(s.get(1), None);
         s.set(1, "prod");
         s.set(2, "test");
-        let again = Selections::load(path);
+        let again = Selections::load(path, StateReport::none());
         assert_eq!(
             (again.get(1).as_deref(), again.get(2).as_deref()),
             (Some("prod"), Some("test"))

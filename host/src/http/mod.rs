@@ -210,6 +210,7 @@ fn reload_error(e: &ReloadError) -> ApiError {
         | ReloadError::NoMonitors(_)
         | ReloadError::NoCandidate(_) => StatusCode::CONFLICT,
         ReloadError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        ReloadError::NotKept(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(code, &e.to_string())
 }
@@ -231,13 +232,19 @@ async fn api_reload(
     Ok(slots_response(&done))
 }
 
-/// A reload's or promotion's answer: each slot's outcome; 422 when a slot was rejected.
+/// A reload's or promotion's answer: each slot's outcome; 422 when a slot was rejected;
+/// 500 when a new version is live but could not be kept for the next start.
 fn slots_response(done: &ServerReload) -> Response {
-    let code = match done.error() {
-        Some(e) => reload_error(e).code,
-        None => StatusCode::OK,
+    let code = match (done.error(), done.not_kept()) {
+        (Some(e), _) => reload_error(e).code,
+        (None, Some(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        (None, None) => StatusCode::OK,
     };
-    (code, Json(done)).into_response()
+    let mut body = serde_json::to_value(done).unwrap_or_default();
+    if let (Some(why), Some(map)) = (done.not_kept(), body.as_object_mut()) {
+        map.insert("error".into(), why.into());
+    }
+    (code, Json(body)).into_response()
 }
 
 /// Which slot a request is about (`?slot=parsers|monitors`).
@@ -257,13 +264,21 @@ async fn api_rollback(
         .rollback(find(&s, &tag)?, query.slot)
         .await
         .map_err(|e| reload_error(&e))?;
-    Ok(Json(json!({
+    let mut body = json!({
         "result": "rolled_back",
         "slot": slot,
         "from": swapped.from,
         "to": swapped.to,
-    }))
-    .into_response())
+    });
+    // Live now, but a restart would bring the other version back: say so, not 200.
+    let code = match &swapped.not_kept {
+        Some(why) => {
+            body["error"] = why.as_str().into();
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        None => StatusCode::OK,
+    };
+    Ok((code, Json(body)).into_response())
 }
 
 async fn api_promote(

@@ -134,11 +134,11 @@ impl Running {
         let from = version(&s.live);
         s.previous = Some(std::mem::replace(&mut s.live, new));
         let to = version(&s.live);
-        self.pin(pin);
+        let not_kept = self.pin(pin);
         self.went_live(Some(SystemTime::now()));
         self.probation = Some(Probation::start());
         tracing::info!(server = %self.stage.tag, from = %from, to = %to, "monitors swapped");
-        Swapped { from, to }
+        Swapped { from, to, not_kept }
     }
 
     /// Makes the rollback target live; the live monitors become the rollback target.
@@ -150,24 +150,25 @@ impl Running {
         s.previous = Some(std::mem::replace(&mut s.live, prev));
         let to = version(&s.live);
         self.probation = None;
-        self.pin(Some(reason));
+        let not_kept = self.pin(Some(reason));
         self.went_live(Some(SystemTime::now()));
         tracing::info!(server = %self.stage.tag, from = %from, to = %to, "monitors rolled back");
-        Some(Swapped { from, to })
+        Some(Swapped { from, to, not_kept })
     }
 
     /// Keeps the live monitors across restarts for `reason`, or (none) forgets any kept ones.
-    fn pin(&self, reason: Option<&'static str>) {
+    fn pin(&self, reason: Option<&'static str>) -> Option<String> {
         let s = &self.stage;
         let plugins = s.live.iter().map(|m| (m.plugin(), m.config()));
         slot::pin(
             s.pins.as_ref(),
+            &s.out.shared.state(),
             &s.versions,
             &s.tag,
             Slot::Monitors,
             (&version(&s.live), plugins),
             reason,
-        );
+        )
     }
 
     /// Starts, replaces or (none) stops the candidate; its comparison starts afresh.

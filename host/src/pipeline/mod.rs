@@ -27,7 +27,8 @@ pub use candidate::{ShadowBatch, ShadowInput, spawn_shadow};
 pub use parse::ParseInput;
 pub use setup::parser_chain;
 
-use crate::checkpoint::CheckpointStore;
+use crate::checkpoint::{CheckpointStore, Loaded, ServerCheckpoint};
+use crate::config::OnLostCheckpoint;
 use crate::event::Event;
 use crate::health::{Health, State};
 use crate::metrics::Metrics;
@@ -35,6 +36,7 @@ use crate::monitor::MonitorInput;
 use crate::plugin::{ParserChain, PluginBoard};
 use crate::sink::Sink;
 use crate::slot::{AutoRollback, SlotVersions};
+use crate::state::{StateReport, What};
 use crate::tail::{self, Position, StartAt, TailOptions, TailReader};
 
 /// Batches in flight between two stages.
@@ -82,6 +84,10 @@ pub struct LogInput {
     /// The comparison's report, for the API (none while there is no candidate).
     pub report: Arc<std::sync::Mutex<Option<crate::compare::ParserReport>>>,
     pub checkpoints: CheckpointStore,
+    /// Where reading starts when the checkpoint is lost.
+    pub on_lost_checkpoint: OnLostCheckpoint,
+    /// Folders a `path` that is a link may lead into (empty: the log's own folder).
+    pub links_within: Vec<PathBuf>,
     pub max_line_bytes: usize,
     pub tail: TailOptions,
 }
@@ -91,6 +97,16 @@ pub struct LogInput {
 pub struct Shared {
     pub health: Health,
     pub metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    /// Where state writes report.
+    pub fn state(&self) -> StateReport {
+        StateReport::new(
+            self.health.clone(),
+            Some(self.metrics.state_write_failures.clone()),
+        )
+    }
 }
 
 struct Parsed {
@@ -117,11 +133,10 @@ pub fn spawn(
             sink.run(None, p.notices).await;
         });
     };
-    let start = match log.checkpoints.load(&tag) {
-        Some(pos) => StartAt::Position(pos),
-        None => StartAt::End,
-    };
-    let reader = TailReader::new(&log.path, start, log.max_line_bytes);
+    let (checkpoint, loaded) = log.checkpoints.open(&tag);
+    let (start, lost) = start_at(&tag, loaded, log.on_lost_checkpoint, &shared);
+    let reader =
+        TailReader::new(&log.path, start, log.max_line_bytes).links_within(log.links_within);
     let (line_tx, line_rx) = log.inputs;
     let (event_tx, event_rx) = mpsc::channel::<Parsed>(QUEUE);
 
@@ -155,7 +170,6 @@ pub fn spawn(
         });
 
     let log_path = log.path;
-    let checkpoints = log.checkpoints;
     tokio::spawn(async move {
         let sink = Delivery {
             tag: &tag,
@@ -163,8 +177,10 @@ pub fn spawn(
             shared: &shared,
         };
         let log = LogDelivery {
-            path: &log_path,
-            checkpoints: &checkpoints,
+            path: log_path,
+            checkpoint: Some(checkpoint),
+            lost,
+            saved: None,
             rx: event_rx,
         };
         sink.run(Some(log), p.notices).await;
@@ -176,11 +192,63 @@ pub fn spawn(
     })
 }
 
+/// Where reading starts for what was found at start, and (when the checkpoint was lost)
+/// what to show until a save acknowledges it.
+fn start_at(
+    tag: &str,
+    loaded: Loaded,
+    on_lost: OnLostCheckpoint,
+    shared: &Shared,
+) -> (StartAt, Option<String>) {
+    let component = format!("checkpoint:{tag}");
+    shared.health.set(&component, State::Ready, None);
+    let damaged = |kind: &str| {
+        shared
+            .metrics
+            .errors
+            .with_label_values(&[&component, kind])
+            .inc();
+    };
+    match loaded {
+        Loaded::Fresh => (StartAt::End, None),
+        Loaded::Found(p) => (StartAt::Position(p), None),
+        Loaded::Previous { position, damage } => {
+            tracing::warn!(server = %tag, "the checkpoint is damaged ({damage}); resuming from the one before it, so up to one batch more is posted again");
+            damaged("damaged");
+            (StartAt::Position(position), None)
+        }
+        Loaded::Lost { damage } => {
+            let (start, what) = match on_lost {
+                OnLostCheckpoint::Beginning => (
+                    StartAt::Beginning,
+                    "reading the log from its beginning, so lines may be posted again",
+                ),
+                OnLostCheckpoint::End => (
+                    StartAt::End,
+                    "reading the log from its end, so lines written while the host was down are skipped",
+                ),
+            };
+            let detail = format!(
+                "the checkpoint is lost ({damage}): {what} (on_lost_checkpoint); cleared once lines read since are delivered and saved"
+            );
+            tracing::error!(server = %tag, "{detail}");
+            damaged("lost");
+            shared.health.error(&component, detail.clone());
+            (start, Some(detail))
+        }
+    }
+}
+
 /// The delivery task's view of the log: where its events come from and where the position
 /// of each delivered batch is saved.
-struct LogDelivery<'a> {
-    path: &'a std::path::Path,
-    checkpoints: &'a CheckpointStore,
+struct LogDelivery {
+    path: PathBuf,
+    /// None only while a save is under way on a blocking thread.
+    checkpoint: Option<ServerCheckpoint>,
+    /// Why the checkpoint was lost at start, until a save after the first acknowledges it.
+    lost: Option<String>,
+    /// The last position saved.
+    saved: Option<Position>,
     rx: mpsc::Receiver<Parsed>,
 }
 
@@ -194,7 +262,7 @@ struct Delivery<'a> {
 impl Delivery<'_> {
     /// Delivers the log's events (saving checkpoints) and the notices, as they come, until
     /// both are closed.
-    async fn run(&self, mut log: Option<LogDelivery<'_>>, mut notices: mpsc::Receiver<Vec<Event>>) {
+    async fn run(&self, mut log: Option<LogDelivery>, mut notices: mpsc::Receiver<Vec<Event>>) {
         for sink in self.sinks {
             self.shared.health.set(
                 &format!("sink:{}:{}", self.tag, sink.name()),
@@ -206,8 +274,8 @@ impl Delivery<'_> {
         loop {
             tokio::select! {
                 parsed = async { log.as_mut()?.rx.recv().await }, if log.is_some() => {
-                    match (parsed, &log) {
-                        (Some(parsed), Some(l)) => self.events(parsed, l.path, l.checkpoints).await,
+                    match (parsed, &mut log) {
+                        (Some(parsed), Some(l)) => self.events(parsed, l).await,
                         _ => log = None,
                     }
                 }
@@ -226,12 +294,7 @@ impl Delivery<'_> {
         }
     }
 
-    async fn events(
-        &self,
-        parsed: Parsed,
-        log_path: &std::path::Path,
-        checkpoints: &CheckpointStore,
-    ) {
+    async fn events(&self, parsed: Parsed, log: &mut LogDelivery) {
         let tag = self.tag;
         let shared = self.shared;
         if !parsed.events.is_empty() {
@@ -244,27 +307,47 @@ impl Delivery<'_> {
                     .inc();
             }
         }
-        if let Some(pos) = parsed.position {
-            match checkpoints.save(tag, &pos) {
-                Ok(()) => {
-                    let len = std::fs::metadata(log_path)
-                        .map(|m| m.len())
-                        .unwrap_or(pos.offset);
-                    let lag = i64::try_from(len.saturating_sub(pos.offset)).unwrap_or(i64::MAX);
-                    shared
-                        .metrics
-                        .checkpoint_lag
-                        .with_label_values(&[tag])
-                        .set(lag);
+        let Some(pos) = parsed.position else {
+            return;
+        };
+        let Some(mut checkpoint) = log.checkpoint.take() else {
+            return;
+        };
+        let path = log.path.clone();
+        let saving = tokio::task::spawn_blocking(move || {
+            let saved = checkpoint.save(&pos);
+            let len = std::fs::metadata(&path).map(|m| m.len()).ok();
+            (checkpoint, saved, len)
+        });
+        let Ok((checkpoint, saved, len)) = saving.await else {
+            return;
+        };
+        log.checkpoint = Some(checkpoint);
+        let component = format!("checkpoint:{tag}");
+        match saved {
+            Err(e) => {
+                tracing::warn!(server = %tag, "cannot save the checkpoint: {e}");
+                let _ = shared
+                    .state()
+                    .record::<()>(What::Checkpoint, &component, Err(e));
+            }
+            Ok(()) => {
+                // A lost checkpoint stays shown until lines read since the loss are
+                // delivered and saved, not only where reading started.
+                let acknowledged = log.lost.is_none() || log.saved.is_some_and(|s| s != pos);
+                if acknowledged {
+                    if log.lost.take().is_some() {
+                        tracing::info!(server = %tag, "the checkpoint is saved again");
+                    }
+                    let _ = shared.state().record(What::Checkpoint, &component, Ok(()));
                 }
-                Err(e) => {
-                    tracing::warn!(server = %tag, "cannot save the checkpoint: {e}");
-                    shared
-                        .metrics
-                        .errors
-                        .with_label_values(&[&format!("checkpoint:{tag}"), "write"])
-                        .inc();
-                }
+                log.saved = Some(pos);
+                let lag = len.unwrap_or(pos.offset).saturating_sub(pos.offset);
+                shared
+                    .metrics
+                    .checkpoint_lag
+                    .with_label_values(&[tag])
+                    .set(i64::try_from(lag).unwrap_or(i64::MAX));
             }
         }
     }

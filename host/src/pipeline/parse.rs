@@ -85,11 +85,11 @@ impl ParseStage {
                     let old = std::mem::replace(&mut self.live, chain);
                     self.previous = Some(old);
                     let to = self.live.version();
-                    self.pin(pin);
+                    let not_kept = self.pin(pin);
                     self.went_live(Some(SystemTime::now()));
                     self.probation = Some(Probation::start());
                     tracing::info!(server = %self.tag, from = %from, to = %to, "parsers swapped");
-                    let _ = done.send(Swapped { from, to });
+                    let _ = done.send(Swapped { from, to, not_kept });
                 }
                 ParseInput::Rollback { done } => {
                     let _ = done.send(self.rollback("rolled_back"));
@@ -134,16 +134,17 @@ impl ParseStage {
     }
 
     /// Keeps the live chain across restarts for `reason`, or (none) forgets any kept one.
-    fn pin(&self, reason: Option<&'static str>) {
+    fn pin(&self, reason: Option<&'static str>) -> Option<String> {
         let plugins = self.live.parsers().iter().map(|p| (p.plugin(), p.config()));
         slot::pin(
             self.pins.as_ref(),
+            &self.shared.state(),
             &self.versions,
             &self.tag,
             Slot::Parsers,
             (&self.live.version(), plugins),
             reason,
-        );
+        )
     }
 
     /// Makes the rollback target live; the live chain becomes the rollback target.
@@ -153,10 +154,10 @@ impl ParseStage {
         self.previous = Some(std::mem::replace(&mut self.live, prev));
         let to = self.live.version();
         self.probation = None;
-        self.pin(Some(reason));
+        let not_kept = self.pin(Some(reason));
         self.went_live(Some(SystemTime::now()));
         tracing::info!(server = %self.tag, from = %from, to = %to, "parsers rolled back");
-        Some(Swapped { from, to })
+        Some(Swapped { from, to, not_kept })
     }
 
     /// Counts a batch's faults against a chain on probation; rolls it back when it has

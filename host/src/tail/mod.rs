@@ -1,5 +1,5 @@
 //! Following log files: [`TailReader`] reads what was appended and survives rotation;
-//! [`run`] drives one on the tokio runtime, woken by filesystem events (inotify through
+//! [`run`] drives one from the tokio runtime (its reads on blocking threads), woken by filesystem events (inotify through
 //! `notify`) with a polling fallback for filesystems that send none (NFS, some mounts).
 
 mod reader;
@@ -11,15 +11,23 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{Notify, mpsc, watch};
 
-pub use reader::{Position, StartAt, TailReader, TailStats};
+pub use reader::{
+    FINGERPRINT_BYTES, Fingerprint, Position, ReadLimits, Refused, StartAt, TailReader, TailStats,
+    legacy_hash, resolve,
+};
 
 use crate::health::{Health, State};
 use crate::lines::Line;
 
-/// A batch of new lines and the position just past the last of them.
+/// How long a shutdown waits for a poll under way.
+const STUCK_READ: Duration = Duration::from_secs(1);
+
+/// A batch of new lines and the position just past the last of them. The first batch of a
+/// tailer has no lines: it says where reading starts, so a checkpoint exists from the start.
 #[derive(Debug)]
 pub struct Batch {
     pub lines: Vec<Line>,
+    /// None only while the file cannot be opened.
     pub position: Option<Position>,
 }
 
@@ -38,6 +46,8 @@ pub struct TailOptions {
     pub poll_interval: Duration,
     /// Most lines per batch handed on.
     pub max_batch_lines: usize,
+    /// Most bytes per batch handed on (the line that crosses it ends the batch).
+    pub max_batch_bytes: usize,
 }
 
 impl Default for TailOptions {
@@ -45,31 +55,68 @@ impl Default for TailOptions {
         Self {
             poll_interval: Duration::from_millis(500),
             max_batch_lines: 1024,
+            max_batch_bytes: 1 << 20,
         }
     }
 }
 
 /// Runs `reader` until `shutdown` turns true or the receiver of `tx` is dropped, sending
-/// each batch of new lines. Waits for filesystem events; polls every
+/// batches of new lines, each with the position after it. The file is read on tokio's
+/// blocking threads, one bounded batch at a time, so neither a slow disk nor a huge backlog
+/// holds a runtime thread or grows memory. Waits for filesystem events; polls every
 /// `options.poll_interval` besides. Errors reading the file are logged (once per kind of
-/// error) and retried.
+/// error) and retried. Gives the reader back unless it was still reading at shutdown.
 pub async fn run<T: From<Batch>>(
-    mut reader: TailReader,
+    reader: TailReader,
     tx: mpsc::Sender<T>,
     options: TailOptions,
     mut shutdown: watch::Receiver<bool>,
     status: Status,
-) -> TailReader {
+) -> Option<TailReader> {
+    let mut reader = reader.limits(ReadLimits {
+        lines: options.max_batch_lines.max(1),
+        bytes: options.max_batch_bytes.max(1),
+    });
     let wake = Arc::new(Notify::new());
     let mut watcher = watch_dir(reader.path(), &wake);
-    let mut last_error: Option<std::io::ErrorKind> = None;
-    let mut lines = Vec::new();
+    let mut last_error: Option<String> = None;
+    let mut sent: Option<Position> = None;
+    let mut first = true;
     loop {
+        if *shutdown.borrow() {
+            return Some(reader);
+        }
         if watcher.is_none() {
             watcher = watch_dir(reader.path(), &wake);
         }
-        match reader.poll(&mut lines) {
-            Ok(()) => {
+        let job = tokio::task::spawn_blocking(move || {
+            let mut lines = Vec::new();
+            let start = if first { reader.start() } else { None };
+            let result = if first {
+                Ok(true)
+            } else {
+                reader.poll(&mut lines)
+            };
+            (reader, start, lines, result)
+        });
+        tokio::pin!(job);
+        let done = tokio::select! {
+            done = &mut job => done,
+            _ = stopping(&mut shutdown) => {
+                // A poll ends in moments; only one stuck in the kernel (a hung network
+                // mount) is left behind.
+                match tokio::time::timeout(STUCK_READ, &mut job).await {
+                    Ok(Ok((reader, ..))) => return Some(reader),
+                    _ => return None,
+                }
+            }
+        };
+        let Ok((back, start, lines, result)) = done else {
+            return None;
+        };
+        reader = back;
+        let more = match result {
+            Ok(more) => {
                 last_error = None;
                 if reader.is_open() {
                     status.health.set(&status.component, State::Ready, None);
@@ -79,43 +126,51 @@ pub async fn run<T: From<Batch>>(
                         .health
                         .set(&status.component, State::Starting, Some(detail));
                 }
+                more
             }
             Err(e) => {
-                if last_error != Some(e.kind()) {
+                let problem = format!("cannot read {}: {e}", reader.path().display());
+                if last_error.as_ref() != Some(&problem) {
                     tracing::warn!(path = %reader.path().display(), "cannot read the log: {e}");
-                    last_error = Some(e.kind());
-                    status.health.error(
-                        &status.component,
-                        format!("cannot read {}: {e}", reader.path().display()),
-                    );
+                    status.health.error(&status.component, problem.clone());
                     status.health.set(&status.component, State::Down, None);
+                    last_error = Some(problem);
                 }
+                false
             }
-        }
-        while !lines.is_empty() {
-            let rest = lines.split_off(lines.len().min(options.max_batch_lines));
-            let batch = Batch {
-                lines: std::mem::replace(&mut lines, rest),
-                position: if lines.is_empty() {
-                    reader.position()
-                } else {
-                    None
+        };
+        let position = if first {
+            first = false;
+            start
+        } else {
+            reader.position()
+        };
+        if !lines.is_empty() || (position.is_some() && position != sent) {
+            let batch = Batch { lines, position };
+            tokio::select! {
+                r = tx.send(batch.into()) => if r.is_err() {
+                    return Some(reader);
                 },
-            };
-            if tx.send(batch.into()).await.is_err() {
-                return reader;
+                // A batch not handed on is not delivered, so not checkpointed: it is read
+                // again at the next start.
+                _ = stopping(&mut shutdown) => return Some(reader),
             }
+            sent = position;
+        }
+        if more {
+            continue;
         }
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(options.poll_interval) => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return reader;
-                }
-            }
+            _ = stopping(&mut shutdown) => return Some(reader),
         }
     }
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
 }
 
 /// Watches the folder of `path` (so creation and renames are seen too); `None` if it

@@ -1,40 +1,118 @@
 //! The synchronous core of a tailer: reads what was appended to a log file since the last
-//! call, and follows the file through rotation, truncation, deletion and re-creation.
+//! call, a bounded amount at a time, and follows the file through rotation, truncation,
+//! deletion and re-creation. Only regular files are read: a FIFO, socket, device or folder
+//! at the path is refused (opening never blocks), and a link is followed only into the
+//! folders allowed.
 
 use std::fs::File;
-use std::hash::Hasher;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::lines::{Line, LineSplitter};
 
 /// How many bytes at the start of a file identify it across restarts.
-const FINGERPRINT_BYTES: usize = 256;
+pub const FINGERPRINT_BYTES: usize = 256;
 /// Read size.
 const CHUNK: usize = 64 << 10;
 
+/// What identifies a file across restarts: a hash of its first `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fingerprint {
+    /// SHA-256 of the first `len` bytes: what is written now.
+    Sha256 { len: u32, digest: [u8; 32] },
+    /// SipHash-1-3 with zero keys (what `std`'s `DefaultHasher` was when checkpoints used it)
+    /// of the first `len` bytes: only read, from checkpoints of earlier releases.
+    Legacy { len: u32, sip13: u64 },
+}
+
+impl Fingerprint {
+    /// The fingerprint of `head`, a file's first bytes.
+    pub fn of(head: &[u8]) -> Self {
+        Fingerprint::Sha256 {
+            len: head.len() as u32,
+            digest: Sha256::digest(head).into(),
+        }
+    }
+
+    /// How many of the file's first bytes it covers.
+    pub fn len(&self) -> usize {
+        match *self {
+            Fingerprint::Sha256 { len, .. } | Fingerprint::Legacy { len, .. } => len as usize,
+        }
+    }
+
+    /// Whether it covers no bytes (then it matches every file).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a file whose first bytes are `head` is the file it was taken of.
+    pub fn matches(&self, head: &[u8]) -> bool {
+        let Some(head) = head.get(..self.len()) else {
+            return false;
+        };
+        match *self {
+            Fingerprint::Sha256 { digest, .. } => Sha256::digest(head)[..] == digest[..],
+            Fingerprint::Legacy { sip13, .. } => legacy_hash(head) == sip13,
+        }
+    }
+}
+
+/// The hash earlier releases fingerprinted files with (`DefaultHasher::new()` then).
+pub fn legacy_hash(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0, 0);
+    h.write(bytes);
+    h.finish()
+}
+
 /// Where reading resumes: a byte offset in a file recognised by its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     /// Offset just past the last complete line handed out.
     pub offset: u64,
-    /// Hash of the file's first `fingerprint_len` bytes.
-    pub fingerprint: u64,
-    pub fingerprint_len: u32,
+    pub fingerprint: Fingerprint,
+}
+
+impl Position {
+    /// The beginning of whatever file is at the path.
+    pub fn beginning() -> Self {
+        Self {
+            offset: 0,
+            fingerprint: Fingerprint::of(&[]),
+        }
+    }
 }
 
 /// Where to start when the file is first opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartAt {
-    /// At its end: only lines written from now on (the default with no checkpoint).
+    /// At its end: only lines written from now on (the first start of a server).
     End,
     /// At its beginning.
     Beginning,
     /// At a saved position, if it is the same file; else at its beginning.
     Position(Position),
+}
+
+/// How much one [`TailReader::poll`] hands out at most, so memory stays flat however far
+/// behind the reader is: it stops after the line that reaches either bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    pub lines: usize,
+    pub bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self {
+            lines: 1024,
+            bytes: 1 << 20,
+        }
+    }
 }
 
 /// What the reader has seen, for logs and metrics.
@@ -53,6 +131,98 @@ pub struct TailStats {
     pub discarded_bytes: u64,
 }
 
+/// Why a path is not followed, though it exists.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("{path} is {kind}, not a regular file: only regular files are followed")]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error(
+        "{path} is a link to {target}, outside the folders a log's link may lead to ({allowed}); \
+         add the folder to the server's `log_links_within` to follow it"
+    )]
+    LinkOutside {
+        path: PathBuf,
+        target: PathBuf,
+        allowed: String,
+    },
+}
+
+impl From<Refused> for io::Error {
+    fn from(r: Refused) -> Self {
+        io::Error::new(io::ErrorKind::InvalidInput, r)
+    }
+}
+
+/// What `path` is, in words, when it is not a regular file.
+fn kind_of(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
+    })
+}
+
+/// The file to open for the log at `path`: the path itself when it is a regular file, or
+/// where its link leads when that is a regular file inside one of `links_within` (the
+/// log's own folder when empty). `NotFound` when there is nothing there (yet); a
+/// [`Refused`] error (kind `InvalidInput`) when it is there but must not be read.
+pub fn resolve(path: &Path, links_within: &[PathBuf]) -> io::Result<PathBuf> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.file_type().is_symlink() {
+        if let Some(kind) = kind_of(&meta) {
+            return Err(Refused::NotAFile {
+                path: path.to_owned(),
+                kind,
+            }
+            .into());
+        }
+        return Ok(path.to_owned());
+    }
+    let target = std::fs::canonicalize(path)?;
+    let own = [path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned()];
+    let dirs = if links_within.is_empty() {
+        &own[..]
+    } else {
+        links_within
+    };
+    let inside = dirs
+        .iter()
+        .any(|d| std::fs::canonicalize(d).is_ok_and(|d| target.starts_with(d)));
+    if !inside {
+        return Err(Refused::LinkOutside {
+            path: path.to_owned(),
+            target,
+            allowed: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+        .into());
+    }
+    let meta = std::fs::metadata(&target)?;
+    if let Some(kind) = kind_of(&meta) {
+        return Err(Refused::NotAFile { path: target, kind }.into());
+    }
+    Ok(target)
+}
+
 struct Open {
     file: File,
     dev: u64,
@@ -66,9 +236,12 @@ struct Open {
 /// Follows one log file. Never fails because the file is missing: it waits for it.
 pub struct TailReader {
     path: PathBuf,
+    links_within: Vec<PathBuf>,
     start: StartAt,
     open: Option<Open>,
     splitter: LineSplitter,
+    limits: ReadLimits,
+    buf: Vec<u8>,
     stats: TailStats,
 }
 
@@ -77,11 +250,26 @@ impl TailReader {
     pub fn new(path: impl Into<PathBuf>, start: StartAt, max_line_bytes: usize) -> Self {
         Self {
             path: path.into(),
+            links_within: Vec::new(),
             start,
             open: None,
             splitter: LineSplitter::new(max_line_bytes),
+            limits: ReadLimits::default(),
+            buf: Vec::new(),
             stats: TailStats::default(),
         }
+    }
+
+    /// Follows a link at the path into these folders (default: the log's own folder).
+    pub fn links_within(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.links_within = dirs;
+        self
+    }
+
+    /// Hands out at most this much per poll.
+    pub fn limits(mut self, limits: ReadLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The file it follows.
@@ -104,14 +292,33 @@ impl TailReader {
         let open = self.open.as_ref()?;
         Some(Position {
             offset: open.offset - self.splitter.pending_bytes(),
-            fingerprint: fingerprint(&open.head),
-            fingerprint_len: open.head.len() as u32,
+            fingerprint: Fingerprint::of(&open.head),
         })
     }
 
-    /// Reads every complete line appended since the last call into `out`. An error is
-    /// about the file (unreadable, say); the reader stays usable and tries again next time.
-    pub fn poll(&mut self, out: &mut Vec<Line>) -> io::Result<()> {
+    /// Opens the file if it is there, without reading, and says where reading starts: the
+    /// position to save before anything is read. A missing file is read from its beginning
+    /// once it appears; none when the file is there but cannot be opened (the next poll
+    /// says why).
+    pub fn start(&mut self) -> Option<Position> {
+        if self.open.is_some() {
+            return self.position();
+        }
+        match self.open_file() {
+            Ok(()) => self.position(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.start = StartAt::Beginning;
+                Some(Position::beginning())
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Reads complete lines appended since the last call into `out`, up to the reader's
+    /// limits; returns whether there may be more to read now (a limit was reached, or the
+    /// file was replaced by a new one). An error is about the file (unreadable, say, or
+    /// not a regular file); the reader stays usable and tries again next time.
+    pub fn poll(&mut self, out: &mut Vec<Line>) -> io::Result<bool> {
         if self.open.is_none() {
             match self.open_file() {
                 Ok(()) => {}
@@ -120,32 +327,49 @@ impl TailReader {
                     if self.start == StartAt::End {
                         self.start = StartAt::Beginning;
                     }
-                    return Ok(());
+                    return Ok(false);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // Not a file we may follow: likewise, a file put there later is new.
+                    if e.kind() == io::ErrorKind::InvalidInput && self.start == StartAt::End {
+                        self.start = StartAt::Beginning;
+                    }
+                    return Err(e);
+                }
             }
         }
         self.check_truncated()?;
-        self.read_to_end(out)?;
+        let limits = self.limits;
+        let before = out.len();
+        if self.read_some(out, limits)? {
+            return Ok(true);
+        }
         match std::fs::metadata(&self.path) {
             // Gone: keep reading the open file; its writer may still have it open.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
             Ok(meta) => {
                 let Some(open) = &self.open else {
-                    return Ok(());
+                    return Ok(false);
                 };
                 if (meta.dev(), meta.ino()) == (open.dev, open.ino) {
-                    return Ok(());
+                    return Ok(false);
                 }
-                // A new file at the path: finish the old one, then start the new one.
-                self.read_to_end(out)?;
+                // A new file at the path: finish the old one (what was written to it since
+                // the read above first), then start the new one.
+                let room = ReadLimits {
+                    lines: limits.lines.saturating_sub(out.len() - before).max(1),
+                    ..limits
+                };
+                if self.read_some(out, room)? {
+                    return Ok(true);
+                }
                 out.extend(self.splitter.finish().map(|l| self.count(l)));
                 self.open = None;
                 self.stats.rotations += 1;
                 self.start = StartAt::Beginning;
                 self.open_file()?;
-                self.read_to_end(out)
+                Ok(true)
             }
         }
     }
@@ -169,8 +393,17 @@ impl TailReader {
     }
 
     fn open_file(&mut self) -> io::Result<()> {
-        let mut file = File::open(&self.path)?;
+        let target = resolve(&self.path, &self.links_within)?;
+        // Non-blocking, so that even a FIFO swapped in after `resolve` looked cannot hold
+        // the open; what was opened is checked again below.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&target)?;
         let meta = file.metadata()?;
+        if let Some(kind) = kind_of(&meta) {
+            return Err(Refused::NotAFile { path: target, kind }.into());
+        }
         let mut head = Vec::new();
         (&mut file)
             .take(FINGERPRINT_BYTES as u64)
@@ -179,10 +412,11 @@ impl TailReader {
             StartAt::Beginning => 0,
             StartAt::End => meta.len(),
             StartAt::Position(p) => {
-                let same = p.fingerprint_len as usize <= head.len()
-                    && fingerprint(&head[..p.fingerprint_len as usize]) == p.fingerprint
-                    && p.offset <= meta.len();
-                if same { p.offset } else { 0 }
+                if p.fingerprint.matches(&head) && p.offset <= meta.len() {
+                    p.offset
+                } else {
+                    0
+                }
             }
         };
         head.truncate(offset.min(FINGERPRINT_BYTES as u64) as usize);
@@ -200,33 +434,51 @@ impl TailReader {
         Ok(())
     }
 
-    fn read_to_end(&mut self, out: &mut Vec<Line>) -> io::Result<()> {
+    /// Reads into `out` until the end of the file or a limit; true when it stopped at a
+    /// limit (the rest of the file is read by the next call).
+    fn read_some(&mut self, out: &mut Vec<Line>, limits: ReadLimits) -> io::Result<bool> {
         let Some(open) = &mut self.open else {
-            return Ok(());
+            return Ok(false);
         };
-        let mut buf = vec![0u8; CHUNK];
-        let mut lines = Vec::new();
-        loop {
-            let n = match open.file.read(&mut buf) {
-                Ok(0) => break,
+        self.buf.resize(CHUNK, 0);
+        let first = out.len();
+        let mut bytes = 0usize;
+        let stopped = loop {
+            let lines = out.len() - first;
+            if lines >= limits.lines || bytes >= limits.bytes {
+                break true;
+            }
+            let n = match open.file.read(&mut self.buf) {
+                Ok(0) => break false,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            let chunk = &buf[..n];
+            let took = self
+                .splitter
+                .push_some(&self.buf[..n], out, limits.lines - lines);
+            let chunk = &self.buf[..took];
             if open.head.len() < FINGERPRINT_BYTES {
-                let want = (FINGERPRINT_BYTES - open.head.len()).min(n);
+                let want = (FINGERPRINT_BYTES - open.head.len()).min(took);
                 open.head.extend_from_slice(&chunk[..want]);
             }
-            open.offset += n as u64;
-            self.stats.bytes += n as u64;
-            self.splitter.push(chunk, &mut lines);
+            open.offset += took as u64;
+            self.stats.bytes += took as u64;
+            bytes += took;
+            if took < n {
+                // Stopped at the line limit: the rest of the chunk is read next time.
+                open.file.seek(SeekFrom::Start(open.offset))?;
+                break true;
+            }
+        };
+        for line in &out[first..] {
+            self.stats.lines += 1;
+            if line.truncated_bytes > 0 {
+                self.stats.truncated_lines += 1;
+                self.stats.truncated_bytes += line.truncated_bytes;
+            }
         }
-        for line in lines {
-            let line = self.count(line);
-            out.push(line);
-        }
-        Ok(())
+        Ok(stopped)
     }
 
     fn count(&mut self, line: Line) -> Line {
@@ -255,9 +507,49 @@ fn head_unchanged(open: &Open) -> io::Result<bool> {
     Ok(now == open.head)
 }
 
-fn fingerprint(bytes: &[u8]) -> u64 {
-    // Fixed keys: the same bytes give the same value in every run.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    h.write(bytes);
-    h.finish()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Golden values: a fingerprint must never change between releases, or every saved
+    /// checkpoint stops matching its file and whole logs are posted again.
+    #[test]
+    fn fingerprints_are_stable_across_releases() {
+        let line = b"2026-01-01 10:00:00 [JOIN] Alice joined the game\n";
+        let Fingerprint::Sha256 { len, digest } = Fingerprint::of(line) else {
+            panic!("new fingerprints are SHA-256");
+        };
+        assert_eq!(len as usize, line.len());
+        assert_eq!(
+            hex::encode(digest),
+            "d690bdfa3cd0405578c6be4b333701b3dd7615f581f0265554ff5805ee2497d0"
+        );
+        // What `DefaultHasher::new()` gave for these bytes when checkpoints used it.
+        assert_eq!(legacy_hash(line), 14_916_156_186_218_368_489);
+        assert_eq!(legacy_hash(b""), 15_130_871_412_783_076_140);
+    }
+
+    #[test]
+    fn the_legacy_hash_is_what_std_gave() {
+        use std::hash::Hasher;
+        for bytes in [&b""[..], b"a", b"2026-01-01 10:00:00 [CHAT] Bob: hi\n"] {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            h.write(bytes);
+            assert_eq!(legacy_hash(bytes), h.finish());
+        }
+    }
+
+    #[test]
+    fn an_empty_fingerprint_matches_any_file_and_a_longer_one_needs_its_bytes() {
+        assert!(Fingerprint::of(b"").matches(b"anything"));
+        let f = Fingerprint::of(b"abc");
+        assert!(f.matches(b"abcdef"));
+        assert!(!f.matches(b"ab"), "a shorter file is another file");
+        assert!(!f.matches(b"abd"));
+        let legacy = Fingerprint::Legacy {
+            len: 3,
+            sip13: legacy_hash(b"abc"),
+        };
+        assert!(legacy.matches(b"abcdef") && !legacy.matches(b"abx"));
+    }
 }

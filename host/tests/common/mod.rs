@@ -72,6 +72,22 @@ impl Isr {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Where its log goes (readable after it has stopped).
+    pub fn stderr_path(&self) -> PathBuf {
+        self.stderr.clone()
+    }
+
+    /// The component `name` of `/ready`, if it is listed.
+    pub fn component(&self, name: &str) -> Option<serde_json::Value> {
+        let (_, body) = self.get("/ready")?;
+        let ready: serde_json::Value = serde_json::from_str(&body).ok()?;
+        ready["components"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+    }
+
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         http_get(self.port, path)
     }
@@ -260,4 +276,68 @@ impl Drop for SimProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A stand-in for a Discord webhook that takes `delay` to answer each message (Discord's
+/// pace); returns its URL and the number of messages it took.
+pub fn slow_webhook(delay: Duration) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let taken = Arc::new(AtomicUsize::new(0));
+    let count = taken.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/api/webhooks/{id}/{token}",
+                axum::routing::post(move |_body: axum::body::Bytes| {
+                    let count = count.clone();
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        count.fetch_add(1, Ordering::Relaxed);
+                        axum::http::StatusCode::NO_CONTENT
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (format!("http://{addr}/api/webhooks/1/slow"), taken)
+}
+
+/// Sends one HTTP request with an optional bearer token; the status and the body as JSON.
+pub fn http_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
