@@ -91,6 +91,7 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
             links_within: Vec::new(),
             max_line_bytes: 1 << 20,
             tail: TailOptions::default(),
+            positioned: None,
         }),
         sinks: vec![sink],
         notices,
@@ -165,12 +166,7 @@ fn throughput(rt: &tokio::runtime::Runtime) {
     let n = 200_000;
     let mut text = String::new();
     for i in 0..n {
-        match i % 4 {
-            0 => text.push_str(&format!("2026-01-01 10:00:00 [CHAT] Alice: message {i}\n")),
-            1 => text.push_str(&format!("{:8.3} Info ServerMultiplayerManager.cpp:1061: Disconnect notification for peer ({i})\n", i as f64)),
-            2 => text.push_str("2026-01-01 10:00:00 [JOIN] Bob joined the game\n"),
-            _ => text.push_str("2026-01-01 10:00:00 [LEAVE] Bob left the game\n"),
-        }
+        mixed_line(i, &mut text);
     }
     append(&log, text.as_bytes());
     let started = Instant::now();
@@ -197,6 +193,29 @@ fn throughput(rt: &tokio::runtime::Runtime) {
     );
 }
 
+/// Line `i` of a mixed log of real line kinds (3 of 4 give an event).
+fn mixed_line(i: usize, text: &mut String) {
+    match i % 4 {
+        0 => text.push_str(&format!("2026-01-01 10:00:00 [CHAT] Alice: message {i}\n")),
+        1 => text.push_str(&format!(
+            "{:8.3} Info ServerMultiplayerManager.cpp:1061: Disconnect notification for peer ({i})\n",
+            i as f64
+        )),
+        2 => text.push_str("2026-01-01 10:00:00 [JOIN] Bob joined the game\n"),
+        _ => text.push_str("2026-01-01 10:00:00 [LEAVE] Bob left the game\n"),
+    }
+}
+
+/// The line of `/proc/<pid>/status` that starts with `key` (`VmRSS:`, `VmHWM:`).
+fn proc_status(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or("?")
+        .to_owned()
+}
+
 fn bytecount(b: &[u8]) -> usize {
     b.iter().filter(|&&c| c == b'\n').count()
 }
@@ -218,52 +237,17 @@ fn idle_memory(rcon: Option<std::net::SocketAddr>) {
             ));
         }
     }
-    let path = dir.path().join("servers.yml");
-    std::fs::write(&path, config).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .env("HEALTH_CHECK_HOST", "127.0.0.1")
-        .env("HEALTH_CHECK_PORT", port.to_string())
-        .env(
-            "FACTORIO_ISR_CACHE_DIR",
-            std::env::temp_dir().join("factorio-isr-bench-cache"),
-        )
-        .env("LOG_LEVEL", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, port) = spawn_run(dir.path(), &config);
     let started = Instant::now();
     let ready = loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(
-                s,
-                "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            );
-            let mut resp = String::new();
-            let _ = std::io::Read::read_to_string(&mut s, &mut resp);
-            if resp.starts_with("HTTP/1.1 200") {
-                break started.elapsed();
-            }
+        if get(port, "/ready").starts_with("HTTP/1.1 200") {
+            break started.elapsed();
         }
         assert!(started.elapsed() < Duration::from_secs(60), "not ready");
         std::thread::sleep(Duration::from_millis(2));
     };
     std::thread::sleep(Duration::from_secs(3));
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .unwrap_or("VmRSS: ?")
-        .to_owned();
+    let rss = proc_status(child.id(), "VmRSS:");
     let _ = child.kill();
     let _ = child.wait();
     let what = if rcon.is_some() {
@@ -290,12 +274,7 @@ fn catch_up_memory() {
         while written < mb << 20 {
             text.clear();
             for i in lines..lines + 10_000 {
-                match i % 4 {
-                    0 => text.push_str(&format!("2026-01-01 10:00:00 [CHAT] Alice: message {i}\n")),
-                    1 => text.push_str(&format!("{:8.3} Info ServerMultiplayerManager.cpp:1061: Disconnect notification for peer ({i})\n", i as f64)),
-                    2 => text.push_str("2026-01-01 10:00:00 [JOIN] Bob joined the game\n"),
-                    _ => text.push_str("2026-01-01 10:00:00 [LEAVE] Bob left the game\n"),
-                }
+                mixed_line(i, &mut text);
             }
             lines += 10_000;
             written += text.len();
@@ -310,18 +289,42 @@ fn catch_up_memory() {
         log.display(),
         dir.path().join("events.jsonl").display()
     );
-    let path = dir.path().join("servers.yml");
+    let (mut child, port) = spawn_run(dir.path(), &config);
+    let started = Instant::now();
+    let caught_up = loop {
+        // The lag is 0 only once the last batch is delivered and saved.
+        if get(port, "/metrics")
+            .lines()
+            .any(|l| l == "factorio_isr_checkpoint_lag_bytes{server=\"s\"} 0")
+        {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(900), "no catch-up");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let peak = proc_status(child.id(), "VmHWM:");
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "catch-up on a {} MB backlog ({lines} lines): {caught_up:.2?}; peak {peak}",
+        size >> 20
+    );
+}
+
+/// `factorio-isr run` on `config` with its state in `dir`, on a free port.
+fn spawn_run(dir: &Path, config: &str) -> (std::process::Child, u16) {
+    let path = dir.join("servers.yml");
     std::fs::write(&path, config).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
         .args(["run", "--config"])
         .arg(&path)
         .arg("--state-dir")
-        .arg(dir.path().join("state"))
+        .arg(dir.join("state"))
         .env("HEALTH_CHECK_HOST", "127.0.0.1")
         .env("HEALTH_CHECK_PORT", port.to_string())
         .env(
@@ -332,39 +335,20 @@ fn catch_up_memory() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let caught_up = loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(
-                s,
-                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            );
-            let mut resp = String::new();
-            let _ = std::io::Read::read_to_string(&mut s, &mut resp);
-            // The lag is 0 only once the last batch is delivered and saved.
-            if resp
-                .lines()
-                .any(|l| l == "factorio_isr_checkpoint_lag_bytes{server=\"s\"} 0")
-            {
-                break started.elapsed();
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(900), "no catch-up");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    let peak = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .unwrap_or("VmHWM: ?")
-        .to_owned();
-    let _ = child.kill();
-    let _ = child.wait();
-    println!(
-        "catch-up on a {} MB backlog ({lines} lines): {caught_up:.2?}; peak {peak}",
-        size >> 20
-    );
+    (child, port)
+}
+
+/// The whole answer to `GET path` (empty if there is none yet).
+fn get(port: u16, path: &str) -> String {
+    let mut resp = String::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+        let _ = write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let _ = std::io::Read::read_to_string(&mut s, &mut resp);
+    }
+    resp
 }
 
 fn main() {

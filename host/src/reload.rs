@@ -417,7 +417,12 @@ impl Reloader {
                         Some(self.metrics.state_write_failures.clone()),
                     );
                     let component = format!("versions:{tag}");
-                    let cleared = pins.clear(&tag, slot);
+                    let cleared = {
+                        let (pins, tag) = (pins.clone(), tag.clone());
+                        tokio::task::spawn_blocking(move || pins.clear(&tag, slot))
+                            .await
+                            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                    };
                     if let Err(e) = state.record(crate::state::What::Versions, &component, cleared)
                     {
                         return Err(ReloadError::NotKept(format!(

@@ -212,15 +212,7 @@ fn kill_9_during_a_catch_up_behind_a_slow_sink_repeats_at_most_one_batch_each_ti
 #[test]
 fn sigterm_with_a_sink_that_never_answers_loses_nothing_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hole = black_hole.local_addr().unwrap();
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = held.clone();
-    std::thread::spawn(move || {
-        for s in black_hole.incoming().flatten() {
-            keep.lock().unwrap().push(s);
-        }
-    });
+    let (hole, held) = black_hole();
     let log = dir.path().join("console.log");
     let jsonl = dir.path().join("events.jsonl");
     append(&log, "");
@@ -429,4 +421,38 @@ fn a_state_folder_that_cannot_be_written_is_degraded_and_an_api_write_is_an_erro
         "{metrics}"
     );
     assert!(isr.stop().success());
+}
+
+#[test]
+fn a_checkpoint_of_the_last_release_is_resumed_not_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    let before = lines(0, 10);
+    append(&log, &before);
+    append(&log, &lines(10, 20));
+    // Exactly what the last release wrote after delivering msg-0..msg-9: the offset, and
+    // `DefaultHasher`'s value of the first 256 bytes.
+    let head = &before.as_bytes()[..256];
+    let old = format!(
+        r#"{{"offset":{},"fingerprint":{},"fingerprint_len":256}}"#,
+        before.len(),
+        factorio_isr::tail::legacy_hash(head)
+    );
+    let checkpoints = dir.path().join("state/checkpoints");
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    std::fs::write(checkpoints.join("prod.checkpoint.json"), old).unwrap();
+    let isr = Isr::start(dir.path(), &config(&log, &jsonl));
+    isr.wait_started();
+    wait_for("the lines after the old checkpoint", || {
+        messages(&jsonl).len() == 10
+    });
+    assert!(isr.stop().success());
+    let seen = messages(&jsonl);
+    assert!((10..20).all(|i| seen.contains_key(&format!("msg-{i}"))));
+    let now = std::fs::read_to_string(checkpoints.join("prod.checkpoint.json")).unwrap();
+    assert!(
+        now.contains("\"version\":2") && now.contains("sha256"),
+        "{now}"
+    );
 }

@@ -8,8 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,27 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use common::*;
 
 const TOKEN: &str = "test-admin-token-never-shown";
-
-fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
-}
 
 /// The binary on `port` with the admin token set, started.
 fn start(port: u16, dir: &Path, config: &str) -> Isr {
@@ -113,11 +91,11 @@ fn parsers_swap_under_a_steady_stream_without_losing_or_doubling_a_line() {
     wait_for("v1 events", seen("v1"));
 
     // Writes without the token are refused; the token never comes back.
-    let (status, body) = http(port, "POST", "/api/servers/prod/reload", None);
+    let (status, body) = http_call(port, "POST", "/api/servers/prod/reload", None);
     assert_eq!(status, 401, "{body}");
-    let (status, _) = http(port, "POST", "/api/servers/prod/reload", Some("wrong"));
+    let (status, _) = http_call(port, "POST", "/api/servers/prod/reload", Some("wrong"));
     assert_eq!(status, 401);
-    let (status, body) = http(port, "POST", "/api/servers/nope/reload", Some(TOKEN));
+    let (status, body) = http_call(port, "POST", "/api/servers/nope/reload", Some(TOKEN));
     assert_eq!(status, 404, "{body}");
 
     let mut expected = vec!["v1".to_owned()];
@@ -131,7 +109,8 @@ fn parsers_swap_under_a_steady_stream_without_losing_or_doubling_a_line() {
                     "events:\n  bad:\n    pattern: '(unclosed'\n",
                 )
                 .unwrap();
-                let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+                let (status, body) =
+                    http_call(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
                 assert_eq!(status, 422, "{body}");
                 assert_eq!(body["parsers"]["result"], "rejected", "{body}");
                 assert!(
@@ -141,7 +120,7 @@ fn parsers_swap_under_a_steady_stream_without_losing_or_doubling_a_line() {
                         .contains("broken.yml"),
                     "{body}"
                 );
-                let (_, view) = http(port, "GET", "/api/servers/prod", None);
+                let (_, view) = http_call(port, "GET", "/api/servers/prod", None);
                 assert!(
                     view["parser_versions"]["last_error"]
                         .as_str()
@@ -159,7 +138,8 @@ fn parsers_swap_under_a_steady_stream_without_losing_or_doubling_a_line() {
             }
             7 => {
                 // Back to the version before: instant, and the lines go on.
-                let (status, body) = http(port, "POST", "/api/servers/prod/rollback", Some(TOKEN));
+                let (status, body) =
+                    http_call(port, "POST", "/api/servers/prod/rollback", Some(TOKEN));
                 assert_eq!(status, 200, "{body}");
                 let back = expected[expected.len() - 2].clone();
                 wait_for("events after the rollback", || {
@@ -176,7 +156,7 @@ fn parsers_swap_under_a_steady_stream_without_losing_or_doubling_a_line() {
         let version = format!("v{k}");
         patterns(&pats, &version);
         // The watcher may swap first; then the API finds the version live already.
-        let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+        let (status, body) = http_call(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
         assert_eq!(status, 200, "{body}");
         if body["parsers"]["result"] == "swapped" {
             swap_ms.push(body["parsers"]["swap_ms"].as_f64().unwrap());
@@ -231,7 +211,7 @@ fn without_a_token_the_writes_are_off() {
         &[],
     );
     isr.wait_started();
-    let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some("anything"));
+    let (status, body) = http_call(port, "POST", "/api/servers/prod/reload", Some("anything"));
     assert_eq!(status, 403, "{body}");
     assert!(
         body["error"]
@@ -239,7 +219,7 @@ fn without_a_token_the_writes_are_off() {
             .unwrap()
             .contains("FACTORIO_ISR_API_TOKEN")
     );
-    let (status, _) = http(port, "GET", "/api/servers/prod", None);
+    let (status, _) = http_call(port, "GET", "/api/servers/prod", None);
     assert_eq!(status, 200, "reads are public by default");
     assert!(isr.stop().success());
 }
@@ -278,12 +258,12 @@ fn a_new_parser_that_keeps_faulting_is_rolled_back_by_itself_with_an_alert() {
     };
     line(0);
     wait_for("v1 events", || events(&jsonl).iter().any(|(n, _)| *n == 0));
-    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    let (_, view) = http_call(port, "GET", "/api/servers/prod", None);
     let good_version = view["parser_versions"]["live"].as_str().unwrap().to_owned();
 
     // The operator swaps in a parser that faults on every batch.
     std::fs::write(dir.path().join("servers.yml"), config(&trapping)).unwrap();
-    let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+    let (status, body) = http_call(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
     assert!(status == 200, "{body}");
     // Lines keep coming; after more than two faulting batches the host rolls back by itself.
     let mut n = 1;
@@ -291,7 +271,7 @@ fn a_new_parser_that_keeps_faulting_is_rolled_back_by_itself_with_an_alert() {
         line(n);
         n += 1;
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let (_, view) = http(port, "GET", "/api/servers/prod", None);
+        let (_, view) = http_call(port, "GET", "/api/servers/prod", None);
         view["parser_versions"]["live"] == good_version.as_str()
     });
     let after = n + 1000;
@@ -324,7 +304,7 @@ fn a_new_parser_that_keeps_faulting_is_rolled_back_by_itself_with_an_alert() {
     // A restart keeps the good version, though servers.yml still names the trapping one.
     assert!(isr.stop().success());
     let isr = start(port, dir.path(), &config(&trapping));
-    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    let (_, view) = http_call(port, "GET", "/api/servers/prod", None);
     assert_eq!(
         view["parser_versions"]["live"],
         good_version.as_str(),
@@ -393,10 +373,10 @@ fn a_candidate_in_compare_mode_reports_exactly_its_differences_and_can_be_promot
     append(&log, &text);
     wait_for("the live events", || kinds().len() == 10);
     wait_for("the comparison", || {
-        http(port, "GET", "/api/servers/prod/compare", None).1["parsers"]["compared"].as_u64()
+        http_call(port, "GET", "/api/servers/prod/compare", None).1["parsers"]["compared"].as_u64()
             >= Some(10)
     });
-    let (_, report) = http(port, "GET", "/api/servers/prod/compare", None);
+    let (_, report) = http_call(port, "GET", "/api/servers/prod/compare", None);
     assert_eq!(report["monitors"], serde_json::Value::Null, "{report}");
     let report = &report["parsers"];
     assert_eq!(report["different"], 4, "{report}");
@@ -424,9 +404,9 @@ fn a_candidate_in_compare_mode_reports_exactly_its_differences_and_can_be_promot
     );
 
     // Promote: the candidate is live; roll back: the old one is.
-    let (status, body) = http(port, "POST", "/api/servers/prod/promote", None);
+    let (status, body) = http_call(port, "POST", "/api/servers/prod/promote", None);
     assert_eq!(status, 401, "{body}");
-    let (status, body) = http(port, "POST", "/api/servers/prod/promote", Some(TOKEN));
+    let (status, body) = http_call(port, "POST", "/api/servers/prod/promote", Some(TOKEN));
     assert_eq!(
         (status, body["parsers"]["result"].as_str()),
         (200, Some("swapped")),
@@ -441,7 +421,7 @@ fn a_candidate_in_compare_mode_reports_exactly_its_differences_and_can_be_promot
     // A restart keeps the promotion, though servers.yml still names the old parsers.
     assert!(isr.stop().success());
     let isr = start(port, dir.path(), &config);
-    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    let (_, view) = http_call(port, "GET", "/api/servers/prod", None);
     assert_eq!(view["parser_versions"]["pinned"], "promoted", "{view}");
     append(&log, "2026-01-01 10:00:02 [JOIN] After joined the game\n");
     wait_for("the promoted parser after the restart", || {
@@ -450,14 +430,14 @@ fn a_candidate_in_compare_mode_reports_exactly_its_differences_and_can_be_promot
     assert_eq!(kinds().last().map(String::as_str), Some("arrival"));
 
     // Rolling back is kept too; an explicit reload applies servers.yml again.
-    let (status, _) = http(port, "POST", "/api/servers/prod/rollback", Some(TOKEN));
+    let (status, _) = http_call(port, "POST", "/api/servers/prod/rollback", Some(TOKEN));
     assert_eq!(status, 200);
     append(&log, "2026-01-01 10:00:03 [JOIN] Later joined the game\n");
     wait_for("an event of the old parser again", || kinds().len() == 13);
     assert_eq!(kinds().last().map(String::as_str), Some("join"));
-    let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+    let (status, body) = http_call(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
     assert_eq!(status, 200, "{body}");
-    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    let (_, view) = http_call(port, "GET", "/api/servers/prod", None);
     assert_eq!(
         view["parser_versions"]["pinned"],
         serde_json::Value::Null,
@@ -521,15 +501,15 @@ fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
     let isr = start();
     say("P0", "grief");
     wait_for("the live alert", || raised(&jsonl) == ["word:P0"]);
-    let (status, _) = http(port, "GET", "/api/servers/prod/compare", None);
+    let (status, _) = http_call(port, "GET", "/api/servers/prod/compare", None);
     assert_eq!(status, 404, "no candidate yet");
 
     // Off → compare: a candidate added to servers.yml starts with the next reload.
     std::fs::write(&config_path, config(&live, &candidate)).unwrap();
-    let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+    let (status, body) = http_call(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["monitors"]["result"], "unchanged", "{body}");
-    let (status, report) = http(port, "GET", "/api/servers/prod/compare", None);
+    let (status, report) = http_call(port, "GET", "/api/servers/prod/compare", None);
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["parsers"], serde_json::Value::Null, "{report}");
     say("P1", "grief");
@@ -539,7 +519,7 @@ fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
     say("P5", "grief");
     wait_for("the live alerts", || raised(&jsonl).len() == 3);
     assert_eq!(raised(&jsonl), ["word:P0", "word:P1", "word:P5"]);
-    let report = || http(port, "GET", "/api/servers/prod/compare", None).1["monitors"].clone();
+    let report = || http_call(port, "GET", "/api/servers/prod/compare", None).1["monitors"].clone();
     wait_for("the comparison", || {
         report()["compared"].as_u64().unwrap_or(0) >= 1 && report()["extra"] == 2
     });
@@ -574,7 +554,7 @@ fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
     );
 
     // Compare → live: the candidate is promoted; the live monitors become the rollback target.
-    let (status, body) = http(port, "POST", "/api/servers/prod/promote", Some(TOKEN));
+    let (status, body) = http_call(port, "POST", "/api/servers/prod/promote", Some(TOKEN));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["monitors"]["result"], "swapped", "{body}");
     assert_eq!(body["parsers"], serde_json::Value::Null, "{body}");
@@ -586,7 +566,7 @@ fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
     // A restart keeps the promotion, though servers.yml still names the old monitors.
     assert!(isr.stop().success());
     let isr = start();
-    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    let (_, view) = http_call(port, "GET", "/api/servers/prod", None);
     assert_eq!(view["monitor_versions"]["pinned"], "promoted", "{view}");
     assert!(view["monitor_versions"]["previous"].is_string(), "{view}");
     say("P7", "lag");
@@ -595,7 +575,7 @@ fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
     });
 
     // Back: `lag` goes unnoticed again (P8), `grief` is still seen (P9).
-    let (status, body) = http(
+    let (status, body) = http_call(
         port,
         "POST",
         "/api/servers/prod/rollback?slot=monitors",
@@ -609,7 +589,7 @@ fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
         raised(&jsonl).last().map(String::as_str) == Some("word:P9")
     });
     assert!(!raised(&jsonl).contains(&"word:P8".to_owned()));
-    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    let (_, view) = http_call(port, "GET", "/api/servers/prod", None);
     assert_eq!(view["monitor_versions"]["pinned"], "rolled_back", "{view}");
 
     // A monitor that traps on every call is rolled back by itself, with an alert.
@@ -618,10 +598,10 @@ fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
         env!("FACTORIO_ISR_WASM_ECHO_MONITOR")
     );
     std::fs::write(&config_path, config(&trapping, "")).unwrap();
-    let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+    let (status, body) = http_call(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["monitors"]["result"], "swapped", "{body}");
-    let (status, _) = http(port, "GET", "/api/servers/prod/compare", None);
+    let (status, _) = http_call(port, "GET", "/api/servers/prod/compare", None);
     assert_eq!(status, 404, "the candidate stopped with its entry");
     let mut n = 10;
     wait_for("the automatic rollback", || {
@@ -632,7 +612,7 @@ fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
             .iter()
             .any(|k| k.starts_with("auto-rollback:monitors:"))
     });
-    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    let (_, view) = http_call(port, "GET", "/api/servers/prod", None);
     assert_eq!(
         view["monitor_versions"]["pinned"], "auto_rolled_back",
         "{view}"
@@ -653,7 +633,7 @@ fn monitors_go_from_off_to_compare_to_live_and_back_across_a_restart() {
     // A restart keeps the version rolled back to, though servers.yml names the trapping one.
     assert!(isr.stop().success());
     let isr = start();
-    let (_, view) = http(port, "GET", "/api/servers/prod", None);
+    let (_, view) = http_call(port, "GET", "/api/servers/prod", None);
     assert_eq!(view["monitor_versions"]["live"], live, "{view}");
     assert_eq!(
         view["monitor_versions"]["pinned"], "auto_rolled_back",
@@ -696,7 +676,7 @@ fn monitors_can_be_added_to_a_server_that_started_without() {
         config("[{plugin: chat-guard, config: {words: [grief]}}]"),
     )
     .unwrap();
-    let (status, body) = http(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+    let (status, body) = http_call(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["monitors"]["result"], "swapped", "{body}");
     say(1);

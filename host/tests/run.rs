@@ -482,16 +482,7 @@ fn the_rcon_and_status_commands_talk_to_a_server_and_fail_clearly() {
 #[test]
 fn a_sink_that_hangs_delays_only_its_own_server_and_shows_in_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    // A "webhook" that accepts connections and never answers.
-    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hole = black_hole.local_addr().unwrap();
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = held.clone();
-    std::thread::spawn(move || {
-        for s in black_hole.incoming().flatten() {
-            keep.lock().unwrap().push(s);
-        }
-    });
+    let (hole, held) = black_hole();
     let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
     let jsonl = dir.path().join("b.jsonl");
     append(&log_a, "");

@@ -162,6 +162,7 @@ async fn the_task_delivers_appended_lines_and_stops_on_shutdown() {
     let status = tail::Status {
         health: factorio_isr::health::Health::default(),
         component: "tailer:test".into(),
+        positioned: None,
     };
     let task = tokio::spawn(tail::run(reader, tx, options, stopped, status.clone()));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -199,6 +200,7 @@ async fn the_first_batch_says_where_reading_starts() {
     let status = tail::Status {
         health: factorio_isr::health::Health::default(),
         component: "tailer:test".into(),
+        positioned: None,
     };
     let reader = TailReader::new(&log, StartAt::End, 1 << 20);
     let task = tokio::spawn(tail::run(

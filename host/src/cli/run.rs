@@ -29,6 +29,8 @@ use crate::sink::{ConsoleSink, JsonlSink, Sink};
 use crate::slot::{AutoRollback, Slot, SlotVersions};
 use crate::tail::TailOptions;
 
+/// How long the start waits for every tailer to know where it starts.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a shutdown may take before the process exits anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -148,22 +150,39 @@ impl Host {
         };
         let (stop, stopped) = watch::channel(false);
         let checkpoints = CheckpointStore::new(opts.state_dir.join("checkpoints"));
+        let positioned = Arc::new(tokio::sync::Semaphore::new(0));
         let mut tasks = Vec::new();
         let mut servers = Vec::new();
         for server in &config.servers {
-            let (live, server_tasks) = start_server(
-                opts,
-                config,
-                server,
-                &shared,
-                &checkpoints,
-                &stopped,
-                discord.as_ref(),
-            )?;
+            let parts = HostParts {
+                shared: &shared,
+                checkpoints: &checkpoints,
+                stopped: &stopped,
+                discord: discord.as_ref(),
+                positioned: &positioned,
+            };
+            let (live, server_tasks) = start_server(opts, config, server, &parts)?;
             tasks.extend(server_tasks);
             servers.push(live);
         }
         let servers = Arc::new(servers);
+        // "started" promises that every line written from now on is read: each tailer has
+        // opened its file (or found it missing) by then.
+        let logs = config
+            .servers
+            .iter()
+            .filter(|s| s.log_path.is_some())
+            .count();
+        let logs = u32::try_from(logs).unwrap_or(u32::MAX);
+        if tokio::time::timeout(START_TIMEOUT, positioned.acquire_many(logs))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some logs could not be opened within {} s; they are followed when they can be",
+                START_TIMEOUT.as_secs()
+            );
+        }
         let reloader = Arc::new(Reloader::new(
             opts.runtime.clone(),
             &config.path,
@@ -248,16 +267,31 @@ fn undelivered(logs: &[(String, PathBuf)], checkpoints: &CheckpointStore) {
     }
 }
 
+/// What every server's start shares.
+#[derive(Clone, Copy)]
+struct HostParts<'a> {
+    shared: &'a Shared,
+    checkpoints: &'a CheckpointStore,
+    stopped: &'a watch::Receiver<bool>,
+    discord: Option<&'a Discord>,
+    /// Given a permit by each tailer once it knows where it starts.
+    positioned: &'a Arc<tokio::sync::Semaphore>,
+}
+
 /// Starts one server: its RCON link and checks, its monitors, and its pipeline.
 fn start_server(
     opts: &HostOptions,
     config: &Config,
     server: &ServerConfig,
-    shared: &Shared,
-    checkpoints: &CheckpointStore,
-    stopped: &watch::Receiver<bool>,
-    discord: Option<&Discord>,
+    parts: &HostParts<'_>,
 ) -> anyhow::Result<(Server, Vec<tokio::task::JoinHandle<()>>)> {
+    let HostParts {
+        shared,
+        checkpoints,
+        stopped,
+        discord,
+        positioned,
+    } = *parts;
     let in_config = |e: anyhow::Error| {
         anyhow::anyhow!("{}: server {}: {e:#}", config.path.display(), server.tag)
     };
@@ -388,6 +422,7 @@ fn start_server(
                 poll_interval: opts.poll,
                 ..TailOptions::default()
             },
+            positioned: Some(positioned.clone()),
         }),
         None => {
             tracing::warn!(server = %server.tag, "no log_path: this server's log is not followed");

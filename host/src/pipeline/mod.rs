@@ -90,6 +90,8 @@ pub struct LogInput {
     pub links_within: Vec<PathBuf>,
     pub max_line_bytes: usize,
     pub tail: TailOptions,
+    /// Given a permit once the tailer knows where it starts (see [`tail::Status`]).
+    pub positioned: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// What every pipeline reports to.
@@ -133,10 +135,6 @@ pub fn spawn(
             sink.run(None, p.notices).await;
         });
     };
-    let (checkpoint, loaded) = log.checkpoints.open(&tag);
-    let (start, lost) = start_at(&tag, loaded, log.on_lost_checkpoint, &shared);
-    let reader =
-        TailReader::new(&log.path, start, log.max_line_bytes).links_within(log.links_within);
     let (line_tx, line_rx) = log.inputs;
     let (event_tx, event_rx) = mpsc::channel::<Parsed>(QUEUE);
 
@@ -145,8 +143,20 @@ pub fn spawn(
     let status = tail::Status {
         health: shared.health.clone(),
         component: tailer,
+        positioned: log.positioned,
     };
-    let tail_task = tokio::spawn(tail::run(reader, line_tx, log.tail, shutdown, status));
+    // The checkpoint is read by the delivery task (off the runtime's threads), which then
+    // tells the tailer where to start.
+    let (start_tx, start_rx) = tokio::sync::oneshot::channel::<StartAt>();
+    let tail_task = {
+        let path = log.path.clone();
+        let (max_line_bytes, links_within) = (log.max_line_bytes, log.links_within);
+        tokio::spawn(async move {
+            let start = start_rx.await.ok()?;
+            let reader = TailReader::new(&path, start, max_line_bytes).links_within(links_within);
+            tail::run(reader, line_tx, log.tail, shutdown, status).await
+        })
+    };
 
     let mut stage = parse::ParseStage {
         tag: tag.clone(),
@@ -170,12 +180,22 @@ pub fn spawn(
         });
 
     let log_path = log.path;
+    let (checkpoints, on_lost) = (log.checkpoints, log.on_lost_checkpoint);
     tokio::spawn(async move {
         let sink = Delivery {
             tag: &tag,
             sinks: &p.sinks,
             shared: &shared,
         };
+        let opening = {
+            let tag = tag.clone();
+            tokio::task::spawn_blocking(move || checkpoints.open(&tag))
+        };
+        let Ok((checkpoint, loaded)) = opening.await else {
+            return;
+        };
+        let (start, lost) = start_at(&tag, loaded, on_lost, &shared);
+        let _ = start_tx.send(start);
         let log = LogDelivery {
             path: log_path,
             checkpoint: Some(checkpoint),

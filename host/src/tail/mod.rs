@@ -37,6 +37,10 @@ pub struct Status {
     pub health: Health,
     /// Its component name in `health`.
     pub component: String,
+    /// Given one permit once the reader knows where it starts (the file opened, found
+    /// missing, or refused), so a host can say it has started only when every line
+    /// written from then on will be read.
+    pub positioned: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// How a tailer task behaves.
@@ -141,6 +145,9 @@ pub async fn run<T: From<Batch>>(
         };
         let position = if first {
             first = false;
+            if let Some(p) = &status.positioned {
+                p.add_permits(1);
+            }
             start
         } else {
             reader.position()

@@ -278,6 +278,24 @@ impl Drop for SimProcess {
     }
 }
 
+/// A "webhook" that accepts connections and never answers: its address, and the
+/// connections it holds.
+pub fn black_hole() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            keep.lock().unwrap().push(s);
+        }
+    });
+    (addr, held)
+}
+
 /// A stand-in for a Discord webhook that takes `delay` to answer each message (Discord's
 /// pace); returns its URL and the number of messages it took.
 pub fn slow_webhook(delay: Duration) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
