@@ -493,3 +493,44 @@ fn compare_reports_exactly_the_lines_where_the_candidate_differs() {
         );
     }
 }
+
+#[test]
+fn check_takes_a_password_variable_as_it_is_and_never_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("servers.yml");
+    std::fs::write(
+        &config,
+        "servers:\n  prod:\n    log_path: /nonexistent/console.log\n    rcon_password: ${RCON_PASSWORD}\n    rcon_port: ${RCON_PORT}\n",
+    )
+    .unwrap();
+    // Each of these broke the file when variables were pasted into its text.
+    for password in ["12345678", "0x1F", "pass #word", "x\n  evil: 1", "[x"] {
+        let out = run(
+            bin()
+                .args(["check", "--config"])
+                .arg(&config)
+                .env("RCON_PASSWORD", password)
+                .env("RCON_PORT", "27016"),
+            b"",
+        );
+        assert!(
+            out.status.success(),
+            "{password:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    // A password in a number field by mistake: an error that names the variable, not it.
+    let out = run(
+        bin()
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("RCON_PASSWORD", "pw")
+            .env("RCON_PORT", "hunter2-secret"),
+        b"",
+    );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{said}");
+    assert!(!said.contains("hunter2"), "{said}");
+    assert!(said.contains("${RCON_PORT}"), "{said}");
+}

@@ -40,12 +40,13 @@ pub enum ConfigError {
     Whole { path: String, problem: String },
 }
 
+/// servers.yml as parsed, before `${VAR}` is expanded in its values.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     servers: serde_yaml::Mapping,
     #[serde(default)]
-    discord: DiscordSettings,
+    discord: serde_yaml::Value,
 }
 
 /// The Discord bot's settings (`discord:` in servers.yml, new and optional). Deny by
@@ -105,7 +106,9 @@ pub struct ServerConfig {
     /// The key under `servers:` (e.g. `prod`).
     #[serde(skip)]
     pub tag: String,
+    #[serde(default, deserialize_with = "any_scalar_opt")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "any_scalar_opt")]
     pub description: Option<String>,
     pub log_path: Option<PathBuf>,
     /// Folders a `log_path` that is a link may lead into (new; default: the log's own
@@ -116,7 +119,7 @@ pub struct ServerConfig {
     /// Where reading starts when the checkpoint is damaged and the one before it too (new).
     #[serde(default)]
     pub on_lost_checkpoint: OnLostCheckpoint,
-    #[serde(default = "defaults::rcon_host")]
+    #[serde(default = "defaults::rcon_host", deserialize_with = "any_scalar")]
     pub rcon_host: String,
     #[serde(default = "defaults::rcon_port")]
     pub rcon_port: u16,
@@ -322,10 +325,36 @@ pub struct PluginEntry {
     pub config: serde_json::Value,
 }
 
-/// A value that never reaches a log line or an HTTP response: `Debug` prints `***`.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
+/// A value that never reaches a log line or an HTTP response: `Debug` prints `***`. Any
+/// scalar is a secret's text (`12345678` is the password `12345678`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        any_scalar(d).map(Secret)
+    }
+}
+
+/// A string field that takes any scalar as its text (a number or a switch that came from a
+/// `${VAR}`, say); a sequence or mapping is an error that shows no value.
+fn any_scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    use serde::de::Error;
+    match serde_yaml::Value::deserialize(d)? {
+        serde_yaml::Value::String(s) => Ok(s),
+        serde_yaml::Value::Number(n) => Ok(n.to_string()),
+        serde_yaml::Value::Bool(b) => Ok(b.to_string()),
+        serde_yaml::Value::Null => Err(D::Error::custom("a value is needed here")),
+        _ => Err(D::Error::custom(
+            "a text is needed here, not a list or a mapping",
+        )),
+    }
+}
+
+/// [`any_scalar`], for an optional field.
+fn any_scalar_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    any_scalar(d).map(Some)
+}
 
 impl Secret {
     /// Wraps a value that must not be shown.
@@ -418,11 +447,6 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = expand::expand(text, env).map_err(|(line, problem)| ConfigError::Invalid {
-            path: shown.clone(),
-            line,
-            problem,
-        })?;
         let invalid = |e: serde_yaml::Error| match e.location() {
             Some(loc) => ConfigError::Invalid {
                 path: shown.clone(),
@@ -434,11 +458,46 @@ impl Config {
                 problem: e.to_string(),
             },
         };
-        let file: File = serde_yaml::from_str(&text).map_err(invalid)?;
+        let file: File = serde_yaml::from_str(text).map_err(invalid)?;
+        // `${VAR}` is expanded in the parsed values, never in the text; no error shows a
+        // variable's value.
+        let mut used = Vec::new();
+        let mut expand = |value: &mut serde_yaml::Value| {
+            expand::expand_value(value, env, &mut used).map_err(|problem| {
+                let name = problem.split('`').nth(1).unwrap_or("${");
+                let needle = if name.starts_with("${") {
+                    name.to_owned()
+                } else {
+                    format!("${{{name}")
+                };
+                ConfigError::Invalid {
+                    path: shown.clone(),
+                    line: expand::line_of(text, &needle).unwrap_or(1),
+                    problem,
+                }
+            })
+        };
+        let mut discord_value = file.discord;
+        expand(&mut discord_value)?;
+        let mut entries = Vec::new();
+        for (key, mut value) in file.servers {
+            expand(&mut value)?;
+            entries.push((key, value));
+        }
+        let redacted = |msg: &str| expand::redact(msg, &used);
+        let discord: DiscordSettings = if discord_value.is_null() {
+            DiscordSettings::default()
+        } else {
+            serde_yaml::from_value(discord_value).map_err(|e| ConfigError::Invalid {
+                path: shown.clone(),
+                line: line_of_top_key(text, "discord").unwrap_or(1),
+                problem: format!("discord: {}", redacted(&strip_location(&e.to_string()))),
+            })?
+        };
         let mut servers = Vec::new();
-        for (key, value) in file.servers {
+        for (key, value) in entries {
             let tag = key.as_str().unwrap_or_default().to_owned();
-            let line = line_of_key(&text, &tag);
+            let line = line_of_key(text, &tag);
             if !valid_tag(&tag) {
                 return Err(ConfigError::Invalid {
                     path: shown,
@@ -454,7 +513,10 @@ impl Config {
                 serde_yaml::from_value(value).map_err(|e| ConfigError::Invalid {
                     path: shown.clone(),
                     line: line.unwrap_or(1),
-                    problem: format!("servers.{tag}: {}", strip_location(&e.to_string())),
+                    problem: format!(
+                        "servers.{tag}: {}",
+                        redacted(&strip_location(&e.to_string()))
+                    ),
                 })?;
             server.tag = tag;
             servers.push(server);
@@ -465,7 +527,7 @@ impl Config {
                 problem: "`servers` is empty: configure at least one server".into(),
             });
         }
-        let d = &file.discord;
+        let d = &discord;
         for (field, roles) in [
             ("admin_roles", &d.admin_roles),
             ("danger_roles", &d.danger_roles),
@@ -473,7 +535,7 @@ impl Config {
             if !roles.is_empty() && d.guild_id.is_none() {
                 return Err(ConfigError::Invalid {
                     path: shown,
-                    line: line_of_top_key(&text, "discord").unwrap_or(1),
+                    line: line_of_top_key(text, "discord").unwrap_or(1),
                     problem: format!(
                         "discord.{field} needs discord.guild_id: roles are checked only in the \
                          one configured guild (the id of your Discord server)"
@@ -484,7 +546,7 @@ impl Config {
         Ok(Self {
             path: path.to_owned(),
             servers,
-            discord: file.discord,
+            discord,
         })
     }
 
@@ -562,6 +624,86 @@ mod tests {
         Config::from_text(Path::new("servers.yml"), text, &|n| {
             (n == "PW").then(|| "hunter2".to_owned())
         })
+    }
+
+    fn load_with(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_text(Path::new("servers.yml"), text, &move |n| {
+            vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn a_variable_is_the_whole_value_whatever_it_contains() {
+        let text = "servers:\n  prod:\n    log_path: /x\n    rcon_password: ${RCON_PASSWORD}\n    \
+                    description: \"${DESC}\"\n    rcon_port: ${PORT}\n    name: ${NAME}\n";
+        for password in [
+            "12345678",
+            "0x1F",
+            "1e3",
+            "007",
+            "true",
+            "pass #word",
+            "a: b",
+            "[x",
+            "*x",
+            "x\n  test:\n    log_path: /y",
+            "tab\\t and \\u0041 and \"quotes\"",
+        ] {
+            let c = load_with(
+                text,
+                &[
+                    ("RCON_PASSWORD", password),
+                    ("DESC", password),
+                    ("PORT", "27020"),
+                    ("NAME", "2024"),
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{password:?}: {e}"));
+            assert_eq!(c.servers.len(), 1, "{password:?} added a server");
+            let prod = &c.servers[0];
+            assert_eq!(
+                prod.rcon_password.as_ref().map(Secret::expose),
+                Some(password)
+            );
+            assert_eq!(prod.description.as_deref(), Some(password));
+            assert_eq!(
+                prod.rcon_port, 27020,
+                "a number field takes a number's text"
+            );
+            assert_eq!(prod.name.as_deref(), Some("2024"));
+        }
+    }
+
+    #[test]
+    fn no_error_shows_a_variables_value() {
+        // A password put in a number field by mistake.
+        let text = "servers:\n  prod:\n    log_path: /x\n    rcon_port: ${RCON_PASSWORD}\n";
+        let err = load_with(text, &[("RCON_PASSWORD", "hunter2-very-secret")])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("${RCON_PASSWORD}"), "{err}");
+        let err = load_with(
+            "servers:\n  prod:\n    log_path: /x\ndiscord:\n  guild_id: ${GUILD}\n",
+            &[("GUILD", "not-a-number-secret")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("not-a-number-secret"), "{err}");
+    }
+
+    #[test]
+    fn an_unset_variable_names_its_line_and_comments_are_not_read() {
+        let text = "# rcon_password: ${UNSET_IN_COMMENT}\nservers:\n  prod:\n    log_path: /x # ${ALSO}\n    rcon_password: ${MISSING}\n";
+        let err = load(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("servers.yml:5:") && err.contains("`MISSING` is not set"),
+            "{err}"
+        );
     }
 
     /// A file as the Python bot's users wrote it, every key of its format.
