@@ -120,10 +120,12 @@ impl ServerCheckpoint {
 /// The checkpoint in `path`: none if there is no file; an error saying what is wrong with
 /// it if it cannot be used.
 fn read(path: &Path) -> Result<Option<Position>, String> {
-    let bytes = match std::fs::read(path) {
+    // A checkpoint is under 200 bytes; anything at the path that is not a small regular
+    // file (a FIFO would block the read) is damage.
+    let bytes = match crate::files::read_regular(path, 64 << 10) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return Err(format!("cannot read the checkpoint: {e}")),
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(format!("{} is empty", path.display()));

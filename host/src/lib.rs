@@ -10,6 +10,7 @@ pub mod compare;
 pub mod config;
 pub mod discord;
 pub mod event;
+pub mod files;
 pub mod health;
 pub mod http;
 pub mod lines;

@@ -104,7 +104,14 @@ impl PinStore {
     /// `tag`'s pin of `slot`, if it has a readable one.
     pub fn load(&self, tag: &str, slot: Slot) -> Option<Pin> {
         let file = self.file(tag, slot);
-        let bytes = std::fs::read(&file).ok()?;
+        let bytes = match crate::files::read_regular(&file, 64 << 20) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(server = tag, "ignoring the unreadable pinned version: {e}");
+                return None;
+            }
+        };
         match serde_json::from_slice(&bytes) {
             Ok(pin) => Some(pin),
             Err(e) => {
@@ -156,8 +163,12 @@ impl PinStore {
                 p.hash
             );
             let path = self.dir.join("blobs").join(format!("{}.wasm", p.hash));
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let bytes = crate::files::read_regular(&path, runtime.limits().file_bytes)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            // Checked before anything is compiled: a blob that is not what was kept is
+            // never run, nor even compiled.
+            let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            anyhow::ensure!(hash == p.hash, "{} does not match its hash", path.display());
             let stock = matches!(
                 crate::plugin::stock::PluginSource::parse(&p.name),
                 crate::plugin::stock::PluginSource::Stock(_)

@@ -534,3 +534,54 @@ fn check_takes_a_password_variable_as_it_is_and_never_shows_it() {
     assert!(!said.contains("hunter2"), "{said}");
     assert!(said.contains("${RCON_PORT}"), "{said}");
 }
+
+#[test]
+fn a_plugin_that_is_no_regular_file_or_too_large_is_refused_before_it_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let zero = dir.path().join("zero.wasm");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let fifo = dir.path().join("fifo.wasm");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let big = dir.path().join("big.wasm");
+    let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+    bytes.resize(2 << 20, 0);
+    std::fs::write(&big, bytes).unwrap();
+    for (plugin, says) in [
+        (&zero, "character device"),
+        (&fifo, "FIFO"),
+        (&big, "larger than the 1048576 bytes allowed"),
+    ] {
+        let out = run(
+            bin()
+                .args(["plugin", "check"])
+                .arg(plugin)
+                .env("FACTORIO_ISR_PLUGIN_MAX_MIB", "1"),
+            b"",
+        );
+        let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(!out.status.success(), "{said}");
+        assert!(said.contains(says), "{plugin:?}: {said}");
+    }
+    // Through a servers.yml, `check` says the same for each server's plugin.
+    let config = dir.path().join("servers.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "servers:\n  prod:\n    log_path: /nonexistent/console.log\n    parsers:\n      - plugin: {}\n",
+            zero.display()
+        ),
+    )
+    .unwrap();
+    let out = run(bin().args(["check", "--config"]).arg(&config), b"");
+    let said = text(&out.stdout);
+    assert!(
+        !out.status.success() && said.contains("character device"),
+        "{said}"
+    );
+}

@@ -456,3 +456,45 @@ fn a_checkpoint_of_the_last_release_is_resumed_not_read_again() {
         "{now}"
     );
 }
+
+#[test]
+fn a_running_servers_plugin_replaced_by_a_link_to_dev_zero_is_refused_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("monitor.wasm");
+    std::fs::copy(env!("FACTORIO_ISR_WASM_ECHO_MONITOR"), &plugin).unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    append(&log, "");
+    let cfg = format!(
+        "servers:\n  prod:\n    log_path: {}\n    monitors:\n      - plugin: {}\n    sinks:\n      - jsonl: {}\n",
+        log.display(),
+        plugin.display(),
+        jsonl.display()
+    );
+    let isr = Isr::start_ready(dir.path(), &cfg);
+    // What a hostile or careless operator does: the watcher sees it and reloads.
+    let tmp = dir.path().join("monitor.wasm.new");
+    std::os::unix::fs::symlink("/dev/zero", &tmp).unwrap();
+    std::fs::rename(&tmp, &plugin).unwrap();
+    wait_for("the reload refused in /ready", || {
+        isr.get("/ready")
+            .is_some_and(|(_, body)| body.contains("character device"))
+    });
+    let (_, status) = isr.get("/api/servers/prod").unwrap();
+    assert!(status.contains("monitor"), "{status}");
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", isr.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap();
+    assert!(
+        rss_kib < 512 << 10,
+        "{rss_kib} KiB resident: /dev/zero was read"
+    );
+    append(&log, &chat(1));
+    wait_for("events still flow", || {
+        messages(&jsonl).contains_key("msg-1")
+    });
+    assert!(isr.stop().success());
+}

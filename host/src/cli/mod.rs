@@ -73,6 +73,15 @@ pub struct RuntimeArgs {
     /// Compile plugins every time instead of caching them.
     #[arg(long)]
     no_plugin_cache: bool,
+    /// The largest plugin file read, in MiB (a larger one, or one that is not a regular
+    /// file, is refused before anything is compiled).
+    #[arg(
+        long,
+        env = "FACTORIO_ISR_PLUGIN_MAX_MIB",
+        default_value_t = 64,
+        value_name = "MIB"
+    )]
+    plugin_max_mib: u64,
 }
 
 impl RuntimeArgs {
@@ -85,7 +94,11 @@ impl RuntimeArgs {
                 .clone()
                 .or_else(ComponentCache::default_dir)
         };
-        Runtime::new(ComponentCache::new(dir), Limits::default())
+        let limits = Limits {
+            file_bytes: self.plugin_max_mib.saturating_mul(1 << 20),
+            ..Limits::default()
+        };
+        Runtime::new(ComponentCache::new(dir), limits)
     }
 }
 

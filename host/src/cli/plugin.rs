@@ -44,7 +44,7 @@ pub(crate) fn start(
 ) -> anyhow::Result<Started> {
     let name = source.name();
     let bytes = source
-        .bytes()
+        .bytes(runtime.limits().file_bytes)
         .with_context(|| format!("cannot read {name}"))?;
     let plugin = runtime.load(&name, &bytes)?;
     let config = stock::init_config(source, config)?;
@@ -84,7 +84,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let source = PluginSource::parse(&args.plugin);
     let name = source.name();
     let bytes = source
-        .bytes()
+        .bytes(runtime.limits().file_bytes)
         .with_context(|| format!("cannot read {name}"))?;
     println!("plugin:  {name} ({} bytes)", bytes.len());
     let plugin = match runtime.load(&name, &bytes) {

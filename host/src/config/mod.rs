@@ -25,7 +25,8 @@ pub struct Config {
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
+    /// The file could not be read; `source` names it.
+    #[error("cannot read the configuration: {source}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -422,10 +423,16 @@ mod defaults {
 impl Config {
     /// Reads and checks `path`, expanding `${VAR}` from the environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = crate::files::read_regular(path, 16 << 20)
+            .and_then(|b| {
+                String::from_utf8(b).map_err(|_| {
+                    std::io::Error::other(format!("{} is not UTF-8 text", path.display()))
+                })
+            })
+            .map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
         let mut config = Self::from_text(path, &text, &|name| std::env::var(name).ok())?;
         config.fill_secrets(&SecretSource::default());
         Ok(config)

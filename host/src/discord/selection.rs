@@ -27,7 +27,7 @@ impl Selections {
     /// Loads the choices saved at `path` (none if the file is missing or unreadable); saves
     /// report to `state`.
     pub fn load(path: PathBuf, state: StateReport) -> Self {
-        let chosen = std::fs::read(&path)
+        let chosen = crate::files::read_regular(&path, 16 << 20)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();

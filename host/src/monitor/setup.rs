@@ -92,7 +92,7 @@ fn instances(
         let source = PluginSource::parse(&entry.plugin);
         let name = source.name();
         let bytes = source
-            .bytes()
+            .bytes(runtime.limits().file_bytes)
             .with_context(|| format!("cannot read plugin {name}"))?;
         // Monitors keep state per server: never the shared instances of a stateless plugin.
         let plugin = runtime

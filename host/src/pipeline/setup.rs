@@ -26,7 +26,7 @@ pub fn parser_chain(
         let source = PluginSource::parse(&entry.plugin);
         let name = source.name();
         let bytes = source
-            .bytes()
+            .bytes(runtime.limits().file_bytes)
             .with_context(|| format!("cannot read plugin {name}"))?;
         // The stock plugins keep no state between calls: their servers share instances.
         let plugin = match source {

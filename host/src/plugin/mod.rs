@@ -49,6 +49,8 @@ pub struct Limits {
     pub init_timeout: Duration,
     /// Wall time the first call of a new instance may take, at least (it fills caches).
     pub warmup_timeout: Duration,
+    /// The largest `.wasm` file read (plugins and kept blobs).
+    pub file_bytes: u64,
 }
 
 impl Default for Limits {
@@ -59,6 +61,7 @@ impl Default for Limits {
             timeout_per_mib: Duration::from_millis(200),
             init_timeout: Duration::from_secs(2),
             warmup_timeout: Duration::from_millis(500),
+            file_bytes: 64 << 20,
         }
     }
 }

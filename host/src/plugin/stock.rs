@@ -48,8 +48,8 @@ impl PluginSource {
         }
     }
 
-    /// The component's bytes.
-    pub fn bytes(&self) -> std::io::Result<std::borrow::Cow<'static, [u8]>> {
+    /// The component's bytes; a file only if it is a regular file of at most `max` bytes.
+    pub fn bytes(&self, max: u64) -> std::io::Result<std::borrow::Cow<'static, [u8]>> {
         match self {
             Self::Stock("patterns") => Ok(PATTERNS_WASM.into()),
             Self::Stock("ups-alert") => Ok(UPS_ALERT_WASM.into()),
@@ -58,7 +58,7 @@ impl PluginSource {
                 std::io::ErrorKind::NotFound,
                 format!("no stock plugin named {other}"),
             )),
-            Self::File(p) => std::fs::read(p).map(Into::into),
+            Self::File(p) => crate::files::read_regular(p, max).map(Into::into),
         }
     }
 }
@@ -71,6 +71,18 @@ pub fn stock_pattern_files() -> Vec<PatternFile> {
         .collect()
 }
 
+/// The largest pattern file read.
+const PATTERN_FILE_BYTES: u64 = 16 << 20;
+
+/// One pattern file's text (a regular file of at most 16 MiB, in UTF-8).
+fn read_pattern_file(path: &Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let bytes = crate::files::read_regular(path, PATTERN_FILE_BYTES)
+        .with_context(|| format!("cannot read pattern file {}", path.display()))?;
+    String::from_utf8(bytes)
+        .with_context(|| format!("pattern file {} is not UTF-8", path.display()))
+}
+
 /// Reads every `*.yml` / `*.yaml` in `dir` (or only `only`, when given), in name order.
 pub fn read_pattern_dir(dir: &Path, only: Option<&[String]>) -> anyhow::Result<Vec<PatternFile>> {
     use anyhow::Context;
@@ -79,8 +91,7 @@ pub fn read_pattern_dir(dir: &Path, only: Option<&[String]>) -> anyhow::Result<V
         Some(names) => {
             for name in names {
                 let path = dir.join(name);
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read pattern file {}", path.display()))?;
+                let text = read_pattern_file(&path)?;
                 files.push(PatternFile::new(name.clone(), text));
             }
         }
@@ -98,8 +109,7 @@ pub fn read_pattern_dir(dir: &Path, only: Option<&[String]>) -> anyhow::Result<V
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read pattern file {}", path.display()))?;
+                let text = read_pattern_file(&path)?;
                 files.push(PatternFile::new(name, text));
             }
         }

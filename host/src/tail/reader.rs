@@ -153,26 +153,7 @@ impl From<Refused> for io::Error {
     }
 }
 
-/// What `path` is, in words, when it is not a regular file.
-fn kind_of(meta: &std::fs::Metadata) -> Option<&'static str> {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    Some(if t.is_file() {
-        return None;
-    } else if t.is_dir() {
-        "a folder"
-    } else if t.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else {
-        "not a file"
-    })
-}
+use crate::files::kind_of;
 
 /// The file to open for the log at `path`: the path itself when it is a regular file, or
 /// where its link leads when that is a regular file inside one of `links_within` (the

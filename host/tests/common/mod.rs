@@ -72,6 +72,11 @@ impl Isr {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Where its log goes (readable after it has stopped).
     pub fn stderr_path(&self) -> PathBuf {
         self.stderr.clone()
