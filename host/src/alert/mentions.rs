@@ -19,10 +19,11 @@ use serde::Deserialize;
 /// Why mentions.yml could not be loaded; names the file and, where known, the line.
 #[derive(Debug, thiserror::Error)]
 pub enum MentionError {
-    #[error("{path}: cannot read: {source}")]
+    /// `reason` names the file (and is no `source`, so a chain does not say it twice).
+    #[error("cannot read the mention groups: {reason}")]
     Read {
         path: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("{path}:{line}: {problem}")]
     Invalid {
@@ -85,12 +86,16 @@ impl Mentions {
 
     /// The built-in groups plus those of `path`; a missing file gives the built-ins.
     pub fn load(path: &Path) -> Result<Self, MentionError> {
-        match std::fs::read_to_string(path) {
+        let text = crate::files::read_regular(path, 16 << 20).and_then(|b| {
+            String::from_utf8(b)
+                .map_err(|_| std::io::Error::other(format!("{} is not UTF-8 text", path.display())))
+        });
+        match text {
             Ok(text) => Self::from_text(path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::builtin()),
-            Err(source) => Err(MentionError::Read {
+            Err(reason) => Err(MentionError::Read {
                 path: path.display().to_string(),
-                source,
+                reason,
             }),
         }
     }

@@ -25,11 +25,12 @@ pub struct Config {
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read; `source` names it.
-    #[error("cannot read the configuration: {source}")]
+    /// The file could not be read; `reason` names it (not a `source`, so that a chain of
+    /// errors does not say it twice).
+    #[error("cannot read the configuration: {reason}")]
     Read {
         path: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("{path}:{line}: {problem}")]
     Invalid {
@@ -195,11 +196,33 @@ pub enum SinkConfig {
 }
 
 /// How a sink is written in YAML: a bare name, or a one-key mapping of name to setting.
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum SinkSpec {
     Name(String),
     WithSetting(std::collections::BTreeMap<String, String>),
+}
+
+impl<'de> Deserialize<'de> for SinkSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        use serde_yaml::Value;
+        let wrong = || D::Error::custom("a sink is `console`, `jsonl: PATH` or `webhook: URL`");
+        match Value::deserialize(d)? {
+            Value::String(name) => Ok(Self::Name(name)),
+            Value::Mapping(map) => {
+                let mut settings = std::collections::BTreeMap::new();
+                for (k, v) in map {
+                    match (k, v) {
+                        (Value::String(k), Value::String(v)) => {
+                            settings.insert(k, v);
+                        }
+                        _ => return Err(wrong()),
+                    }
+                }
+                Ok(Self::WithSetting(settings))
+            }
+            _ => Err(wrong()),
+        }
+    }
 }
 
 impl TryFrom<SinkSpec> for SinkConfig {
@@ -429,9 +452,9 @@ impl Config {
                     std::io::Error::other(format!("{} is not UTF-8 text", path.display()))
                 })
             })
-            .map_err(|source| ConfigError::Read {
+            .map_err(|reason| ConfigError::Read {
                 path: path.display().to_string(),
-                source,
+                reason,
             })?;
         let mut config = Self::from_text(path, &text, &|name| std::env::var(name).ok())?;
         config.fill_secrets(&SecretSource::default());
@@ -511,8 +534,12 @@ impl Config {
                     line: line.unwrap_or(1),
                     problem: format!(
                         "servers: `{}` is not a valid server tag (1 to 16 of a-z, 0-9 and -)",
-                        key.as_str()
-                            .map_or_else(|| format!("{key:?}"), str::to_owned)
+                        key.as_str().map_or_else(
+                            || serde_yaml::to_string(&key)
+                                .map(|t| t.trim_end().to_owned())
+                                .unwrap_or_default(),
+                            str::to_owned
+                        )
                     ),
                 });
             }
@@ -827,6 +854,21 @@ servers:
             err.starts_with("servers.yml:3: environment variable `NOT_SET` is not set"),
             "{err}"
         );
+        let err = load("servers:\n  123:\n    log_path: /x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`123` is not a valid server tag"), "{err}");
+        let err = load("servers:\n  prod:\n    sinks:\n      - [jsonl]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a sink is `console`, `jsonl: PATH` or `webhook: URL`")
+                && !err.contains("untagged"),
+            "{err}"
+        );
+        let err = Config::load(Path::new("/nonexistent/servers.yml")).unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(chain.matches("No such file").count(), 1, "{chain}");
         let err = load("servers: {}\n").unwrap_err().to_string();
         assert!(err.contains("`servers` is empty"), "{err}");
         let err = load("server:\n  prod: {}\n").unwrap_err().to_string();

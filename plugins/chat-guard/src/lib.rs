@@ -1,7 +1,8 @@
 //! The stock `chat-guard` monitor: tells the admins when a player floods the chat or uses a
 //! word from a list. It only alerts; it never kicks or bans.
 //!
-//! - Flood: more than `max_messages` chat (or shout) messages from one player within
+//! - Flood: more than `max_messages` chat (or shout, or `@admins` mention) messages from one
+//!   player within
 //!   `per_seconds` raises `flood:<player>`; it resolves once the player has been quiet for
 //!   `per_seconds`.
 //! - Words: a message containing a listed word (case-insensitive, whole words) raises
@@ -9,7 +10,9 @@
 //!   `quiet_secs` without another match, so one player repeating a word alerts once.
 //!
 //! Configuration (JSON): `{"max_messages": 8, "per_seconds": 10, "words": [],
-//! "quiet_secs": 300, "mention": null, "kinds": ["chat", "shout"]}`.
+//! "quiet_secs": 300, "mention": null, "kinds": ["chat", "shout", "mention"]}`. The stock
+//! parser gives a chat line that names `@admins` the kind `mention`: without it, a flood of
+//! such lines would never count.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -39,7 +42,7 @@ impl Default for Settings {
             words: Vec::new(),
             quiet_secs: 300,
             mention: None,
-            kinds: vec!["chat".into(), "shout".into()],
+            kinds: vec!["chat".into(), "shout".into(), "mention".into()],
         }
     }
 }
@@ -261,6 +264,20 @@ mod tests {
         }
         assert_eq!(seen, [("flood:Bob".into(), AlertState::Resolved)]);
         assert!(g.on_events(30_000, vec![chat("Bob", "sorry")]).is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_admin_mentions_is_a_flood_too() {
+        let mut g = ChatGuard::new("prod", r#"{"max_messages": 3, "per_seconds": 10}"#).unwrap();
+        let burst: Vec<_> = (0..5)
+            .map(|i| {
+                Event::new("mention")
+                    .player("Bob")
+                    .message(format!("**Bob** mentioned the admins: @admins {i}"))
+            })
+            .collect();
+        let alerts = g.on_events(1_000, burst);
+        assert_eq!(keys(&alerts), [("flood:Bob".into(), AlertState::Firing)]);
     }
 
     #[test]
