@@ -178,3 +178,31 @@ async fn commands_over_the_size_limit_are_refused_without_breaking_the_link() {
     assert_eq!(client.exec("/version").await.unwrap(), "2.0.28");
     assert_eq!(sim.connections(), 1);
 }
+
+#[tokio::test]
+async fn a_command_whose_caller_gave_up_in_the_queue_is_never_sent() {
+    let sim = sim().await;
+    let client = RconClient::spawn("t", settings(&sim, PASSWORD), None);
+    client.exec("/version").await.unwrap();
+    // A lagging server holds the link on each command for 500 ms...
+    sim.game().execute("/sim lag 500");
+    let first = {
+        let client = client.clone();
+        tokio::spawn(async move { client.exec("/version").await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...so a ban queued behind one times out for its caller, who is told it failed.
+    let ban = client
+        .exec_with_timeout("/ban Griefer", Duration::from_millis(100))
+        .await;
+    assert!(matches!(ban, Err(RconError::Timeout(_))), "{ban:?}");
+    assert_eq!(first.await.unwrap().unwrap(), "2.0.28");
+    sim.game().execute("/sim lag 0");
+    client.exec("/version").await.unwrap();
+    // The ban the user saw fail must not have run later.
+    sim.game().join("Griefer");
+    assert!(
+        sim.game().online().contains(&"Griefer".to_owned()),
+        "the timed-out ban was sent after all"
+    );
+}

@@ -177,6 +177,12 @@ async fn link(
                     let Some(req) = rx.recv().await else {
                         return;
                     };
+                    if req.reply.is_closed() {
+                        // Its caller gave up while it waited (and was told it failed): a
+                        // ban the user saw fail must not run later.
+                        tracing::debug!(server, "dropping a command whose caller stopped waiting");
+                        continue;
+                    }
                     let started = Instant::now();
                     let result = conn.exec(&req.command, req.timeout).await;
                     if let Some(m) = &metrics {

@@ -146,10 +146,12 @@ fn is_lua(command: &str) -> bool {
     matches!(word, "/c" | "/command" | "/sc" | "/silent-command")
 }
 
-/// Factorio's answer to the first Lua command of a game whose achievements are still on.
+/// Factorio's answer to the first Lua command of a game whose achievements are still on:
+/// exactly that sentence (an answer that merely mentions achievements and repeating, a
+/// mod's output say, must not make the command run twice).
 fn is_achievements_warning(answer: &str) -> bool {
-    let a = answer.to_ascii_lowercase();
-    a.contains("achievements") && a.contains("repeat")
+    answer.trim()
+        == "Using Lua console commands will disable achievements, please repeat the command to proceed."
 }
 
 #[cfg(test)]
@@ -166,5 +168,12 @@ mod tests {
             "Using Lua console commands will disable achievements, please repeat the command to proceed."
         ));
         assert!(!is_achievements_warning("12345"));
+        // A Lua answer that only talks about achievements and repeating is an answer.
+        assert!(!is_achievements_warning(
+            "achievements: 3 unlocked; repeat count 2"
+        ));
+        assert!(!is_achievements_warning(
+            "Using Lua console commands will disable achievements, please repeat the command to proceed. Also: 5"
+        ));
     }
 }
