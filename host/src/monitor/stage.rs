@@ -93,9 +93,17 @@ fn names(monitors: &[MonitorInstance]) -> Vec<String> {
 
 /// Each monitor of `new` takes up the state of the monitor of the same plugin in `old`.
 fn carry_state(old: &[MonitorInstance], new: &mut [MonitorInstance]) {
+    // The n-th entry of a plugin takes the state of the n-th entry of the same plugin: two
+    // `chat-guard` entries each keep their own.
+    let mut taken = vec![false; old.len()];
     for m in new {
-        if let Some(o) = old.iter().find(|o| o.plugin().name() == m.plugin().name()) {
-            m.adopt_state(o.saved_state());
+        let found = old
+            .iter()
+            .enumerate()
+            .position(|(i, o)| !taken[i] && o.plugin().name() == m.plugin().name());
+        if let Some(i) = found {
+            taken[i] = true;
+            m.adopt_state(old[i].saved_state());
         }
     }
 }
@@ -340,5 +348,59 @@ impl Running {
         if let Some(guard) = &s.auto_rollback {
             guard.rolled_back(&s.tag, Slot::Monitors, &s.out.shared.metrics, &done, count);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::plugin::{ComponentCache, Limits, Runtime, WitAlertState};
+
+    #[test]
+    fn two_entries_of_one_plugin_each_keep_their_own_state() {
+        let rt = Runtime::new(ComponentCache::new(None), Limits::default()).unwrap();
+        let guard = rt
+            .load("chat-guard", crate::plugin::stock::CHAT_GUARD_WASM)
+            .unwrap();
+        let make = || {
+            vec![
+                guard
+                    .monitor("prod", r#"{"words": ["x"], "quiet_secs": 10}"#)
+                    .unwrap(),
+                guard
+                    .monitor("prod", r#"{"words": ["y"], "quiet_secs": 10}"#)
+                    .unwrap(),
+            ]
+        };
+        let mut old = make();
+        let said = Event {
+            player: Some("Dan".into()),
+            message: Some("x".into()),
+            ..Event::new("chat")
+        };
+        for m in &mut old {
+            m.on_events(1_000, std::slice::from_ref(&said)).unwrap();
+        }
+        let mut new = make();
+        carry_state(&old, &mut new);
+        // After the quiet time only the first entry, which raised `word:Dan`, withdraws it.
+        let quiet: Vec<_> = new
+            .iter_mut()
+            .map(|m| {
+                m.on_events(20_000, &[])
+                    .unwrap()
+                    .into_iter()
+                    .map(|a| (a.key, a.state))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            quiet,
+            vec![
+                vec![("word:Dan".to_owned(), WitAlertState::Withdrawn)],
+                vec![]
+            ]
+        );
     }
 }
