@@ -77,6 +77,9 @@ pub type MonitorReport = CompareReport<AlertView>;
 
 /// How many disagreements are kept as examples.
 pub const SAMPLE: usize = 50;
+/// Bytes of an input kept in a sampled disagreement (the rest is cut and counted), so the
+/// sample stays small whatever the log's lines are (up to 1 MiB each).
+pub const SAMPLE_TEXT: usize = 1024;
 
 /// How the candidate disagreed about one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -184,7 +187,7 @@ impl<T: Compared> CompareReport<T> {
                 if self.sample.len() < SAMPLE {
                     self.sample.push(Example {
                         what,
-                        input: text.clone(),
+                        input: cut(text),
                         live: a.cloned(),
                         candidate: b.cloned(),
                     });
@@ -193,6 +196,19 @@ impl<T: Compared> CompareReport<T> {
         }
         self.disagreements() - before
     }
+}
+
+/// `text`, or its first [`SAMPLE_TEXT`] bytes (at a character boundary) and how many were
+/// left out.
+fn cut(text: &str) -> String {
+    if text.len() <= SAMPLE_TEXT {
+        return text.to_owned();
+    }
+    let mut end = SAMPLE_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes more)", &text[..end], text.len() - end)
 }
 
 /// The outputs of input `i`, advancing `at` past them.
@@ -333,5 +349,12 @@ mod tests {
         r.add(&lines, &live, &[]);
         assert_eq!(r.missing, 200);
         assert_eq!(r.sample.len(), SAMPLE);
+        // A 1 MiB line is kept as its first KiB.
+        let mut r = ParserReport::default();
+        let huge = vec!["é".repeat(512 << 10)];
+        r.add(&huge, &[(0, ev("chat", "a"))], &[]);
+        let kept = &r.sample[0].input;
+        assert!(kept.len() < SAMPLE_TEXT + 40, "{} bytes kept", kept.len());
+        assert!(kept.ends_with(&format!("({} bytes more)", (1 << 20) - SAMPLE_TEXT)));
     }
 }
