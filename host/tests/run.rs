@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
@@ -536,5 +537,33 @@ fn a_log_folder_that_does_not_exist_yet_is_waited_for_and_then_followed() {
     wait_for("the tailer to be ready", || {
         isr.get("/ready").is_some_and(|(s, _)| s == 200)
     });
+    assert!(isr.stop().success());
+}
+
+#[test]
+fn requests_whose_headers_never_end_are_closed_and_do_not_crowd_out_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    append(&log, "");
+    let isr = Isr::start_ready(dir.path(), &config(&log, &dir.path().join("e.jsonl")));
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", isr.port)).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .unwrap();
+        held.push(s);
+    }
+    assert!(isr.get("/healthz").is_some(), "others are still answered");
+    // Each half-sent request is closed once its headers are overdue (10 s).
+    for mut s in held {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut buf = [0u8; 256];
+        let closed = match s.read(&mut buf) {
+            Ok(0) => true,
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(closed, "a half-sent request was held");
+    }
     assert!(isr.stop().success());
 }
