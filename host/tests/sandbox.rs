@@ -250,6 +250,24 @@ fn results_for_lines_that_do_not_exist_are_dropped_and_counted() {
     assert_eq!(p.stats().bad_results, 1);
 }
 
+#[test]
+fn a_parser_gives_at_most_a_few_events_per_line_however_many_it_returns() {
+    use factorio_isr::plugin::MAX_EVENTS_PER_LINE;
+    let rt = runtime();
+    let mut p = load(&rt, MISBEHAVE_WASM).parser("s", "null").unwrap();
+    let events = p.parse(&lines(&["MANY", "after"])).unwrap();
+    let first = events.iter().filter(|(i, _)| *i == 0).count();
+    assert_eq!(
+        first, MAX_EVENTS_PER_LINE,
+        "the first few of 10,000 are kept"
+    );
+    assert_eq!(
+        events.last().and_then(|(_, e)| e.message.as_deref()),
+        Some("after")
+    );
+    assert_eq!(p.stats().bad_results, (10_000 - MAX_EVENTS_PER_LINE) as u64);
+}
+
 /// WIT 0.3.0: a rule parser's matches are checked against its rules and its lines.
 #[test]
 fn malformed_rule_matches_are_dropped_and_counted_and_the_rest_of_the_batch_kept() {

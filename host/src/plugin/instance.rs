@@ -461,10 +461,32 @@ impl ParserInstance {
             }
             Bindings::Monitor(_) => wasmtime::bail!("not a parser"),
         })?;
-        self.0.stats.bad_results += bad;
         out.sort_by_key(|(i, _)| *i);
+        let excess = cap_per_line(&mut out);
+        self.0.stats.bad_results += bad + excess;
         Ok(out)
     }
+}
+
+/// The most events a parser may give for one line: the first are kept, the rest thrown
+/// away and counted as bad results (as monitors' alerts are capped per call), so one line
+/// can never become a flood at the sinks.
+pub const MAX_EVENTS_PER_LINE: usize = 8;
+
+/// Keeps at most [`MAX_EVENTS_PER_LINE`] of the events of each line in `out` (sorted by
+/// line); returns how many it threw away.
+fn cap_per_line(out: &mut Vec<(usize, Event)>) -> u64 {
+    let before = out.len();
+    let mut run = (usize::MAX, 0usize);
+    out.retain(|(i, _)| {
+        if *i == run.0 {
+            run.1 += 1;
+        } else {
+            run = (*i, 1);
+        }
+        run.1 <= MAX_EVENTS_PER_LINE
+    });
+    (before - out.len()) as u64
 }
 
 /// Writes a batch of lines into `text` as the 0.3.0 `parse` takes it: each ended by a

@@ -27,7 +27,9 @@ use wasmtime::{Config, Engine, OptLevel};
 pub use board::{PluginBoard, PluginStatus};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use chain::{ChainOutput, ParserChain};
-pub use instance::{Fault, Instance, MonitorInstance, ParserInstance, PluginStats};
+pub use instance::{
+    Fault, Instance, MAX_EVENTS_PER_LINE, MonitorInstance, ParserInstance, PluginStats,
+};
 pub use world::{SUPPORTED_WIT_VERSIONS, Version, WIT_PACKAGE, WorldInfo, WorldKind};
 
 pub use bindings::{

@@ -88,6 +88,11 @@ impl Parser for Misbehave {
         for (i, line) in lines.iter().enumerate() {
             if *line == "BADINDEX" {
                 out.push((u32::MAX, Event::new("bogus")));
+            } else if *line == "MANY" {
+                // Far more events for one line than any parser has reason to give.
+                for n in 0..10_000 {
+                    out.push((i as u32, Event::new("many").field("n", n.to_string())));
+                }
             } else if let Some(e) = self.parse_line(line) {
                 out.push((i as u32, e));
             }
