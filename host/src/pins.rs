@@ -167,8 +167,11 @@ impl PinStore {
                 .with_context(|| format!("cannot read {}", path.display()))?;
             // Checked before anything is compiled: a blob that is not what was kept is
             // never run, nor even compiled.
-            let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-            anyhow::ensure!(hash == p.hash, "{} does not match its hash", path.display());
+            anyhow::ensure!(
+                crate::plugin::content_hash(&bytes) == p.hash,
+                "{} does not match its hash",
+                path.display()
+            );
             let stock = matches!(
                 crate::plugin::stock::PluginSource::parse(&p.name),
                 crate::plugin::stock::PluginSource::Stock(_)
@@ -179,11 +182,6 @@ impl PinStore {
                 runtime.load(&p.name, &bytes)
             }
             .with_context(|| format!("plugin {}", p.name))?;
-            anyhow::ensure!(
-                plugin.hash() == p.hash,
-                "{} does not match its hash",
-                path.display()
-            );
             plugins.push((plugin, p));
         }
         Ok(plugins)

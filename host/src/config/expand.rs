@@ -16,13 +16,21 @@ pub(super) struct Used {
     pub value: String,
 }
 
+/// A reference that could not be expanded.
+#[derive(Debug)]
+pub(super) struct Unexpanded {
+    /// The text that starts the reference (`${NAME`), to find its line.
+    pub reference: String,
+    pub problem: String,
+}
+
 /// Expands every `${...}` in the string values under `value` (keys are left alone). On an
 /// unset variable without a default, or a malformed reference, the error names it.
 pub(super) fn expand_value(
     value: &mut Value,
     env: &dyn Fn(&str) -> Option<String>,
     used: &mut Vec<Used>,
-) -> Result<(), String> {
+) -> Result<(), Unexpanded> {
     match value {
         Value::String(s) if s.contains('$') => {
             let (text, whole) = expand_str(s, env, used)?;
@@ -77,7 +85,7 @@ fn expand_str(
     s: &str,
     env: &dyn Fn(&str) -> Option<String>,
     used: &mut Vec<Used>,
-) -> Result<(String, bool), String> {
+) -> Result<(String, bool), Unexpanded> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     let mut references = 0;
@@ -88,21 +96,26 @@ fn expand_str(
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| "`${` without a closing `}`".to_owned())?;
+            let end = body.find('}').ok_or_else(|| Unexpanded {
+                reference: "${".into(),
+                problem: "`${` without a closing `}`".into(),
+            })?;
             let spec = &body[..end];
             let (name, default) = match spec.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
                 None => (spec, None),
             };
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("`${{{spec}}}` is not a variable name"));
+                return Err(Unexpanded {
+                    reference: format!("${{{spec}"),
+                    problem: format!("`${{{spec}}}` is not a variable name"),
+                });
             }
-            let value = env(name).or_else(|| default.map(str::to_owned)).ok_or_else(|| {
-                format!(
+            let value = env(name).or_else(|| default.map(str::to_owned)).ok_or_else(|| Unexpanded {
+                reference: format!("${{{name}"),
+                problem: format!(
                     "environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"
-                )
+                ),
             })?;
             out.push_str(&value);
             used.push(Used {
@@ -134,7 +147,7 @@ pub(super) fn redact(message: &str, used: &[Used]) -> String {
     out
 }
 
-/// The line of the first reference to `name` outside a comment, for an error.
+/// The first line holding `needle` outside a comment, for an error.
 pub(super) fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
@@ -203,8 +216,9 @@ mod tests {
     #[test]
     fn an_unset_variable_is_named_and_found() {
         let mut v: Value = serde_yaml::from_str("a: 1\nb: ${MISSING}\n").unwrap();
-        let problem = expand_value(&mut v, &env, &mut Vec::new()).unwrap_err();
-        assert!(problem.contains("`MISSING` is not set"), "{problem}");
+        let e = expand_value(&mut v, &env, &mut Vec::new()).unwrap_err();
+        assert!(e.problem.contains("`MISSING` is not set"), "{}", e.problem);
+        assert_eq!(e.reference, "${MISSING");
         assert_eq!(
             line_of("# ${MISSING}\na: 1\nb: ${MISSING}\n", "${MISSING"),
             Some(3)

@@ -493,18 +493,10 @@ impl Config {
         // variable's value.
         let mut used = Vec::new();
         let mut expand = |value: &mut serde_yaml::Value| {
-            expand::expand_value(value, env, &mut used).map_err(|problem| {
-                let name = problem.split('`').nth(1).unwrap_or("${");
-                let needle = if name.starts_with("${") {
-                    name.to_owned()
-                } else {
-                    format!("${{{name}")
-                };
-                ConfigError::Invalid {
-                    path: shown.clone(),
-                    line: expand::line_of(text, &needle).unwrap_or(1),
-                    problem,
-                }
+            expand::expand_value(value, env, &mut used).map_err(|e| ConfigError::Invalid {
+                path: shown.clone(),
+                line: expand::line_of(text, &e.reference).unwrap_or(1),
+                problem: e.problem,
             })
         };
         let mut discord_value = file.discord;

@@ -199,7 +199,7 @@ impl Runtime {
         stateless: bool,
     ) -> Result<Arc<Plugin>, PluginError> {
         world::check_header(wasm)?;
-        let hash = hex(&Sha256::digest(wasm));
+        let hash = content_hash(wasm);
         let key = (hash.clone(), name.to_owned(), stateless);
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         loaded.retain(|_, p| p.strong_count() > 0);
@@ -347,8 +347,9 @@ impl Plugin {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A plugin's identity: the SHA-256 of its `.wasm`, in hex ([`Plugin::hash`]).
+pub fn content_hash(wasm: &[u8]) -> String {
+    hex::encode(Sha256::digest(wasm))
 }
 
 /// An error chain on one line, without wasm backtraces.

@@ -302,7 +302,8 @@ pub fn black_hole() -> (
 }
 
 /// A stand-in for a Discord webhook that takes `delay` to answer each message (Discord's
-/// pace); returns its URL and the number of messages it took.
+/// pace) and refuses a message without content or over Discord's 2,000 characters;
+/// returns its URL and the number of messages it took.
 pub fn slow_webhook(delay: Duration) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -319,12 +320,22 @@ pub fn slow_webhook(delay: Duration) -> (String, std::sync::Arc<std::sync::atomi
         rt.block_on(async move {
             let app = axum::Router::new().route(
                 "/api/webhooks/{id}/{token}",
-                axum::routing::post(move |_body: axum::body::Bytes| {
+                axum::routing::post(move |body: axum::body::Bytes| {
                     let count = count.clone();
                     async move {
                         tokio::time::sleep(delay).await;
-                        count.fetch_add(1, Ordering::Relaxed);
-                        axum::http::StatusCode::NO_CONTENT
+                        // As Discord: a message needs content, of at most 2,000 characters
+                        // (UTF-16 units).
+                        let content = serde_json::from_slice::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|v| v["content"].as_str().map(|c| c.encode_utf16().count()));
+                        match content {
+                            Some(n) if (1..=2000).contains(&n) => {
+                                count.fetch_add(1, Ordering::Relaxed);
+                                axum::http::StatusCode::NO_CONTENT
+                            }
+                            _ => axum::http::StatusCode::BAD_REQUEST,
+                        }
                     }
                 }),
             );
