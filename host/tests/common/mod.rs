@@ -109,8 +109,15 @@ impl Isr {
 
     /// Waits until the process serves HTTP and has started every pipeline.
     pub fn wait_started(&self) {
+        let listening = format!("HTTP listening on http://127.0.0.1:{}", self.port);
         wait_for("the process to start", || {
-            self.log().contains("started") && self.get("/healthz").is_some()
+            let log = self.log();
+            assert!(
+                !log.contains("cannot serve HTTP"),
+                "the host could not take its port {}:\n{log}",
+                self.port
+            );
+            log.contains("started") && log.contains(&listening) && self.get("/healthz").is_some()
         });
     }
 
@@ -162,12 +169,23 @@ unsafe extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
+/// A port for a host under test to listen on. Taken below the kernel's ephemeral range
+/// (32768 and up), where `bind(0)` and outgoing connections of other tests take theirs, so a
+/// port handed out here cannot be taken by them before the host binds it; each test process
+/// starts in its own stretch of the range.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % 400) as u16 * 30;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (start + n) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
