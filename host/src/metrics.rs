@@ -36,7 +36,7 @@ pub struct Metrics {
     pub checkpoint_lag: IntGaugeVec,
     /// `rcon_command_latency_seconds{server}`.
     pub rcon_latency: HistogramVec,
-    /// `rcon_up{server}`: 1 while the RCON link is connected and authenticated.
+    /// `rcon_up{server}`: 1 while the RCON link is connected, authenticated and answering.
     pub rcon_up: IntGaugeVec,
     /// `rcon_reconnects_total{server}`.
     pub rcon_reconnects: IntCounterVec,
@@ -213,7 +213,7 @@ impl Metrics {
             rcon_up: gauge(
                 &registry,
                 "rcon_up",
-                "1 while the RCON link is connected and authenticated",
+                "1 while the RCON link is connected, authenticated and answering commands",
                 &["server"],
             ),
             rcon_reconnects: counter(

@@ -67,7 +67,13 @@ impl Server {
         let stats = config.rcon_password.clone().map(|password| {
             let addr = format!("{}:{}", config.rcon_host, config.rcon_port);
             let link = metrics.map(|m| m.link_metrics(&config.tag));
-            let rcon = RconClient::spawn(&config.tag, RconSettings::new(addr, password), link);
+            let timeout = Duration::from_secs(config.rcon_timeout.clamp(1, 3600));
+            let settings = RconSettings {
+                connect_timeout: timeout,
+                command_timeout: timeout,
+                ..RconSettings::new(addr, password)
+            };
+            let rcon = RconClient::spawn(&config.tag, settings, link);
             let gauges = metrics.map(|m| m.stats_gauges(&config.tag));
             Arc::new(StatsEngine::new(
                 rcon,

@@ -167,7 +167,7 @@ fn rcon_lost_and_reconnected_are_each_told_once_with_the_downtime() {
     let config = format!(
         "servers:\n  prod:\n    log_path: {}\n    rcon_host: 127.0.0.1\n    rcon_port: {port}\n    \
          rcon_password: pw\n    metrics_interval: 1\n    enable_stats_collector: false\n    \
-         sinks:\n      - jsonl: {}\n",
+         rcon_status_alert_hold: 1\n    sinks:\n      - jsonl: {}\n",
         log.display(),
         jsonl.display()
     );
@@ -211,6 +211,58 @@ fn rcon_lost_and_reconnected_are_each_told_once_with_the_downtime() {
     // Nothing more about RCON while it stays up.
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(alerts_of(&jsonl, "rcon"), ["alert", "alert-resolved"]);
+    assert!(isr.stop().success());
+}
+
+#[test]
+fn a_peer_that_authenticates_and_never_answers_is_down_with_one_alert_not_a_flood() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt
+        .block_on(factorio_isr::sim::Sim::start(
+            factorio_isr::sim::SimOptions {
+                password: "pw".into(),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    sim.set_fault(factorio_isr::sim::Fault::Silent);
+    let config = format!(
+        "servers:\n  prod:\n    log_path: {}\n    rcon_host: 127.0.0.1\n    rcon_port: {}\n    \
+         rcon_password: pw\n    rcon_timeout: 1\n    metrics_interval: 1\n    \
+         enable_stats_collector: false\n    rcon_status_alert_hold: 1\n    \
+         sinks:\n      - jsonl: {}\n",
+        log.display(),
+        sim.rcon_addr().port(),
+        jsonl.display()
+    );
+    let isr = Isr::start_with_env(dir.path(), &config, free_port(), &[]);
+    isr.wait_started();
+    let (mut up, mut ready) = (false, false);
+    wait_for("five attempts", || {
+        let metrics = isr.get("/metrics").map(|(_, b)| b).unwrap_or_default();
+        up |= metrics.contains("rcon_up{server=\"prod\"} 1");
+        ready |= isr.get("/ready").is_some_and(|(s, _)| s == 200);
+        sim.connections() >= 5
+    });
+    assert!(!up, "rcon_up was 1 for a peer that never answered");
+    assert!(!ready, "/ready was ready while RCON never worked");
+    let rcon = api(&isr)["rcon"].clone();
+    assert_eq!(rcon["state"], "down", "{rcon}");
+    assert!(rcon["failures"].as_u64() >= Some(4), "{rcon}");
+    // One alert for the whole time, saying what is wrong.
+    assert_eq!(alerts_of(&jsonl, "rcon"), ["alert"]);
+    let (_, _, _, text) = notices(&jsonl)
+        .into_iter()
+        .find(|(_, s, _, _)| s == "rcon")
+        .unwrap();
+    assert!(
+        text.contains("RCON unreachable") && text.contains("first command (/version)"),
+        "{text}"
+    );
     assert!(isr.stop().success());
 }
 

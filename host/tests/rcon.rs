@@ -206,3 +206,55 @@ async fn a_command_whose_caller_gave_up_in_the_queue_is_never_sent() {
         "the timed-out ban was sent after all"
     );
 }
+
+#[tokio::test]
+async fn a_peer_that_authenticates_and_never_answers_is_never_up_and_waits_longer_each_time() {
+    let sim = sim().await;
+    sim.set_fault(Fault::Silent);
+    let s = RconSettings {
+        command_timeout: Duration::from_millis(200),
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(400),
+        ..settings(&sim, PASSWORD)
+    };
+    let client = RconClient::spawn("t", s, None);
+    let mut w = client.watch();
+    let mut waits = Vec::new();
+    tokio::time::timeout(GUARD, async {
+        loop {
+            w.changed().await.unwrap();
+            match w.borrow_and_update().clone() {
+                LinkState::Up { .. } => panic!("up without a single answer"),
+                LinkState::Down {
+                    error,
+                    failures,
+                    retry_in_ms,
+                    ..
+                } => {
+                    assert!(error.contains("first command (/version)"), "{error}");
+                    waits.push((failures, retry_in_ms));
+                    if failures >= 6 {
+                        return;
+                    }
+                }
+                LinkState::Connecting => {}
+            }
+        }
+    })
+    .await
+    .expect("hang guard");
+    // Every attempt authenticated (the peer accepts the password) and none counted as up:
+    // the waits double to the maximum (within the 20 % jitter) and stay there.
+    assert!(sim.connections() >= 6);
+    for pair in waits.windows(2) {
+        assert!(pair[1].0 > pair[0].0, "{waits:?}");
+    }
+    let (failures, last) = *waits.last().unwrap();
+    assert!(failures >= 6 && (320..480).contains(&last), "{waits:?}");
+    let err = client.exec("/version").await.unwrap_err();
+    assert!(matches!(err, RconError::Down(_)), "{err}");
+    // It answers again: up at once, after its probe.
+    sim.set_fault(Fault::None);
+    wait_state(&client, true).await;
+    assert_eq!(client.exec("/version").await.unwrap(), "2.0.28");
+}

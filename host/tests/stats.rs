@@ -65,8 +65,9 @@ async fn many_callers_at_once_cost_one_round_trip_per_period() {
         readings.push(c.await.unwrap());
     }
     assert_eq!(engine.round_trips(), 1);
-    // The first Lua command of a game is sent twice (the achievements warning).
-    assert_eq!(sim.commands(), 2);
+    // The link's probe, then the first Lua command of a game twice (the achievements
+    // warning).
+    assert_eq!(sim.commands(), 3);
     assert!(readings.iter().all(|r| Arc::ptr_eq(r, &readings[0])));
 }
 

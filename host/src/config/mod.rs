@@ -155,6 +155,14 @@ pub struct ServerConfig {
     pub rcon_status_alert_mode: RconStatusAlertMode,
     #[serde(default = "defaults::rcon_status_alert_interval")]
     pub rcon_status_alert_interval: u64,
+    /// Seconds an RCON state (up or down) must hold before it is announced (new; 0: at
+    /// once). A link lost [`crate::monitor::rcon_status::UNSTABLE_AFTER`] times with no
+    /// state holding in between is announced once as unstable.
+    #[serde(default = "defaults::rcon_status_alert_hold")]
+    pub rcon_status_alert_hold: u64,
+    /// Seconds to wait for the RCON connection and for each answer (new; 1 to 3600).
+    #[serde(default = "defaults::rcon_timeout")]
+    pub rcon_timeout: u64,
     /// How often the metrics engine reads the server over RCON, in seconds; requests in
     /// between are answered from the last reading.
     #[serde(default = "defaults::metrics_interval")]
@@ -431,6 +439,12 @@ mod defaults {
     }
     pub fn rcon_status_alert_interval() -> u64 {
         300
+    }
+    pub fn rcon_status_alert_hold() -> u64 {
+        30
+    }
+    pub fn rcon_timeout() -> u64 {
+        5
     }
     pub fn metrics_interval() -> u64 {
         5

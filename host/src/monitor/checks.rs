@@ -32,6 +32,8 @@ pub struct CheckSettings {
     pub report: ReportParts,
     pub rcon_mode: RconStatusAlertMode,
     pub rcon_interval: Duration,
+    /// How long an RCON state must hold to be announced.
+    pub rcon_hold: Duration,
 }
 
 impl CheckSettings {
@@ -52,6 +54,7 @@ impl CheckSettings {
             },
             rcon_mode: server.rcon_status_alert_mode,
             rcon_interval: secs(server.rcon_status_alert_interval),
+            rcon_hold: Duration::from_secs(server.rcon_status_alert_hold.min(NEVER.as_secs())),
         }
     }
 }
@@ -65,6 +68,19 @@ pub struct CheckOutputs {
     pub notices: mpsc::Sender<Vec<Event>>,
     pub health: Health,
     pub metrics: Arc<Metrics>,
+}
+
+/// Sleeps until `at` (at once if it passed; never if there is none).
+async fn until(at: Option<SystemTime>) {
+    match at {
+        Some(at) => {
+            let left = at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            tokio::time::sleep(left.min(NEVER)).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// A period for a check that is off (its branch is disabled; the interval only has to exist).
@@ -88,7 +104,7 @@ pub fn spawn_checks(
     out.health.register(&component);
     tokio::spawn(async move {
         let mut link = stats.rcon().watch();
-        let mut status = RconStatus::new(&settings.name);
+        let mut status = RconStatus::new(&settings.name, settings.rcon_hold);
         let mut readings = tokio::time::interval(settings.metrics_interval);
         readings.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut samples = every(settings.sample_interval);
@@ -102,6 +118,13 @@ pub fn spawn_checks(
                     let _ = notices.send(events).await;
                 }
             }
+        };
+        let file = |alert| {
+            let notices = out.alerts.file("rcon", vec![alert], SystemTime::now());
+            // In interval mode the book still knows the link is down (the API lists it),
+            // but people hear of it in the summaries only.
+            let heard = settings.rcon_mode == RconStatusAlertMode::Transition;
+            post(if heard { notices } else { Vec::new() })
         };
         loop {
             tokio::select! {
@@ -135,6 +158,11 @@ pub fn spawn_checks(
                 _ = summaries.tick(), if settings.rcon_mode == RconStatusAlertMode::Interval => {
                     post(vec![status.summary(SystemTime::now())]).await;
                 }
+                _ = until(status.due()), if status.due().is_some() => {
+                    if let Some(alert) = status.tick(SystemTime::now()) {
+                        file(alert).await;
+                    }
+                }
                 changed = link.changed() => {
                     if changed.is_err() { return; }
                     let state = link.borrow_and_update().clone();
@@ -146,13 +174,8 @@ pub fn spawn_checks(
                         }
                         LinkState::Connecting => {}
                     }
-                    if let Some(alert) = status.on_change(&state) {
-                        let notices = out.alerts.file("rcon", vec![alert], SystemTime::now());
-                        // In interval mode the book still knows the link is down (the API
-                        // lists it), but people hear of it in the summaries only.
-                        if settings.rcon_mode == RconStatusAlertMode::Transition {
-                            post(notices).await;
-                        }
+                    if let Some(alert) = status.on_change(&state, SystemTime::now()) {
+                        file(alert).await;
                     }
                 }
                 changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },

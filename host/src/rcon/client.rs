@@ -21,7 +21,8 @@ pub struct RconSettings {
     pub connect_timeout: Duration,
     /// For a command whose caller gives none.
     pub command_timeout: Duration,
-    /// The first wait after a failure; doubled on each further failure, up to `backoff_max`.
+    /// The first wait after a failure; doubled on each further failure, up to `backoff_max`,
+    /// and back to this only after a connection stayed up for `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
 }
@@ -46,16 +47,20 @@ impl RconSettings {
 pub enum LinkState {
     /// The first attempt has not finished.
     Connecting,
-    /// Connected and authenticated since `since`.
+    /// Connected, authenticated and answering commands since `since`.
     Up {
         #[serde(with = "crate::event::unix_ms")]
         since: SystemTime,
     },
-    /// Not connected since `since`, for the reason `error`; retried in the background.
+    /// Not working since `since`, for the reason `error`; retried in the background.
     Down {
         #[serde(with = "crate::event::unix_ms")]
         since: SystemTime,
         error: String,
+        /// Attempts in a row that gave no lasting connection.
+        failures: u32,
+        /// The wait before the next attempt.
+        retry_in_ms: u64,
     },
 }
 
@@ -149,6 +154,57 @@ impl RconClient {
     }
 }
 
+/// The command that proves a new connection works: harmless, Lua-free (it cannot disable
+/// achievements) and answered by every Factorio version.
+pub const PROBE: &str = "/version";
+
+/// Waits between attempts: doubled after each failure, up to the maximum, and back to the
+/// minimum only once a connection has stayed up for as long as the maximum wait. A peer
+/// that connects and fails soon after therefore keeps waiting longer, however often its
+/// connections "succeed".
+#[derive(Debug, Clone)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+    /// Attempts in a row that did not give a lasting connection.
+    failures: u32,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max: max.max(min),
+            next: min,
+            failures: 0,
+        }
+    }
+
+    /// The wait before the next attempt, after one that failed (`up_for` is how long its
+    /// connection worked, if it ever did).
+    fn after(&mut self, up_for: Option<Duration>) -> Duration {
+        if up_for.is_some_and(|d| d >= self.max) {
+            self.next = self.min;
+            self.failures = 0;
+        }
+        self.failures = self.failures.saturating_add(1);
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+}
+
+/// Connects, authenticates and runs [`PROBE`]: a link is up only once a command has made
+/// the round trip.
+async fn open(s: &RconSettings) -> Result<Connection, RconError> {
+    let mut conn = Connection::connect(&s.addr, &s.password, s.connect_timeout).await?;
+    match conn.exec(PROBE, s.command_timeout).await {
+        Ok(_) => Ok(conn),
+        Err(e) => Err(RconError::Unresponsive(e.to_string())),
+    }
+}
+
 async fn link(
     server: String,
     s: RconSettings,
@@ -156,17 +212,17 @@ async fn link(
     state: watch::Sender<LinkState>,
     metrics: Option<LinkMetrics>,
 ) {
-    let mut backoff = s.backoff_min;
+    let mut backoff = Backoff::new(s.backoff_min, s.backoff_max);
     let mut ever_up = false;
     loop {
-        let error = match Connection::connect(&s.addr, &s.password, s.connect_timeout).await {
+        let (error, up_for) = match open(&s).await {
             Ok(mut conn) => {
                 tracing::info!(server, addr = %s.addr, "RCON connected");
                 if ever_up && let Some(m) = &metrics {
                     m.reconnects.inc();
                 }
                 ever_up = true;
-                backoff = s.backoff_min;
+                let up_at = Instant::now();
                 state.send_replace(LinkState::Up {
                     since: SystemTime::now(),
                 });
@@ -201,7 +257,7 @@ async fn link(
                     }
                 };
                 tracing::warn!(server, addr = %s.addr, "RCON connection lost: {error}; reconnecting");
-                error
+                (error, Some(up_at.elapsed()))
             }
             Err(e) => {
                 let was = state.borrow().clone();
@@ -210,7 +266,7 @@ async fn link(
                 } else {
                     tracing::debug!(server, addr = %s.addr, "RCON still unavailable: {e}");
                 }
-                e.to_string()
+                (e.to_string(), None)
             }
         };
         if let Some(m) = &metrics {
@@ -220,12 +276,14 @@ async fn link(
             LinkState::Down { since, .. } => *since,
             _ => SystemTime::now(),
         };
+        let wait = jitter(backoff.after(up_for));
         state.send_replace(LinkState::Down {
             since,
             error: error.clone(),
+            failures: backoff.failures,
+            retry_in_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
         });
-        let wait = tokio::time::sleep(jitter(backoff));
-        backoff = (backoff * 2).min(s.backoff_max);
+        let wait = tokio::time::sleep(wait);
         tokio::pin!(wait);
         loop {
             tokio::select! {
@@ -247,6 +305,29 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_keeps_growing_across_connections_that_do_not_last() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        assert_eq!(b.after(None), Duration::from_secs(1));
+        assert_eq!(b.after(None), Duration::from_secs(2));
+        // Connected, worked for 5 s, failed: not a lasting connection, no reset.
+        assert_eq!(
+            b.after(Some(Duration::from_secs(5))),
+            Duration::from_secs(4)
+        );
+        for _ in 0..10 {
+            b.after(Some(Duration::from_secs(1)));
+        }
+        assert_eq!(b.after(Some(Duration::ZERO)), Duration::from_secs(60));
+        assert_eq!(b.failures, 14);
+        // A connection that held for the longest wait starts over.
+        assert_eq!(
+            b.after(Some(Duration::from_secs(60))),
+            Duration::from_secs(1)
+        );
+        assert_eq!(b.failures, 1);
+    }
 
     #[test]
     fn jitter_stays_within_twenty_percent() {

@@ -33,6 +33,8 @@ pub enum RconError {
     Closed,
     #[error("the peer does not speak Factorio RCON: {0}")]
     Protocol(String),
+    #[error("authenticated, but the first command ({probe}) failed: {0}", probe = client::PROBE)]
+    Unresponsive(String),
     #[error("connection error: {0}")]
     Io(std::io::Error),
     #[error("RCON is down ({0}); reconnecting in the background")]
@@ -48,7 +50,11 @@ impl RconError {
     pub fn breaks_connection(&self) -> bool {
         matches!(
             self,
-            Self::Timeout(_) | Self::Closed | Self::Protocol(_) | Self::Io(_)
+            Self::Timeout(_)
+                | Self::Closed
+                | Self::Protocol(_)
+                | Self::Unresponsive(_)
+                | Self::Io(_)
         )
     }
 
@@ -60,6 +66,7 @@ impl RconError {
             Self::Timeout(_) => "timeout",
             Self::Closed => "closed",
             Self::Protocol(_) => "protocol",
+            Self::Unresponsive(_) => "unresponsive",
             Self::Io(_) => "io",
             Self::Down(_) => "down",
             Self::CommandTooLong(_) => "too_long",
