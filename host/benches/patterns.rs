@@ -1,5 +1,7 @@
 //! Throughput of the stock `patterns` parser over a realistic mixed console log, in the
-//! WebAssembly sandbox and natively (the same engine), so their ratio can be read off.
+//! WebAssembly sandbox and natively (the same engine), so their ratio can be read off; and
+//! what starting it costs for 1,000 to 7,000 rules (`patterns-init`: the time per rule
+//! should stay flat, since `init` must finish within its 2 s deadline).
 //!
 //! Run with `cargo bench --bench patterns`.
 
@@ -102,5 +104,42 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// A pattern file of `n` simple rules.
+fn many_rules(n: usize) -> Vec<factorio_isr_patterns_engine::PatternFile> {
+    let mut text = String::from("events:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "  rule_{i}:\n    pattern: 'word{i} (?P<message>.+)$'\n    type: chat\n    message: \"{{message}}\"\n"
+        ));
+    }
+    vec![factorio_isr_patterns_engine::PatternFile {
+        name: "many.yml".into(),
+        text,
+    }]
+}
+
+fn init(c: &mut Criterion) {
+    let cache = std::env::temp_dir().join("factorio-isr-bench-cache");
+    let runtime =
+        Runtime::new(ComponentCache::new(Some(cache)), Limits::default()).expect("runtime");
+    let plugin = runtime
+        .load("patterns", PATTERNS_WASM)
+        .expect("stock plugin loads");
+    let mut group = c.benchmark_group("patterns-init");
+    group.sample_size(10);
+    for n in [1_000, 3_000, 7_000] {
+        let files = many_rules(n);
+        let config = stock::patterns_config(&files);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(format!("native/{n}"), |b| {
+            b.iter(|| RuleSet::compile(&files).expect("compiles").rules().len())
+        });
+        group.bench_function(format!("wasm/{n}"), |b| {
+            b.iter(|| plugin.parser("bench", &config).expect("starts"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, init);
 criterion_main!(benches);

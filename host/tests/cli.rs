@@ -145,6 +145,47 @@ fn parse_and_check_reject_a_broken_pattern_file_naming_file_line_and_rule() {
     );
 }
 
+/// A pattern file of `n` rules, `rule_0` to `rule_{n-1}`.
+fn many_rules(n: usize) -> String {
+    let mut text = String::from("events:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "  rule_{i}:\n    pattern: 'word{i} (?P<message>.+)$'\n    type: chat\n    message: \"{{message}}\"\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn check_runs_the_patterns_init_in_the_sandbox_and_says_how_close_it_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("many.yml");
+    // Fine: it says how long init took against its limit.
+    std::fs::write(&file, many_rules(500)).unwrap();
+    let out = run(bin().args(["check", "--patterns"]).arg(dir.path()), b"");
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("patterns: the stock parser: factorio-isr:plugin/parser@")
+            && report.contains("s of its 2 s limit ("),
+        "{report}"
+    );
+    // 10,000 rules compile natively, but not in the sandbox `run` uses: `check` must say
+    // so instead of passing a file every server then refuses.
+    std::fs::write(&file, many_rules(10_000)).unwrap();
+    let out = run(bin().args(["check", "--patterns"]).arg(dir.path()), b"");
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("patterns: 1 files, 10000 rules (10000 enabled): ok"),
+        "{report}"
+    );
+    assert!(
+        report.contains("error: patterns: the stock parser: init reached its memory cap"),
+        "{report}"
+    );
+}
+
 #[test]
 fn check_passes_on_the_stock_pattern_files() {
     let out = run(bin().arg("check").current_dir(repo()), b"");

@@ -48,6 +48,20 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 files.len(),
                 rules.rules().len()
             );
+            // `run` compiles them again inside the sandbox, under the init deadline: a set
+            // that is fine natively may still be refused there.
+            let config = match &args.patterns {
+                Some(dir) => serde_json::json!({ "dir": dir }),
+                None => serde_json::Value::Null,
+            };
+            let runtime = args.runtime.runtime()?;
+            problems += check_plugin(
+                &runtime,
+                "patterns: the stock parser",
+                &PluginSource::Stock("patterns"),
+                &config,
+                None,
+            );
         }
         Err(errors) => {
             for e in &errors.0 {
@@ -104,31 +118,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                         entries.iter().map(move |e| (slot, kind, e))
                     }) {
                         let source = PluginSource::parse(&entry.plugin);
-                        match super::plugin::start(&runtime, &source, &entry.config) {
-                            Ok(started) if started.kind() != *kind => {
-                                println!(
-                                    "error: server {}: plugin {} is a {}, but `{slot}` takes a {kind}",
-                                    server.tag,
-                                    source.name(),
-                                    started.kind(),
-                                );
-                                problems += 1;
-                            }
-                            Ok(started) => println!(
-                                "server {}: plugin {}: {}: ok",
-                                server.tag,
-                                source.name(),
-                                started.describe()
-                            ),
-                            Err(e) => {
-                                println!(
-                                    "error: server {}: plugin {}: {e:#}",
-                                    server.tag,
-                                    source.name()
-                                );
-                                problems += 1;
-                            }
-                        }
+                        let what = format!("server {}: plugin {}", server.tag, source.name());
+                        problems += check_plugin(
+                            &runtime,
+                            &what,
+                            &source,
+                            &entry.config,
+                            Some((slot, *kind)),
+                        );
                     }
                 }
             }
@@ -143,13 +140,8 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         let config = super::read_plugin_config(args.plugin_config.as_deref())?;
         for spec in &args.plugin {
             let source = PluginSource::parse(spec);
-            match super::plugin::start(&runtime, &source, &config) {
-                Ok(started) => println!("plugin {}: {}: ok", source.name(), started.describe()),
-                Err(e) => {
-                    println!("error: plugin {}: {e:#}", source.name());
-                    problems += 1;
-                }
-            }
+            let what = format!("plugin {}", source.name());
+            problems += check_plugin(&runtime, &what, &source, &config, None);
         }
     }
     if problems > 0 {
@@ -157,6 +149,51 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts `source` with `config` as `run` would (same limits, same init deadline) and says
+/// how it went, and how close `init` came to its deadline; with `slot`, also that the
+/// plugin is of the kind the slot takes. Returns the number of problems (0 or 1).
+fn check_plugin(
+    runtime: &crate::plugin::Runtime,
+    what: &str,
+    source: &PluginSource,
+    config: &serde_json::Value,
+    slot: Option<(&str, WorldKind)>,
+) -> usize {
+    let limit = runtime.limits().init_timeout;
+    match super::plugin::start_timed(runtime, source, config) {
+        Ok((started, took)) => {
+            if let Some((slot, kind)) = slot
+                && started.kind() != kind
+            {
+                println!(
+                    "error: {what} is a {}, but `{slot}` takes a {kind}",
+                    started.kind()
+                );
+                return 1;
+            }
+            let (init, close) = super::plugin::init_time(took, limit);
+            println!("{what}: {}: {init}: ok", started.describe());
+            if close {
+                println!(
+                    "warning: {what}: init took over {:.0} % of its limit; on a slower or busier machine `run` may refuse it (docs/plugins.md#limits)",
+                    super::plugin::INIT_CLOSE * 100.0
+                );
+            }
+            0
+        }
+        Err(e) => {
+            let e = format!("{e:#}");
+            let hint = if e.contains("deadline") {
+                " (docs/plugins.md#limits)"
+            } else {
+                ""
+            };
+            println!("error: {what}: {e}{hint}");
+            1
+        }
+    }
 }
 
 /// Says whether `server`'s log can be followed: a regular file, or a link to one inside the

@@ -42,16 +42,45 @@ pub(crate) fn start(
     source: &PluginSource,
     config: &serde_json::Value,
 ) -> anyhow::Result<Started> {
+    start_timed(runtime, source, config).map(|(started, _)| started)
+}
+
+/// Like [`start`], with the time `init` took (under the same deadline as in `run`).
+pub(crate) fn start_timed(
+    runtime: &Runtime,
+    source: &PluginSource,
+    config: &serde_json::Value,
+) -> anyhow::Result<(Started, Duration)> {
     let name = source.name();
     let bytes = source
         .bytes(runtime.limits().file_bytes)
         .with_context(|| format!("cannot read {name}"))?;
     let plugin = runtime.load(&name, &bytes)?;
     let config = stock::init_config(source, config)?;
-    Ok(match plugin.world().kind {
+    let began = Instant::now();
+    let started = match plugin.world().kind {
         WorldKind::Parser => Started::Parser(plugin.parser("check", &config)?),
         WorldKind::Monitor => Started::Monitor(plugin.monitor("check", &config)?),
-    })
+    };
+    Ok((started, began.elapsed()))
+}
+
+/// Above this share of its deadline, an `init` that passed is flagged: a slower or busier
+/// machine may refuse it.
+pub(crate) const INIT_CLOSE: f64 = 0.5;
+
+/// "init 0.31 s of its 2 s limit (16 %)", and whether that is close to the limit.
+pub(crate) fn init_time(took: Duration, limit: Duration) -> (String, bool) {
+    let share = took.as_secs_f64() / limit.as_secs_f64().max(1e-9);
+    (
+        format!(
+            "init {:.2} s of its {} s limit ({:.0} %)",
+            took.as_secs_f64(),
+            limit.as_secs_f64(),
+            share * 100.0
+        ),
+        share > INIT_CLOSE,
+    )
 }
 
 /// Lines a `plugin check` runs a parser over when given no `--lines`.
@@ -106,18 +135,25 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     );
     let limits = runtime.limits();
     let config = super::read_plugin_config(args.config.as_deref())?;
-    let started = match start(&runtime, &source, &config) {
+    let (started, took) = match start_timed(&runtime, &source, &config) {
         Ok(s) => s,
         Err(e) => {
             println!("sandbox: error: {e:#}");
             return Ok(ExitCode::FAILURE);
         }
     };
+    let (init, close) = init_time(took, limits.init_timeout);
     println!(
-        "sandbox: instantiated and initialised (no files, network or environment; memory cap {} MiB; {} ms per call)",
+        "sandbox: instantiated and initialised (no files, network or environment; memory cap {} MiB; {} ms per call; {init})",
         limits.memory_bytes >> 20,
         limits.call_timeout.as_millis()
     );
+    if close {
+        println!(
+            "warning: init took over {:.0} % of its limit; on a slower or busier machine it may be refused",
+            INIT_CLOSE * 100.0
+        );
+    }
     let lines: Vec<String> = match &args.lines {
         Some(p) => std::fs::read_to_string(p)
             .with_context(|| format!("cannot read {}", p.display()))?

@@ -1,5 +1,7 @@
 //! Reading one pattern file: YAML in, rule specifications with their line numbers out.
 
+use std::collections::HashMap;
+
 use serde_yaml::Value;
 
 use crate::diagnostic::Diagnostic;
@@ -383,12 +385,17 @@ fn describe(value: &Value) -> String {
 /// nearest enclosing key's line.
 struct Locator<'a> {
     lines: Vec<&'a str>,
+    /// The direct children of each parent line looked at so far: key → 1-based line (the
+    /// first, if a key repeats). Built in one pass per parent, so finding every rule of a
+    /// file costs one scan, not one per rule.
+    children: std::cell::RefCell<HashMap<usize, HashMap<&'a str, usize>>>,
 }
 
 impl<'a> Locator<'a> {
     fn new(text: &'a str) -> Self {
         Self {
             lines: text.lines().collect(),
+            children: Default::default(),
         }
     }
 
@@ -402,9 +409,21 @@ impl<'a> Locator<'a> {
 
     /// The 1-based line of `key` among the direct children of the key on `parent` (1-based).
     fn child(&self, parent: usize, key: &str) -> Option<usize> {
-        let parent_indent = indent(self.lines.get(parent - 1)?);
+        let mut children = self.children.borrow_mut();
+        let of_parent = children
+            .entry(parent)
+            .or_insert_with(|| self.scan_children(parent));
+        of_parent.get(key).copied()
+    }
+
+    fn scan_children(&self, parent: usize) -> HashMap<&'a str, usize> {
+        let mut found = HashMap::new();
+        let Some(parent_line) = parent.checked_sub(1).and_then(|i| self.lines.get(i)) else {
+            return found;
+        };
+        let parent_indent = indent(parent_line);
         let mut child_indent = None;
-        for (i, line) in self.lines.iter().enumerate().skip(parent) {
+        for (i, &line) in self.lines.iter().enumerate().skip(parent) {
             if is_blank(line) {
                 continue;
             }
@@ -413,11 +432,13 @@ impl<'a> Locator<'a> {
                 break;
             }
             let want = *child_indent.get_or_insert(ind);
-            if ind == want && key_of(line) == Some(key) {
-                return Some(i + 1);
+            if ind == want
+                && let Some(key) = key_of(line)
+            {
+                found.entry(key).or_insert(i + 1);
             }
         }
-        None
+        found
     }
 
     /// The line of `key` inside the mapping that starts on `parent`.
