@@ -536,6 +536,44 @@ fn servers_of_a_stateless_plugin_share_idle_instances_and_keep_their_faults_to_t
     assert_eq!(b.stats().faults(), 0);
 }
 
+#[test]
+fn idle_instances_of_a_configuration_no_server_runs_any_more_are_dropped() {
+    let rt = runtime();
+    let plugin = rt.load_stateless("patterns", PATTERNS_WASM).unwrap();
+    let edit = |n: usize| {
+        stock::patterns_config(&[factorio_isr_patterns_engine::PatternFile::new(
+            "x.yml",
+            format!("events:\n  hi:\n    pattern: 'hi'\n    type: hi{n}\n"),
+        )])
+    };
+    // Two servers; fifty edits of their pattern file, each followed by a reload that
+    // replaces both servers' parsers (the old ones are dropped once the new ones run).
+    let mut live: Vec<_> = (0..2)
+        .map(|i| plugin.parser(&format!("s{i}"), &edit(0)).unwrap())
+        .collect();
+    for n in 1..=50 {
+        let next: Vec<_> = (0..2)
+            .map(|i| plugin.parser(&format!("s{i}"), &edit(n)).unwrap())
+            .collect();
+        live = next;
+        for p in &mut live {
+            assert_eq!(
+                p.parse(&lines(&["hi"])).unwrap()[0].1.kind,
+                format!("hi{n}")
+            );
+        }
+    }
+    assert_eq!(
+        plugin.idle_configurations(),
+        1,
+        "only the configuration in use"
+    );
+    assert!(plugin.idle_instances() <= 2, "{}", plugin.idle_instances());
+    drop(live);
+    assert_eq!(plugin.idle_instances(), 0);
+    assert_eq!(plugin.idle_configurations(), 0);
+}
+
 /// A plugin built against the frozen WIT 0.1.0 (straight from its WIT, no SDK) still loads,
 /// parses and logs through the 0.1.0 `host` interface, beside plugins of the newest version.
 #[test]

@@ -100,30 +100,71 @@ pub(crate) struct Live {
 /// every server that runs the plugin with that configuration. A server takes one for a
 /// call and gives it back after; one that faulted is dropped. Idle servers so cost no
 /// instance of their own.
+///
+/// A configuration is known by its SHA-256 (a pattern set's text can be megabytes) and
+/// counts its users: when the last [`Instance`] of a configuration goes (a reload gave its
+/// servers new pattern files), its idle instances go with it, so edits do not pile up.
 #[derive(Default)]
-pub(crate) struct IdleInstances(std::sync::Mutex<std::collections::HashMap<String, Vec<Live>>>);
+pub(crate) struct IdleInstances(std::sync::Mutex<std::collections::HashMap<ConfigKey, Pool>>);
+
+/// The SHA-256 of an `init` configuration.
+type ConfigKey = [u8; 32];
+
+#[derive(Default)]
+struct Pool {
+    /// Instances ([`Instance`]) started with this configuration and not dropped.
+    users: usize,
+    idle: Vec<Live>,
+}
 
 /// Idle instances kept per configuration; more are dropped when given back.
 const MAX_IDLE: usize = 2;
 
 impl IdleInstances {
+    /// Idle instances of every configuration.
     pub(crate) fn len(&self) -> usize {
-        let idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        idle.values().map(Vec::len).sum()
+        self.lock().values().map(|p| p.idle.len()).sum()
     }
 
-    fn take(&self, config: &str) -> Option<Live> {
-        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        idle.get_mut(config).and_then(Vec::pop)
+    /// Configurations with a user.
+    pub(crate) fn configurations(&self) -> usize {
+        self.lock().len()
     }
 
-    fn put(&self, config: &str, live: Live) {
-        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(config.to_owned()).or_default();
-        if list.len() < MAX_IDLE {
-            list.push(live);
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<ConfigKey, Pool>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn join(&self, key: ConfigKey) {
+        self.lock().entry(key).or_default().users += 1;
+    }
+
+    fn leave(&self, key: ConfigKey) {
+        let mut pools = self.lock();
+        if let Some(pool) = pools.get_mut(&key) {
+            pool.users = pool.users.saturating_sub(1);
+            if pool.users == 0 {
+                pools.remove(&key);
+            }
         }
     }
+
+    fn take(&self, key: &ConfigKey) -> Option<Live> {
+        self.lock().get_mut(key).and_then(|p| p.idle.pop())
+    }
+
+    fn put(&self, key: &ConfigKey, live: Live) {
+        if let Some(pool) = self.lock().get_mut(key)
+            && pool.idle.len() < MAX_IDLE
+        {
+            pool.idle.push(live);
+        }
+    }
+}
+
+fn config_key(config: &str) -> ConfigKey {
+    use sha2::Digest;
+    sha2::Sha256::digest(config.as_bytes()).into()
 }
 
 /// What parser and monitor instances share: one plugin instance for one server, with the
@@ -132,6 +173,8 @@ pub struct Instance {
     plugin: Arc<Plugin>,
     server: String,
     config: String,
+    /// `config`'s key among the idle instances.
+    key: ConfigKey,
     live: Option<Live>,
     /// The last call faulted: the next instance created counts as a restart.
     faulted: bool,
@@ -143,6 +186,14 @@ pub struct Instance {
     /// The live instance was given `saved_state` after a fault and has not yet returned
     /// from a call: if it faults too, the state may be what makes it fault, and is dropped.
     unproven_state: bool,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(idle) = &self.plugin.idle {
+            idle.leave(self.key);
+        }
+    }
 }
 
 /// A parser plugin instance for one server, with the buffer its batches are handed over in.
@@ -160,15 +211,20 @@ impl Instance {
         server: &str,
         config: &str,
     ) -> Result<Self, PluginError> {
-        let shared = plugin.idle.as_ref().and_then(|idle| idle.take(config));
+        let key = config_key(config);
+        let shared = plugin.idle.as_ref().and_then(|idle| idle.take(&key));
         let live = match shared {
             Some(live) => live,
             None => Self::create(&plugin, server, config)?,
         };
+        if let Some(idle) = &plugin.idle {
+            idle.join(key);
+        }
         let mut instance = Self {
             plugin,
             server: server.to_owned(),
             config: config.to_owned(),
+            key,
             live: Some(live),
             faulted: false,
             stats: PluginStats::default(),
@@ -186,7 +242,7 @@ impl Instance {
         if let Some(idle) = &self.plugin.idle
             && let Some(live) = self.live.take()
         {
-            idle.put(&self.config, live);
+            idle.put(&self.key, live);
         }
     }
 
@@ -195,7 +251,7 @@ impl Instance {
         if self.live.is_some() {
             return Ok(());
         }
-        if let Some(mut live) = self.plugin.idle.as_ref().and_then(|i| i.take(&self.config)) {
+        if let Some(mut live) = self.plugin.idle.as_ref().and_then(|i| i.take(&self.key)) {
             live.store.data_mut().set_server(&self.server);
             self.live = Some(live);
             if std::mem::take(&mut self.faulted) {

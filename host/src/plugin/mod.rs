@@ -284,6 +284,14 @@ impl Plugin {
         self.idle.as_ref().map_or(0, instance::IdleInstances::len)
     }
 
+    /// For a stateless plugin, how many configurations its idle instances are kept for
+    /// (those some server still runs); always 0 for others.
+    pub fn idle_configurations(&self) -> usize {
+        self.idle
+            .as_ref()
+            .map_or(0, instance::IdleInstances::configurations)
+    }
+
     /// The component's bytes, as loaded.
     pub fn wasm(&self) -> &[u8] {
         &self.wasm
