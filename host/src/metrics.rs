@@ -60,6 +60,9 @@ pub struct Metrics {
     /// `plugin_reloads_total{server, result}`: swapped, unchanged, rejected, rolled_back,
     /// auto_rolled_back.
     pub plugin_reloads: IntCounterVec,
+    /// `config_reads_total{result}`: readings of servers.yml for a reload, promotion or
+    /// candidate (`ok`, `error`); one per server per reload.
+    pub config_reads: IntCounterVec,
     /// `plugin_discrepancies_total{server, plugin}`: events on which a compare-mode
     /// candidate disagreed with the live parsers.
     pub plugin_discrepancies: IntCounterVec,
@@ -287,6 +290,12 @@ impl Metrics {
                 "plugin_reloads_total",
                 "Reloads of a server's parsers, by result",
                 &["server", "result"],
+            ),
+            config_reads: counter(
+                &registry,
+                "config_reads_total",
+                "Readings of servers.yml for a reload or promotion, by result",
+                &["result"],
             ),
             state_write_failures: counter(
                 &registry,

@@ -187,7 +187,9 @@ pub struct Reloader {
     config_path: PathBuf,
     metrics: Arc<Metrics>,
     health: Health,
-    /// One change at a time, so two triggers cannot race their swaps.
+    /// One change at a time, so two triggers cannot race their swaps. A reload holds it
+    /// from reading servers.yml until every slot and candidate is placed, so all of them
+    /// come from one reading of the file.
     busy: tokio::sync::Mutex<()>,
     /// Where run-time choices of version are kept.
     pins: Option<crate::pins::PinStore>,
@@ -246,23 +248,25 @@ impl Reloader {
     }
 
     async fn reload_as(&self, server: &Server, explicit: bool) -> ServerReload {
+        let _one = self.busy.lock().await;
+        let config = self.server_config(&server.tag).await;
         let which = Which::Config { explicit };
         let monitors = match &server.monitors {
-            Some(_) => Some(self.swap_in(server, Slot::Monitors, which).await),
+            Some(_) => Some(self.swap_in(server, Slot::Monitors, which, &config).await),
             None => None,
         };
         let parsers = match &server.parsers {
-            Some(_) => Some(self.swap_in(server, Slot::Parsers, which).await),
+            Some(_) => Some(self.swap_in(server, Slot::Parsers, which, &config).await),
             None => None,
         };
-        self.reload_candidates(server).await;
+        self.reload_candidates(server, &config).await;
         ServerReload { parsers, monitors }
     }
 
     /// Rebuilds `server`'s compare-mode candidates from its `shadow` entries and hands each
     /// that changed (or appeared, or went) to its slot's thread; the comparison starts
     /// afresh. Failures are logged and counted; a running candidate keeps running.
-    async fn reload_candidates(&self, server: &Server) {
+    async fn reload_candidates(&self, server: &Server, config: &Result<ServerConfig, String>) {
         for slot in [Slot::Parsers, Slot::Monitors] {
             let running = match slot {
                 Slot::Parsers => lock(&server.parser_compare)
@@ -272,7 +276,7 @@ impl Reloader {
                     .as_ref()
                     .map(|r| r.candidate.clone()),
             };
-            let built = match self.build(&server.tag, slot, Which::Candidate).await {
+            let built = match self.build(config, slot, Which::Candidate).await {
                 Ok(built) => built,
                 Err(problem) => {
                     tracing::error!(server = %server.tag, "the {slot} candidate was not reloaded; a running one keeps running: {problem}");
@@ -321,19 +325,23 @@ impl Reloader {
     /// live, each slot that has one; the live versions become the rollback targets. The
     /// comparisons start afresh.
     pub async fn promote(&self, server: &Server) -> Result<ServerReload, ReloadError> {
-        let config = self
-            .server_config(&server.tag)
-            .map_err(ReloadError::Rejected)?;
+        let _one = self.busy.lock().await;
+        let read = self.server_config(&server.tag).await;
+        let config = read.clone().map_err(ReloadError::Rejected)?;
         let mut done = ServerReload::default();
         if !config.shadow.parsers.is_empty() {
-            let outcome = self.swap_in(server, Slot::Parsers, Which::Candidate).await;
+            let outcome = self
+                .swap_in(server, Slot::Parsers, Which::Candidate, &read)
+                .await;
             if let Some(r) = lock(&server.parser_compare).as_mut() {
                 *r = crate::compare::ParserReport::new(r.candidate.clone());
             }
             done.parsers = Some(outcome);
         }
         if !config.shadow.monitors.is_empty() {
-            let outcome = self.swap_in(server, Slot::Monitors, Which::Candidate).await;
+            let outcome = self
+                .swap_in(server, Slot::Monitors, Which::Candidate, &read)
+                .await;
             if let Some(r) = lock(&server.monitor_compare).as_mut() {
                 *r = crate::compare::MonitorReport::new(r.candidate.clone());
             }
@@ -353,13 +361,14 @@ impl Reloader {
         Ok(done)
     }
 
+    /// Builds `slot` from `config` and swaps it in; the caller holds `busy`.
     async fn swap_in(
         &self,
         server: &Server,
         slot: Slot,
         which: Which,
+        config: &Result<ServerConfig, String>,
     ) -> Result<ReloadOutcome, ReloadError> {
-        let _one = self.busy.lock().await;
         let tag = server.tag.clone();
         let versions = match slot {
             Slot::Parsers => server.parsers.as_ref().map(|h| h.versions.clone()),
@@ -373,7 +382,7 @@ impl Reloader {
         };
         let component = Self::component(&tag, slot);
         let started = Instant::now();
-        let built = match self.build(&tag, slot, which).await {
+        let built = match self.build(config, slot, which).await {
             Ok(Some(built)) => Ok(built),
             Ok(None) => Err(ReloadError::NoCandidate(tag.clone())),
             Err(problem) => Err(ReloadError::Rejected(problem)),
@@ -510,20 +519,34 @@ impl Reloader {
         }
     }
 
-    fn server_config(&self, tag: &str) -> Result<ServerConfig, String> {
-        let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
-        config.server(tag).cloned().ok_or_else(|| {
-            format!(
-                "{} no longer has a server `{tag}`",
-                self.config_path.display()
-            )
+    /// Server `tag` as servers.yml gives it now, read off the async threads.
+    async fn server_config(&self, tag: &str) -> Result<ServerConfig, String> {
+        let path = self.config_path.clone();
+        let tag = tag.to_owned();
+        let read = tokio::task::spawn_blocking(move || {
+            let config = Config::load(&path).map_err(|e| e.to_string())?;
+            config
+                .server(&tag)
+                .cloned()
+                .ok_or_else(|| format!("{} no longer has a server `{tag}`", path.display()))
         })
+        .await
+        .map_err(|e| format!("reading the configuration failed: {e}"))
+        .and_then(|r| r);
+        let result = if read.is_ok() { "ok" } else { "error" };
+        self.metrics.config_reads.with_label_values(&[result]).inc();
+        read
     }
 
-    /// Builds `slot` of server `tag` as servers.yml gives it now, off the async threads;
-    /// none for a candidate that servers.yml does not give.
-    async fn build(&self, tag: &str, slot: Slot, which: Which) -> Result<Option<Built>, String> {
-        let server = self.server_config(tag)?;
+    /// Builds `slot` of the server as `config` gives it, off the async threads; none for a
+    /// candidate that it does not give.
+    async fn build(
+        &self,
+        config: &Result<ServerConfig, String>,
+        slot: Slot,
+        which: Which,
+    ) -> Result<Option<Built>, String> {
+        let server = config.clone()?;
         let runtime = self.runtime.clone();
         let path = self.config_path.display().to_string();
         tokio::task::spawn_blocking(move || {

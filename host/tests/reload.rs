@@ -688,3 +688,43 @@ fn monitors_can_be_added_to_a_server_that_started_without() {
     );
     assert!(isr.stop().success());
 }
+
+#[test]
+fn a_reload_reads_servers_yml_once_for_every_slot_and_candidate() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    let pats = dir.path().join("pats");
+    std::fs::create_dir(&pats).unwrap();
+    std::fs::write(&log, "").unwrap();
+    patterns(&pats, "v1");
+    let config = format!(
+        "servers:\n  prod:\n    log_path: {}\n    parsers:\n      - plugin: patterns\n        config: {{dir: {}}}\n    \
+         monitors:\n      - plugin: chat-guard\n    \
+         shadow:\n      parsers:\n        - plugin: patterns\n      monitors:\n        - plugin: chat-guard\n    \
+         sinks:\n      - jsonl: {}\n",
+        log.display(),
+        pats.display(),
+        jsonl.display()
+    );
+    let port = free_port();
+    let isr = start(port, dir.path(), &config);
+    wait_for("ready", || isr.get("/ready").is_some_and(|(s, _)| s == 200));
+    let reads = || -> u64 {
+        let (_, metrics) = isr.get("/metrics").unwrap();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("factorio_isr_config_reads_total{result=\"ok\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = reads();
+    let (status, body) = http_call(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["parsers"]["result"], "unchanged", "{body}");
+    assert_eq!(body["monitors"]["result"], "unchanged", "{body}");
+    // Parsers, monitors and both candidates, all from one reading of the file (they were
+    // four, on the async threads, each free to see a different file).
+    assert_eq!(reads() - before, 1);
+    assert!(isr.stop().success());
+}
