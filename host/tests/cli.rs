@@ -433,7 +433,7 @@ fn check_validates_a_config_and_every_plugin_it_uses() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout.contains("servers.yml:2: servers.prod: unknown field `log_pth`"),
+        stdout.contains("servers.yml:3: servers.prod: unknown field `log_pth`"),
         "{stdout}"
     );
 }

@@ -291,7 +291,7 @@ fn a_config_with_a_typo_fails_to_start_naming_file_and_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("servers.yml:2: servers.prod: unknown field `ups_warning_treshold`"),
+        err.contains("servers.yml:4: servers.prod: unknown field `ups_warning_treshold`"),
         "{err}"
     );
 }

@@ -3,6 +3,7 @@
 //! Every error names the file, the line and what is wrong.
 
 mod expand;
+mod locate;
 mod secrets;
 
 pub use secrets::SecretSource;
@@ -491,16 +492,24 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let invalid = |e: serde_yaml::Error| match e.location() {
+        let invalid = |e: serde_yaml::Error| {
+            match e.location() {
             Some(loc) => ConfigError::Invalid {
                 path: shown.clone(),
                 line: loc.line(),
                 problem: strip_location(&e.to_string()),
             },
+            // serde_yaml gives no place for aliases that expand to too much.
+            None if e.to_string().contains("repetition limit") => ConfigError::Invalid {
+                path: shown.clone(),
+                line: locate::first_alias(text).unwrap_or(1),
+                problem: "the aliases (`*name`) from this line on expand to too much (YAML's \"billion laughs\"): repetition limit exceeded".into(),
+            },
             None => ConfigError::Whole {
                 path: shown.clone(),
                 problem: e.to_string(),
             },
+        }
         };
         let file: File = serde_yaml::from_str(text).map_err(invalid)?;
         // `${VAR}` is expanded in the parsed values, never in the text; no error shows a
@@ -524,10 +533,19 @@ impl Config {
         let discord: DiscordSettings = if discord_value.is_null() {
             DiscordSettings::default()
         } else {
-            serde_yaml::from_value(discord_value).map_err(|e| ConfigError::Invalid {
-                path: shown.clone(),
-                line: line_of_top_key(text, "discord").unwrap_or(1),
-                problem: format!("discord: {}", redacted(&strip_location(&e.to_string()))),
+            serde_path_to_error::deserialize(discord_value).map_err(|e| {
+                let (at, problem) = field_of(&e, &["discord"]);
+                ConfigError::Invalid {
+                    path: shown.clone(),
+                    line: locate::line_of(text, &at)
+                        .or_else(|| line_of_top_key(text, "discord"))
+                        .unwrap_or(1),
+                    problem: format!(
+                        "{}: {}",
+                        shown_for(&at, &problem),
+                        redacted(&strip_location(&problem))
+                    ),
+                }
             })?
         };
         let mut servers = Vec::new();
@@ -550,13 +568,17 @@ impl Config {
                 });
             }
             let mut server: ServerConfig =
-                serde_yaml::from_value(value).map_err(|e| ConfigError::Invalid {
-                    path: shown.clone(),
-                    line: line.unwrap_or(1),
-                    problem: format!(
-                        "servers.{tag}: {}",
-                        redacted(&strip_location(&e.to_string()))
-                    ),
+                serde_path_to_error::deserialize(value).map_err(|e| {
+                    let (at, problem) = field_of(&e, &["servers", &tag]);
+                    ConfigError::Invalid {
+                        path: shown.clone(),
+                        line: locate::line_of(text, &at).or(line).unwrap_or(1),
+                        problem: format!(
+                            "{}: {}",
+                            shown_for(&at, &problem),
+                            redacted(&strip_location(&problem))
+                        ),
+                    }
                 })?;
             server.tag = tag;
             servers.push(server);
@@ -618,6 +640,53 @@ fn valid_tag(tag: &str) -> bool {
 }
 
 /// serde_yaml appends " at line L column C"; the line is reported separately.
+/// Where in the file a deserialisation error is (`under` and then the error's path) and its
+/// message. An unknown field is placed at its own line, and the path stops at the mapping
+/// that holds it (`servers.prod: unknown field `rcon_prot``).
+fn field_of(
+    e: &serde_path_to_error::Error<serde_yaml::Error>,
+    under: &[&str],
+) -> (Vec<locate::Step>, String) {
+    use serde_path_to_error::Segment;
+    let mut at: Vec<locate::Step> = under
+        .iter()
+        .map(|k| locate::Step::Key((*k).into()))
+        .collect();
+    for segment in e.path().iter() {
+        match segment {
+            Segment::Map { key } => at.push(locate::Step::Key(key.clone())),
+            Segment::Seq { index } => at.push(locate::Step::Index(*index)),
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    (at, e.inner().to_string())
+}
+
+/// The path to show for an error at `at`: for an unknown field, the mapping that holds it
+/// (the message names the field).
+fn shown_for(at: &[locate::Step], problem: &str) -> String {
+    match at.split_last() {
+        Some((_, holder)) if problem.starts_with("unknown field `") => shown_path(holder),
+        _ => shown_path(at),
+    }
+}
+
+/// A path as people read it: `servers.prod.sinks[1]`.
+fn shown_path(at: &[locate::Step]) -> String {
+    let mut out = String::new();
+    for step in at {
+        match step {
+            locate::Step::Key(k) if out.is_empty() => out.push_str(k),
+            locate::Step::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            locate::Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
 fn strip_location(msg: &str) -> String {
     match msg.rfind(" at line ") {
         Some(i) => msg[..i].to_owned(),
@@ -826,12 +895,62 @@ servers:
     }
 
     #[test]
+    fn a_yaml_bomb_is_refused_at_its_first_alias_without_expanding_it() {
+        let mut text =
+            String::from("servers:\n  prod:\n    name: x\n    description: 'not *this'\n");
+        text.push_str(
+            "    log_links_within: &a [\"l\",\"l\",\"l\",\"l\",\"l\",\"l\",\"l\",\"l\",\"l\"]\n",
+        );
+        for (key, from, to) in [
+            ("sinks", 'a', 'b'),
+            ("parsers", 'b', 'c'),
+            ("monitors", 'c', 'd'),
+            ("shadow", 'd', 'e'),
+            ("rcon_host", 'e', 'f'),
+            ("name2", 'f', 'g'),
+        ] {
+            let refs = vec![format!("*{from}"); 9].join(",");
+            text.push_str(&format!("    {key}: &{to} [{refs}]\n"));
+        }
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "servers.yml:6: the aliases (`*name`) from this line on expand to too much"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_typo_names_the_file_line_server_and_key() {
         let err = load("servers:\n  prod:\n    log_path: /x\n    rcon_prot: 1\n")
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("servers.yml:2: servers.prod: unknown field `rcon_prot`"),
+            err.starts_with("servers.yml:4: servers.prod: unknown field `rcon_prot`"),
+            "{err}"
+        );
+        // The line and path of the field, down into lists.
+        let err = load("servers:\n  prod:\n    log_path: /x\n    sinks:\n      - console\n      - jsonl: /a\n        flush: yes\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("servers.yml:6: servers.prod.sinks[1]: "),
+            "{err}"
+        );
+        let err =
+            load("servers:\n  prod:\n    parsers:\n    - plugin: patterns\n      confg: {}\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.starts_with("servers.yml:5: servers.prod.parsers[0]: unknown field `confg`"),
+            "{err}"
+        );
+        let err = load("servers:\n  prod:\n    log_path: /x\ndiscord:\n  guild_id: 1\n  cooldowns:\n    query: soon\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("servers.yml:7: discord.cooldowns.query: "),
             "{err}"
         );
     }
@@ -841,9 +960,8 @@ servers:
         let err = load("servers:\n  prod:\n    rcon_port: lots\n")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("servers.yml:2: servers.prod: "), "{err}");
         assert!(
-            err.contains("rcon_port") || err.contains("invalid type"),
+            err.starts_with("servers.yml:3: servers.prod.rcon_port: invalid type"),
             "{err}"
         );
         let err = load("servers:\n  Prod_1:\n    log_path: /x\n")
