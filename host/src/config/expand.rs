@@ -142,7 +142,14 @@ pub(super) fn redact(message: &str, used: &[Used]) -> String {
     let mut by_length: Vec<&Used> = used.iter().filter(|u| u.value.len() >= 3).collect();
     by_length.sort_by_key(|u| std::cmp::Reverse(u.value.len()));
     for u in by_length {
-        out = out.replace(&u.value, &format!("${{{}}}", u.name));
+        let reference = format!("${{{}}}", u.name);
+        // serde shows a wrong string as Rust's debug form (`\"` for `"`): hide that too.
+        let quoted = format!("{:?}", u.value);
+        let escaped = &quoted[1..quoted.len() - 1];
+        if escaped != u.value {
+            out = out.replace(escaped, &reference);
+        }
+        out = out.replace(&u.value, &reference);
     }
     out
 }
@@ -244,6 +251,21 @@ mod tests {
         assert_eq!(
             redact("invalid type: string \"hunter2\", hunter, x", &used),
             "invalid type: string \"${A}\", ${B}, x"
+        );
+    }
+
+    #[test]
+    fn a_value_is_redacted_as_serde_shows_it_too() {
+        // Found by the property test: serde shows a wrong string in its debug form, where
+        // `"` is `\"`, so the value as written was not found in the message.
+        let used = vec![Used {
+            name: "PORT".into(),
+            value: "a\"b}\\c\n".into(),
+        }];
+        let message = format!("invalid type: string {:?}, expected u16", used[0].value);
+        assert_eq!(
+            redact(&message, &used),
+            "invalid type: string \"${PORT}\", expected u16"
         );
     }
 }

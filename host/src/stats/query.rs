@@ -92,7 +92,13 @@ pub fn parse_evolution_command(answer: &str) -> Vec<(String, f64)> {
             .chars()
             .take_while(|c| c.is_ascii_digit() || *c == '.')
             .collect();
-        let Ok(f) = number.trim_end_matches('.').parse::<f64>() else {
+        // A factor outside 0..=1 is not an evolution factor, whatever the line says.
+        let Some(f) = number
+            .trim_end_matches('.')
+            .parse::<f64>()
+            .ok()
+            .filter(|f| (0.0..=1.0).contains(f))
+        else {
             continue;
         };
         let surface = if surface.is_empty() {
@@ -164,5 +170,15 @@ mod tests {
             [("nauvis".to_owned(), 0.51), ("gleba".to_owned(), 0.02)]
         );
         assert!(parse_evolution_command("Unknown command").is_empty());
+    }
+
+    #[test]
+    fn a_factor_outside_0_to_1_is_not_an_evolution_factor() {
+        // Found by the property test: "evolution Factor: 2" gave 2.
+        assert_eq!(parse_evolution_command("evolution Factor: 2"), vec![]);
+        assert_eq!(
+            parse_evolution_command("Evolution factor: 1.0000."),
+            vec![("nauvis".to_owned(), 1.0)]
+        );
     }
 }
