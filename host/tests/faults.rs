@@ -498,3 +498,72 @@ fn a_running_servers_plugin_replaced_by_a_link_to_dev_zero_is_refused_not_read()
     });
     assert!(isr.stop().success());
 }
+
+#[test]
+fn a_kept_version_whose_blob_became_a_link_to_dev_zero_is_refused_at_start_not_read() {
+    const TOKEN: &str = "blob-token";
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    append(&log, "");
+    let cfg = |words: &str| {
+        format!(
+            "servers:\n  prod:\n    log_path: {}\n    monitors:\n      - plugin: chat-guard\n        config: {{words: [{words}]}}\n    sinks:\n      - jsonl: {}\n",
+            log.display(),
+            jsonl.display()
+        )
+    };
+    let port = free_port();
+    let start = |text: &str| {
+        let isr = Isr::start_with_env(dir.path(), text, port, &[("FACTORIO_ISR_API_TOKEN", TOKEN)]);
+        isr.wait_started();
+        isr
+    };
+    // A version chosen at run time is kept with its blob: swap, then roll back.
+    let isr = start(&cfg("grief"));
+    std::fs::write(dir.path().join("servers.yml"), cfg("lag")).unwrap();
+    let (status, body) = http_call(port, "POST", "/api/servers/prod/reload", Some(TOKEN));
+    assert_eq!(
+        (status, body["monitors"]["result"].as_str()),
+        (200, Some("swapped")),
+        "{body}"
+    );
+    let (status, body) = http_call(
+        port,
+        "POST",
+        "/api/servers/prod/rollback?slot=monitors",
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(isr.stop().success());
+    let blobs = dir.path().join("state/versions/blobs");
+    let mut replaced = 0;
+    for blob in std::fs::read_dir(&blobs).unwrap() {
+        let blob = blob.unwrap().path();
+        std::fs::remove_file(&blob).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &blob).unwrap();
+        replaced += 1;
+    }
+    assert!(replaced >= 1, "no blob was kept");
+
+    let isr = start(&cfg("lag"));
+    wait_for("the refusal", || isr.log().contains("character device"));
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", isr.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap();
+    assert!(
+        rss_kib < 512 << 10,
+        "{rss_kib} KiB resident: /dev/zero was read"
+    );
+    // The server runs what servers.yml gives.
+    append(&log, "2026-01-01 10:00:00 [CHAT] Eve: lag lag\n");
+    wait_for("an alert of the configured version", || {
+        std::fs::read_to_string(&jsonl)
+            .unwrap_or_default()
+            .contains("word:Eve")
+    });
+    assert!(isr.stop().success());
+}

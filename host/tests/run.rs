@@ -554,6 +554,20 @@ fn requests_whose_headers_never_end_are_closed_and_do_not_crowd_out_others() {
         held.push(s);
     }
     assert!(isr.get("/healthz").is_some(), "others are still answered");
+    // A head far over 64 KiB is refused, not buffered.
+    let mut big = std::net::TcpStream::connect(("127.0.0.1", isr.port)).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let _ = big.write_all(
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "y".repeat(200 << 10)
+        )
+        .as_bytes(),
+    );
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(isr.get("/healthz").is_some());
     // Each half-sent request is closed once its headers are overdue (10 s).
     for mut s in held {
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();

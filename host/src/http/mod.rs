@@ -130,6 +130,12 @@ pub fn router(state: AppState) -> Router {
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a shutdown waits for requests under way.
 const GRACE: Duration = Duration::from_secs(5);
+/// Connections served at once; more wait in the kernel's backlog until one ends. With
+/// [`MAX_BUF_BYTES`] each, this bounds what clients can make the server hold (64 MiB).
+pub const MAX_CONNECTIONS: usize = 1024;
+/// The most a connection may buffer of a request's head (hyper's default is ~400 KiB); a
+/// longer head is refused.
+pub const MAX_BUF_BYTES: usize = 64 << 10;
 
 /// Serves the API on `listener` until `shutdown` resolves, over HTTP/1.1 with a deadline
 /// for each request's headers ([`HEADER_READ_TIMEOUT`]).
@@ -142,10 +148,19 @@ pub async fn serve(
     let app = router(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUF_BYTES);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
@@ -162,6 +177,7 @@ pub async fn serve(
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(slot);
                 });
             }
             _ = &mut shutdown => break,

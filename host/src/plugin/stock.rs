@@ -83,6 +83,23 @@ fn read_pattern_file(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("pattern file {} is not UTF-8", path.display()))
 }
 
+/// The most text a set of pattern files may hold together: it is handed to the parser's
+/// `init` whole, inside the plugin's memory cap.
+const PATTERN_SET_BYTES: usize = 32 << 20;
+
+/// Stops reading a folder as soon as what was read passes [`PATTERN_SET_BYTES`].
+fn within_set_cap(dir: &Path, files: &[PatternFile]) -> anyhow::Result<()> {
+    let total: usize = files.iter().map(|f| f.text.len()).sum();
+    if total > PATTERN_SET_BYTES {
+        anyhow::bail!(
+            "the pattern files of {} hold over {} MiB together; no more is read (they are handed to the parser's `init` whole)",
+            dir.display(),
+            PATTERN_SET_BYTES >> 20
+        );
+    }
+    Ok(())
+}
+
 /// Reads every `*.yml` / `*.yaml` in `dir` (or only `only`, when given), in name order.
 pub fn read_pattern_dir(dir: &Path, only: Option<&[String]>) -> anyhow::Result<Vec<PatternFile>> {
     use anyhow::Context;
@@ -93,6 +110,7 @@ pub fn read_pattern_dir(dir: &Path, only: Option<&[String]>) -> anyhow::Result<V
                 let path = dir.join(name);
                 let text = read_pattern_file(&path)?;
                 files.push(PatternFile::new(name.clone(), text));
+                within_set_cap(dir, &files)?;
             }
         }
         None => {
@@ -111,6 +129,7 @@ pub fn read_pattern_dir(dir: &Path, only: Option<&[String]>) -> anyhow::Result<V
                     .unwrap_or_default();
                 let text = read_pattern_file(&path)?;
                 files.push(PatternFile::new(name, text));
+                within_set_cap(dir, &files)?;
             }
         }
     }
@@ -164,4 +183,22 @@ pub fn default_pattern_files() -> anyhow::Result<Vec<PatternFile>> {
 /// The `init` configuration of the stock `patterns` plugin for these files.
 pub fn patterns_config(files: &[PatternFile]) -> String {
     serde_json::json!({ "files": files }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_folder_is_read_up_to_a_total_and_no_further() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = format!("# {}\nevents: {{}}\n", "x".repeat(12 << 20));
+        for name in ["a.yml", "b.yml"] {
+            std::fs::write(dir.path().join(name), &file).unwrap();
+        }
+        assert_eq!(read_pattern_dir(dir.path(), None).unwrap().len(), 2);
+        std::fs::write(dir.path().join("c.yml"), &file).unwrap();
+        let err = read_pattern_dir(dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains("hold over 32 MiB together"), "{err}");
+    }
 }
