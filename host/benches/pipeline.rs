@@ -19,13 +19,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use factorio_isr::checkpoint::CheckpointStore;
 use factorio_isr::event::Event;
-use factorio_isr::health::Health;
-use factorio_isr::metrics::Metrics;
-use factorio_isr::pipeline::{self, LogInput, ServerPipeline, Shared};
+use factorio_isr::observe::Shared;
+use factorio_isr::observe::health::Health;
+use factorio_isr::observe::metrics::Metrics;
+use factorio_isr::pipeline::{self, LogInput, ServerPipeline};
 use factorio_isr::plugin::{ComponentCache, Limits, Runtime};
 use factorio_isr::sink::{Delivery, JsonlSink, Sink};
+use factorio_isr::tail::checkpoint::CheckpointStore;
 use factorio_isr::tail::{Position, TailOptions};
 use tokio::sync::watch;
 

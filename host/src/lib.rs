@@ -1,23 +1,45 @@
 //! factorio-isr: watches Factorio servers and reports to Discord.
 //!
-//! Data flows one way: log `lines` → parser plugins (`plugin`) → `event`s → monitors →
-//! alerts → sinks. The modules are named for those steps.
+//! # Layout
+//!
+//! A log line's way, in order; each module uses only those before it (and the leaves
+//! below), which `tests/layout.rs` checks:
+//!
+//! - [`tail`]: follows a server's log files through rotation ([`tail::lines`] cuts bytes
+//!   into bounded lines, [`tail::checkpoint`] remembers how far delivery got).
+//! - [`plugin`]: the WebAssembly sandbox that runs parser and monitor plugins.
+//! - [`swap`]: what hot swap keeps beside them: slot versions and rollback rules, versions
+//!   kept across restarts, compare-mode reports.
+//! - [`monitor`]: the monitor thread (events and samples in, alerts out), the host's own
+//!   RCON and stats checks.
+//! - [`pipeline`]: one server's tailer → parser thread → sinks, feeding its monitors.
+//! - [`alert`]: the alert book (what is open) and the mention groups.
+//! - [`sink`]: where events go (console, JSON lines); Discord's sinks are in [`discord`].
+//!
+//! Around them:
+//!
+//! - [`rcon`] and [`stats`]: the RCON link to each game and the metrics engine over it.
+//! - [`servers`]: a running server's handles (its parser and monitor threads, its RCON).
+//! - [`reload`]: rebuilds a server's plugins from servers.yml and swaps them in.
+//! - [`discord`]: the bot (commands, chat bridge) and the Discord sinks; [`http`]: health,
+//!   readiness, metrics and the admin API.
+//! - [`app`]: the composition root ([`app::Host`]) that starts and stops all of it.
+//! - [`cli`]: the command line (`run`, `demo`, `check`, `plugin`, …); [`sim`]: the fake
+//!   Factorio server.
+//! - Leaves any module may use: [`config`], [`event`], [`observe`] (health, metrics,
+//!   logging), [`state`] (durable writes), [`files`] (bounded reads), [`markdown`].
 
 pub mod alert;
-pub mod checkpoint;
+pub mod app;
 pub mod cli;
-pub mod compare;
 pub mod config;
 pub mod discord;
 pub mod event;
 pub mod files;
-pub mod health;
 pub mod http;
-pub mod lines;
-pub mod logging;
-pub mod metrics;
+pub mod markdown;
 pub mod monitor;
-pub mod pins;
+pub mod observe;
 pub mod pipeline;
 pub mod plugin;
 pub mod rcon;
@@ -25,7 +47,7 @@ pub mod reload;
 pub mod servers;
 pub mod sim;
 pub mod sink;
-pub mod slot;
 pub mod state;
 pub mod stats;
+pub mod swap;
 pub mod tail;

@@ -24,21 +24,13 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, ServerConfig};
-use crate::health::{Health, State};
-use crate::metrics::Metrics;
 use crate::monitor::MonitorInput;
+use crate::observe::health::{Health, State};
+use crate::observe::metrics::Metrics;
 use crate::pipeline::{self, ParseInput};
 use crate::plugin::{MonitorInstance, ParserChain, Runtime};
 use crate::servers::Server;
-use crate::slot::{Slot, SlotVersions, Swapped};
-
-/// A server's parser thread, as reloads reach it. The sender is weak so that it does not
-/// keep the thread's queue open when the pipeline stops.
-#[derive(Clone)]
-pub struct ParserHandle {
-    pub inputs: mpsc::WeakSender<ParseInput>,
-    pub versions: Arc<Mutex<SlotVersions>>,
-}
+use crate::swap::slot::{Slot, Swapped};
 
 /// What a reload did to one slot.
 #[derive(Debug, Clone, Serialize)]
@@ -192,7 +184,7 @@ pub struct Reloader {
     /// come from one reading of the file.
     busy: tokio::sync::Mutex<()>,
     /// Where run-time choices of version are kept.
-    pins: Option<crate::pins::PinStore>,
+    pins: Option<crate::swap::pins::PinStore>,
 }
 
 impl Reloader {
@@ -202,7 +194,7 @@ impl Reloader {
         config_path: &Path,
         metrics: Arc<Metrics>,
         health: Health,
-        pins: Option<crate::pins::PinStore>,
+        pins: Option<crate::swap::pins::PinStore>,
     ) -> Self {
         Self {
             runtime,
@@ -334,7 +326,7 @@ impl Reloader {
                 .swap_in(server, Slot::Parsers, Which::Candidate, &read)
                 .await;
             if let Some(r) = lock(&server.parser_compare).as_mut() {
-                *r = crate::compare::ParserReport::new(r.candidate.clone());
+                *r = crate::swap::compare::ParserReport::new(r.candidate.clone());
             }
             done.parsers = Some(outcome);
         }
@@ -343,7 +335,7 @@ impl Reloader {
                 .swap_in(server, Slot::Monitors, Which::Candidate, &read)
                 .await;
             if let Some(r) = lock(&server.monitor_compare).as_mut() {
-                *r = crate::compare::MonitorReport::new(r.candidate.clone());
+                *r = crate::swap::compare::MonitorReport::new(r.candidate.clone());
             }
             done.monitors = Some(outcome);
         }

@@ -7,13 +7,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::alert::{ActiveAlert, Alerts, Mentions};
-use crate::compare::{MonitorReport, ParserReport};
 use crate::config::ServerConfig;
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::plugin::{PluginBoard, PluginStatus};
 use crate::rcon::{LinkState, RconClient, RconSettings};
-use crate::slot::SlotVersions;
 use crate::stats::{Reading, StatsEngine};
+use crate::swap::compare::{MonitorReport, ParserReport};
+use crate::swap::slot::SlotVersions;
 
 /// One configured server.
 pub struct Server {
@@ -27,7 +27,7 @@ pub struct Server {
     /// Its parsers and monitors and how they are doing.
     pub plugins: Arc<PluginBoard>,
     /// Its parser thread, for reloads; none when it follows no log.
-    pub parsers: Option<crate::reload::ParserHandle>,
+    pub parsers: Option<crate::pipeline::ParserHandle>,
     /// Its monitor thread, for reloads.
     pub monitors: Option<crate::monitor::MonitorHandle>,
     /// The comparison of its candidate parsers (`shadow`), while it has some.

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use prometheus::IntCounterVec;
 
-use crate::health::{Health, State};
+use crate::observe::health::{Health, State};
 
 /// Writes `bytes` to `path` atomically and durably: to a temporary file in the same
 /// folder, flushed to the disk, renamed over `path`, and the folder flushed so the rename
@@ -65,6 +65,14 @@ impl StateReport {
     /// Reports to `health` and (when given) the failure counter of the metrics.
     pub fn new(health: Health, failures: Option<IntCounterVec>) -> Self {
         Self { health, failures }
+    }
+
+    /// Reports to the server parts' health and metrics.
+    pub fn of(shared: &crate::observe::Shared) -> Self {
+        Self::new(
+            shared.health.clone(),
+            Some(shared.metrics.state_write_failures.clone()),
+        )
     }
 
     /// A report that goes nowhere (tools and tests that keep no health).

@@ -254,15 +254,15 @@ fn a_monitor_returning_a_flood_of_alerts_is_cut_and_counted() {
     let rt = runtime();
     let wasm = std::fs::read(ECHO_MONITOR_WASM).unwrap();
     let m = monitor(&rt, "echo", &wasm, "null");
-    let metrics = Arc::new(factorio_isr::metrics::Metrics::new());
+    let metrics = Arc::new(factorio_isr::observe::metrics::Metrics::new());
     let (notice_tx, mut notice_rx) = tokio::sync::mpsc::channel(4);
     let (feed, rx) = tokio::sync::mpsc::channel(4);
     let out = MonitorOutputs {
         alerts: Arc::new(Alerts::new("prod", Arc::new(Mentions::builtin()), None)),
         notices: notice_tx,
         board: Arc::default(),
-        shared: factorio_isr::pipeline::Shared {
-            health: factorio_isr::health::Health::default(),
+        shared: factorio_isr::observe::Shared {
+            health: factorio_isr::observe::health::Health::default(),
             metrics: metrics.clone(),
         },
         listening: Default::default(),
@@ -278,7 +278,7 @@ fn a_monitor_returning_a_flood_of_alerts_is_cut_and_counted() {
     thread.join().unwrap();
     // 200 are taken; the book opens at most 100 per monitor.
     assert_eq!(posted.len(), 100);
-    let text = metrics.render(&factorio_isr::health::Health::default());
+    let text = metrics.render(&factorio_isr::observe::health::Health::default());
     assert!(
         text.contains("factorio_isr_errors_total{component=\"monitor:prod:echo\",error_type=\"too_many_alerts\"} 100"),
         "{text}"
@@ -292,9 +292,9 @@ fn a_candidate_monitor_returning_a_flood_of_alerts_is_cut_like_a_live_one() {
     let wasm = std::fs::read(ECHO_MONITOR_WASM).unwrap();
     let candidate = monitor(&rt, "echo", &wasm, "null");
     let report = Arc::new(std::sync::Mutex::new(Some(
-        factorio_isr::compare::MonitorReport::new("c".into()),
+        factorio_isr::swap::compare::MonitorReport::new("c".into()),
     )));
-    let metrics = Arc::new(factorio_isr::metrics::Metrics::new());
+    let metrics = Arc::new(factorio_isr::observe::metrics::Metrics::new());
     let tx = spawn_candidate("prod", vec![candidate], report.clone(), metrics).unwrap();
     // The echo monitor raises one alert per event kind; the live monitors raised none.
     let events: Vec<Event> = (0..300).map(|i| Event::new(format!("kind-{i}"))).collect();

@@ -8,10 +8,10 @@ use std::path::Path;
 
 use bytes::BytesMut;
 use factorio_isr::config::Config;
-use factorio_isr::lines::LineSplitter;
 use factorio_isr::rcon::command::{lua_string, parse_lua_string};
 use factorio_isr::rcon::packet::{Codec, FrameError, Kind, Packet};
 use factorio_isr::stats::query::{parse_evolution_command, parse_stats};
+use factorio_isr::tail::lines::LineSplitter;
 use factorio_isr_patterns_engine::{PatternFile, RuleSet};
 use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder};

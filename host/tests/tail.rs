@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use factorio_isr::lines::Line;
+use factorio_isr::tail::lines::Line;
 use factorio_isr::tail::{self, ReadLimits, StartAt, TailOptions, TailReader};
 
 fn append(path: &Path, data: &[u8]) {
@@ -160,7 +160,7 @@ async fn the_task_delivers_appended_lines_and_stops_on_shutdown() {
         ..TailOptions::default()
     };
     let status = tail::Status {
-        health: factorio_isr::health::Health::default(),
+        health: factorio_isr::observe::health::Health::default(),
         component: "tailer:test".into(),
         positioned: None,
     };
@@ -198,7 +198,7 @@ async fn the_first_batch_says_where_reading_starts() {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<factorio_isr::tail::Batch>(8);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let status = tail::Status {
-        health: factorio_isr::health::Health::default(),
+        health: factorio_isr::observe::health::Health::default(),
         component: "tailer:test".into(),
         positioned: None,
     };

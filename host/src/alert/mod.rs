@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::event::{Event, Severity};
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::plugin::{WitAlert, WitAlertState};
 
 /// Limits on what a monitor may hand over, so that a hostile plugin cannot flood the book

@@ -8,10 +8,10 @@ use anyhow::Context;
 use clap::Args;
 
 use super::RuntimeArgs;
-use crate::compare::ParserReport;
 use crate::config::{Config, PluginEntry};
-use crate::lines::{DEFAULT_MAX_LINE_BYTES, LineReader};
 use crate::pipeline;
+use crate::swap::compare::ParserReport;
+use crate::tail::lines::{DEFAULT_MAX_LINE_BYTES, LineReader};
 
 /// Lines per call into the plugins.
 const BATCH_LINES: usize = 1024;

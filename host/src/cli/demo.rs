@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::RuntimeArgs;
-use super::run::{Host, HostOptions};
+use crate::app::{Host, HostOptions};
 use crate::config::Config;
 use crate::sim::{Api, Sim, SimOptions};
 

@@ -104,7 +104,7 @@ impl RuntimeArgs {
 
 /// Runs the command line; the exit code says whether it went well.
 pub fn main() -> ExitCode {
-    crate::logging::init();
+    crate::observe::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),

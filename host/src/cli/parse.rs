@@ -11,9 +11,9 @@ use serde::Serialize;
 use super::RuntimeArgs;
 use crate::config::{Config, PluginEntry};
 use crate::event::Event;
-use crate::lines::{DEFAULT_MAX_LINE_BYTES, LineReader};
 use crate::pipeline;
 use crate::plugin::{ParserChain, Runtime};
+use crate::tail::lines::{DEFAULT_MAX_LINE_BYTES, LineReader};
 
 /// Lines per call into the plugins.
 const BATCH_LINES: usize = 1024;

@@ -157,7 +157,7 @@ pub struct ServerConfig {
     #[serde(default = "defaults::rcon_status_alert_interval")]
     pub rcon_status_alert_interval: u64,
     /// Seconds an RCON state (up or down) must hold before it is announced (new; 0: at
-    /// once). A link lost [`crate::monitor::rcon_status::UNSTABLE_AFTER`] times with no
+    /// once). A link lost 3 times (`monitor::rcon_status::UNSTABLE_AFTER`) with no
     /// state holding in between is announced once as unstable.
     #[serde(default = "defaults::rcon_status_alert_hold")]
     pub rcon_status_alert_hold: u64,

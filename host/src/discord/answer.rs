@@ -1,7 +1,7 @@
 //! Running a validated `/factorio` request against a server and wording the answer.
 
+use super::bot::Bot;
 use super::commands::{self, Request};
-use super::handler::Bot;
 use crate::alert::duration_text;
 use crate::discord::escape;
 use crate::rcon::LinkState;
@@ -135,7 +135,7 @@ fn health(bot: &Bot) -> String {
     let parts = bot.health.snapshot();
     let bad: Vec<String> = parts
         .iter()
-        .filter(|c| !matches!(c.state, crate::health::State::Ready))
+        .filter(|c| !matches!(c.state, crate::observe::health::State::Ready))
         .map(|c| format!("`{}`: {:?}", c.name, c.state).to_lowercase())
         .collect();
     if bad.is_empty() {

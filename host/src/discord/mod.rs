@@ -14,6 +14,7 @@
 //! that endpoint's `/gateway` says. Rate limits are obeyed the same way with or without it.
 
 mod answer;
+mod bot;
 mod commands;
 mod handler;
 pub mod limits;
@@ -26,8 +27,9 @@ mod sink;
 mod tiers;
 mod webhook;
 
+pub use bot::{Bot, COMMANDS};
 pub use commands::{Command, MOVED, Request, definitions, definitions_json, help, parse};
-pub use handler::{Bot, COMMANDS, Handler};
+pub use handler::Handler;
 pub use roles::RoleDirectory;
 pub use selection::Selections;
 pub use sink::DiscordSink;
@@ -41,23 +43,10 @@ use serenity::all::{GatewayIntents, HttpBuilder};
 
 use crate::alert::Mentions;
 use crate::config::{DiscordSettings, Secret};
-use crate::health::Health;
+use crate::observe::health::Health;
 use crate::servers::Server;
 
-/// Player, server and surface names are the game's, not Markdown; mentions are defused too.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '_' | '~' | '`' | '|' | '>' | '\\' | '[' | ']') {
-            out.push('\\');
-        }
-        out.push(c);
-        if c == '@' {
-            out.push('\u{200b}');
-        }
-    }
-    out
-}
+pub use crate::markdown::escape;
 
 /// The bot, connecting: its REST client for the sinks, and the handle that gives the
 /// command handler its servers once they run.
@@ -157,7 +146,7 @@ impl Discord {
                     if let Err(e) = ended {
                         tracing::error!("the Discord connection ended: {e}");
                         health.error("discord", format!("the Discord connection ended: {e}"));
-                        health.set("discord", crate::health::State::Down, None);
+                        health.set("discord", crate::observe::health::State::Down, None);
                     }
                     false
                 }

@@ -27,8 +27,8 @@ use super::retry::{self, Policy, Retry};
 use super::roles::RoleDirectory;
 use crate::config::ServerConfig;
 use crate::event::{Event, Severity};
-use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::observe::health::Health;
+use crate::observe::metrics::Metrics;
 use crate::sink::{Delivery, Sink, console, pack_messages};
 
 /// One server's Discord channels.

@@ -15,11 +15,11 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::config::Secret;
-use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::observe::health::Health;
+use crate::observe::metrics::Metrics;
 use crate::reload::{ReloadError, Reloader, ServerReload};
 use crate::servers::Server;
-use crate::slot::Slot;
+use crate::swap::slot::Slot;
 
 /// What the handlers read.
 #[derive(Clone)]

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::MonitorInput;
-use crate::compare::{AlertView, MonitorReport};
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::plugin::MonitorInstance;
+use crate::swap::compare::{AlertView, MonitorReport};
 
 /// Inputs queued for the candidate; an input that finds the queue full is skipped and
 /// counted (the live monitors never wait for it).

@@ -39,9 +39,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::alert::Alerts;
 use crate::event::{Event, unix_ms};
-use crate::pipeline::Shared;
+use crate::observe::Shared;
 use crate::plugin::{MonitorInstance, PluginBoard, WitSample};
-use crate::slot::{SlotVersions, Swapped};
+use crate::swap::slot::{SlotVersions, Swapped};
 
 /// Inputs queued for a server's monitors.
 pub const QUEUE: usize = 64;
@@ -73,22 +73,7 @@ pub enum MonitorInput {
     },
 }
 
-/// The identity of a server's monitors: 12 hex digits of a SHA-256 over each one's content
-/// hash and configuration.
-pub fn version(monitors: &[MonitorInstance]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for m in monitors {
-        h.update(m.plugin().hash().as_bytes());
-        h.update([0]);
-        h.update(m.config().as_bytes());
-        h.update([0]);
-    }
-    h.finalize()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use crate::plugin::monitors_version as version;
 
 /// A server's monitor thread, as reloads reach it (weakly: it does not keep the thread's
 /// queue open when the server stops).

@@ -1,8 +1,8 @@
 //! The periodic stats report of a server (every `stats_interval` seconds).
 
 use crate::alert::duration_text;
-use crate::discord::escape;
 use crate::event::Event;
+use crate::markdown::escape;
 use crate::stats::Reading;
 
 /// What a report shows (the Python bot's `enable_ups_stat`, `enable_evolution_stat`).

@@ -8,11 +8,11 @@ use tokio::sync::mpsc;
 
 use super::{CandidateInput, MonitorInput, MonitorOutputs, version};
 use crate::alert::Alert;
-use crate::compare::{AlertView, MonitorReport};
-use crate::health::State;
-use crate::pins::PinStore;
+use crate::observe::health::State;
 use crate::plugin::MonitorInstance;
-use crate::slot::{self, AutoRollback, Probation, Slot, SlotVersions, Swapped, Verdict};
+use crate::swap::compare::{AlertView, MonitorReport};
+use crate::swap::pins::PinStore;
+use crate::swap::slot::{self, AutoRollback, Probation, Slot, SlotVersions, Swapped, Verdict};
 
 /// Alerts taken from one monitor call; more are dropped and counted, so a monitor cannot
 /// make the host file (and render) alerts without bound.
@@ -170,7 +170,7 @@ impl Running {
         let plugins = s.live.iter().map(|m| (m.plugin(), m.config()));
         slot::pin(
             s.pins.as_ref(),
-            &s.out.shared.state(),
+            &crate::state::StateReport::of(&s.out.shared),
             &s.versions,
             &s.tag,
             Slot::Monitors,

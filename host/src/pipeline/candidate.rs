@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use crate::compare::ParserReport;
 use crate::plugin::ParserChain;
+use crate::swap::compare::ParserReport;
 
 /// A batch for the candidate of compare mode: the lines and the live chain's events for
 /// them, by line index.
@@ -40,7 +40,7 @@ pub fn spawn_shadow(
     tag: &str,
     mut candidate: ParserChain,
     report: Arc<Mutex<Option<ParserReport>>>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::observe::metrics::Metrics>,
 ) -> std::io::Result<mpsc::Sender<ShadowInput>> {
     let (tx, mut rx) = mpsc::channel::<ShadowInput>(8);
     let mut names = candidate_names(&candidate);

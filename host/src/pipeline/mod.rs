@@ -18,7 +18,7 @@ mod parse;
 mod setup;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -27,22 +27,30 @@ pub use candidate::{ShadowBatch, ShadowInput, spawn_shadow};
 pub use parse::ParseInput;
 pub use setup::parser_chain;
 
-use crate::checkpoint::{CheckpointStore, Loaded, ServerCheckpoint};
 use crate::config::OnLostCheckpoint;
 use crate::event::Event;
-use crate::health::{Health, State};
-use crate::metrics::Metrics;
 use crate::monitor::MonitorInput;
+use crate::observe::Shared;
+use crate::observe::health::State;
 use crate::plugin::{ParserChain, PluginBoard};
 use crate::sink::Sink;
-use crate::slot::{AutoRollback, SlotVersions};
 use crate::state::{StateReport, What};
+use crate::swap::slot::{AutoRollback, SlotVersions};
+use crate::tail::checkpoint::{CheckpointStore, Loaded, ServerCheckpoint};
 use crate::tail::{self, Position, StartAt, TailOptions, TailReader};
 
 /// Batches in flight between two stages.
 const QUEUE: usize = 4;
 /// Attempts per batch per sink (each may take the sink's `patience`).
 const SINK_ATTEMPTS: u32 = 3;
+
+/// A server's parser thread, as reloads reach it. The sender is weak so that it does not
+/// keep the thread's queue open when the pipeline stops.
+#[derive(Clone)]
+pub struct ParserHandle {
+    pub inputs: mpsc::WeakSender<ParseInput>,
+    pub versions: Arc<Mutex<SlotVersions>>,
+}
 
 /// A new parser thread queue.
 pub fn parse_queue() -> (mpsc::Sender<ParseInput>, mpsc::Receiver<ParseInput>) {
@@ -76,13 +84,13 @@ pub struct LogInput {
     /// When a newly swapped-in chain is rolled back by itself (none: never).
     pub auto_rollback: Option<AutoRollback>,
     /// Where run-time choices of version are kept across restarts.
-    pub pins: Option<crate::pins::PinStore>,
+    pub pins: Option<crate::swap::pins::PinStore>,
     /// The rollback target at start (servers.yml's chain, when a kept version runs instead).
     pub previous: Option<ParserChain>,
     /// The candidate chain of compare mode at start, if any.
     pub candidate: Option<ParserChain>,
     /// The comparison's report, for the API (none while there is no candidate).
-    pub report: Arc<std::sync::Mutex<Option<crate::compare::ParserReport>>>,
+    pub report: Arc<std::sync::Mutex<Option<crate::swap::compare::ParserReport>>>,
     pub checkpoints: CheckpointStore,
     /// Where reading starts when the checkpoint is lost.
     pub on_lost_checkpoint: OnLostCheckpoint,
@@ -92,23 +100,6 @@ pub struct LogInput {
     pub tail: TailOptions,
     /// Given a permit once the tailer knows where it starts (see [`tail::Status`]).
     pub positioned: Option<Arc<tokio::sync::Semaphore>>,
-}
-
-/// What every pipeline reports to.
-#[derive(Clone)]
-pub struct Shared {
-    pub health: Health,
-    pub metrics: Arc<Metrics>,
-}
-
-impl Shared {
-    /// Where state writes report.
-    pub fn state(&self) -> StateReport {
-        StateReport::new(
-            self.health.clone(),
-            Some(self.metrics.state_write_failures.clone()),
-        )
-    }
 }
 
 struct Parsed {
@@ -347,9 +338,7 @@ impl Delivery<'_> {
         match saved {
             Err(e) => {
                 tracing::warn!(server = %tag, "cannot save the checkpoint: {e}");
-                let _ = shared
-                    .state()
-                    .record::<()>(What::Checkpoint, &component, Err(e));
+                let _ = StateReport::of(shared).record::<()>(What::Checkpoint, &component, Err(e));
             }
             Ok(()) => {
                 // A lost checkpoint stays shown until lines read since the loss are
@@ -359,7 +348,7 @@ impl Delivery<'_> {
                     if log.lost.take().is_some() {
                         tracing::info!(server = %tag, "the checkpoint is saved again");
                     }
-                    let _ = shared.state().record(What::Checkpoint, &component, Ok(()));
+                    let _ = StateReport::of(shared).record(What::Checkpoint, &component, Ok(()));
                 }
                 log.saved = Some(pos);
                 let lag = len.unwrap_or(pos.offset).saturating_sub(pos.offset);

@@ -6,13 +6,14 @@ use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::Parsed;
 use super::candidate::{ShadowBatch, ShadowInput, spawn_shadow};
-use super::{Parsed, Shared};
-use crate::compare::ParserReport;
-use crate::health::State;
 use crate::monitor::MonitorInput;
+use crate::observe::Shared;
+use crate::observe::health::State;
 use crate::plugin::{ParserChain, PluginBoard};
-use crate::slot::{self, AutoRollback, Probation, Slot, SlotVersions, Swapped, Verdict};
+use crate::swap::compare::ParserReport;
+use crate::swap::slot::{self, AutoRollback, Probation, Slot, SlotVersions, Swapped, Verdict};
 use crate::tail::Batch;
 
 /// What the parser thread takes, in order: a swap or rollback sent while lines are queued
@@ -57,7 +58,7 @@ pub(super) struct ParseStage {
     /// Its report, for the API (none: no candidate).
     pub report: Arc<Mutex<Option<ParserReport>>>,
     /// Where run-time choices of version are kept.
-    pub pins: Option<crate::pins::PinStore>,
+    pub pins: Option<crate::swap::pins::PinStore>,
     /// The monitor thread, fed events while it listens.
     pub monitors: Option<(mpsc::Sender<MonitorInput>, crate::monitor::Listening)>,
     pub board: Arc<PluginBoard>,
@@ -138,7 +139,7 @@ impl ParseStage {
         let plugins = self.live.parsers().iter().map(|p| (p.plugin(), p.config()));
         slot::pin(
             self.pins.as_ref(),
-            &self.shared.state(),
+            &crate::state::StateReport::of(&self.shared),
             &self.versions,
             &self.tag,
             Slot::Parsers,

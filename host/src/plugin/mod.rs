@@ -360,6 +360,22 @@ pub fn content_hash(wasm: &[u8]) -> String {
     hex::encode(Sha256::digest(wasm))
 }
 
+/// The identity of a server's monitors: 12 hex digits of a SHA-256 over each one's content
+/// hash and configuration.
+pub fn monitors_version(monitors: &[MonitorInstance]) -> String {
+    let mut h = Sha256::new();
+    for m in monitors {
+        h.update(m.plugin().hash().as_bytes());
+        h.update([0]);
+        h.update(m.config().as_bytes());
+        h.update([0]);
+    }
+    h.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// An error chain on one line, without wasm backtraces.
 fn one_line(e: &wasmtime::Error) -> String {
     let text = format!("{e:#}");

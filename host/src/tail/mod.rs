@@ -2,6 +2,8 @@
 //! [`run`] drives one from the tokio runtime (its reads on blocking threads), woken by filesystem events (inotify through
 //! `notify`) with a polling fallback for filesystems that send none (NFS, some mounts).
 
+pub mod checkpoint;
+pub mod lines;
 mod reader;
 
 use std::path::Path;
@@ -16,8 +18,8 @@ pub use reader::{
     legacy_hash, resolve,
 };
 
-use crate::health::{Health, State};
-use crate::lines::Line;
+use crate::observe::health::{Health, State};
+use crate::tail::lines::Line;
 
 /// How long a shutdown waits for a poll under way.
 const STUCK_READ: Duration = Duration::from_secs(1);

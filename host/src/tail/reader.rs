@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::lines::{Line, LineSplitter};
+use crate::tail::lines::{Line, LineSplitter};
 
 /// How many bytes at the start of a file identify it across restarts.
 pub const FINGERPRINT_BYTES: usize = 256;

@@ -8,7 +8,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::health::{Health, State};
+use crate::observe::health::{Health, State};
 
 /// Every metric the process exports. Cheap to share behind an `Arc`.
 pub struct Metrics {

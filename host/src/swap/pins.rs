@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::Slot;
 use crate::plugin::{MonitorInstance, ParserChain, Plugin, Runtime};
-use crate::slot::Slot;
 
 /// One plugin of a pinned version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,7 +223,7 @@ impl PinStore {
             );
         }
         anyhow::ensure!(
-            crate::monitor::version(&monitors) == pin.version,
+            crate::plugin::monitors_version(&monitors) == pin.version,
             "the pinned version rebuilt as another version"
         );
         Ok(monitors)

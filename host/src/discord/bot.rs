@@ -1,0 +1,190 @@
+//! What the bot's event handler and its answers share ([`Bot`]), and what it does once
+//! per process: the connect notices, setting up roles and commands, the presence loop.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use reqwest::Method;
+use serenity::all::{ActivityData, Context};
+
+use super::commands::{self};
+use super::limits::{self};
+use super::payload::Message;
+use super::rest::Rest;
+use super::retry::{self, Policy};
+use super::roles::RoleDirectory;
+use super::selection::Selections;
+use super::tiers::{Gate, Resolved};
+use crate::observe::health::{Health, State};
+use crate::rcon::LinkState;
+use crate::servers::Server;
+
+/// How often the presence is refreshed.
+const PRESENCE_EVERY: Duration = Duration::from_secs(30);
+/// The health component of command registration.
+pub const COMMANDS: &str = "discord:commands";
+
+/// What the bot's event handler needs.
+pub struct Bot {
+    /// Discord's REST API, as the bot.
+    pub rest: Arc<Rest>,
+    /// The live servers, set once every server has started.
+    pub servers: OnceLock<Arc<Vec<Server>>>,
+    /// Reloads for `/factorio-admin reload`, set with the servers.
+    pub reloader: OnceLock<Arc<crate::reload::Reloader>>,
+    pub gate: Gate,
+    /// The one guild whose members may use the commands (required for admin and danger).
+    pub guild_id: Option<u64>,
+    pub selections: Selections,
+    pub roles: Arc<RoleDirectory>,
+    pub health: Health,
+    /// (channel, server tag) of each chat bridge: messages there are relayed into the game.
+    pub bridges: Vec<(u64, String)>,
+    /// (event channel, server name) for the connect and disconnect notices.
+    pub notices: Vec<(u64, String)>,
+    /// Whether the first READY was handled: notices, set-up and the presence loop happen
+    /// once per process, not once per gateway session.
+    pub started: AtomicBool,
+    /// The newest gateway context, for the presence loop.
+    pub context: Mutex<Option<Context>>,
+}
+
+impl Bot {
+    /// Posts `text` about each server to its event channel, as the Python bot did on
+    /// connecting and disconnecting.
+    pub async fn announce(&self, text: impl Fn(&str) -> String) {
+        for (channel, name) in &self.notices {
+            let body = serde_json::to_value(Message::text(text(name)).fit()).unwrap_or_default();
+            let path = format!("/channels/{channel}/messages");
+            let sent = retry::run(
+                Policy::ANSWER.with_patience(Duration::from_secs(5)),
+                || self.rest.api(Method::POST, &path, Some(&body)),
+                |_, _, _| {},
+            )
+            .await;
+            if let Err(e) = sent {
+                tracing::warn!(channel, "cannot post a notice to Discord: {e}");
+            }
+        }
+    }
+
+    /// Turns the roles configured by name into ids, retrying until the guild's roles could
+    /// be read; says in the log which id each name became.
+    pub(super) async fn resolve_roles(&self) {
+        if !self.gate.has_names() {
+            return;
+        }
+        let read = retry::run(
+            Policy::DELIVERY.with_patience(Duration::from_secs(3600)),
+            || self.roles.read(&self.rest),
+            |_, f, wait| {
+                tracing::warn!("cannot read the guild's roles ({f}); trying again in {wait:?}")
+            },
+        )
+        .await;
+        let roles = match read {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(
+                    "cannot read the guild's roles: {e}; roles given by name allow nothing"
+                );
+                self.health
+                    .error("discord", format!("cannot read the guild's roles: {e}"));
+                return;
+            }
+        };
+        for r in self.gate.resolve(&roles) {
+            match r {
+                Resolved::Role { name, id } => tracing::info!("discord role \"{name}\" is {id}"),
+                Resolved::Missing(name) => {
+                    tracing::error!(
+                        "discord role \"{name}\" is not a role of the guild: it allows nothing"
+                    );
+                    self.health
+                        .error("discord", format!("role \"{name}\" not found in the guild"));
+                }
+                Resolved::Ambiguous(name) => {
+                    tracing::error!(
+                        "several roles of the guild are named \"{name}\": it allows nothing; give its id instead"
+                    );
+                    self.health.error(
+                        "discord",
+                        format!("role \"{name}\" is ambiguous; configure its id"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Registers the commands (on the configured guild, else globally), retrying with
+    /// backoff until Discord takes them; `discord:commands` says how it went meanwhile.
+    pub(super) async fn register(&self, application: u64) {
+        let body = commands::definitions_json();
+        let problems = limits::check_commands(&body);
+        if !problems.is_empty() {
+            // A bug of ours, caught by `check` and the tests; never sent to be refused.
+            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            self.health
+                .set(COMMANDS, State::Down, Some(text.join("; ")));
+            return;
+        }
+        let path = match self.guild_id {
+            Some(g) => format!("/applications/{application}/guilds/{g}/commands"),
+            None => format!("/applications/{application}/commands"),
+        };
+        // A refusal is retried too, slowly: missing access is fixed by inviting the bot
+        // again with the `applications.commands` scope, with no restart.
+        let mut wait = Duration::from_secs(5);
+        loop {
+            let attempt = retry::run(
+                Policy::DELIVERY.with_patience(Duration::from_secs(120)),
+                || self.rest.api(Method::PUT, &path, Some(&body)),
+                |_, f, _| tracing::debug!("registering the commands: {f}; trying again"),
+            )
+            .await;
+            match attempt {
+                Ok(_) => {
+                    tracing::info!("registered /factorio and /factorio-admin");
+                    self.health.set(COMMANDS, State::Ready, None);
+                    return;
+                }
+                Err(e) => {
+                    let text = format!("cannot register the commands: {e}");
+                    tracing::error!("{text}; trying again in {} s", wait.as_secs());
+                    self.health.register(COMMANDS);
+                    self.health.error(COMMANDS, text);
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(600));
+        }
+    }
+
+    /// Keeps the presence ("Watching 3/4 Factorio servers") up to date on the newest
+    /// gateway session.
+    pub(super) async fn presence_loop(self: Arc<Self>) {
+        loop {
+            let ctx = self
+                .context
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let (Some(ctx), Some(servers)) = (ctx, self.servers.get()) {
+                let up = servers
+                    .iter()
+                    .filter(|s| {
+                        s.stats
+                            .as_ref()
+                            .is_some_and(|st| matches!(st.rcon().state(), LinkState::Up { .. }))
+                    })
+                    .count();
+                ctx.set_activity(Some(ActivityData::watching(format!(
+                    "{up}/{} Factorio servers",
+                    servers.len()
+                ))));
+            }
+            tokio::time::sleep(PRESENCE_EVERY).await;
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The host's modules depend on each other one way: no two sibling modules (`pipeline` and
+//! `monitor`, or `discord::answer` and `discord::handler`) may each use the other, directly
+//! or through others. Read from the source: every `crate::…` and `super::…` path in code,
+//! lifted to the two siblings under the modules' lowest common ancestor. A module using its
+//! own parent or child is not a cycle (that is how `mod.rs` re-exports work).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// A module path: `["pipeline", "parse"]`; the crate root is `[]`.
+type Module = Vec<String>;
+
+fn modules(root: &Path) -> BTreeMap<Module, PathBuf> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let rel = path.strip_prefix(root).unwrap().with_extension("");
+            let mut module: Module = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if matches!(
+                module.last().map(String::as_str),
+                Some("mod" | "lib" | "main")
+            ) {
+                module.pop();
+            }
+            if rel == Path::new("main") {
+                continue;
+            }
+            out.insert(module, path);
+        }
+    }
+    out
+}
+
+/// The code of a file without comments, string literals and `#[cfg(test)]` modules (tests
+/// may reach anywhere).
+fn code(text: &str) -> String {
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.starts_with("//") {
+            continue;
+        }
+        let mut in_str = false;
+        let mut prev = ' ';
+        for c in line.chars() {
+            if c == '"' && prev != '\\' {
+                in_str = !in_str;
+            } else if !in_str {
+                out.push(c);
+            }
+            prev = if prev == '\\' && c == '\\' { ' ' } else { c };
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Every module path a file's code names: `crate::a::b::Item` and `super::x` (resolved
+/// against `me`), including those inside `use` groups (`crate::{a, b::c}`).
+fn references(me: &Module, code: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    for (start, _) in code
+        .match_indices("crate::")
+        .chain(code.match_indices("super::"))
+    {
+        if start > 0 && code[..start].chars().last().is_some_and(ident) {
+            continue;
+        }
+        let mut base: Vec<String> = if code[start..].starts_with("crate::") {
+            Vec::new()
+        } else {
+            // `super` of `a::b` is `a`, from `a/b.rs` and `a/b/mod.rs` alike.
+            let mut m = me.clone();
+            m.pop();
+            m
+        };
+        let mut rest = &code[start..];
+        rest = rest.split_once("::").map_or("", |(_, r)| r);
+        while let Some(r) = rest.strip_prefix("super::") {
+            base.pop();
+            rest = r;
+        }
+        // One path, or a `{…}` group of them.
+        if let Some(group) = rest.strip_prefix('{') {
+            let inner: String = group.chars().take_while(|c| *c != '}').collect();
+            for item in inner.split(',') {
+                let mut p = base.clone();
+                p.extend(
+                    item.trim()
+                        .split("::")
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty() && s.chars().all(ident)),
+                );
+                out.push(p);
+            }
+        } else {
+            let mut p = base.clone();
+            for seg in rest.split("::") {
+                let name: String = seg.chars().take_while(|c| ident(*c)).collect();
+                if name.is_empty() {
+                    break;
+                }
+                let ends = name.len() < seg.len();
+                p.push(name);
+                if ends {
+                    break;
+                }
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The longest prefix of `path` that is a module.
+fn module_of(path: &[String], known: &BTreeMap<Module, PathBuf>) -> Module {
+    (0..=path.len())
+        .rev()
+        .map(|n| path[..n].to_vec())
+        .find(|m| known.contains_key(m))
+        .unwrap_or_default()
+}
+
+/// The edges between siblings: (parent, from-child, to-child).
+fn sibling_edges(root: &Path) -> BTreeSet<(Module, String, String)> {
+    let known = modules(root);
+    let mut edges = BTreeSet::new();
+    for (me, file) in &known {
+        let text = std::fs::read_to_string(file).unwrap();
+        for path in references(me, &code(&text)) {
+            let to = module_of(&path, &known);
+            let common = me.iter().zip(&to).take_while(|(a, b)| a == b).count();
+            if common == me.len() || common == to.len() {
+                continue; // an ancestor or a descendant
+            }
+            edges.insert((
+                me[..common].to_vec(),
+                me[common].clone(),
+                to[common].clone(),
+            ));
+        }
+    }
+    edges
+}
+
+/// Every cycle among siblings, each as the path that closes it.
+fn cycles(edges: &BTreeSet<(Module, String, String)>) -> Vec<String> {
+    let mut by_parent: BTreeMap<&Module, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
+    for (parent, from, to) in edges {
+        by_parent
+            .entry(parent)
+            .or_default()
+            .entry(from)
+            .or_default()
+            .push(to);
+    }
+    let mut found = Vec::new();
+    for (parent, graph) in &by_parent {
+        for start in graph.keys() {
+            // A path from `start` back to itself, by depth-first search.
+            let mut stack = vec![(vec![*start], *start)];
+            let mut seen = BTreeSet::new();
+            while let Some((path, at)) = stack.pop() {
+                for next in graph.get(at).into_iter().flatten() {
+                    if next == start {
+                        let mut shown: Vec<String> = parent.to_vec();
+                        let cycle = format!("{} → {start}", path.join(" → "));
+                        shown.push(cycle);
+                        found.push(shown.join("::"));
+                    } else if seen.insert(*next) {
+                        let mut p = path.clone();
+                        p.push(next);
+                        stack.push((p, next));
+                    }
+                }
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[test]
+fn the_host_has_no_import_cycles() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let found = cycles(&sibling_edges(&root));
+    assert!(found.is_empty(), "import cycles:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_check_finds_a_cycle_when_one_is_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    let write = |path: &str, text: &str| {
+        let p = src.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write("lib.rs", "pub mod a;\npub mod b;\npub mod c;\n");
+    write("a/mod.rs", "pub mod inner;\npub use inner::X;\n");
+    write("a/inner.rs", "use super::super::b::Y;\npub struct X;\n");
+    write(
+        "b.rs",
+        "use crate::c::Z;\npub struct Y;\n// crate::a is only a comment\n",
+    );
+    write(
+        "c.rs",
+        "pub struct Z;\nfn f() -> &'static str { \"crate::a::X\" }\n",
+    );
+    assert!(cycles(&sibling_edges(src)).is_empty());
+    // c now uses a: a → b → c → a.
+    write("c.rs", "use crate::{a::X, b};\npub struct Z;\n");
+    let found = cycles(&sibling_edges(src));
+    assert!(found.contains(&"a → b → c → a".to_owned()), "{found:?}");
+}
