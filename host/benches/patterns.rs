@@ -85,12 +85,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| log.iter().filter_map(|l| native.parse_line(l)).count())
     });
 
-    let cache = std::env::temp_dir().join("factorio-isr-bench-cache");
-    let runtime =
-        Runtime::new(ComponentCache::new(Some(cache)), Limits::default()).expect("runtime");
-    let plugin = runtime
-        .load("patterns", PATTERNS_WASM)
-        .expect("stock plugin loads");
+    let (_runtime, plugin) = stock_plugin();
     let mut parser = plugin
         .parser("bench", &stock::patterns_config(&files))
         .expect("stock plugin starts");
@@ -102,6 +97,17 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// The stock parser, loaded through the disk cache.
+fn stock_plugin() -> (Runtime, std::sync::Arc<factorio_isr::plugin::Plugin>) {
+    let cache = std::env::temp_dir().join("factorio-isr-bench-cache");
+    let runtime =
+        Runtime::new(ComponentCache::new(Some(cache)), Limits::default()).expect("runtime");
+    let plugin = runtime
+        .load("patterns", PATTERNS_WASM)
+        .expect("stock plugin loads");
+    (runtime, plugin)
 }
 
 /// A pattern file of `n` simple rules.
@@ -119,12 +125,7 @@ fn many_rules(n: usize) -> Vec<factorio_isr_patterns_engine::PatternFile> {
 }
 
 fn init(c: &mut Criterion) {
-    let cache = std::env::temp_dir().join("factorio-isr-bench-cache");
-    let runtime =
-        Runtime::new(ComponentCache::new(Some(cache)), Limits::default()).expect("runtime");
-    let plugin = runtime
-        .load("patterns", PATTERNS_WASM)
-        .expect("stock plugin loads");
+    let (_runtime, plugin) = stock_plugin();
     let mut group = c.benchmark_group("patterns-init");
     group.sample_size(10);
     for n in [1_000, 3_000, 7_000] {

@@ -57,6 +57,16 @@ fn check(config: &Path) -> (bool, String) {
     )
 }
 
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap()
+}
+
 fn state_of(isr: &Isr, component: &str) -> (String, String) {
     let c = isr.component(component).unwrap_or_default();
     (
@@ -482,12 +492,7 @@ fn a_running_servers_plugin_replaced_by_a_link_to_dev_zero_is_refused_not_read()
     });
     let (_, status) = isr.get("/api/servers/prod").unwrap();
     assert!(status.contains("monitor"), "{status}");
-    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", isr.pid()))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-        .unwrap();
+    let rss_kib = rss_kib(isr.pid());
     assert!(
         rss_kib < 512 << 10,
         "{rss_kib} KiB resident: /dev/zero was read"
@@ -548,12 +553,7 @@ fn a_kept_version_whose_blob_became_a_link_to_dev_zero_is_refused_at_start_not_r
 
     let isr = start(&cfg("lag"));
     wait_for("the refusal", || isr.log().contains("character device"));
-    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", isr.pid()))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-        .unwrap();
+    let rss_kib = rss_kib(isr.pid());
     assert!(
         rss_kib < 512 << 10,
         "{rss_kib} KiB resident: /dev/zero was read"

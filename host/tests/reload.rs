@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -34,6 +34,19 @@ fn patterns(dir: &Path, version: &str) {
     std::fs::rename(tmp, dir.join("chat.yml")).unwrap();
 }
 
+/// A folder with an empty log, a JSONL sink's path and a pattern folder of version `v1`:
+/// (folder, log, sink, patterns).
+fn server_files() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    let pats = dir.path().join("pats");
+    std::fs::create_dir(&pats).unwrap();
+    std::fs::write(&log, "").unwrap();
+    patterns(&pats, "v1");
+    (dir, log, jsonl, pats)
+}
+
 /// (line number, version) of every event in the JSONL sink.
 fn events(jsonl: &Path) -> Vec<(usize, String)> {
     std::fs::read_to_string(jsonl)
@@ -50,13 +63,7 @@ fn events(jsonl: &Path) -> Vec<(usize, String)> {
 
 #[test]
 fn parsers_swap_under_a_steady_stream_without_losing_or_doubling_a_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("console.log");
-    let jsonl = dir.path().join("events.jsonl");
-    let pats = dir.path().join("pats");
-    std::fs::create_dir(&pats).unwrap();
-    std::fs::write(&log, "").unwrap();
-    patterns(&pats, "v1");
+    let (dir, log, jsonl, pats) = server_files();
     let config = format!(
         "servers:\n  prod:\n    log_path: {}\n    parsers:\n      - plugin: patterns\n        config: {{dir: {}}}\n    sinks:\n      - jsonl: {}\n",
         log.display(),
@@ -226,13 +233,7 @@ fn without_a_token_the_writes_are_off() {
 
 #[test]
 fn a_new_parser_that_keeps_faulting_is_rolled_back_by_itself_with_an_alert() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("console.log");
-    let jsonl = dir.path().join("events.jsonl");
-    let pats = dir.path().join("pats");
-    std::fs::create_dir(&pats).unwrap();
-    std::fs::write(&log, "").unwrap();
-    patterns(&pats, "v1");
+    let (dir, log, jsonl, pats) = server_files();
     let config = |parser: &str| {
         format!(
             "servers:\n  prod:\n    log_path: {}\n    auto_rollback_faults: 2\n    parsers:\n{parser}    sinks:\n      - jsonl: {}\n",
@@ -691,13 +692,7 @@ fn monitors_can_be_added_to_a_server_that_started_without() {
 
 #[test]
 fn a_reload_reads_servers_yml_once_for_every_slot_and_candidate() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("console.log");
-    let jsonl = dir.path().join("events.jsonl");
-    let pats = dir.path().join("pats");
-    std::fs::create_dir(&pats).unwrap();
-    std::fs::write(&log, "").unwrap();
-    patterns(&pats, "v1");
+    let (dir, log, jsonl, pats) = server_files();
     let config = format!(
         "servers:\n  prod:\n    log_path: {}\n    parsers:\n      - plugin: patterns\n        config: {{dir: {}}}\n    \
          monitors:\n      - plugin: chat-guard\n    \

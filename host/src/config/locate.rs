@@ -3,6 +3,8 @@
 //! names the line of the field, not of the whole server. Flow style (`{a: 1}`) is not
 //! followed: the line of the deepest step found is given instead.
 
+use factorio_isr_patterns_engine::yaml_key_of;
+
 /// One step of a path: a key of a mapping or an item of a sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -28,7 +30,7 @@ pub fn line_of(text: &str, path: &[Step]) -> Option<usize> {
         let found = match step {
             Step::Key(k) => kids
                 .into_iter()
-                .find(|(_, content)| key_of(content) == Some(k.as_str())),
+                .find(|(_, content)| yaml_key_of(content) == Some(k.as_str())),
             Step::Index(n) => kids
                 .into_iter()
                 .filter(|(_, content)| content.starts_with('-'))
@@ -138,23 +140,6 @@ fn indent(line: &str) -> usize {
 fn is_blank(line: &str) -> bool {
     let t = line.trim();
     t.is_empty() || t.starts_with('#')
-}
-
-/// The key of a `key: value` line, unquoted.
-fn key_of(content: &str) -> Option<&str> {
-    let t = content.trim_start();
-    for quote in ['\'', '"'] {
-        if let Some(rest) = t.strip_prefix(quote) {
-            let end = rest.find(quote)?;
-            return rest[end + 1..]
-                .trim_start()
-                .starts_with(':')
-                .then(|| &rest[..end]);
-        }
-    }
-    let end = t.find(':')?;
-    let after = &t[end + 1..];
-    (after.is_empty() || after.starts_with([' ', '\t'])).then(|| t[..end].trim_end())
 }
 
 #[cfg(test)]

@@ -456,8 +456,11 @@ fn is_blank(line: &str) -> bool {
     t.is_empty() || t.starts_with('#')
 }
 
-/// The key of a `key: value` line, unquoted.
-fn key_of(line: &str) -> Option<&str> {
+/// The key of a block-style YAML `key: value` line, unquoted (`'a b': 1` gives `a b`); none
+/// for a line that is not a key (a `:` must end the key or be followed by a space, so
+/// `http://x` is no key). Shared with the host, which locates configuration errors the same
+/// way.
+pub fn key_of(line: &str) -> Option<&str> {
     let t = line.trim_start();
     for quote in ['\'', '"'] {
         if let Some(rest) = t.strip_prefix(quote) {
@@ -469,7 +472,8 @@ fn key_of(line: &str) -> Option<&str> {
         }
     }
     let end = t.find(':')?;
-    Some(t[..end].trim_end())
+    let after = &t[end + 1..];
+    (after.is_empty() || after.starts_with([' ', '\t'])).then(|| t[..end].trim_end())
 }
 
 #[cfg(test)]

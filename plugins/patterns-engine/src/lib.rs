@@ -32,7 +32,7 @@ mod rule;
 mod template;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
-pub use file::PatternFile;
+pub use file::{PatternFile, key_of as yaml_key_of};
 pub use matcher::{Match, Matcher, RuleSet};
 pub use rule::{Parts, Rule, Severity};
 pub use template::Template;
