@@ -567,3 +567,83 @@ fn a_kept_version_whose_blob_became_a_link_to_dev_zero_is_refused_at_start_not_r
     });
     assert!(isr.stop().success());
 }
+
+#[test]
+fn a_panic_in_a_servers_parser_is_logged_counted_and_shown_and_the_others_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prod_log, other_log) = (dir.path().join("prod.log"), dir.path().join("other.log"));
+    let (prod_out, other_out) = (
+        dir.path().join("prod.jsonl"),
+        dir.path().join("other.jsonl"),
+    );
+    append(&prod_log, "");
+    append(&other_log, "");
+    let cfg = format!(
+        "servers:\n  prod:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n  \
+         other:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n",
+        prod_log.display(),
+        prod_out.display(),
+        other_log.display(),
+        other_out.display()
+    );
+    // Only a test build takes this: the parser of whichever server reads the marker panics.
+    let isr = Isr::start_with_env(
+        dir.path(),
+        &cfg,
+        free_port(),
+        &[("FACTORIO_ISR_TEST_PANIC", "parser:BOOM")],
+    );
+    isr.wait_started();
+    wait_for("ready", || isr.get("/ready").is_some_and(|(s, _)| s == 200));
+    append(&prod_log, "2026-01-01 10:00:00 [CHAT] Alice: BOOM\n");
+    wait_for("the panic in /ready", || {
+        isr.get("/ready").is_some_and(|(s, body)| {
+            s == 503 && body.contains("task:prod:parser") && body.contains("stopped on a panic")
+        })
+    });
+    let (_, metrics) = isr.get("/metrics").unwrap();
+    assert!(
+        metrics.contains("factorio_isr_task_panics_total{server=\"prod\",task=\"parser\"} 1"),
+        "{metrics}"
+    );
+    let log = isr.log();
+    assert!(
+        log.contains("panic: a fault injected by a test (parser)") && log.contains("parse-prod"),
+        "{log}"
+    );
+    // The other server is untouched.
+    append(&other_log, &chat(1));
+    wait_for("the other server's event", || {
+        messages(&other_out).contains_key("msg-1")
+    });
+    assert!(isr.stop().success());
+}
+
+#[test]
+fn a_panic_in_a_servers_monitor_thread_is_shown_and_its_events_still_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let jsonl = dir.path().join("events.jsonl");
+    append(&log, "");
+    let cfg = format!(
+        "servers:\n  prod:\n    log_path: {}\n    monitors:\n      - plugin: chat-guard\n    sinks:\n      - jsonl: {}\n",
+        log.display(),
+        jsonl.display()
+    );
+    let isr = Isr::start_with_env(
+        dir.path(),
+        &cfg,
+        free_port(),
+        &[("FACTORIO_ISR_TEST_PANIC", "monitors:BOOM")],
+    );
+    isr.wait_started();
+    append(&log, "2026-01-01 10:00:00 [CHAT] Alice: BOOM\n");
+    wait_for("the panic in /ready", || {
+        isr.get("/ready")
+            .is_some_and(|(s, body)| s == 503 && body.contains("task:prod:monitors"))
+    });
+    // Events do not depend on the monitors.
+    append(&log, &chat(1));
+    wait_for("a later event", || messages(&jsonl).contains_key("msg-1"));
+    assert!(isr.stop().success());
+}

@@ -68,18 +68,21 @@ impl MonitorStage {
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let candidate = self.candidate.take();
         let tag = self.tag.clone();
+        let shared = self.out.shared.clone();
         std::thread::Builder::new()
             .name(format!("monitor-{tag}"))
             .spawn(move || {
-                let mut running = Running {
-                    names: names(&self.live),
-                    stage: self,
-                    probation: None,
-                    candidate: None,
-                };
-                running.set_candidate(candidate);
-                running.went_live(None);
-                running.run(rx);
+                crate::observe::guarded(&shared, &tag, "monitors", || {
+                    let mut running = Running {
+                        names: names(&self.live),
+                        stage: self,
+                        probation: None,
+                        candidate: None,
+                    };
+                    running.set_candidate(candidate);
+                    running.went_live(None);
+                    running.run(rx);
+                });
             })
     }
 }
@@ -127,6 +130,12 @@ impl Running {
                     let _ = done.send(());
                 }
                 input => {
+                    if let MonitorInput::Events { events, .. } = &input {
+                        for e in events {
+                            let text = e.message.as_deref().unwrap_or_default();
+                            crate::observe::fault::panic_if_asked("monitors", text);
+                        }
+                    }
                     if !self.call(input) {
                         break;
                     }

@@ -60,6 +60,9 @@ pub struct Metrics {
     /// `plugin_reloads_total{server, result}`: swapped, unchanged, rejected, rolled_back,
     /// auto_rolled_back.
     pub plugin_reloads: IntCounterVec,
+    /// `task_panics_total{server, task}`: a server's thread or task that stopped on a panic
+    /// (`parser`, `monitors`, `tailer`, `delivery`).
+    pub task_panics: IntCounterVec,
     /// `config_reads_total{result}`: readings of servers.yml for a reload, promotion or
     /// candidate (`ok`, `error`); one per server per reload.
     pub config_reads: IntCounterVec,
@@ -290,6 +293,12 @@ impl Metrics {
                 "plugin_reloads_total",
                 "Reloads of a server's parsers, by result",
                 &["server", "result"],
+            ),
+            task_panics: counter(
+                &registry,
+                "task_panics_total",
+                "Threads and tasks of a server that stopped on a panic",
+                &["server", "task"],
             ),
             config_reads: counter(
                 &registry,

@@ -142,10 +142,12 @@ pub fn spawn(
     let tail_task = {
         let path = log.path.clone();
         let (max_line_bytes, links_within) = (log.max_line_bytes, log.links_within);
+        let guard = (shared.clone(), tag.clone());
         tokio::spawn(async move {
             let start = start_rx.await.ok()?;
             let reader = TailReader::new(&path, start, max_line_bytes).links_within(links_within);
-            tail::run(reader, line_tx, log.tail, shutdown, status).await
+            let run = tail::run(reader, line_tx, log.tail, shutdown, status);
+            crate::observe::guarded_task(guard.0, guard.1, "tailer", run).await?
         })
     };
 
@@ -163,43 +165,52 @@ pub fn spawn(
         versions: p.versions,
         shared: shared.clone(),
     };
-    let parser_thread = std::thread::Builder::new()
-        .name(format!("parse-{tag}"))
-        .spawn(move || {
-            stage.set_candidate(log.candidate);
-            stage.run(line_rx, event_tx)
-        });
+    let parser_thread = {
+        let (shared, tag) = (shared.clone(), tag.clone());
+        std::thread::Builder::new()
+            .name(format!("parse-{tag}"))
+            .spawn(move || {
+                crate::observe::guarded(&shared, &tag, "parser", || {
+                    stage.set_candidate(log.candidate);
+                    stage.run(line_rx, event_tx)
+                });
+            })
+    };
 
     let log_path = log.path;
     let (checkpoints, on_lost) = (log.checkpoints, log.on_lost_checkpoint);
+    let guard = (shared.clone(), tag.clone());
     tokio::spawn(async move {
-        let sink = Delivery {
-            tag: &tag,
-            sinks: &p.sinks,
-            shared: &shared,
+        let delivery = async move {
+            let sink = Delivery {
+                tag: &tag,
+                sinks: &p.sinks,
+                shared: &shared,
+            };
+            let opening = {
+                let tag = tag.clone();
+                tokio::task::spawn_blocking(move || checkpoints.open(&tag))
+            };
+            let Ok((checkpoint, loaded)) = opening.await else {
+                return;
+            };
+            let (start, lost) = start_at(&tag, loaded, on_lost, &shared);
+            let _ = start_tx.send(start);
+            let log = LogDelivery {
+                path: log_path,
+                checkpoint: Some(checkpoint),
+                lost,
+                saved: None,
+                rx: event_rx,
+            };
+            sink.run(Some(log), p.notices).await;
+            if let Ok(thread) = parser_thread {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            let _ = tail_task.await;
+            tracing::debug!(server = %tag, "pipeline stopped");
         };
-        let opening = {
-            let tag = tag.clone();
-            tokio::task::spawn_blocking(move || checkpoints.open(&tag))
-        };
-        let Ok((checkpoint, loaded)) = opening.await else {
-            return;
-        };
-        let (start, lost) = start_at(&tag, loaded, on_lost, &shared);
-        let _ = start_tx.send(start);
-        let log = LogDelivery {
-            path: log_path,
-            checkpoint: Some(checkpoint),
-            lost,
-            saved: None,
-            rx: event_rx,
-        };
-        sink.run(Some(log), p.notices).await;
-        if let Ok(thread) = parser_thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
-        let _ = tail_task.await;
-        tracing::debug!(server = %tag, "pipeline stopped");
+        crate::observe::guarded_task(guard.0, guard.1, "delivery", delivery).await;
     })
 }
 

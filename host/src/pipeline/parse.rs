@@ -73,6 +73,9 @@ impl ParseStage {
         while let Some(input) = rx.blocking_recv() {
             match input {
                 ParseInput::Batch(batch) => {
+                    for line in &batch.lines {
+                        crate::observe::fault::panic_if_asked("parser", &line.text);
+                    }
                     let (parsed, faults) = self.batch(batch);
                     if faults > 0 {
                         self.judge(faults);
