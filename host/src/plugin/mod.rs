@@ -12,6 +12,7 @@ mod board;
 mod cache;
 mod chain;
 mod declared;
+mod fault;
 mod instance;
 mod sandbox;
 pub mod stock;
