@@ -11,6 +11,7 @@ use super::bindings::{monitor, parser, v0_2};
 use super::declared::DeclaredRule;
 use super::fault::classify;
 pub use super::fault::{Fault, PluginStats};
+use super::idle::{ConfigKey, config_key};
 use super::sandbox::{SandboxState, Tag};
 use super::{EPOCH_TICK, Plugin, PluginError, Pre, WitAlert, WitSample, one_line};
 use crate::event::Event;
@@ -29,77 +30,6 @@ pub(crate) struct Live {
     bindings: Bindings,
     /// A call has returned on this instance: it is past its warm-up.
     warm: bool,
-}
-
-/// Instances of a stateless plugin that are not in a call, by configuration, shared by
-/// every server that runs the plugin with that configuration. A server takes one for a
-/// call and gives it back after; one that faulted is dropped. Idle servers so cost no
-/// instance of their own.
-///
-/// A configuration is known by its SHA-256 (a pattern set's text can be megabytes) and
-/// counts its users: when the last [`Instance`] of a configuration goes (a reload gave its
-/// servers new pattern files), its idle instances go with it, so edits do not pile up.
-#[derive(Default)]
-pub(crate) struct IdleInstances(std::sync::Mutex<std::collections::HashMap<ConfigKey, Pool>>);
-
-/// The SHA-256 of an `init` configuration.
-type ConfigKey = [u8; 32];
-
-#[derive(Default)]
-struct Pool {
-    /// Instances ([`Instance`]) started with this configuration and not dropped.
-    users: usize,
-    idle: Vec<Live>,
-}
-
-/// Idle instances kept per configuration; more are dropped when given back.
-const MAX_IDLE: usize = 2;
-
-impl IdleInstances {
-    /// Idle instances of every configuration.
-    pub(crate) fn len(&self) -> usize {
-        self.lock().values().map(|p| p.idle.len()).sum()
-    }
-
-    /// Configurations with a user.
-    pub(crate) fn configurations(&self) -> usize {
-        self.lock().len()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<ConfigKey, Pool>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn join(&self, key: ConfigKey) {
-        self.lock().entry(key).or_default().users += 1;
-    }
-
-    fn leave(&self, key: ConfigKey) {
-        let mut pools = self.lock();
-        if let Some(pool) = pools.get_mut(&key) {
-            pool.users = pool.users.saturating_sub(1);
-            if pool.users == 0 {
-                pools.remove(&key);
-            }
-        }
-    }
-
-    fn take(&self, key: &ConfigKey) -> Option<Live> {
-        self.lock().get_mut(key).and_then(|p| p.idle.pop())
-    }
-
-    fn put(&self, key: &ConfigKey, live: Live) {
-        if let Some(pool) = self.lock().get_mut(key)
-            && pool.idle.len() < MAX_IDLE
-        {
-            pool.idle.push(live);
-        }
-    }
-}
-
-fn config_key(config: &str) -> ConfigKey {
-    use sha2::Digest;
-    sha2::Sha256::digest(config.as_bytes()).into()
 }
 
 /// What parser and monitor instances share: one plugin instance for one server, with the

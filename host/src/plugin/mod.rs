@@ -13,6 +13,7 @@ mod cache;
 mod chain;
 mod declared;
 mod fault;
+mod idle;
 mod instance;
 mod sandbox;
 pub mod stock;
@@ -238,7 +239,7 @@ impl Runtime {
             engine: self.engine.clone(),
             pre,
             limits: self.limits,
-            idle: stateless.then(instance::IdleInstances::default),
+            idle: stateless.then(idle::IdleInstances::default),
             wasm: wasm.into(),
         });
         loaded.insert(key, Arc::downgrade(&plugin));
@@ -263,7 +264,7 @@ pub struct Plugin {
     pre: Pre,
     limits: Limits,
     /// For a stateless plugin, instances not in a call, by configuration, for any server.
-    idle: Option<instance::IdleInstances>,
+    idle: Option<idle::IdleInstances<instance::Live>>,
     /// The component as loaded, so a version can be kept on disk (see `reload::PinStore`).
     wasm: Arc<[u8]>,
 }
@@ -282,7 +283,7 @@ impl Plugin {
     /// For a stateless plugin, how many instances wait between calls (all servers, all
     /// configurations); always 0 for others.
     pub fn idle_instances(&self) -> usize {
-        self.idle.as_ref().map_or(0, instance::IdleInstances::len)
+        self.idle.as_ref().map_or(0, idle::IdleInstances::len)
     }
 
     /// For a stateless plugin, how many configurations its idle instances are kept for
@@ -290,7 +291,7 @@ impl Plugin {
     pub fn idle_configurations(&self) -> usize {
         self.idle
             .as_ref()
-            .map_or(0, instance::IdleInstances::configurations)
+            .map_or(0, idle::IdleInstances::configurations)
     }
 
     /// The component's bytes, as loaded.
