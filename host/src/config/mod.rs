@@ -140,9 +140,7 @@ impl Config {
                 let (at, problem) = field_of(&e, &["discord"]);
                 ConfigError::Invalid {
                     path: shown.clone(),
-                    line: locate::line_of(text, &at)
-                        .or_else(|| line_of_top_key(text, "discord"))
-                        .unwrap_or(1),
+                    line: locate::line_of(text, &at).unwrap_or(1),
                     problem: format!(
                         "{}: {}",
                         shown_for(&at, &problem),
@@ -154,7 +152,13 @@ impl Config {
         let mut servers = Vec::new();
         for (key, value) in entries {
             let tag = key.as_str().unwrap_or_default().to_owned();
-            let line = line_of_key(text, &tag);
+            let line = locate::line_of(
+                text,
+                &[
+                    locate::Step::Key("servers".into()),
+                    locate::Step::Key(tag.clone()),
+                ],
+            );
             if !valid_tag(&tag) {
                 return Err(ConfigError::Invalid {
                     path: shown,
@@ -200,7 +204,14 @@ impl Config {
             if !roles.is_empty() && d.guild_id.is_none() {
                 return Err(ConfigError::Invalid {
                     path: shown,
-                    line: line_of_top_key(text, "discord").unwrap_or(1),
+                    line: locate::line_of(
+                        text,
+                        &[
+                            locate::Step::Key("discord".into()),
+                            locate::Step::Key((*field).into()),
+                        ],
+                    )
+                    .unwrap_or(1),
                     problem: format!(
                         "discord.{field} needs discord.guild_id: roles are checked only in the \
                          one configured guild (the id of your Discord server)"
@@ -274,37 +285,6 @@ fn strip_location(msg: &str) -> String {
         Some(i) => msg[..i].to_owned(),
         None => msg.to_owned(),
     }
-}
-
-/// The line of a top-level `key:`.
-fn line_of_top_key(text: &str, key: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            l.strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with(':'))
-        })
-        .map(|i| i + 1)
-}
-
-/// The line of `key:` one level under `servers:` (block style).
-fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    let mut in_servers = false;
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if !line.starts_with([' ', '\t']) && !trimmed.is_empty() && !trimmed.starts_with('#') {
-            in_servers = trimmed.starts_with("servers:");
-            continue;
-        }
-        if in_servers {
-            let k = trimmed.trim_start_matches(['"', '\'']);
-            if let Some(rest) = k.strip_prefix(key)
-                && rest.trim_start_matches(['"', '\'']).starts_with(':')
-            {
-                return Some(i + 1);
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -462,7 +442,7 @@ servers:
                 .unwrap_err()
                 .to_string();
         assert!(
-            err.starts_with("servers.yml:5: discord.admin_roles needs discord.guild_id"),
+            err.starts_with("servers.yml:6: discord.admin_roles needs discord.guild_id"),
             "{err}"
         );
         let ok = load(
