@@ -33,6 +33,8 @@ pub struct CheckArgs {
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut problems = 0usize;
+    // One runtime for every plugin checked, as `run` has one for every server.
+    let runtime = args.runtime.runtime()?;
     let files = match &args.patterns {
         Some(dir) => stock::read_pattern_dir(dir, None)?,
         None => stock::default_pattern_files()?,
@@ -54,7 +56,6 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 Some(dir) => serde_json::json!({ "dir": dir }),
                 None => serde_json::Value::Null,
             };
-            let runtime = args.runtime.runtime()?;
             problems += check_plugin(
                 &runtime,
                 "patterns: the stock parser",
@@ -87,7 +88,6 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     path.display(),
                     config.servers.len()
                 );
-                let runtime = args.runtime.runtime()?;
                 for server in &config.servers {
                     problems += check_log(server);
                     let default = [PluginEntry {
@@ -136,7 +136,6 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if !args.plugin.is_empty() {
-        let runtime = args.runtime.runtime()?;
         let config = super::read_plugin_config(args.plugin_config.as_deref())?;
         for spec in &args.plugin {
             let source = PluginSource::parse(spec);

@@ -131,7 +131,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a shutdown waits for requests under way.
 const GRACE: Duration = Duration::from_secs(5);
 /// Connections served at once; more wait in the kernel's backlog until one ends. With
-/// [`MAX_BUF_BYTES`] each, this bounds what clients can make the server hold (64 MiB).
+/// [`MAX_BUF_BYTES`] each (hyper may read one more chunk past it before refusing), this
+/// bounds what clients can make the server hold to about 128 MiB.
 pub const MAX_CONNECTIONS: usize = 1024;
 /// The most a connection may buffer of a request's head (hyper's default is ~400 KiB); a
 /// longer head is refused.
