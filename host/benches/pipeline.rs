@@ -99,6 +99,7 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
         monitors: None,
         board: Arc::default(),
         versions: Arc::default(),
+        watchdog: factorio_isr::observe::Watchdog::unsupervised(&shared(), "bench"),
     }
 }
 

@@ -30,10 +30,65 @@ pub struct Server {
     pub parsers: Option<crate::pipeline::ParserHandle>,
     /// Its monitor thread, for reloads.
     pub monitors: Option<crate::monitor::MonitorHandle>,
+    /// Whether its parts run, as its supervisor says.
+    pub run: tokio::sync::watch::Sender<RunState>,
+    /// Orders to its supervisor: stop or start its parts.
+    pub control: RunControl,
     /// The comparison of its candidate parsers (`shadow`), while it has some.
     pub parser_compare: Arc<Mutex<Option<ParserReport>>>,
     /// The comparison of its candidate monitors (`shadow: {monitors}`), while it has some.
     pub monitor_compare: Arc<Mutex<Option<MonitorReport>>>,
+}
+
+/// Whether a server's parts (tailer, parser and monitor threads, checks, delivery) run, as
+/// its supervisor sees it. Its RCON link is the server's own and runs regardless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RunState {
+    /// Being started.
+    Starting,
+    /// Running; `restarts` counts the restarts after a panic since the host started.
+    Running { restarts: u32 },
+    /// A part stopped on a panic; the parts start again in `in_ms` from the last checkpoint.
+    Restarting {
+        restarts: u32,
+        in_ms: u64,
+        /// Which part panicked, and what it said.
+        cause: String,
+    },
+    /// Too many panics within the window: stays stopped until started again (by the host's
+    /// owner or a restart of the host).
+    GaveUp { restarts: u32, cause: String },
+    /// Stopped on request.
+    Stopped,
+}
+
+/// An order to a server's supervisor: run its parts (true) or stop them (false), answered
+/// with the state reached.
+pub struct RunOrder {
+    pub run: bool,
+    pub done: tokio::sync::oneshot::Sender<RunState>,
+}
+
+/// Where orders reach a server's supervisor (once it has one).
+#[derive(Default)]
+pub struct RunControl {
+    to: std::sync::OnceLock<tokio::sync::mpsc::Sender<RunOrder>>,
+}
+
+impl RunControl {
+    /// Orders go to `tx` (the supervisor's queue); only the first call counts.
+    pub fn connect(&self, tx: tokio::sync::mpsc::Sender<RunOrder>) {
+        let _ = self.to.set(tx);
+    }
+
+    /// Runs (true) or stops (false) the server's parts; returns the state reached, none
+    /// when the server has no supervisor (any more).
+    pub async fn order(&self, run: bool) -> Option<RunState> {
+        let (done, reached) = tokio::sync::oneshot::channel();
+        self.to.get()?.send(RunOrder { run, done }).await.ok()?;
+        reached.await.ok()
+    }
 }
 
 /// A server as `GET /api/servers/{tag}` shows it.
@@ -42,6 +97,8 @@ pub struct ServerView {
     pub tag: String,
     pub name: Option<String>,
     pub description: Option<String>,
+    /// Whether its parts run.
+    pub run: RunState,
     /// The RCON link; null when RCON is not configured.
     pub rcon: Option<LinkState>,
     /// The latest reading of the metrics engine; null when RCON is not configured.
@@ -89,8 +146,13 @@ impl Server {
             stats,
             alerts: Arc::new(Alerts::new(&config.tag, mentions, metrics.cloned())),
             plugins: Arc::default(),
-            parsers: None,
-            monitors: None,
+            parsers: config
+                .log_path
+                .is_some()
+                .then(crate::pipeline::ParserHandle::default),
+            monitors: Some(crate::monitor::MonitorHandle::default()),
+            run: tokio::sync::watch::Sender::new(RunState::Starting),
+            control: RunControl::default(),
             parser_compare: Arc::default(),
             monitor_compare: Arc::default(),
         }
@@ -106,6 +168,7 @@ impl Server {
             tag: self.tag.clone(),
             name: self.name.clone(),
             description: self.description.clone(),
+            run: self.run.borrow().clone(),
             rcon,
             reading,
             alerts: self.alerts.active(),

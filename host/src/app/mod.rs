@@ -1,6 +1,8 @@
-//! The composition root: [`Host`] starts every configured server (tailer, parser thread,
-//! monitor thread, sinks, RCON link, checks), the Discord bot, the reload watcher and the
-//! HTTP server, and stops them in order. `run` and `demo` drive it; tests can too.
+//! The composition root: [`Host`] starts every configured server under its supervisor
+//! (tailer, parser thread, monitor thread, sinks, checks; see [`supervise`]), the Discord
+//! bot, the reload watcher and the HTTP server, and stops them in order. `run` and `demo`
+//! drive it; integration tests run it in-process too. One server's parts can be stopped and
+//! started again while the others run ([`Host::stop_server`], [`Host::start_server`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,26 +12,30 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::alert::Mentions;
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::discord::Discord;
 use crate::http;
 use crate::observe::Shared;
 use crate::observe::health::{Health, State};
 use crate::observe::metrics::Metrics;
 use crate::reload::Reloader;
-use crate::servers::Server;
+use crate::servers::{RunState, Server};
 use crate::swap::pins::PinStore;
 use crate::tail::checkpoint::CheckpointStore;
 
 mod server;
-use server::{HostParts, start_server};
+pub mod supervise;
+
+use server::{DiscordOut, RunParts};
+pub use supervise::RestartPolicy;
+use supervise::Supervisor;
 
 /// How long the start waits for every tailer to know where it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a shutdown may take before the process exits anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What `run` (and `demo`) start the host with, besides servers.yml.
+/// What the host is started with, besides servers.yml.
 pub struct HostOptions {
     pub state_dir: PathBuf,
     pub http: SocketAddr,
@@ -37,14 +43,41 @@ pub struct HostOptions {
     pub runtime: Arc<crate::plugin::Runtime>,
     /// The mention groups of mentions.yml.
     pub mentions: Arc<Mentions>,
+    /// The Discord bot's token and API (none: no bot; the configured sinks deliver).
+    pub discord: Option<DiscordAccess>,
+    /// Who may use the admin API.
+    pub api: http::ApiAuth,
+    /// When a server whose part panicked is started again, and when not any more.
+    pub restarts: RestartPolicy,
 }
 
-/// Everything `run` started, until [`Host::shutdown`].
+/// How the host reaches Discord.
+pub struct DiscordAccess {
+    pub token: Secret,
+    /// Another API base than Discord's (a local fake Discord in tests).
+    pub api_url: Option<String>,
+}
+
+impl DiscordAccess {
+    /// From `DISCORD_BOT_TOKEN` (or its Docker secret) and `DISCORD_API_URL`; none without
+    /// a token.
+    pub fn from_env() -> Option<Self> {
+        Some(Self {
+            token: crate::config::SecretSource::default().discord_token()?,
+            api_url: std::env::var("DISCORD_API_URL").ok(),
+        })
+    }
+}
+
+/// Everything the host started, until [`Host::shutdown`].
 pub struct Host {
     pub servers: Arc<Vec<Server>>,
     /// Where HTTP listens; none when the port could not be bound.
     pub http_addr: Option<SocketAddr>,
+    /// Component health and metrics, as `/ready` and `/metrics` show them.
+    pub shared: Shared,
     stop: watch::Sender<bool>,
+    supervisors: Vec<tokio::task::JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Each server's log, to say at a late shutdown what was not delivered.
     logs: Vec<(String, PathBuf)>,
@@ -52,28 +85,26 @@ pub struct Host {
 }
 
 impl Host {
-    /// Starts every server's pipeline, RCON link and metrics engine, and the HTTP server.
+    /// Starts every server's parts under its supervisor, the Discord bot, the reload
+    /// watcher and the HTTP server. Fails when a server cannot be built as configured.
     pub async fn start(opts: &HostOptions, config: &Config) -> anyhow::Result<Self> {
         let shared = Shared {
             health: Health::default(),
             metrics: Arc::new(Metrics::new()),
         };
-        let discord = match crate::config::SecretSource::default().discord_token() {
-            Some(token) => {
-                let api = std::env::var("DISCORD_API_URL").ok();
-                Some(
-                    Discord::build(
-                        &token,
-                        api.as_deref(),
-                        &config.discord,
-                        &config.servers,
-                        opts.mentions.clone(),
-                        &opts.state_dir,
-                        crate::state::StateReport::of(&shared),
-                    )
-                    .await?,
+        let discord = match &opts.discord {
+            Some(access) => Some(
+                Discord::build(
+                    &access.token,
+                    access.api_url.as_deref(),
+                    &config.discord,
+                    &config.servers,
+                    opts.mentions.clone(),
+                    &opts.state_dir,
+                    crate::state::StateReport::of(&shared),
                 )
-            }
+                .await?,
+            ),
             None => {
                 tracing::info!(
                     "DISCORD_BOT_TOKEN is not set: running without Discord, on the configured sinks"
@@ -83,22 +114,40 @@ impl Host {
         };
         let (stop, stopped) = watch::channel(false);
         let checkpoints = CheckpointStore::new(opts.state_dir.join("checkpoints"));
+        let reloader = Arc::new(Reloader::new(
+            opts.runtime.clone(),
+            &config.path,
+            shared.metrics.clone(),
+            shared.health.clone(),
+            Some(PinStore::new(&opts.state_dir)),
+        ));
+        let parts = Arc::new(RunParts {
+            runtime: opts.runtime.clone(),
+            state_dir: opts.state_dir.clone(),
+            config_path: config.path.clone(),
+            poll: opts.poll,
+            shared: shared.clone(),
+            checkpoints: checkpoints.clone(),
+            discord: discord.as_ref().map(DiscordOut::of),
+        });
+        let servers: Arc<Vec<Server>> = Arc::new(
+            config
+                .servers
+                .iter()
+                .map(|s| Server::start(s, Some(&shared.metrics), opts.mentions.clone()))
+                .collect(),
+        );
+        // Every first run starts here, so a server that cannot be built fails the start.
         let positioned = Arc::new(tokio::sync::Semaphore::new(0));
-        let mut tasks = Vec::new();
-        let mut servers = Vec::new();
-        for server in &config.servers {
-            let parts = HostParts {
-                shared: &shared,
-                checkpoints: &checkpoints,
-                stopped: &stopped,
-                discord: discord.as_ref(),
-                positioned: &positioned,
-            };
-            let (live, server_tasks) = start_server(opts, config, server, &parts)?;
-            tasks.extend(server_tasks);
-            servers.push(live);
+        let mut first_runs = Vec::new();
+        for (i, server) in config.servers.iter().enumerate() {
+            first_runs.push(supervise::first_run(
+                &parts,
+                server,
+                &servers[i],
+                Some(positioned.clone()),
+            )?);
         }
-        let servers = Arc::new(servers);
         // "started" promises that every line written from now on is read: each tailer has
         // opened its file (or found it missing) by then.
         let logs = config
@@ -116,13 +165,23 @@ impl Host {
                 START_TIMEOUT.as_secs()
             );
         }
-        let reloader = Arc::new(Reloader::new(
-            opts.runtime.clone(),
-            &config.path,
-            shared.metrics.clone(),
-            shared.health.clone(),
-            Some(PinStore::new(&opts.state_dir)),
-        ));
+        let mut supervisors = Vec::new();
+        for (i, (server, run)) in config.servers.iter().zip(first_runs).enumerate() {
+            let (order, orders_rx) = tokio::sync::mpsc::channel(4);
+            servers[i].control.connect(order);
+            let supervisor = Supervisor {
+                parts: parts.clone(),
+                config: server.clone(),
+                servers: servers.clone(),
+                index: i,
+                reloader: reloader.clone(),
+                policy: opts.restarts.clone(),
+                orders: orders_rx,
+                stopped: stopped.clone(),
+            };
+            supervisors.push(tokio::spawn(supervisor.run(run)));
+        }
+        let mut tasks = Vec::new();
         if let Some(d) = discord {
             tasks.push(d.start(servers.clone(), reloader.clone(), stopped.clone()));
         }
@@ -141,6 +200,7 @@ impl Host {
         tasks.push(spawn_http(
             bound,
             &shared,
+            opts.api.clone(),
             servers.clone(),
             Some(reloader.clone()),
             stopped,
@@ -153,11 +213,35 @@ impl Host {
         Ok(Self {
             servers,
             http_addr,
+            shared,
             stop,
+            supervisors,
             tasks,
             logs,
             checkpoints,
         })
+    }
+
+    /// The server `tag`, if it is configured.
+    pub fn server(&self, tag: &str) -> Option<&Server> {
+        self.servers.iter().find(|s| s.tag == tag)
+    }
+
+    /// Stops server `tag`'s parts (what was read is delivered and its checkpoint saved)
+    /// while the others run; returns once they are stopped. None for an unknown server.
+    pub async fn stop_server(&self, tag: &str) -> Option<RunState> {
+        self.order(tag, false).await
+    }
+
+    /// Starts server `tag`'s parts again from its checkpoint (also one that gave up after
+    /// too many panics); returns the state they reached: running, unless they could not be
+    /// built. None for an unknown server.
+    pub async fn start_server(&self, tag: &str) -> Option<RunState> {
+        self.order(tag, true).await
+    }
+
+    async fn order(&self, tag: &str, run: bool) -> Option<RunState> {
+        self.server(tag)?.control.order(run).await
     }
 
     /// Stops everything: in-flight events are delivered and checkpoints saved.
@@ -165,7 +249,7 @@ impl Host {
         tracing::info!("stopping: delivering what was read and saving checkpoints");
         let _ = self.stop.send(true);
         let drain = async {
-            for t in self.tasks {
+            for t in self.supervisors.into_iter().chain(self.tasks) {
                 let _ = t.await;
             }
         };
@@ -203,13 +287,13 @@ fn undelivered(logs: &[(String, PathBuf)], checkpoints: &CheckpointStore) {
 fn spawn_http(
     bound: anyhow::Result<tokio::net::TcpListener>,
     shared: &Shared,
+    auth: http::ApiAuth,
     servers: Arc<Vec<Server>>,
     reloader: Option<Arc<Reloader>>,
     mut stopped: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let health = shared.health.clone();
     health.register("http");
-    let auth = http::ApiAuth::from_env();
     if auth.token.is_none() {
         tracing::info!(
             "FACTORIO_ISR_API_TOKEN is not set: the admin API's writes (reload, rollback) are off"

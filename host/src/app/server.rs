@@ -1,69 +1,87 @@
-//! Starting one server: its tailer, parser thread, monitor thread, sinks and checks, wired
-//! to each other, with the versions kept from a previous run.
+//! Starting one run of a server's parts: its tailer, parser thread, monitor thread, sinks
+//! and checks, wired to each other, with the versions kept from a previous run.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{Config, ServerConfig, SinkConfig};
+use crate::config::{ServerConfig, SinkConfig};
 use crate::discord::WebhookSink;
 use crate::discord::{Discord, DiscordSink};
 use crate::monitor;
-use crate::observe::Shared;
 use crate::observe::health::State;
 use crate::observe::metrics::Metrics;
-use crate::pipeline::ParserHandle;
+use crate::observe::{Shared, Watchdog};
 use crate::pipeline::{self, LogInput, ServerPipeline};
 use crate::reload::Reloader;
 use crate::servers::Server;
 use crate::sink::{ConsoleSink, JsonlSink, Sink};
 use crate::swap::pins::PinStore;
-use crate::swap::slot::{AutoRollback, Slot, SlotVersions};
+use crate::swap::slot::{AutoRollback, Slot};
 use crate::tail::TailOptions;
 use crate::tail::checkpoint::CheckpointStore;
 use crate::tail::lines::DEFAULT_MAX_LINE_BYTES;
 
-use super::HostOptions;
-
-/// What every server's start shares.
-#[derive(Clone, Copy)]
-pub(super) struct HostParts<'a> {
-    pub(super) shared: &'a Shared,
-    pub(super) checkpoints: &'a CheckpointStore,
-    pub(super) stopped: &'a watch::Receiver<bool>,
-    pub(super) discord: Option<&'a Discord>,
-    /// Given a permit by each tailer once it knows where it starts.
-    pub(super) positioned: &'a Arc<tokio::sync::Semaphore>,
+/// What every run of every server is built with.
+pub(super) struct RunParts {
+    pub(super) runtime: Arc<crate::plugin::Runtime>,
+    pub(super) state_dir: PathBuf,
+    /// servers.yml, to name it in errors.
+    pub(super) config_path: PathBuf,
+    pub(super) poll: Duration,
+    pub(super) shared: Shared,
+    pub(super) checkpoints: CheckpointStore,
+    pub(super) discord: Option<DiscordOut>,
 }
 
-/// Starts one server: its RCON link and checks, its monitors, and its pipeline.
-pub(super) fn start_server(
-    opts: &HostOptions,
-    config: &Config,
+/// What a server's Discord sink needs of the bot.
+pub(super) struct DiscordOut {
+    rest: Arc<crate::discord::rest::Rest>,
+    roles: Arc<crate::discord::RoleDirectory>,
+    health: crate::observe::health::Health,
+}
+
+impl DiscordOut {
+    pub(super) fn of(d: &Discord) -> Self {
+        Self {
+            rest: d.rest.clone(),
+            roles: d.roles.clone(),
+            health: d.health.clone(),
+        }
+    }
+}
+
+/// Starts one run of `server`'s parts — its monitors, its checks when it has RCON, and its
+/// pipeline — under `watchdog`, until `stopped` turns true; `live` is the server's face,
+/// whose handles are pointed at this run. Returns the run's tasks.
+pub(super) fn start_run(
+    parts: &RunParts,
     server: &ServerConfig,
-    parts: &HostParts<'_>,
-) -> anyhow::Result<(Server, Vec<tokio::task::JoinHandle<()>>)> {
-    let HostParts {
-        shared,
-        checkpoints,
-        stopped,
-        discord,
-        positioned,
-    } = *parts;
+    live: &Server,
+    stopped: &watch::Receiver<bool>,
+    watchdog: &Watchdog,
+    positioned: Option<Arc<tokio::sync::Semaphore>>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let shared = &parts.shared;
     let in_config = |e: anyhow::Error| {
-        anyhow::anyhow!("{}: server {}: {e:#}", config.path.display(), server.tag)
+        anyhow::anyhow!(
+            "{}: server {}: {e:#}",
+            parts.config_path.display(),
+            server.tag
+        )
     };
     let mut tasks = Vec::new();
-    let mut live = Server::start(server, Some(&shared.metrics), opts.mentions.clone());
     let (notice_tx, notice_rx) = mpsc::channel(monitor::QUEUE);
 
-    let monitor_versions = Arc::new(std::sync::Mutex::new(SlotVersions::default()));
+    let monitor_handle = live.monitors.clone().unwrap_or_default();
+    let monitor_versions = monitor_handle.versions.clone();
     let (monitors, previous_monitors) = {
-        let configured = monitor::monitor_instances(&opts.runtime, server).map_err(in_config)?;
+        let configured = monitor::monitor_instances(&parts.runtime, server).map_err(in_config)?;
         let mut v = monitor_versions.lock().unwrap_or_else(|p| p.into_inner());
         v.config = monitor::version(&configured);
-        match pinned_monitors(opts, &server.tag, &v.config) {
+        match pinned_monitors(parts, &server.tag, &v.config) {
             Some((monitors, reason)) => {
                 v.pinned = Some(reason);
                 (monitors, Some(configured))
@@ -74,33 +92,29 @@ pub(super) fn start_server(
     let listening = monitor::Listening::default();
     let feed = {
         let (feed_tx, feed_rx) = mpsc::channel(monitor::QUEUE);
-        live.monitors = Some(monitor::MonitorHandle {
-            feed: feed_tx.downgrade(),
-            versions: monitor_versions.clone(),
-        });
         shared.health.set(
             &Reloader::component(&server.tag, Slot::Monitors),
             State::Ready,
             None,
         );
-        let stage = monitor::MonitorStage {
-            tag: server.tag.clone(),
-            live: monitors,
-            previous: previous_monitors,
-            auto_rollback: auto_rollback(server, &live, &notice_tx),
-            pins: Some(PinStore::new(&opts.state_dir)),
-            versions: monitor_versions,
-            candidate: monitor::candidate_instances(&opts.runtime, server).map_err(in_config)?,
-            report: live.monitor_compare.clone(),
-            out: monitor::MonitorOutputs {
-                alerts: live.alerts.clone(),
-                notices: notice_tx.clone(),
-                board: live.plugins.clone(),
-                shared: shared.clone(),
-                listening: listening.clone(),
-            },
+        let out = monitor::MonitorOutputs {
+            alerts: live.alerts.clone(),
+            notices: notice_tx.clone(),
+            board: live.plugins.clone(),
+            shared: shared.clone(),
+            listening: listening.clone(),
         };
+        let mut stage = monitor::MonitorStage::new(&server.tag, monitors, out);
+        stage.slot.previous = previous_monitors;
+        stage.slot.auto_rollback = auto_rollback(server, live, &notice_tx);
+        stage.slot.pins = Some(PinStore::new(&parts.state_dir));
+        stage.slot.versions = monitor_versions;
+        stage.candidate =
+            monitor::candidate_instances(&parts.runtime, server).map_err(in_config)?;
+        stage.report = live.monitor_compare.clone();
+        stage.watchdog = watchdog.clone();
         let thread = stage.spawn(feed_rx)?;
+        monitor_handle.feed.connect(&feed_tx);
         tasks.push(tokio::task::spawn_blocking(move || {
             let _ = thread.join();
         }));
@@ -123,6 +137,7 @@ pub(super) fn start_server(
                 settings,
                 out,
                 stopped.clone(),
+                watchdog.clone(),
             ));
         }
         None => {
@@ -130,16 +145,14 @@ pub(super) fn start_server(
         }
     }
 
-    let versions = Arc::new(std::sync::Mutex::new(SlotVersions::default()));
+    let parser_handle = live.parsers.clone().unwrap_or_default();
+    let versions = parser_handle.versions.clone();
     let mut previous = None;
     let log = match server.log_path.clone() {
         Some(path) => Some(LogInput {
             inputs: {
                 let (tx, rx) = pipeline::parse_queue();
-                live.parsers = Some(ParserHandle {
-                    inputs: tx.downgrade(),
-                    versions: versions.clone(),
-                });
+                parser_handle.inputs.connect(&tx);
                 shared
                     .health
                     .set(&format!("reload:{}", server.tag), State::Ready, None);
@@ -149,20 +162,20 @@ pub(super) fn start_server(
                 None
             } else {
                 Some(
-                    pipeline::parser_chain(&opts.runtime, &server.tag, &server.shadow.parsers)
+                    pipeline::parser_chain(&parts.runtime, &server.tag, &server.shadow.parsers)
                         .map_err(|e| in_config(e.context("shadow parsers")))?,
                 )
             },
             report: live.parser_compare.clone(),
-            auto_rollback: auto_rollback(server, &live, &notice_tx),
+            auto_rollback: auto_rollback(server, live, &notice_tx),
             path,
             parsers: {
                 let configured =
-                    pipeline::parser_chain(&opts.runtime, &server.tag, &server.parsers)
+                    pipeline::parser_chain(&parts.runtime, &server.tag, &server.parsers)
                         .map_err(in_config)?;
                 let mut v = versions.lock().unwrap_or_else(|p| p.into_inner());
                 v.config = configured.version();
-                match pinned_chain(opts, &server.tag, &v.config) {
+                match pinned_chain(parts, &server.tag, &v.config) {
                     Some((chain, reason)) => {
                         v.pinned = Some(reason);
                         previous = Some(configured);
@@ -171,17 +184,17 @@ pub(super) fn start_server(
                     None => configured,
                 }
             },
-            pins: Some(PinStore::new(&opts.state_dir)),
+            pins: Some(PinStore::new(&parts.state_dir)),
             previous: previous.take(),
-            checkpoints: checkpoints.clone(),
+            checkpoints: parts.checkpoints.clone(),
             on_lost_checkpoint: server.on_lost_checkpoint,
             links_within: server.log_links_within.clone(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             tail: TailOptions {
-                poll_interval: opts.poll,
+                poll_interval: parts.poll,
                 ..TailOptions::default()
             },
-            positioned: Some(positioned.clone()),
+            positioned,
         }),
         None => {
             tracing::warn!(server = %server.tag, "no log_path: this server's log is not followed");
@@ -192,14 +205,15 @@ pub(super) fn start_server(
     let p = ServerPipeline {
         tag: server.tag.clone(),
         log,
-        sinks: sinks(server, discord, &shared.metrics),
+        sinks: sinks(server, parts.discord.as_ref(), &shared.metrics),
         notices: notice_rx,
         monitors: Some(feed),
         board: live.plugins.clone(),
         versions,
+        watchdog: watchdog.clone(),
     };
     tasks.push(pipeline::spawn(p, shared.clone(), stopped.clone()));
-    Ok((live, tasks))
+    Ok(tasks)
 }
 
 /// When a slot's newly swapped-in version is rolled back by itself (none: never).
@@ -220,7 +234,7 @@ fn auto_rollback(
 /// it was chosen; none when there is none, it is servers.yml's version anyway, or it cannot
 /// be rebuilt (then servers.yml's runs, and the log says why).
 fn pinned_chain(
-    opts: &HostOptions,
+    opts: &RunParts,
     tag: &str,
     config_version: &str,
 ) -> Option<(crate::plugin::ParserChain, String)> {
@@ -231,7 +245,7 @@ fn pinned_chain(
 
 /// The monitors chosen at run time and kept for `tag`, like [`pinned_chain`].
 fn pinned_monitors(
-    opts: &HostOptions,
+    opts: &RunParts,
     tag: &str,
     config_version: &str,
 ) -> Option<(Vec<crate::plugin::MonitorInstance>, String)> {
@@ -241,7 +255,7 @@ fn pinned_monitors(
 }
 
 fn pinned<T>(
-    opts: &HostOptions,
+    opts: &RunParts,
     tag: &str,
     slot: Slot,
     config_version: &str,
@@ -277,7 +291,7 @@ fn pinned<T>(
 /// channel; with neither, the console.
 fn sinks(
     server: &ServerConfig,
-    discord: Option<&Discord>,
+    discord: Option<&DiscordOut>,
     metrics: &Arc<Metrics>,
 ) -> Vec<Arc<dyn Sink>> {
     let has_channel = server.event_channel_id.is_some()

@@ -78,6 +78,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             poll: Duration::from_millis(500),
             runtime: std::sync::Arc::new(args.runtime.runtime()?),
             mentions: std::sync::Arc::new(crate::alert::Mentions::builtin()),
+            discord: crate::app::DiscordAccess::from_env(),
+            api: crate::http::ApiAuth::from_env(),
+            restarts: crate::app::RestartPolicy::default(),
         },
         &config,
     )

@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::RuntimeArgs;
 use crate::alert::Mentions;
-use crate::app::{Host, HostOptions};
+use crate::app::{DiscordAccess, Host, HostOptions, RestartPolicy};
 use crate::config::Config;
 
 #[derive(Debug, Args)]
@@ -72,6 +72,9 @@ impl RunArgs {
             poll: Duration::from_millis(self.poll_ms.max(10)),
             runtime: Arc::new(self.runtime.runtime()?),
             mentions,
+            discord: DiscordAccess::from_env(),
+            api: crate::http::ApiAuth::from_env(),
+            restarts: RestartPolicy::default(),
         })
     }
 }

@@ -121,6 +121,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/servers/{tag}/rollback", post(api_rollback))
         .route("/api/servers/{tag}/promote", post(api_promote))
         .route("/api/servers/{tag}/compare", get(api_compare))
+        .route("/api/servers/{tag}/stop", post(api_stop))
+        .route("/api/servers/{tag}/start", post(api_start))
         .route("/api/reload", post(api_reload_all))
         .with_state(state)
 }
@@ -333,6 +335,41 @@ async fn api_rollback(
         None => StatusCode::OK,
     };
     Ok((code, Json(body)).into_response())
+}
+
+async fn api_stop(
+    AxumState(s): AxumState<AppState>,
+    Path(tag): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    run_order(&s, &tag, &headers, false).await
+}
+
+async fn api_start(
+    AxumState(s): AxumState<AppState>,
+    Path(tag): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    run_order(&s, &tag, &headers, true).await
+}
+
+/// Stops or starts a server's parts through its supervisor: 200 with the state reached;
+/// 503 when the host is stopping (or the server has no supervisor).
+async fn run_order(
+    s: &AppState,
+    tag: &str,
+    headers: &HeaderMap,
+    run: bool,
+) -> Result<Response, ApiError> {
+    s.auth.check(headers, true)?;
+    let server = find(s, tag)?;
+    let reached = server.control.order(run).await.ok_or_else(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server's supervisor does not take orders (the host is stopping)",
+        )
+    })?;
+    Ok(Json(json!({ "server": tag, "run": reached })).into_response())
 }
 
 async fn api_promote(

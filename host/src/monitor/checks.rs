@@ -12,6 +12,7 @@ use super::{MonitorInput, RconStatus, stats_report};
 use crate::alert::Alerts;
 use crate::config::{RconStatusAlertMode, ServerConfig};
 use crate::event::Event;
+use crate::observe::Watchdog;
 use crate::observe::health::{Health, State};
 use crate::observe::metrics::Metrics;
 use crate::plugin::WitSample;
@@ -93,16 +94,18 @@ fn every(period: Duration) -> tokio::time::Interval {
     i
 }
 
-/// Starts the checks of a server with RCON; they run until `stop` turns true.
+/// Starts the checks of a server with RCON, under `watchdog`; they run until `stop` turns
+/// true.
 pub fn spawn_checks(
     stats: Arc<StatsEngine>,
     settings: CheckSettings,
     out: CheckOutputs,
     mut stop: watch::Receiver<bool>,
+    watchdog: Watchdog,
 ) -> tokio::task::JoinHandle<()> {
     let component = format!("rcon:{}", out.tag);
     out.health.register(&component);
-    tokio::spawn(async move {
+    let checks = async move {
         let mut link = stats.rcon().watch();
         let mut status = RconStatus::new(&settings.name, settings.rcon_hold);
         let mut readings = tokio::time::interval(settings.metrics_interval);
@@ -181,6 +184,9 @@ pub fn spawn_checks(
                 changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
             }
         }
+    };
+    tokio::spawn(async move {
+        watchdog.guarded_task("checks", checks).await;
     })
 }
 

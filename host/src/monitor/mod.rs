@@ -75,11 +75,11 @@ pub enum MonitorInput {
 
 pub use crate::plugin::monitors_version as version;
 
-/// A server's monitor thread, as reloads reach it (weakly: it does not keep the thread's
-/// queue open when the server stops).
-#[derive(Clone)]
+/// A server's monitor thread, as reloads reach it (through whichever run of the server is
+/// live).
+#[derive(Clone, Default)]
 pub struct MonitorHandle {
-    pub feed: mpsc::WeakSender<MonitorInput>,
+    pub feed: crate::swap::inbox::Inbox<MonitorInput>,
     /// The monitor slot's versions.
     pub versions: Arc<std::sync::Mutex<SlotVersions>>,
 }

@@ -2,22 +2,67 @@
 //! host does when one of its own parts fails. Release builds compile none of it.
 //!
 //! `FACTORIO_ISR_TEST_PANIC=<point>:<marker>` makes the part `point` (`parser`, `monitors`)
-//! panic on the first input that contains `marker`.
+//! panic on every input that contains `marker`; `<point>:<marker>:<n>` only on the first
+//! `n` such inputs (so that a restarted part gets past it). In-process tests call
+//! [`inject`] instead.
 
-/// Panics if the test asked `point` to panic on input containing what `text` contains.
+#[cfg(debug_assertions)]
+struct Fault {
+    point: String,
+    marker: String,
+    /// How many more times it fires (none: always).
+    left: Option<u64>,
+}
+
+#[cfg(debug_assertions)]
+fn faults() -> &'static std::sync::Mutex<Vec<Fault>> {
+    static FAULTS: std::sync::OnceLock<std::sync::Mutex<Vec<Fault>>> = std::sync::OnceLock::new();
+    FAULTS.get_or_init(|| {
+        let from_env = std::env::var("FACTORIO_ISR_TEST_PANIC")
+            .ok()
+            .and_then(|spec| {
+                let mut parts = spec.splitn(3, ':');
+                Some(Fault {
+                    point: parts.next()?.to_owned(),
+                    marker: parts.next().filter(|m| !m.is_empty())?.to_owned(),
+                    left: parts.next().and_then(|n| n.parse().ok()),
+                })
+            });
+        std::sync::Mutex::new(from_env.into_iter().collect())
+    })
+}
+
+/// Makes `point` panic on input containing `marker`, `times` times (none: every time).
+#[cfg(debug_assertions)]
+pub fn inject(point: &str, marker: &str, times: Option<u64>) {
+    faults()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Fault {
+            point: point.to_owned(),
+            marker: marker.to_owned(),
+            left: times,
+        });
+}
+
+/// Panics if a test asked `point` to panic on input containing what `text` contains.
 #[cfg(debug_assertions)]
 pub fn panic_if_asked(point: &str, text: &str) {
-    static ASKED: std::sync::OnceLock<Option<(String, String)>> = std::sync::OnceLock::new();
-    let asked = ASKED.get_or_init(|| {
-        let spec = std::env::var("FACTORIO_ISR_TEST_PANIC").ok()?;
-        let (point, marker) = spec.split_once(':')?;
-        Some((point.to_owned(), marker.to_owned()))
-    });
-    if let Some((p, marker)) = asked
-        && p == point
-        && !marker.is_empty()
-        && text.contains(marker.as_str())
-    {
+    let fire = {
+        let mut faults = faults().lock().unwrap_or_else(|p| p.into_inner());
+        faults
+            .iter_mut()
+            .find(|f| f.point == point && text.contains(f.marker.as_str()))
+            .is_some_and(|f| match &mut f.left {
+                None => true,
+                Some(0) => false,
+                Some(n) => {
+                    *n -= 1;
+                    true
+                }
+            })
+    };
+    if fire {
         panic!("a fault injected by a test ({point})");
     }
 }

@@ -65,6 +65,21 @@ impl Health {
         });
     }
 
+    /// Takes `name` out of the report.
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.remove(name);
+        }
+    }
+
+    /// Takes every component of server `tag` (`<kind>:<tag>` and `<kind>:<tag>:<part>`)
+    /// out of the report: its parts are stopped on purpose.
+    pub fn forget_server(&self, tag: &str) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.retain(|name, _| name.split(':').nth(1) != Some(tag));
+        }
+    }
+
     fn update(&self, name: &str, f: impl FnOnce(&mut Component)) {
         let Ok(mut map) = self.inner.lock() else {
             return;

@@ -61,8 +61,11 @@ pub struct Metrics {
     /// auto_rolled_back.
     pub plugin_reloads: IntCounterVec,
     /// `task_panics_total{server, task}`: a server's thread or task that stopped on a panic
-    /// (`parser`, `monitors`, `tailer`, `delivery`).
+    /// (`parser`, `monitors`, `tailer`, `delivery`, `checks`).
     pub task_panics: IntCounterVec,
+    /// `task_restarts_total{server, task}`: restarts of a server's parts by its supervisor,
+    /// by the part whose panic (or failed start: `start`) caused them.
+    pub task_restarts: IntCounterVec,
     /// `config_reads_total{result}`: readings of servers.yml for a reload, promotion or
     /// candidate (`ok`, `error`); one per server per reload.
     pub config_reads: IntCounterVec,
@@ -298,6 +301,12 @@ impl Metrics {
                 &registry,
                 "task_panics_total",
                 "Threads and tasks of a server that stopped on a panic",
+                &["server", "task"],
+            ),
+            task_restarts: counter(
+                &registry,
+                "task_restarts_total",
+                "Restarts of a server's parts by its supervisor, by the part that panicked",
                 &["server", "task"],
             ),
             config_reads: counter(

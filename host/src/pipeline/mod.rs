@@ -30,11 +30,13 @@ pub use setup::parser_chain;
 use crate::config::OnLostCheckpoint;
 use crate::event::Event;
 use crate::monitor::MonitorInput;
-use crate::observe::Shared;
 use crate::observe::health::State;
+use crate::observe::{Shared, Watchdog};
 use crate::plugin::{ParserChain, PluginBoard};
 use crate::sink::Sink;
 use crate::state::{StateReport, What};
+use crate::swap::Slot;
+use crate::swap::owner::SlotOwner;
 use crate::swap::slot::{AutoRollback, SlotVersions};
 use crate::tail::checkpoint::{CheckpointStore, Loaded, ServerCheckpoint};
 use crate::tail::{self, Position, StartAt, TailOptions, TailReader};
@@ -44,11 +46,11 @@ const QUEUE: usize = 4;
 /// Attempts per batch per sink (each may take the sink's `patience`).
 const SINK_ATTEMPTS: u32 = 3;
 
-/// A server's parser thread, as reloads reach it. The sender is weak so that it does not
-/// keep the thread's queue open when the pipeline stops.
-#[derive(Clone)]
+/// A server's parser thread, as reloads reach it (through whichever run of the server
+/// is live).
+#[derive(Clone, Default)]
 pub struct ParserHandle {
-    pub inputs: mpsc::WeakSender<ParseInput>,
+    pub inputs: crate::swap::inbox::Inbox<ParseInput>,
     pub versions: Arc<Mutex<SlotVersions>>,
 }
 
@@ -72,6 +74,8 @@ pub struct ServerPipeline {
     pub board: Arc<PluginBoard>,
     /// The parser chain versions, for the API.
     pub versions: Arc<std::sync::Mutex<SlotVersions>>,
+    /// What the tailer, the parser thread and the delivery task run under.
+    pub watchdog: Watchdog,
 }
 
 /// A server's log and how it is read and parsed.
@@ -142,35 +146,33 @@ pub fn spawn(
     let tail_task = {
         let path = log.path.clone();
         let (max_line_bytes, links_within) = (log.max_line_bytes, log.links_within);
-        let guard = (shared.clone(), tag.clone());
+        let dog = p.watchdog.clone();
         tokio::spawn(async move {
             let start = start_rx.await.ok()?;
             let reader = TailReader::new(&path, start, max_line_bytes).links_within(links_within);
             let run = tail::run(reader, line_tx, log.tail, shutdown, status);
-            crate::observe::guarded_task(guard.0, guard.1, "tailer", run).await?
+            dog.guarded_task("tailer", run).await?
         })
     };
 
+    let mut slot = SlotOwner::new(&tag, Slot::Parsers, log.parsers, shared.clone());
+    slot.previous = log.previous;
+    slot.auto_rollback = log.auto_rollback;
+    slot.pins = log.pins;
+    slot.versions = p.versions;
     let mut stage = parse::ParseStage {
-        tag: tag.clone(),
-        live: log.parsers,
-        previous: log.previous,
-        auto_rollback: log.auto_rollback,
-        probation: None,
+        slot,
         candidate: None,
         report: log.report,
-        pins: log.pins,
         monitors: p.monitors,
         board: p.board,
-        versions: p.versions,
-        shared: shared.clone(),
     };
     let parser_thread = {
-        let (shared, tag) = (shared.clone(), tag.clone());
+        let dog = p.watchdog.clone();
         std::thread::Builder::new()
             .name(format!("parse-{tag}"))
             .spawn(move || {
-                crate::observe::guarded(&shared, &tag, "parser", || {
+                dog.guarded("parser", || {
                     stage.set_candidate(log.candidate);
                     stage.run(line_rx, event_tx)
                 });
@@ -179,7 +181,7 @@ pub fn spawn(
 
     let log_path = log.path;
     let (checkpoints, on_lost) = (log.checkpoints, log.on_lost_checkpoint);
-    let guard = (shared.clone(), tag.clone());
+    let dog = p.watchdog.clone();
     tokio::spawn(async move {
         let delivery = async move {
             let sink = Delivery {
@@ -210,7 +212,7 @@ pub fn spawn(
             let _ = tail_task.await;
             tracing::debug!(server = %tag, "pipeline stopped");
         };
-        crate::observe::guarded_task(guard.0, guard.1, "delivery", delivery).await;
+        dog.guarded_task("delivery", delivery).await;
     })
 }
 

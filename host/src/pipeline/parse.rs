@@ -9,11 +9,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::Parsed;
 use super::candidate::{ShadowBatch, ShadowInput, spawn_shadow};
 use crate::monitor::MonitorInput;
-use crate::observe::Shared;
 use crate::observe::health::State;
 use crate::plugin::{ParserChain, PluginBoard};
 use crate::swap::compare::ParserReport;
-use crate::swap::slot::{self, AutoRollback, Probation, Slot, SlotVersions, Swapped, Verdict};
+use crate::swap::owner::SlotOwner;
+use crate::swap::slot::Swapped;
 use crate::tail::Batch;
 
 /// What the parser thread takes, in order: a swap or rollback sent while lines are queued
@@ -48,22 +48,15 @@ impl From<Batch> for ParseInput {
 
 /// The parser thread's state.
 pub(super) struct ParseStage {
-    pub tag: String,
-    pub live: ParserChain,
-    pub previous: Option<ParserChain>,
-    pub auto_rollback: Option<AutoRollback>,
-    pub probation: Option<Probation>,
+    /// The parser chain: live, rollback target, probation, pins.
+    pub slot: SlotOwner<ParserChain>,
     /// The candidate of compare mode's thread, when there is a candidate.
     pub candidate: Option<mpsc::Sender<ShadowInput>>,
     /// Its report, for the API (none: no candidate).
     pub report: Arc<Mutex<Option<ParserReport>>>,
-    /// Where run-time choices of version are kept.
-    pub pins: Option<crate::swap::pins::PinStore>,
     /// The monitor thread, fed events while it listens.
     pub monitors: Option<(mpsc::Sender<MonitorInput>, crate::monitor::Listening)>,
     pub board: Arc<PluginBoard>,
-    pub versions: Arc<Mutex<SlotVersions>>,
-    pub shared: Shared,
 }
 
 impl ParseStage {
@@ -77,26 +70,24 @@ impl ParseStage {
                         crate::observe::fault::panic_if_asked("parser", &line.text);
                     }
                     let (parsed, faults) = self.batch(batch);
-                    if faults > 0 {
-                        self.judge(faults);
+                    if faults > 0 && self.slot.judge(faults) {
+                        self.went_live(Some(SystemTime::now()));
                     }
                     if tx.blocking_send(parsed).is_err() {
                         break;
                     }
                 }
                 ParseInput::Swap { chain, pin, done } => {
-                    let from = self.live.version();
-                    let old = std::mem::replace(&mut self.live, chain);
-                    self.previous = Some(old);
-                    let to = self.live.version();
-                    let not_kept = self.pin(pin);
+                    let swapped = self.slot.swap(chain, pin);
                     self.went_live(Some(SystemTime::now()));
-                    self.probation = Some(Probation::start());
-                    tracing::info!(server = %self.tag, from = %from, to = %to, "parsers swapped");
-                    let _ = done.send(Swapped { from, to, not_kept });
+                    let _ = done.send(swapped);
                 }
                 ParseInput::Rollback { done } => {
-                    let _ = done.send(self.rollback("rolled_back"));
+                    let rolled = self.slot.rollback("rolled_back");
+                    if rolled.is_some() {
+                        self.went_live(Some(SystemTime::now()));
+                    }
+                    let _ = done.send(rolled);
                 }
                 ParseInput::Candidate { chain, done } => {
                     self.set_candidate(chain);
@@ -123,89 +114,39 @@ impl ParseStage {
             }
             return;
         }
+        let slot = &self.slot;
         match spawn_shadow(
-            &self.tag,
+            &slot.tag,
             chain,
             self.report.clone(),
-            self.shared.metrics.clone(),
+            slot.shared.metrics.clone(),
         ) {
             Ok(tx) => self.candidate = Some(tx),
             Err(e) => {
-                tracing::error!(server = %self.tag, "cannot start the candidate parsers: {e}");
+                tracing::error!(server = %slot.tag, "cannot start the candidate parsers: {e}");
                 *report = None;
             }
         }
     }
 
-    /// Keeps the live chain across restarts for `reason`, or (none) forgets any kept one.
-    fn pin(&self, reason: Option<&'static str>) -> Option<String> {
-        let plugins = self.live.parsers().iter().map(|p| (p.plugin(), p.config()));
-        slot::pin(
-            self.pins.as_ref(),
-            &crate::state::StateReport::of(&self.shared),
-            &self.versions,
-            &self.tag,
-            Slot::Parsers,
-            (&self.live.version(), plugins),
-            reason,
-        )
-    }
-
-    /// Makes the rollback target live; the live chain becomes the rollback target.
-    fn rollback(&mut self, reason: &'static str) -> Option<Swapped> {
-        let prev = self.previous.take()?;
-        let from = self.live.version();
-        self.previous = Some(std::mem::replace(&mut self.live, prev));
-        let to = self.live.version();
-        self.probation = None;
-        let not_kept = self.pin(Some(reason));
-        self.went_live(Some(SystemTime::now()));
-        tracing::info!(server = %self.tag, from = %from, to = %to, "parsers rolled back");
-        Some(Swapped { from, to, not_kept })
-    }
-
-    /// Counts a batch's faults against a chain on probation; rolls it back when it has
-    /// used up its budget.
-    fn judge(&mut self, faults: usize) {
-        let count = match slot::judge(self.auto_rollback.as_ref(), self.probation.as_mut(), faults)
-        {
-            Verdict::Keep => return,
-            Verdict::Passed => {
-                self.probation = None;
-                return;
-            }
-            Verdict::RollBack(count) => count,
-        };
-        let Some(done) = self.rollback("auto_rolled_back") else {
-            return;
-        };
-        if let Some(guard) = &self.auto_rollback {
-            guard.rolled_back(&self.tag, Slot::Parsers, &self.shared.metrics, &done, count);
-        }
-    }
-
     /// Records the live chain in health, the plugin board and the versions.
     fn went_live(&self, at: Option<SystemTime>) {
+        let slot = &self.slot;
         self.board.clear("parser");
-        for (i, p) in self.live.parsers().iter().enumerate() {
+        for (i, p) in slot.live.parsers().iter().enumerate() {
             let name = p.plugin().name();
-            self.shared
+            slot.shared
                 .health
-                .set(&format!("parser:{}:{name}", self.tag), State::Ready, None);
+                .set(&format!("parser:{}:{name}", slot.tag), State::Ready, None);
             self.board.record("parser", i, p, None);
         }
-        let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        v.live = self.live.version();
-        v.previous = self.previous.as_ref().map(ParserChain::version);
-        if at.is_some() {
-            v.since = at;
-        }
+        slot.record_versions(at);
     }
 
     /// Parses one batch; returns its events and how many parsers faulted on it.
     fn batch(&mut self, batch: Batch) -> (Parsed, usize) {
-        let tag = self.tag.as_str();
-        let m = &self.shared.metrics;
+        let tag = self.slot.tag.as_str();
+        let m = &self.slot.shared.metrics;
         m.lines_read
             .with_label_values(&[tag])
             .inc_by(batch.lines.len() as u64);
@@ -216,8 +157,8 @@ impl ParseStage {
                 .inc_by(cut as u64);
         }
         let lines: Vec<String> = batch.lines.into_iter().map(|l| l.text).collect();
-        let out = self.live.parse(&lines);
-        for (i, parser) in self.live.parsers().iter().enumerate() {
+        let out = self.slot.live.parse(&lines);
+        for (i, parser) in self.slot.live.parsers().iter().enumerate() {
             let name = parser.plugin().name();
             if let Some(t) = out.timings.get(i) {
                 m.plugin_call_seconds
@@ -237,7 +178,7 @@ impl ParseStage {
                     m.errors
                         .with_label_values(&[&format!("parser:{tag}:{name}"), fault.kind()])
                         .inc();
-                    self.shared.health.error(
+                    self.slot.shared.health.error(
                         &format!("parser:{tag}:{name}"),
                         format!("the plugin {fault}"),
                     );

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::config::{Config, ServerConfig};
 use crate::monitor::MonitorInput;
@@ -397,8 +397,9 @@ impl Reloader {
         }
     }
 
-    /// Server `tag` as servers.yml gives it now, read off the async threads.
-    async fn server_config(&self, tag: &str) -> Result<ServerConfig, String> {
+    /// Server `tag` as servers.yml gives it now (read off the async threads, counted in
+    /// `config_reads_total`), or why it cannot be read.
+    pub(crate) async fn server_config(&self, tag: &str) -> Result<ServerConfig, String> {
         let path = self.config_path.clone();
         let tag = tag.to_owned();
         let read = tokio::task::spawn_blocking(move || {
@@ -459,11 +460,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Sends `msg` to a slot's thread; false when the thread is gone.
-async fn send<T>(to: &mpsc::WeakSender<T>, msg: T) -> bool {
-    match to.upgrade() {
-        Some(tx) => tx.send(msg).await.is_ok(),
-        None => false,
-    }
+async fn send<T>(to: &crate::swap::inbox::Inbox<T>, msg: T) -> bool {
+    to.send(msg).await
 }
 
 fn ms(d: Duration) -> f64 {

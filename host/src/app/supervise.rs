@@ -1,0 +1,391 @@
+//! One supervisor per server owns every thread and task of that server's run (tailer,
+//! parser thread, monitor thread, checks, delivery). When one of them panics, the
+//! supervisor stops the rest of the run (what was parsed is delivered and the checkpoint
+//! saved), waits with a growing backoff, and starts the parts again from the checkpoint, so
+//! no line is lost. After [`RestartPolicy::limit`] restarts within its window the server
+//! stays down and says so, instead of crash-looping. It also stops and starts the server's
+//! parts on request ([`super::Host::stop_server`]).
+//!
+//! A restart builds the server as a start of the host would: servers.yml as it is now on
+//! disk (the configuration of the last run if it no longer loads or builds) and the versions
+//! kept in the state folder. Monitor state that was not pinned starts afresh.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::server::{RunParts, start_run};
+use crate::config::ServerConfig;
+use crate::observe::health::State;
+use crate::observe::{Crash, Watchdog};
+use crate::reload::Reloader;
+use crate::servers::{RunOrder, RunState, Server};
+
+/// When a server whose part panicked is started again.
+#[derive(Debug, Clone)]
+pub struct RestartPolicy {
+    /// The wait before the first restart; each further one within the window doubles it.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Restarts allowed within `window`; the next panic leaves the server down.
+    pub limit: u32,
+    pub window: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            limit: 5,
+            window: Duration::from_secs(600),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// The wait before the restart that follows `recent` restarts within the window.
+    fn backoff(&self, recent: usize) -> Duration {
+        let doublings = u32::try_from(recent).unwrap_or(u32::MAX).min(16);
+        self.backoff_min
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max)
+    }
+}
+
+/// One run of a server's parts.
+pub(super) struct Run {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    crashes: mpsc::UnboundedReceiver<Crash>,
+    /// Keeps the crash channel open while parts that ended by themselves are gone.
+    _watchdog: Watchdog,
+}
+
+impl Run {
+    /// Starts a run of `config`'s parts on `live`, the server's face.
+    fn start(
+        parts: &RunParts,
+        config: &ServerConfig,
+        live: &Server,
+        positioned: Option<Arc<tokio::sync::Semaphore>>,
+    ) -> anyhow::Result<Self> {
+        let (watchdog, crashes) = Watchdog::new(&parts.shared, &config.tag);
+        let (stop, stopped) = watch::channel(false);
+        let tasks = start_run(parts, config, live, &stopped, &watchdog, positioned)?;
+        Ok(Self {
+            stop,
+            tasks,
+            crashes,
+            _watchdog: watchdog,
+        })
+    }
+
+    /// Stops every part: the tailer stops reading, what was read is parsed and delivered,
+    /// the checkpoint saved; returns once all of them ended.
+    async fn stop(self, tag: &str) {
+        let _ = self.stop.send(true);
+        let mut tasks = self.tasks;
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            for t in &mut tasks {
+                let _ = t.await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            // A sink still retrying holds the run; the next one must not write beside it.
+            tracing::warn!(server = %tag, "the server's parts take long to stop; waiting for them");
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+    }
+}
+
+/// Starts the first run of `config` (at the host's start, where a server that cannot be
+/// built fails the start).
+pub(super) fn first_run(
+    parts: &RunParts,
+    config: &ServerConfig,
+    live: &Server,
+    positioned: Option<Arc<tokio::sync::Semaphore>>,
+) -> anyhow::Result<Run> {
+    Run::start(parts, config, live, positioned)
+}
+
+/// Where the supervisor is with its server.
+enum Phase {
+    Running(Run),
+    /// `task` panicked (`cause`); the next run starts at `at`.
+    Waiting {
+        at: Instant,
+        task: &'static str,
+        cause: String,
+    },
+    GaveUp {
+        cause: String,
+    },
+    Stopped,
+}
+
+/// The supervisor of one server.
+pub(super) struct Supervisor {
+    pub(super) parts: Arc<RunParts>,
+    /// The configuration of the last run that started.
+    pub(super) config: ServerConfig,
+    pub(super) servers: Arc<Vec<Server>>,
+    pub(super) index: usize,
+    pub(super) reloader: Arc<Reloader>,
+    pub(super) policy: RestartPolicy,
+    pub(super) orders: mpsc::Receiver<RunOrder>,
+    pub(super) stopped: watch::Receiver<bool>,
+}
+
+impl Supervisor {
+    fn face(&self) -> &Server {
+        &self.servers[self.index]
+    }
+
+    fn tag(&self) -> String {
+        self.face().tag.clone()
+    }
+
+    /// Supervises `first` and the runs after it until the host stops.
+    pub(super) async fn run(mut self, first: Run) {
+        let mut phase = Phase::Running(first);
+        // When each restart within the window happened.
+        let mut recent: VecDeque<Instant> = VecDeque::new();
+        let mut restarts = 0u32;
+        let mut answer: Option<oneshot::Sender<RunState>> = None;
+        loop {
+            let state = match &phase {
+                Phase::Running(_) => RunState::Running { restarts },
+                Phase::Waiting { at, cause, .. } => RunState::Restarting {
+                    restarts,
+                    in_ms: u64::try_from(at.saturating_duration_since(Instant::now()).as_millis())
+                        .unwrap_or(u64::MAX),
+                    cause: cause.clone(),
+                },
+                Phase::GaveUp { cause } => RunState::GaveUp {
+                    restarts,
+                    cause: cause.clone(),
+                },
+                Phase::Stopped => RunState::Stopped,
+            };
+            self.face().run.send_replace(state.clone());
+            if let Some(done) = answer.take() {
+                let _ = done.send(state);
+            }
+            let mut stopped = self.stopped.clone();
+            let host_stops = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            phase = match phase {
+                Phase::Running(mut run) => tokio::select! {
+                    () = host_stops => {
+                        run.stop(&self.tag()).await;
+                        return;
+                    }
+                    crash = run.crashes.recv() => {
+                        run.stop(&self.tag()).await;
+                        let crash = crash.unwrap_or(Crash { task: "server", message: "its parts ended".into() });
+                        self.after_crash(crash, &mut recent)
+                    }
+                    order = self.orders.recv() => match order {
+                        Some(RunOrder { run: false, done }) => {
+                            run.stop(&self.tag()).await;
+                            self.forget_health();
+                            answer = Some(done);
+                            Phase::Stopped
+                        }
+                        Some(RunOrder { run: true, done }) => {
+                            answer = Some(done);
+                            Phase::Running(run)
+                        }
+                        None => Phase::Running(run),
+                    },
+                },
+                Phase::Waiting { at, task, cause } => tokio::select! {
+                    () = host_stops => return,
+                    () = tokio::time::sleep_until(at) => {
+                        restarts += 1;
+                        self.restart(task, &cause, &mut recent).await
+                    }
+                    order = self.orders.recv() => match order {
+                        Some(RunOrder { run: false, done }) => {
+                            self.forget_health();
+                            answer = Some(done);
+                            Phase::Stopped
+                        }
+                        Some(RunOrder { run: true, done }) => {
+                            answer = Some(done);
+                            restarts += 1;
+                            self.restart(task, &cause, &mut recent).await
+                        }
+                        None => Phase::Waiting { at, task, cause },
+                    },
+                },
+                idle @ (Phase::GaveUp { .. } | Phase::Stopped) => tokio::select! {
+                    () = host_stops => return,
+                    order = self.orders.recv() => match order {
+                        Some(RunOrder { run: false, done }) => {
+                            self.forget_health();
+                            answer = Some(done);
+                            Phase::Stopped
+                        }
+                        Some(RunOrder { run: true, done }) => {
+                            answer = Some(done);
+                            recent.clear();
+                            self.start_again(&mut recent).await
+                        }
+                        None => idle,
+                    },
+                },
+            };
+        }
+    }
+
+    /// What follows a crash: a restart after the backoff, or none when the server has used
+    /// up its restarts within the window.
+    fn after_crash(&self, crash: Crash, recent: &mut VecDeque<Instant>) -> Phase {
+        let tag = self.tag();
+        let now = Instant::now();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.policy.window)
+        {
+            recent.pop_front();
+        }
+        let cause = format!("{}: {}", crash.task, crash.message);
+        let allowed = usize::try_from(self.policy.limit).unwrap_or(usize::MAX);
+        if recent.len() >= allowed {
+            let detail = format!(
+                "stays down: {} restarts within {} s did not help (last: {cause}); start it again or restart the host",
+                recent.len(),
+                self.policy.window.as_secs()
+            );
+            tracing::error!(server = %tag, "{detail}");
+            let h = &self.parts.shared.health;
+            let component = format!("server:{tag}");
+            h.error(&component, detail.clone());
+            h.set(&component, State::Down, Some(detail));
+            return Phase::GaveUp { cause };
+        }
+        let wait = self.policy.backoff(recent.len());
+        tracing::warn!(server = %tag, "restarting the server's parts in {} ms, from the last checkpoint ({cause})", wait.as_millis());
+        recent.push_back(now);
+        self.parts
+            .shared
+            .metrics
+            .task_restarts
+            .with_label_values(&[&tag, crash.task])
+            .inc();
+        Phase::Waiting {
+            at: now + wait,
+            task: crash.task,
+            cause,
+        }
+    }
+
+    /// Starts the parts again after a crash; a start that fails counts as one more crash.
+    async fn restart(&mut self, task: &str, cause: &str, recent: &mut VecDeque<Instant>) -> Phase {
+        match self.start().await {
+            Ok(run) => {
+                let tag = self.tag();
+                tracing::info!(server = %tag, "the server's parts run again after {cause}");
+                let component = format!("task:{tag}:{task}");
+                self.parts.shared.health.set(
+                    &component,
+                    State::Ready,
+                    Some(format!("restarted after {cause}")),
+                );
+                Phase::Running(run)
+            }
+            Err(e) => self.after_crash(
+                Crash {
+                    task: "start",
+                    message: format!("{e:#}"),
+                },
+                recent,
+            ),
+        }
+    }
+
+    /// Starts the parts of a stopped server (or one that gave up).
+    async fn start_again(&mut self, recent: &mut VecDeque<Instant>) -> Phase {
+        let tag = self.tag();
+        self.parts.shared.health.forget(&format!("server:{tag}"));
+        match self.start().await {
+            Ok(run) => Phase::Running(run),
+            Err(e) => self.after_crash(
+                Crash {
+                    task: "start",
+                    message: format!("{e:#}"),
+                },
+                recent,
+            ),
+        }
+    }
+
+    /// Builds and starts a run from servers.yml as it is now, or from the last run's
+    /// configuration when that does not load or build.
+    async fn start(&mut self) -> anyhow::Result<Run> {
+        let tag = self.tag();
+        let read = self.reloader.server_config(&tag).await;
+        let mut tries = Vec::new();
+        match read {
+            Ok(now) => tries.push(now),
+            Err(e) => tracing::warn!(server = %tag, "starting from the last configuration: {e}"),
+        }
+        tries.push(self.config.clone());
+        let mut last = None;
+        for config in tries {
+            let (parts, servers, index) = (self.parts.clone(), self.servers.clone(), self.index);
+            let built = {
+                let config = config.clone();
+                // Building compiles and initialises plugins: off the async threads.
+                tokio::task::spawn_blocking(move || {
+                    Run::start(&parts, &config, &servers[index], None)
+                })
+                .await
+            };
+            match built {
+                Ok(Ok(run)) => {
+                    self.config = config;
+                    return Ok(run);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(server = %tag, "cannot start the server's parts: {e:#}");
+                    last = Some(e);
+                }
+                Err(e) => last = Some(anyhow::anyhow!("the start panicked: {e}")),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("nothing to start")))
+    }
+
+    /// Takes the server's components out of `/ready`: it is stopped on purpose.
+    fn forget_health(&self) {
+        self.parts.shared.health.forget_server(&self.tag());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_from_its_minimum_up_to_its_maximum() {
+        let p = RestartPolicy {
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(10),
+            ..RestartPolicy::default()
+        };
+        let waits: Vec<u64> = (0..6).map(|n| p.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(p.backoff(usize::MAX), Duration::from_secs(10));
+    }
+}
