@@ -1,7 +1,8 @@
 //! Running a validated `/factorio` request against a server and wording the answer.
 
 use super::bot::Bot;
-use super::commands::{self, Request};
+use super::commands::Request;
+use super::definitions;
 use crate::alert::duration_text;
 use crate::discord::escape;
 use crate::rcon::LinkState;
@@ -26,7 +27,7 @@ pub async fn answer(
         return match request {
             Request::Servers => Outcome::Shown(list(servers)),
             Request::Health => Outcome::Shown(health(bot)),
-            _ => Outcome::Shown(commands::help()),
+            _ => Outcome::Shown(definitions::help()),
         };
     };
     let title = match &server.name {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serenity::all::{ActivityData, Context};
 
-use super::commands::{self};
+use super::definitions;
 use super::limits::{self};
 use super::payload::Message;
 use super::rest::Rest;
@@ -120,7 +120,7 @@ impl Bot {
     /// Registers the commands (on the configured guild, else globally), retrying with
     /// backoff until Discord takes them; `discord:commands` says how it went meanwhile.
     pub(super) async fn register(&self, application: u64) {
-        let body = commands::definitions_json();
+        let body = definitions::definitions_json();
         let problems = limits::check_commands(&body);
         if !problems.is_empty() {
             // A bug of ours, caught by `check` and the tests; never sent to be refused.

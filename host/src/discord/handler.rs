@@ -15,7 +15,8 @@ use serenity::async_trait;
 
 use super::answer::{Outcome, answer};
 use super::bot::Bot;
-use super::commands::{self, Command, Parsed, Request};
+use super::commands::{self, Parsed, Request};
+use super::definitions::Command;
 use super::limits::{self, cut};
 use super::payload::Message;
 use super::rest::Failure;

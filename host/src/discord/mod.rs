@@ -16,6 +16,7 @@
 mod answer;
 mod bot;
 mod commands;
+mod definitions;
 mod handler;
 pub mod limits;
 pub mod payload;
@@ -28,7 +29,8 @@ mod tiers;
 mod webhook;
 
 pub use bot::{Bot, COMMANDS};
-pub use commands::{Command, MOVED, Request, definitions, definitions_json, help, parse};
+pub use commands::{Request, parse};
+pub use definitions::{Command, MOVED, definitions, definitions_json, help};
 pub use handler::Handler;
 pub use roles::RoleDirectory;
 pub use selection::Selections;

@@ -7,6 +7,7 @@
 //! - [`Instance`] calls into the guest under a deadline and a memory cap; on a trap it is
 //!   re-created (and re-initialised) before the next call.
 
+mod batch;
 mod bindings;
 mod board;
 mod cache;
@@ -26,12 +27,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
+pub use batch::MAX_EVENTS_PER_LINE;
 pub use board::{PluginBoard, PluginStatus};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use chain::{ChainOutput, ParserChain};
-pub use instance::{
-    Fault, Instance, MAX_EVENTS_PER_LINE, MonitorInstance, ParserInstance, PluginStats,
-};
+pub use instance::{Fault, Instance, MonitorInstance, ParserInstance, PluginStats};
 pub use world::{SUPPORTED_WIT_VERSIONS, Version, WIT_PACKAGE, WorldInfo, WorldKind};
 
 pub use bindings::{
