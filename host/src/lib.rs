@@ -8,8 +8,8 @@
 //! - [`tail`]: follows a server's log files through rotation ([`tail::lines`] cuts bytes
 //!   into bounded lines, [`tail::checkpoint`] remembers how far delivery got).
 //! - [`plugin`]: the WebAssembly sandbox that runs parser and monitor plugins.
-//! - [`swap`]: what hot swap keeps beside them: slot versions and rollback rules, versions
-//!   kept across restarts, compare-mode reports.
+//! - [`swap`]: what hot swap keeps beside them: the owner of a slot (swap, rollback, pins),
+//!   slot versions and rollback rules, versions kept across restarts, compare-mode reports.
 //! - [`monitor`]: the monitor thread (events and samples in, alerts out), the host's own
 //!   RCON and stats checks.
 //! - [`pipeline`]: one server's tailer → parser thread → sinks, feeding its monitors.
@@ -19,11 +19,12 @@
 //! Around them:
 //!
 //! - [`rcon`] and [`stats`]: the RCON link to each game and the metrics engine over it.
-//! - [`servers`]: a running server's handles (its parser and monitor threads, its RCON).
+//! - [`servers`]: a server's face (its parser and monitor threads, its RCON, its run state).
 //! - [`reload`]: rebuilds a server's plugins from servers.yml and swaps them in.
 //! - [`discord`]: the bot (commands, chat bridge) and the Discord sinks; [`http`]: health,
 //!   readiness, metrics and the admin API.
-//! - [`app`]: the composition root ([`app::Host`]) that starts and stops all of it.
+//! - [`app`]: the composition root ([`app::Host`]) that starts and stops all of it, and the
+//!   supervisor of each server that restarts its parts after a panic.
 //! - [`cli`]: the command line (`run`, `demo`, `check`, `plugin`, …); [`sim`]: the fake
 //!   Factorio server.
 //! - Leaves any module may use: [`config`], [`event`], [`observe`] (health, metrics,
