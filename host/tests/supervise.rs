@@ -136,6 +136,18 @@ fn metrics(host: &Host) -> String {
     host.shared.metrics.render(&host.shared.health)
 }
 
+/// Prod's parser panicked `panics` times and was restarted `restarts` times.
+fn assert_parser_counts(host: &Host, panics: u64, restarts: u64) {
+    let m = metrics(host);
+    for (counter, n) in [
+        ("task_panics_total", panics),
+        ("task_restarts_total", restarts),
+    ] {
+        let line = format!(r#"factorio_isr_{counter}{{server="prod",task="parser"}} {n}"#);
+        assert!(m.contains(&line), "{line} in {m}");
+    }
+}
+
 fn run_state(host: &Host, tag: &str) -> RunState {
     host.server(tag).unwrap().run.borrow().clone()
 }
@@ -166,15 +178,7 @@ async fn a_parser_panic_restarts_the_server_from_its_checkpoint_and_loses_nothin
         run_state(&s.host, "other"),
         RunState::Running { restarts: 0 }
     );
-    let m = metrics(&s.host);
-    assert!(
-        m.contains(r#"factorio_isr_task_panics_total{server="prod",task="parser"} 1"#),
-        "{m}"
-    );
-    assert!(
-        m.contains(r#"factorio_isr_task_restarts_total{server="prod",task="parser"} 1"#),
-        "{m}"
-    );
+    assert_parser_counts(&s.host, 1, 1);
     // Restarted: the part is ready again and says why it restarted.
     let task = s
         .host
@@ -238,15 +242,7 @@ async fn a_server_that_keeps_panicking_gives_up_says_so_and_can_be_started_again
         "{}",
         ready.1
     );
-    let m = metrics(&s.host);
-    assert!(
-        m.contains(r#"factorio_isr_task_panics_total{server="prod",task="parser"} 3"#),
-        "{m}"
-    );
-    assert!(
-        m.contains(r#"factorio_isr_task_restarts_total{server="prod",task="parser"} 2"#),
-        "{m}"
-    );
+    assert_parser_counts(&s.host, 3, 2);
     assert_eq!(
         delivered(&s.sinks[0]).len(),
         0,

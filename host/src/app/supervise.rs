@@ -88,20 +88,15 @@ impl Run {
     /// the checkpoint saved; returns once all of them ended.
     async fn stop(self, tag: &str) {
         let _ = self.stop.send(true);
-        let mut tasks = self.tasks;
-        let waited = tokio::time::timeout(Duration::from_secs(10), async {
-            for t in &mut tasks {
-                let _ = t.await;
-            }
-        })
-        .await;
-        if waited.is_err() {
-            // A sink still retrying holds the run; the next one must not write beside it.
-            tracing::warn!(server = %tag, "the server's parts take long to stop; waiting for them");
-            for t in tasks {
-                let _ = t.await;
-            }
+        let all = futures_util::future::join_all(self.tasks);
+        tokio::pin!(all);
+        tokio::select! {
+            _ = &mut all => return,
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
+        // A sink still retrying holds the run; the next one must not write beside it.
+        tracing::warn!(server = %tag, "the server's parts take long to stop; waiting for them");
+        all.await;
     }
 }
 
@@ -197,9 +192,7 @@ impl Supervisor {
                     order = self.orders.recv() => match order {
                         Some(RunOrder { run: false, done }) => {
                             run.stop(&self.tag()).await;
-                            self.forget_health();
-                            answer = Some(done);
-                            Phase::Stopped
+                            self.stopped(done, &mut answer)
                         }
                         Some(RunOrder { run: true, done }) => {
                             answer = Some(done);
@@ -215,11 +208,7 @@ impl Supervisor {
                         self.restart(task, &cause, &mut recent).await
                     }
                     order = self.orders.recv() => match order {
-                        Some(RunOrder { run: false, done }) => {
-                            self.forget_health();
-                            answer = Some(done);
-                            Phase::Stopped
-                        }
+                        Some(RunOrder { run: false, done }) => self.stopped(done, &mut answer),
                         Some(RunOrder { run: true, done }) => {
                             answer = Some(done);
                             restarts += 1;
@@ -231,11 +220,7 @@ impl Supervisor {
                 idle @ (Phase::GaveUp { .. } | Phase::Stopped) => tokio::select! {
                     () = host_stops => return,
                     order = self.orders.recv() => match order {
-                        Some(RunOrder { run: false, done }) => {
-                            self.forget_health();
-                            answer = Some(done);
-                            Phase::Stopped
-                        }
+                        Some(RunOrder { run: false, done }) => self.stopped(done, &mut answer),
                         Some(RunOrder { run: true, done }) => {
                             answer = Some(done);
                             recent.clear();
@@ -367,9 +352,16 @@ impl Supervisor {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("nothing to start")))
     }
 
-    /// Takes the server's components out of `/ready`: it is stopped on purpose.
-    fn forget_health(&self) {
+    /// Stopped on an order (answered with `done` once published): the server's
+    /// components leave `/ready`, since it is stopped on purpose.
+    fn stopped(
+        &self,
+        done: oneshot::Sender<RunState>,
+        answer: &mut Option<oneshot::Sender<RunState>>,
+    ) -> Phase {
         self.parts.shared.health.forget_server(&self.tag());
+        *answer = Some(done);
+        Phase::Stopped
     }
 }
 
