@@ -3,6 +3,7 @@
 mod check;
 mod compare;
 mod demo;
+mod healthcheck;
 mod new;
 mod parse;
 mod plugin;
@@ -35,6 +36,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Show each server's UPS, evolution, players and game time, read over RCON.
     Status(status::StatusArgs),
+    /// Ask a running instance's /healthz (or /ready); exits 0 only if it answers 2xx (a
+    /// container health check that needs no shell or curl).
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Send one command to a server over RCON and print the answer.
     Rcon(rcon::RconArgs),
     /// Ask the running instance to reload parsers (or roll one server's back).
@@ -110,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => status::run(args),
+        Command::Healthcheck(args) => healthcheck::run(args),
         Command::Rcon(args) => rcon::run(args),
         Command::Reload(args) => reload::run(args),
         Command::Sim(args) => sim::run(args),
