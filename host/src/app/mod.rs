@@ -141,6 +141,7 @@ impl Host {
         let positioned = Arc::new(tokio::sync::Semaphore::new(0));
         let mut first_runs = Vec::new();
         for (i, server) in config.servers.iter().enumerate() {
+            shared.metrics.prime_server(&server.tag);
             first_runs.push(supervise::first_run(
                 &parts,
                 server,

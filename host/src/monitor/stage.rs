@@ -179,6 +179,10 @@ impl Running {
                 None,
             );
             s.out.board.record("monitor", i, m, None);
+            s.out
+                .shared
+                .metrics
+                .prime_plugin(&s.slot.tag, m.plugin().name());
         }
         s.slot.record_versions(at);
         self.listen();

@@ -10,12 +10,44 @@ use prometheus::{
 
 use crate::observe::health::{Health, State};
 
+/// The `reason` values of `lines_dropped_total`.
+pub const LINE_DROP_REASONS: [&str; 2] = ["plugin_fault", "too_long"];
+/// The `task` values of `task_panics_total` and `task_restarts_total`.
+pub const SUPERVISED_TASKS: [&str; 6] = [
+    "tailer", "parser", "monitors", "delivery", "checks", "start",
+];
+/// The `result` values of `plugin_reloads_total` (the monitors' are prefixed `monitors_`).
+pub const RELOAD_RESULTS: [&str; 8] = [
+    "swapped",
+    "promoted",
+    "unchanged",
+    "rejected",
+    "rolled_back",
+    "auto_rolled_back",
+    "candidate_swapped",
+    "candidate_rejected",
+];
+/// The `outcome` values of `discord_messages_total`.
+pub const DISCORD_OUTCOMES: [&str; 6] = [
+    "sent",
+    "rate_limited",
+    "retried",
+    "refused",
+    "dropped",
+    "no_channel",
+];
+/// The `kind` values of `plugin_traps_total`.
+pub const FAULT_KINDS: [&str; 4] = ["trap", "timeout", "memory", "restart"];
+/// The `what` values of `state_write_failures_total`.
+pub const STATE_FILES: [&str; 3] = ["checkpoint", "versions", "selections"];
+
 /// Every metric the process exports. Cheap to share behind an `Arc`.
 pub struct Metrics {
     registry: Registry,
     started: Instant,
     uptime: Gauge,
     component_status: IntGaugeVec,
+    component_degraded: IntGaugeVec,
     /// `errors_total{component, error_type}`.
     pub errors: IntCounterVec,
     /// `events_processed_total{server, event_type}`.
@@ -57,8 +89,8 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// `alerts_active{server}`: alerts open now.
     pub alerts_active: IntGaugeVec,
-    /// `plugin_reloads_total{server, result}`: swapped, unchanged, rejected, rolled_back,
-    /// auto_rolled_back.
+    /// `plugin_reloads_total{server, result}`: `RELOAD_RESULTS` (the monitors' prefixed
+    /// `monitors_`).
     pub plugin_reloads: IntCounterVec,
     /// `task_panics_total{server, task}`: a server's thread or task that stopped on a panic
     /// (`parser`, `monitors`, `tailer`, `delivery`, `checks`).
@@ -152,11 +184,17 @@ impl Metrics {
         let slow = vec![
             0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ];
-        Self {
+        let metrics = Self {
             component_status: gauge(
                 &registry,
                 "component_status",
                 "1 when the component works (ready or degraded), else 0",
+                &["component"],
+            ),
+            component_degraded: gauge(
+                &registry,
+                "component_degraded",
+                "1 while the component works but reports recent errors, else 0",
                 &["component"],
             ),
             errors: counter(
@@ -330,6 +368,42 @@ impl Metrics {
             registry,
             started: Instant::now(),
             uptime,
+        };
+        for what in STATE_FILES {
+            metrics.state_write_failures.with_label_values(&[what]);
+        }
+        metrics
+    }
+
+    /// Creates `server`'s counters and gauges at zero, so that they are exported before
+    /// anything happens: a dashboard shows 0 instead of "no data", and `increase()` in an
+    /// alert sees the first drop or failure (a series that starts at 1 has no increase).
+    pub fn prime_server(&self, server: &str) {
+        self.lines_read.with_label_values(&[server]);
+        for reason in LINE_DROP_REASONS {
+            self.lines_dropped.with_label_values(&[server, reason]);
+        }
+        self.checkpoint_lag.with_label_values(&[server]);
+        self.alerts_active.with_label_values(&[server]);
+        for task in SUPERVISED_TASKS {
+            self.task_panics.with_label_values(&[server, task]);
+            self.task_restarts.with_label_values(&[server, task]);
+        }
+        for result in RELOAD_RESULTS {
+            self.plugin_reloads.with_label_values(&[server, result]);
+            self.plugin_reloads
+                .with_label_values(&[server, &format!("monitors_{result}")]);
+        }
+        for outcome in DISCORD_OUTCOMES {
+            self.discord_messages.with_label_values(&[server, outcome]);
+        }
+    }
+
+    /// Creates a live plugin's call and fault counters at zero (see `prime_server`).
+    pub fn prime_plugin(&self, server: &str, plugin: &str) {
+        self.plugin_calls.with_label_values(&[server, plugin]);
+        for kind in FAULT_KINDS {
+            self.plugin_traps.with_label_values(&[server, plugin, kind]);
         }
     }
 
@@ -359,16 +433,73 @@ impl Metrics {
     /// The Prometheus text exposition, with uptime and component states brought up to date.
     pub fn render(&self, health: &Health) -> String {
         self.uptime.set(self.started.elapsed().as_secs_f64());
+        // From scratch each time: a component that health forgot (a stopped server) goes.
+        self.component_status.reset();
+        self.component_degraded.reset();
         for c in health.snapshot() {
             let up = matches!(c.state, State::Ready | State::Degraded);
+            let name = [c.name.as_str()];
             self.component_status
-                .with_label_values(&[c.name.as_str()])
+                .with_label_values(&name)
                 .set(i64::from(up));
+            self.component_degraded
+                .with_label_values(&name)
+                .set(i64::from(c.state == State::Degraded));
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!("cannot encode metrics: {e}");
         }
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_primed_server_exports_its_counters_at_zero_before_anything_happens() {
+        let m = Metrics::new();
+        let health = Health::default();
+        let before = m.render(&health);
+        assert!(
+            !before.contains("factorio_isr_lines_dropped_total"),
+            "{before}"
+        );
+        assert!(before.contains(r#"factorio_isr_state_write_failures_total{what="checkpoint"} 0"#));
+        m.prime_server("prod");
+        let text = m.render(&health);
+        for line in [
+            r#"factorio_isr_lines_read_total{server="prod"} 0"#,
+            r#"factorio_isr_lines_dropped_total{reason="plugin_fault",server="prod"} 0"#,
+            r#"factorio_isr_task_restarts_total{server="prod",task="parser"} 0"#,
+            r#"factorio_isr_plugin_reloads_total{result="monitors_auto_rolled_back",server="prod"} 0"#,
+            r#"factorio_isr_discord_messages_total{outcome="dropped",server="prod"} 0"#,
+            r#"factorio_isr_alerts_active{server="prod"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn component_gauges_say_degraded_apart_from_down_and_forget_with_health() {
+        let m = Metrics::new();
+        let health = Health::default();
+        health.set("log:prod", State::Ready, None);
+        health.error("discord", "503 from Discord".into());
+        health.set("rcon:prod", State::Down, Some("refused".into()));
+        let text = m.render(&health);
+        for line in [
+            r#"factorio_isr_component_status{component="log:prod"} 1"#,
+            r#"factorio_isr_component_degraded{component="log:prod"} 0"#,
+            r#"factorio_isr_component_status{component="discord"} 1"#,
+            r#"factorio_isr_component_degraded{component="discord"} 1"#,
+            r#"factorio_isr_component_status{component="rcon:prod"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        health.forget("rcon:prod");
+        assert!(!m.render(&health).contains("rcon:prod"));
     }
 }

@@ -45,6 +45,9 @@ pub fn spawn_shadow(
     let (tx, mut rx) = mpsc::channel::<ShadowInput>(8);
     let mut names = candidate_names(&candidate);
     let tag = tag.to_owned();
+    metrics
+        .plugin_discrepancies
+        .with_label_values(&[&tag, &names]);
     std::thread::Builder::new()
         .name(format!("shadow-{tag}"))
         .spawn(move || {

@@ -139,6 +139,7 @@ impl ParseStage {
                 .health
                 .set(&format!("parser:{}:{name}", slot.tag), State::Ready, None);
             self.board.record("parser", i, p, None);
+            slot.shared.metrics.prime_plugin(&slot.tag, name);
         }
         slot.record_versions(at);
     }

@@ -88,3 +88,20 @@ pub(super) fn classify(
     }
     Fault::Trap(one_line(e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_kind_is_primed_in_the_metrics() {
+        for fault in [
+            Fault::Trap(String::new()),
+            Fault::Timeout(Duration::ZERO),
+            Fault::MemoryCap(0),
+            Fault::Restart(String::new()),
+        ] {
+            assert!(crate::observe::metrics::FAULT_KINDS.contains(&fault.kind()));
+        }
+    }
+}
