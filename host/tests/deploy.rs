@@ -25,11 +25,7 @@ fn repo() -> PathBuf {
 
 /// The path of `name` on PATH; `None` (and a note) when it is absent and not required.
 fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
+    let found = which(name);
     if found.is_none() {
         assert!(
             std::env::var_os("FACTORIO_ISR_REQUIRE_TOOLS").is_none(),
@@ -232,6 +228,7 @@ fn the_kubernetes_manifests_validate_and_carry_the_repository_files() {
     }
 }
 
+/// The path of `name` on PATH.
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
