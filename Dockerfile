@@ -3,7 +3,7 @@
 #
 #   docker build -t factorio-isr:0.1.0 .
 #
-# Without a registry or an engine, deploy/image/build.sh makes the same image from a binary
+# Without a registry or an engine, config/image/build.sh makes the same image from a binary
 # built here (docs/deployment.md, "Building the image").
 
 ARG RUST_VERSION=1.95.0
@@ -33,7 +33,7 @@ LABEL org.opencontainers.image.title="factorio-isr" \
       org.opencontainers.image.licenses="MIT OR Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.source="https://github.com/factorio-isr/factorio-isr"
-COPY deploy/image/rootfs/ /
+COPY config/image/rootfs/ /
 COPY patterns/ /patterns/
 COPY --from=build /out/factorio-isr /factorio-isr
 # Mount points: /config (servers.yml, mentions.yml), /patterns (pattern files; the stock ones

@@ -110,12 +110,12 @@ fn compose_is_valid_and_mounts_only_files_that_exist() {
         ])
     );
     // Prometheus loads the rules file it is given.
-    let prometheus = yaml(&root.join("deploy/compose/prometheus.yml"));
+    let prometheus = yaml(&root.join("config/prometheus/prometheus.yml"));
     assert_eq!(
         prometheus["rule_files"][0].as_str(),
         Some("/etc/prometheus/rules/factorio-isr.rules.yml")
     );
-    check_config(&root.join("deploy/compose/config/servers.yml"));
+    check_config(&root.join("config/compose/servers.yml"));
 
     if let Some(compose_tool) = tool("docker-compose") {
         run(Command::new(compose_tool)
@@ -149,7 +149,7 @@ fn check_config(path: &Path) {
 #[test]
 fn the_kubernetes_manifests_validate_and_carry_the_repository_files() {
     let root = repo();
-    let dir = root.join("deploy/kubernetes");
+    let dir = root.join("config/kubernetes");
     let kustomization = yaml(&dir.join("kustomization.yaml"));
     let resources: Vec<PathBuf> = kustomization["resources"]
         .as_sequence()
@@ -203,7 +203,7 @@ fn the_kubernetes_manifests_validate_and_carry_the_repository_files() {
         assert_eq!(
             patterns["data"][name].as_str(),
             Some(std::fs::read_to_string(&path).unwrap().as_str()),
-            "deploy/kubernetes/patterns.yaml differs from patterns/{name}: copy it over"
+            "config/kubernetes/patterns.yaml differs from patterns/{name}: copy it over"
         );
         files += 1;
     }
@@ -245,7 +245,7 @@ fn the_alert_rules_pass_their_unit_tests() {
     let Some(promtool) = tool("promtool") else {
         return;
     };
-    let dir = repo().join("deploy/prometheus");
+    let dir = repo().join("config/prometheus");
     run(Command::new(&promtool)
         .args(["check", "rules", "factorio-isr.rules.yml"])
         .current_dir(&dir));
@@ -410,7 +410,7 @@ fn a_real_prometheus_scrapes_the_demo_and_runs_the_rules_and_the_dashboard() {
              rule_files:\n  - {rules:?}\n\
              scrape_configs:\n  - job_name: factorio-isr\n    static_configs:\n      \
              - targets: [\"127.0.0.1:{demo_port}\"]\n",
-            rules = root.join("deploy/prometheus/factorio-isr.rules.yml")
+            rules = root.join("config/prometheus/factorio-isr.rules.yml")
         ),
     )
     .unwrap();
@@ -509,7 +509,7 @@ const ONLY_WITH_A_CANDIDATE: [&str; 1] = ["factorio_isr_plugin_discrepancies_tot
 
 /// Every panel's queries, as (panel title, PromQL with Grafana's variables).
 fn dashboard_queries() -> Vec<(String, String)> {
-    let path = repo().join("deploy/grafana/dashboards/factorio-isr.json");
+    let path = repo().join("config/grafana/dashboards/factorio-isr.json");
     let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut out = Vec::new();
     fn walk(panels: &Value, out: &mut Vec<(String, String)>) {
@@ -642,7 +642,7 @@ fn the_image_builds_without_a_registry_and_runs_under_chroot() {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("oci");
     let version = env!("CARGO_PKG_VERSION");
-    run(Command::new(root.join("deploy/image/build.sh"))
+    run(Command::new(root.join("config/image/build.sh"))
         .arg(&binary)
         .arg(&layout)
         .arg("test"));
@@ -732,7 +732,7 @@ fn the_image_builds_without_a_registry_and_runs_under_chroot() {
     let out = run(&mut inside(&["--version"]));
     assert!(String::from_utf8_lossy(&out.stdout).contains(version));
     std::fs::copy(
-        root.join("deploy/compose/config/servers.yml"),
+        root.join("config/compose/servers.yml"),
         rootfs.join("config/servers.yml"),
     )
     .unwrap();

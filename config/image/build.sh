@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the factorio-isr image as an OCI image layout from a static binary that is already
 # built, pulling nothing: the same files, user, entrypoint, port, volume, environment and
-# labels as the Dockerfile's last stage (tests/deploy/image.sh checks that they agree).
+# labels as the Dockerfile's last stage (tests/config/image.sh checks that they agree).
 #
-#   deploy/image/build.sh BINARY OUT_DIR [TAG]
+#   config/image/build.sh BINARY OUT_DIR [TAG]
 #
 # BINARY: a static build, e.g. from
 #   cargo build --release --target x86_64-unknown-linux-musl -p factorio-isr
@@ -40,7 +40,7 @@ umoci new --image "$out:$tag"
 umoci unpack --image "$out:$tag" "$bundle"
 
 rootfs=$bundle/rootfs
-cp -R "$root/deploy/image/rootfs/." "$rootfs/"
+cp -R "$root/config/image/rootfs/." "$rootfs/"
 mkdir -p "$rootfs/patterns" "$rootfs/config" "$rootfs/plugins" "$rootfs/state" "$rootfs/tmp"
 cp -R "$root/patterns/." "$rootfs/patterns/"
 if command -v strip >/dev/null; then

@@ -4,7 +4,7 @@
 # them with the stock parser and monitors, for SECONDS; then its resident memory (peak and
 # at the end) and CPU (cores used on average), from /proc.
 #
-#   deploy/sizing.sh BINARY N [SECONDS] [ACTIVITY_MS]
+#   host/benches/sizing.sh BINARY N [SECONDS] [ACTIVITY_MS]
 #
 # docs/deployment.md ("Sizing") quotes its figures for 1, 5, 20 and 50 servers.
 set -euo pipefail
