@@ -160,6 +160,7 @@ async fn the_task_delivers_appended_lines_and_stops_on_shutdown() {
         ..TailOptions::default()
     };
     let status = tail::Status {
+        server: "test".into(),
         health: factorio_isr::observe::health::Health::default(),
         component: "tailer:test".into(),
         positioned: None,
@@ -198,6 +199,7 @@ async fn the_first_batch_says_where_reading_starts() {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<factorio_isr::tail::Batch>(8);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let status = tail::Status {
+        server: "test".into(),
         health: factorio_isr::observe::health::Health::default(),
         component: "tailer:test".into(),
         positioned: None,

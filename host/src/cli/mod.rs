@@ -108,7 +108,7 @@ impl RuntimeArgs {
 
 /// Runs the command line; the exit code says whether it went well.
 pub fn main() -> ExitCode {
-    crate::observe::logging::init();
+    let _telemetry = crate::observe::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),

@@ -12,6 +12,7 @@ use serenity::all::{
     CommandInteraction, Context, EventHandler, Interaction, Message as GatewayMessage, Ready,
 };
 use serenity::async_trait;
+use tracing::Instrument;
 
 use super::answer::{Outcome, answer};
 use super::bot::Bot;
@@ -135,6 +136,22 @@ impl EventHandler for Handler {
 
 impl Handler {
     async fn command(&self, command: Command, cmd: &CommandInteraction) {
+        let subcommand = cmd.data.options.first().map(|o| o.name.as_str());
+        let span = tracing::info_span!(
+            parent: None,
+            "slash_command",
+            otel.name = format!("/{} {}", command.name(), subcommand.unwrap_or_default()),
+            command = command.name(),
+            subcommand,
+            user_id = cmd.user.id.get(),
+            tier = tracing::field::Empty,
+            server = tracing::field::Empty,
+            deferred = tracing::field::Empty,
+        );
+        self.answer_command(command, cmd).instrument(span).await
+    }
+
+    async fn answer_command(&self, command: Command, cmd: &CommandInteraction) {
         let started = Instant::now();
         let work = self.outcome(command, cmd);
         tokio::pin!(work);
@@ -147,7 +164,10 @@ impl Handler {
                 let body = json!({"type": 4, "data": message.fit()});
                 self.callback(cmd.id.get(), &cmd.token, &body).await
             }
-            Err(_) => self.deferred(cmd, work).await,
+            Err(_) => {
+                tracing::Span::current().record("deferred", true);
+                self.deferred(cmd, work).await
+            }
         };
         if let Err(e) = answered {
             tracing::warn!(user = %cmd.user.name, "cannot answer a /{} command: {e}", command.name());
@@ -212,6 +232,7 @@ impl Handler {
             Err(e) => return Outcome::Private(format!("❌ {e}")),
         };
         let tier = parsed.request.tier();
+        tracing::Span::current().record("tier", tier.name());
         // Role ids count only in the configured guild (checked above); admin and danger
         // tiers need it configured.
         let roles: Option<Vec<u64>> = match (&cmd.member, bot.guild_id) {
@@ -237,6 +258,9 @@ impl Handler {
         } else {
             None
         };
+        if let Some(s) = server {
+            tracing::Span::current().record("server", s.tag.as_str());
+        }
         if tier != Tier::Query {
             tracing::info!(user = %cmd.user.name, user_id = user, server = server.map(|s| s.tag.as_str()), "{} command", tier.name());
         }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::config::Secret;
 
@@ -162,6 +163,41 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Failure
     Ok(bytes)
 }
 
+/// The path of a Discord URL with its ids as `{id}` and its tokens as `{token}`, for
+/// traces: `/api/v10/interactions/{id}/{token}/callback`. Nothing secret survives it.
+pub fn route_template(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let path = match path.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
+        None => path,
+    };
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let is_id = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in segments.iter().enumerate() {
+        let after_id_of =
+            |word: &[&str]| i >= 2 && word.contains(&segments[i - 2]) && is_id(segments[i - 1]);
+        let shown = if after_id_of(&["webhooks", "interactions"]) {
+            "{token}"
+        } else if is_id(segment) {
+            "{id}"
+        } else if segment.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'@'
+        }) {
+            segment
+        } else {
+            // Anything else (a name, an emoji) is not shown.
+            "{value}"
+        };
+        out.push('/');
+        out.push_str(shown);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -214,6 +250,39 @@ impl Rest {
         url: &str,
         body: Option<&Value>,
     ) -> Result<Value, Failure> {
+        let template = route_template(url);
+        let span = tracing::info_span!(
+            "discord.request",
+            otel.name = format!("{method} {template}"),
+            otel.kind = "client",
+            http.request.method = %method,
+            url.template = template,
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = self
+            .request(method, url, body)
+            .instrument(span.clone())
+            .await;
+        if let Err(failure) = &result {
+            let kind = match failure {
+                Failure::RateLimited { .. } => "rate_limited",
+                Failure::Unavailable(_) => "unavailable",
+                Failure::Refused(_) => "refused",
+            };
+            span.record("error.type", kind);
+            span.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
         let route = format!("{method} {}", url.split('?').next().unwrap_or(url));
         if let Some(held) = self.held(&route) {
             // Not sent: the retry policy decides whether the wait fits its patience.
@@ -230,6 +299,7 @@ impl Rest {
             Failure::Unavailable(format!("cannot reach Discord: {}", e.without_url()))
         })?;
         let (status, headers) = (response.status(), response.headers().clone());
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         self.remember_limits(&route, &headers);
         let bytes = read_capped(response).await?;
         if status.is_success() {
@@ -295,6 +365,40 @@ impl Rest {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_route_template_shows_no_id_or_token() {
+        let cases = [
+            (
+                "http://127.0.0.1:9/api/v10/interactions/123/aW50ZXJhY3Rpb24.token-x_y/callback",
+                "/api/v10/interactions/{id}/{token}/callback",
+            ),
+            (
+                "https://discord.com/api/v10/webhooks/42/abcdefghijklmnop/messages/@original?wait=true",
+                "/api/v10/webhooks/{id}/{token}/messages/@original",
+            ),
+            (
+                "https://discord.com/api/webhooks/42/lowercasetoken",
+                "/api/webhooks/{id}/{token}",
+            ),
+            (
+                "/api/v10/channels/111111111111/messages",
+                "/api/v10/channels/{id}/messages",
+            ),
+            (
+                "/api/v10/applications/9/guilds/8/commands",
+                "/api/v10/applications/{id}/guilds/{id}/commands",
+            ),
+            (
+                "/api/v10/guilds/8/members/Alice%20B",
+                "/api/v10/guilds/{id}/members/{value}",
+            ),
+            ("https://discord.com", "/"),
+        ];
+        for (url, template) in cases {
+            assert_eq!(route_template(url), template, "{url}");
+        }
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

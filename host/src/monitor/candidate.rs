@@ -100,7 +100,9 @@ pub fn spawn_candidate(
                 let mut faulted = false;
                 for monitor in &mut candidate {
                     let result = match &input {
-                        MonitorInput::Events { at_ms, events } => monitor.on_events(*at_ms, events),
+                        MonitorInput::Events { at_ms, events, .. } => {
+                            monitor.on_events(*at_ms, events)
+                        }
                         MonitorInput::Sample(sample) => monitor.on_sample(sample),
                         _ => continue,
                     };

@@ -49,8 +49,13 @@ pub const QUEUE: usize = 64;
 /// What a monitor thread is fed.
 #[derive(Debug)]
 pub enum MonitorInput {
-    /// A batch of the server's events, read at `at_ms`.
-    Events { at_ms: u64, events: Vec<Event> },
+    /// A batch of the server's events, read at `at_ms`, and the trace of the batch they
+    /// came from.
+    Events {
+        at_ms: u64,
+        events: Vec<Event>,
+        span: tracing::Span,
+    },
     /// A reading of the server's metrics engine.
     Sample(WitSample),
     /// New monitors (a reload, a promotion): each takes up the state of the monitor of the
@@ -107,7 +112,16 @@ impl MonitorInput {
         Self::Events {
             at_ms: unix_ms::millis(SystemTime::now()),
             events,
+            span: tracing::Span::none(),
         }
+    }
+
+    /// The same input, its calls traced as part of `trace`.
+    pub fn in_trace(mut self, trace: &tracing::Span) -> Self {
+        if let Self::Events { span, .. } = &mut self {
+            *span = trace.clone();
+        }
+        self
     }
 }
 

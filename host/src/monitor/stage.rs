@@ -190,9 +190,18 @@ impl Running {
 
     /// Calls every live monitor with `input`, files their alerts, hands the input to the
     /// candidate, and judges faults. False when the delivery task is gone.
-    fn call(&mut self, input: MonitorInput) -> bool {
+    fn call(&mut self, mut input: MonitorInput) -> bool {
         let s = &mut self.stage;
         let tag = s.slot.tag.as_str();
+        // A batch's events are part of its trace; the candidate's calls are not.
+        let span = match &mut input {
+            MonitorInput::Events { span: trace, .. } => {
+                let trace = std::mem::replace(trace, tracing::Span::none());
+                tracing::info_span!(parent: &trace, "monitors", server = tag, alerts = tracing::field::Empty)
+            }
+            _ => tracing::Span::none(),
+        };
+        let _in_span = span.enter();
         let mut notices = Vec::new();
         let mut raised = Vec::new();
         let mut faults = 0;
@@ -200,7 +209,7 @@ impl Running {
             let name = &self.names[i];
             let started = Instant::now();
             let result = match &input {
-                MonitorInput::Events { at_ms, events } => monitor.on_events(*at_ms, events),
+                MonitorInput::Events { at_ms, events, .. } => monitor.on_events(*at_ms, events),
                 MonitorInput::Sample(sample) => monitor.on_sample(sample),
                 _ => continue,
             };
@@ -248,6 +257,7 @@ impl Running {
                 }
             }
         }
+        span.record("alerts", notices.len());
         if !notices.is_empty() && s.out.notices.blocking_send(notices).is_err() {
             return false;
         }

@@ -6,6 +6,7 @@ pub mod fault;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod traces;
 
 use std::sync::Arc;
 

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 pub use candidate::{ShadowBatch, ShadowInput, spawn_shadow};
 pub use parse::ParseInput;
@@ -109,6 +110,8 @@ pub struct LogInput {
 struct Parsed {
     events: Vec<Event>,
     position: Option<Position>,
+    /// The batch's trace, closed once its events are delivered and its position saved.
+    span: tracing::Span,
 }
 
 /// Starts the pipeline; it runs until `shutdown` turns true, then delivers what it has
@@ -136,6 +139,7 @@ pub fn spawn(
     let tailer = format!("tailer:{tag}");
     shared.health.register(&tailer);
     let status = tail::Status {
+        server: tag.clone(),
         health: shared.health.clone(),
         component: tailer,
         positioned: log.positioned,
@@ -304,7 +308,10 @@ impl Delivery<'_> {
                     }
                 }
                 batch = notices.recv(), if notices_open => match batch {
-                    Some(events) => self.deliver_all(&events).await,
+                    Some(events) => {
+                        let span = tracing::info_span!(parent: None, "notices", server = self.tag, events = events.len());
+                        self.deliver_all(&events).instrument(span).await
+                    }
                     None => notices_open = false,
                 },
                 else => break,
@@ -319,6 +326,11 @@ impl Delivery<'_> {
     }
 
     async fn events(&self, parsed: Parsed, log: &mut LogDelivery) {
+        let trace = parsed.span.clone();
+        self.events_in_trace(parsed, log).instrument(trace).await
+    }
+
+    async fn events_in_trace(&self, parsed: Parsed, log: &mut LogDelivery) {
         let tag = self.tag;
         let shared = self.shared;
         if !parsed.events.is_empty() {
@@ -338,12 +350,13 @@ impl Delivery<'_> {
             return;
         };
         let path = log.path.clone();
+        let span = tracing::info_span!("checkpoint", server = tag, offset = pos.offset);
         let saving = tokio::task::spawn_blocking(move || {
             let saved = checkpoint.save(&pos);
             let len = std::fs::metadata(&path).map(|m| m.len()).ok();
             (checkpoint, saved, len)
         });
-        let Ok((checkpoint, saved, len)) = saving.await else {
+        let Ok((checkpoint, saved, len)) = saving.instrument(span).await else {
             return;
         };
         log.checkpoint = Some(checkpoint);
@@ -378,6 +391,20 @@ impl Delivery<'_> {
 /// Delivers one batch to one sink, retrying a few times; a batch that still fails is
 /// counted and logged, and the pipeline moves on.
 async fn deliver(tag: &str, sink: &dyn Sink, events: &[Event], shared: &Shared) {
+    let span = tracing::info_span!(
+        "deliver",
+        server = tag,
+        sink = sink.name(),
+        events = events.len(),
+        attempts = tracing::field::Empty,
+        outcome = tracing::field::Empty
+    );
+    deliver_in(tag, sink, events, shared).instrument(span).await
+}
+
+/// [`deliver`], inside its span.
+async fn deliver_in(tag: &str, sink: &dyn Sink, events: &[Event], shared: &Shared) {
+    let span = tracing::Span::current();
     let component = format!("sink:{tag}:{}", sink.name());
     let mut wait = Duration::from_millis(250);
     for attempt in 1..=SINK_ATTEMPTS {
@@ -391,6 +418,8 @@ async fn deliver(tag: &str, sink: &dyn Sink, events: &[Event], shared: &Shared) 
         let problem = match result {
             Ok(Ok(())) => {
                 shared.health.set(&component, State::Ready, None);
+                span.record("attempts", attempt);
+                span.record("outcome", "delivered");
                 return;
             }
             Ok(Err(e)) => e.to_string(),
@@ -403,6 +432,8 @@ async fn deliver(tag: &str, sink: &dyn Sink, events: &[Event], shared: &Shared) 
             .inc();
         shared.health.error(&component, problem.clone());
         if attempt == SINK_ATTEMPTS {
+            span.record("attempts", attempt);
+            span.record("outcome", "dropped");
             tracing::error!(server = %tag, sink = sink.name(), "gave up delivering {} events after {SINK_ATTEMPTS} attempts: {problem}", events.len());
             shared
                 .metrics

@@ -157,8 +157,13 @@ impl ParseStage {
                 .with_label_values(&[tag, "too_long"])
                 .inc_by(cut as u64);
         }
+        let trace = batch.span;
+        let span = tracing::info_span!(parent: &trace, "parse", server = tag, events = tracing::field::Empty, faults = tracing::field::Empty);
+        let _in_span = span.enter();
         let lines: Vec<String> = batch.lines.into_iter().map(|l| l.text).collect();
         let out = self.slot.live.parse(&lines);
+        span.record("events", out.events.len());
+        span.record("faults", out.faults.len());
         for (i, parser) in self.slot.live.parsers().iter().enumerate() {
             let name = parser.plugin().name();
             if let Some(t) = out.timings.get(i) {
@@ -209,13 +214,15 @@ impl ParseStage {
         let parsed = Parsed {
             events: out.events.into_iter().map(|(_, e)| e).collect(),
             position: batch.position,
+            span: trace,
         };
         if let Some((feed, listening)) = &self.monitors
             && listening.get()
             && !parsed.events.is_empty()
         {
             // A closed feed means the monitor thread is gone; the events still go on.
-            let _ = feed.blocking_send(MonitorInput::events(parsed.events.clone()));
+            let input = MonitorInput::events(parsed.events.clone()).in_trace(&parsed.span);
+            let _ = feed.blocking_send(input);
         }
         (parsed, faults)
     }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use super::RconError;
 use super::connection::Connection;
@@ -82,6 +83,8 @@ struct Request {
 /// A handle to one server's RCON link. Dropping every handle stops the link.
 #[derive(Clone)]
 pub struct RconClient {
+    /// The server's tag, for the spans of its commands.
+    server: std::sync::Arc<str>,
     tx: mpsc::Sender<Request>,
     state: watch::Receiver<LinkState>,
     default_timeout: Duration,
@@ -98,6 +101,7 @@ impl RconClient {
         let default_timeout = settings.command_timeout;
         tokio::spawn(link(server.to_owned(), settings, rx, state_tx, metrics));
         Self {
+            server: server.into(),
             tx,
             state,
             default_timeout,
@@ -115,6 +119,28 @@ impl RconClient {
         command: &str,
         timeout: Duration,
     ) -> Result<String, RconError> {
+        // The command's first word only: its arguments may be long (Lua) or a player's text.
+        let verb = command.split_whitespace().next().unwrap_or_default();
+        let span = tracing::info_span!(
+            "rcon.command",
+            server = &*self.server,
+            command = verb,
+            otel.kind = "client",
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = self
+            .exchange(command, timeout)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result {
+            span.record("error.type", e.kind());
+            span.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+
+    async fn exchange(&self, command: &str, timeout: Duration) -> Result<String, RconError> {
         if let LinkState::Down { error, .. } = &*self.state.borrow() {
             return Err(RconError::Down(error.clone()));
         }

@@ -31,11 +31,33 @@ pub struct Batch {
     pub lines: Vec<Line>,
     /// None only while the file cannot be opened.
     pub position: Option<Position>,
+    /// The root span of the batch's trace (tail → parsers → monitors → sinks); disabled
+    /// when traces are off or the batch has no lines.
+    pub span: tracing::Span,
+}
+
+impl Batch {
+    /// A batch of `lines` read from `server`'s log, with the span its trace starts with.
+    pub fn new(server: &str, lines: Vec<Line>, position: Option<Position>) -> Self {
+        let span = if lines.is_empty() {
+            tracing::Span::none()
+        } else {
+            let bytes: usize = lines.iter().map(|l| l.text.len()).sum();
+            tracing::info_span!(parent: None, "batch", server, lines = lines.len(), bytes)
+        };
+        Self {
+            lines,
+            position,
+            span,
+        }
+    }
 }
 
 /// Where a tailer task reports how it is doing.
 #[derive(Debug, Clone)]
 pub struct Status {
+    /// The server whose log it is (for the spans of its batches).
+    pub server: String,
     pub health: Health,
     /// Its component name in `health`.
     pub component: String,
@@ -155,7 +177,7 @@ pub async fn run<T: From<Batch>>(
             reader.position()
         };
         if !lines.is_empty() || (position.is_some() && position != sent) {
-            let batch = Batch { lines, position };
+            let batch = Batch::new(&status.server, lines, position);
             tokio::select! {
                 r = tx.send(batch.into()) => if r.is_err() {
                     return Some(reader);

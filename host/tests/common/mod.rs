@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_discord;
+pub mod otlp;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
