@@ -16,6 +16,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("misbehave", "misbehave"),
     ("echo-monitor", "echo_monitor"),
     ("legacy-parser", "legacy_parser"),
+    ("v03-parser", "v03_parser"),
     ("bad-matches", "bad_matches"),
 ];
 
@@ -44,7 +45,8 @@ fn main() {
             out_dir.join(format!("{stem}.wasm")).display()
         );
     }
-    embed_patterns(&root.join("patterns"));
+    embed_patterns(&root.join("patterns"), "stock_patterns.rs");
+    embed_patterns(&root.join("patterns").join("packs"), "stock_packs.rs");
 }
 
 fn require_wasm_target() {
@@ -114,7 +116,7 @@ fn build_plugins(root: &Path, target_dir: &Path) {
     }
 }
 
-fn embed_patterns(dir: &Path) {
+fn embed_patterns(dir: &Path, out_name: &str) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
@@ -133,7 +135,6 @@ fn embed_patterns(dir: &Path) {
         );
     }
     src.push_str("]\n");
-    let out =
-        PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("stock_patterns.rs");
-    std::fs::write(out, src).expect("write stock_patterns.rs");
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join(out_name);
+    std::fs::write(out, src).expect("write the embedded pattern files");
 }

@@ -85,11 +85,14 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
             report: Arc::default(),
             pins: None,
             previous: None,
-            path: log.to_owned(),
+            files: vec![pipeline::LogFile {
+                id: "console".into(),
+                path: log.to_owned(),
+                links_within: Vec::new(),
+            }],
             parsers: pipeline::parser_chain(&runtime(), "bench", &[]).unwrap(),
             checkpoints,
             on_lost_checkpoint: Default::default(),
-            links_within: Vec::new(),
             max_line_bytes: 1 << 20,
             tail: TailOptions::default(),
             positioned: None,
@@ -100,6 +103,7 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
         board: Arc::default(),
         versions: Arc::default(),
         watchdog: factorio_isr::observe::Watchdog::unsupervised(&shared(), "bench"),
+        rules: Arc::default(),
     }
 }
 

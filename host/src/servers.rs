@@ -128,6 +128,11 @@ impl Server {
             let settings = RconSettings {
                 connect_timeout: timeout,
                 command_timeout: timeout,
+                lua: if config.achievements_safe {
+                    crate::rcon::LuaPolicy::Refused
+                } else {
+                    crate::rcon::LuaPolicy::Allowed
+                },
                 ..RconSettings::new(addr, password)
             };
             let rcon = RconClient::spawn(&config.tag, settings, link);
@@ -146,10 +151,7 @@ impl Server {
             stats,
             alerts: Arc::new(Alerts::new(&config.tag, mentions, metrics.cloned())),
             plugins: Arc::default(),
-            parsers: config
-                .log_path
-                .is_some()
-                .then(crate::pipeline::ParserHandle::default),
+            parsers: (!config.logs.is_empty()).then(crate::pipeline::ParserHandle::default),
             monitors: Some(crate::monitor::MonitorHandle::default()),
             run: tokio::sync::watch::Sender::new(RunState::Starting),
             control: RunControl::default(),

@@ -219,7 +219,7 @@ fn plugin_check_says_world_version_and_runs_sample_lines() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(
-        stdout.contains("world:   factorio-isr:plugin/parser@0.3.0"),
+        stdout.contains("world:   factorio-isr:plugin/parser@0.4.0"),
         "{stdout}"
     );
     assert!(stdout.contains("7 lines -> 5 events"), "{stdout}");
@@ -231,7 +231,7 @@ fn plugin_check_says_world_version_and_runs_sample_lines() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(
-        stdout.contains("world:   factorio-isr:plugin/monitor@0.3.0"),
+        stdout.contains("world:   factorio-isr:plugin/monitor@0.4.0"),
         "{stdout}"
     );
     assert!(stdout.contains("-> 6 alerts"), "{stdout}");
@@ -314,7 +314,7 @@ fn plugin_new_writes_a_crate_that_builds_anywhere_and_passes_check() {
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
         assert!(
-            stdout.contains(&format!("factorio-isr:plugin/{kind}@0.3.0")),
+            stdout.contains(&format!("factorio-isr:plugin/{kind}@0.4.0")),
             "{stdout}"
         );
     }
@@ -403,11 +403,11 @@ fn check_validates_a_config_and_every_plugin_it_uses() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("server prod: plugin patterns: factorio-isr:plugin/parser@0.3.0"),
+        stdout.contains("server prod: plugin patterns: factorio-isr:plugin/parser@0.4.0"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("server prod: plugin") && stdout.contains("monitor@0.3.0"),
+        stdout.contains("server prod: plugin") && stdout.contains("monitor@0.4.0"),
         "{stdout}"
     );
     assert!(

@@ -199,6 +199,10 @@ fn the_kubernetes_manifests_validate_and_carry_the_repository_files() {
     let mut files = 0;
     for entry in std::fs::read_dir(root.join("patterns")).unwrap() {
         let path = entry.unwrap().path();
+        // The packs (patterns/packs) are built into the binary and named in servers.yml.
+        if path.is_dir() {
+            continue;
+        }
         let name = path.file_name().unwrap().to_str().unwrap();
         assert_eq!(
             patterns["data"][name].as_str(),

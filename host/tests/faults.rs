@@ -130,11 +130,12 @@ fn a_fifo_and_a_device_are_refused_while_another_server_delivers_and_sigterm_exi
         "{said}"
     );
     assert!(
-        said.contains("error: server zero: log /dev/zero") && said.contains("character device"),
+        said.contains("error: server zero: log zero (/dev/zero)")
+            && said.contains("character device"),
         "{said}"
     );
     assert!(
-        said.contains(&format!("server fine: log {}: ok", fine.display())),
+        said.contains(&format!("server fine: log fine ({}): ok", fine.display())),
         "{said}"
     );
 }

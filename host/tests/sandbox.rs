@@ -37,7 +37,7 @@ fn the_stock_parser_gives_the_expected_events_for_the_test_lines() {
     let rt = runtime();
     let plugin = rt.load("patterns", PATTERNS_WASM).unwrap();
     assert_eq!(plugin.world().kind, WorldKind::Parser);
-    assert_eq!(plugin.world().version, Version(0, 3, 0));
+    assert_eq!(plugin.world().version, Version(0, 4, 0));
     let mut parser = plugin
         .parser(
             "test",
@@ -75,6 +75,90 @@ fn the_stock_parser_gives_the_expected_events_for_the_test_lines() {
     assert_eq!(parser.stats().faults(), 0);
 }
 
+/// Runs the stock parser, configured by `config`, over a table of lines (line, kind, player,
+/// message, every field, source) and says which lines gave something else.
+fn check_table(config: &str, table: &str) {
+    let rt = runtime();
+    let plugin = rt.load("patterns", PATTERNS_WASM).unwrap();
+    let mut parser = plugin.parser("test", config).unwrap();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert!(
+        rows.iter().all(|r| r.len() == 6),
+        "six columns in every row"
+    );
+    let input: Vec<String> = rows.iter().map(|r| r[0].to_owned()).collect();
+    let events = parser.parse(&input).unwrap();
+    let mut wrong = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let found: Vec<_> = events
+            .iter()
+            .filter(|(j, _)| *j == i)
+            .map(|(_, e)| e)
+            .collect();
+        let got = match found.as_slice() {
+            [] => "-".to_owned(),
+            [e] => {
+                let mut fields: Vec<String> =
+                    e.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                fields.sort();
+                let message = if row[3].is_empty() {
+                    ""
+                } else {
+                    e.message.as_deref().unwrap_or("")
+                };
+                let player = e.player.as_deref().unwrap_or("");
+                format!("{}|{player}|{message}|{}", e.kind, fields.join(";"))
+            }
+            more => format!("{} events", more.len()),
+        };
+        let mut fields: Vec<&str> = row[4].split(';').filter(|f| !f.is_empty()).collect();
+        fields.sort();
+        let expected = if row[1] == "-" {
+            "-".to_owned()
+        } else {
+            format!("{}|{}|{}|{}", row[1], row[2], row[3], fields.join(";"))
+        };
+        if got != expected {
+            wrong.push(format!(
+                "{:?}\n  expected {expected}\n  got      {got}",
+                row[0]
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Every kind of line a real server writes, each with where it (or its form) was found, gives
+/// exactly the event in `tests/fixtures/factorio-lines.tsv`, fields and all.
+#[test]
+fn the_stock_parser_gives_every_kind_of_real_line_its_event_fields_and_all() {
+    check_table(
+        &stock::patterns_config(&stock::stock_pattern_files()),
+        include_str!("../../tests/fixtures/factorio-lines.tsv"),
+    );
+}
+
+/// The packs for companion mods give their lines' events, and nothing the console log says
+/// already; the vanilla lines give the same events with the packs on.
+#[test]
+fn the_pattern_packs_give_the_companion_mods_events_and_no_duplicates() {
+    let source = stock::PluginSource::Stock("patterns");
+    let config = stock::init_config(
+        &source,
+        &serde_json::json!({"packs": ["factocord", "server-protocol"]}),
+    )
+    .unwrap();
+    check_table(&config, include_str!("../../tests/fixtures/pack-lines.tsv"));
+    check_table(
+        &config,
+        include_str!("../../tests/fixtures/factorio-lines.tsv"),
+    );
+}
+
 #[test]
 fn the_stock_parser_rejects_bad_pattern_files_in_init_with_file_and_line() {
     let rt = runtime();
@@ -100,7 +184,7 @@ fn worlds_and_versions_are_told_apart_before_anything_runs() {
     assert_eq!(monitor.world().kind, WorldKind::Monitor);
     assert_eq!(
         monitor.world().to_string(),
-        "factorio-isr:plugin/monitor@0.3.0"
+        "factorio-isr:plugin/monitor@0.4.0"
     );
     let err = monitor.parser("s", "null").unwrap_err();
     assert!(matches!(
@@ -139,9 +223,9 @@ fn files_that_are_not_plugins_get_a_one_line_error_saying_what_they_are() {
         ),
         (
             "newer WIT",
-            wat::parse_str(r#"(component (import "factorio-isr:plugin/types@0.4.0" (instance)))"#)
+            wat::parse_str(r#"(component (import "factorio-isr:plugin/types@0.5.0" (instance)))"#)
                 .unwrap(),
-            "built against factorio-isr:plugin@0.4.0, newer than this host supports (up to 0.3.0): upgrade factorio-isr to a release that supports 0.4.0",
+            "built against factorio-isr:plugin@0.5.0, newer than this host supports (up to 0.4.0): upgrade factorio-isr to a release that supports 0.5.0",
         ),
         (
             "no world",
@@ -273,7 +357,7 @@ fn a_parser_gives_at_most_a_few_events_per_line_however_many_it_returns() {
 fn malformed_rule_matches_are_dropped_and_counted_and_the_rest_of_the_batch_kept() {
     let rt = runtime();
     let plugin = load(&rt, BAD_MATCHES_WASM);
-    assert_eq!(plugin.world().version, Version(0, 3, 0));
+    assert_eq!(plugin.world().version, Version(0, 4, 0));
     let mut p = plugin.parser("s", "null").unwrap();
     let events = p
         .parse(&lines(&[
@@ -591,7 +675,12 @@ fn a_plugin_built_against_the_frozen_0_1_0_still_loads_and_runs() {
     );
     assert_eq!(
         SUPPORTED_WIT_VERSIONS,
-        [Version(0, 1, 0), Version(0, 2, 0), Version(0, 3, 0)]
+        [
+            Version(0, 1, 0),
+            Version(0, 2, 0),
+            Version(0, 3, 0),
+            Version(0, 4, 0)
+        ]
     );
     let mut p = legacy.parser("s", "null").unwrap();
     let events = p.parse(&lines(&["a", "b"])).unwrap();
@@ -611,6 +700,43 @@ fn a_plugin_built_against_the_frozen_0_1_0_still_loads_and_runs() {
     ]));
     let kinds: Vec<&str> = out.events.iter().map(|(_, e)| e.kind.as_str()).collect();
     assert_eq!(kinds, ["legacy", "join"]);
+}
+
+/// A plugin built against the frozen WIT 0.3.0 (whose `host` has no `log-source`) loads
+/// and runs through the current parser bindings, in a chain with a 0.4.0 plugin that asks
+/// which log its lines came from.
+#[test]
+fn a_plugin_built_against_the_frozen_0_3_0_runs_beside_one_that_asks_the_log_source() {
+    let rt = runtime();
+    let old = load(&rt, env!("FACTORIO_ISR_WASM_V03_PARSER"));
+    assert_eq!(old.world().to_string(), "factorio-isr:plugin/parser@0.3.0");
+    let current = load(&rt, MISBEHAVE_WASM);
+    assert_eq!(
+        current.world().to_string(),
+        "factorio-isr:plugin/parser@0.4.0"
+    );
+    let mut chain = ParserChain::new(vec![
+        old.parser("s", "null").unwrap(),
+        current.parser("s", "null").unwrap(),
+    ]);
+    let out = chain.parse_from("factorio-current", &lines(&["SOURCE"]));
+    assert!(out.faults.is_empty(), "{:?}", out.faults);
+    let got: Vec<(&str, Option<&str>)> = out
+        .events
+        .iter()
+        .map(|(_, e)| (e.kind.as_str(), e.message.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("v03", Some("SOURCE")),
+            ("source", Some("factorio-current"))
+        ]
+    );
+    assert_eq!(out.events[0].1.field("clock"), Some("true"));
+    // The source is the call's: the next batch from another log says so.
+    let out = chain.parse_from("console", &lines(&["SOURCE"]));
+    assert_eq!(out.events[1].1.message.as_deref(), Some("console"));
 }
 
 /// 0.2.0's new function: a current plugin reads the host's clock.

@@ -161,6 +161,8 @@ async fn the_task_delivers_appended_lines_and_stops_on_shutdown() {
     };
     let status = tail::Status {
         server: "test".into(),
+        log: 0,
+        log_id: "console".into(),
         health: factorio_isr::observe::health::Health::default(),
         component: "tailer:test".into(),
         positioned: None,
@@ -200,6 +202,8 @@ async fn the_first_batch_says_where_reading_starts() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let status = tail::Status {
         server: "test".into(),
+        log: 0,
+        log_id: "console".into(),
         health: factorio_isr::observe::health::Health::default(),
         component: "tailer:test".into(),
         positioned: None,

@@ -80,7 +80,7 @@ pub struct Host {
     supervisors: Vec<tokio::task::JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Each server's log, to say at a late shutdown what was not delivered.
-    logs: Vec<(String, PathBuf)>,
+    logs: Vec<(crate::pipeline::LogName, PathBuf)>,
     checkpoints: CheckpointStore,
 }
 
@@ -151,11 +151,7 @@ impl Host {
         }
         // "started" promises that every line written from now on is read: each tailer has
         // opened its file (or found it missing) by then.
-        let logs = config
-            .servers
-            .iter()
-            .filter(|s| s.log_path.is_some())
-            .count();
+        let logs: usize = config.servers.iter().map(|s| s.logs.len()).sum();
         let logs = u32::try_from(logs).unwrap_or(u32::MAX);
         if tokio::time::timeout(START_TIMEOUT, positioned.acquire_many(logs))
             .await
@@ -209,7 +205,14 @@ impl Host {
         let logs = config
             .servers
             .iter()
-            .filter_map(|s| Some((s.tag.clone(), s.log_path.clone()?)))
+            .flat_map(|s| {
+                s.logs.iter().enumerate().map(|(i, l)| {
+                    (
+                        crate::pipeline::LogName::new(&s.tag, i, &l.id),
+                        l.path.clone(),
+                    )
+                })
+            })
             .collect();
         Ok(Self {
             servers,
@@ -267,15 +270,16 @@ impl Host {
 
 /// Says, for each server whose log is not delivered to its end, how much is left: it is
 /// read again at the next start, from the last saved checkpoint.
-fn undelivered(logs: &[(String, PathBuf)], checkpoints: &CheckpointStore) {
-    for (tag, path) in logs {
-        let crate::tail::checkpoint::Loaded::Found(at) = checkpoints.open(tag).1 else {
+fn undelivered(logs: &[(crate::pipeline::LogName, PathBuf)], checkpoints: &CheckpointStore) {
+    for (name, path) in logs {
+        let crate::tail::checkpoint::Loaded::Found(at) = checkpoints.open(&name.checkpoint).1
+        else {
             continue;
         };
         let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         if len > at.offset {
             tracing::warn!(
-                server = %tag,
+                log = %name.label,
                 "{} bytes of {} are not delivered yet (the checkpoint is at byte {}); the next start reads them again",
                 len - at.offset,
                 path.display(),

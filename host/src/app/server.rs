@@ -14,7 +14,7 @@ use crate::monitor;
 use crate::observe::health::State;
 use crate::observe::metrics::Metrics;
 use crate::observe::{Shared, Watchdog};
-use crate::pipeline::{self, LogInput, ServerPipeline};
+use crate::pipeline::{self, LogFile, LogInput, ServerPipeline};
 use crate::reload::Reloader;
 use crate::servers::Server;
 use crate::sink::{ConsoleSink, JsonlSink, Sink};
@@ -113,6 +113,7 @@ pub(super) fn start_run(
             monitor::candidate_instances(&parts.runtime, server).map_err(in_config)?;
         stage.report = live.monitor_compare.clone();
         stage.watchdog = watchdog.clone();
+        stage.roster = live.stats.is_some().then(monitor::Roster::default);
         let thread = stage.spawn(feed_rx)?;
         monitor_handle.feed.connect(&feed_tx);
         tasks.push(tokio::task::spawn_blocking(move || {
@@ -148,8 +149,8 @@ pub(super) fn start_run(
     let parser_handle = live.parsers.clone().unwrap_or_default();
     let versions = parser_handle.versions.clone();
     let mut previous = None;
-    let log = match server.log_path.clone() {
-        Some(path) => Some(LogInput {
+    let log = match server.logs.is_empty() {
+        false => Some(LogInput {
             inputs: {
                 let (tx, rx) = pipeline::parse_queue();
                 parser_handle.inputs.connect(&tx);
@@ -168,7 +169,15 @@ pub(super) fn start_run(
             },
             report: live.parser_compare.clone(),
             auto_rollback: auto_rollback(server, live, &notice_tx),
-            path,
+            files: server
+                .logs
+                .iter()
+                .map(|l| LogFile {
+                    id: l.id.clone(),
+                    path: l.path.clone(),
+                    links_within: server.log_links_within.clone(),
+                })
+                .collect(),
             parsers: {
                 let configured =
                     pipeline::parser_chain(&parts.runtime, &server.tag, &server.parsers)
@@ -188,7 +197,6 @@ pub(super) fn start_run(
             previous: previous.take(),
             checkpoints: parts.checkpoints.clone(),
             on_lost_checkpoint: server.on_lost_checkpoint,
-            links_within: server.log_links_within.clone(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             tail: TailOptions {
                 poll_interval: parts.poll,
@@ -196,8 +204,8 @@ pub(super) fn start_run(
             },
             positioned,
         }),
-        None => {
-            tracing::warn!(server = %server.tag, "no log_path: this server's log is not followed");
+        true => {
+            tracing::warn!(server = %server.tag, "no log_path or logs: this server's log is not followed");
             None
         }
     };
@@ -211,6 +219,7 @@ pub(super) fn start_run(
         board: live.plugins.clone(),
         versions,
         watchdog: watchdog.clone(),
+        rules: Arc::new(crate::config::EventRules::new(&server.events)),
     };
     tasks.push(pipeline::spawn(p, shared.clone(), stopped.clone()));
     Ok(tasks)

@@ -195,37 +195,30 @@ fn check_plugin(
     }
 }
 
-/// Says whether `server`'s log can be followed: a regular file, or a link to one inside the
-/// allowed folders, or nothing yet (waited for). Returns the number of problems (0 or 1).
+/// Says whether each of `server`'s logs can be followed: a regular file, or a link to one
+/// inside the allowed folders, or nothing yet (waited for). Returns the number of problems.
 fn check_log(server: &crate::config::ServerConfig) -> usize {
-    let Some(path) = &server.log_path else {
-        return 0;
-    };
-    match crate::tail::resolve(path, &server.log_links_within) {
-        Ok(file) if &file == path => {
-            println!("server {}: log {}: ok", server.tag, path.display());
-            0
-        }
-        Ok(file) => {
-            println!(
-                "server {}: log {}: a link to {}: ok",
-                server.tag,
+    let mut problems = 0;
+    for log in &server.logs {
+        let (tag, id, path) = (&server.tag, &log.id, &log.path);
+        match crate::tail::resolve(path, &server.log_links_within) {
+            Ok(file) if &file == path => {
+                println!("server {tag}: log {id} ({}): ok", path.display());
+            }
+            Ok(file) => println!(
+                "server {tag}: log {id} ({}): a link to {}: ok",
                 path.display(),
                 file.display()
-            );
-            0
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!(
-                "server {}: log {}: not there yet; it is waited for",
-                server.tag,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => println!(
+                "server {tag}: log {id} ({}): not there yet; it is waited for",
                 path.display()
-            );
-            0
-        }
-        Err(e) => {
-            println!("error: server {}: log {}: {e}", server.tag, path.display());
-            1
+            ),
+            Err(e) => {
+                println!("error: server {tag}: log {id} ({}): {e}", path.display());
+                problems += 1;
+            }
         }
     }
+    problems
 }

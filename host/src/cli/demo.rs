@@ -53,7 +53,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut sims = Vec::new();
     for (tag, api, seed) in [("nauvis", Api::V2_0, 7), ("legacy", Api::V1_1, 11)] {
         let log = dir.path().join(format!("{tag}-console.log"));
+        let current = dir.path().join(format!("{tag}-factorio-current.log"));
         std::fs::write(&log, "")?;
+        std::fs::write(&current, "")?;
         let sim = Sim::start(SimOptions {
             log: Some(log),
             password: PASSWORD.into(),
@@ -85,6 +87,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         &config,
     )
     .await?;
+    // The servers "start" once the host follows their logs, so their start shows too.
+    for (tag, sim) in sims.iter() {
+        let current = dir.path().join(format!("{tag}-factorio-current.log"));
+        if let Err(e) = sim.game().open_current_log(&current, sim.rcon_addr()) {
+            tracing::warn!("cannot write {}: {e}", current.display());
+        }
+    }
     let base = format!("http://{}", host.http_addr.unwrap_or(http));
     println!(
         "factorio-isr demo: two simulated Factorio servers ({}).\n\
@@ -115,12 +124,15 @@ fn servers_yml(dir: &Path, sims: &[(&str, Sim)]) -> String {
     let mut out = String::from("# Written by `factorio-isr demo`.\nservers:\n");
     for (tag, sim) in sims {
         let log = dir.join(format!("{tag}-console.log"));
+        let current = dir.join(format!("{tag}-factorio-current.log"));
         out.push_str(&format!(
-            "  {tag}:\n    name: Demo {tag}\n    log_path: {log:?}\n    rcon_host: 127.0.0.1\n    \
+            "  {tag}:\n    name: Demo {tag}\n    logs:\n      - path: {log:?}\n        id: console\n      \
+             - path: {current:?}\n        id: factorio-current\n    rcon_host: 127.0.0.1\n    \
              rcon_port: {port}\n    rcon_password: {PASSWORD}\n    metrics_interval: 5\n    \
              alert_check_interval: 5\n    alert_samples_required: 3\n    alert_cooldown: 60\n    \
              stats_interval: 120\n    monitors:\n      - plugin: ups-alert\n      - plugin: chat-guard\n",
             log = log.display().to_string(),
+            current = current.display().to_string(),
             port = sim.rcon_addr().port()
         ));
     }

@@ -13,15 +13,15 @@ const SDK_LIB: &str = include_str!("../../../plugins/sdk/src/lib.rs");
 const WIT_FILES: &[(&str, &str)] = &[
     (
         "types.wit",
-        include_str!("../../../wit/since_v0.3.0/types.wit"),
+        include_str!("../../../wit/since_v0.4.0/types.wit"),
     ),
     (
         "parser.wit",
-        include_str!("../../../wit/since_v0.3.0/parser.wit"),
+        include_str!("../../../wit/since_v0.4.0/parser.wit"),
     ),
     (
         "monitor.wit",
-        include_str!("../../../wit/since_v0.3.0/monitor.wit"),
+        include_str!("../../../wit/since_v0.4.0/monitor.wit"),
     ),
 ];
 
@@ -150,7 +150,7 @@ wit-bindgen = { version = "0.61.1", default-features = false, features = ["macro
     )?;
     write(
         "sdk/src/lib.rs",
-        &SDK_LIB.replace("\"../../wit/since_v0.3.0\"", "\"wit\""),
+        &SDK_LIB.replace("\"../../wit/since_v0.4.0\"", "\"wit\""),
     )?;
     for (file, text) in WIT_FILES {
         write(&format!("sdk/wit/{file}"), text)?;
@@ -158,7 +158,7 @@ wit-bindgen = { version = "0.61.1", default-features = false, features = ["macro
     write(
         "README.md",
         &format!(
-            "# {name}\n\nA factorio-isr {} plugin.\n\n    cargo build --release\n    factorio-isr plugin check target/wasm32-wasip2/release/{}.wasm\n\n`sdk/` is a copy of the factorio-isr SDK and WIT package (version 0.3.0).\n",
+            "# {name}\n\nA factorio-isr {} plugin.\n\n    cargo build --release\n    factorio-isr plugin check target/wasm32-wasip2/release/{}.wasm\n\n`sdk/` is a copy of the factorio-isr SDK and WIT package (version 0.4.0).\n",
             kind_name(kind),
             name.replace('-', "_")
         ),

@@ -60,6 +60,13 @@ pub fn run(args: RconArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let server = find_server(&config, &args.server)?;
     let text = command::raw(&args.command.join(" "))?;
+    if server.achievements_safe && crate::rcon::connection::is_lua(text.as_str()) {
+        anyhow::bail!(
+            "server {}: {}",
+            server.tag,
+            crate::rcon::RconError::LuaRefused
+        );
+    }
     let timeout = Duration::from_secs_f64(args.timeout.clamp(0.1, 3600.0));
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -23,6 +23,9 @@ pub struct SimArgs {
     /// The console log to write.
     #[arg(long)]
     log: Option<PathBuf>,
+    /// The `factorio-current.log` to write (the server's stdout: start, saves, desyncs, quit).
+    #[arg(long)]
+    current_log: Option<PathBuf>,
     /// Game updates per second.
     #[arg(long, default_value_t = 60.0)]
     ups: f64,
@@ -55,6 +58,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             rcon_addr: SocketAddr::new(args.rcon_host, args.rcon_port),
             password: args.password,
             log: args.log.clone(),
+            current_log: args.current_log.clone(),
             ups: args.ups,
             api: match args.factorio {
                 Version::V1_1 => Api::V1_1,
@@ -72,6 +76,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         let _ = writeln!(out, "RCON listening on {}", sim.rcon_addr());
         if let Some(log) = &args.log {
             let _ = writeln!(out, "console log: {}", log.display());
+        }
+        if let Some(log) = &args.current_log {
+            let _ = writeln!(out, "factorio-current.log: {}", log.display());
         }
         let _ = out.flush();
         super::run::wait_for_signal().await;

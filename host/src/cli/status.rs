@@ -122,7 +122,9 @@ pub fn render(tag: &str, name: Option<&str>, r: &Reading, window: Option<Duratio
         return out;
     }
     let avg = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
-    let ups = if r.paused {
+    let ups = if let Some(why) = &r.ups_unavailable {
+        format!("unavailable ({why})")
+    } else if r.paused {
         match window {
             Some(w) => format!(
                 "⏸️ paused (the tick did not advance in {:.1} s)",

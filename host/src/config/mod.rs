@@ -3,6 +3,7 @@
 //! Every error names the file, the line and what is wrong.
 
 mod discord;
+mod events;
 mod expand;
 mod locate;
 mod secret;
@@ -10,11 +11,12 @@ mod secret_source;
 mod server;
 
 pub use discord::{Cooldowns, DiscordSettings, RoleRef};
+pub use events::{EventRules, KindPolicy, Shown};
 pub use secret::Secret;
 pub use secret_source::SecretSource;
 use server::valid_tag;
 pub use server::{
-    OnLostCheckpoint, PluginEntry, RconStatusAlertMode, ServerConfig, Shadow, SinkConfig,
+    LogSource, OnLostCheckpoint, PluginEntry, RconStatusAlertMode, ServerConfig, Shadow, SinkConfig,
 };
 
 use std::path::{Path, PathBuf};
@@ -187,6 +189,21 @@ impl Config {
                         ),
                     }
                 })?;
+            if let Err((field, problem)) = server.settle_logs() {
+                let mut at = vec![
+                    locate::Step::Key("servers".into()),
+                    locate::Step::Key(tag.clone()),
+                ];
+                at.extend(field.iter().map(|f| match f.parse::<usize>() {
+                    Ok(i) => locate::Step::Index(i),
+                    Err(_) => locate::Step::Key(f.clone()),
+                }));
+                return Err(ConfigError::Invalid {
+                    path: shown,
+                    line: locate::line_of(text, &at).or(line).unwrap_or(1),
+                    problem: format!("{}: {problem}", shown_path(&at)),
+                });
+            }
             server.tag = tag;
             servers.push(server);
         }

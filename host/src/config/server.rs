@@ -18,10 +18,17 @@ pub struct ServerConfig {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "any_scalar_opt")]
     pub description: Option<String>,
+    /// The Python bot's one log; at load it becomes the only entry of [`Self::logs`], which
+    /// is what the host reads.
     pub log_path: Option<PathBuf>,
-    /// Folders a `log_path` that is a link may lead into (new; default: the log's own
-    /// folder). A link anywhere else is refused, so whoever can write the log folder cannot
-    /// make the host read any file.
+    /// The server's logs (new), each followed with its own checkpoint and all feeding the
+    /// server's parsers: the console log, `factorio-current.log`, a mod's output. After
+    /// loading, it holds `log_path` too, and every entry has its id.
+    #[serde(default)]
+    pub logs: Vec<LogSource>,
+    /// Folders a log that is a link may lead into (new; default: the log's own folder). A
+    /// link anywhere else is refused, so whoever can write the log folder cannot make the
+    /// host read any file.
     #[serde(default)]
     pub log_links_within: Vec<PathBuf>,
     /// Where reading starts when the checkpoint is damaged and the one before it too (new).
@@ -66,6 +73,13 @@ pub struct ServerConfig {
     /// state holding in between is announced once as unstable.
     #[serde(default = "defaults::rcon_status_alert_hold")]
     pub rcon_status_alert_hold: u64,
+    /// Achievement-safe mode (new): the host sends no Lua to this server, since the first
+    /// Lua command disables the map's achievements for good. Players, game time and
+    /// evolution are read with `/players online`, `/time` and `/evolution`; UPS is then
+    /// unavailable; the chat bridge and broadcasts are sent as the server's chat; commands
+    /// that need Lua are refused.
+    #[serde(default)]
+    pub achievements_safe: bool,
     /// Seconds to wait for the RCON connection and for each answer (new; 1 to 3600).
     #[serde(default = "defaults::rcon_timeout")]
     pub rcon_timeout: u64,
@@ -95,6 +109,59 @@ pub struct ServerConfig {
     /// Where this server's events go besides Discord (default: the console).
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// What people are shown of each kind of event (new): `off`, `on` or `coalesce`, and
+    /// the Discord channel it goes to; see [`super::EventRules`].
+    #[serde(default)]
+    pub events: std::collections::BTreeMap<String, super::events::KindSetting>,
+}
+
+/// One log of a server, in servers.yml: `{path: ..., id: ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSource {
+    pub path: PathBuf,
+    /// Its name: what plugins are told the lines came from (`host.log-source`), and what
+    /// its health component and checkpoint are called. By default the file's name without
+    /// its extension (`console`, `factorio-current`); 1 to 32 of a-z, 0-9, `-` and `_`.
+    #[serde(default)]
+    pub id: String,
+}
+
+/// The longest log id.
+const MAX_LOG_ID: usize = 32;
+
+impl LogSource {
+    /// The id a log gets when servers.yml gives none: its file name without extension,
+    /// lowercased, other characters as `-`.
+    fn default_id(path: &std::path::Path) -> String {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        let id: String = stem
+            .chars()
+            .map(|c| {
+                if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(MAX_LOG_ID)
+            .collect();
+        if id.trim_matches('-').is_empty() {
+            "log".into()
+        } else {
+            id
+        }
+    }
+
+    fn valid_id(id: &str) -> bool {
+        (1..=MAX_LOG_ID).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    }
 }
 
 /// A destination for events, in servers.yml: `console` or `{jsonl: /path/events.jsonl}`.
@@ -315,6 +382,49 @@ mod defaults {
 }
 
 impl ServerConfig {
+    /// Folds `log_path` into `logs` and gives every log its id. An error names the field
+    /// (its path under the server) and what is wrong.
+    pub(super) fn settle_logs(&mut self) -> Result<(), (Vec<String>, String)> {
+        if let Some(path) = &self.log_path {
+            if !self.logs.is_empty() {
+                return Err((
+                    vec!["log_path".into()],
+                    "give either `log_path` or `logs`, not both (`log_path` is one entry of `logs`)"
+                        .into(),
+                ));
+            }
+            self.logs.push(LogSource {
+                path: path.clone(),
+                id: String::new(),
+            });
+        }
+        for (i, log) in self.logs.iter_mut().enumerate() {
+            if log.id.is_empty() {
+                log.id = LogSource::default_id(&log.path);
+            } else if !LogSource::valid_id(&log.id) {
+                return Err((
+                    vec!["logs".into(), i.to_string(), "id".into()],
+                    format!(
+                        "`{}` is not a valid log id (1 to {MAX_LOG_ID} of a-z, 0-9, - and _)",
+                        log.id
+                    ),
+                ));
+            }
+        }
+        for (i, log) in self.logs.iter().enumerate() {
+            if let Some(first) = self.logs[..i].iter().position(|l| l.id == log.id) {
+                return Err((
+                    vec!["logs".into(), i.to_string()],
+                    format!(
+                        "logs[{first}] and logs[{i}] are both called `{}`: give one an `id`",
+                        log.id
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The Discord channel for an event with routing hint `channel`: alerts go to
     /// `alert_channel_id`, stats reports to `status_channel_id`, each falling back to
     /// `event_channel_id`, which takes everything else.

@@ -184,7 +184,9 @@ async fn status(title: &str, server: &Server) -> String {
     };
     out.push_str(&format!("RCON: {link}\n"));
     if r.rcon_up {
-        let ups = if r.paused {
+        let ups = if r.ups_unavailable.is_some() {
+            "unavailable in achievement-safe mode (reading the tick needs Lua)".to_owned()
+        } else if r.paused {
             "⏸ paused".to_owned()
         } else {
             match (r.ups, r.ups_sma, r.ups_ema) {

@@ -14,18 +14,19 @@
 //! Discord refuses (403, 404, 400) is dropped at once, counted and logged once per channel
 //! and reason, and the messages behind it go on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
+use serde_json::Value;
 
 use super::limits::{self, cut};
 use super::payload::{AllowedMentions, Embed, Field, Footer, Message};
 use super::rest::{Failure, Rest};
 use super::retry::{self, Policy, Retry};
 use super::roles::RoleDirectory;
-use crate::config::ServerConfig;
+use crate::config::{EventRules, ServerConfig, Shown};
 use crate::event::{Event, Severity};
 use crate::observe::health::Health;
 use crate::observe::metrics::Metrics;
@@ -43,6 +44,19 @@ pub struct DiscordSink {
     chat_pings: Mutex<std::collections::HashMap<(String, String), Instant>>,
     /// (channel, status, code) of refusals already logged at warning level.
     refusals_logged: Mutex<HashSet<(u64, u16, Option<i64>)>>,
+    /// What people are shown of each kind (servers.yml's `events:`).
+    rules: EventRules,
+    /// The message each coalesced kind is edited into, by (channel, kind).
+    coalesced: Mutex<HashMap<(u64, String), Coalesced>>,
+}
+
+/// A message that events of one kind are coalesced into while they keep coming.
+#[derive(Debug, Clone)]
+struct Coalesced {
+    /// None until Discord has said the message's id.
+    message_id: Option<u64>,
+    count: u64,
+    last: Instant,
 }
 
 /// How often one player may ping one group from game chat.
@@ -52,6 +66,21 @@ const CHAT_PING_EVERY: Duration = Duration::from_secs(60);
 struct Outgoing {
     channel: u64,
     message: Message,
+    /// The message to edit instead of posting a new one.
+    edit: Option<u64>,
+    /// The coalesced kind whose message this is.
+    coalesce: Option<String>,
+}
+
+impl Outgoing {
+    fn post(channel: u64, message: Message) -> Self {
+        Self {
+            channel,
+            message,
+            edit: None,
+            coalesce: None,
+        }
+    }
 }
 
 impl DiscordSink {
@@ -65,13 +94,15 @@ impl DiscordSink {
     ) -> Self {
         Self {
             rest,
-            server,
             roles,
             metrics,
             health,
             policy: Policy::DELIVERY,
             chat_pings: Default::default(),
             refusals_logged: Default::default(),
+            rules: EventRules::new(&server.events),
+            coalesced: Default::default(),
+            server,
         }
     }
 
@@ -95,25 +126,37 @@ impl DiscordSink {
                     .filter(|(c, _)| *c == channel)
                     .map(|(_, l)| l.clone());
                 for text in pack_messages(lines) {
-                    out.push(Outgoing {
-                        channel,
-                        message: Message::text(text),
-                    });
+                    out.push(Outgoing::post(channel, Message::text(text)));
                 }
             }
             run.clear();
         };
+        // Coalesced kinds: (channel, kind) → (how many in this batch, the last one's line).
+        let mut coalesced: Vec<((u64, String), u64, String)> = Vec::new();
         for e in events {
-            let Some(channel) = self.server.channel_for(e.channel.as_deref()) else {
+            let policy = self.rules.of(&e.kind);
+            let channel = policy
+                .channel_id
+                .or_else(|| self.server.channel_for(e.channel.as_deref()));
+            let Some(channel) = channel else {
                 self.count("no_channel", 1);
                 continue;
             };
+            if policy.shown == Shown::Off {
+                continue;
+            }
             if e.kind == "alert" || e.kind == "alert-resolved" {
                 flush(&mut run, &mut out);
-                out.push(Outgoing {
-                    channel,
-                    message: self.alert(e).await,
-                });
+                out.push(Outgoing::post(channel, self.alert(e).await));
+            } else if policy.shown == Shown::Coalesce {
+                let key = (channel, e.kind.clone());
+                match coalesced.iter_mut().find(|(k, ..)| *k == key) {
+                    Some((_, n, last)) => {
+                        *n += 1;
+                        *last = line(e);
+                    }
+                    None => coalesced.push((key, 1, line(e))),
+                }
             } else {
                 let pings = self.chat_pings(e).await;
                 if pings.is_empty() {
@@ -125,18 +168,71 @@ impl DiscordSink {
                     let tags: Vec<String> = pings.iter().map(|id| format!("<@&{id}>")).collect();
                     let tags = tags.join(" ");
                     let room = limits::CONTENT.saturating_sub(limits::length(&tags) + 1);
-                    out.push(Outgoing {
+                    out.push(Outgoing::post(
                         channel,
-                        message: Message {
+                        Message {
                             allowed_mentions: AllowedMentions { roles: pings },
                             ..Message::text(format!("{} {tags}", cut(&line(e), room)))
                         },
-                    });
+                    ));
                 }
             }
         }
         flush(&mut run, &mut out);
+        for ((channel, kind), n, last) in coalesced {
+            out.push(self.coalesce(channel, kind, n, &last));
+        }
         out
+    }
+
+    /// The message for `n` events of a coalesced `kind` (the last of them shown as `line`):
+    /// an edit of the kind's message while events keep coming within its window, else a
+    /// new message.
+    fn coalesce(&self, channel: u64, kind: String, n: u64, line: &str) -> Outgoing {
+        let window = self.rules.of(&kind).window;
+        let now = Instant::now();
+        let mut all = self.coalesced.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (channel, kind.clone());
+        let entry = match all.get_mut(&key) {
+            Some(c) if now.duration_since(c.last) <= window => {
+                c.count += n;
+                c.last = now;
+                c.clone()
+            }
+            _ => {
+                let fresh = Coalesced {
+                    message_id: None,
+                    count: n,
+                    last: now,
+                };
+                all.insert(key, fresh.clone());
+                fresh
+            }
+        };
+        let text = if entry.count > 1 {
+            let at = crate::event::unix_ms::millis(std::time::SystemTime::now()) / 1000;
+            format!("{line} ×{}, last <t:{at}:t>", entry.count)
+        } else {
+            line.to_owned()
+        };
+        Outgoing {
+            channel,
+            message: Message::text(text),
+            edit: entry.message_id,
+            coalesce: Some(kind),
+        }
+    }
+
+    /// Notes the id of the message a coalesced kind is now edited into (none: post anew).
+    fn coalesced_into(&self, channel: u64, kind: &str, id: Option<u64>) {
+        let mut all = self.coalesced.lock().unwrap_or_else(|p| p.into_inner());
+        match (all.get_mut(&(channel, kind.to_owned())), id) {
+            (Some(c), Some(id)) => c.message_id = Some(id),
+            (Some(_), None) => {
+                all.remove(&(channel, kind.to_owned()));
+            }
+            (None, _) => {}
+        }
     }
 
     /// The roles a player's chat line pings, as in the Python bot: each `@word` that names
@@ -242,17 +338,51 @@ impl DiscordSink {
     /// Sends one message under the delivery policy: sent, or dropped (refused at once, or
     /// given up after the policy's patience), never left blocking the queue for ever.
     async fn send(&self, o: Outgoing) {
-        let body = match serde_json::to_value(o.message.fit()) {
+        let (channel, coalesce) = (o.channel, o.coalesce.clone());
+        let edited = o.edit.is_some();
+        let sent = self.send_one(&o).await;
+        if let Some(kind) = coalesce {
+            let id = sent.as_ref().and_then(message_id);
+            if edited && sent.is_none() {
+                // The message to edit is gone (deleted, say): post the count anew.
+                self.coalesced_into(channel, &kind, None);
+                let fresh = Outgoing { edit: None, ..o };
+                let id = self.send_one(&fresh).await.as_ref().and_then(message_id);
+                if id.is_some() {
+                    let mut all = self.coalesced.lock().unwrap_or_else(|p| p.into_inner());
+                    all.entry((channel, kind))
+                        .or_insert(Coalesced {
+                            message_id: None,
+                            count: 1,
+                            last: Instant::now(),
+                        })
+                        .message_id = id;
+                }
+            } else if !edited {
+                self.coalesced_into(channel, &kind, id);
+            }
+        }
+    }
+
+    /// Posts (or edits) one message; Discord's answer when it took it.
+    async fn send_one(&self, o: &Outgoing) -> Option<Value> {
+        let body = match serde_json::to_value(o.message.clone().fit()) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(server = %self.server.tag, "cannot encode a message: {e}");
-                return;
+                return None;
             }
         };
-        let path = format!("/channels/{}/messages", o.channel);
+        let (method, path) = match o.edit {
+            Some(id) => (
+                Method::PATCH,
+                format!("/channels/{}/messages/{id}", o.channel),
+            ),
+            None => (Method::POST, format!("/channels/{}/messages", o.channel)),
+        };
         let attempt = || async {
             let t = Instant::now();
-            let result = self.rest.api(Method::POST, &path, Some(&body)).await;
+            let result = self.rest.api(method.clone(), &path, Some(&body)).await;
             if let Some(m) = &self.metrics {
                 m.discord_latency.observe(t.elapsed().as_secs_f64());
             }
@@ -269,7 +399,13 @@ impl DiscordSink {
             }
         };
         match retry::run(self.policy, attempt, on_retry).await {
-            Ok(_) => self.count("sent", 1),
+            Ok(answer) => {
+                self.count(if o.edit.is_some() { "edited" } else { "sent" }, 1);
+                return Some(answer);
+            }
+            Err(Failure::Refused(r)) if o.edit.is_some() && r.status == 404 => {
+                tracing::debug!(server = %self.server.tag, "the coalesced message is gone ({r}); posting a new one");
+            }
             Err(Failure::Refused(r)) => {
                 self.count("refused", 1);
                 let first = self
@@ -292,7 +428,13 @@ impl DiscordSink {
                 tracing::error!(server = %self.server.tag, channel = o.channel, "a Discord message was dropped after {} s: {e}", self.policy.patience.as_secs());
             }
         }
+        None
     }
+}
+
+/// The id of the message Discord answered with.
+fn message_id(answer: &Value) -> Option<u64> {
+    answer.get("id")?.as_str()?.parse().ok()
 }
 
 /// An event as one line of a message: its emoji and its text (Markdown as the parser made it).

@@ -131,7 +131,22 @@ pub fn spawn_checks(
         };
         loop {
             tokio::select! {
-                _ = readings.tick() => { stats.reading().await; }
+                _ = readings.tick() => {
+                    let reading = stats.reading().await;
+                    // Who is online, for the roster (a reading that failed shows nobody,
+                    // which is not the same as nobody online).
+                    if let Some((feed, listening)) = &out.monitors
+                        && listening.get()
+                        && reading.rcon_up
+                        && reading.error.is_none()
+                    {
+                        let players = MonitorInput::Players {
+                            at_ms: reading.at_ms,
+                            players: reading.players.clone(),
+                        };
+                        let _ = feed.try_send(players);
+                    }
+                }
                 _ = samples.tick(), if out.monitors.is_some() => {
                     if !out.monitors.as_ref().is_some_and(|(_, l)| l.get()) {
                         continue;

@@ -21,6 +21,7 @@ mod candidate;
 mod checks;
 mod rcon_status;
 mod report;
+mod roster;
 mod setup;
 mod stage;
 
@@ -28,6 +29,7 @@ pub use candidate::{CandidateInput, spawn_candidate};
 pub use checks::{CheckOutputs, CheckSettings, spawn_checks};
 pub use rcon_status::RconStatus;
 pub use report::stats_report;
+pub use roster::Roster;
 pub use setup::{candidate_instances, effective_monitors, monitor_instances, with_server_defaults};
 pub use stage::MonitorStage;
 
@@ -58,6 +60,9 @@ pub enum MonitorInput {
     },
     /// A reading of the server's metrics engine.
     Sample(WitSample),
+    /// The players an RCON reading at `at_ms` shows online (for the [`Roster`], which infers
+    /// leaves the log did not write).
+    Players { at_ms: u64, players: Vec<String> },
     /// New monitors (a reload, a promotion): each takes up the state of the monitor of the
     /// same plugin it replaces; the live ones become the rollback target. With `pin`, the
     /// choice is kept across restarts for that reason; without, any pin is removed.

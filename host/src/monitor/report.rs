@@ -21,7 +21,10 @@ pub fn stats_report(name: &str, reading: &Reading, parts: ReportParts) -> Option
     let mut text = format!("**{name}**");
     let mut fields = Vec::new();
     if parts.ups {
-        if reading.paused {
+        if reading.ups_unavailable.is_some() {
+            text.push_str(" · UPS unavailable (achievement-safe)");
+            fields.push(("ups".into(), "unavailable".into()));
+        } else if reading.paused {
             text.push_str(" · ⏸ paused");
             fields.push(("paused".to_owned(), "true".to_owned()));
         } else if let Some(ups) = reading.ups {
@@ -101,6 +104,7 @@ mod tests {
             ups_sma: Some(59.8),
             ups_ema: Some(59.71),
             game_time_seconds: Some(43_380),
+            ups_unavailable: None,
             players: vec!["Alice".into(), "bob_the_builder".into()],
             evolution: vec![Surface {
                 surface: "nauvis".into(),

@@ -30,6 +30,8 @@ pub struct MonitorStage {
     pub out: MonitorOutputs,
     /// What the thread runs under (at first: nobody restarts it).
     pub watchdog: Watchdog,
+    /// Who is online, for servers with RCON: leaves the log did not write are inferred.
+    pub roster: Option<super::Roster>,
 }
 
 /// What runs while the thread runs.
@@ -48,6 +50,7 @@ impl MonitorStage {
             candidate: None,
             report: Arc::default(),
             watchdog: Watchdog::unsupervised(&out.shared, tag),
+            roster: None,
             out,
         }
     }
@@ -108,7 +111,21 @@ impl Running {
                     self.set_candidate(monitors);
                     let _ = done.send(());
                 }
+                MonitorInput::Players { at_ms, players } => {
+                    let Some(roster) = &mut self.stage.roster else {
+                        continue;
+                    };
+                    let left = roster.reading(at_ms, &players);
+                    if !left.is_empty() && self.stage.out.notices.blocking_send(left).is_err() {
+                        break;
+                    }
+                }
                 input => {
+                    if let (MonitorInput::Events { at_ms, events, .. }, Some(roster)) =
+                        (&input, &mut self.stage.roster)
+                    {
+                        roster.events(*at_ms, events);
+                    }
                     if let MonitorInput::Events { events, .. } = &input {
                         for e in events {
                             let text = e.message.as_deref().unwrap_or_default();
@@ -164,7 +181,7 @@ impl Running {
         let s = &self.stage;
         s.out
             .listening
-            .set(!s.slot.live.is_empty() || self.candidate.is_some());
+            .set(!s.slot.live.is_empty() || self.candidate.is_some() || s.roster.is_some());
     }
 
     /// Records the live monitors in health, the plugin board and the versions.
@@ -179,10 +196,9 @@ impl Running {
                 None,
             );
             s.out.board.record("monitor", i, m, None);
-            s.out
-                .shared
-                .metrics
-                .prime_plugin(&s.slot.tag, m.plugin().name());
+            let metrics = &s.out.shared.metrics;
+            metrics.prime_plugin(&s.slot.tag, m.plugin().name());
+            metrics.prime_alerts(&s.slot.tag, m.plugin().name());
         }
         s.slot.record_versions(at);
         self.listen();

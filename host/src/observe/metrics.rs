@@ -28,14 +28,17 @@ pub const RELOAD_RESULTS: [&str; 8] = [
     "candidate_rejected",
 ];
 /// The `outcome` values of `discord_messages_total`.
-pub const DISCORD_OUTCOMES: [&str; 6] = [
+pub const DISCORD_OUTCOMES: [&str; 7] = [
     "sent",
+    "edited",
     "rate_limited",
     "retried",
     "refused",
     "dropped",
     "no_channel",
 ];
+/// The `change` values of `alerts_total` that people see (raised, escalated, resolved).
+pub const ALERT_CHANGES: [&str; 3] = ["raised", "escalated", "resolved"];
 /// The `kind` values of `plugin_traps_total`.
 pub const FAULT_KINDS: [&str; 4] = ["trap", "timeout", "memory", "restart"];
 /// The `what` values of `state_write_failures_total`.
@@ -85,6 +88,9 @@ pub struct Metrics {
     pub players_online: IntGaugeVec,
     /// `game_paused{server}`.
     pub game_paused: IntGaugeVec,
+    /// `ups_unavailable{server, reason}`: 1 while a server that answers has no UPS, and why
+    /// (`achievements_safe`: reading the tick needs Lua).
+    pub ups_unavailable: IntGaugeVec,
     /// `evolution{server, surface}`.
     pub evolution: GaugeVec,
     /// `alerts_total{server, source, change}`: alerts filed, by what they changed (raised,
@@ -303,6 +309,12 @@ impl Metrics {
                 "1 while the game's tick does not advance",
                 &["server"],
             ),
+            ups_unavailable: gauge(
+                &registry,
+                "ups_unavailable",
+                "1 while a server that answers has no UPS, by reason (achievements_safe: reading the tick needs Lua)",
+                &["server", "reason"],
+            ),
             evolution: float_gauge(
                 &registry,
                 "evolution",
@@ -389,6 +401,7 @@ impl Metrics {
         }
         self.checkpoint_lag.with_label_values(&[server]);
         self.alerts_active.with_label_values(&[server]);
+        self.prime_alerts(server, "rcon");
         for task in SUPERVISED_TASKS {
             self.task_panics.with_label_values(&[server, task]);
             self.task_restarts.with_label_values(&[server, task]);
@@ -400,6 +413,14 @@ impl Metrics {
         }
         for outcome in DISCORD_OUTCOMES {
             self.discord_messages.with_label_values(&[server, outcome]);
+        }
+    }
+
+    /// Creates the alert counters of an alert source (a monitor, `rcon`) at zero, so the
+    /// first alert of a run shows in `increase()` and on the dashboard.
+    pub fn prime_alerts(&self, server: &str, source: &str) {
+        for change in ALERT_CHANGES {
+            self.alerts.with_label_values(&[server, source, change]);
         }
     }
 
@@ -429,6 +450,9 @@ impl Metrics {
             ups_ema: self.ups_ema.with_label_values(&[server]),
             players: self.players_online.with_label_values(&[server]),
             paused: self.game_paused.with_label_values(&[server]),
+            ups_unavailable: self
+                .ups_unavailable
+                .with_label_values(&[server, "achievements_safe"]),
             evolution: self.evolution.clone(),
             server: server.to_owned(),
         }

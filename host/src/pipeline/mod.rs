@@ -77,11 +77,52 @@ pub struct ServerPipeline {
     pub versions: Arc<std::sync::Mutex<SlotVersions>>,
     /// What the tailer, the parser thread and the delivery task run under.
     pub watchdog: Watchdog,
+    /// What people are shown of each kind of event.
+    pub rules: Arc<crate::config::EventRules>,
 }
 
-/// A server's log and how it is read and parsed.
-pub struct LogInput {
+/// One log file of a server, as the pipeline follows it.
+#[derive(Debug, Clone)]
+pub struct LogFile {
+    /// Its id in servers.yml (what plugins are told the lines came from).
+    pub id: String,
     pub path: PathBuf,
+    /// Folders `path`, if a link, may lead into (empty: the log's own folder).
+    pub links_within: Vec<PathBuf>,
+}
+
+/// What a server's `index`-th log is called in health and metrics (`prod`, then
+/// `prod:factorio-current`) and its checkpoint file (`prod`, then `prod.factorio-current`).
+/// The first log is named for the server alone, so a server that gains a second log keeps
+/// the first one's checkpoint.
+#[derive(Debug, Clone)]
+pub struct LogName {
+    pub label: String,
+    pub checkpoint: String,
+}
+
+impl LogName {
+    /// The names of `tag`'s `index`-th log, `id`.
+    pub fn new(tag: &str, index: usize, id: &str) -> Self {
+        if index == 0 {
+            Self {
+                label: tag.to_owned(),
+                checkpoint: tag.to_owned(),
+            }
+        } else {
+            Self {
+                label: format!("{tag}:{id}"),
+                checkpoint: format!("{tag}.{id}"),
+            }
+        }
+    }
+}
+
+/// A server's logs and how they are read and parsed.
+pub struct LogInput {
+    /// Each followed with its own tailer and checkpoint; their batches all go to the one
+    /// parser thread.
+    pub files: Vec<LogFile>,
     pub parsers: ParserChain,
     /// The parser thread's queue (from [`parse_queue`]): the tailer sends batches, a reload
     /// sends swaps through a clone of the sender.
@@ -99,17 +140,17 @@ pub struct LogInput {
     pub checkpoints: CheckpointStore,
     /// Where reading starts when the checkpoint is lost.
     pub on_lost_checkpoint: OnLostCheckpoint,
-    /// Folders a `path` that is a link may lead into (empty: the log's own folder).
-    pub links_within: Vec<PathBuf>,
     pub max_line_bytes: usize,
     pub tail: TailOptions,
-    /// Given a permit once the tailer knows where it starts (see [`tail::Status`]).
+    /// Given a permit by each tailer once it knows where it starts (see [`tail::Status`]).
     pub positioned: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 struct Parsed {
     events: Vec<Event>,
     position: Option<Position>,
+    /// Which log the batch was read from (its index in `files`).
+    log: usize,
     /// The batch's trace, closed once its events are delivered and its position saved.
     span: tracing::Span,
 }
@@ -129,35 +170,46 @@ pub fn spawn(
                 tag: &tag,
                 sinks: &p.sinks,
                 shared: &shared,
+                rules: &p.rules,
             };
             sink.run(None, p.notices).await;
         });
     };
     let (line_tx, line_rx) = log.inputs;
     let (event_tx, event_rx) = mpsc::channel::<Parsed>(QUEUE);
+    let names: Vec<LogName> = (log.files.iter().enumerate())
+        .map(|(i, f)| LogName::new(&tag, i, &f.id))
+        .collect();
 
-    let tailer = format!("tailer:{tag}");
-    shared.health.register(&tailer);
-    let status = tail::Status {
-        server: tag.clone(),
-        health: shared.health.clone(),
-        component: tailer,
-        positioned: log.positioned,
-    };
-    // The checkpoint is read by the delivery task (off the runtime's threads), which then
-    // tells the tailer where to start.
-    let (start_tx, start_rx) = tokio::sync::oneshot::channel::<StartAt>();
-    let tail_task = {
-        let path = log.path.clone();
-        let (max_line_bytes, links_within) = (log.max_line_bytes, log.links_within);
-        let dog = p.watchdog.clone();
-        tokio::spawn(async move {
+    // One tailer per log, all sending to the parser thread. The checkpoints are read by
+    // the delivery task (off the runtime's threads), which then tells each tailer where to
+    // start.
+    let mut starts = Vec::new();
+    let mut tail_tasks = Vec::new();
+    for (i, file) in log.files.iter().enumerate() {
+        let component = format!("tailer:{}", names[i].label);
+        shared.health.register(&component);
+        let status = tail::Status {
+            server: tag.clone(),
+            log: i,
+            log_id: file.id.clone(),
+            health: shared.health.clone(),
+            component,
+            positioned: log.positioned.clone(),
+        };
+        let (start_tx, start_rx) = tokio::sync::oneshot::channel::<StartAt>();
+        starts.push(start_tx);
+        let (path, links_within) = (file.path.clone(), file.links_within.clone());
+        let (max_line_bytes, options) = (log.max_line_bytes, log.tail);
+        let (line_tx, shutdown, dog) = (line_tx.clone(), shutdown.clone(), p.watchdog.clone());
+        tail_tasks.push(tokio::spawn(async move {
             let start = start_rx.await.ok()?;
             let reader = TailReader::new(&path, start, max_line_bytes).links_within(links_within);
-            let run = tail::run(reader, line_tx, log.tail, shutdown, status);
+            let run = tail::run(reader, line_tx, options, shutdown, status);
             dog.guarded_task("tailer", run).await?
-        })
-    };
+        }));
+    }
+    drop(line_tx);
 
     let mut slot = SlotOwner::new(&tag, Slot::Parsers, log.parsers, shared.clone());
     slot.previous = log.previous;
@@ -166,6 +218,7 @@ pub fn spawn(
     slot.versions = p.versions;
     let mut stage = parse::ParseStage {
         slot,
+        sources: log.files.iter().map(|f| f.id.clone()).collect(),
         candidate: None,
         report: log.report,
         monitors: p.monitors,
@@ -183,7 +236,7 @@ pub fn spawn(
             })
     };
 
-    let log_path = log.path;
+    let files = log.files;
     let (checkpoints, on_lost) = (log.checkpoints, log.on_lost_checkpoint);
     let dog = p.watchdog.clone();
     tokio::spawn(async move {
@@ -192,28 +245,40 @@ pub fn spawn(
                 tag: &tag,
                 sinks: &p.sinks,
                 shared: &shared,
+                rules: &p.rules,
             };
             let opening = {
-                let tag = tag.clone();
-                tokio::task::spawn_blocking(move || checkpoints.open(&tag))
+                let keys: Vec<String> = names.iter().map(|n| n.checkpoint.clone()).collect();
+                tokio::task::spawn_blocking(move || {
+                    keys.iter().map(|k| checkpoints.open(k)).collect::<Vec<_>>()
+                })
             };
-            let Ok((checkpoint, loaded)) = opening.await else {
+            let Ok(opened) = opening.await else {
                 return;
             };
-            let (start, lost) = start_at(&tag, loaded, on_lost, &shared);
-            let _ = start_tx.send(start);
-            let log = LogDelivery {
-                path: log_path,
-                checkpoint: Some(checkpoint),
-                lost,
-                saved: None,
-                rx: event_rx,
-            };
+            let mut logs = Vec::new();
+            for (((file, name), (checkpoint, loaded)), start_tx) in
+                files.into_iter().zip(names).zip(opened).zip(starts)
+            {
+                let (start, lost) = start_at(&tag, &name.label, loaded, on_lost, &shared);
+                let _ = start_tx.send(start);
+                logs.push(LogState {
+                    label: name.label,
+                    path: file.path,
+                    checkpoint: Some(checkpoint),
+                    lost,
+                    saved: None,
+                    lag: 0,
+                });
+            }
+            let log = LogDelivery { logs, rx: event_rx };
             sink.run(Some(log), p.notices).await;
             if let Ok(thread) = parser_thread {
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
             }
-            let _ = tail_task.await;
+            for task in tail_tasks {
+                let _ = task.await;
+            }
             tracing::debug!(server = %tag, "pipeline stopped");
         };
         dog.guarded_task("delivery", delivery).await;
@@ -224,11 +289,12 @@ pub fn spawn(
 /// what to show until a save acknowledges it.
 fn start_at(
     tag: &str,
+    label: &str,
     loaded: Loaded,
     on_lost: OnLostCheckpoint,
     shared: &Shared,
 ) -> (StartAt, Option<String>) {
-    let component = format!("checkpoint:{tag}");
+    let component = format!("checkpoint:{label}");
     shared.health.set(&component, State::Ready, None);
     let damaged = |kind: &str| {
         shared
@@ -241,7 +307,7 @@ fn start_at(
         Loaded::Fresh => (StartAt::End, None),
         Loaded::Found(p) => (StartAt::Position(p), None),
         Loaded::Previous { position, damage } => {
-            tracing::warn!(server = %tag, "the checkpoint is damaged ({damage}); resuming from the one before it, so up to one batch more is posted again");
+            tracing::warn!(server = %tag, log = %label, "the checkpoint is damaged ({damage}); resuming from the one before it, so up to one batch more is posted again");
             damaged("damaged");
             (StartAt::Position(position), None)
         }
@@ -259,7 +325,7 @@ fn start_at(
             let detail = format!(
                 "the checkpoint is lost ({damage}): {what} (on_lost_checkpoint); cleared once lines read since are delivered and saved"
             );
-            tracing::error!(server = %tag, "{detail}");
+            tracing::error!(server = %tag, log = %label, "{detail}");
             damaged("lost");
             shared.health.error(&component, detail.clone());
             (start, Some(detail))
@@ -267,9 +333,17 @@ fn start_at(
     }
 }
 
-/// The delivery task's view of the log: where its events come from and where the position
-/// of each delivered batch is saved.
+/// The delivery task's view of the logs: where their events come from and where the
+/// position of each delivered batch is saved.
 struct LogDelivery {
+    logs: Vec<LogState>,
+    rx: mpsc::Receiver<Parsed>,
+}
+
+/// One log, as the delivery task keeps it.
+struct LogState {
+    /// Its name in health (`prod`, `prod:factorio-current`).
+    label: String,
     path: PathBuf,
     /// None only while a save is under way on a blocking thread.
     checkpoint: Option<ServerCheckpoint>,
@@ -277,7 +351,8 @@ struct LogDelivery {
     lost: Option<String>,
     /// The last position saved.
     saved: Option<Position>,
-    rx: mpsc::Receiver<Parsed>,
+    /// Bytes of the file past the last saved position, when last looked at.
+    lag: u64,
 }
 
 /// The delivery task of one server: the only writer to its sinks.
@@ -285,6 +360,7 @@ struct Delivery<'a> {
     tag: &'a str,
     sinks: &'a [Arc<dyn Sink>],
     shared: &'a Shared,
+    rules: &'a crate::config::EventRules,
 }
 
 impl Delivery<'_> {
@@ -320,8 +396,25 @@ impl Delivery<'_> {
     }
 
     async fn deliver_all(&self, events: &[Event]) {
+        let shown: Vec<Event>;
+        let for_people = if events.iter().all(|e| self.rules.shown(&e.kind)) {
+            events
+        } else {
+            shown = (events.iter())
+                .filter(|e| self.rules.shown(&e.kind))
+                .cloned()
+                .collect();
+            &shown
+        };
         for sink in self.sinks {
-            deliver(self.tag, sink.as_ref(), events, self.shared).await;
+            let events = if sink.for_people() {
+                for_people
+            } else {
+                events
+            };
+            if !events.is_empty() {
+                deliver(self.tag, sink.as_ref(), events, self.shared).await;
+            }
         }
     }
 
@@ -346,11 +439,14 @@ impl Delivery<'_> {
         let Some(pos) = parsed.position else {
             return;
         };
-        let Some(mut checkpoint) = log.checkpoint.take() else {
+        let Some(state) = log.logs.get_mut(parsed.log) else {
             return;
         };
-        let path = log.path.clone();
-        let span = tracing::info_span!("checkpoint", server = tag, offset = pos.offset);
+        let Some(mut checkpoint) = state.checkpoint.take() else {
+            return;
+        };
+        let path = state.path.clone();
+        let span = tracing::info_span!("checkpoint", server = tag, log = %state.label, offset = pos.offset);
         let saving = tokio::task::spawn_blocking(move || {
             let saved = checkpoint.save(&pos);
             let len = std::fs::metadata(&path).map(|m| m.len()).ok();
@@ -359,25 +455,26 @@ impl Delivery<'_> {
         let Ok((checkpoint, saved, len)) = saving.instrument(span).await else {
             return;
         };
-        log.checkpoint = Some(checkpoint);
-        let component = format!("checkpoint:{tag}");
+        state.checkpoint = Some(checkpoint);
+        let component = format!("checkpoint:{}", state.label);
         match saved {
             Err(e) => {
-                tracing::warn!(server = %tag, "cannot save the checkpoint: {e}");
+                tracing::warn!(server = %tag, log = %state.label, "cannot save the checkpoint: {e}");
                 let _ = StateReport::of(shared).record::<()>(What::Checkpoint, &component, Err(e));
             }
             Ok(()) => {
                 // A lost checkpoint stays shown until lines read since the loss are
                 // delivered and saved, not only where reading started.
-                let acknowledged = log.lost.is_none() || log.saved.is_some_and(|s| s != pos);
+                let acknowledged = state.lost.is_none() || state.saved.is_some_and(|s| s != pos);
                 if acknowledged {
-                    if log.lost.take().is_some() {
-                        tracing::info!(server = %tag, "the checkpoint is saved again");
+                    if state.lost.take().is_some() {
+                        tracing::info!(server = %tag, log = %state.label, "the checkpoint is saved again");
                     }
                     let _ = StateReport::of(shared).record(What::Checkpoint, &component, Ok(()));
                 }
-                log.saved = Some(pos);
-                let lag = len.unwrap_or(pos.offset).saturating_sub(pos.offset);
+                state.saved = Some(pos);
+                state.lag = len.unwrap_or(pos.offset).saturating_sub(pos.offset);
+                let lag: u64 = log.logs.iter().map(|l| l.lag).sum();
                 shared
                     .metrics
                     .checkpoint_lag

@@ -50,6 +50,8 @@ impl From<Batch> for ParseInput {
 pub(super) struct ParseStage {
     /// The parser chain: live, rollback target, probation, pins.
     pub slot: SlotOwner<ParserChain>,
+    /// The ids of the server's logs, by index (what a batch's `log` refers to).
+    pub sources: Vec<String>,
     /// The candidate of compare mode's thread, when there is a candidate.
     pub candidate: Option<mpsc::Sender<ShadowInput>>,
     /// Its report, for the API (none: no candidate).
@@ -161,7 +163,8 @@ impl ParseStage {
         let span = tracing::info_span!(parent: &trace, "parse", server = tag, events = tracing::field::Empty, faults = tracing::field::Empty);
         let _in_span = span.enter();
         let lines: Vec<String> = batch.lines.into_iter().map(|l| l.text).collect();
-        let out = self.slot.live.parse(&lines);
+        let source = self.sources.get(batch.log).map_or("", String::as_str);
+        let out = self.slot.live.parse_from(source, &lines);
         span.record("events", out.events.len());
         span.record("faults", out.faults.len());
         for (i, parser) in self.slot.live.parsers().iter().enumerate() {
@@ -214,6 +217,7 @@ impl ParseStage {
         let parsed = Parsed {
             events: out.events.into_iter().map(|(_, e)| e).collect(),
             position: batch.position,
+            log: batch.log,
             span: trace,
         };
         if let Some((feed, listening)) = &self.monitors

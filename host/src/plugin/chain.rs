@@ -53,10 +53,15 @@ impl ParserChain {
     /// Runs every parser over `lines`. A parser that faults loses this batch; the others'
     /// events are kept.
     pub fn parse(&mut self, lines: &[String]) -> ChainOutput {
+        self.parse_from("", lines)
+    }
+
+    /// [`Self::parse`] for lines read from the log `source` (its id in servers.yml).
+    pub fn parse_from(&mut self, source: &str, lines: &[String]) -> ChainOutput {
         let mut out = ChainOutput::default();
         for (p, parser) in self.parsers.iter_mut().enumerate() {
             let started = std::time::Instant::now();
-            let result = parser.parse(lines);
+            let result = parser.parse_from(source, lines);
             out.timings.push(started.elapsed());
             match result {
                 Ok(events) => out.events.extend(events),

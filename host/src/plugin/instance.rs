@@ -363,25 +363,38 @@ impl ParserInstance {
     /// Parses a batch of lines; returns (index in `lines`, event) pairs in line order.
     /// On a fault the whole batch gives nothing for this plugin.
     pub fn parse(&mut self, lines: &[String]) -> Result<Vec<(usize, Event)>, Fault> {
+        self.parse_from("", lines)
+    }
+
+    /// [`Self::parse`] for lines read from the log `source` (its id in servers.yml), which
+    /// the plugin can ask for (`host.log-source`, WIT 0.4.0).
+    pub fn parse_from(
+        &mut self,
+        source: &str,
+        lines: &[String],
+    ) -> Result<Vec<(usize, Event)>, Fault> {
         let bytes = lines.iter().map(String::len).sum();
         if matches!(self.0.plugin.pre, Pre::Parser(_)) {
             batch_text(lines, &mut self.1);
         }
         let batch = &self.1;
-        let (mut out, bad) = self.0.call(bytes, |b, store| match b {
-            Bindings::Parser(b, rules) => {
-                let parsed = b.call_parse(&mut *store, batch)?;
-                Ok(events_of(parsed, rules, lines))
+        let (mut out, bad) = self.0.call(bytes, |b, store| {
+            store.data_mut().set_log_source(source);
+            match b {
+                Bindings::Parser(b, rules) => {
+                    let parsed = b.call_parse(&mut *store, batch)?;
+                    Ok(events_of(parsed, rules, lines))
+                }
+                Bindings::OldParser(b) => {
+                    let events = b.call_parse(store, lines)?;
+                    let parsed = parser::Parsed {
+                        matches: Vec::new(),
+                        events,
+                    };
+                    Ok(events_of(parsed, &[], lines))
+                }
+                Bindings::Monitor(_) => wasmtime::bail!("not a parser"),
             }
-            Bindings::OldParser(b) => {
-                let events = b.call_parse(store, lines)?;
-                let parsed = parser::Parsed {
-                    matches: Vec::new(),
-                    events,
-                };
-                Ok(events_of(parsed, &[], lines))
-            }
-            Bindings::Monitor(_) => wasmtime::bail!("not a parser"),
         })?;
         out.sort_by_key(|(i, _)| *i);
         let excess = cap_per_line(&mut out);

@@ -157,6 +157,11 @@ impl Runtime {
         )
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         // Plugins built against older versions import their version's `host`.
+        bindings::v0_3::factorio_isr::plugin::host::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         bindings::v0_2::factorio_isr::plugin::host::add_to_linker::<_, HasSelf<_>>(
             &mut linker,
             |s| s,

@@ -13,6 +13,7 @@ use super::bindings::WitSeverity;
 use super::bindings::parser::factorio_isr::plugin::{host, types};
 use super::bindings::v0_1::factorio_isr::plugin as v0_1;
 use super::bindings::v0_2::factorio_isr::plugin as v0_2;
+use super::bindings::v0_3::factorio_isr::plugin as v0_3;
 
 /// Most bytes of guest stdout/stderr kept per call; the rest is counted and dropped.
 const OUTPUT_BYTES_PER_CALL: usize = 64 << 10;
@@ -40,6 +41,8 @@ pub(crate) struct SandboxState {
     pub memory_bytes: usize,
     output: Capture,
     logged_this_call: u32,
+    /// The id of the log the batch being parsed came from (`host.log-source`).
+    log_source: String,
     /// `host.log` lines and output bytes dropped by the per-call limits.
     pub suppressed: u64,
 }
@@ -72,6 +75,7 @@ impl SandboxState {
             memory_bytes: 0,
             output,
             logged_this_call: 0,
+            log_source: String::new(),
             suppressed: 0,
         }
     }
@@ -84,6 +88,13 @@ impl SandboxState {
     /// Resets the per-call limits; called before each call into the plugin.
     pub(crate) fn begin_call(&mut self) {
         self.logged_this_call = 0;
+    }
+
+    /// Sets what `host.log-source` answers until the next call (empty: not parsing).
+    pub(crate) fn set_log_source(&mut self, source: &str) {
+        if self.log_source != source {
+            source.clone_into(&mut self.log_source);
+        }
     }
 
     /// Sends what the plugin printed during the call to the host's log, one line each.
@@ -138,6 +149,17 @@ impl wasmtime::ResourceLimiter for SandboxState {
 
 impl types::Host for SandboxState {}
 
+/// WIT 0.3.0's `host`, for plugins built against it.
+impl v0_3::host::Host for SandboxState {
+    fn now_ms(&mut self) -> u64 {
+        host::Host::now_ms(self)
+    }
+
+    fn log(&mut self, level: WitSeverity, message: String) {
+        host::Host::log(self, level, message);
+    }
+}
+
 /// WIT 0.2.0's `host`, for plugins built against it.
 impl v0_2::host::Host for SandboxState {
     fn now_ms(&mut self) -> u64 {
@@ -159,6 +181,10 @@ impl v0_1::host::Host for SandboxState {
 impl host::Host for SandboxState {
     fn now_ms(&mut self) -> u64 {
         crate::event::unix_ms::millis(std::time::SystemTime::now())
+    }
+
+    fn log_source(&mut self) -> String {
+        self.log_source.clone()
     }
 
     fn log(&mut self, level: WitSeverity, message: String) {

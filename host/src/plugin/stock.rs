@@ -12,6 +12,9 @@ pub const PATTERNS_WASM: &[u8] = include_bytes!(env!("FACTORIO_ISR_WASM_FACTORIO
 pub const STOCK_PATTERN_FILES: &[(&str, &str)] =
     include!(concat!(env!("OUT_DIR"), "/stock_patterns.rs"));
 
+/// The optional pattern packs, `patterns/packs/*.yml` (enabled by name with `packs:`).
+pub const STOCK_PACKS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/stock_packs.rs"));
+
 /// The stock `ups-alert` monitor.
 pub const UPS_ALERT_WASM: &[u8] = include_bytes!(env!("FACTORIO_ISR_WASM_FACTORIO_ISR_UPS_ALERT"));
 
@@ -145,6 +148,29 @@ struct PatternsSettings {
     dir: Option<PathBuf>,
     /// Only these files of the folder (default: every `*.yml` / `*.yaml`).
     files: Option<Vec<String>>,
+    /// Built-in packs to add, by name (`factocord`, `server-protocol`): the lines companion
+    /// mods and scenarios print.
+    #[serde(default)]
+    packs: Vec<String>,
+}
+
+/// The built-in pack `name` as a pattern file (`packs/name.yml`).
+fn pack(name: &str) -> anyhow::Result<PatternFile> {
+    let file = format!("{name}.yml");
+    STOCK_PACKS
+        .iter()
+        .find(|(n, _)| *n == file)
+        .map(|(n, text)| PatternFile::new(format!("packs/{n}"), *text))
+        .ok_or_else(|| {
+            let known: Vec<&str> = STOCK_PACKS
+                .iter()
+                .map(|(n, _)| n.trim_end_matches(".yml"))
+                .collect();
+            anyhow::anyhow!(
+                "config of the patterns plugin: there is no pack `{name}` (the packs are {})",
+                known.join(", ")
+            )
+        })
 }
 
 /// The `init` string for a plugin whose configuration is `config`. Plugins have no
@@ -159,11 +185,14 @@ pub fn init_config(source: &PluginSource, config: &serde_json::Value) -> anyhow:
                 serde_json::from_value(config.clone())
                     .map_err(|e| anyhow::anyhow!("config of the patterns plugin: {e}"))?
             };
-            let files = match (settings.dir, settings.files) {
+            let mut files = match (settings.dir, settings.files) {
                 (Some(dir), files) => read_pattern_dir(&dir, files.as_deref())?,
                 (None, Some(files)) => read_pattern_dir(Path::new("patterns"), Some(&files))?,
                 (None, None) => default_pattern_files()?,
             };
+            for name in &settings.packs {
+                files.push(pack(name)?);
+            }
             Ok(patterns_config(&files))
         }
         _ => Ok(config.to_string()),
@@ -188,6 +217,21 @@ pub fn patterns_config(files: &[PatternFile]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packs_are_added_by_name_and_an_unknown_one_names_those_there_are() {
+        let source = PluginSource::Stock("patterns");
+        let config = serde_json::json!({"packs": ["factocord", "server-protocol"]});
+        let init = init_config(&source, &config).unwrap();
+        assert!(init.contains("packs/factocord.yml") && init.contains("packs/server-protocol.yml"));
+        let err = init_config(&source, &serde_json::json!({"packs": ["nope"]}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no pack `nope` (the packs are factocord, server-protocol)"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_pattern_folder_is_read_up_to_a_total_and_no_further() {

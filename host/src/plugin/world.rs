@@ -12,8 +12,12 @@ use super::PluginError;
 pub const WIT_PACKAGE: &str = "factorio-isr:plugin";
 
 /// The WIT versions this host loads, oldest first. The last is the one it builds with.
-pub const SUPPORTED_WIT_VERSIONS: &[Version] =
-    &[Version(0, 1, 0), Version(0, 2, 0), Version(0, 3, 0)];
+pub const SUPPORTED_WIT_VERSIONS: &[Version] = &[
+    Version(0, 1, 0),
+    Version(0, 2, 0),
+    Version(0, 3, 0),
+    Version(0, 4, 0),
+];
 
 /// A WIT package version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

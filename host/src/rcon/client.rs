@@ -26,6 +26,20 @@ pub struct RconSettings {
     /// and back to this only after a connection stayed up for `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Whether commands that run Lua may be sent.
+    pub lua: LuaPolicy,
+}
+
+/// Whether a server's RCON link may send commands that run Lua (`/c`, `/sc`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LuaPolicy {
+    #[default]
+    Allowed,
+    /// Achievement-safe mode (`achievements_safe: true`): the first Lua command disables
+    /// the map's achievements for good, so none is ever sent. A `game.print` of the host's
+    /// own is sent as plain console text instead (the game shows it as the server's chat);
+    /// any other Lua command is refused ([`super::RconError::LuaRefused`]).
+    Refused,
 }
 
 impl RconSettings {
@@ -38,6 +52,7 @@ impl RconSettings {
             command_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            lua: LuaPolicy::Allowed,
         }
     }
 }
@@ -88,6 +103,7 @@ pub struct RconClient {
     tx: mpsc::Sender<Request>,
     state: watch::Receiver<LinkState>,
     default_timeout: Duration,
+    lua: LuaPolicy,
 }
 
 /// Commands waiting for the connection; more than this and callers wait to enqueue.
@@ -99,13 +115,20 @@ impl RconClient {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (state_tx, state) = watch::channel(LinkState::Connecting);
         let default_timeout = settings.command_timeout;
+        let lua = settings.lua;
         tokio::spawn(link(server.to_owned(), settings, rx, state_tx, metrics));
         Self {
             server: server.into(),
             tx,
             state,
             default_timeout,
+            lua,
         }
+    }
+
+    /// Whether commands that run Lua may be sent (not in achievement-safe mode).
+    pub fn lua_allowed(&self) -> bool {
+        self.lua == LuaPolicy::Allowed
     }
 
     /// Runs `command` with the default timeout.
@@ -129,15 +152,29 @@ impl RconClient {
             error.type = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
-        let result = self
-            .exchange(command, timeout)
-            .instrument(span.clone())
-            .await;
+        let result = match self.without_lua(command) {
+            Ok(command) => {
+                self.exchange(&command, timeout)
+                    .instrument(span.clone())
+                    .await
+            }
+            Err(refused) => Err(refused),
+        };
         if let Err(e) = &result {
             span.record("error.type", e.kind());
             span.record("otel.status_code", "ERROR");
         }
         result
+    }
+
+    /// `command` as it may be sent under the link's [`LuaPolicy`].
+    fn without_lua<'a>(&self, command: &'a str) -> Result<std::borrow::Cow<'a, str>, RconError> {
+        if self.lua == LuaPolicy::Allowed || !super::connection::is_lua(command) {
+            return Ok(command.into());
+        }
+        super::command::plain_print(command)
+            .map(Into::into)
+            .ok_or(RconError::LuaRefused)
     }
 
     async fn exchange(&self, command: &str, timeout: Duration) -> Result<String, RconError> {

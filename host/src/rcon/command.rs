@@ -154,6 +154,24 @@ pub fn relay(author: &str, text: &str) -> Result<SafeCommand, CommandError> {
     ))
 }
 
+/// For a server where no Lua may run: the plain console text that shows the words of a
+/// `game.print` of the host's own ([`relay`], [`broadcast`]), which the game shows as the
+/// server's chat. None for any other command. The text never starts with `/`, so it cannot
+/// become a command.
+pub fn plain_print(command: &str) -> Option<String> {
+    let rest = command.strip_prefix("/sc game.print(")?;
+    let (text, after) = parse_lua_string(rest)?;
+    if after != ")" {
+        return None;
+    }
+    let text = plain_text(&text).ok()?;
+    Some(if text.starts_with('/') {
+        format!("› {text}")
+    } else {
+        text
+    })
+}
+
 /// `/players` (or `/players online`).
 pub fn players(online_only: bool) -> SafeCommand {
     SafeCommand(
@@ -416,6 +434,24 @@ mod tests {
                 .collect();
             assert_eq!(decoded, expected.trim());
         }
+    }
+
+    #[test]
+    fn a_print_becomes_plain_chat_text_and_other_lua_none() {
+        let bridged = relay("Zoë", "hi \"there\" /c game.player.die()").unwrap();
+        assert_eq!(
+            plain_print(bridged.as_str()).as_deref(),
+            Some("[Discord] Zoë: hi \"there\" /c game.player.die()")
+        );
+        let told = broadcast("/c game.speed = 100").unwrap();
+        assert_eq!(
+            plain_print(told.as_str()).as_deref(),
+            Some("› /c game.speed = 100"),
+            "never a command"
+        );
+        assert_eq!(plain_print(game_speed(2.0).unwrap().as_str()), None);
+        assert_eq!(plain_print("/sc game.print(\"a\") game.speed = 9"), None);
+        assert_eq!(plain_print("/players online"), None);
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl From<FrameError> for RconError {
 }
 
 /// Whether `command` runs Lua (`/c`, `/command`, `/sc`, `/silent-command`).
-fn is_lua(command: &str) -> bool {
+pub(crate) fn is_lua(command: &str) -> bool {
     let word = command.split_whitespace().next().unwrap_or_default();
     matches!(word, "/c" | "/command" | "/sc" | "/silent-command")
 }

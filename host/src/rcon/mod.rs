@@ -13,7 +13,7 @@ pub mod packet;
 
 use std::time::Duration;
 
-pub use client::{LinkMetrics, LinkState, RconClient, RconSettings};
+pub use client::{LinkMetrics, LinkState, LuaPolicy, RconClient, RconSettings};
 pub use command::{CommandError, PlayerName, SafeCommand};
 pub use connection::Connection;
 
@@ -43,6 +43,11 @@ pub enum RconError {
     CommandTooLong(usize),
     #[error("the RCON link has stopped")]
     Stopped,
+    #[error(
+        "achievement-safe mode (achievements_safe: true): this command runs Lua, which would \
+         disable the map's achievements for good, so it was not sent"
+    )]
+    LuaRefused,
 }
 
 impl RconError {
@@ -71,6 +76,7 @@ impl RconError {
             Self::Down(_) => "down",
             Self::CommandTooLong(_) => "too_long",
             Self::Stopped => "stopped",
+            Self::LuaRefused => "lua_refused",
         }
     }
 }

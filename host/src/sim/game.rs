@@ -56,6 +56,12 @@ struct World {
     ever_joined: BTreeSet<String>,
     /// What `game.print` showed the players, last 1,000.
     printed: std::collections::VecDeque<String>,
+    /// Every command received (but `/sim`), last 10,000: what a test can audit.
+    received: std::collections::VecDeque<String>,
+    /// Players' tags (`/tag`), shown after their names in chat.
+    tags: std::collections::BTreeMap<String, String>,
+    /// Autosaves written so far.
+    autosaves: u32,
     /// How long each answer (but to `/sim`) is held back, as a busy server would.
     lag: std::time::Duration,
 }
@@ -64,6 +70,10 @@ struct World {
 pub struct Game {
     world: Mutex<World>,
     log: Mutex<Option<File>>,
+    /// `factorio-current.log`: the lines the server writes to stdout, each after the seconds
+    /// since it started.
+    current: Mutex<Option<File>>,
+    started: Instant,
     pub api: Api,
     pub version: String,
     pub seed: u64,
@@ -99,9 +109,14 @@ impl Game {
                 lua_used: false,
                 ever_joined: BTreeSet::new(),
                 printed: Default::default(),
+                received: Default::default(),
+                tags: [("Mattie".to_owned(), "Engineer".to_owned())].into(),
+                autosaves: 0,
                 lag: std::time::Duration::ZERO,
             }),
             log: Mutex::new(log),
+            current: Mutex::new(None),
+            started: Instant::now(),
             api,
             version: match api {
                 Api::V1_1 => "1.1.110".into(),
@@ -158,6 +173,83 @@ impl Game {
         }
     }
 
+    /// Starts writing `factorio-current.log` at `path`, beginning with what a server writes
+    /// as it starts: its version, the game port, RCON, and the change to the running state.
+    pub fn open_current_log(&self, path: &Path, rcon: std::net::SocketAddr) -> std::io::Result<()> {
+        let file = File::options().create(true).append(true).open(path)?;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(file);
+        let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
+        let build = match self.api {
+            Api::V1_1 => "build 62112",
+            Api::V2_0 => "build 80000",
+        };
+        self.current_line(&format!(
+            "{now}; Factorio {} ({build}, linux64, headless)",
+            self.version
+        ));
+        self.current_line(
+            "Info ServerMultiplayerManager.cpp:1187: Hosting game at IP ADDR:({0.0.0.0:34197})",
+        );
+        self.current_line(&format!(
+            "Info RemoteCommandProcessor.cpp:123: Starting RCON interface at IP ADDR:({{{rcon}}})"
+        ));
+        self.current_line(&format!(
+            "Info ServerMultiplayerManager.cpp:799: updateTick({}) changing state from(CreatingGame) to(InGame)",
+            self.tick()
+        ));
+        Ok(())
+    }
+
+    /// Appends a line to `factorio-current.log` as the server writes it: the seconds since
+    /// it started, then `text`.
+    pub fn current_line(&self, text: &str) {
+        let mut log = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = log.as_mut() {
+            let secs = self.started.elapsed().as_secs_f64();
+            if let Err(e) = writeln!(f, "{secs:8.3} {text}") {
+                tracing::warn!("the simulated factorio-current.log cannot be written: {e}");
+            }
+        }
+    }
+
+    /// An autosave: started and finished, as Factorio 2.0 writes them.
+    pub fn autosave(&self) {
+        let n = self.with(|w| {
+            w.autosaves += 1;
+            w.autosaves % 10 + 1
+        });
+        self.current_line(&format!(
+            "Info AppManager.cpp:1090: Saving to _autosave{n} (non-blocking)."
+        ));
+        self.current_line("Info AppManagerStates.cpp:1802: Saving finished");
+    }
+
+    /// A client falls out of sync (its peer id is `peer`).
+    pub fn desync(&self, peer: u32) {
+        self.current_line(&format!(
+            "Info ServerMultiplayerManager.cpp:1148: received stateChanged peerID({peer}) oldState(InGame) newState(DesyncedWaitingForMap)"
+        ));
+    }
+
+    /// `name` shouts `text` to every force.
+    pub fn shout(&self, name: &str, text: &str) {
+        let who = self.shown_name(name);
+        self.log_line(&format!("[SHOUT] {who} (shout): {text}"));
+    }
+
+    /// `name` with their tag, as chat shows it (`Mattie [Engineer]`).
+    fn shown_name(&self, name: &str) -> String {
+        self.with(|w| match w.tags.get(name) {
+            Some(tag) => format!("{name} [{tag}]"),
+            None => name.to_owned(),
+        })
+    }
+
+    /// Every command received so far (but `/sim`), oldest first.
+    pub fn received(&self) -> Vec<String> {
+        self.with(|w| w.received.iter().cloned().collect())
+    }
+
     /// `name` joins (no-op if online or banned).
     pub fn join(&self, name: &str) {
         let joined = self.with(|w| {
@@ -181,12 +273,34 @@ impl Game {
 
     /// `name` says `text` in chat.
     pub fn chat(&self, name: &str, text: &str) {
-        self.log_line(&format!("[CHAT] {name}: {text}"));
+        let who = self.shown_name(name);
+        self.log_line(&format!("[CHAT] {who}: {text}"));
     }
 
     /// Answers a console command as Factorio would.
     pub fn execute(&self, command: &str) -> String {
         let command = command.trim();
+        if !command.starts_with("/sim") {
+            self.with(|w| {
+                if w.received.len() >= 10_000 {
+                    w.received.pop_front();
+                }
+                w.received.push_back(command.to_owned());
+            });
+        }
+        // Text that is not a command is the server's chat, as in the server console.
+        if !command.starts_with('/') {
+            if !command.is_empty() {
+                self.log_line(&format!("[CHAT] <server>: {command}"));
+                self.with(|w| {
+                    if w.printed.len() >= 1000 {
+                        w.printed.pop_front();
+                    }
+                    w.printed.push_back(command.to_owned());
+                });
+            }
+            return String::new();
+        }
         let (word, rest) = command.split_once(' ').unwrap_or((command, ""));
         let rest = rest.trim();
         let arg = |i: usize| {
@@ -203,7 +317,11 @@ impl Game {
                 .to_owned()
         };
         match word {
-            "/c" | "/command" | "/sc" | "/silent-command" => self.lua(rest),
+            "/c" | "/command" => {
+                self.log_line(&format!("[COMMAND] <server> (command): {rest}"));
+                self.lua(rest)
+            }
+            "/sc" | "/silent-command" => self.lua(rest),
             "/players" | "/p" => self.players(rest == "online" || rest == "o"),
             "/time" => {
                 let secs = self.tick() / 60;
@@ -458,6 +576,20 @@ impl Game {
             }
             "big" => "x".repeat(arg.parse::<usize>().unwrap_or(0).min(16 << 20)),
             "printed" => self.with(|w| w.printed.iter().cloned().collect::<Vec<_>>().join("\n")),
+            "received" => self.received().join("\n"),
+            "autosave" => {
+                self.autosave();
+                String::new()
+            }
+            "desync" => {
+                self.desync(arg.parse().unwrap_or(1));
+                String::new()
+            }
+            "forget" => {
+                // `arg` leaves without a [LEAVE] line, as when Factorio does not write one.
+                self.with(|w| w.online.remove(arg));
+                String::new()
+            }
             "lag" => match arg.parse::<u64>() {
                 Ok(ms) => {
                     self.with(|w| w.lag = std::time::Duration::from_millis(ms.min(60_000)));
@@ -465,9 +597,17 @@ impl Game {
                 }
                 Err(_) => "usage: /sim lag MS".into(),
             },
-            _ => "usage: /sim ups N | pause | resume | join P | leave P | chat P TEXT | big BYTES | printed | lag MS"
+            _ => "usage: /sim ups N | pause | resume | join P | leave P | forget P | chat P TEXT | autosave | desync PEER | big BYTES | printed | received | lag MS"
                 .into(),
         }
+    }
+}
+
+impl Drop for Game {
+    /// A clean shutdown, as `factorio-current.log` ends when the server is told to quit.
+    fn drop(&mut self) {
+        self.current_line("Quitting: remote-quit.");
+        self.current_line("Goodbye");
     }
 }
 

@@ -45,6 +45,8 @@ pub struct SimOptions {
     pub password: String,
     /// The console log to write; none writes no log.
     pub log: Option<PathBuf>,
+    /// The `factorio-current.log` to write (stdout's lines); none writes none.
+    pub current_log: Option<PathBuf>,
     pub ups: f64,
     pub start_tick: u64,
     pub api: Api,
@@ -59,6 +61,7 @@ impl Default for SimOptions {
             rcon_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             password: "factorio".into(),
             log: None,
+            current_log: None,
             ups: 60.0,
             start_tick: 60 * 3600 * 5,
             api: Api::V2_0,
@@ -88,6 +91,9 @@ impl Sim {
         )?);
         let listener = rcon_server::bind(opts.rcon_addr)?;
         let addr = listener.local_addr()?;
+        if let Some(path) = &opts.current_log {
+            game.open_current_log(path, addr)?;
+        }
         let shared = Arc::new(rcon_server::Shared {
             game: game.clone(),
             password: opts.password,
@@ -176,12 +182,21 @@ const CHAT: &[&str] = &[
     "brb",
 ];
 
-/// Players join, chat, shout and leave at random, about every `gap`.
+/// Players join, chat, shout and leave at random, about every `gap`; the game autosaves
+/// every 20 actions or so, and a client desyncs now and then.
 async fn activity(game: Arc<Game>, gap: Duration, seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
+    let mut actions = 0u32;
     loop {
         let wait = gap.mul_f64(0.5 + rng.f64());
         tokio::time::sleep(wait).await;
+        actions += 1;
+        if actions.is_multiple_of(20) {
+            game.autosave();
+        }
+        if rng.u32(0..200) == 0 {
+            game.desync(rng.u32(1..8));
+        }
         let online = game.online();
         let offline: Vec<&str> = ROSTER
             .iter()
@@ -197,7 +212,7 @@ async fn activity(game: Arc<Game>, gap: Duration, seed: u64) {
             game.leave(&online[rng.usize(0..online.len())]);
         } else if roll < 33 {
             let p = &online[rng.usize(0..online.len())];
-            game.log_line(&format!("[SHOUT] {p}: train incoming"));
+            game.shout(p, "train incoming");
         } else {
             let p = &online[rng.usize(0..online.len())];
             game.chat(p, CHAT[rng.usize(0..CHAT.len())]);

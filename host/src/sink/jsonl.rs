@@ -72,6 +72,10 @@ impl Sink for JsonlSink {
         "jsonl"
     }
 
+    fn for_people(&self) -> bool {
+        false
+    }
+
     fn deliver<'a>(&'a self, server: &'a str, events: &'a [Event]) -> Delivery<'a> {
         Box::pin(async move { tokio::task::block_in_place(|| self.write(server, events)) })
     }

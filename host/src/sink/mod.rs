@@ -40,6 +40,12 @@ pub trait Sink: Send + Sync {
         std::time::Duration::from_secs(10)
     }
 
+    /// Whether people read it (Discord, the console): they are shown only the kinds of
+    /// event the server's `events:` leaves on. A record (JSON lines) gets every event.
+    fn for_people(&self) -> bool {
+        true
+    }
+
     /// Delivers `events` of server `server`; resolves when they are safely handed over.
     fn deliver<'a>(&'a self, server: &'a str, events: &'a [Event]) -> Delivery<'a>;
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use super::query::{parse_stats, stats_command};
+use super::query::{
+    parse_evolution_command, parse_game_time, parse_players_online, parse_stats, stats_command,
+};
 use super::ups::UpsTracker;
 use crate::rcon::RconClient;
 
@@ -27,6 +29,10 @@ pub struct Reading {
     pub ups_ema: Option<f64>,
     /// Game time played, in seconds (`ticks_played / 60`).
     pub game_time_seconds: Option<u64>,
+    /// Why there is no UPS although the server answered (achievement-safe mode: UPS needs
+    /// the tick, which only Lua gives).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ups_unavailable: Option<String>,
     pub players: Vec<String>,
     pub evolution: Vec<Surface>,
 }
@@ -47,6 +53,8 @@ pub struct StatsGauges {
     pub ups_ema: prometheus::Gauge,
     pub players: prometheus::IntGauge,
     pub paused: prometheus::IntGauge,
+    /// `ups_unavailable{server, reason="achievements_safe"}`.
+    pub ups_unavailable: prometheus::IntGauge,
     /// `evolution{server, surface}`; the engine sets and removes this server's surfaces.
     pub evolution: prometheus::GaugeVec,
     pub server: String,
@@ -130,23 +138,54 @@ impl StatsEngine {
     async fn take(&self, state: &mut State) -> Reading {
         let at_ms = unix_ms();
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        let answer = self.rcon.exec(stats_command().as_str()).await;
-        let empty = |error: String, rcon_up: bool| Reading {
-            at_ms,
-            rcon_up,
-            error: Some(error),
-            paused: false,
-            tick: None,
-            ups: None,
-            ups_sma: None,
-            ups_ema: None,
-            game_time_seconds: None,
-            players: Vec::new(),
-            evolution: Vec::new(),
+        let reading = if self.rcon.lua_allowed() {
+            self.take_with_lua(state, at_ms).await
+        } else {
+            self.take_without_lua(at_ms).await
         };
-        let reading = match answer.map(|a| parse_stats(&a)) {
-            Err(e) => empty(e.to_string(), false),
-            Ok(Err(e)) => empty(e, true),
+        if let Some(g) = &self.gauges {
+            mirror(g, &reading, &mut state.surfaces);
+        }
+        reading
+    }
+
+    /// A reading from the three Lua-free commands (`/players online`, `/time`,
+    /// `/evolution`), for a server in achievement-safe mode: no tick, so no UPS.
+    async fn take_without_lua(&self, at_ms: u64) -> Reading {
+        let mut reading = empty(at_ms, String::new(), true);
+        reading.error = None;
+        reading.ups_unavailable = Some(UPS_NEEDS_LUA.into());
+        match self.rcon.exec("/players online").await {
+            Err(e) => return empty(at_ms, e.to_string(), false),
+            Ok(a) => match parse_players_online(&a) {
+                Some(players) => reading.players = players,
+                None => {
+                    let shown: String = a.chars().take(120).collect();
+                    return empty(at_ms, format!("/players online gave {shown:?}"), true);
+                }
+            },
+        }
+        match self.rcon.exec("/time").await {
+            Err(e) => return empty(at_ms, e.to_string(), false),
+            Ok(a) => reading.game_time_seconds = parse_game_time(&a),
+        }
+        match self.rcon.exec("/evolution").await {
+            Err(e) => return empty(at_ms, e.to_string(), false),
+            Ok(a) => {
+                reading.evolution = parse_evolution_command(&a)
+                    .into_iter()
+                    .map(|(surface, factor)| Surface { surface, factor })
+                    .collect();
+            }
+        }
+        reading
+    }
+
+    async fn take_with_lua(&self, state: &mut State, at_ms: u64) -> Reading {
+        let answer = self.rcon.exec(stats_command().as_str()).await;
+        match answer.map(|a| parse_stats(&a)) {
+            Err(e) => empty(at_ms, e.to_string(), false),
+            Ok(Err(e)) => empty(at_ms, e, true),
             Ok(Ok(a)) => {
                 let steady_ms = self.clock.elapsed().as_millis() as u64;
                 let ups = state.tracker.observe(steady_ms, a.tick);
@@ -160,6 +199,7 @@ impl StatsEngine {
                     ups_sma: ups.sma,
                     ups_ema: ups.ema,
                     game_time_seconds: a.ticks_played.map(|t| t / 60),
+                    ups_unavailable: None,
                     players: a.players,
                     evolution: a
                         .evolution
@@ -168,11 +208,29 @@ impl StatsEngine {
                         .collect(),
                 }
             }
-        };
-        if let Some(g) = &self.gauges {
-            mirror(g, &reading, &mut state.surfaces);
         }
-        reading
+    }
+}
+
+/// Why a server in achievement-safe mode has no UPS.
+pub const UPS_NEEDS_LUA: &str =
+    "achievement-safe mode: UPS needs the game tick, which only a Lua command reads";
+
+/// A reading that says why it is empty.
+fn empty(at_ms: u64, error: String, rcon_up: bool) -> Reading {
+    Reading {
+        at_ms,
+        rcon_up,
+        error: Some(error),
+        paused: false,
+        tick: None,
+        ups: None,
+        ups_sma: None,
+        ups_ema: None,
+        game_time_seconds: None,
+        ups_unavailable: None,
+        players: Vec::new(),
+        evolution: Vec::new(),
     }
 }
 
@@ -180,6 +238,8 @@ fn mirror(g: &StatsGauges, r: &Reading, surfaces: &mut Vec<String>) {
     if !r.rcon_up || r.error.is_some() {
         return;
     }
+    g.ups_unavailable
+        .set(i64::from(r.ups_unavailable.is_some()));
     if let Some(ups) = r.ups {
         g.ups.set(ups);
     } else if r.paused {

@@ -71,6 +71,48 @@ pub fn parse_stats(answer: &str) -> Result<StatsAnswer, String> {
     Ok(out)
 }
 
+/// Reads `/players online`'s answer (`Online players (2):` then one indented name a line);
+/// `None` when it is not that answer.
+pub fn parse_players_online(answer: &str) -> Option<Vec<String>> {
+    let mut lines = answer.lines();
+    let header = lines.next()?.trim();
+    if !(header.starts_with("Online players (") && header.ends_with("):")) {
+        return None;
+    }
+    Some(
+        lines
+            .map(|l| l.trim().trim_end_matches(" (online)").to_owned())
+            .filter(|l| !l.is_empty())
+            .collect(),
+    )
+}
+
+/// Reads `/time`'s answer (`1 day, 11 hours, 1 minute and 26 seconds`) as seconds;
+/// `None` when it names no unit.
+pub fn parse_game_time(answer: &str) -> Option<u64> {
+    let mut total: u64 = 0;
+    let mut any = false;
+    let words: Vec<&str> = answer
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    for pair in words.windows(2) {
+        let Ok(n) = pair[0].parse::<u64>() else {
+            continue;
+        };
+        let unit = match pair[1].trim_end_matches('.').trim_end_matches('s') {
+            "day" => 86_400,
+            "hour" => 3_600,
+            "minute" => 60,
+            "second" => 1,
+            _ => continue,
+        };
+        total = total.saturating_add(n.saturating_mul(unit));
+        any = true;
+    }
+    any.then_some(total)
+}
+
 /// Reads `/evolution`'s answer: 1.1 prints one line, `Evolution factor: 0.4213. (Time 12%)
 /// ...`; 2.0 prints one per planet, the surface before the same words. A line without a
 /// surface is reported as `nauvis`.
@@ -170,6 +212,25 @@ mod tests {
             [("nauvis".to_owned(), 0.51), ("gleba".to_owned(), 0.02)]
         );
         assert!(parse_evolution_command("Unknown command").is_empty());
+    }
+
+    #[test]
+    fn the_lua_free_answers_give_players_and_game_time() {
+        assert_eq!(
+            parse_players_online("Online players (2):\n  Alice\n  bob.x\n"),
+            Some(vec!["Alice".to_owned(), "bob.x".to_owned()])
+        );
+        assert_eq!(parse_players_online("Online players (0):"), Some(vec![]));
+        assert_eq!(parse_players_online("Unknown command \"players\"."), None);
+        assert_eq!(
+            parse_game_time("1 day, 11 hours, 1 minute and 26 seconds"),
+            Some(86_400 + 11 * 3_600 + 60 + 26)
+        );
+        assert_eq!(
+            parse_game_time("0 hours, 5 minutes and 0 seconds"),
+            Some(300)
+        );
+        assert_eq!(parse_game_time("Unknown command"), None);
     }
 
     #[test]

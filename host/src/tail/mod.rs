@@ -31,23 +31,34 @@ pub struct Batch {
     pub lines: Vec<Line>,
     /// None only while the file cannot be opened.
     pub position: Option<Position>,
+    /// Which of the server's logs it was read from (its index in `logs`).
+    pub log: usize,
     /// The root span of the batch's trace (tail → parsers → monitors → sinks); disabled
     /// when traces are off or the batch has no lines.
     pub span: tracing::Span,
 }
 
 impl Batch {
-    /// A batch of `lines` read from `server`'s log, with the span its trace starts with.
-    pub fn new(server: &str, lines: Vec<Line>, position: Option<Position>) -> Self {
+    /// A batch of `lines` read from the log that `status` reports for, with the span its
+    /// trace starts with.
+    pub fn new(status: &Status, lines: Vec<Line>, position: Option<Position>) -> Self {
         let span = if lines.is_empty() {
             tracing::Span::none()
         } else {
             let bytes: usize = lines.iter().map(|l| l.text.len()).sum();
-            tracing::info_span!(parent: None, "batch", server, lines = lines.len(), bytes)
+            tracing::info_span!(
+                parent: None,
+                "batch",
+                server = %status.server,
+                log = %status.log_id,
+                lines = lines.len(),
+                bytes
+            )
         };
         Self {
             lines,
             position,
+            log: status.log,
             span,
         }
     }
@@ -58,6 +69,9 @@ impl Batch {
 pub struct Status {
     /// The server whose log it is (for the spans of its batches).
     pub server: String,
+    /// Which of the server's logs it is: its index in `logs`, and its id.
+    pub log: usize,
+    pub log_id: String,
     pub health: Health,
     /// Its component name in `health`.
     pub component: String,
@@ -177,7 +191,7 @@ pub async fn run<T: From<Batch>>(
             reader.position()
         };
         if !lines.is_empty() || (position.is_some() && position != sent) {
-            let batch = Batch::new(&status.server, lines, position);
+            let batch = Batch::new(&status, lines, position);
             tokio::select! {
                 r = tx.send(batch.into()) => if r.is_err() {
                     return Some(reader);

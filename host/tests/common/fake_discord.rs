@@ -49,6 +49,8 @@ pub const IMPOSTOR_ROLE: u64 = 900_000_000_000_000_098;
 pub struct Recorded {
     /// (channel id, body) of each message posted (and accepted).
     pub messages: Vec<(u64, Value)>,
+    /// (channel id, message id, body) of each edit of a posted message (accepted).
+    pub channel_edits: Vec<(u64, u64, Value)>,
     /// (interaction id, body) of each interaction callback accepted.
     pub responses: Vec<(u64, Value)>,
     /// (interaction token, body) of edits to original responses (after a defer).
@@ -93,6 +95,10 @@ struct Inner {
     refuse_registrations: Mutex<u64>,
     /// Interactions answered (callback accepted), by token; and those deferred.
     acknowledged: Mutex<HashSet<String>>,
+    /// Messages posted, by id: their channel (edits must name the right one).
+    posted: Mutex<std::collections::HashMap<u64, u64>>,
+    /// The next message id.
+    next_message: std::sync::atomic::AtomicU64,
     gateway: String,
     dispatch: broadcast::Sender<Value>,
 }
@@ -146,6 +152,8 @@ impl FakeDiscord {
                 forbidden: Mutex::default(),
                 refuse_registrations: Mutex::new(0),
                 acknowledged: Mutex::default(),
+                posted: Mutex::default(),
+                next_message: std::sync::atomic::AtomicU64::new(800_000_000_000_000_001),
                 gateway: format!("ws://{ws_addr}"),
                 dispatch,
             });
@@ -166,6 +174,10 @@ impl FakeDiscord {
                 )
                 .route("/api/v10/guilds/{guild}/roles", get(roles))
                 .route("/api/v10/channels/{channel}/messages", post(post_message))
+                .route(
+                    "/api/v10/channels/{channel}/messages/{message}",
+                    patch(edit_message),
+                )
                 .route(
                     "/api/v10/interactions/{id}/{token}/callback",
                     post(callback),
@@ -750,7 +762,12 @@ async fn post_message(
     if let Err(r) = check_message(&body.0, true) {
         return refuse(&s, "message", r);
     }
-    let reply = message(&channel, &body.0);
+    let mut reply = message(&channel, &body.0);
+    let message_id = s
+        .next_message
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    reply["id"] = json!(message_id.to_string());
+    s.posted.lock().unwrap().insert(message_id, id);
     s.recorded.lock().unwrap().messages.push((id, body.0));
     let mut h = HeaderMap::new();
     h.insert("x-ratelimit-limit", "5".parse().unwrap());
@@ -758,6 +775,46 @@ async fn post_message(
     h.insert("x-ratelimit-reset-after", "1.000".parse().unwrap());
     h.insert("x-ratelimit-bucket", "fake-bucket".parse().unwrap());
     (h, axum::Json(reply)).into_response()
+}
+
+/// `PATCH /channels/{channel}/messages/{message}`: an edit of a message the bot posted there,
+/// checked like a post (an edit may leave out what it does not change); 404 Unknown Message
+/// (10008) for any other.
+async fn edit_message(
+    State(s): State<Arc<Inner>>,
+    Path((channel, message_id)): Path<(String, String)>,
+    body: axum::Json<Value>,
+) -> Response {
+    let channel_id: u64 = channel.parse().unwrap_or(0);
+    let known = message_id
+        .parse::<u64>()
+        .ok()
+        .and_then(|m| s.posted.lock().unwrap().get(&m).copied());
+    if known != Some(channel_id) {
+        let r = (
+            StatusCode::NOT_FOUND,
+            json!({"message": "Unknown Message", "code": 10008}),
+        );
+        return refuse(&s, "edit", r);
+    }
+    if let Err(r) = check_message(&body.0, false) {
+        return refuse(&s, "edit", r);
+    }
+    let mut reply = message(&channel, &body.0);
+    reply["id"] = json!(message_id);
+    s.recorded.lock().unwrap().channel_edits.push((
+        channel_id,
+        message_id.parse().unwrap_or(0),
+        body.0,
+    ));
+    axum::Json(reply).into_response()
+}
+
+impl FakeDiscord {
+    /// Forgets message `id`, as if someone deleted it in Discord.
+    pub fn delete_message(&self, id: u64) {
+        self.inner.posted.lock().unwrap().remove(&id);
+    }
 }
 
 async fn callback(

@@ -256,8 +256,14 @@ pub struct SimProcess {
 
 impl SimProcess {
     pub fn start(port: u16, password: &str, log: &Path) -> Self {
+        Self::start_with(port, password, log, None)
+    }
+
+    /// Also writes a `factorio-current.log` at `current`.
+    pub fn start_with(port: u16, password: &str, log: &Path, current: Option<&Path>) -> Self {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_factorio-isr"));
+        command
             .args([
                 "sim",
                 "--rcon-port",
@@ -266,7 +272,11 @@ impl SimProcess {
                 password,
             ])
             .arg("--log")
-            .arg(log)
+            .arg(log);
+        if let Some(current) = current {
+            command.arg("--current-log").arg(current);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

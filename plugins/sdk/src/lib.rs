@@ -38,7 +38,7 @@ pub mod bindings {
     pub mod parser {
         wit_bindgen::generate!({
             world: "parser",
-            path: "../../wit/since_v0.3.0",
+            path: "../../wit/since_v0.4.0",
             pub_export_macro: true,
             export_macro_name: "__export_parser_world",
             runtime_path: "::factorio_isr_sdk::__private::wit_bindgen::rt",
@@ -50,13 +50,13 @@ pub mod bindings {
     pub mod monitor {
         wit_bindgen::generate!({
             world: "monitor",
-            path: "../../wit/since_v0.3.0",
+            path: "../../wit/since_v0.4.0",
             pub_export_macro: true,
             export_macro_name: "__export_monitor_world",
             runtime_path: "::factorio_isr_sdk::__private::wit_bindgen::rt",
             with: {
-                "factorio-isr:plugin/types@0.3.0": crate::bindings::parser::factorio_isr::plugin::types,
-                "factorio-isr:plugin/host@0.3.0": crate::bindings::parser::factorio_isr::plugin::host,
+                "factorio-isr:plugin/types@0.4.0": crate::bindings::parser::factorio_isr::plugin::types,
+                "factorio-isr:plugin/host@0.4.0": crate::bindings::parser::factorio_isr::plugin::host,
             },
         });
     }
@@ -73,7 +73,7 @@ pub use bindings::parser::factorio_isr::plugin::types::{
 };
 
 /// The WIT package version this SDK builds plugins against.
-pub const WIT_VERSION: &str = "0.3.0";
+pub const WIT_VERSION: &str = "0.4.0";
 
 /// A parser plugin: one value per server, fed batches of log lines.
 pub trait Parser: Sized + 'static {
@@ -174,6 +174,12 @@ pub fn now_ms() -> u64 {
 /// Writes a line to the host's log at `level`, tagged with this plugin and its server.
 pub fn log(level: Severity, message: &str) {
     bindings::parser::factorio_isr::plugin::host::log(level, message);
+}
+
+/// Which of its server's logs the lines being parsed were read from: the log's `id` in
+/// servers.yml (`console`, `factorio-current`, ...); empty outside a parse call.
+pub fn log_source() -> String {
+    bindings::parser::factorio_isr::plugin::host::log_source()
 }
 
 impl Event {

@@ -56,6 +56,7 @@ impl Parser for Misbehave {
                 None
             }
             "NOW" => Some(Event::new("now").field("ms", factorio_isr_sdk::now_ms().to_string())),
+            "SOURCE" => Some(Event::new("source").message(factorio_isr_sdk::log_source())),
             "SNOOP" => {
                 // What the sandbox lets through: it should be nothing.
                 let env = std::env::vars().count();
