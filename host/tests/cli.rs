@@ -280,11 +280,35 @@ fn plugin_bench_reports_throughput_and_latency() {
     assert!(stdout.contains("p99"), "{stdout}");
 }
 
-/// `plugin new` writes a crate that builds where it stands (outside this repository) and
-/// passes `plugin check`. Slow: it compiles wit-bindgen for wasm32-wasip2.
+/// `plugin new` writes a crate that depends on the SDK crate (here through a `path`
+/// override: the SDK is not on crates.io yet) instead of copying it, and that passes
+/// `cargo test`, `cargo build --release` and, built for wasm32-wasip2, `plugin check`, where
+/// it stands (outside this repository). Slow: it compiles wit-bindgen twice.
 #[test]
-fn plugin_new_writes_a_crate_that_builds_anywhere_and_passes_check() {
+fn plugin_new_writes_a_crate_that_tests_builds_anywhere_and_passes_check() {
     let dir = tempfile::tempdir().unwrap();
+    let cargo = |crate_dir: &Path, args: &[&str]| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(args)
+            .arg("--quiet")
+            .current_dir(crate_dir)
+            .env(
+                "CARGO_TARGET_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-new-target"),
+            )
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
     for (name, kind) in [("my-parser", "parser"), ("my-monitor", "monitor")] {
         let out = run(
             bin()
@@ -294,19 +318,27 @@ fn plugin_new_writes_a_crate_that_builds_anywhere_and_passes_check() {
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
         let crate_dir = dir.path().join(name);
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let build = Command::new(cargo)
-            .args(["build", "--release", "--quiet"])
-            .current_dir(&crate_dir)
-            .env(
-                "CARGO_TARGET_DIR",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-new-target"),
-            )
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .output()
-            .unwrap();
-        assert!(build.status.success(), "{}", text(&build.stderr));
+        let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+        let sdk = std::fs::canonicalize(repo().join("plugins/sdk")).unwrap();
+        assert!(
+            manifest.contains(&format!(
+                "factorio-isr-sdk = {{ version = \"0.1.0\", path = \"{}\" }}",
+                sdk.display()
+            )),
+            "{manifest}"
+        );
+        assert!(!crate_dir.join("sdk").exists(), "no copy of the SDK");
+        let tested = cargo(&crate_dir, &["test"]);
+        assert!(
+            tested.contains("test result: ok. 2 passed")
+                || tested.contains("test result: ok. 1 passed"),
+            "{tested}"
+        );
+        cargo(&crate_dir, &["build", "--release"]);
+        cargo(
+            &crate_dir,
+            &["build", "--release", "--target", "wasm32-wasip2"],
+        );
         let wasm = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("plugin-new-target/wasm32-wasip2/release")
             .join(format!("{}.wasm", name.replace('-', "_")));
@@ -327,6 +359,27 @@ fn plugin_new_writes_a_crate_that_builds_anywhere_and_passes_check() {
     assert!(
         !parser_check.status.success(),
         "an existing folder must not be overwritten"
+    );
+    // The SDK from git instead.
+    let out = run(
+        bin()
+            .args([
+                "plugin",
+                "new",
+                "from-git",
+                "--sdk-git",
+                "https://example.com/factorio-isr.git",
+            ])
+            .current_dir(dir.path()),
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let manifest = std::fs::read_to_string(dir.path().join("from-git/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(
+            "factorio-isr-sdk = { version = \"0.1.0\", git = \"https://example.com/factorio-isr.git\" }"
+        ),
+        "{manifest}"
     );
 }
 

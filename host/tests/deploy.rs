@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::{tool, which};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -21,19 +23,6 @@ fn repo() -> PathBuf {
         .parent()
         .unwrap()
         .to_owned()
-}
-
-/// The path of `name` on PATH; `None` (and a note) when it is absent and not required.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = which(name);
-    if found.is_none() {
-        assert!(
-            std::env::var_os("FACTORIO_ISR_REQUIRE_TOOLS").is_none(),
-            "{name} is not installed, and FACTORIO_ISR_REQUIRE_TOOLS says it must be"
-        );
-        eprintln!("skipped: {name} is not installed (.ci/run installs it)");
-    }
-    found
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -230,15 +219,6 @@ fn the_kubernetes_manifests_validate_and_carry_the_repository_files() {
         std::fs::write(&rendered, out.stdout).unwrap();
         run(Command::new(&validate).arg("--strict").arg(&rendered));
     }
-}
-
-/// The path of `name` on PATH.
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 // ---------------------------------------------------------------------------------------

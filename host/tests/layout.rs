@@ -231,3 +231,31 @@ fn the_check_finds_a_cycle_when_one_is_added() {
     let found = cycles(&sibling_edges(src));
     assert!(found.contains(&"a → b → c → a".to_owned()), "{found:?}");
 }
+
+/// The SDK crate carries the WIT package it builds plugins against (so it can be published
+/// and a plugin needs nothing else): the same files as the newest `wit/since_v*`.
+#[test]
+fn the_sdk_carries_the_newest_wit_package_unchanged() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut versions: Vec<_> = std::fs::read_dir(root.join("wit"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("since_v"))
+        .collect();
+    versions.sort_by_key(|v| {
+        v.trim_start_matches("since_v")
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let newest = root.join("wit").join(versions.last().unwrap());
+    for file in ["types.wit", "parser.wit", "monitor.wit"] {
+        assert_eq!(
+            std::fs::read_to_string(root.join("plugins/sdk/wit").join(file)).unwrap(),
+            std::fs::read_to_string(newest.join(file)).unwrap(),
+            "plugins/sdk/wit/{file} differs from {}: copy it over",
+            newest.display()
+        );
+    }
+}

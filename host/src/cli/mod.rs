@@ -86,6 +86,15 @@ pub struct RuntimeArgs {
         value_name = "MIB"
     )]
     plugin_max_mib: u64,
+    /// Each plugin instance's memory cap, in MiB (a Python or JavaScript plugin carries its
+    /// interpreter in it: `plugin check` says how much it uses).
+    #[arg(
+        long,
+        env = "FACTORIO_ISR_PLUGIN_MEMORY_MIB",
+        default_value_t = 64,
+        value_name = "MIB"
+    )]
+    plugin_memory_mib: usize,
 }
 
 impl RuntimeArgs {
@@ -100,6 +109,7 @@ impl RuntimeArgs {
         };
         let limits = Limits {
             file_bytes: self.plugin_max_mib.saturating_mul(1 << 20),
+            memory_bytes: self.plugin_memory_mib.clamp(1, 4096) << 20,
             ..Limits::default()
         };
         Runtime::new(ComponentCache::new(dir), limits)

@@ -125,14 +125,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     println!("sha256:  {}", plugin.hash());
     println!("world:   {}", plugin.world());
-    println!(
-        "compile: {}",
-        match plugin.cache_outcome() {
-            CacheOutcome::Hit => "loaded from the cache",
-            CacheOutcome::Compiled => "compiled and cached",
-            CacheOutcome::Uncached => "compiled (no cache)",
-        }
-    );
+    println!("compile: {}", compile_line(&plugin, &runtime));
     let limits = runtime.limits();
     let config = super::read_plugin_config(args.config.as_deref())?;
     let (started, took) = match start_timed(&runtime, &source, &config) {
@@ -162,6 +155,20 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         None => SAMPLE_LINES.iter().map(|s| (*s).to_owned()).collect(),
     };
+    let memory = match &started {
+        Started::Parser(p) => p.memory_bytes(),
+        Started::Monitor(m) => m.memory_bytes(),
+    };
+    let memory_line = format!(
+        "memory:  {:.1} MiB of linear memory after init and the sample run, of its {} MiB cap{}",
+        mib(memory as u64),
+        limits.memory_bytes >> 20,
+        if memory as f64 > 0.75 * limits.memory_bytes as f64 {
+            " (close to it: FACTORIO_ISR_PLUGIN_MEMORY_MIB raises the cap)"
+        } else {
+            ""
+        }
+    );
     match started {
         Started::Parser(mut p) => {
             let events = match p.parse(&lines) {
@@ -209,8 +216,38 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    println!("{memory_line}");
     println!("ok");
     Ok(ExitCode::SUCCESS)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
+
+/// What loading the plugin cost, and what the next start will cost: a component of tens of
+/// MiB (a Python or JavaScript one) takes seconds to compile, once.
+fn compile_line(plugin: &crate::plugin::Plugin, runtime: &crate::plugin::Runtime) -> String {
+    let r = plugin.load_report();
+    let size = format!("{:.1} MiB compiled", mib(r.compiled_bytes));
+    let cache = runtime
+        .cache_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    match r.outcome {
+        CacheOutcome::Hit => format!(
+            "loaded from the cache in {:.2} s ({size}): nothing compiled",
+            r.took.as_secs_f64()
+        ),
+        CacheOutcome::Compiled => format!(
+            "compiled in {:.1} s ({size}) and cached in {cache}: the next start loads it without compiling",
+            r.took.as_secs_f64()
+        ),
+        CacheOutcome::Uncached => format!(
+            "compiled in {:.1} s ({size}), not cached: every start compiles it again",
+            r.took.as_secs_f64()
+        ),
+    }
 }
 
 fn summary(e: &Event) -> String {

@@ -23,6 +23,15 @@ const MAGIC: &[u8; 8] = b"FISRCW01";
 /// How long an entry may go unused before it is removed.
 pub const KEEP_UNUSED: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// What loading a component cost: where it came from, how long it took, and how large
+/// its compiled form is (what the cache holds, and roughly what its code takes in memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadReport {
+    pub outcome: CacheOutcome,
+    pub took: Duration,
+    pub compiled_bytes: u64,
+}
+
 /// Where a component came from on this load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -65,26 +74,39 @@ impl ComponentCache {
         engine: &Engine,
         wasm: &[u8],
         hash: &str,
-    ) -> wasmtime::Result<(Component, CacheOutcome)> {
-        let Some(dir) = &self.dir else {
-            return Ok((Component::new(engine, wasm)?, CacheOutcome::Uncached));
+    ) -> wasmtime::Result<(Component, LoadReport)> {
+        let started = std::time::Instant::now();
+        let report = |outcome, compiled_bytes| LoadReport {
+            outcome,
+            took: started.elapsed(),
+            compiled_bytes,
         };
-        let path = dir.join(format!("{hash}-{:016x}.cwasm", engine_key(engine)));
-        if let Some(component) = read_entry(engine, &path) {
-            mark_used(&path);
-            return Ok((component, CacheOutcome::Hit));
+        let path = self
+            .dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{hash}-{:016x}.cwasm", engine_key(engine))));
+        if let Some(path) = &path
+            && let Some(component) = read_entry(engine, path)
+        {
+            mark_used(path);
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            return Ok((component, report(CacheOutcome::Hit, size)));
         }
         let compiled = engine.precompile_component(wasm)?;
         // SAFETY: `compiled` was produced just now by this engine from these bytes.
         let component = unsafe { Component::deserialize(engine, &compiled)? };
-        match write_entry(dir, &path, &compiled) {
+        let size = compiled.len() as u64;
+        let (Some(dir), Some(path)) = (&self.dir, &path) else {
+            return Ok((component, report(CacheOutcome::Uncached, size)));
+        };
+        match write_entry(dir, path, &compiled) {
             Ok(()) => {
                 prune(dir, SystemTime::now());
-                Ok((component, CacheOutcome::Compiled))
+                Ok((component, report(CacheOutcome::Compiled, size)))
             }
             Err(e) => {
                 tracing::warn!(cache = %path.display(), "could not write the plugin cache: {e}");
-                Ok((component, CacheOutcome::Uncached))
+                Ok((component, report(CacheOutcome::Uncached, size)))
             }
         }
     }

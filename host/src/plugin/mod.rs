@@ -29,7 +29,7 @@ use wasmtime::{Config, Engine, OptLevel};
 
 pub use batch::MAX_EVENTS_PER_LINE;
 pub use board::{PluginBoard, PluginStatus};
-pub use cache::{CacheOutcome, ComponentCache};
+pub use cache::{CacheOutcome, ComponentCache, LoadReport};
 pub use chain::{ChainOutput, ParserChain};
 pub use instance::{Fault, Instance, MonitorInstance, ParserInstance, PluginStats};
 pub use world::{SUPPORTED_WIT_VERSIONS, Version, WIT_PACKAGE, WorldInfo, WorldKind};
@@ -186,6 +186,11 @@ impl Runtime {
         self.limits
     }
 
+    /// The folder compiled plugins are cached in, if any.
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.cache.dir()
+    }
+
     /// Checks, compiles (or loads from the cache) and identifies a plugin. `name` is what
     /// log lines and messages call it (a stock name or a file path).
     pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Arc<Plugin>, PluginError> {
@@ -213,7 +218,7 @@ impl Runtime {
         if let Some(plugin) = loaded.get(&key).and_then(std::sync::Weak::upgrade) {
             return Ok(plugin);
         }
-        let (component, outcome) = self
+        let (component, report) = self
             .cache
             .load(&self.engine, wasm, &hash)
             .map_err(|e| PluginError::Compile(one_line(&e)))?;
@@ -240,7 +245,7 @@ impl Runtime {
             name: name.to_owned(),
             hash,
             world,
-            cache: outcome,
+            cache: report,
             engine: self.engine.clone(),
             pre,
             limits: self.limits,
@@ -264,7 +269,7 @@ pub struct Plugin {
     name: String,
     hash: String,
     world: WorldInfo,
-    cache: CacheOutcome,
+    cache: LoadReport,
     engine: Engine,
     pre: Pre,
     limits: Limits,
@@ -326,6 +331,11 @@ impl Plugin {
 
     /// Whether loading it compiled anything.
     pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache.outcome
+    }
+
+    /// What loading it cost (compiled or read from the cache, how long, how large).
+    pub fn load_report(&self) -> LoadReport {
         self.cache
     }
 

@@ -404,3 +404,27 @@ pub fn http_call(
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// The path of `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A tool a test needs (`promtool`, `componentize-py`, ...): its path, or none with a
+/// message saying the test skips; a failure instead when `FACTORIO_ISR_REQUIRE_TOOLS` is set
+/// (`.ci/run` sets it after installing them all).
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = which(name);
+    if found.is_none() {
+        assert!(
+            std::env::var_os("FACTORIO_ISR_REQUIRE_TOOLS").is_none(),
+            "{name} is not installed, and FACTORIO_ISR_REQUIRE_TOOLS says it must be"
+        );
+        eprintln!("skipped: {name} is not installed (.ci/run installs it)");
+    }
+    found
+}

@@ -38,7 +38,7 @@ pub mod bindings {
     pub mod parser {
         wit_bindgen::generate!({
             world: "parser",
-            path: "../../wit/since_v0.4.0",
+            path: "wit",
             pub_export_macro: true,
             export_macro_name: "__export_parser_world",
             runtime_path: "::factorio_isr_sdk::__private::wit_bindgen::rt",
@@ -50,7 +50,7 @@ pub mod bindings {
     pub mod monitor {
         wit_bindgen::generate!({
             world: "monitor",
-            path: "../../wit/since_v0.4.0",
+            path: "wit",
             pub_export_macro: true,
             export_macro_name: "__export_monitor_world",
             runtime_path: "::factorio_isr_sdk::__private::wit_bindgen::rt",
@@ -174,6 +174,46 @@ pub fn now_ms() -> u64 {
 /// Writes a line to the host's log at `level`, tagged with this plugin and its server.
 pub fn log(level: Severity, message: &str) {
     bindings::parser::factorio_isr::plugin::host::log(level, message);
+}
+
+/// `text` (a player name, a chat message: anything from the game) made safe to show in
+/// Discord's Markdown: it cannot bold, strike, link or quote, and `@everyone` pings nobody.
+/// Use it for every value you put into an event's or alert's text:
+/// `format!("**{}** joined", escape(player))`.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '_' | '~' | '`' | '|' | '>' | '\\' | '[' | ']') {
+            out.push('\\');
+        }
+        out.push(c);
+        if c == '@' {
+            out.push('\u{200b}');
+        }
+    }
+    out
+}
+
+/// The plugin's `config` from servers.yml (the JSON the host hands to `new`) as your own
+/// type; `null` (no config) reads as `T::default()`. The error says what is wrong, and
+/// rejects the plugin when returned from `new`:
+///
+/// ```ignore
+/// #[derive(serde::Deserialize, Default)]
+/// #[serde(default, deny_unknown_fields)]
+/// struct Settings { threshold: f64 }
+///
+/// fn new(_server: &str, config: &str) -> Result<Self, String> {
+///     let settings: Settings = factorio_isr_sdk::config(config)?;
+///     ...
+/// }
+/// ```
+pub fn config<T: serde::de::DeserializeOwned + Default>(config: &str) -> Result<T, String> {
+    match serde_json::from_str::<serde_json::Value>(config) {
+        Ok(serde_json::Value::Null) => Ok(T::default()),
+        Ok(value) => serde_json::from_value(value).map_err(|e| format!("config: {e}")),
+        Err(e) => Err(format!("config: not JSON: {e}")),
+    }
 }
 
 /// Which of its server's logs the lines being parsed were read from: the log's `id` in
@@ -450,5 +490,32 @@ mod tests {
             ["a", "", "b"]
         );
         assert_eq!(__batch_lines("").count(), 0);
+    }
+
+    #[test]
+    fn escape_defuses_markdown_and_mentions() {
+        assert_eq!(escape("a_b *c* [x](y)"), "a\\_b \\*c\\* \\[x\\](y)");
+        assert_eq!(escape("@everyone"), "@\u{200b}everyone");
+    }
+
+    #[derive(serde::Deserialize, Default, Debug, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Settings {
+        threshold: f64,
+        names: Vec<String>,
+    }
+
+    #[test]
+    fn config_reads_the_json_into_a_type_and_says_what_is_wrong() {
+        let s: Settings = config(r#"{"threshold": 2.5}"#).unwrap();
+        assert_eq!(s.threshold, 2.5);
+        assert_eq!(config::<Settings>("null").unwrap(), Settings::default());
+        let e = config::<Settings>(r#"{"threshhold": 1}"#).unwrap_err();
+        assert!(e.starts_with("config: unknown field `threshhold`"), "{e}");
+        assert!(
+            config::<Settings>("{")
+                .unwrap_err()
+                .starts_with("config: not JSON")
+        );
     }
 }
