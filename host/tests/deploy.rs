@@ -557,21 +557,13 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 
 /// The static binary to put in the image: `FACTORIO_ISR_IMAGE_BINARY` (`.ci/run` builds one
 /// for x86_64-unknown-linux-musl).
-fn static_binary() -> Option<PathBuf> {
+/// The binary to put in the image: `FACTORIO_ISR_IMAGE_BINARY` (a static build, as the
+/// Dockerfile makes), else the one these tests built, packed with the shared libraries it
+/// links (`build.sh --with-libs`), so CI does not build every crate again for musl.
+fn image_binary() -> (PathBuf, bool) {
     match std::env::var_os("FACTORIO_ISR_IMAGE_BINARY") {
-        Some(path) => Some(PathBuf::from(path)),
-        None => {
-            assert!(
-                std::env::var_os("FACTORIO_ISR_REQUIRE_TOOLS").is_none(),
-                "FACTORIO_ISR_IMAGE_BINARY is not set, and FACTORIO_ISR_REQUIRE_TOOLS says the \
-                 image test must run"
-            );
-            eprintln!(
-                "skipped: set FACTORIO_ISR_IMAGE_BINARY to a static build (cargo build \
-                 --target x86_64-unknown-linux-musl -p factorio-isr) to build the image"
-            );
-            None
-        }
+        Some(path) => (PathBuf::from(path), false),
+        None => (PathBuf::from(env!("CARGO_BIN_EXE_factorio-isr")), true),
     }
 }
 
@@ -616,9 +608,7 @@ fn blob(layout: &Path, digest: &str) -> Value {
 
 #[test]
 fn the_image_builds_without_a_registry_and_runs_under_chroot() {
-    let Some(binary) = static_binary() else {
-        return;
-    };
+    let (binary, with_libs) = image_binary();
     let (Some(umoci), Some(chroot)) = (tool("umoci"), tool("chroot")) else {
         return;
     };
@@ -626,7 +616,11 @@ fn the_image_builds_without_a_registry_and_runs_under_chroot() {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("oci");
     let version = env!("CARGO_PKG_VERSION");
-    run(Command::new(root.join("config/image/build.sh"))
+    let mut build = Command::new(root.join("config/image/build.sh"));
+    if with_libs {
+        build.arg("--with-libs");
+    }
+    run(build
         .arg(&binary)
         .arg(&layout)
         .arg("test"));
