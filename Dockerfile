@@ -9,9 +9,10 @@
 ARG RUST_VERSION=1.95.0
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
-# musl-gcc builds the C parts (mimalloc) for the musl target.
+# musl-gcc builds the C parts (mimalloc) for the musl target; protoc the etcd client of
+# cluster mode.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends musl-tools=1.2.3-1 \
+    && apt-get install -y --no-install-recommends musl-tools=1.2.3-1 protobuf-compiler=3.21.12-3 \
     && rm -rf /var/lib/apt/lists/*
 RUN rustup target add x86_64-unknown-linux-musl wasm32-wasip2
 WORKDIR /src
@@ -21,7 +22,7 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=false \
     CARGO_PROFILE_RELEASE_STRIP=symbols
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target x86_64-unknown-linux-musl -p factorio-isr \
+    cargo build --release --locked --target x86_64-unknown-linux-musl -p factorio-isr --features cluster \
     && install -D -m 0755 target/x86_64-unknown-linux-musl/release/factorio-isr /out/factorio-isr \
     && mkdir -p /out/empty /out/tmp \
     && chmod 1777 /out/tmp

@@ -104,6 +104,7 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
         versions: Arc::default(),
         watchdog: factorio_isr::observe::Watchdog::unsupervised(&shared(), "bench"),
         rules: Arc::default(),
+        fence: None,
     }
 }
 

@@ -23,6 +23,8 @@
 //! - [`reload`]: rebuilds a server's plugins from servers.yml and swaps them in.
 //! - [`discord`]: the bot (commands, chat bridge) and the Discord sinks; [`http`]: health,
 //!   readiness, metrics and the admin API.
+//! - [`cluster`]: cluster mode's etcd side (the lease, elections, fenced writes, rendezvous
+//!   ranking), which checkpoints and the pipeline use to write only while they own a server.
 //! - [`app`]: the composition root ([`app::Host`]) that starts and stops all of it, and the
 //!   supervisor of each server that restarts its parts after a panic.
 //! - [`cli`]: the command line (`run`, `demo`, `check`, `plugin`, …); [`sim`]: the fake
@@ -33,6 +35,7 @@
 pub mod alert;
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod discord;
 pub mod event;

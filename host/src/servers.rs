@@ -38,6 +38,9 @@ pub struct Server {
     pub parser_compare: Arc<Mutex<Option<ParserReport>>>,
     /// The comparison of its candidate monitors (`shadow: {monitors}`), while it has some.
     pub monitor_compare: Arc<Mutex<Option<MonitorReport>>>,
+    /// Cluster mode: whether this instance keeps the RCON link open (it owns the server or
+    /// runs the Discord gateway); none outside cluster mode, where it always does.
+    pub rcon_hold: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Whether a server's parts (tailer, parser and monitor threads, checks, delivery) run, as
@@ -115,12 +118,15 @@ pub struct ServerView {
 }
 
 impl Server {
-    /// The server of `config`, with its RCON link started when it has a password.
+    /// The server of `config`, with its RCON link started when it has a password; in
+    /// `cluster` mode the link stays closed until [`Self::hold_rcon`] says otherwise.
     pub fn start(
         config: &ServerConfig,
         metrics: Option<&Arc<Metrics>>,
         mentions: Arc<Mentions>,
+        cluster: bool,
     ) -> Self {
+        let rcon_hold = cluster.then(|| tokio::sync::watch::Sender::new(false));
         let stats = config.rcon_password.clone().map(|password| {
             let addr = format!("{}:{}", config.rcon_host, config.rcon_port);
             let link = metrics.map(|m| m.link_metrics(&config.tag));
@@ -133,6 +139,7 @@ impl Server {
                 } else {
                     crate::rcon::LuaPolicy::Allowed
                 },
+                hold: rcon_hold.as_ref().map(|h| h.subscribe()),
                 ..RconSettings::new(addr, password)
             };
             let rcon = RconClient::spawn(&config.tag, settings, link);
@@ -157,6 +164,14 @@ impl Server {
             control: RunControl::default(),
             parser_compare: Arc::default(),
             monitor_compare: Arc::default(),
+            rcon_hold,
+        }
+    }
+
+    /// Cluster mode: opens (true) or closes (false) this instance's RCON link to the server.
+    pub fn hold_rcon(&self, held: bool) {
+        if let Some(h) = &self.rcon_hold {
+            h.send_if_modified(|now| std::mem::replace(now, held) != held);
         }
     }
 

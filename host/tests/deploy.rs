@@ -57,7 +57,8 @@ fn the_dockerfile_passes_hadolint() {
 fn compose_is_valid_and_mounts_only_files_that_exist() {
     let root = repo();
     let compose = root.join("compose.yaml");
-    let doc = yaml(&compose);
+    let mut doc = yaml(&compose);
+    doc.apply_merge().unwrap();
     let services = doc["services"].as_mapping().unwrap();
     let mut checked = 0;
     for (name, service) in services {
@@ -81,6 +82,23 @@ fn compose_is_valid_and_mounts_only_files_that_exist() {
         checked += 1;
     }
     assert!(checked >= 8, "only {checked} mounts checked");
+
+    // Two instances in cluster mode on the etcd service, with state volumes of their own.
+    let service = |name: &str| &services[&serde_yaml::Value::from(name)];
+    for (name, id) in [("factorio-isr", "isr-1"), ("factorio-isr-2", "isr-2")] {
+        let s = service(name);
+        assert_eq!(s["hostname"].as_str(), Some(id), "{name}");
+        assert_eq!(
+            s["environment"]["FACTORIO_ISR_ETCD_ENDPOINTS"].as_str(),
+            Some("http://etcd:2379"),
+            "{name}"
+        );
+    }
+    assert_ne!(
+        service("factorio-isr")["volumes"][2],
+        service("factorio-isr-2")["volumes"][2]
+    );
+    assert!(service("etcd")["image"].as_str().unwrap().contains("etcd"));
 
     // The host reads exactly the secrets compose gives it.
     let isr = &services[&serde_yaml::Value::from("factorio-isr")];
@@ -156,17 +174,37 @@ fn the_kubernetes_manifests_validate_and_carry_the_repository_files() {
         "ConfigMap",
         "Secret",
         "Service",
-        "PersistentVolumeClaim",
+        "PodDisruptionBudget",
     ] {
         assert!(kinds.contains_key(kind), "no {kind} among {resources:?}");
     }
 
-    // One replica, replaced (not rolled) so two never run at once; locked down.
+    // Three replicas in cluster mode, rolled one at a time, never two on a node, at most
+    // one disrupted by choice; locked down.
     let deployment = &kinds["Deployment"];
     let spec = &deployment["spec"];
-    assert_eq!(spec["replicas"].as_u64(), Some(1));
-    assert_eq!(spec["strategy"]["type"].as_str(), Some("Recreate"));
+    assert_eq!(spec["replicas"].as_u64(), Some(3));
+    assert_eq!(spec["strategy"]["type"].as_str(), Some("RollingUpdate"));
+    assert_eq!(
+        spec["strategy"]["rollingUpdate"]["maxUnavailable"].as_u64(),
+        Some(1)
+    );
     let pod = &spec["template"]["spec"];
+    let labels = &spec["template"]["metadata"]["labels"];
+    let anti =
+        &pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(anti["topologyKey"].as_str(), Some("kubernetes.io/hostname"));
+    assert_eq!(&anti["labelSelector"]["matchLabels"], labels);
+    let pdb = &kinds["PodDisruptionBudget"]["spec"];
+    assert_eq!(pdb["maxUnavailable"].as_u64(), Some(1));
+    assert_eq!(&pdb["selector"]["matchLabels"], labels);
+    let env: Vec<&str> = pod["containers"][0]["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(env.contains(&"FACTORIO_ISR_ETCD_ENDPOINTS"), "{env:?}");
     assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
     let container = &pod["containers"][0];
     let security = &container["securityContext"];
@@ -620,10 +658,7 @@ fn the_image_builds_without_a_registry_and_runs_under_chroot() {
     if with_libs {
         build.arg("--with-libs");
     }
-    run(build
-        .arg(&binary)
-        .arg(&layout)
-        .arg("test"));
+    run(build.arg(&binary).arg(&layout).arg("test"));
 
     // The image's configuration is the Dockerfile's.
     let index = blob_index(&layout);

@@ -237,7 +237,7 @@ async fn a_peer_that_authenticates_and_never_answers_is_never_up_and_waits_longe
                         return;
                     }
                 }
-                LinkState::Connecting => {}
+                LinkState::Connecting | LinkState::Standby => {}
             }
         }
     })
@@ -257,4 +257,49 @@ async fn a_peer_that_authenticates_and_never_answers_is_never_up_and_waits_longe
     sim.set_fault(Fault::None);
     wait_state(&client, true).await;
     assert_eq!(client.exec("/version").await.unwrap(), "2.0.28");
+}
+
+/// Cluster mode: a link is open only while this instance holds the server (it owns it or
+/// runs the gateway); commands meanwhile fail at once, without a connection.
+#[tokio::test]
+async fn a_held_link_connects_only_while_held() {
+    let sim = sim().await;
+    let (hold, held) = tokio::sync::watch::channel(false);
+    let client = RconClient::spawn(
+        "t",
+        RconSettings {
+            hold: Some(held),
+            ..settings(&sim, PASSWORD)
+        },
+        None,
+    );
+    let standby = || async {
+        let mut w = client.watch();
+        tokio::time::timeout(GUARD, w.wait_for(|s| *s == LinkState::Standby))
+            .await
+            .expect("hang guard")
+            .unwrap();
+    };
+    standby().await;
+    assert!(matches!(
+        client.exec("/version").await,
+        Err(RconError::Standby)
+    ));
+    assert_eq!(sim.connections(), 0);
+
+    hold.send_replace(true);
+    wait_state(&client, true).await;
+    assert_eq!(client.exec("/version").await.unwrap(), "2.0.28");
+    assert_eq!(sim.connections(), 1);
+
+    hold.send_replace(false);
+    standby().await;
+    assert!(matches!(
+        client.exec("/version").await,
+        Err(RconError::Standby)
+    ));
+    hold.send_replace(true);
+    wait_state(&client, true).await;
+    assert_eq!(client.exec("/version").await.unwrap(), "2.0.28");
+    assert_eq!(sim.connections(), 2, "a new connection after the release");
 }

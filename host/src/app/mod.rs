@@ -23,6 +23,7 @@ use crate::servers::{RunState, Server};
 use crate::swap::pins::PinStore;
 use crate::tail::checkpoint::CheckpointStore;
 
+mod cluster;
 mod server;
 pub mod supervise;
 
@@ -82,6 +83,16 @@ pub struct Host {
     /// Each server's log, to say at a late shutdown what was not delivered.
     logs: Vec<(crate::pipeline::LogName, PathBuf)>,
     checkpoints: CheckpointStore,
+    /// Cluster mode: the lease's keeper, stopped after the servers (which save their
+    /// checkpoints under it), and what this instance sees of the cluster.
+    cluster: Option<ClusterRun>,
+}
+
+/// This instance's part in a cluster.
+struct ClusterRun {
+    lease_stop: watch::Sender<bool>,
+    lease: tokio::task::JoinHandle<()>,
+    status: watch::Receiver<crate::cluster::Status>,
 }
 
 impl Host {
@@ -92,6 +103,13 @@ impl Host {
             health: Health::default(),
             metrics: Arc::new(Metrics::new()),
         };
+        let cluster = match &config.cluster {
+            Some(settings) => {
+                tracing::info!(instance = %settings.instance_id, endpoints = ?settings.endpoints, "cluster mode: servers are owned through etcd");
+                Some(crate::cluster::Cluster::connect(settings, shared.metrics.clone()).await?)
+            }
+            None => None,
+        };
         let discord = match &opts.discord {
             Some(access) => Some(
                 Discord::build(
@@ -100,7 +118,7 @@ impl Host {
                     &config.discord,
                     &config.servers,
                     opts.mentions.clone(),
-                    &opts.state_dir,
+                    Discord::selections_in(&opts.state_dir, crate::state::StateReport::of(&shared)),
                     crate::state::StateReport::of(&shared),
                 )
                 .await?,
@@ -129,29 +147,44 @@ impl Host {
             shared: shared.clone(),
             checkpoints: checkpoints.clone(),
             discord: discord.as_ref().map(DiscordOut::of),
+            fences: cluster.as_ref().map(|_| server::Fences::default()),
         });
         let servers: Arc<Vec<Server>> = Arc::new(
             config
                 .servers
                 .iter()
-                .map(|s| Server::start(s, Some(&shared.metrics), opts.mentions.clone()))
+                .map(|s| {
+                    Server::start(
+                        s,
+                        Some(&shared.metrics),
+                        opts.mentions.clone(),
+                        config.cluster.is_some(),
+                    )
+                })
                 .collect(),
         );
         // Every first run starts here, so a server that cannot be built fails the start.
+        // In cluster mode a server starts only once this instance owns it.
         let positioned = Arc::new(tokio::sync::Semaphore::new(0));
         let mut first_runs = Vec::new();
         for (i, server) in config.servers.iter().enumerate() {
             shared.metrics.prime_server(&server.tag);
-            first_runs.push(supervise::first_run(
-                &parts,
-                server,
-                &servers[i],
-                Some(positioned.clone()),
-            )?);
+            first_runs.push(match cluster {
+                Some(_) => None,
+                None => Some(supervise::first_run(
+                    &parts,
+                    server,
+                    &servers[i],
+                    Some(positioned.clone()),
+                )?),
+            });
         }
         // "started" promises that every line written from now on is read: each tailer has
         // opened its file (or found it missing) by then.
-        let logs: usize = config.servers.iter().map(|s| s.logs.len()).sum();
+        let logs: usize = match cluster {
+            Some(_) => 0,
+            None => config.servers.iter().map(|s| s.logs.len()).sum(),
+        };
         let logs = u32::try_from(logs).unwrap_or(u32::MAX);
         if tokio::time::timeout(START_TIMEOUT, positioned.acquire_many(logs))
             .await
@@ -179,8 +212,50 @@ impl Host {
             supervisors.push(tokio::spawn(supervisor.run(run)));
         }
         let mut tasks = Vec::new();
-        if let Some(d) = discord {
-            tasks.push(d.start(servers.clone(), reloader.clone(), stopped.clone()));
+        let mut cluster_run = None;
+        match (cluster, discord) {
+            (None, Some(d)) => {
+                tasks.push(d.start(servers.clone(), reloader.clone(), stopped.clone()))
+            }
+            (None, None) => {}
+            (Some(cluster), discord) => {
+                // Every instance delivers through Discord's REST API; only the gateway's
+                // owner connects to the gateway, with a client built for its term.
+                let gateway = match (discord, &opts.discord) {
+                    (Some(d), Some(access)) => {
+                        d.health.forget(crate::discord::COMMANDS);
+                        d.health.set(
+                            "discord",
+                            State::Ready,
+                            Some("REST only: another instance runs the gateway".into()),
+                        );
+                        Some(cluster::GatewayParts {
+                            build: gateway_builder(access, config, opts, &shared),
+                            reloader: reloader.clone(),
+                        })
+                    }
+                    _ => None,
+                };
+                let (lease_stop, lease_stopped) = watch::channel(false);
+                let lease = cluster.keep_alive(lease_stopped);
+                let (status_tx, status) = watch::channel(crate::cluster::Status::default());
+                tasks.push(
+                    cluster::Manager {
+                        cluster,
+                        servers: servers.clone(),
+                        fences: parts.fences.clone().unwrap_or_default(),
+                        shared: shared.clone(),
+                        gateway,
+                        status: status_tx,
+                    }
+                    .spawn(stopped.clone()),
+                );
+                cluster_run = Some(ClusterRun {
+                    lease_stop,
+                    lease,
+                    status,
+                });
+            }
         }
         tracing::info!(servers = servers.len(), "started");
         let bound = http::bind(opts.http).await;
@@ -200,6 +275,7 @@ impl Host {
             opts.api.clone(),
             servers.clone(),
             Some(reloader.clone()),
+            cluster_run.as_ref().map(|c| c.status.clone()),
             stopped,
         ));
         let logs = config
@@ -223,7 +299,13 @@ impl Host {
             tasks,
             logs,
             checkpoints,
+            cluster: cluster_run,
         })
+    }
+
+    /// Cluster mode: the cluster as this instance sees it now.
+    pub fn cluster_status(&self) -> Option<crate::cluster::Status> {
+        self.cluster.as_ref().map(|c| c.status.borrow().clone())
     }
 
     /// The server `tag`, if it is configured.
@@ -265,6 +347,11 @@ impl Host {
             let (logs, checkpoints) = (self.logs, self.checkpoints);
             let _ = tokio::task::spawn_blocking(move || undelivered(&logs, &checkpoints)).await;
         }
+        if let Some(c) = self.cluster {
+            // Last: giving the lease up moves every server this instance owned at once.
+            let _ = c.lease_stop.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.lease).await;
+        }
     }
 }
 
@@ -289,12 +376,54 @@ fn undelivered(logs: &[(crate::pipeline::LogName, PathBuf)], checkpoints: &Check
     }
 }
 
+/// Builds the Discord client of each term as gateway owner (cluster mode).
+fn gateway_builder(
+    access: &DiscordAccess,
+    config: &Config,
+    opts: &HostOptions,
+    shared: &Shared,
+) -> cluster::GatewayBuilder {
+    let token = access.token.clone();
+    let api_url = access.api_url.clone();
+    let settings = config.discord.clone();
+    let servers = config.servers.clone();
+    let mentions = opts.mentions.clone();
+    let state = crate::state::StateReport::of(shared);
+    Arc::new(move |fence| {
+        let (token, api_url, settings, servers, mentions, state) = (
+            token.clone(),
+            api_url.clone(),
+            settings.clone(),
+            servers.clone(),
+            mentions.clone(),
+            state.clone(),
+        );
+        Box::pin(async move {
+            // The users' choices live in etcd, so each gateway owner has them.
+            let selections =
+                crate::discord::Selections::load_from_cluster(fence, state.clone()).await;
+            let d = Discord::build(
+                &token,
+                api_url.as_deref(),
+                &settings,
+                &servers,
+                mentions,
+                selections,
+                state,
+            )
+            .await?;
+            Ok(d.without_lifecycle_notices())
+        })
+    })
+}
+
 fn spawn_http(
     bound: anyhow::Result<tokio::net::TcpListener>,
     shared: &Shared,
     auth: http::ApiAuth,
     servers: Arc<Vec<Server>>,
     reloader: Option<Arc<Reloader>>,
+    cluster: Option<watch::Receiver<crate::cluster::Status>>,
     mut stopped: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let health = shared.health.clone();
@@ -310,6 +439,7 @@ fn spawn_http(
         servers,
         reloader,
         auth,
+        cluster,
     };
     tokio::spawn(async move {
         match bound {

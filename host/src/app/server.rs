@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::cluster::Fence;
 use crate::config::{ServerConfig, SinkConfig};
 use crate::discord::WebhookSink;
 use crate::discord::{Discord, DiscordSink};
@@ -34,7 +35,12 @@ pub(super) struct RunParts {
     pub(super) shared: Shared,
     pub(super) checkpoints: CheckpointStore,
     pub(super) discord: Option<DiscordOut>,
+    /// Cluster mode: the claim this instance holds on each server it owns now.
+    pub(super) fences: Option<Fences>,
 }
+
+/// The claims this instance holds, by server tag (cluster mode).
+pub(super) type Fences = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Fence>>>>;
 
 /// What a server's Discord sink needs of the bot.
 pub(super) struct DiscordOut {
@@ -65,6 +71,20 @@ pub(super) fn start_run(
     positioned: Option<Arc<tokio::sync::Semaphore>>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let shared = &parts.shared;
+    let fence = match &parts.fences {
+        None => None,
+        Some(fences) => {
+            let held = fences
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&server.tag)
+                .cloned();
+            match held {
+                Some(f) if f.valid() => Some(f),
+                _ => anyhow::bail!("server {}: this instance does not own it", server.tag),
+            }
+        }
+    };
     let in_config = |e: anyhow::Error| {
         anyhow::anyhow!(
             "{}: server {}: {e:#}",
@@ -195,7 +215,10 @@ pub(super) fn start_run(
             },
             pins: Some(PinStore::new(&parts.state_dir)),
             previous: previous.take(),
-            checkpoints: parts.checkpoints.clone(),
+            checkpoints: match &fence {
+                Some(f) => parts.checkpoints.fenced(f.clone()),
+                None => parts.checkpoints.clone(),
+            },
             on_lost_checkpoint: server.on_lost_checkpoint,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             tail: TailOptions {
@@ -220,6 +243,7 @@ pub(super) fn start_run(
         versions,
         watchdog: watchdog.clone(),
         rules: Arc::new(crate::config::EventRules::new(&server.events)),
+        fence: fence.clone(),
     };
     tasks.push(pipeline::spawn(p, shared.clone(), stopped.clone()));
     Ok(tasks)

@@ -148,9 +148,13 @@ impl Supervisor {
         self.face().tag.clone()
     }
 
-    /// Supervises `first` and the runs after it until the host stops.
-    pub(super) async fn run(mut self, first: Run) {
-        let mut phase = Phase::Running(first);
+    /// Supervises `first` and the runs after it until the host stops; without a first
+    /// run (cluster mode) the server waits, stopped, for an order to run.
+    pub(super) async fn run(mut self, first: Option<Run>) {
+        let mut phase = match first {
+            Some(run) => Phase::Running(run),
+            None => Phase::Stopped,
+        };
         // When each restart within the window happened.
         let mut recent: VecDeque<Instant> = VecDeque::new();
         let mut restarts = 0u32;

@@ -42,6 +42,10 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let mut failed = false;
     tokio.block_on(async {
+        let owners = match &config.cluster {
+            Some(c) => Some(owners(c).await),
+            None => None,
+        };
         let servers: Vec<Server> = selected
             .iter()
             .map(|s| {
@@ -52,6 +56,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                     &s,
                     None,
                     std::sync::Arc::new(crate::alert::Mentions::builtin()),
+                    false,
                 )
             })
             .collect();
@@ -69,18 +74,29 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             };
             failed |= !reading.rcon_up || reading.error.is_some();
             let stalled = matches!((first, reading.tick), (Some(a), Some(b)) if a == b);
+            let owner = owners.as_ref().map(|o| match o {
+                Ok(o) => o
+                    .get(&server.tag)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| "nobody".into()),
+                Err(e) => format!("unknown ({e})"),
+            });
             if args.json {
                 println!(
                     "{}",
-                    serde_json::json!({ "server": server.tag, "reading": reading })
+                    serde_json::json!({ "server": server.tag, "owner": owner, "reading": reading })
                 );
             } else {
                 let mut r = (*reading).clone();
                 r.paused |= stalled;
-                print!(
-                    "{}",
-                    render(&server.tag, server.name.as_deref(), &r, Some(window))
-                );
+                let text = render(&server.tag, server.name.as_deref(), &r, Some(window));
+                match (&owner, text.split_once('\n')) {
+                    (Some(owner), Some((title, rest))) => {
+                        print!("{title}\n  Owner      {owner}\n{rest}");
+                    }
+                    _ => print!("{text}"),
+                }
             }
         }
     });
@@ -89,6 +105,25 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Cluster mode: which instance owns each server, as etcd says now.
+async fn owners(
+    settings: &crate::config::ClusterSettings,
+) -> Result<std::collections::BTreeMap<String, Option<String>>, String> {
+    let metrics = std::sync::Arc::new(crate::observe::metrics::Metrics::new());
+    let cluster = crate::cluster::Cluster::connect(settings, metrics)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let view = tokio::time::timeout(Duration::from_secs(5), cluster.view())
+        .await
+        .map_err(|_| "etcd did not answer within 5 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    Ok(view
+        .owners
+        .into_iter()
+        .map(|(tag, h)| (tag, Some(h.instance)))
+        .collect())
 }
 
 async fn first_reading(server: &Server) -> Option<u64> {

@@ -2,6 +2,7 @@
 //!
 //! Every error names the file, the line and what is wrong.
 
+mod cluster;
 mod discord;
 mod events;
 mod expand;
@@ -10,6 +11,7 @@ mod secret;
 mod secret_source;
 mod server;
 
+pub use cluster::{ClusterSettings, DEFAULT_LEASE_TTL, TlsSettings};
 pub use discord::{Cooldowns, DiscordSettings, RoleRef};
 pub use events::{EventRules, KindPolicy, Shown};
 pub use secret::Secret;
@@ -32,6 +34,8 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     /// Who may use which Discord commands (new, optional).
     pub discord: DiscordSettings,
+    /// Cluster mode (new, optional): several instances, one owner per server.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Why a configuration could not be loaded.
@@ -61,6 +65,8 @@ struct File {
     servers: serde_yaml::Mapping,
     #[serde(default)]
     discord: serde_yaml::Value,
+    #[serde(default)]
+    cluster: serde_yaml::Value,
 }
 
 impl Config {
@@ -129,6 +135,8 @@ impl Config {
         };
         let mut discord_value = file.discord;
         expand(&mut discord_value)?;
+        let mut cluster_value = file.cluster;
+        expand(&mut cluster_value)?;
         let mut entries = Vec::new();
         for (key, mut value) in file.servers {
             expand(&mut value)?;
@@ -236,10 +244,36 @@ impl Config {
                 });
             }
         }
+        let cluster_line =
+            || locate::line_of(text, &[locate::Step::Key("cluster".into())]).unwrap_or(1);
+        let section: cluster::ClusterSection = if cluster_value.is_null() {
+            cluster::ClusterSection::default()
+        } else {
+            serde_path_to_error::deserialize(cluster_value).map_err(|e| {
+                let (at, problem) = field_of(&e, &["cluster"]);
+                ConfigError::Invalid {
+                    path: shown.clone(),
+                    line: locate::line_of(text, &at).unwrap_or_else(cluster_line),
+                    problem: format!(
+                        "{}: {}",
+                        shown_for(&at, &problem),
+                        redacted(&strip_location(&problem))
+                    ),
+                }
+            })?
+        };
+        let cluster = section
+            .settle(env)
+            .map_err(|problem| ConfigError::Invalid {
+                path: shown.clone(),
+                line: cluster_line(),
+                problem,
+            })?;
         Ok(Self {
             path: path.to_owned(),
             servers,
             discord,
+            cluster,
         })
     }
 

@@ -121,6 +121,7 @@ fn list(servers: &[Server]) -> String {
             Some(LinkState::Up { .. }) => "🟢 up",
             Some(LinkState::Down { .. }) => "🔴 down",
             Some(LinkState::Connecting) => "⏳ connecting",
+            Some(LinkState::Standby) => "💤 held by another instance",
         };
         let name = s
             .name
@@ -181,6 +182,7 @@ async fn status(title: &str, server: &Server) -> String {
         LinkState::Up { .. } => "🟢 connected".to_owned(),
         LinkState::Down { error, .. } => format!("🔴 down ({})", escape(&error)),
         LinkState::Connecting => "⏳ connecting".to_owned(),
+        LinkState::Standby => "💤 held by another instance".to_owned(),
     };
     out.push_str(&format!("RCON: {link}\n"));
     if r.rcon_up {

@@ -48,6 +48,11 @@ pub struct Bot {
     pub started: AtomicBool,
     /// The newest gateway context, for the presence loop.
     pub context: Mutex<Option<Context>>,
+    /// Whether connecting and stopping are announced in the event channels (not in
+    /// cluster mode, where one instance's gateway term is not the system's start or stop).
+    pub lifecycle_notices: AtomicBool,
+    /// Set once the bot stopped: its loops end.
+    pub ended: AtomicBool,
 }
 
 impl Bot {
@@ -164,7 +169,7 @@ impl Bot {
     /// Keeps the presence ("Watching 3/4 Factorio servers") up to date on the newest
     /// gateway session.
     pub(super) async fn presence_loop(self: Arc<Self>) {
-        loop {
+        while !self.ended.load(std::sync::atomic::Ordering::Acquire) {
             let ctx = self
                 .context
                 .lock()

@@ -52,6 +52,9 @@ impl EventHandler for Handler {
             tokio::join!(setup.resolve_roles(), setup.register(application));
         });
         tokio::spawn(bot.clone().presence_loop());
+        if !bot.lifecycle_notices.load(Ordering::Acquire) {
+            return;
+        }
         bot.announce(|name| format!("🟢 factorio-isr is watching **{}**.", super::escape(name)))
             .await;
     }

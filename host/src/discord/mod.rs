@@ -61,6 +61,11 @@ pub struct Discord {
 }
 
 impl Discord {
+    /// The users' chosen servers kept in `state_dir` (one instance).
+    pub fn selections_in(state_dir: &Path, state: crate::state::StateReport) -> Selections {
+        Selections::load(state_dir.join("discord-selections.json"), state)
+    }
+
     /// Builds the client (nothing is connected yet).
     pub async fn build(
         token: &Secret,
@@ -68,7 +73,7 @@ impl Discord {
         settings: &DiscordSettings,
         servers: &[crate::config::ServerConfig],
         mentions: Arc<Mentions>,
-        state_dir: &Path,
+        selections: Selections,
         state: crate::state::StateReport,
     ) -> anyhow::Result<Self> {
         let health = state.health().clone();
@@ -101,7 +106,7 @@ impl Discord {
             reloader: OnceLock::new(),
             gate: Gate::new(settings.clone()),
             guild_id: settings.guild_id,
-            selections: Selections::load(state_dir.join("discord-selections.json"), state),
+            selections,
             roles: roles.clone(),
             health,
             bridges,
@@ -114,6 +119,8 @@ impl Discord {
                 .collect(),
             started: Default::default(),
             context: Default::default(),
+            lifecycle_notices: std::sync::atomic::AtomicBool::new(true),
+            ended: Default::default(),
         });
         let client = serenity::all::ClientBuilder::new_with_http(http.build(), intents)
             .event_handler(Handler(bot.clone()))
@@ -126,6 +133,15 @@ impl Discord {
             bot,
             client,
         })
+    }
+
+    /// Cluster mode: no "watching" and "stopped watching" notices, since one instance's
+    /// gateway term starting or ending is not the system's.
+    pub fn without_lifecycle_notices(self) -> Self {
+        self.bot
+            .lifecycle_notices
+            .store(false, std::sync::atomic::Ordering::Release);
+        self
     }
 
     /// Connects, with the live servers for the commands; reconnects by itself until `stop`
@@ -154,11 +170,17 @@ impl Discord {
                 }
                 _ = stop.wait_for(|s| *s) => true,
             };
+            bot.ended.store(true, std::sync::atomic::Ordering::Release);
             if stopping {
-                let bye = bot.announce(|name| {
-                    format!("🔴 factorio-isr stopped watching **{}**.", escape(name))
-                });
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), bye).await;
+                if bot
+                    .lifecycle_notices
+                    .load(std::sync::atomic::Ordering::Acquire)
+                {
+                    let bye = bot.announce(|name| {
+                        format!("🔴 factorio-isr stopped watching **{}**.", escape(name))
+                    });
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), bye).await;
+                }
                 shards.shutdown_all().await;
             }
         })

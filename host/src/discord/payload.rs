@@ -19,6 +19,45 @@ pub struct Message {
     pub allowed_mentions: AllowedMentions,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flags: Option<u64>,
+    /// Posts only: the identity Discord de-duplicates the post by.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<Nonce>,
+}
+
+/// A post's `nonce`, with `enforce_nonce: true`: when the same bot posted a message with
+/// this nonce within the past few minutes, Discord answers with that message instead of
+/// posting another (cluster mode, where a new owner delivers again what the last one may
+/// have delivered).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nonce(String);
+
+impl Nonce {
+    /// Discord's limit on a nonce's length.
+    pub const MAX: usize = 25;
+
+    /// The nonce of the `index`th message sent for `batch` (an identity the same batch has
+    /// wherever it is delivered again): 25 hex digits of their SHA-256.
+    pub fn of(batch: &str, index: usize) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{batch}#{index}").as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Self(hex[..Self::MAX].to_owned())
+    }
+
+    /// The nonce as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Nonce {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut m = s.serialize_struct("Nonce", 2)?;
+        m.serialize_field("nonce", &self.0)?;
+        m.serialize_field("enforce_nonce", &true)?;
+        m.end()
+    }
 }
 
 /// Whom a message may ping: never `@everyone`, `@here` or users; only the roles listed.
@@ -149,6 +188,24 @@ impl Embed {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_nonce_is_deterministic_short_and_enforced() {
+        let a = Nonce::of("prod/console.log@1024", 0);
+        assert_eq!(a, Nonce::of("prod/console.log@1024", 0));
+        assert_ne!(a, Nonce::of("prod/console.log@1024", 1));
+        assert_ne!(a, Nonce::of("prod/console.log@2048", 0));
+        assert_eq!(a.as_str().len(), Nonce::MAX);
+        let m = Message {
+            nonce: Some(a.clone()),
+            ..Message::text("hi")
+        };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["nonce"], json!(a.as_str()));
+        assert_eq!(v["enforce_nonce"], json!(true));
+        let plain = serde_json::to_value(Message::text("hi")).unwrap();
+        assert!(plain.get("nonce").is_none() && plain.get("enforce_nonce").is_none());
+    }
 
     #[test]
     fn allowed_mentions_never_parse_everyone() {

@@ -1,4 +1,6 @@
-//! Each user's chosen server (`/factorio connect`), kept across restarts in the state folder.
+//! Each user's chosen server (`/factorio connect`), kept across restarts in the state folder,
+//! or in cluster mode in etcd (written under the gateway owner's fence), so a new gateway
+//! owner knows them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,13 +17,24 @@ pub struct Selections {
 }
 
 struct Inner {
-    path: PathBuf,
+    kept: Kept,
     /// The choices, and how many changes they have seen.
     chosen: Mutex<(BTreeMap<u64, String>, u64)>,
     /// The change last written, so an older snapshot never overwrites a newer one.
     written: Mutex<u64>,
     state: StateReport,
 }
+
+/// Where the choices are kept.
+enum Kept {
+    File(PathBuf),
+    /// Cluster mode: under this key, written only while the fence (the gateway's election)
+    /// holds.
+    Etcd(Arc<crate::cluster::Fence>),
+}
+
+/// Cluster mode's key of the choices.
+const KEY: &str = "discord/selections";
 
 impl Selections {
     /// Loads the choices saved at `path` (none if the file is missing or unreadable); saves
@@ -31,9 +44,28 @@ impl Selections {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        Self::of(Kept::File(path), chosen, state)
+    }
+
+    /// Cluster mode: the choices kept in etcd, written under `fence` (none when they cannot
+    /// be read: users choose again).
+    pub async fn load_from_cluster(fence: Arc<crate::cluster::Fence>, state: StateReport) -> Self {
+        let chosen = match fence.get(KEY).await {
+            Ok(bytes) => bytes
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("cannot read the users' chosen servers from etcd: {e}");
+                BTreeMap::new()
+            }
+        };
+        Self::of(Kept::Etcd(fence), chosen, state)
+    }
+
+    fn of(kept: Kept, chosen: BTreeMap<u64, String>, state: StateReport) -> Self {
         Self {
             inner: Arc::new(Inner {
-                path,
+                kept,
                 chosen: Mutex::new((chosen, 0)),
                 written: Mutex::new(0),
                 state,
@@ -78,7 +110,13 @@ impl Inner {
         }
         let saved = serde_json::to_vec(&chosen)
             .map_err(std::io::Error::other)
-            .and_then(|json| crate::state::write_durably(&self.path, &json));
+            .and_then(|json| match &self.kept {
+                Kept::File(path) => crate::state::write_durably(path, &json),
+                // On a blocking thread of the runtime (see `set`).
+                Kept::Etcd(fence) => tokio::runtime::Handle::current()
+                    .block_on(fence.write(vec![(KEY.to_owned(), json)], Vec::new()))
+                    .map_err(std::io::Error::other),
+            });
         match self.state.record(What::Selections, COMPONENT, saved) {
             Ok(()) => *written = change,
             Err(e) => tracing::warn!("cannot save the users' chosen servers: {e}"),

@@ -22,7 +22,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::limits::{self, cut};
-use super::payload::{AllowedMentions, Embed, Field, Footer, Message};
+use super::payload::{AllowedMentions, Embed, Field, Footer, Message, Nonce};
 use super::rest::{Failure, Rest};
 use super::retry::{self, Policy, Retry};
 use super::roles::RoleDirectory;
@@ -469,9 +469,24 @@ impl Sink for DiscordSink {
         self.policy.patience + Duration::from_secs(60)
     }
 
-    fn deliver<'a>(&'a self, _server: &'a str, events: &'a [Event]) -> Delivery<'a> {
+    fn deliver<'a>(&'a self, server: &'a str, events: &'a [Event]) -> Delivery<'a> {
+        self.deliver_batch(server, events, None)
+    }
+
+    /// Each new message of a batch with an identity carries a nonce made of it and the
+    /// message's place in the batch, so the same batch delivered again (by the next owner
+    /// after a failover) is not posted twice.
+    fn deliver_batch<'a>(
+        &'a self,
+        _server: &'a str,
+        events: &'a [Event],
+        batch: Option<&'a str>,
+    ) -> Delivery<'a> {
         Box::pin(async move {
-            for o in self.messages(events).await {
+            for (i, mut o) in self.messages(events).await.into_iter().enumerate() {
+                if let (Some(batch), None) = (batch, o.edit) {
+                    o.message.nonce = Some(Nonce::of(batch, i));
+                }
                 self.send(o).await;
             }
             Ok(())

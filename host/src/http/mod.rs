@@ -30,6 +30,8 @@ pub struct AppState {
     /// Reloads for the write endpoints (none: they answer 503).
     pub reloader: Option<Arc<Reloader>>,
     pub auth: ApiAuth,
+    /// Cluster mode: the cluster as this instance sees it (none: not in cluster mode).
+    pub cluster: Option<tokio::sync::watch::Receiver<crate::cluster::Status>>,
 }
 
 /// Who may use the admin API.
@@ -124,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/servers/{tag}/stop", post(api_stop))
         .route("/api/servers/{tag}/start", post(api_start))
         .route("/api/reload", post(api_reload_all))
+        .route("/api/cluster", get(api_cluster))
         .with_state(state)
 }
 
@@ -240,6 +243,23 @@ async fn api_servers(
     s.auth.check(&headers, false)?;
     let views = futures_util::future::join_all(s.servers.iter().map(Server::view)).await;
     Ok(Json(json!({ "servers": views })).into_response())
+}
+
+/// `GET /api/cluster`: the live instances, who owns each server and who runs the Discord
+/// gateway, as this instance last read them from etcd; 404 outside cluster mode.
+async fn api_cluster(
+    AxumState(s): AxumState<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    s.auth.check(&headers, false)?;
+    let Some(status) = &s.cluster else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "not in cluster mode (servers.yml has no cluster section)",
+        ));
+    };
+    let status = status.borrow().clone();
+    Ok(Json(status).into_response())
 }
 
 fn find<'a>(s: &'a AppState, tag: &str) -> Result<&'a Server, ApiError> {
@@ -363,6 +383,12 @@ async fn run_order(
 ) -> Result<Response, ApiError> {
     s.auth.check(headers, true)?;
     let server = find(s, tag)?;
+    if s.cluster.is_some() {
+        return Err(error(
+            StatusCode::CONFLICT,
+            "cluster mode: where a server runs is decided by its election, not by orders",
+        ));
+    }
     let reached = server.control.order(run).await.ok_or_else(|| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -190,7 +190,7 @@ pub fn spawn_checks(
                             out.health.error(&component, error.clone());
                             out.health.set(&component, State::Down, None);
                         }
-                        LinkState::Connecting => {}
+                        LinkState::Connecting | LinkState::Standby => {}
                     }
                     if let Some(alert) = status.on_change(&state, SystemTime::now()) {
                         file(alert).await;

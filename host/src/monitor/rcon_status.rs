@@ -75,7 +75,7 @@ impl RconStatus {
     /// link has become unstable, or when `hold` is zero; otherwise see [`Self::due`].
     pub fn on_change(&mut self, state: &LinkState, now: SystemTime) -> Option<Alert> {
         match state {
-            LinkState::Connecting => return None,
+            LinkState::Connecting | LinkState::Standby => return None,
             LinkState::Up { since } => {
                 if matches!(self.seen, Seen::Up(_)) {
                     return None;

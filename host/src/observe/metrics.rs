@@ -107,6 +107,19 @@ pub struct Metrics {
     /// `task_restarts_total{server, task}`: restarts of a server's parts by its supervisor,
     /// by the part whose panic (or failed start: `start`) caused them.
     pub task_restarts: IntCounterVec,
+    /// `cluster_owner{server, instance}`: 1 for the instance that owns a server (cluster
+    /// mode), as this instance last read it.
+    pub cluster_owner: IntGaugeVec,
+    /// `cluster_elections_total{outcome}`: this instance's campaigns (`won`, `lost`).
+    pub cluster_elections: IntCounterVec,
+    /// `cluster_fencing_rejections_total`: this instance's writes etcd refused because
+    /// another instance owned what they were for.
+    pub cluster_fencing_rejections: prometheus::IntCounter,
+    /// `cluster_writes_total`: fenced state writes (transactions) to etcd.
+    pub cluster_writes: prometheus::IntCounter,
+    /// `cluster_etcd_up{member}`: 1 while etcd answers this instance's keep-alives (cluster
+    /// mode only: no series otherwise).
+    pub cluster_etcd_up: IntGaugeVec,
     /// `config_reads_total{result}`: readings of servers.yml for a reload, promotion or
     /// candidate (`ok`, `error`); one per server per reload.
     pub config_reads: IntCounterVec,
@@ -361,6 +374,38 @@ impl Metrics {
                 "task_restarts_total",
                 "Restarts of a server's parts by its supervisor, by the part that panicked",
                 &["server", "task"],
+            ),
+            cluster_owner: gauge(
+                &registry,
+                "cluster_owner",
+                "1 for the instance that owns a server, in cluster mode",
+                &["server", "instance"],
+            ),
+            cluster_elections: counter(
+                &registry,
+                "cluster_elections_total",
+                "Elections this instance ran for a server or the gateway, by outcome",
+                &["outcome"],
+            ),
+            cluster_fencing_rejections: register(
+                &registry,
+                prometheus::IntCounter::new(
+                    format!("{PREFIX}cluster_fencing_rejections_total"),
+                    "Fenced writes refused because this instance no longer owned what they were for (by etcd, or before sending once its lease had run out)",
+                ),
+            ),
+            cluster_writes: register(
+                &registry,
+                prometheus::IntCounter::new(
+                    format!("{PREFIX}cluster_writes_total"),
+                    "Fenced state writes (transactions) to etcd",
+                ),
+            ),
+            cluster_etcd_up: gauge(
+                &registry,
+                "cluster_etcd_up",
+                "1 while etcd answers this instance's keep-alives (cluster mode), by the instance's cluster id",
+                &["member"],
             ),
             config_reads: counter(
                 &registry,

@@ -79,6 +79,9 @@ pub struct ServerPipeline {
     pub watchdog: Watchdog,
     /// What people are shown of each kind of event.
     pub rules: Arc<crate::config::EventRules>,
+    /// Cluster mode: this instance's claim on the server. Nothing is delivered once it no
+    /// longer holds.
+    pub fence: Option<Arc<crate::cluster::Fence>>,
 }
 
 /// One log file of a server, as the pipeline follows it.
@@ -151,6 +154,8 @@ struct Parsed {
     position: Option<Position>,
     /// Which log the batch was read from (its index in `files`).
     log: usize,
+    /// How many lines it had.
+    lines: usize,
     /// The batch's trace, closed once its events are delivered and its position saved.
     span: tracing::Span,
 }
@@ -171,6 +176,8 @@ pub fn spawn(
                 sinks: &p.sinks,
                 shared: &shared,
                 rules: &p.rules,
+                fence: p.fence.as_deref(),
+                fenced_out: Default::default(),
             };
             sink.run(None, p.notices).await;
         });
@@ -197,14 +204,16 @@ pub fn spawn(
             component,
             positioned: log.positioned.clone(),
         };
-        let (start_tx, start_rx) = tokio::sync::oneshot::channel::<StartAt>();
+        let (start_tx, start_rx) = tokio::sync::oneshot::channel::<(StartAt, Option<usize>)>();
         starts.push(start_tx);
         let (path, links_within) = (file.path.clone(), file.links_within.clone());
         let (max_line_bytes, options) = (log.max_line_bytes, log.tail);
         let (line_tx, shutdown, dog) = (line_tx.clone(), shutdown.clone(), p.watchdog.clone());
         tail_tasks.push(tokio::spawn(async move {
-            let start = start_rx.await.ok()?;
-            let reader = TailReader::new(&path, start, max_line_bytes).links_within(links_within);
+            let (start, replay) = start_rx.await.ok()?;
+            let reader = TailReader::new(&path, start, max_line_bytes)
+                .links_within(links_within)
+                .replay(replay);
             let run = tail::run(reader, line_tx, options, shutdown, status);
             dog.guarded_task("tailer", run).await?
         }));
@@ -246,6 +255,8 @@ pub fn spawn(
                 sinks: &p.sinks,
                 shared: &shared,
                 rules: &p.rules,
+                fence: p.fence.as_deref(),
+                fenced_out: Default::default(),
             };
             let opening = {
                 let keys: Vec<String> = names.iter().map(|n| n.checkpoint.clone()).collect();
@@ -261,7 +272,11 @@ pub fn spawn(
                 files.into_iter().zip(names).zip(opened).zip(starts)
             {
                 let (start, lost) = start_at(&tag, &name.label, loaded, on_lost, &shared);
-                let _ = start_tx.send(start);
+                let _ = start_tx.send((start, checkpoint.replay()));
+                let from = match &start {
+                    StartAt::Position(p) => Some(*p),
+                    _ => None,
+                };
                 logs.push(LogState {
                     label: name.label,
                     path: file.path,
@@ -269,6 +284,7 @@ pub fn spawn(
                     lost,
                     saved: None,
                     lag: 0,
+                    from,
                 });
             }
             let log = LogDelivery { logs, rx: event_rx };
@@ -353,6 +369,45 @@ struct LogState {
     saved: Option<Position>,
     /// Bytes of the file past the last saved position, when last looked at.
     lag: u64,
+    /// Where the next batch starts (the end of the last one, or where reading started).
+    from: Option<Position>,
+}
+
+impl LogState {
+    /// Records in etcd that the batch of `lines` lines ending at `to` is being delivered
+    /// (cluster mode); false when that cannot be done, and the batch must not be delivered.
+    async fn begin(&mut self, lines: usize, to: Position) -> bool {
+        let Some(mut checkpoint) = self.checkpoint.take() else {
+            return false;
+        };
+        let began = tokio::task::spawn_blocking(move || {
+            let r = checkpoint.begin(lines, &to);
+            (checkpoint, r)
+        })
+        .await;
+        match began {
+            Ok((checkpoint, r)) => {
+                self.checkpoint = Some(checkpoint);
+                match r {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(log = %self.label, "cannot record the batch in flight, so it is not delivered: {e}");
+                        false
+                    }
+                }
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// A batch's identity: its log and where it starts (the file's fingerprint and offset).
+fn batch_id(label: &str, from: &Position) -> String {
+    let fingerprint = match from.fingerprint {
+        crate::tail::Fingerprint::Sha256 { digest, .. } => hex::encode(&digest[..8]),
+        crate::tail::Fingerprint::Legacy { sip13, .. } => format!("{sip13:016x}"),
+    };
+    format!("{label}@{fingerprint}:{}", from.offset)
 }
 
 /// The delivery task of one server: the only writer to its sinks.
@@ -361,6 +416,9 @@ struct Delivery<'a> {
     sinks: &'a [Arc<dyn Sink>],
     shared: &'a Shared,
     rules: &'a crate::config::EventRules,
+    fence: Option<&'a crate::cluster::Fence>,
+    /// Set once the fence no longer held (said once in the log).
+    fenced_out: std::sync::atomic::AtomicBool,
 }
 
 impl Delivery<'_> {
@@ -386,7 +444,7 @@ impl Delivery<'_> {
                 batch = notices.recv(), if notices_open => match batch {
                     Some(events) => {
                         let span = tracing::info_span!(parent: None, "notices", server = self.tag, events = events.len());
-                        self.deliver_all(&events).instrument(span).await
+                        self.deliver_all(&events, None).instrument(span).await
                     }
                     None => notices_open = false,
                 },
@@ -395,7 +453,27 @@ impl Delivery<'_> {
         }
     }
 
-    async fn deliver_all(&self, events: &[Event]) {
+    /// Whether this instance may deliver for the server (always, outside cluster mode).
+    fn may_deliver(&self) -> bool {
+        let Some(fence) = self.fence else {
+            return true;
+        };
+        if fence.valid() {
+            return true;
+        }
+        if !self
+            .fenced_out
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(server = %self.tag, "this instance no longer owns the server: it delivers nothing more (the next owner delivers from the last checkpoint)");
+        }
+        false
+    }
+
+    async fn deliver_all(&self, events: &[Event], batch: Option<&str>) {
+        if !self.may_deliver() {
+            return;
+        }
         let shown: Vec<Event>;
         let for_people = if events.iter().all(|e| self.rules.shown(&e.kind)) {
             events
@@ -413,7 +491,7 @@ impl Delivery<'_> {
                 events
             };
             if !events.is_empty() {
-                deliver(self.tag, sink.as_ref(), events, self.shared).await;
+                deliver(self.tag, sink.as_ref(), events, batch, self.shared).await;
             }
         }
     }
@@ -426,8 +504,25 @@ impl Delivery<'_> {
     async fn events_in_trace(&self, parsed: Parsed, log: &mut LogDelivery) {
         let tag = self.tag;
         let shared = self.shared;
+        if !self.may_deliver() {
+            // Read, not delivered, not saved: the next owner delivers it.
+            return;
+        }
         if !parsed.events.is_empty() {
-            self.deliver_all(&parsed.events).await;
+            // Cluster mode: the batch is recorded in flight first, and gets an identity a
+            // new owner's delivery of it will have too (the log and where it starts).
+            let batch = match (log.logs.get_mut(parsed.log), parsed.position) {
+                (Some(state), Some(to))
+                    if state.checkpoint.as_ref().is_some_and(|c| c.in_cluster()) =>
+                {
+                    if !state.begin(parsed.lines, to).await {
+                        return;
+                    }
+                    state.from.map(|from| batch_id(&state.label, &from))
+                }
+                _ => None,
+            };
+            self.deliver_all(&parsed.events, batch.as_deref()).await;
             for e in &parsed.events {
                 shared
                     .metrics
@@ -442,6 +537,7 @@ impl Delivery<'_> {
         let Some(state) = log.logs.get_mut(parsed.log) else {
             return;
         };
+        state.from = Some(pos);
         let Some(mut checkpoint) = state.checkpoint.take() else {
             return;
         };
@@ -487,7 +583,13 @@ impl Delivery<'_> {
 
 /// Delivers one batch to one sink, retrying a few times; a batch that still fails is
 /// counted and logged, and the pipeline moves on.
-async fn deliver(tag: &str, sink: &dyn Sink, events: &[Event], shared: &Shared) {
+async fn deliver(
+    tag: &str,
+    sink: &dyn Sink,
+    events: &[Event],
+    batch: Option<&str>,
+    shared: &Shared,
+) {
     let span = tracing::info_span!(
         "deliver",
         server = tag,
@@ -496,17 +598,26 @@ async fn deliver(tag: &str, sink: &dyn Sink, events: &[Event], shared: &Shared) 
         attempts = tracing::field::Empty,
         outcome = tracing::field::Empty
     );
-    deliver_in(tag, sink, events, shared).instrument(span).await
+    deliver_in(tag, sink, events, batch, shared)
+        .instrument(span)
+        .await
 }
 
 /// [`deliver`], inside its span.
-async fn deliver_in(tag: &str, sink: &dyn Sink, events: &[Event], shared: &Shared) {
+async fn deliver_in(
+    tag: &str,
+    sink: &dyn Sink,
+    events: &[Event],
+    batch: Option<&str>,
+    shared: &Shared,
+) {
     let span = tracing::Span::current();
     let component = format!("sink:{tag}:{}", sink.name());
     let mut wait = Duration::from_millis(250);
     for attempt in 1..=SINK_ATTEMPTS {
         let started = Instant::now();
-        let result = tokio::time::timeout(sink.patience(), sink.deliver(tag, events)).await;
+        let result =
+            tokio::time::timeout(sink.patience(), sink.deliver_batch(tag, events, batch)).await;
         shared
             .metrics
             .sink_seconds

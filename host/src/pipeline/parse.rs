@@ -163,6 +163,7 @@ impl ParseStage {
         let span = tracing::info_span!(parent: &trace, "parse", server = tag, events = tracing::field::Empty, faults = tracing::field::Empty);
         let _in_span = span.enter();
         let lines: Vec<String> = batch.lines.into_iter().map(|l| l.text).collect();
+        let line_count = lines.len();
         let source = self.sources.get(batch.log).map_or("", String::as_str);
         let out = self.slot.live.parse_from(source, &lines);
         span.record("events", out.events.len());
@@ -218,6 +219,7 @@ impl ParseStage {
             events: out.events.into_iter().map(|(_, e)| e).collect(),
             position: batch.position,
             log: batch.log,
+            lines: line_count,
             span: trace,
         };
         if let Some((feed, listening)) = &self.monitors

@@ -28,6 +28,9 @@ pub struct RconSettings {
     pub backoff_max: Duration,
     /// Whether commands that run Lua may be sent.
     pub lua: LuaPolicy,
+    /// Cluster mode: the link is open only while this says true (this instance owns the
+    /// server, or runs the Discord gateway); none: always.
+    pub hold: Option<watch::Receiver<bool>>,
 }
 
 /// Whether a server's RCON link may send commands that run Lua (`/c`, `/sc`, ...).
@@ -53,6 +56,7 @@ impl RconSettings {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             lua: LuaPolicy::Allowed,
+            hold: None,
         }
     }
 }
@@ -63,6 +67,9 @@ impl RconSettings {
 pub enum LinkState {
     /// The first attempt has not finished.
     Connecting,
+    /// Cluster mode: not open on this instance, which neither owns the server nor runs the
+    /// Discord gateway.
+    Standby,
     /// Connected, authenticated and answering commands since `since`.
     Up {
         #[serde(with = "crate::event::unix_ms")]
@@ -178,8 +185,10 @@ impl RconClient {
     }
 
     async fn exchange(&self, command: &str, timeout: Duration) -> Result<String, RconError> {
-        if let LinkState::Down { error, .. } = &*self.state.borrow() {
-            return Err(RconError::Down(error.clone()));
+        match &*self.state.borrow() {
+            LinkState::Down { error, .. } => return Err(RconError::Down(error.clone())),
+            LinkState::Standby => return Err(RconError::Standby),
+            _ => {}
         }
         let (reply, answer) = oneshot::channel();
         let request = Request {
@@ -268,6 +277,43 @@ async fn open(s: &RconSettings) -> Result<Connection, RconError> {
     }
 }
 
+/// Until the link may be open: commands meanwhile are answered [`RconError::Standby`].
+/// False when every handle is gone.
+async fn standby(
+    hold: &mut watch::Receiver<bool>,
+    rx: &mut mpsc::Receiver<Request>,
+    state: &watch::Sender<LinkState>,
+) -> bool {
+    if *hold.borrow_and_update() {
+        return true;
+    }
+    state.send_replace(LinkState::Standby);
+    loop {
+        tokio::select! {
+            changed = hold.changed() => match changed {
+                Ok(()) if *hold.borrow_and_update() => return true,
+                Ok(()) => {}
+                // Nobody decides any more (the host is stopping): stay closed.
+                Err(_) => std::future::pending::<()>().await,
+            },
+            req = rx.recv() => match req {
+                Some(req) => { let _ = req.reply.send(Err(RconError::Standby)); }
+                None => return false,
+            },
+        }
+    }
+}
+
+/// Resolves when the link must close (cluster mode: held no more); never without `hold`.
+async fn released(hold: &mut Option<watch::Receiver<bool>>) {
+    match hold {
+        Some(h) => {
+            let _ = h.wait_for(|held| !held).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn link(
     server: String,
     s: RconSettings,
@@ -277,7 +323,13 @@ async fn link(
 ) {
     let mut backoff = Backoff::new(s.backoff_min, s.backoff_max);
     let mut ever_up = false;
+    let mut hold = s.hold.clone();
     loop {
+        if let Some(h) = &mut hold
+            && !standby(h, &mut rx, &state).await
+        {
+            return;
+        }
         let (error, up_for) = match open(&s).await {
             Ok(mut conn) => {
                 tracing::info!(server, addr = %s.addr, "RCON connected");
@@ -293,7 +345,11 @@ async fn link(
                     m.up.set(1);
                 }
                 let error = loop {
-                    let Some(req) = rx.recv().await else {
+                    let req = tokio::select! {
+                        req = rx.recv() => req,
+                        () = released(&mut hold) => break None,
+                    };
+                    let Some(req) = req else {
                         return;
                     };
                     if req.reply.is_closed() {
@@ -316,8 +372,15 @@ async fn link(
                     };
                     let _ = req.reply.send(result);
                     if let Some(e) = broken {
-                        break e;
+                        break Some(e);
                     }
+                };
+                let Some(error) = error else {
+                    tracing::info!(server, addr = %s.addr, "RCON closed: another instance owns the server now");
+                    if let Some(m) = &metrics {
+                        m.up.set(0);
+                    }
+                    continue;
                 };
                 tracing::warn!(server, addr = %s.addr, "RCON connection lost: {error}; reconnecting");
                 (error, Some(up_at.elapsed()))
@@ -351,6 +414,7 @@ async fn link(
         loop {
             tokio::select! {
                 _ = &mut wait => break,
+                () = released(&mut hold) => break,
                 req = rx.recv() => match req {
                     Some(req) => { let _ = req.reply.send(Err(RconError::Down(error.clone()))); }
                     None => return,

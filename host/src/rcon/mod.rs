@@ -43,6 +43,8 @@ pub enum RconError {
     CommandTooLong(usize),
     #[error("the RCON link has stopped")]
     Stopped,
+    #[error("another instance of the cluster owns this server; this one keeps no RCON link to it")]
+    Standby,
     #[error(
         "achievement-safe mode (achievements_safe: true): this command runs Lua, which would \
          disable the map's achievements for good, so it was not sent"
@@ -76,6 +78,7 @@ impl RconError {
             Self::Down(_) => "down",
             Self::CommandTooLong(_) => "too_long",
             Self::Stopped => "stopped",
+            Self::Standby => "standby",
             Self::LuaRefused => "lua_refused",
         }
     }

@@ -48,4 +48,17 @@ pub trait Sink: Send + Sync {
 
     /// Delivers `events` of server `server`; resolves when they are safely handed over.
     fn deliver<'a>(&'a self, server: &'a str, events: &'a [Event]) -> Delivery<'a>;
+
+    /// [`Sink::deliver`] for a batch that has an identity a delivery of the same batch
+    /// again will have too (cluster mode, where a new owner delivers again exactly what the
+    /// last one was delivering): a sink that can de-duplicate by it (Discord's nonces) does.
+    fn deliver_batch<'a>(
+        &'a self,
+        server: &'a str,
+        events: &'a [Event],
+        batch: Option<&'a str>,
+    ) -> Delivery<'a> {
+        let _ = batch;
+        self.deliver(server, events)
+    }
 }

@@ -6,21 +6,39 @@
 //! before it (a batch more is repeated, nothing is lost). Checkpoints of earlier releases,
 //! whose fingerprints were `DefaultHasher` values, are still understood and are rewritten in
 //! today's form at the next save.
+//!
+//! In cluster mode the checkpoints are in etcd instead ([`CheckpointStore::fenced`]): each
+//! save is a transaction guarded by the owner's fence, so an owner that lost the server
+//! cannot move it. Before a batch is delivered, its extent is recorded as in flight
+//! ([`ServerCheckpoint::begin`]); the next owner delivers exactly that batch again first, so
+//! what it posts is what was posted, with the same Discord nonces.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::Fence;
 use crate::tail::{FINGERPRINT_BYTES, Fingerprint, Position};
 
 /// The form written today.
 const VERSION: u32 = 2;
 
-/// A folder of `<server>.checkpoint.json` files.
-#[derive(Debug, Clone)]
+/// A folder of `<server>.checkpoint.json` files, or (cluster mode) etcd under a fence.
+#[derive(Clone)]
 pub struct CheckpointStore {
     dir: PathBuf,
+    fence: Option<Arc<Fence>>,
+}
+
+impl std::fmt::Debug for CheckpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.fence {
+            None => write!(f, "CheckpointStore({})", self.dir.display()),
+            Some(fence) => write!(f, "CheckpointStore(etcd, {})", fence.what),
+        }
+    }
 }
 
 /// What was found for a server at start.
@@ -37,19 +55,58 @@ pub enum Loaded {
     Lost { damage: String },
 }
 
-/// One server's checkpoint file, for saving.
-#[derive(Debug)]
+/// One log's checkpoint, for saving.
 pub struct ServerCheckpoint {
-    main: PathBuf,
-    prev: PathBuf,
-    /// Whether the file at `main` is a good checkpoint (then a save keeps it as `prev`).
-    main_good: bool,
+    at: Saved,
+}
+
+enum Saved {
+    File {
+        main: PathBuf,
+        prev: PathBuf,
+        /// Whether the file at `main` is a good checkpoint (then a save keeps it as `prev`).
+        main_good: bool,
+    },
+    Etcd {
+        fence: Arc<Fence>,
+        key: String,
+        /// The lines of the batch that was in flight when the last owner stopped.
+        replay: Option<usize>,
+    },
+}
+
+impl std::fmt::Debug for ServerCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.at {
+            Saved::File { main, .. } => write!(f, "ServerCheckpoint({})", main.display()),
+            Saved::Etcd { key, .. } => write!(f, "ServerCheckpoint(etcd {key})"),
+        }
+    }
+}
+
+/// A batch in flight, as recorded in etcd.
+#[derive(Debug, Serialize, Deserialize)]
+struct InFlight {
+    /// Lines in the batch, counted from the checkpoint.
+    lines: usize,
+    to: Stored,
 }
 
 impl CheckpointStore {
     /// A store in `dir` (created when first written).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            fence: None,
+        }
+    }
+
+    /// The same store kept in etcd, written only while `fence` holds (cluster mode).
+    pub fn fenced(&self, fence: Arc<Fence>) -> Self {
+        Self {
+            dir: self.dir.clone(),
+            fence: Some(fence),
+        }
     }
 
     /// The folder.
@@ -64,8 +121,12 @@ impl CheckpointStore {
         )
     }
 
-    /// What is saved for `server`, and its file for saving.
+    /// What is saved for `server`, and its file for saving. In cluster mode this reads etcd:
+    /// call it from a blocking thread of the runtime.
     pub fn open(&self, server: &str) -> (ServerCheckpoint, Loaded) {
+        if let Some(fence) = &self.fence {
+            return open_in_etcd(fence.clone(), server);
+        }
         let (main, prev) = self.paths(server);
         let loaded = match read(&main) {
             Ok(Some(position)) => Loaded::Found(position),
@@ -87,33 +148,158 @@ impl CheckpointStore {
         let main_good = matches!(loaded, Loaded::Found(_));
         (
             ServerCheckpoint {
-                main,
-                prev,
-                main_good,
+                at: Saved::File {
+                    main,
+                    prev,
+                    main_good,
+                },
             },
             loaded,
         )
     }
 }
 
+/// Blocks on `f` (a blocking thread of the runtime, which etcd's client needs).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Handle::current().block_on(f)
+}
+
+/// A checkpoint and batch in flight of `key` in etcd; etcd out of reach is tried for as long
+/// as the lease may still be valid, then the checkpoint counts as lost.
+fn open_in_etcd(fence: Arc<Fence>, key: &str) -> (ServerCheckpoint, Loaded) {
+    type Read = (Option<Vec<u8>>, Option<Vec<u8>>);
+    let read = || -> Result<Read, String> {
+        block_on(async {
+            let main = fence.get(&format!("checkpoints/{key}")).await;
+            let flight = fence.get(&format!("inflight/{key}")).await;
+            Ok((
+                main.map_err(|e| e.to_string())?,
+                flight.map_err(|e| e.to_string())?,
+            ))
+        })
+    };
+    let mut tries = 0;
+    let got = loop {
+        match read() {
+            Ok(got) => break Ok(got),
+            Err(e) if tries < 10 && fence.valid() => {
+                tries += 1;
+                tracing::debug!(
+                    checkpoint = key,
+                    "cannot read the checkpoint from etcd yet: {e}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let (loaded, replay) = match got {
+        Err(e) => (
+            Loaded::Lost {
+                damage: format!("etcd: {e}"),
+            },
+            None,
+        ),
+        Ok((None, _)) => (Loaded::Fresh, None),
+        Ok((Some(bytes), flight)) => {
+            let parsed = serde_json::from_slice::<Stored>(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.position());
+            match parsed {
+                Ok(p) => {
+                    let replay = flight
+                        .and_then(|f| serde_json::from_slice::<InFlight>(&f).ok())
+                        .map(|f| f.lines);
+                    (Loaded::Found(p), replay)
+                }
+                Err(e) => (
+                    Loaded::Lost {
+                        damage: format!("etcd's checkpoints/{key} is not a checkpoint: {e}"),
+                    },
+                    None,
+                ),
+            }
+        }
+    };
+    let checkpoint = ServerCheckpoint {
+        at: Saved::Etcd {
+            fence,
+            key: key.to_owned(),
+            replay,
+        },
+    };
+    (checkpoint, loaded)
+}
+
 impl ServerCheckpoint {
-    /// The checkpoint file.
-    pub fn path(&self) -> &Path {
-        &self.main
+    /// How many lines the first batch must have to be the one the last owner was
+    /// delivering when it stopped (cluster mode), so it is delivered the same way again.
+    pub fn replay(&self) -> Option<usize> {
+        match &self.at {
+            Saved::Etcd { replay, .. } => *replay,
+            Saved::File { .. } => None,
+        }
+    }
+
+    /// Whether saves go to etcd (and batches are recorded in flight before delivery).
+    pub fn in_cluster(&self) -> bool {
+        matches!(self.at, Saved::Etcd { .. })
+    }
+
+    /// Records (cluster mode) that the batch of `lines` lines ending at `to` is about to be
+    /// delivered. Call it from a blocking thread of the runtime.
+    pub fn begin(&mut self, lines: usize, to: &Position) -> io::Result<()> {
+        let Saved::Etcd { fence, key, .. } = &self.at else {
+            return Ok(());
+        };
+        let flight = InFlight {
+            lines,
+            to: Stored::from(to),
+        };
+        let json = serde_json::to_vec(&flight).map_err(io::Error::other)?;
+        // Any failure ends this ownership: delivering on without the record (or past a
+        // checkpoint etcd may or may not have) could deliver a line twice or skip it; the
+        // next owner (this instance again, if it is first) starts from what etcd has.
+        block_on(fence.write(vec![(format!("inflight/{key}"), json)], Vec::new())).map_err(|e| {
+            fence.lose();
+            io::Error::other(e)
+        })
     }
 
     /// Saves `position` durably; the checkpoint it replaces is kept as the previous one. A
-    /// crash at any moment leaves a good checkpoint or a good previous one.
+    /// crash at any moment leaves a good checkpoint or a good previous one. In cluster mode
+    /// it is one fenced transaction in etcd, which also ends the batch in flight; call it
+    /// from a blocking thread of the runtime.
     pub fn save(&mut self, position: &Position) -> io::Result<()> {
         let json = serde_json::to_vec(&Stored::from(position)).map_err(io::Error::other)?;
-        if self.main_good {
-            std::fs::rename(&self.main, &self.prev)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.main.display())))?;
-            self.main_good = false;
+        match &mut self.at {
+            Saved::Etcd { fence, key, replay } => {
+                *replay = None;
+                block_on(fence.write(
+                    vec![(format!("checkpoints/{key}"), json)],
+                    vec![format!("inflight/{key}")],
+                ))
+                .map_err(|e| {
+                    fence.lose();
+                    io::Error::other(e)
+                })
+            }
+            Saved::File {
+                main,
+                prev,
+                main_good,
+            } => {
+                if *main_good {
+                    std::fs::rename(&*main, &*prev).map_err(|e| {
+                        io::Error::new(e.kind(), format!("{}: {e}", main.display()))
+                    })?;
+                    *main_good = false;
+                }
+                crate::state::write_durably(main, &json)?;
+                *main_good = true;
+                Ok(())
+            }
         }
-        crate::state::write_durably(&self.main, &json)?;
-        self.main_good = true;
-        Ok(())
     }
 }
 

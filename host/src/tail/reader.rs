@@ -222,6 +222,9 @@ pub struct TailReader {
     open: Option<Open>,
     splitter: LineSplitter,
     limits: ReadLimits,
+    /// The number of lines the first poll reads, when it must end where a batch of an
+    /// earlier run ended (cluster mode: a batch in flight is delivered again the same way).
+    replay: Option<usize>,
     buf: Vec<u8>,
     stats: TailStats,
 }
@@ -236,6 +239,7 @@ impl TailReader {
             open: None,
             splitter: LineSplitter::new(max_line_bytes),
             limits: ReadLimits::default(),
+            replay: None,
             buf: Vec::new(),
             stats: TailStats::default(),
         }
@@ -250,6 +254,13 @@ impl TailReader {
     /// Hands out at most this much per poll.
     pub fn limits(mut self, limits: ReadLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// The first poll reads exactly `lines` lines (if the file has them), whatever the
+    /// limits: the batch an earlier run was delivering, read again the same way.
+    pub fn replay(mut self, lines: Option<usize>) -> Self {
+        self.replay = lines.filter(|n| *n > 0);
         self
     }
 
@@ -320,7 +331,13 @@ impl TailReader {
             }
         }
         self.check_truncated()?;
-        let limits = self.limits;
+        let limits = match self.replay.take() {
+            Some(lines) => ReadLimits {
+                lines,
+                bytes: usize::MAX,
+            },
+            None => self.limits,
+        };
         let before = out.len();
         if self.read_some(out, limits)? {
             return Ok(true);

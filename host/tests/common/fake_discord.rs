@@ -72,6 +72,9 @@ pub struct Recorded {
     /// Gateway identifies, and presence updates (op 3) received.
     pub identifies: u64,
     pub presence_updates: Vec<Duration>,
+    /// Posts answered with the message an earlier post with the same nonce created
+    /// (`enforce_nonce`), instead of posting it again.
+    pub nonce_hits: u64,
 }
 
 impl Recorded {
@@ -89,6 +92,9 @@ struct Inner {
     limited_until: Mutex<Option<Instant>>,
     /// Message posts still to answer with 502 (Discord unreachable behind its proxy).
     outage: Mutex<u64>,
+    /// How long a post's answer is held back after the message was created (a slow
+    /// network on the way back).
+    answer_delay: Mutex<Duration>,
     /// Channels the bot may not post in (403, 50013).
     forbidden: Mutex<HashSet<u64>>,
     /// Command registrations still to refuse with 403 Missing Access (50001).
@@ -97,6 +103,9 @@ struct Inner {
     acknowledged: Mutex<HashSet<String>>,
     /// Messages posted, by id: their channel (edits must name the right one).
     posted: Mutex<std::collections::HashMap<u64, u64>>,
+    /// The message each enforced nonce created, and when (Discord keeps them "for the
+    /// past few minutes").
+    nonces: Mutex<std::collections::HashMap<String, (Instant, Value)>>,
     /// The next message id.
     next_message: std::sync::atomic::AtomicU64,
     gateway: String,
@@ -149,10 +158,12 @@ impl FakeDiscord {
                 storm: Mutex::new((0, 0.05)),
                 limited_until: Mutex::new(None),
                 outage: Mutex::new(0),
+                answer_delay: Mutex::new(Duration::ZERO),
                 forbidden: Mutex::default(),
                 refuse_registrations: Mutex::new(0),
                 acknowledged: Mutex::default(),
                 posted: Mutex::default(),
+                nonces: Mutex::default(),
                 next_message: std::sync::atomic::AtomicU64::new(800_000_000_000_000_001),
                 gateway: format!("ws://{ws_addr}"),
                 dispatch,
@@ -217,6 +228,11 @@ impl FakeDiscord {
     }
 
     /// Answers the next `n` message posts with 502.
+    /// Holds the answer to every post back for `delay` after creating the message.
+    pub fn delay_answers(&self, delay: Duration) {
+        *self.inner.answer_delay.lock().unwrap() = delay;
+    }
+
     pub fn outage(&self, n: u64) {
         *self.inner.outage.lock().unwrap() = n;
     }
@@ -714,6 +730,9 @@ fn too_many(secs: f64, global: bool) -> Response {
         .into_response()
 }
 
+/// How long an enforced nonce is remembered ("the past few minutes").
+const NONCE_MEMORY: Duration = Duration::from_secs(300);
+
 async fn post_message(
     State(s): State<Arc<Inner>>,
     Path(channel): Path<String>,
@@ -762,13 +781,39 @@ async fn post_message(
     if let Err(r) = check_message(&body.0, true) {
         return refuse(&s, "message", r);
     }
-    let mut reply = message(&channel, &body.0);
-    let message_id = s
-        .next_message
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    reply["id"] = json!(message_id.to_string());
-    s.posted.lock().unwrap().insert(message_id, id);
-    s.recorded.lock().unwrap().messages.push((id, body.0));
+    // Every post here is the same bot's, so the nonce alone identifies it.
+    let enforced = match (&body.0["nonce"], &body.0["enforce_nonce"]) {
+        (Value::String(n), Value::Bool(true)) => Some(n.clone()),
+        (Value::Number(n), Value::Bool(true)) => Some(n.to_string()),
+        _ => None,
+    };
+    let reply = {
+        // Held until the message is recorded: two posts with one nonce make one message.
+        let mut nonces = s.nonces.lock().unwrap();
+        if let Some(nonce) = &enforced {
+            nonces.retain(|_, (at, _)| now.duration_since(*at) < NONCE_MEMORY);
+            if let Some((_, earlier)) = nonces.get(nonce) {
+                s.recorded.lock().unwrap().nonce_hits += 1;
+                return axum::Json(earlier.clone()).into_response();
+            }
+        }
+        let mut reply = message(&channel, &body.0);
+        let message_id = s
+            .next_message
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        reply["id"] = json!(message_id.to_string());
+        if let Some(nonce) = enforced {
+            reply["nonce"] = json!(nonce);
+            nonces.insert(nonce, (now, reply.clone()));
+        }
+        s.posted.lock().unwrap().insert(message_id, id);
+        s.recorded.lock().unwrap().messages.push((id, body.0));
+        reply
+    };
+    let delay = *s.answer_delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut h = HeaderMap::new();
     h.insert("x-ratelimit-limit", "5".parse().unwrap());
     h.insert("x-ratelimit-remaining", "4".parse().unwrap());

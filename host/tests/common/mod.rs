@@ -2,6 +2,7 @@
 //! server as its own process, HTTP requests, and waiting with a hang guard.
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod fake_discord;
 pub mod otlp;
 
@@ -150,6 +151,12 @@ impl Isr {
             assert!(started.elapsed() < GUARD, "did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends `signal` (SIGSTOP 19, SIGCONT 18, ...) without waiting.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc_kill(self.child.id() as i32, signal) };
     }
 
     pub fn kill9(mut self) {

@@ -1,0 +1,154 @@
+//! This instance's lease: granted by etcd, kept alive every third of its TTL, and judged
+//! valid by this instance's own clock only until the TTL has passed since the last keep-alive
+//! etcd answered. When that time is up the instance acts as if it had no lease, whatever etcd
+//! says later: an owner that was paused or cut off stops before anyone else can take over.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::store::Renewal;
+use super::{Cluster, LeaseId};
+
+/// A margin kept below the TTL, for the time a keep-alive took to arrive.
+const MARGIN: Duration = Duration::from_millis(500);
+
+/// This instance's lease, as the rest of the process sees it.
+#[derive(Debug)]
+pub struct Lease {
+    ttl: Duration,
+    id: LeaseId,
+    base: Instant,
+    /// Milliseconds after `base` until which the lease is valid (0: not valid).
+    valid_until_ms: AtomicU64,
+}
+
+impl Lease {
+    pub(super) fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            id: LeaseId::default(),
+            base: Instant::now(),
+            valid_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the lease is valid now by this instance's clock.
+    pub fn valid(&self) -> bool {
+        let now = self.base.elapsed().as_millis() as u64;
+        now < self.valid_until_ms.load(Ordering::Acquire)
+    }
+
+    /// The lease's id, while there is one.
+    pub fn current(&self) -> Option<i64> {
+        self.id.get()
+    }
+
+    /// etcd renewed the lease for `ttl` in answer to a keep-alive sent at `sent`.
+    fn renewed(&self, sent: Instant, ttl: Duration) {
+        let until = sent.duration_since(self.base) + ttl.saturating_sub(MARGIN);
+        self.valid_until_ms
+            .store(until.as_millis() as u64, Ordering::Release);
+    }
+
+    fn lost(&self) {
+        self.valid_until_ms.store(0, Ordering::Release);
+        self.id.set(None);
+    }
+
+    /// How long until the lease runs out, by this clock (zero when it has).
+    pub fn left(&self) -> Duration {
+        let now = self.base.elapsed().as_millis() as u64;
+        Duration::from_millis(
+            self.valid_until_ms
+                .load(Ordering::Acquire)
+                .saturating_sub(now),
+        )
+    }
+}
+
+/// Grants a lease, registers this instance under it, and keeps it alive until `stop`; a
+/// lease that etcd let expire is replaced by a new one (and every claim made under the old
+/// one is gone with it).
+pub(super) async fn keep(cluster: Arc<Cluster>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let lease = cluster.lease.clone();
+    let every = lease.ttl / 3;
+    let mut problem: Option<String> = None;
+    let mut note = |p: Option<String>, cluster: &Cluster| {
+        match (&p, &problem) {
+            (Some(p), old) if old.as_ref() != Some(p) => {
+                tracing::warn!(instance = %cluster.id, "cannot keep the lease: {p}");
+            }
+            (None, Some(_)) => tracing::info!(instance = %cluster.id, "etcd answers again"),
+            _ => {}
+        }
+        cluster
+            .metrics
+            .cluster_etcd_up
+            .with_label_values(&[&cluster.id])
+            .set(i64::from(p.is_none()));
+        problem = p;
+    };
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let step = async {
+            match lease.current() {
+                None => grant(&cluster).await,
+                Some(id) => renew(&cluster, id).await,
+            }
+        };
+        match tokio::time::timeout(every.max(Duration::from_millis(500)), step).await {
+            Ok(Ok(())) => note(None, &cluster),
+            Ok(Err(e)) => note(Some(e), &cluster),
+            Err(_) => note(Some("no answer in time".into()), &cluster),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    // Leaving: give the lease back, so what this instance held moves at once.
+    if let Some(id) = lease.current() {
+        lease.lost();
+        let _ = tokio::time::timeout(Duration::from_secs(2), cluster.store.revoke(id)).await;
+    }
+}
+
+async fn grant(cluster: &Cluster) -> Result<(), String> {
+    let sent = Instant::now();
+    let ttl = i64::try_from(cluster.lease.ttl.as_secs()).unwrap_or(i64::MAX);
+    let (id, granted) = cluster.store.grant(ttl).await.map_err(|e| e.to_string())?;
+    let member = cluster.key(&format!("members/{}", cluster.id));
+    cluster
+        .store
+        .put_leased(&member, &cluster.id, id)
+        .await
+        .map_err(|e| e.to_string())?;
+    cluster.lease.id.set(Some(id));
+    cluster.lease.renewed(
+        sent,
+        Duration::from_secs(u64::try_from(granted).unwrap_or(0)),
+    );
+    tracing::info!(instance = %cluster.id, lease = id, "joined the cluster");
+    Ok(())
+}
+
+/// One keep-alive: etcd renews the lease for its whole TTL, or says it no longer has it.
+async fn renew(cluster: &Cluster, id: i64) -> Result<(), String> {
+    let sent = Instant::now();
+    match cluster.store.keep_alive(id).await {
+        Ok(Renewal::Renewed) => {
+            cluster.lease.renewed(sent, cluster.lease.ttl);
+            Ok(())
+        }
+        Ok(Renewal::Expired) => {
+            // etcd let it expire (a long pause, an outage): everything held under it is gone.
+            cluster.lease.lost();
+            tracing::warn!(instance = %cluster.id, lease = id, "the lease expired; joining again with a new one");
+            grant(cluster).await
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
