@@ -8,250 +8,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::etcd::Etcd;
-use common::fake_discord::{FakeDiscord, GUILD};
-use common::{Isr, free_port, wait_for};
+use common::cluster::{ALPHA, ALPHA_ALERTS, BETA, Cluster, SIGCONT, SIGSTOP, Writer, moved};
+use common::wait_for;
 use factorio_isr::cluster::placement;
-use serde_json::Value;
 
-const ALPHA: u64 = 4100;
-const BETA: u64 = 4200;
 /// The lease TTL of the test clusters (seconds).
 const TTL: u64 = 3;
-const SIGSTOP: i32 = 19;
-const SIGCONT: i32 = 18;
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    etcd: Etcd,
-    discord: FakeDiscord,
-    config: String,
-    /// By instance id; none once killed.
-    instances: BTreeMap<String, Option<Isr>>,
-    /// Instances stopped with SIGSTOP: they answer nothing until continued.
-    paused: std::collections::BTreeSet<String>,
-    logs: [PathBuf; 2],
-}
-
-impl Cluster {
-    /// etcd, the fake Discord and three instances; none when etcd is not installed.
-    fn start() -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let etcd = Etcd::start(dir.path())?;
-        let discord = FakeDiscord::start();
-        let logs = [dir.path().join("alpha.log"), dir.path().join("beta.log")];
-        for l in &logs {
-            std::fs::write(l, "").unwrap();
-        }
-        let config = format!(
-            "servers:\n  alpha:\n    log_path: {}\n    event_channel_id: {ALPHA}\n  \
-             beta:\n    log_path: {}\n    event_channel_id: {BETA}\n\
-             discord:\n  guild_id: {GUILD}\n\
-             cluster:\n  endpoints: [{}]\n  lease_ttl: {TTL}\n  prefix: /test/\n",
-            logs[0].display(),
-            logs[1].display(),
-            etcd.url()
-        );
-        let mut cluster = Self {
-            dir,
-            etcd,
-            discord,
-            config,
-            instances: BTreeMap::new(),
-            paused: Default::default(),
-            logs,
-        };
-        for i in 1..=3 {
-            cluster.launch(&format!("isr-{i}"));
-        }
-        Some(cluster)
-    }
-
-    fn launch(&mut self, id: &str) {
-        let home = self.dir.path().join(id);
-        std::fs::create_dir_all(&home).unwrap();
-        let isr = Isr::start_with_env(
-            &home,
-            &self.config,
-            free_port(),
-            &[
-                ("FACTORIO_ISR_INSTANCE_ID", id),
-                ("DISCORD_BOT_TOKEN", "fake-token"),
-                ("DISCORD_API_URL", &self.discord.api_url),
-            ],
-        );
-        isr.wait_started();
-        self.instances.insert(id.to_owned(), Some(isr));
-    }
-
-    fn live(&self) -> impl Iterator<Item = (&String, &Isr)> {
-        self.instances
-            .iter()
-            .filter(|(id, _)| !self.paused.contains(*id))
-            .filter_map(|(id, i)| i.as_ref().map(|i| (id, i)))
-    }
-
-    fn isr(&self, id: &str) -> &Isr {
-        self.instances[id].as_ref().unwrap()
-    }
-
-    /// `GET /api/cluster` of instance `id`.
-    fn view(&self, id: &str) -> Option<Value> {
-        let (status, body) = self.isr(id).get("/api/cluster")?;
-        (status == 200).then(|| serde_json::from_str(&body).unwrap())
-    }
-
-    /// Who owns `what` (a server's tag, or `gateway`), as every live instance with a
-    /// valid lease agrees; none while they do not agree or nobody owns it.
-    fn owner(&self, what: &str) -> Option<String> {
-        let mut seen = None;
-        for (id, _) in self.live() {
-            let v = self.view(id)?;
-            if v["lease_valid"] != true {
-                return None;
-            }
-            let owner = if what == "gateway" {
-                v["gateway"].as_str()?.to_owned()
-            } else {
-                v["owners"][what].as_str()?.to_owned()
-            };
-            if seen.get_or_insert_with(|| owner.clone()) != &owner {
-                return None;
-            }
-        }
-        seen.filter(|o| {
-            self.instances.get(o).is_some_and(Option::is_some) && !self.paused.contains(o)
-        })
-    }
-
-    /// Waits until every server and the gateway have an owner all live instances agree on.
-    fn settled(&self) -> BTreeMap<&'static str, String> {
-        let mut owners = BTreeMap::new();
-        wait_for("the cluster to settle", || {
-            owners.clear();
-            for what in ["alpha", "beta", "gateway"] {
-                match self.owner(what) {
-                    Some(o) => owners.insert(what, o),
-                    None => return false,
-                };
-            }
-            true
-        });
-        owners
-    }
-
-    /// How often each line number appears in `channel`'s messages.
-    fn seen(&self, channel: u64) -> BTreeMap<usize, usize> {
-        let mut seen = BTreeMap::new();
-        for (c, body) in self.discord.recorded().messages {
-            if c != channel {
-                continue;
-            }
-            for word in body["content"]
-                .as_str()
-                .unwrap_or_default()
-                .split_whitespace()
-            {
-                let n = word.strip_prefix('m').and_then(|w| w.strip_suffix('x'));
-                if let Some(n) = n.and_then(|n| n.parse().ok()) {
-                    *seen.entry(n).or_default() += 1;
-                }
-            }
-        }
-        seen
-    }
-
-    /// Waits until lines up to `last` reached both channels, then checks each appears
-    /// exactly once from the first one delivered (a server's first owner starts at the end
-    /// of its log, so lines written before it had opened it are not posted).
-    fn exactly_once(&self, last: usize) {
-        for channel in [ALPHA, BETA] {
-            wait_for("every line to reach Discord", || {
-                self.seen(channel).contains_key(&last)
-            });
-            let seen = self.seen(channel);
-            let first = *seen.keys().next().unwrap();
-            assert!(first <= 50, "lines from {first} on only: {seen:?}");
-            let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-            assert!(doubled.is_empty(), "posted more than once: {doubled:?}");
-            let missing: Vec<_> = (first..=last).filter(|n| !seen.contains_key(n)).collect();
-            assert!(missing.is_empty(), "never posted: {missing:?}");
-        }
-    }
-
-    fn posts(&self) -> usize {
-        self.discord.recorded().messages.len()
-    }
-}
-
-/// Appends a numbered chat line to both logs every 20 ms until dropped; says how many.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    written: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(logs: &[PathBuf; 2]) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let written = Arc::new(AtomicUsize::new(0));
-        let (s, w, logs) = (stop.clone(), written.clone(), logs.clone());
-        let thread = std::thread::spawn(move || {
-            let mut n = 0;
-            while !s.load(Ordering::Relaxed) {
-                n += 1;
-                for (log, who) in logs.iter().zip(["Alice", "Bob"]) {
-                    append(log, &format!("2026-01-01 10:00:00 [CHAT] {who}: m{n}x\n"));
-                }
-                w.store(n, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        Self {
-            stop,
-            written,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops writing; the number of the last line.
-    fn finish(mut self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        self.written.load(Ordering::Relaxed)
-    }
-}
-
-fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-/// Waits until `what` has an owner other than `old`; how long that took.
-fn moved(c: &Cluster, what: &str, old: &str, since: Instant) -> (String, Duration) {
-    let mut new = String::new();
-    wait_for(&format!("{what} to move away from {old}"), || {
-        match c.owner(what) {
-            Some(o) if o != old => new = o,
-            _ => return false,
-        }
-        true
-    });
-    (new, since.elapsed())
-}
 
 #[test]
 fn an_owner_killed_or_paused_past_its_lease_loses_nothing_and_doubles_nothing() {
-    let Some(mut c) = Cluster::start() else {
+    let Some(mut c) = Cluster::start(TTL) else {
         return;
     };
     let owners = c.settled();
@@ -259,6 +27,16 @@ fn an_owner_killed_or_paused_past_its_lease_loses_nothing_and_doubles_nothing() 
     wait_for("the first lines in Discord", || {
         !c.seen(ALPHA).is_empty() && !c.seen(BETA).is_empty()
     });
+    // alpha's owner finds its RCON unreachable and says so, once.
+    let rcon_alerts = |c: &Cluster| {
+        c.discord
+            .recorded()
+            .messages
+            .iter()
+            .filter(|(ch, body)| *ch == ALPHA_ALERTS && body.to_string().contains("RCON"))
+            .count()
+    };
+    wait_for("the RCON alert of alpha", || rcon_alerts(&c) == 1);
 
     // kill -9 the owner of alpha while Discord has taken a message of alpha's but not
     // answered yet: the batch is not recorded as delivered, so the next owner delivers it
@@ -282,6 +60,16 @@ fn an_owner_killed_or_paused_past_its_lease_loses_nothing_and_doubles_nothing() 
     c.discord.delay_answers(Duration::ZERO);
     c.discord
         .wait_for("the batch in flight delivered again", |r| r.nonce_hits > 0);
+    // The new owner found the open alert in etcd: its own RCON check files it again,
+    // quietly.
+    wait_for("the new owner to file the RCON alert again", || {
+        c.isr(&heir).get("/metrics").is_some_and(|(_, m)| {
+            m.contains(
+                "factorio_isr_alerts_total{change=\"repeated\",server=\"alpha\",source=\"rcon\"}",
+            )
+        })
+    });
+    assert_eq!(rcon_alerts(&c), 1, "the RCON alert was posted again");
 
     // SIGSTOP the owner of beta past its lease; another takes over; SIGCONT: the old owner
     // finds its lease gone, stops beta and delivers nothing more for it.
@@ -327,8 +115,9 @@ fn an_owner_killed_or_paused_past_its_lease_loses_nothing_and_doubles_nothing() 
         r.nonce_hits
     );
     assert!(r.refused.is_empty(), "{:?}", r.refused);
-    // Every post carried a nonce Discord enforces.
-    for (_, body) in &r.messages {
+    // Every post of a log's lines carried a nonce Discord enforces (alerts are kept from
+    // doubling by the book in etcd instead).
+    for (_, body) in r.messages.iter().filter(|(c, _)| [ALPHA, BETA].contains(c)) {
         assert_eq!(body["enforce_nonce"], true, "{body}");
         assert_eq!(body["nonce"].as_str().map(str::len), Some(25), "{body}");
     }
@@ -336,7 +125,7 @@ fn an_owner_killed_or_paused_past_its_lease_loses_nothing_and_doubles_nothing() 
 
 #[test]
 fn without_etcd_nobody_posts_and_a_new_gateway_owner_answers_commands() {
-    let Some(mut c) = Cluster::start() else {
+    let Some(mut c) = Cluster::start(TTL) else {
         return;
     };
     c.settled();

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Alert, AlertState};
 use crate::event::Severity;
@@ -127,6 +127,69 @@ impl AlertBook {
         all.sort_by_key(|a| a.since);
         all
     }
+
+    /// The open alerts as JSON, to keep outside the process (cluster mode: in etcd, so the
+    /// next owner of the server knows them).
+    pub fn export(&self) -> Vec<u8> {
+        let kept: Vec<Kept> = self.open.values().map(Kept::from).collect();
+        serde_json::to_vec(&kept).unwrap_or_default()
+    }
+
+    /// A book of what [`Self::export`] wrote.
+    pub fn import(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        let kept: Vec<Kept> = serde_json::from_slice(bytes)?;
+        let open = kept
+            .into_iter()
+            .map(|k| {
+                let a = ActiveAlert::from(k);
+                ((a.source.clone(), a.key.clone()), a)
+            })
+            .collect();
+        Ok(Self { open })
+    }
+}
+
+/// An open alert as kept outside the process.
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    source: String,
+    key: String,
+    title: String,
+    text: String,
+    severity: Severity,
+    fields: Vec<(String, String)>,
+    mention: Option<String>,
+    since_ms: u64,
+}
+
+impl From<&ActiveAlert> for Kept {
+    fn from(a: &ActiveAlert) -> Self {
+        Self {
+            source: a.source.clone(),
+            key: a.key.clone(),
+            title: a.title.clone(),
+            text: a.text.clone(),
+            severity: a.severity,
+            fields: a.fields.clone(),
+            mention: a.mention.clone(),
+            since_ms: crate::event::unix_ms::millis(a.since),
+        }
+    }
+}
+
+impl From<Kept> for ActiveAlert {
+    fn from(k: Kept) -> Self {
+        Self {
+            source: k.source,
+            key: k.key,
+            title: k.title,
+            text: k.text,
+            severity: k.severity,
+            fields: k.fields,
+            mention: k.mention,
+            since: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(k.since_ms),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -149,6 +212,28 @@ mod tests {
             Change::Unknown => "unknown",
             Change::Refused => "refused",
         }
+    }
+
+    #[test]
+    fn a_book_kept_outside_resumes_where_it_was() {
+        let mut book = AlertBook::default();
+        let a = Alert::firing("low-ups", "Low UPS", "41").field("ups", "41");
+        book.apply("ups-alert", a.clone(), at(0));
+        book.apply("rcon", Alert::firing("down", "RCON down", "refused"), at(3));
+        let mut again = AlertBook::import(&book.export()).unwrap();
+        assert_eq!(again.active(), book.active());
+        // The next owner's monitor reports the same alert: quiet; its resolution: told,
+        // with the time it was raised by the last owner.
+        assert_eq!(
+            again.apply("ups-alert", a.clone(), at(10)),
+            Change::Repeated
+        );
+        let Change::Resolved { open_secs, .. } = again.apply("ups-alert", a.resolved(), at(70))
+        else {
+            panic!("not resolved");
+        };
+        assert_eq!(open_secs, 70);
+        assert!(AlertBook::import(b"not json").is_err());
     }
 
     #[test]

@@ -124,6 +124,8 @@ pub struct Alerts {
     book: Mutex<AlertBook>,
     mentions: Arc<Mentions>,
     metrics: Option<Arc<Metrics>>,
+    /// Cluster mode: where each new state of the book goes (the run's writer to etcd).
+    keeper: Mutex<Option<tokio::sync::watch::Sender<Vec<u8>>>>,
 }
 
 impl Alerts {
@@ -134,13 +136,28 @@ impl Alerts {
             book: Mutex::new(AlertBook::default()),
             mentions,
             metrics,
+            keeper: Mutex::new(None),
         }
+    }
+
+    /// Cluster mode: starts from the open alerts `kept` (what the last owner left; none:
+    /// an empty book), and sends every new state of the book to `keeper` from now on.
+    pub fn keep_with(&self, kept: Option<AlertBook>, keeper: tokio::sync::watch::Sender<Vec<u8>>) {
+        let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        *book = kept.unwrap_or_default();
+        if let Some(m) = &self.metrics {
+            m.alerts_active
+                .with_label_values(&[&self.server])
+                .set(i64::try_from(book.len()).unwrap_or(i64::MAX));
+        }
+        *self.keeper.lock().unwrap_or_else(|p| p.into_inner()) = Some(keeper);
     }
 
     /// Files the alerts `source` returned at `now`; returns the events to post for the
     /// changes among them (none for repeats).
     pub fn file(&self, source: &str, alerts: Vec<Alert>, now: SystemTime) -> Vec<Event> {
         let mut notices = Vec::new();
+        let mut changed = false;
         let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
         for mut alert in alerts {
             if let Some(group) = alert.mention.take() {
@@ -161,9 +178,19 @@ impl Alerts {
                     .with_label_values(&[&self.server, source, what])
                     .inc();
             }
+            changed |= matches!(
+                change,
+                Change::Raised(_)
+                    | Change::Escalated(_)
+                    | Change::Resolved { .. }
+                    | Change::Withdrawn(_)
+            );
             if let Some(e) = render(&change) {
                 notices.push(e);
             }
+        }
+        if changed && let Some(k) = &*self.keeper.lock().unwrap_or_else(|p| p.into_inner()) {
+            k.send_replace(book.export());
         }
         if let Some(m) = &self.metrics {
             m.alerts_active

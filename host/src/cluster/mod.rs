@@ -13,6 +13,8 @@
 //! prefix/checkpoints/<log>    where each log was delivered up to (fenced)
 //! prefix/inflight/<log>       the batch being delivered (fenced), replayed the same way
 //!                             by the next owner so Discord's nonces match
+//! prefix/alerts/<server>      the server's open alerts (fenced)
+//! prefix/discord/selections   the users' chosen servers (fenced by the gateway's claim)
 //! ```
 //!
 //! This module is the etcd side ([`Cluster`]: the lease, the keys, elections, fenced
