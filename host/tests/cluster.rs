@@ -10,8 +10,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{ALPHA, ALPHA_ALERTS, BETA, Cluster, SIGCONT, SIGSTOP, Writer, moved};
-use common::wait_for;
+use common::cluster::{
+    ALPHA, ALPHA_ALERTS, API_TOKEN, BETA, Cluster, SIGCONT, SIGSTOP, Writer, moved,
+};
+use common::{http_call, wait_for};
 use factorio_isr::cluster::placement;
 
 /// The lease TTL of the test clusters (seconds).
@@ -201,4 +203,55 @@ fn without_etcd_nobody_posts_and_a_new_gateway_owner_answers_commands() {
         text.contains("beta") && !text.contains("Which server"),
         "{text}"
     );
+}
+
+#[test]
+fn a_version_chosen_on_one_owner_is_the_next_owners() {
+    // A candidate parser beside the stock one: joins become `arrival`.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in ["vanilla.yml", "server.yml"] {
+        let text = std::fs::read_to_string(repo.join("patterns").join(file)).unwrap();
+        std::fs::write(
+            dir.path().join(file),
+            text.replace("    type: join\n", "    type: arrival\n"),
+        )
+        .unwrap();
+    }
+    let shadow = format!(
+        "    shadow:\n      - plugin: patterns\n        config: {{dir: {}}}\n",
+        dir.path().display()
+    );
+    let Some(mut c) = Cluster::start_with(TTL, &shadow) else {
+        return;
+    };
+    let owner = c.settled()["alpha"].clone();
+    let versions = |c: &Cluster, id: &str| {
+        let (_, body) = http_call(c.isr(id).port, "GET", "/api/servers/alpha", None);
+        body["parser_versions"].clone()
+    };
+    let configured = versions(&c, &owner)["live"].clone();
+
+    // Promoted on its owner: kept in etcd with its plugins.
+    let (status, body) = http_call(
+        c.isr(&owner).port,
+        "POST",
+        "/api/servers/alpha/promote",
+        Some(API_TOKEN),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["parsers"]["result"], "swapped", "{body}");
+    let promoted = versions(&c, &owner);
+    assert_eq!(promoted["pinned"], "promoted", "{promoted}");
+    assert_ne!(promoted["live"], configured);
+    let ready = c.isr(&owner).component("versions:alpha").unwrap();
+    assert_eq!(ready["state"], "ready", "{ready}");
+
+    // Its owner dies: the next one starts the promoted version, not servers.yml's.
+    drop(c.instances.insert(owner.clone(), None).flatten());
+    let (heir, _) = moved(&c, "alpha", &owner, std::time::Instant::now());
+    wait_for("the next owner to run alpha", || {
+        versions(&c, &heir)["live"] == promoted["live"]
+    });
+    assert_eq!(versions(&c, &heir)["pinned"], "promoted");
 }

@@ -20,7 +20,6 @@ use crate::observe::health::{Health, State};
 use crate::observe::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::servers::{RunState, Server};
-use crate::swap::pins::PinStore;
 use crate::tail::checkpoint::CheckpointStore;
 
 mod cluster;
@@ -132,12 +131,13 @@ impl Host {
         };
         let (stop, stopped) = watch::channel(false);
         let checkpoints = CheckpointStore::new(opts.state_dir.join("checkpoints"));
+        let fences = cluster.as_ref().map(|_| server::Fences::default());
         let reloader = Arc::new(Reloader::new(
             opts.runtime.clone(),
             &config.path,
             shared.metrics.clone(),
             shared.health.clone(),
-            Some(PinStore::new(&opts.state_dir)),
+            Some(server::pin_store(&opts.state_dir, fences.as_ref())),
         ));
         let parts = Arc::new(RunParts {
             runtime: opts.runtime.clone(),
@@ -147,7 +147,7 @@ impl Host {
             shared: shared.clone(),
             checkpoints: checkpoints.clone(),
             discord: discord.as_ref().map(DiscordOut::of),
-            fences: cluster.as_ref().map(|_| server::Fences::default()),
+            fences,
         });
         let servers: Arc<Vec<Server>> = Arc::new(
             config

@@ -42,6 +42,35 @@ pub(super) struct RunParts {
 /// The claims this instance holds, by server tag (cluster mode).
 pub(super) type Fences = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Fence>>>>;
 
+/// Where versions chosen at run time are kept: the state folder, or in cluster mode etcd
+/// (through `fences`). Call it within the runtime.
+pub(super) fn pin_store(state_dir: &std::path::Path, fences: Option<&Fences>) -> PinStore {
+    match fences {
+        None => PinStore::new(state_dir),
+        Some(fences) => {
+            let fences = fences.clone();
+            PinStore::in_etcd(
+                Arc::new(move |tag: &str| {
+                    fences
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(tag)
+                        .filter(|f| f.valid())
+                        .cloned()
+                }),
+                tokio::runtime::Handle::current(),
+            )
+        }
+    }
+}
+
+impl RunParts {
+    /// [`pin_store`] of this host.
+    pub(super) fn pin_store(&self) -> PinStore {
+        pin_store(&self.state_dir, self.fences.as_ref())
+    }
+}
+
 /// What a server's Discord sink needs of the bot.
 pub(super) struct DiscordOut {
     rest: Arc<crate::discord::rest::Rest>,
@@ -130,7 +159,7 @@ pub(super) fn start_run(
         let mut stage = monitor::MonitorStage::new(&server.tag, monitors, out);
         stage.slot.previous = previous_monitors;
         stage.slot.auto_rollback = auto_rollback(server, live, &notice_tx);
-        stage.slot.pins = Some(PinStore::new(&parts.state_dir));
+        stage.slot.pins = Some(parts.pin_store());
         stage.slot.versions = monitor_versions;
         stage.candidate =
             monitor::candidate_instances(&parts.runtime, server).map_err(in_config)?;
@@ -216,7 +245,7 @@ pub(super) fn start_run(
                     None => configured,
                 }
             },
-            pins: Some(PinStore::new(&parts.state_dir)),
+            pins: Some(parts.pin_store()),
             previous: previous.take(),
             checkpoints: match &fence {
                 Some(f) => parts.checkpoints.fenced(f.clone()),
@@ -297,7 +326,7 @@ fn pinned<T>(
     config_version: &str,
     rebuild: impl FnOnce(&PinStore, &crate::swap::pins::Pin) -> anyhow::Result<T>,
 ) -> Option<(T, String)> {
-    let store = PinStore::new(&opts.state_dir);
+    let store = opts.pin_store();
     let pin = store.load(tag, slot)?;
     if pin.version == config_version {
         return None;

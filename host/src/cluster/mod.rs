@@ -14,6 +14,8 @@
 //! prefix/inflight/<log>       the batch being delivered (fenced), replayed the same way
 //!                             by the next owner so Discord's nonces match
 //! prefix/alerts/<server>      the server's open alerts (fenced)
+//! prefix/pins/<server>/<slot> the version chosen at run time (fenced), its plugins in
+//! prefix/blobs/<sha256>[/<n>]  by content hash, in parts
 //! prefix/discord/selections   the users' chosen servers (fenced by the gateway's claim)
 //! ```
 //!

@@ -17,6 +17,8 @@ use super::{Isr, free_port, wait_for};
 
 pub const ALPHA: u64 = 4100;
 pub const BETA: u64 = 4200;
+/// The admin API's token on every instance.
+pub const API_TOKEN: &str = "cluster-test-token";
 /// alpha's alert channel.
 pub const ALPHA_ALERTS: u64 = 4101;
 pub const SIGSTOP: i32 = 19;
@@ -38,6 +40,12 @@ impl Cluster {
     /// etcd, the fake Discord and three instances with a lease of `ttl` seconds; none
     /// when etcd is not installed.
     pub fn start(ttl: u64) -> Option<Self> {
+        Self::start_with(ttl, "")
+    }
+
+    /// [`Self::start`] with `alpha` (YAML lines under `alpha:`, indented 4) added to
+    /// server alpha's configuration.
+    pub fn start_with(ttl: u64, alpha: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let etcd = Etcd::start(dir.path())?;
         let discord = FakeDiscord::start();
@@ -49,7 +57,7 @@ impl Cluster {
         let config = format!(
             "servers:\n  alpha:\n    log_path: {}\n    event_channel_id: {ALPHA}\n    \
              alert_channel_id: {ALPHA_ALERTS}\n    rcon_host: 127.0.0.1\n    rcon_port: {}\n    \
-             rcon_password: pw\n    rcon_status_alert_hold: 1\n  \
+             rcon_password: pw\n    rcon_status_alert_hold: 1\n{alpha}  \
              beta:\n    log_path: {}\n    event_channel_id: {BETA}\n\
              discord:\n  guild_id: {GUILD}\n\
              cluster:\n  endpoints: [{}]\n  lease_ttl: {ttl}\n  prefix: /test/\n",
@@ -84,6 +92,7 @@ impl Cluster {
                 ("FACTORIO_ISR_INSTANCE_ID", id),
                 ("DISCORD_BOT_TOKEN", "fake-token"),
                 ("DISCORD_API_URL", &self.discord.api_url),
+                ("FACTORIO_ISR_API_TOKEN", API_TOKEN),
             ],
         );
         isr.wait_started();
