@@ -105,6 +105,30 @@ fn events_in(jsonl: &Path) -> Vec<serde_json::Value> {
 
 const TOKEN: &str = "js-test-token";
 
+/// A generated project installs the same toolchain CI tests with (`.ci/js`): componentize-js
+/// imports preview2-shim without declaring it, so a project that leaves the shim out breaks
+/// at its first build on a fresh machine.
+#[test]
+fn a_new_project_pins_the_toolchain_ci_builds_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["plugin", "new", "pins", "--lang", "javascript"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+    };
+    let project = read(dir.path().join("pins/package.json"));
+    let ci = read(repo().join(".ci/js/package.json"));
+    assert_eq!(project["devDependencies"], ci["devDependencies"]);
+    assert!(
+        project["devDependencies"]["@bytecodealliance/preview2-shim"].is_string(),
+        "{project}"
+    );
+}
+
 #[test]
 fn javascript_plugins_build_check_parse_run_swap_and_trap() {
     let Some(componentize) = tool("componentize-js") else {

@@ -320,7 +320,8 @@ fn write_js(dir: &Path, name: &str, kind: Kind) -> anyhow::Result<()> {
     "build": "{}"
   }},
   "devDependencies": {{
-    "@bytecodealliance/componentize-js": "0.23.0"
+    "@bytecodealliance/componentize-js": "0.23.0",
+    "@bytecodealliance/preview2-shim": "0.25.0"
   }}
 }}
 "#,
