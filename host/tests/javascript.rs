@@ -7,36 +7,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::toolchain::*;
 use common::*;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-plugin-cache")
-}
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_factorio-isr"));
-    cmd.env("FACTORIO_ISR_CACHE_DIR", cache())
-        .env_remove("LOG_FORMAT")
-        .env("LOG_LEVEL", "warn");
-    cmd
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Writes a project with `plugin new` and builds it with its `build.sh`.
 fn new_project(componentize: &Path, dir: &Path, name: &str, kind: &str) -> PathBuf {
-    let out = bin()
+    let out = cli()
         .args([
             "plugin",
             "new",
@@ -60,47 +37,8 @@ fn new_project(componentize: &Path, dir: &Path, name: &str, kind: &str) -> PathB
     ] {
         assert!(project.join(file).is_file(), "{file}");
     }
-    build(componentize, &project);
+    run_build_sh(componentize, &project);
     project.join(format!("{name}.wasm"))
-}
-
-fn build(componentize: &Path, project: &Path) {
-    let path = format!(
-        "{}:{}",
-        componentize.parent().unwrap().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let built = Command::new("sh")
-        .arg(project.join("build.sh"))
-        .env("PATH", path)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}{}",
-        text(&built.stdout),
-        text(&built.stderr)
-    );
-}
-
-fn check(wasm: &Path, lines: Option<&Path>) -> String {
-    let mut cmd = bin();
-    cmd.args(["plugin", "check"]).arg(wasm);
-    if let Some(l) = lines {
-        cmd.arg("--lines").arg(l);
-    }
-    let out = cmd.output().unwrap();
-    let said = text(&out.stdout);
-    assert!(out.status.success(), "{said}{}", text(&out.stderr));
-    said
-}
-
-fn events_in(jsonl: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(jsonl)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 const TOKEN: &str = "js-test-token";
@@ -111,7 +49,7 @@ const TOKEN: &str = "js-test-token";
 #[test]
 fn a_new_project_pins_the_toolchain_ci_builds_with() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin()
+    let out = cli()
         .args(["plugin", "new", "pins", "--lang", "javascript"])
         .current_dir(dir.path())
         .output()
@@ -163,7 +101,7 @@ fn javascript_plugins_build_check_parse_run_swap_and_trap() {
             &format!("--wit {}", repo().join("wit/since_v0.4.0").display()),
         );
     std::fs::write(misbehave_dir.join("build.sh"), script).unwrap();
-    build(&componentize, &misbehave_dir);
+    run_build_sh(&componentize, &misbehave_dir);
     let misbehave = misbehave_dir.join("js-misbehave.wasm");
 
     // `plugin check` compiles each once (and says how long, and how much memory it uses).
@@ -181,16 +119,7 @@ fn javascript_plugins_build_check_parse_run_swap_and_trap() {
     assert!(said.contains("UPS is low: 20.0 UPS"), "{said}");
     check(&misbehave, Some(&lines));
 
-    let out = bin()
-        .args(["parse", "--plugin"])
-        .arg(&parser)
-        .arg(&lines)
-        .output()
-        .unwrap();
-    let events: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = parse_with(&parser, &lines);
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["player"], "x_y");
 
@@ -213,7 +142,7 @@ fn javascript_plugins_build_check_parse_run_swap_and_trap() {
         free_port(),
         &[
             ("FACTORIO_ISR_API_TOKEN", TOKEN),
-            ("FACTORIO_ISR_CACHE_DIR", cache().to_str().unwrap()),
+            ("FACTORIO_ISR_CACHE_DIR", plugin_cache().to_str().unwrap()),
         ],
     );
     isr.wait_started();
@@ -239,14 +168,8 @@ fn javascript_plugins_build_check_parse_run_swap_and_trap() {
     assert_eq!(bob["fields"]["log"], "console", "{bob}");
     append(&log, "PANIC\n");
     wait_for("the trap counted", || {
-        isr.get("/metrics").is_some_and(|(_, m)| {
-            m.lines().any(|l| {
-                l.starts_with("factorio_isr_plugin_traps_total")
-                    && l.contains("js-misbehave.wasm")
-                    && l.contains("kind=\"trap\"")
-                    && !l.ends_with(" 0")
-            })
-        })
+        isr.get("/metrics")
+            .is_some_and(|(_, m)| traps_counted(&m, "js-misbehave.wasm"))
     });
     append(&log, "2026-01-01 10:00:02 [JOIN] Carol joined the game\n");
     wait_for("the parser back at work after its trap", || {

@@ -7,35 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::toolchain::*;
 use common::*;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// The compiled-plugin cache every process of these tests shares: a Python component takes
-/// tens of seconds to compile, once.
-fn cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-plugin-cache")
-}
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_factorio-isr"));
-    cmd.env("FACTORIO_ISR_CACHE_DIR", cache())
-        .env_remove("LOG_FORMAT")
-        .env("LOG_LEVEL", "warn");
-    cmd
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Builds the app module in `app_dir` (with the helper module of `plugins/sdk-python`)
 /// for `world` into `out`.
@@ -68,7 +44,7 @@ fn python_plugins_from_plugin_new_build_check_and_parse() {
     };
     let dir = tempfile::tempdir().unwrap();
     for (name, kind) in [("py-parser", "parser"), ("py-monitor", "monitor")] {
-        let out = bin()
+        let out = cli()
             .args(["plugin", "new", name, "--lang", "python", "--kind", kind])
             .current_dir(dir.path())
             .output()
@@ -85,22 +61,7 @@ fn python_plugins_from_plugin_new_build_check_and_parse() {
             assert!(project.join(file).is_file(), "{file}");
         }
         // Its one build command, with componentize-py wherever it is installed.
-        let path = format!(
-            "{}:{}",
-            componentize.parent().unwrap().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let built = Command::new("sh")
-            .arg(project.join("build.sh"))
-            .env("PATH", path)
-            .output()
-            .unwrap();
-        assert!(
-            built.status.success(),
-            "{}{}",
-            text(&built.stdout),
-            text(&built.stderr)
-        );
+        run_build_sh(&componentize, &project);
         let wasm = project.join(format!("{name}.wasm"));
         let lines = dir.path().join("lines.txt");
         std::fs::write(
@@ -108,15 +69,7 @@ fn python_plugins_from_plugin_new_build_check_and_parse() {
             "rocket launched by Zoë\nresearch automation-2 finished\nnothing here\n",
         )
         .unwrap();
-        let out = bin()
-            .args(["plugin", "check"])
-            .arg(&wasm)
-            .arg("--lines")
-            .arg(&lines)
-            .output()
-            .unwrap();
-        let said = text(&out.stdout);
-        assert!(out.status.success(), "{said}{}", text(&out.stderr));
+        let said = check(&wasm, Some(&lines));
         assert!(
             said.contains(&format!("factorio-isr:plugin/{kind}@0.4.0")),
             "{said}"
@@ -125,16 +78,7 @@ fn python_plugins_from_plugin_new_build_check_and_parse() {
         assert!(said.contains("memory: "), "{said}");
         if kind == "parser" {
             assert!(said.contains("3 lines -> 2 events"), "{said}");
-            let out = bin()
-                .args(["parse", "--plugin"])
-                .arg(&wasm)
-                .arg(&lines)
-                .output()
-                .unwrap();
-            let events: Vec<serde_json::Value> = text(&out.stdout)
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
+            let events = parse_with(&wasm, &lines);
             assert_eq!(events.len(), 2, "{events:?}");
             assert_eq!(events[0]["kind"], "rocket-launched");
             // The span of a name past a multi-byte letter is counted in bytes, as the host
@@ -145,14 +89,6 @@ fn python_plugins_from_plugin_new_build_check_and_parse() {
             assert!(said.contains("UPS is low: 20.0 UPS"), "{said}");
         }
     }
-}
-
-fn events_in(jsonl: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(jsonl)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 fn titles(jsonl: &Path) -> Vec<String> {
@@ -192,9 +128,7 @@ fn the_python_milestones_monitor_runs_keeps_its_state_through_a_swap_and_traps_c
     // Compiling a Python component takes tens of seconds, once: `plugin check` does it and
     // fills the cache, from which the host then loads both without compiling.
     for wasm in [&milestones, &misbehave] {
-        let out = bin().args(["plugin", "check"]).arg(wasm).output().unwrap();
-        let said = text(&out.stdout);
-        assert!(out.status.success(), "{said}{}", text(&out.stderr));
+        check(wasm, None);
     }
     let patterns = dir.path().join("patterns");
     std::fs::create_dir(&patterns).unwrap();
@@ -224,7 +158,7 @@ fn the_python_milestones_monitor_runs_keeps_its_state_through_a_swap_and_traps_c
         free_port(),
         &[
             ("FACTORIO_ISR_API_TOKEN", TOKEN),
-            ("FACTORIO_ISR_CACHE_DIR", cache().to_str().unwrap()),
+            ("FACTORIO_ISR_CACHE_DIR", plugin_cache().to_str().unwrap()),
         ],
     );
     isr.wait_started();
@@ -254,15 +188,7 @@ fn the_python_milestones_monitor_runs_keeps_its_state_through_a_swap_and_traps_c
             .any(|e| e["kind"] == "join" && e["player"] == "Bob")
     });
     let metrics = isr.get("/metrics").unwrap().1;
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("factorio_isr_plugin_traps_total")
-                && l.contains("misbehave.wasm")
-                && l.contains("kind=\"trap\"")
-                && !l.ends_with(" 0")),
-        "{metrics}"
-    );
+    assert!(traps_counted(&metrics, "misbehave.wasm"), "{metrics}");
 
     // A new version of the monitor (new config) is swapped in while the host runs: it takes
     // up the old one's state, so no milestone is announced twice and the count goes on.

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod fake_discord;
 pub mod otlp;
+pub mod toolchain;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
