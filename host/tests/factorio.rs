@@ -224,7 +224,8 @@ fn a_leave_the_log_never_wrote_is_inferred_once() {
 }
 
 /// Autosaves from `factorio-current.log` edit one Discord message while they come; the
-/// start of each save is not shown; a deleted message is posted anew with the count.
+/// start of each save is not shown; a deleted message is posted anew with the count, and
+/// the count goes on in that one.
 #[test]
 fn consecutive_saves_are_coalesced_into_one_edited_message() {
     let game = Game::start();
@@ -275,4 +276,18 @@ fn consecutive_saves_are_coalesced_into_one_edited_message() {
             .iter()
             .any(|m| m.contains("Game saved ×5"))
     });
+    game.sim("/sim autosave");
+    wait_for("the new message edited with the count going on", || {
+        saved(&discord.recorded())
+            .iter()
+            .any(|(i, t)| *i != id && t.contains("×6"))
+    });
+    let r = discord.recorded();
+    assert_eq!(
+        (contents(&r, EVENTS).into_iter())
+            .filter(|m| m.contains("Game saved"))
+            .count(),
+        2,
+        "the first message and the one after its deletion"
+    );
 }

@@ -223,7 +223,8 @@ impl DiscordSink {
         }
     }
 
-    /// Notes the id of the message a coalesced kind is now edited into (none: post anew).
+    /// Notes the id of the message a coalesced kind is now edited into (none: the next one
+    /// is posted anew, with the count starting again).
     fn coalesced_into(&self, channel: u64, kind: &str, id: Option<u64>) {
         let mut all = self.coalesced.lock().unwrap_or_else(|p| p.into_inner());
         match (all.get_mut(&(channel, kind.to_owned())), id) {
@@ -337,40 +338,31 @@ impl DiscordSink {
 
     /// Sends one message under the delivery policy: sent, or dropped (refused at once, or
     /// given up after the policy's patience), never left blocking the queue for ever.
-    async fn send(&self, o: Outgoing) {
-        let (channel, coalesce) = (o.channel, o.coalesce.clone());
-        let edited = o.edit.is_some();
-        let sent = self.send_one(&o).await;
-        if let Some(kind) = coalesce {
-            let id = sent.as_ref().and_then(message_id);
-            if edited && sent.is_none() {
-                // The message to edit is gone (deleted, say): post the count anew.
-                self.coalesced_into(channel, &kind, None);
-                let fresh = Outgoing { edit: None, ..o };
-                let id = self.send_one(&fresh).await.as_ref().and_then(message_id);
-                if id.is_some() {
-                    let mut all = self.coalesced.lock().unwrap_or_else(|p| p.into_inner());
-                    all.entry((channel, kind))
-                        .or_insert(Coalesced {
-                            message_id: None,
-                            count: 1,
-                            last: Instant::now(),
-                        })
-                        .message_id = id;
-                }
-            } else if !edited {
-                self.coalesced_into(channel, &kind, id);
-            }
+    async fn send(&self, mut o: Outgoing) {
+        let mut sent = self.send_one(&o).await;
+        let Some(kind) = o.coalesce.take() else {
+            return;
+        };
+        if let Sent::Gone = sent {
+            // The message to edit was deleted: the count so far goes in a new one.
+            o.edit = None;
+            sent = self.send_one(&o).await;
+        }
+        match sent {
+            Sent::Took(answer) => self.coalesced_into(o.channel, &kind, message_id(&answer)),
+            // The message is still there: the next edit brings its count up to date.
+            Sent::Failed if o.edit.is_some() => {}
+            _ => self.coalesced_into(o.channel, &kind, None),
         }
     }
 
-    /// Posts (or edits) one message; Discord's answer when it took it.
-    async fn send_one(&self, o: &Outgoing) -> Option<Value> {
+    /// Posts (or edits) one message.
+    async fn send_one(&self, o: &Outgoing) -> Sent {
         let body = match serde_json::to_value(o.message.clone().fit()) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(server = %self.server.tag, "cannot encode a message: {e}");
-                return None;
+                return Sent::Failed;
             }
         };
         let (method, path) = match o.edit {
@@ -401,10 +393,11 @@ impl DiscordSink {
         match retry::run(self.policy, attempt, on_retry).await {
             Ok(answer) => {
                 self.count(if o.edit.is_some() { "edited" } else { "sent" }, 1);
-                return Some(answer);
+                return Sent::Took(answer);
             }
             Err(Failure::Refused(r)) if o.edit.is_some() && r.status == 404 => {
                 tracing::debug!(server = %self.server.tag, "the coalesced message is gone ({r}); posting a new one");
+                return Sent::Gone;
             }
             Err(Failure::Refused(r)) => {
                 self.count("refused", 1);
@@ -428,8 +421,18 @@ impl DiscordSink {
                 tracing::error!(server = %self.server.tag, channel = o.channel, "a Discord message was dropped after {} s: {e}", self.policy.patience.as_secs());
             }
         }
-        None
+        Sent::Failed
     }
+}
+
+/// What became of one message sent.
+enum Sent {
+    /// Discord took it, and answered with the message.
+    Took(Value),
+    /// It was an edit of a message that is no longer there (404 Unknown Message).
+    Gone,
+    /// Refused or dropped (counted and logged).
+    Failed,
 }
 
 /// The id of the message Discord answered with.
