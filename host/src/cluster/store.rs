@@ -72,8 +72,9 @@ mod with_etcd {
                 options = options.with_user(user.clone(), password.expose().to_owned());
             }
             if let Some(tls) = &settings.tls {
+                // PEM files are small; a FIFO or device here must not hang the start.
                 let read = |p: &std::path::Path| {
-                    std::fs::read(p)
+                    crate::files::read_regular(p, 1 << 20)
                         .with_context(|| format!("cluster.tls: cannot read {}", p.display()))
                 };
                 let mut t = etcd_client::TlsOptions::new()
@@ -269,5 +270,37 @@ mod without_etcd {
         pub(in crate::cluster) async fn revoke(&self, _: i64) -> Result<(), ClusterError> {
             missing()
         }
+    }
+}
+
+#[cfg(all(test, feature = "cluster"))]
+mod tests {
+    use super::Store;
+    use crate::config::{ClusterSettings, TlsSettings};
+
+    /// A FIFO where the CA should be is refused at once, naming it, instead of hanging the
+    /// start on a read that never ends.
+    #[test]
+    fn a_fifo_for_a_tls_file_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let c = std::ffi::CString::new(ca.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let settings = ClusterSettings {
+            endpoints: vec!["http://127.0.0.1:1".into()],
+            instance_id: "a".into(),
+            lease_ttl: std::time::Duration::from_secs(10),
+            prefix: "/t/".into(),
+            tls: Some(TlsSettings {
+                ca: ca.clone(),
+                cert: None,
+                key: None,
+                domain: None,
+            }),
+            user: None,
+        };
+        let e = format!("{:#}", Store::new(&settings).err().unwrap());
+        assert!(e.contains("cluster.tls") && e.contains("FIFO"), "{e}");
     }
 }
