@@ -475,20 +475,27 @@ fn check_validates_a_config_and_every_plugin_it_uses() {
         "{stdout}"
     );
 
+    // A key the Python bot would have ignored: a warning with what was meant; with
+    // `--strict`, a problem.
     std::fs::write(&config, "servers:\n  prod:\n    log_pth: /x\n").unwrap();
-    let out = run(
-        bin()
-            .args(["check", "--config"])
+    for (strict, code) in [(false, 0), (true, 1)] {
+        let mut cmd = bin();
+        cmd.args(["check", "--config"])
             .arg(&config)
-            .current_dir(repo()),
-        b"",
-    );
-    let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stdout.contains("servers.yml:3: servers.prod: unknown field `log_pth`"),
-        "{stdout}"
-    );
+            .current_dir(repo());
+        if strict {
+            cmd.arg("--strict");
+        }
+        let out = run(&mut cmd, b"");
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(code), "{stdout}");
+        assert!(
+            stdout.contains(
+                "servers.yml:3: warning: servers.prod: `log_pth` is not a known key and is not read"
+            ) && stdout.contains("did you mean `log_path`?"),
+            "{stdout}"
+        );
+    }
 }
 
 #[test]

@@ -272,7 +272,7 @@ fn a_port_in_use_is_reported_and_the_pipelines_keep_running() {
 }
 
 #[test]
-fn a_config_with_a_typo_fails_to_start_naming_file_and_line() {
+fn a_config_with_a_wrong_value_fails_to_start_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
         .arg("run")
@@ -281,19 +281,44 @@ fn a_config_with_a_typo_fails_to_start_naming_file_and_line() {
             let p = dir.path().join("servers.yml");
             std::fs::write(
                 &p,
-                "servers:\n  prod:\n    log_path: /x\n    ups_warning_treshold: 40\n",
+                "servers:\n  prod:\n    log_path: /x\n    ups_warning_threshold: lots\n",
             )
             .unwrap();
             p
         })
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("servers.yml:4: servers.prod: unknown field `ups_warning_treshold`"),
+        err.contains("servers.yml:4: servers.prod.ups_warning_threshold: invalid type"),
         "{err}"
     );
+}
+
+#[test]
+fn a_key_with_a_typo_starts_with_a_warning_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    std::fs::write(&log, "").unwrap();
+    let isr = Isr::start(
+        dir.path(),
+        &format!(
+            "servers:\n  prod:\n    log_path: {}\n    ups_warning_treshold: 40\n",
+            log.display()
+        ),
+    );
+    isr.wait_started();
+    let said = isr.log();
+    assert!(
+        said.contains(
+            "servers.yml:4: servers.prod: `ups_warning_treshold` is not a known key and is not read"
+        ) && said.contains("did you mean `ups_warning_threshold`?"),
+        "{said}"
+    );
+    assert!(isr.stop().success());
 }
 
 #[test]

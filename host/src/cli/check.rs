@@ -14,9 +14,17 @@ use crate::plugin::stock::{self, PluginSource};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// A servers.yml to validate, with every plugin its servers use.
-    #[arg(long, value_name = "FILE")]
+    /// A servers.yml to validate, with every plugin its servers use, and the mentions.yml
+    /// beside it (what `run` reads).
+    #[arg(long, value_name = "FILE", env = "FACTORIO_ISR_CONFIG")]
     config: Option<PathBuf>,
+    /// The mention groups (default: mentions.yml beside the config file).
+    #[arg(long, value_name = "FILE", env = "FACTORIO_ISR_MENTIONS")]
+    mentions: Option<PathBuf>,
+    /// Count warnings (keys that are not read, mention entries that are skipped) as
+    /// problems: exit 1 on any.
+    #[arg(long)]
+    strict: bool,
     /// A folder of pattern files to validate (default: ./patterns if it exists, else the
     /// built-in pattern files).
     #[arg(long, value_name = "DIR")]
@@ -88,6 +96,18 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     path.display(),
                     config.servers.len()
                 );
+                for w in &config.warnings {
+                    println!("{w}");
+                }
+                for note in config.discord.notes() {
+                    println!("{note}");
+                }
+                let mentions = super::mentions_path(path, args.mentions.as_deref());
+                let (mention_problems, mention_warnings) = check_mentions(&mentions);
+                problems += mention_problems;
+                if args.strict {
+                    problems += config.warnings.len() + mention_warnings;
+                }
                 for server in &config.servers {
                     problems += check_log(server);
                     let default = [PluginEntry {
@@ -191,6 +211,41 @@ fn check_plugin(
             };
             println!("error: {what}: {e}{hint}");
             1
+        }
+    }
+}
+
+/// Reads mentions.yml as `run` does, printing what it skips; returns the number of problems
+/// and of warnings.
+fn check_mentions(path: &std::path::Path) -> (usize, usize) {
+    if !path.exists() {
+        println!(
+            "mentions: {}: not there; the built-in groups (admins, mods, staff) are used",
+            path.display()
+        );
+        return (0, 0);
+    }
+    match crate::alert::Mentions::load(path) {
+        Ok(m) => {
+            let groups: Vec<&str> = m.groups().collect();
+            println!(
+                "mentions: {}: groups {}{}: ok",
+                path.display(),
+                groups.join(", "),
+                if m.chat_pings() {
+                    ""
+                } else {
+                    " (chat pings off)"
+                }
+            );
+            for w in m.warnings() {
+                println!("{w}");
+            }
+            (0, m.warnings().len())
+        }
+        Err(e) => {
+            println!("error: {e}");
+            (1, 0)
         }
     }
 }

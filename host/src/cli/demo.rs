@@ -73,6 +73,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config_path)?;
 
     let http = free_or_any(SocketAddr::new(args.http_host, args.http_port));
+    let signalled = super::run::shutdown_signals();
     let host = Host::start(
         &HostOptions {
             state_dir: dir.path().join("state"),
@@ -112,7 +113,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         host.servers.clone(),
         Duration::from_secs(args.status_every.max(1)),
     ));
-    super::run::wait_for_signal().await;
+    signalled.await;
     dipper.abort();
     reporter.abort();
     host.shutdown().await;

@@ -13,7 +13,7 @@ mod run;
 mod sim;
 mod status;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -66,6 +66,17 @@ enum PluginCommand {
     Check(plugin::CheckArgs),
     /// Measure a parser plugin's throughput and per-batch latency over a file of lines.
     Bench(plugin::BenchArgs),
+}
+
+/// Where mentions.yml is read from: `explicit` (`--mentions`, `FACTORIO_ISR_MENTIONS`), else
+/// beside `config`.
+pub fn mentions_path(config: &Path, explicit: Option<&Path>) -> PathBuf {
+    explicit.map(Path::to_owned).unwrap_or_else(|| {
+        config
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("mentions.yml")
+    })
 }
 
 /// Options every command that runs plugins shares.

@@ -43,19 +43,32 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let mentions = args.mentions.clone().unwrap_or_else(|| {
-        args.config
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join("mentions.yml")
-    });
+    let mentions = super::mentions_path(&args.config, args.mentions.as_deref());
     let mentions = Arc::new(Mentions::load(&mentions)?);
+    for w in &config.warnings {
+        tracing::warn!("{}", w.to_string().replacen(": warning: ", ": ", 1));
+    }
+    for w in mentions.warnings() {
+        tracing::warn!("{}", w.replacen(": warning: ", ": ", 1));
+    }
+    if crate::config::SecretSource::default()
+        .discord_token()
+        .is_some()
+    {
+        for note in config.discord.notes() {
+            match note.strip_prefix("warning: ") {
+                Some(w) => tracing::warn!("{w}"),
+                None => tracing::info!("{note}"),
+            }
+        }
+    }
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let done = tokio.block_on(async {
+        let signalled = shutdown_signals();
         let host = Host::start(&args.options(mentions)?, &config).await?;
-        wait_for_signal().await;
+        signalled.await;
         host.shutdown().await;
         Ok(ExitCode::SUCCESS)
     });
@@ -81,16 +94,29 @@ impl RunArgs {
 
 /// Waits for SIGINT or SIGTERM.
 pub async fn wait_for_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+    shutdown_signals().await
+}
+
+/// Listens for SIGINT and SIGTERM from the call on (so a signal that comes while the host
+/// is starting is not lost to the default action, which would end the process without
+/// delivering or saving anything); the future resolves at the first. Call it within the
+/// runtime.
+pub fn shutdown_signals() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    let first = |s: Option<Signal>| async move {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+    async move {
+        tokio::select! {
+            _ = first(interrupt) => {}
+            _ = first(terminate) => {}
+        }
     }
 }

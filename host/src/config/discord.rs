@@ -24,13 +24,75 @@ pub struct DiscordSettings {
     pub cooldowns: Cooldowns,
 }
 
+impl DiscordSettings {
+    /// What an operator should know of who may do what: that admin commands are off for
+    /// everyone when no role allows them, and how each configured role was read (an id, or a
+    /// name looked up in the guild at start).
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.admin_roles.is_empty() && self.danger_roles.is_empty() {
+            notes.push(
+                "warning: discord: no `discord.admin_roles` (nor `danger_roles`): \
+                 /factorio-admin answers nobody; set `guild_id` and the roles allowed \
+                 (docs/discord.md#who-may-do-what)"
+                    .to_owned(),
+            );
+        }
+        for (tier, roles) in [("admin", &self.admin_roles), ("danger", &self.danger_roles)] {
+            if !roles.is_empty() {
+                let read: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+                notes.push(format!(
+                    "discord: {tier} roles: {} (checked against the guild at start)",
+                    read.join(", ")
+                ));
+            }
+        }
+        notes
+    }
+}
+
 /// A Discord role, by id, or by name (found in the guild once at start: the role of exactly
-/// that name, else the one role whose name matches without regard to case).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+/// that name, else the one role whose name matches without regard to case). A string of
+/// digits is an id: that is how an id comes out of a `${VAR}` in a YAML list, or when
+/// quoted as the docs advise (Discord's own ids are strings).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoleRef {
     Id(u64),
     Name(String),
+}
+
+impl<'de> Deserialize<'de> for RoleRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::Number(n) => n
+                .as_u64()
+                .map(Self::Id)
+                .ok_or_else(|| D::Error::custom(format!("`{n}` is not a role id"))),
+            serde_yaml::Value::String(s) => Ok(Self::from_text(&s)),
+            _ => Err(D::Error::custom("a role is its id or its name")),
+        }
+    }
+}
+
+impl RoleRef {
+    /// A role as written: all digits is an id, anything else a name.
+    pub fn from_text(text: &str) -> Self {
+        let text = text.trim();
+        match text.parse::<u64>() {
+            Ok(id) if text.bytes().all(|b| b.is_ascii_digit()) => Self::Id(id),
+            _ => Self::Name(text.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for RoleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Id(id) => write!(f, "role id {id}"),
+            Self::Name(n) => write!(f, "role \"{n}\""),
+        }
+    }
 }
 
 /// Seconds between two commands of one user, per tier.

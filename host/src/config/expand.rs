@@ -56,6 +56,17 @@ pub(super) fn expand_value(
     Ok(())
 }
 
+/// The variable `value` is exactly a reference to (`${NAME}`, no default), when it is not
+/// set.
+pub(super) fn unset_whole_reference(
+    value: &Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let name = value.as_str()?.strip_prefix("${")?.strip_suffix('}')?;
+    let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    (plain && env(name).is_none()).then(|| name.to_owned())
+}
+
 /// The value of a scalar that was exactly one reference: a number or a switch when its
 /// text reads back as exactly that, else the text.
 fn typed(text: String) -> Value {

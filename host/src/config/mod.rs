@@ -3,23 +3,27 @@
 //! Every error names the file, the line and what is wrong.
 
 mod cluster;
+mod diff;
 mod discord;
 mod events;
 mod expand;
-mod locate;
+pub(crate) mod locate;
 mod secret;
 mod secret_source;
 mod server;
+mod warning;
 
 pub use cluster::{ClusterSettings, DEFAULT_LEASE_TTL, TlsSettings};
+pub use diff::{ConfigChanges, changes};
 pub use discord::{Cooldowns, DiscordSettings, RoleRef};
 pub use events::{EventRules, KindPolicy, Shown};
 pub use secret::Secret;
 pub use secret_source::SecretSource;
-use server::valid_tag;
 pub use server::{
     LogSource, OnLostCheckpoint, PluginEntry, RconStatusAlertMode, ServerConfig, Shadow, SinkConfig,
 };
+use server::{MAX_TAG, valid_tag};
+pub use warning::ConfigWarning;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +40,28 @@ pub struct Config {
     pub discord: DiscordSettings,
     /// Cluster mode (new, optional): several instances, one owner per server.
     pub cluster: Option<ClusterSettings>,
+    /// Keys that are not read (the Python bot ignored them too), each with its line.
+    pub warnings: Vec<ConfigWarning>,
+    /// The file as written (before `${VAR}` is expanded), to tell what a later reading
+    /// changed ([`changes`]).
+    raw: Raw,
+}
+
+/// servers.yml as written; never shown (it may hold passwords).
+#[derive(Clone, Default)]
+struct Raw(serde_yaml::Value);
+
+impl std::ops::Deref for Raw {
+    type Target = serde_yaml::Value;
+    fn deref(&self) -> &serde_yaml::Value {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Raw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("…")
+    }
 }
 
 /// Why a configuration could not be loaded.
@@ -58,11 +84,11 @@ pub enum ConfigError {
     Whole { path: String, problem: String },
 }
 
-/// servers.yml as parsed, before `${VAR}` is expanded in its values.
+/// servers.yml as parsed, before `${VAR}` is expanded in its values. Other top-level keys
+/// are warnings, as the Python bot read only `servers`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct File {
-    servers: serde_yaml::Mapping,
+    servers: Option<serde_yaml::Mapping>,
     #[serde(default)]
     discord: serde_yaml::Value,
     #[serde(default)]
@@ -122,7 +148,33 @@ impl Config {
             },
         }
         };
-        let file: File = serde_yaml::from_str(text).map_err(invalid)?;
+        let mut warnings = Vec::new();
+        let warn = |warnings: &mut Vec<ConfigWarning>, at: &[locate::Step], problem: String| {
+            warnings.push(ConfigWarning {
+                path: shown.clone(),
+                line: locate::line_of(text, at).unwrap_or(1),
+                problem,
+            });
+        };
+        let mut top_ignored = Vec::new();
+        let file: File =
+            serde_ignored::deserialize(serde_yaml::Deserializer::from_str(text), |p| {
+                top_ignored.push(p.to_string())
+            })
+            .map_err(invalid)?;
+        for key in &top_ignored {
+            let problem = warning::unknown_key("servers.yml", key, warning::TOP_KEYS);
+            warn(&mut warnings, &[locate::Step::Key(key.clone())], problem);
+        }
+        let Some(server_entries) = file.servers else {
+            return Err(ConfigError::Whole {
+                path: shown,
+                problem: match warnings.first() {
+                    Some(w) => format!("no `servers:` section ({})", w.problem),
+                    None => "no `servers:` section: configure at least one server".into(),
+                },
+            });
+        };
         // `${VAR}` is expanded in the parsed values, never in the text; no error shows a
         // variable's value.
         let mut used = Vec::new();
@@ -138,7 +190,8 @@ impl Config {
         let mut cluster_value = file.cluster;
         expand(&mut cluster_value)?;
         let mut entries = Vec::new();
-        for (key, mut value) in file.servers {
+        for (key, mut value) in server_entries {
+            unset_password(&key, &mut value, text, env, &mut warnings, &shown);
             expand(&mut value)?;
             entries.push((key, value));
         }
@@ -174,7 +227,8 @@ impl Config {
                     path: shown,
                     line: line.unwrap_or(1),
                     problem: format!(
-                        "servers: `{}` is not a valid server tag (1 to 16 of a-z, 0-9 and -)",
+                        "servers: `{}` is not a valid server tag (letters, digits, `_` and `-`, \
+                         as for the Python bot; at most {MAX_TAG})",
                         key.as_str().map_or_else(
                             || serde_yaml::to_string(&key)
                                 .map(|t| t.trim_end().to_owned())
@@ -184,6 +238,9 @@ impl Config {
                     ),
                 });
             }
+            let mut ignored = Vec::new();
+            let mut note = |p: serde_ignored::Path| ignored.push(p.to_string());
+            let value = serde_ignored::Deserializer::new(value, &mut note);
             let mut server: ServerConfig =
                 serde_path_to_error::deserialize(value).map_err(|e| {
                     let (at, problem) = field_of(&e, &["servers", &tag]);
@@ -211,6 +268,16 @@ impl Config {
                     line: locate::line_of(text, &at).or(line).unwrap_or(1),
                     problem: format!("{}: {problem}", shown_path(&at)),
                 });
+            }
+            for key in ignored {
+                let mut at = vec![
+                    locate::Step::Key("servers".into()),
+                    locate::Step::Key(tag.clone()),
+                ];
+                at.extend(key.split('.').map(|k| locate::Step::Key(k.to_owned())));
+                let place = format!("servers.{tag}");
+                let problem = warning::unknown_key(&place, &key, warning::SERVER_KEYS);
+                warn(&mut warnings, &at, problem);
             }
             server.tag = tag;
             servers.push(server);
@@ -269,11 +336,14 @@ impl Config {
                 line: cluster_line(),
                 problem,
             })?;
+        warnings.sort_by_key(|w| w.line);
         Ok(Self {
             path: path.to_owned(),
             servers,
             discord,
             cluster,
+            warnings,
+            raw: Raw(serde_yaml::from_str(text).unwrap_or_default()),
         })
     }
 
@@ -281,6 +351,44 @@ impl Config {
     pub fn server(&self, tag: &str) -> Option<&ServerConfig> {
         self.servers.iter().find(|s| s.tag == tag)
     }
+}
+
+/// A server's `rcon_password: ${VAR}` whose variable is not set is taken out, with a
+/// warning: the Python bot ran such a file (with the text `${VAR}` as the password, which
+/// the game refused), so it must not be refused here; the password is then looked up in
+/// the secrets as when it is left out, and without one the server runs without RCON.
+fn unset_password(
+    key: &serde_yaml::Value,
+    value: &mut serde_yaml::Value,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<ConfigWarning>,
+    shown: &str,
+) {
+    let (Some(tag), Some(entry)) = (key.as_str(), value.as_mapping_mut()) else {
+        return;
+    };
+    let Some(name) = entry
+        .get("rcon_password")
+        .and_then(|v| expand::unset_whole_reference(v, env))
+    else {
+        return;
+    };
+    entry.remove("rcon_password");
+    let at = [
+        locate::Step::Key("servers".into()),
+        locate::Step::Key(tag.to_owned()),
+        locate::Step::Key("rcon_password".into()),
+    ];
+    warnings.push(ConfigWarning {
+        path: shown.to_owned(),
+        line: locate::line_of(text, &at).unwrap_or(1),
+        problem: format!(
+            "servers.{tag}.rcon_password: the environment variable `{name}` is not set; the \
+             password is looked up as when it is left out (Docker secrets and the environment: \
+             RCON_PASSWORD_<TAG>, RCON_PASSWORD), and without one this server runs without RCON"
+        ),
+    });
 }
 
 /// serde_yaml appends " at line L column C"; the line is reported separately.
@@ -420,7 +528,7 @@ mod tests {
 
     #[test]
     fn an_unset_variable_names_its_line_and_comments_are_not_read() {
-        let text = "# rcon_password: ${UNSET_IN_COMMENT}\nservers:\n  prod:\n    log_path: /x # ${ALSO}\n    rcon_password: ${MISSING}\n";
+        let text = "# rcon_password: ${UNSET_IN_COMMENT}\nservers:\n  prod:\n    log_path: /x # ${ALSO}\n    rcon_host: ${MISSING}\n";
         let err = load(text).unwrap_err().to_string();
         assert!(
             err.starts_with("servers.yml:5:") && err.contains("`MISSING` is not set"),
@@ -486,6 +594,53 @@ servers:
         assert!(test.parsers.is_empty());
     }
 
+    /// Tags and keys as the Python bot's repository and guides write them.
+    #[test]
+    fn the_python_bots_tags_and_guide_keys_load() {
+        let c = load(
+            "servers:\n  space_age:\n    log_path: /a\n  los_hermanos:\n    log_path: /b\n  \
+             Production:\n    log_path: /c\n  krastorio2:\n    log_path: /d\n    \
+             collect_interval_seconds: 30\n    alert_cooldown_seconds: 300\n    \
+             discord_channel_id: 123\n",
+        )
+        .unwrap();
+        let tags: Vec<&str> = c.servers.iter().map(|s| s.tag.as_str()).collect();
+        assert_eq!(
+            tags,
+            ["space_age", "los_hermanos", "Production", "krastorio2"]
+        );
+        let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].starts_with(
+            "servers.yml:10: warning: servers.krastorio2: `collect_interval_seconds` is not read"
+        ));
+        assert!(warnings[0].ends_with("`metrics_interval` is the setting for that"));
+        assert!(warnings[1].contains("`alert_cooldown`"), "{}", warnings[1]);
+        assert!(
+            warnings[2].contains("`event_channel_id`"),
+            "{}",
+            warnings[2]
+        );
+    }
+
+    #[test]
+    fn a_role_id_written_as_a_string_is_an_id() {
+        let c = load_with(
+            "servers:\n  a:\n    log_path: /x\ndiscord:\n  guild_id: 7\n  admin_roles: [\"600000000000000001\", \"${ROLE}\", Admins, 42]\n",
+            &[("ROLE", "600000000000000002")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.discord.admin_roles,
+            [
+                RoleRef::Id(600000000000000001),
+                RoleRef::Id(600000000000000002),
+                RoleRef::Name("Admins".into()),
+                RoleRef::Id(42)
+            ]
+        );
+    }
+
     #[test]
     fn admin_roles_need_the_guild_they_belong_to() {
         let err =
@@ -536,12 +691,20 @@ servers:
 
     #[test]
     fn a_typo_names_the_file_line_server_and_key() {
-        let err = load("servers:\n  prod:\n    log_path: /x\n    rcon_prot: 1\n")
-            .unwrap_err()
-            .to_string();
+        // A key the Python bot would have ignored is a warning, not an error.
+        let c = load("servers:\n  prod:\n    log_path: /x\n    rcon_prot: 1\n").unwrap();
+        assert_eq!(
+            c.warnings[0].to_string(),
+            "servers.yml:4: warning: servers.prod: `rcon_prot` is not a known key and is not \
+             read (the Python bot ignored it too); did you mean `rcon_port`?"
+        );
+        let c = load("servers:\n  prod:\n    log_path: /x\nserver_count: 1\n").unwrap();
         assert!(
-            err.starts_with("servers.yml:4: servers.prod: unknown field `rcon_prot`"),
-            "{err}"
+            c.warnings[0]
+                .to_string()
+                .starts_with("servers.yml:4: warning: servers.yml: `server_count`"),
+            "{:?}",
+            c.warnings
         );
         // The line and path of the field, down into lists.
         let err = load("servers:\n  prod:\n    log_path: /x\n    sinks:\n      - console\n      - jsonl: /a\n        flush: yes\n")
@@ -577,19 +740,32 @@ servers:
             err.starts_with("servers.yml:3: servers.prod.rcon_port: invalid type"),
             "{err}"
         );
-        let err = load("servers:\n  Prod_1:\n    log_path: /x\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("servers.yml:2: servers: `Prod_1` is not a valid server tag"),
-            "{err}"
-        );
-        let err = load("servers:\n  prod:\n    rcon_password: ${NOT_SET}\n")
+        for bad in ["prod.1", "'my server'", "'server#1'", "''", &"x".repeat(65)] {
+            let err = load(&format!("servers:\n  {bad}:\n    log_path: /x\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("servers.yml:2: servers: `")
+                    && err.contains("is not a valid server tag"),
+                "{bad}: {err}"
+            );
+        }
+        let err = load("servers:\n  prod:\n    rcon_host: ${NOT_SET}\n")
             .unwrap_err()
             .to_string();
         assert!(
             err.starts_with("servers.yml:3: environment variable `NOT_SET` is not set"),
             "{err}"
+        );
+        // The Python bot's one expanded field: an unset password is looked up elsewhere.
+        let c = load("servers:\n  prod:\n    rcon_password: ${NOT_SET}\n").unwrap();
+        assert_eq!(c.servers[0].rcon_password, None);
+        assert!(
+            c.warnings[0].to_string().starts_with(
+                "servers.yml:3: warning: servers.prod.rcon_password: the environment variable `NOT_SET` is not set"
+            ),
+            "{:?}",
+            c.warnings
         );
         let err = load("servers:\n  123:\n    log_path: /x\n")
             .unwrap_err()
@@ -610,7 +786,9 @@ servers:
         assert!(err.contains("`servers` is empty"), "{err}");
         let err = load("server:\n  prod: {}\n").unwrap_err().to_string();
         assert!(
-            err.starts_with("servers.yml:1: unknown field `server`"),
+            err.starts_with(
+                "servers.yml: no `servers:` section (servers.yml: `server` is not a known key"
+            ) && err.ends_with("did you mean `servers`?)"),
             "{err}"
         );
     }

@@ -36,10 +36,16 @@ impl SecretSource {
             .map(Secret::new)
     }
 
-    /// A server's RCON password: `RCON_PASSWORD_<TAG>`, then `RCON_PASSWORD`.
+    /// A server's RCON password: `RCON_PASSWORD_<TAG>` (the tag in capitals, `-` as `_`,
+    /// then as the Python bot named it, `-` kept), then `RCON_PASSWORD`.
     pub fn rcon_password(&self, tag: &str) -> Option<Secret> {
-        let tag = tag.to_ascii_uppercase().replace('-', "_");
-        self.lookup(&[format!("RCON_PASSWORD_{tag}"), "RCON_PASSWORD".to_owned()])
+        let upper = tag.to_uppercase();
+        let mut names = vec![format!("RCON_PASSWORD_{}", upper.replace('-', "_"))];
+        if upper.contains('-') {
+            names.push(format!("RCON_PASSWORD_{upper}"));
+        }
+        names.push("RCON_PASSWORD".to_owned());
+        self.lookup(&names)
     }
 
     /// The Discord bot token: `DISCORD_BOT_TOKEN`.
@@ -70,5 +76,10 @@ mod tests {
         std::fs::write(dir.path().join("RCON_PASSWORD_EU_1"), "for-eu-1\n").unwrap();
         assert_eq!(s.rcon_password("eu-1").unwrap().expose(), "for-eu-1");
         assert_eq!(s.rcon_password("prod").unwrap().expose(), "shared");
+        // The Python bot's name for a tag with `-`, and a tag with `_`.
+        std::fs::write(dir.path().join("RCON_PASSWORD_PVP-ARENA"), "pvp\n").unwrap();
+        assert_eq!(s.rcon_password("pvp-arena").unwrap().expose(), "pvp");
+        std::fs::write(dir.path().join("RCON_PASSWORD_SPACE_AGE"), "sa\n").unwrap();
+        assert_eq!(s.rcon_password("space_age").unwrap().expose(), "sa");
     }
 }

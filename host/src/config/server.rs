@@ -7,9 +7,10 @@ use serde::Deserialize;
 
 use super::secret::{Secret, any_scalar, any_scalar_opt};
 
-/// One server's settings. Names, meanings and defaults are the Python bot's.
+/// One server's settings. Names, meanings and defaults are the Python bot's. A key it does
+/// not know is not an error here (the Python bot ignored such keys): [`super::Config`]
+/// collects it as a warning.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// The key under `servers:` (e.g. `prod`).
     #[serde(skip)]
@@ -437,10 +438,18 @@ impl ServerConfig {
     }
 }
 
-/// The Python bot's rule for tags: lowercase letters, digits and `-`, 1 to 16 characters.
+/// The longest server tag, in characters, and in bytes: a tag is a Discord choice's value
+/// (at most 100 characters) and part of file names (at most 255 bytes with what follows).
+pub(super) const MAX_TAG: usize = 64;
+const MAX_TAG_BYTES: usize = 128;
+
+/// The Python bot's rule for tags: letters and digits (any case, any script), `_` and `-`;
+/// here also at most [`MAX_TAG`] characters (the Python bot set no limit, and no tag of its
+/// documents comes near it).
 pub(super) fn valid_tag(tag: &str) -> bool {
-    (1..=16).contains(&tag.len())
+    (1..=MAX_TAG).contains(&tag.chars().count())
+        && tag.len() <= MAX_TAG_BYTES
         && tag
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }

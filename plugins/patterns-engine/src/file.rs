@@ -174,14 +174,16 @@ pub(crate) fn load(file: &PatternFile) -> Loaded {
             }
             _ => {
                 let name = key_text(key);
-                out.warnings.push(diag(
-                    lines.top_level(&name),
-                    None,
-                    None,
-                    format!(
-                        "top-level key `{name}` is not used (only `events` and `defaults` are)"
-                    ),
-                ));
+                let problem = if name == "patterns" && matches!(value, Value::Sequence(_)) {
+                    "`patterns:` (a list of rules with `regex:`) is the form of the Python \
+                     bot's pattern guide, which its loader never read either: nothing in it \
+                     is read; write the rules under `events:` (docs/patterns.md)"
+                        .to_owned()
+                } else {
+                    format!("top-level key `{name}` is not used (only `events` and `defaults` are)")
+                };
+                out.warnings
+                    .push(diag(lines.top_level(&name), None, None, problem));
             }
         }
     }
