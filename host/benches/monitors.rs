@@ -117,7 +117,11 @@ fn main() {
     // The monitor stage of one server: both monitors and the alert book, 16 events a batch.
     let mut g = guard.monitor("bench", "null").unwrap();
     let mut u = ups.monitor("bench", "null").unwrap();
-    let desk = Alerts::new("bench", Arc::new(Mentions::builtin()), None);
+    let desk = Alerts::new(
+        factorio_isr::alert::ServerLabel::new("bench", None),
+        Arc::new(Mentions::builtin()),
+        None,
+    );
     let batch: Vec<Event> = stream.iter().cycle().take(16).cloned().collect();
     let rounds = 20_000u64;
     let started = Instant::now();

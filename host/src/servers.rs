@@ -66,11 +66,22 @@ pub enum RunState {
     Stopped,
 }
 
-/// An order to a server's supervisor: run its parts (true) or stop them (false), answered
-/// with the state reached.
+/// An order to a server's supervisor, answered with the state reached.
 pub struct RunOrder {
-    pub run: bool,
+    pub what: Order,
     pub done: tokio::sync::oneshot::Sender<RunState>,
+}
+
+/// What a server's supervisor is asked to do with its parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Run them (start them if they are stopped or gave up).
+    Run,
+    /// Stop them.
+    Stop,
+    /// Stop them and start them again from servers.yml as it is now, if they run (a
+    /// changed entry); a stopped server stays stopped.
+    Restart,
 }
 
 /// Where orders reach a server's supervisor (once it has one).
@@ -88,8 +99,19 @@ impl RunControl {
     /// Runs (true) or stops (false) the server's parts; returns the state reached, none
     /// when the server has no supervisor (any more).
     pub async fn order(&self, run: bool) -> Option<RunState> {
+        self.send(if run { Order::Run } else { Order::Stop }).await
+    }
+
+    /// Runs the server's parts again with its entry of servers.yml as it is now (they
+    /// stop, deliver what they read and save the checkpoint first); a stopped server stays
+    /// stopped. Returns the state reached.
+    pub async fn restart(&self) -> Option<RunState> {
+        self.send(Order::Restart).await
+    }
+
+    async fn send(&self, what: Order) -> Option<RunState> {
         let (done, reached) = tokio::sync::oneshot::channel();
-        self.to.get()?.send(RunOrder { run, done }).await.ok()?;
+        self.to.get()?.send(RunOrder { what, done }).await.ok()?;
         reached.await.ok()
     }
 }
@@ -117,6 +139,23 @@ pub struct ServerView {
     pub monitor_versions: Option<SlotVersions>,
 }
 
+/// How the RCON link of the server of `config` connects; none without a password.
+pub fn rcon_settings(config: &ServerConfig) -> Option<RconSettings> {
+    let password = config.rcon_password.clone()?;
+    let addr = format!("{}:{}", config.rcon_host, config.rcon_port);
+    let timeout = Duration::from_secs(config.rcon_timeout.clamp(1, 3600));
+    Some(RconSettings {
+        connect_timeout: timeout,
+        command_timeout: timeout,
+        lua: if config.achievements_safe {
+            crate::rcon::LuaPolicy::Refused
+        } else {
+            crate::rcon::LuaPolicy::Allowed
+        },
+        ..RconSettings::new(addr, password)
+    })
+}
+
 impl Server {
     /// The server of `config`, with its RCON link started when it has a password; in
     /// `cluster` mode the link stays closed until [`Self::hold_rcon`] says otherwise.
@@ -127,20 +166,11 @@ impl Server {
         cluster: bool,
     ) -> Self {
         let rcon_hold = cluster.then(|| tokio::sync::watch::Sender::new(false));
-        let stats = config.rcon_password.clone().map(|password| {
-            let addr = format!("{}:{}", config.rcon_host, config.rcon_port);
+        let stats = rcon_settings(config).map(|settings| {
             let link = metrics.map(|m| m.link_metrics(&config.tag));
-            let timeout = Duration::from_secs(config.rcon_timeout.clamp(1, 3600));
             let settings = RconSettings {
-                connect_timeout: timeout,
-                command_timeout: timeout,
-                lua: if config.achievements_safe {
-                    crate::rcon::LuaPolicy::Refused
-                } else {
-                    crate::rcon::LuaPolicy::Allowed
-                },
                 hold: rcon_hold.as_ref().map(|h| h.subscribe()),
-                ..RconSettings::new(addr, password)
+                ..settings
             };
             let rcon = RconClient::spawn(&config.tag, settings, link);
             let gauges = metrics.map(|m| m.stats_gauges(&config.tag));
@@ -156,7 +186,14 @@ impl Server {
             name: config.name.clone(),
             description: config.description.clone(),
             stats,
-            alerts: Arc::new(Alerts::new(&config.tag, mentions, metrics.cloned())),
+            alerts: Arc::new(Alerts::new(
+                crate::alert::ServerLabel {
+                    tag: config.tag.clone(),
+                    name: config.name.clone(),
+                },
+                mentions,
+                metrics.cloned(),
+            )),
             plugins: Arc::default(),
             parsers: (!config.logs.is_empty()).then(crate::pipeline::ParserHandle::default),
             monitors: Some(crate::monitor::MonitorHandle::default()),

@@ -118,7 +118,9 @@ fn low_ups_paused_and_recovered_give_exactly_the_expected_alerts() {
         .rfind(|(k, _, _, _)| k == "alert-resolved")
         .unwrap();
     assert!(
-        resolved.3.starts_with("**UPS recovered**: ups is back to"),
+        resolved
+            .3
+            .starts_with("**UPS recovered** on **Production** (`prod`): UPS is back to"),
         "{resolved:?}"
     );
 

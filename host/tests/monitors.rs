@@ -122,7 +122,7 @@ fn ups_alert_says_what_it_judged_and_for_how_long() {
     assert_eq!(field("warning_threshold"), Some("55"));
     assert_eq!(field("low_for_secs"), Some("65"));
     assert!(
-        a.text.contains("ups_ema is 41.0, below 55 for 65 s"),
+        a.text.contains("UPS (EMA) is 41.0, below 55 for 65 s"),
         "{}",
         a.text
     );
@@ -229,7 +229,11 @@ fn the_book_turns_a_monitor_repeating_itself_into_one_message_each_way() {
     let rt = runtime();
     let wasm = std::fs::read(ECHO_MONITOR_WASM).unwrap();
     let mut m = monitor(&rt, "echo", &wasm, "null");
-    let desk = Alerts::new("prod", Arc::new(Mentions::builtin()), None);
+    let desk = Alerts::new(
+        factorio_isr::alert::ServerLabel::new("prod", None),
+        Arc::new(Mentions::builtin()),
+        None,
+    );
     let now = SystemTime::now();
     let mut posted = Vec::new();
     for t in 0..5 {
@@ -244,7 +248,10 @@ fn the_book_turns_a_monitor_repeating_itself_into_one_message_each_way() {
     }
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0].kind, "alert");
-    assert_eq!(posted[0].text.as_deref(), Some("**UPS low**: 12.0"));
+    assert_eq!(
+        posted[0].text.as_deref(),
+        Some("**UPS low** on `prod`: 12.0")
+    );
     assert_eq!(desk.active().len(), 1);
 }
 
@@ -258,7 +265,11 @@ fn a_monitor_returning_a_flood_of_alerts_is_cut_and_counted() {
     let (notice_tx, mut notice_rx) = tokio::sync::mpsc::channel(4);
     let (feed, rx) = tokio::sync::mpsc::channel(4);
     let out = MonitorOutputs {
-        alerts: Arc::new(Alerts::new("prod", Arc::new(Mentions::builtin()), None)),
+        alerts: Arc::new(Alerts::new(
+            factorio_isr::alert::ServerLabel::new("prod", None),
+            Arc::new(Mentions::builtin()),
+            None,
+        )),
         notices: notice_tx,
         board: Arc::default(),
         shared: factorio_isr::observe::Shared {

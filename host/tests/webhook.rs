@@ -94,7 +94,7 @@ async fn events_are_posted_with_mentions_off_and_429s_are_waited_out() {
     assert_eq!(bodies.len(), 1, "a batch is one message: {bodies:?}");
     assert_eq!(
         bodies[0]["allowed_mentions"],
-        serde_json::json!({"parse": [], "roles": []})
+        serde_json::json!({"parse": [], "roles": [], "users": []})
     );
     assert_eq!(
         bodies[0]["content"],

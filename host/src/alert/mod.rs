@@ -7,9 +7,11 @@
 
 mod book;
 mod mentions;
+pub mod present;
 
 pub use book::{ActiveAlert, AlertBook, Change};
-pub use mentions::{MentionError, Mentions};
+pub use mentions::{Group, MentionError, Mentions};
+pub use present::ServerLabel;
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -121,6 +123,8 @@ fn cut(mut s: String, max: usize) -> String {
 /// the counters. Shared by the server's monitor thread and its host-side checks.
 pub struct Alerts {
     server: String,
+    /// The server as people know it, in every alert's first line.
+    label: ServerLabel,
     book: Mutex<AlertBook>,
     mentions: Arc<Mentions>,
     metrics: Option<Arc<Metrics>>,
@@ -129,10 +133,11 @@ pub struct Alerts {
 }
 
 impl Alerts {
-    /// A desk for `server` with an empty book.
-    pub fn new(server: &str, mentions: Arc<Mentions>, metrics: Option<Arc<Metrics>>) -> Self {
+    /// A desk for the server `label` with an empty book.
+    pub fn new(label: ServerLabel, mentions: Arc<Mentions>, metrics: Option<Arc<Metrics>>) -> Self {
         Self {
-            server: server.to_owned(),
+            server: label.tag.clone(),
+            label,
             book: Mutex::new(AlertBook::default()),
             mentions,
             metrics,
@@ -185,7 +190,7 @@ impl Alerts {
                     | Change::Resolved { .. }
                     | Change::Withdrawn(_)
             );
-            if let Some(e) = render(&change) {
+            if let Some(e) = render(&change, &self.label) {
                 notices.push(e);
             }
         }
@@ -200,6 +205,16 @@ impl Alerts {
         notices
     }
 
+    /// Since when the alert `key` of `source` is open, if it is (a restart finds the
+    /// alerts open before it here).
+    pub fn open_since(&self, source: &str, key: &str) -> Option<SystemTime> {
+        let book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        book.active()
+            .into_iter()
+            .find(|a| a.source == source && a.key == key)
+            .map(|a| a.since)
+    }
+
     /// The alerts open right now, oldest first.
     pub fn active(&self) -> Vec<ActiveAlert> {
         let book = self.book.lock().unwrap_or_else(|p| p.into_inner());
@@ -207,8 +222,9 @@ impl Alerts {
     }
 }
 
-/// The event that tells people about a change, if it is one they are told about.
-pub fn render(change: &Change) -> Option<Event> {
+/// The event that tells people about a change, if it is one they are told about. Its text
+/// names the server (`**Low UPS** on **Production** (`prod`): …`).
+pub fn render(change: &Change, server: &ServerLabel) -> Option<Event> {
     let (alert, kind, emoji, extra) = match change {
         Change::Raised(a) => (a, "alert", emoji(a.severity), None),
         Change::Escalated(a) => (a, "alert", emoji(a.severity), None),
@@ -225,9 +241,14 @@ pub fn render(change: &Change) -> Option<Event> {
         fields.push(("open_secs".into(), secs.to_string()));
     }
     let text = if alert.text.is_empty() {
-        format!("**{}**", alert.title)
+        format!("**{}** on {}", alert.title, server.markdown())
     } else {
-        format!("**{}**: {}", alert.title, alert.text)
+        format!(
+            "**{}** on {}: {}",
+            alert.title,
+            server.markdown(),
+            alert.text
+        )
     };
     Some(Event {
         kind: kind.into(),
@@ -290,7 +311,11 @@ mod tests {
 
     #[test]
     fn a_desk_posts_changes_only_and_keeps_mentions_to_known_groups() {
-        let desk = Alerts::new("prod", Arc::new(Mentions::builtin()), None);
+        let label = ServerLabel {
+            tag: "prod".into(),
+            name: Some("Production".into()),
+        };
+        let desk = Alerts::new(label, Arc::new(Mentions::builtin()), None);
         let now = SystemTime::now();
         let mut a = Alert::firing("ups-low", "Low UPS", "42");
         a.mention = Some("admins".into());
@@ -299,6 +324,11 @@ mod tests {
         assert_eq!(posted[0].kind, "alert");
         assert_eq!(posted[0].mention.as_deref(), Some("admins"));
         assert_eq!(posted[0].field("source"), Some("ups-alert"));
+        assert_eq!(
+            posted[0].text.as_deref(),
+            Some("**Low UPS** on **Production** (`prod`): 42"),
+            "every alert names its server"
+        );
         a.mention = Some("everyone".into());
         a.key = "other".into();
         let posted = desk.file("ups-alert", vec![a], now);

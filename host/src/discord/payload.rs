@@ -60,19 +60,38 @@ impl Serialize for Nonce {
     }
 }
 
-/// Whom a message may ping: never `@everyone`, `@here` or users; only the roles listed.
+/// Whom a message may ping: never `@everyone` or `@here`; only the roles and users listed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AllowedMentions {
     pub roles: Vec<u64>,
+    pub users: Vec<u64>,
+}
+
+impl AllowedMentions {
+    /// The mentions themselves (`<@&role> <@user>`), to put in the message's text.
+    pub fn tags(&self) -> String {
+        let roles = self.roles.iter().map(|id| format!("<@&{id}>"));
+        let users = self.users.iter().map(|id| format!("<@{id}>"));
+        roles.chain(users).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Whether nobody may be pinged.
+    pub fn is_empty(&self) -> bool {
+        self.roles.is_empty() && self.users.is_empty()
+    }
 }
 
 impl Serialize for AllowedMentions {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let roles: Vec<String> = self.roles.iter().map(u64::to_string).collect();
-        let mut m = s.serialize_struct("AllowedMentions", 2)?;
+        let ids = |list: &[u64]| -> Vec<String> {
+            // Discord takes at most 100 of each.
+            list.iter().take(100).map(u64::to_string).collect()
+        };
+        let mut m = s.serialize_struct("AllowedMentions", 3)?;
         m.serialize_field("parse", &[] as &[&str])?;
-        m.serialize_field("roles", &roles)?;
+        m.serialize_field("roles", &ids(&self.roles))?;
+        m.serialize_field("users", &ids(&self.users))?;
         m.end()
     }
 }
@@ -210,13 +229,16 @@ mod tests {
     #[test]
     fn allowed_mentions_never_parse_everyone() {
         let m = Message {
-            allowed_mentions: AllowedMentions { roles: vec![7] },
+            allowed_mentions: AllowedMentions {
+                roles: vec![7],
+                users: vec![8],
+            },
             ..Message::text("@everyone")
         };
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(
             v["allowed_mentions"],
-            json!({"parse": [], "roles": ["7"]}),
+            json!({"parse": [], "roles": ["7"], "users": ["8"]}),
             "{v}"
         );
     }

@@ -23,6 +23,8 @@ pub struct RoleDirectory {
     mentions: Arc<Mentions>,
     guild: Mutex<Option<u64>>,
     cache: tokio::sync::Mutex<RoleCache>,
+    /// Role ids of mention groups found missing from the guild (each is logged once).
+    missing: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl RoleDirectory {
@@ -32,6 +34,7 @@ impl RoleDirectory {
             mentions,
             guild: Mutex::new(guild),
             cache: tokio::sync::Mutex::new(None),
+            missing: Mutex::default(),
         }
     }
 
@@ -87,26 +90,47 @@ impl RoleDirectory {
         self.mentions.group_for_word(word).map(str::to_owned)
     }
 
-    /// The ids of the roles `group` pings (none when the group or the roles are unknown).
-    pub async fn role_ids(&self, rest: &Rest, group: &str) -> Vec<u64> {
-        let Some(wanted) = self.mentions.roles(group) else {
-            return Vec::new();
+    /// Whom `group` pings: (role ids, user ids); none when the group is unknown. Roles
+    /// given by name are those of the guild with that name; roles given by id count when
+    /// the guild has them (or its roles cannot be read). The guild's `@everyone` role
+    /// (whose id is the guild's) is never among them.
+    pub async fn targets(&self, rest: &Rest, group: &str) -> (Vec<u64>, Vec<u64>) {
+        let Some(wanted) = self.mentions.group(group) else {
+            return (Vec::new(), Vec::new());
         };
         let guild = self
             .guild
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .unwrap_or(0);
-        self.all(rest)
-            .await
-            .into_iter()
+        let roles = self.all(rest).await;
+        let mut ids: Vec<u64> = roles
+            .iter()
             .filter(|(id, name)| {
-                // The guild's @everyone role has the guild's id; never ping it.
                 *id != guild
                     && !name.starts_with('@')
-                    && wanted.iter().any(|w| w.eq_ignore_ascii_case(name))
+                    && (wanted.role_ids.contains(id)
+                        || wanted
+                            .role_names
+                            .iter()
+                            .any(|w| w.eq_ignore_ascii_case(name)))
             })
-            .map(|(id, _)| id)
-            .collect()
+            .map(|(id, _)| *id)
+            .collect();
+        if roles.is_empty() {
+            ids.extend(wanted.role_ids.iter().filter(|id| **id != guild));
+        } else {
+            let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+            for id in wanted.role_ids.iter().filter(|id| !ids.contains(id)) {
+                if missing.insert(*id) {
+                    tracing::warn!(
+                        "mentions.yml: role {id} of the group `{group}` is not a role of the guild; it is not pinged"
+                    );
+                }
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        (ids, wanted.user_ids.clone())
     }
 }

@@ -26,9 +26,10 @@ use super::payload::{AllowedMentions, Embed, Field, Footer, Message, Nonce};
 use super::rest::{Failure, Rest};
 use super::retry::{self, Policy, Retry};
 use super::roles::RoleDirectory;
+use crate::alert::{ServerLabel, duration_text};
 use crate::config::{EventRules, ServerConfig, Shown};
 use crate::event::{Event, Severity};
-use crate::observe::health::Health;
+use crate::observe::health::{Health, State};
 use crate::observe::metrics::Metrics;
 use crate::sink::{Delivery, Sink, console, pack_messages};
 
@@ -48,7 +49,17 @@ pub struct DiscordSink {
     rules: EventRules,
     /// The message each coalesced kind is edited into, by (channel, kind).
     coalesced: Mutex<HashMap<(u64, String), Coalesced>>,
+    /// Since when Discord has not taken a message (none: it takes them).
+    outage: Mutex<Option<Instant>>,
+    /// How long an outage must have held messages back for a note to say so.
+    delay_note_after: Duration,
+    /// Whether Discord refused a message in the batch under way (the sink stays degraded
+    /// until a batch goes through whole).
+    refused: std::sync::atomic::AtomicBool,
 }
+
+/// A delivery delayed at least this long by an outage is followed by a note saying so.
+const DELAY_WORTH_SAYING: Duration = Duration::from_secs(30);
 
 /// A message that events of one kind are coalesced into while they keep coming.
 #[derive(Debug, Clone)]
@@ -102,6 +113,9 @@ impl DiscordSink {
             refusals_logged: Default::default(),
             rules: EventRules::new(&server.events),
             coalesced: Default::default(),
+            outage: Mutex::new(None),
+            delay_note_after: DELAY_WORTH_SAYING,
+            refused: Default::default(),
             server,
         }
     }
@@ -109,6 +123,12 @@ impl DiscordSink {
     /// Gives up on a message after `patience` instead of the delivery policy's (for tests).
     pub fn with_patience(mut self, patience: Duration) -> Self {
         self.policy = self.policy.with_patience(patience);
+        self
+    }
+
+    /// Notes a delay after an outage once it is `after` long instead of 30 s (for tests).
+    pub fn with_delay_note_after(mut self, after: Duration) -> Self {
+        self.delay_note_after = after;
         self
     }
 
@@ -162,16 +182,15 @@ impl DiscordSink {
                 if pings.is_empty() {
                     run.push((channel, line(e)));
                 } else {
-                    // A line that pings goes alone, so the roles it may ping are its own;
-                    // the line is cut so that the pings always fit.
+                    // A line that pings goes alone, so whom it may ping is its own; the
+                    // line is cut so that the pings always fit.
                     flush(&mut run, &mut out);
-                    let tags: Vec<String> = pings.iter().map(|id| format!("<@&{id}>")).collect();
-                    let tags = tags.join(" ");
+                    let tags = pings.tags();
                     let room = limits::CONTENT.saturating_sub(limits::length(&tags) + 1);
                     out.push(Outgoing::post(
                         channel,
                         Message {
-                            allowed_mentions: AllowedMentions { roles: pings },
+                            allowed_mentions: pings,
                             ..Message::text(format!("{} {tags}", cut(&line(e), room)))
                         },
                     ));
@@ -236,15 +255,18 @@ impl DiscordSink {
         }
     }
 
-    /// The roles a player's chat line pings, as in the Python bot: each `@word` that names
-    /// a mention group (at most three per line, each player and group at most once a
-    /// minute). `@everyone` and `@here` name no group, so they never ping.
-    async fn chat_pings(&self, e: &Event) -> Vec<u64> {
-        if !matches!(e.kind.as_str(), "chat" | "shout") {
-            return Vec::new();
+    /// Whom a player's line in game chat pings, as in the Python bot: each `@word` that
+    /// names a mention group (at most three per line, each player and group at most once a
+    /// minute). Lines of kind `chat`, `shout` and `mention` (what the stock and the Python
+    /// bot's patterns make of a line with an `@word`) may ping. `@everyone` and `@here`
+    /// name no group, so they never ping.
+    async fn chat_pings(&self, e: &Event) -> AllowedMentions {
+        let mut pings = AllowedMentions::default();
+        if !matches!(e.kind.as_str(), "chat" | "shout" | "mention") {
+            return pings;
         }
         let (Some(player), Some(message)) = (&e.player, &e.message) else {
-            return Vec::new();
+            return pings;
         };
         let mut groups: Vec<String> = message
             .split_whitespace()
@@ -252,9 +274,9 @@ impl DiscordSink {
             .map(|w| w.trim_end_matches(|c: char| !c.is_alphanumeric()))
             .filter_map(|w| self.roles.group_for_word(w))
             .collect();
-        groups.dedup();
+        let mut seen = HashSet::new();
+        groups.retain(|g| seen.insert(g.clone()));
         groups.truncate(3);
-        let mut ids = Vec::new();
         for group in groups {
             let now = Instant::now();
             {
@@ -271,33 +293,47 @@ impl DiscordSink {
                 }
                 last.insert(key, now);
             }
-            ids.extend(self.roles.role_ids(&self.rest, &group).await);
+            let (roles, users) = self.roles.targets(&self.rest, &group).await;
+            pings.roles.extend(roles);
+            pings.users.extend(users);
         }
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        for ids in [&mut pings.roles, &mut pings.users] {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        pings
     }
 
+    /// An alert as an embed: its title names the server (two servers often share one
+    /// alerts channel), its fields read as words with units.
     async fn alert(&self, e: &Event) -> Message {
         let title = e.field("title").unwrap_or("Alert");
         let emoji = e.emoji.as_deref().unwrap_or("");
-        // The emoji prefix is kept and the title cut after it, never pushed past 256.
-        let title = format!(
-            "{emoji} {}",
-            cut(title, limits::EMBED_TITLE - limits::length(emoji) - 1)
-        )
-        .trim()
-        .to_owned();
+        let server = ServerLabel {
+            tag: self.server.tag.clone(),
+            name: self.server.name.clone(),
+        }
+        .plain();
+        // The emoji and the server are kept and the title cut between them, never pushed
+        // past 256.
+        let room = limits::EMBED_TITLE
+            .saturating_sub(limits::length(emoji) + limits::length(&server) + 4)
+            .max(1);
+        let title = format!("{emoji} {} · {server}", cut(title, room));
+        let title = cut(title.trim(), limits::EMBED_TITLE).into_owned();
         let fields = e
             .fields
             .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "source" | "key" | "title"))
             .filter(|(_, v)| !v.is_empty())
             .take(10)
-            .map(|(k, v)| Field {
-                name: k.clone(),
-                value: v.clone(),
-                inline: true,
+            .map(|(k, v)| {
+                let (name, value) = crate::alert::present::field(k, v);
+                Field {
+                    name,
+                    value,
+                    inline: true,
+                }
             })
             .collect();
         let embed = Embed {
@@ -318,11 +354,11 @@ impl DiscordSink {
             ..Message::default()
         };
         if let Some(group) = &e.mention {
-            let ids = self.roles.role_ids(&self.rest, group).await;
-            if !ids.is_empty() {
-                let pings: Vec<String> = ids.iter().map(|id| format!("<@&{id}>")).collect();
-                message.content = pings.join(" ");
-                message.allowed_mentions.roles = ids;
+            let (roles, users) = self.roles.targets(&self.rest, group).await;
+            let pings = AllowedMentions { roles, users };
+            if !pings.is_empty() {
+                message.content = pings.tags();
+                message.allowed_mentions = pings;
             }
         }
         message
@@ -388,11 +424,13 @@ impl DiscordSink {
             Retry::Backoff => {
                 self.count("retried", 1);
                 tracing::warn!(server = %self.server.tag, channel = o.channel, "Discord did not take a message ({failure}); retrying in {} ms", wait.as_millis());
+                self.failing(failure);
             }
         };
         match retry::run(self.policy, attempt, on_retry).await {
             Ok(answer) => {
                 self.count(if o.edit.is_some() { "edited" } else { "sent" }, 1);
+                self.took(o.channel).await;
                 return Sent::Took(answer);
             }
             Err(Failure::Refused(r)) if o.edit.is_some() && r.status == 404 => {
@@ -401,12 +439,17 @@ impl DiscordSink {
             }
             Err(Failure::Refused(r)) => {
                 self.count("refused", 1);
+                self.refused
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 let first = self
                     .refusals_logged
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert((o.channel, r.status, r.code));
                 let text = format!("channel {}: a message was dropped: {r}", o.channel);
+                if let Some(h) = &self.health {
+                    h.error(&self.component(), text.clone());
+                }
                 if first {
                     tracing::warn!(server = %self.server.tag, "{text} (further ones like it are logged at debug level)");
                     if let Some(h) = &self.health {
@@ -418,10 +461,72 @@ impl DiscordSink {
             }
             Err(e) => {
                 self.count("dropped", 1);
-                tracing::error!(server = %self.server.tag, channel = o.channel, "a Discord message was dropped after {} s: {e}", self.policy.patience.as_secs());
+                let text = format!(
+                    "Discord has not taken a message for {} s ({e}): messages are being dropped",
+                    self.policy.patience.as_secs()
+                );
+                tracing::error!(server = %self.server.tag, channel = o.channel, "{text}");
+                if let Some(h) = &self.health {
+                    h.set(&self.component(), State::Down, Some(text));
+                }
             }
         }
         Sent::Failed
+    }
+
+    /// This sink's component in health (`sink:<server>:discord`).
+    fn component(&self) -> String {
+        format!("sink:{}:discord", self.server.tag)
+    }
+
+    /// Discord did not take a message (an outage, not a refusal): the sink is degraded from
+    /// the first failure on, and knows since when.
+    fn failing(&self, failure: &Failure) {
+        let since = *self
+            .outage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now);
+        if let Some(h) = &self.health {
+            h.error(
+                &self.component(),
+                format!(
+                    "Discord has not taken a message for {} ({failure}); retrying, the log waits",
+                    duration_text(since.elapsed().as_secs())
+                ),
+            );
+        }
+    }
+
+    /// Discord took a message: an outage is over. When it held messages back long enough
+    /// to matter, a note after them in `channel` says by how much they were delayed.
+    async fn took(&self, channel: u64) {
+        let Some(since) = self.outage.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        if let Some(h) = &self.health {
+            h.set(&self.component(), State::Ready, None);
+        }
+        let delay = since.elapsed();
+        tracing::info!(server = %self.server.tag, "Discord takes messages again after {}", duration_text(delay.as_secs()));
+        if delay < self.delay_note_after {
+            return;
+        }
+        let note = Message::text(format!(
+            "-# ⏳ The messages above were delayed by {}: Discord could not be reached.",
+            duration_text(delay.as_secs())
+        ));
+        let body = serde_json::to_value(note.fit()).unwrap_or_default();
+        let path = format!("/channels/{channel}/messages");
+        let sent = retry::run(
+            Policy::ANSWER,
+            || self.rest.api(Method::POST, &path, Some(&body)),
+            |_, _, _| {},
+        )
+        .await;
+        if let Err(e) = sent {
+            tracing::debug!(server = %self.server.tag, "the note on the delay was not posted: {e}");
+        }
     }
 }
 
@@ -467,6 +572,10 @@ impl Sink for DiscordSink {
         "discord"
     }
 
+    fn reports_health(&self) -> bool {
+        self.health.is_some()
+    }
+
     fn patience(&self) -> Duration {
         // Every message is retried inside `deliver`, which never fails a batch.
         self.policy.patience + Duration::from_secs(60)
@@ -491,6 +600,17 @@ impl Sink for DiscordSink {
                     o.message.nonce = Some(Nonce::of(batch, i));
                 }
                 self.send(o).await;
+            }
+            let refused = self
+                .refused
+                .swap(false, std::sync::atomic::Ordering::Relaxed);
+            let failing = self
+                .outage
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some();
+            if let (Some(h), false, false) = (&self.health, refused, failing) {
+                h.set(&self.component(), State::Ready, None);
             }
             Ok(())
         })

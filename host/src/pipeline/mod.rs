@@ -18,6 +18,7 @@ mod parse;
 mod setup;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -260,16 +261,26 @@ pub fn spawn(
             };
             let opening = {
                 let keys: Vec<String> = names.iter().map(|n| n.checkpoint.clone()).collect();
+                let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
                 tokio::task::spawn_blocking(move || {
-                    keys.iter().map(|k| checkpoints.open(k)).collect::<Vec<_>>()
+                    let opened = keys.iter().map(|k| checkpoints.open(k)).collect::<Vec<_>>();
+                    let lens = paths
+                        .iter()
+                        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+                        .collect::<Vec<_>>();
+                    (opened, lens)
                 })
             };
-            let Ok(opened) = opening.await else {
+            let Ok((opened, lens)) = opening.await else {
                 return;
             };
             let mut logs = Vec::new();
-            for (((file, name), (checkpoint, loaded)), start_tx) in
-                files.into_iter().zip(names).zip(opened).zip(starts)
+            for ((((file, name), (checkpoint, loaded)), start_tx), len) in files
+                .into_iter()
+                .zip(names)
+                .zip(opened)
+                .zip(starts)
+                .zip(lens)
             {
                 let (start, lost) = start_at(&tag, &name.label, loaded, on_lost, &shared);
                 let _ = start_tx.send((start, checkpoint.replay()));
@@ -277,6 +288,11 @@ pub fn spawn(
                     StartAt::Position(p) => Some(*p),
                     _ => None,
                 };
+                let saved_offset = Arc::new(AtomicU64::new(match &start {
+                    StartAt::Position(p) => p.offset,
+                    StartAt::Beginning => 0,
+                    StartAt::End => len,
+                }));
                 logs.push(LogState {
                     label: name.label,
                     path: file.path,
@@ -284,11 +300,20 @@ pub fn spawn(
                     lost,
                     saved: None,
                     lag: 0,
+                    saved_offset,
                     from,
                 });
             }
+            let watched = logs
+                .iter()
+                .map(|l| (l.path.clone(), l.saved_offset.clone()))
+                .collect();
             let log = LogDelivery { logs, rx: event_rx };
-            sink.run(Some(log), p.notices).await;
+            // The lag is watched while delivery runs, also while a sink holds it up.
+            tokio::select! {
+                _ = sink.run(Some(log), p.notices) => {}
+                _ = watch_lag(&tag, watched, &shared) => {}
+            }
             if let Ok(thread) = parser_thread {
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
             }
@@ -369,6 +394,8 @@ struct LogState {
     saved: Option<Position>,
     /// Bytes of the file past the last saved position, when last looked at.
     lag: u64,
+    /// The offset saved last (or where reading started), for the lag watcher.
+    saved_offset: Arc<AtomicU64>,
     /// Where the next batch starts (the end of the last one, or where reading started).
     from: Option<Position>,
 }
@@ -569,7 +596,8 @@ impl Delivery<'_> {
                     let _ = StateReport::of(shared).record(What::Checkpoint, &component, Ok(()));
                 }
                 state.saved = Some(pos);
-                state.lag = len.unwrap_or(pos.offset).saturating_sub(pos.offset);
+                state.saved_offset.store(pos.offset, Ordering::Relaxed);
+                state.lag = lag_of(len, pos.offset);
                 let lag: u64 = log.logs.iter().map(|l| l.lag).sum();
                 shared
                     .metrics
@@ -578,6 +606,50 @@ impl Delivery<'_> {
                     .set(i64::try_from(lag).unwrap_or(i64::MAX));
             }
         }
+    }
+}
+
+/// How often the lag of each log is looked at while delivery runs.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+/// Bytes of a file of length `len` past `offset` (a file shorter than the offset was
+/// replaced or truncated: all of it is past).
+fn lag_of(len: Option<u64>, offset: u64) -> u64 {
+    match len {
+        Some(len) if len >= offset => len - offset,
+        Some(len) => len,
+        None => 0,
+    }
+}
+
+/// Keeps `checkpoint_lag_bytes` true while delivery runs: every [`LAG_EVERY`], the length
+/// of each log (read off the runtime's threads) less the offset last saved. Runs until
+/// dropped.
+async fn watch_lag(tag: &str, logs: Vec<(PathBuf, Arc<AtomicU64>)>, shared: &Shared) {
+    let mut every = tokio::time::interval(LAG_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let paths: Vec<PathBuf> = logs.iter().map(|(p, _)| p.clone()).collect();
+        let Ok(lens) = tokio::task::spawn_blocking(move || {
+            paths
+                .iter()
+                .map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+                .collect::<Vec<_>>()
+        })
+        .await
+        else {
+            continue;
+        };
+        let lag: u64 = lens
+            .into_iter()
+            .zip(&logs)
+            .map(|(len, (_, offset))| lag_of(len, offset.load(Ordering::Relaxed)))
+            .sum();
+        shared
+            .metrics
+            .checkpoint_lag
+            .with_label_values(&[tag])
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
     }
 }
 
@@ -625,7 +697,9 @@ async fn deliver_in(
             .observe(started.elapsed().as_secs_f64());
         let problem = match result {
             Ok(Ok(())) => {
-                shared.health.set(&component, State::Ready, None);
+                if !sink.reports_health() {
+                    shared.health.set(&component, State::Ready, None);
+                }
                 span.record("attempts", attempt);
                 span.record("outcome", "delivered");
                 return;

@@ -40,6 +40,13 @@ pub trait Sink: Send + Sync {
         std::time::Duration::from_secs(10)
     }
 
+    /// Whether it keeps its own component (`sink:<server>:<name>`) in health: one that
+    /// retries inside knows best when it is degraded (failing, retrying) and down (giving
+    /// messages up); the pipeline then leaves the component to it.
+    fn reports_health(&self) -> bool {
+        false
+    }
+
     /// Whether people read it (Discord, the console): they are shown only the kinds of
     /// event the server's `events:` leaves on. A record (JSON lines) gets every event.
     fn for_people(&self) -> bool {

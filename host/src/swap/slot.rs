@@ -204,7 +204,7 @@ mod tests {
             faults,
             window,
             alerts: Arc::new(Alerts::new(
-                "t",
+                crate::alert::ServerLabel::new("t", None),
                 Arc::new(crate::alert::Mentions::builtin()),
                 None,
             )),

@@ -177,6 +177,15 @@ fn judge_name(j: Judge) -> &'static str {
     }
 }
 
+/// The judged figure as people read it.
+fn judge_label(j: Judge) -> &'static str {
+    match j {
+        Judge::Raw => "UPS",
+        Judge::Sma => "UPS (SMA)",
+        Judge::Ema => "UPS (EMA)",
+    }
+}
+
 /// `95 s`, `4 min`, `2 h 5 min`.
 pub fn duration(secs: u64) -> String {
     match secs {
@@ -231,7 +240,7 @@ impl Monitor for UpsAlert {
             self.state.last_warning_ms = Some(s.at_ms);
             let text = format!(
                 "{} is {value:.1}, below {} for {} ({} samples in a row)",
-                judge_name(st.judge),
+                judge_label(st.judge),
                 st.warning_threshold,
                 duration(s.at_ms.saturating_sub(since) / 1000),
                 self.state.below
@@ -251,7 +260,7 @@ impl Monitor for UpsAlert {
         {
             let text = format!(
                 "{} is back to {value:.1} (at or above {}) after {} low",
-                judge_name(st.judge),
+                judge_label(st.judge),
                 st.recovery_threshold,
                 duration(s.at_ms.saturating_sub(since) / 1000)
             );
