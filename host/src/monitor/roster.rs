@@ -2,6 +2,11 @@
 //! sometimes writes no `[LEAVE]` line (a client that times out, a server that stops): a
 //! player whom a reading no longer shows, who joined and never left, gets one `leave` event
 //! marked as inferred, so "who is online" never drifts.
+//!
+//! A reading can be older than the lines it arrives after (it was taken before a leave and
+//! handed over after it), so a reading never brings back a player whose leave the log
+//! wrote: only their next join line does. An inferred leave is posted only for a player
+//! whose leave line never came.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -14,10 +19,13 @@ const GRACE_MS: u64 = 15_000;
 /// Most players kept; a log that invents names without end cannot grow memory.
 const MAX_PLAYERS: usize = 10_000;
 
-/// The players a server has online, each with when they were last seen arriving.
+/// The players a server has online, each with when they were last seen arriving, and those
+/// whose last line in the log was a leave.
 #[derive(Debug, Default)]
 pub struct Roster {
     online: BTreeMap<String, u64>,
+    /// Players who left by a leave line (and when), until they join again.
+    left: BTreeMap<String, u64>,
 }
 
 impl Roster {
@@ -26,9 +34,13 @@ impl Roster {
         for e in events {
             let Some(player) = &e.player else { continue };
             match e.kind.as_str() {
-                "join" => self.arrive(player, at_ms, true),
+                "join" => {
+                    self.left.remove(player);
+                    self.arrive(player, at_ms, true);
+                }
                 "leave" => {
                     self.online.remove(player);
+                    self.note_left(player, at_ms);
                 }
                 _ => {}
             }
@@ -39,7 +51,9 @@ impl Roster {
     /// each player it knew online whom the reading no longer shows.
     pub fn reading(&mut self, at_ms: u64, players: &[String]) -> Vec<Event> {
         for p in players {
-            self.arrive(p, at_ms, false);
+            if !self.left.contains_key(p) {
+                self.arrive(p, at_ms, false);
+            }
         }
         let shown: HashSet<&str> = players.iter().map(String::as_str).collect();
         let gone: Vec<String> = self
@@ -61,6 +75,21 @@ impl Roster {
     /// The players online, as far as it knows.
     pub fn online(&self) -> impl Iterator<Item = &str> {
         self.online.keys().map(String::as_str)
+    }
+
+    /// `player` left by a leave line at `at_ms`; the oldest such record makes room when the
+    /// roster is full.
+    fn note_left(&mut self, player: &str, at_ms: u64) {
+        if self.left.len() >= MAX_PLAYERS
+            && let Some(oldest) = self
+                .left
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(p, _)| p.clone())
+        {
+            self.left.remove(&oldest);
+        }
+        self.left.insert(player.to_owned(), at_ms);
     }
 
     /// `player` is online since `at_ms` (a join moves the time on; a reading only adds).
@@ -134,6 +163,23 @@ mod tests {
     }
 
     #[test]
+    fn a_reading_taken_before_a_leave_does_not_bring_the_player_back() {
+        let mut r = Roster::default();
+        r.events(1_000, &[event("join", "Eve_42")]);
+        // The reading was taken at 4 s, while Eve was still on...
+        let stale = vec!["Eve_42".to_owned()];
+        // ...the leave line is read at 5 s...
+        r.events(5_000, &[event("leave", "Eve_42")]);
+        // ...and the reading is handed over after it.
+        assert!(r.reading(4_000, &stale).is_empty());
+        assert!(r.reading(25_000, &[]).is_empty(), "her leave line came");
+        assert!(r.reading(60_000, &[]).is_empty());
+        // Her next join counts again, and a leave without a line after it is inferred.
+        r.events(70_000, &[event("join", "Eve_42")]);
+        assert_eq!(names(&r.reading(90_000, &[])), ["Eve_42"]);
+    }
+
+    #[test]
     fn markdown_in_a_name_is_escaped_and_the_roster_is_bounded() {
         let mut r = Roster::default();
         r.events(0, &[event("join", "a_b_")]);
@@ -144,5 +190,10 @@ mod tests {
             .collect();
         r.events(0, &many);
         assert_eq!(r.online().count(), MAX_PLAYERS);
+        let gone: Vec<Event> = (0..MAX_PLAYERS + 50)
+            .map(|i| event("leave", &format!("p{i}")))
+            .collect();
+        r.events(0, &gone);
+        assert_eq!(r.left.len(), MAX_PLAYERS);
     }
 }
