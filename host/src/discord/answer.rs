@@ -1,11 +1,11 @@
 //! Running a validated `/factorio` request against a server and wording the answer.
 
 use super::bot::Bot;
-use super::commands::Request;
+use super::commands::{Action, Request};
 use super::definitions;
 use crate::alert::duration_text;
 use crate::discord::escape;
-use crate::rcon::LinkState;
+use crate::rcon::{LinkState, Verdict};
 use crate::servers::Server;
 
 /// How a command ended, for the user.
@@ -70,23 +70,20 @@ pub async fn answer(
                         n => format!("{title}: {n} online: {}", names.join(", ")),
                     })
                 }
-                Request::Console(_, command) => match stats.rcon().exec(command.as_str()).await {
-                    Ok(text) => Outcome::Shown(format!("{title}\n{}", block(text.trim()))),
-                    Err(e) => {
-                        tracing::warn!(server = %server.tag, "a Discord command failed over RCON: {e}");
-                        down(&title)
+                Request::Console(what, command) => {
+                    match stats.rcon().exec(command.as_str()).await {
+                        Ok(text) if *what == "evolution" => {
+                            Outcome::Shown(evolution(&title, &text))
+                        }
+                        Ok(text) => Outcome::Shown(format!("{title}\n{}", block(text.trim()))),
+                        Err(e) => {
+                            tracing::warn!(server = %server.tag, "a Discord command failed over RCON: {e}");
+                            down(&title)
+                        }
                     }
-                },
+                }
                 Request::Action(action) => match stats.rcon().exec(action.command.as_str()).await {
-                    Ok(text) => {
-                        let text = text.trim();
-                        let said = if text.is_empty() {
-                            String::new()
-                        } else {
-                            format!("\nThe game said:\n{}", block(text))
-                        };
-                        Outcome::Shown(format!("✅ On {title}: {}.{said}", action.done))
-                    }
+                    Ok(text) => acted(&title, action, &text),
                     Err(e) => {
                         tracing::warn!(server = %server.tag, verb = action.verb, "a Discord command failed over RCON: {e}");
                         Outcome::Private(format!(
@@ -99,6 +96,77 @@ pub async fn answer(
                 _ => Outcome::Private("❌ Not a command for a server.".into()),
             }
         }
+    }
+}
+
+/// The answer to an action the game was sent: done (✅, to the channel), refused by the
+/// game (❌ with its reason, to the user only), or an answer that says neither (⚠️, shown
+/// as it is).
+fn acted(title: &str, action: &Action, answer: &str) -> Outcome {
+    match crate::rcon::verdict(answer) {
+        Verdict::Done => {
+            let answer = answer.trim();
+            let said = if answer.is_empty() {
+                String::new()
+            } else {
+                format!("\nThe game said:\n{}", block(answer))
+            };
+            Outcome::Shown(format!("✅ On {title}: {}.{said}", action.done))
+        }
+        Verdict::Refused(why) => Outcome::Private(format!(
+            "❌ Not done on {title}: the game refused `{}`:\n{}",
+            action.verb,
+            block(why)
+        )),
+        Verdict::Unclear(said) => Outcome::Shown(format!(
+            "⚠️ On {title}: `{}` was sent; the game's answer says neither that it was done nor \
+             that it was refused:\n{}",
+            action.verb,
+            block(said)
+        )),
+    }
+}
+
+/// `/evolution`'s answer as `status` words it: each surface's factor in per cent, with
+/// what the game says drove it. An answer that cannot be read is shown as it is.
+fn evolution(title: &str, answer: &str) -> String {
+    let mut out = format!("{title} evolution\n");
+    let mut any = false;
+    for line in answer.lines() {
+        let Some((surface, factor)) = crate::stats::query::parse_evolution_command(line).pop()
+        else {
+            continue;
+        };
+        any = true;
+        // "(Time 12%) (Pollution 80%) (Spawner kills 8%)" → "time 12 %, pollution 80 %, …"
+        let drivers: Vec<String> = line
+            .split('(')
+            .skip(1)
+            .filter_map(|part| part.split_once(')').map(|(inside, _)| inside.trim()))
+            .filter_map(|inside| {
+                let (what, pct) = inside.rsplit_once(' ')?;
+                let pct = pct.strip_suffix('%')?.parse::<f64>().ok()?;
+                Some(format!("{} {pct} %", what.to_lowercase()))
+            })
+            .collect();
+        let mut surface_name = surface.clone();
+        if let Some(first) = surface_name.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        out.push_str(&format!(
+            "{}: **{:.1} %**",
+            escape(&surface_name),
+            factor * 100.0
+        ));
+        if !drivers.is_empty() {
+            out.push_str(&format!(" ({})", escape(&drivers.join(", "))));
+        }
+        out.push('\n');
+    }
+    if any {
+        out
+    } else {
+        format!("{title}\n{}", block(answer.trim()))
     }
 }
 
@@ -229,4 +297,31 @@ async fn status(title: &str, server: &Server) -> String {
         out.push_str(&format!("Alerts: {}\n", shown.join(", ")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evolution_reads_like_status() {
+        let one = evolution(
+            "`prod`",
+            "Evolution factor: 0.4213. (Time 12%) (Pollution 80%) (Spawner kills 8%)",
+        );
+        assert_eq!(
+            one,
+            "`prod` evolution\nNauvis: **42.1 %** (time 12 %, pollution 80 %, spawner kills 8 %)\n"
+        );
+        let two = evolution(
+            "`sa`",
+            "Nauvis - Evolution factor: 0.5100. (Time 10%)\nGleba - Evolution factor: 0.0200.",
+        );
+        assert!(
+            two.contains("Nauvis: **51.0 %** (time 10 %)\nGleba: **2.0 %**\n"),
+            "{two}"
+        );
+        let odd = evolution("`x`", "Unknown command \"evolution\".");
+        assert!(odd.contains("```\nUnknown command"), "{odd}");
+    }
 }

@@ -41,6 +41,9 @@ pub struct Bot {
     pub health: Health,
     /// (channel, server tag) of each chat bridge: messages there are relayed into the game.
     pub bridges: Vec<(u64, String)>,
+    /// (channel, server tag) of each channel that belongs to one server: a command given
+    /// there goes to that server unless it names another.
+    pub channels: std::sync::RwLock<Vec<(u64, String)>>,
     /// (event channel, server name) for the connect and disconnect notices.
     pub notices: Vec<(u64, String)>,
     /// Whether the first READY was handled: notices, set-up and the presence loop happen
@@ -56,6 +59,28 @@ pub struct Bot {
 }
 
 impl Bot {
+    /// Takes up a changed servers.yml while it runs: the channels that belong to each
+    /// server, and (when `roles` changed) the roles and cooldowns, looked up again in the
+    /// guild.
+    pub async fn take_config(&self, config: &crate::config::Config, roles: bool) {
+        *self.channels.write().unwrap_or_else(|p| p.into_inner()) =
+            super::server_channels(&config.servers);
+        if roles {
+            self.gate.reconfigure(config.discord.clone());
+            tracing::info!("servers.yml changed: taking up the new discord roles and cooldowns");
+            self.resolve_roles().await;
+        }
+    }
+
+    /// The server a command given in `channel` goes to when it names none.
+    pub fn server_of_channel(&self, channel: u64) -> Option<String> {
+        let channels = self.channels.read().unwrap_or_else(|p| p.into_inner());
+        channels
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .map(|(_, tag)| tag.clone())
+    }
+
     /// Posts `text` about each server to its event channel, as the Python bot did on
     /// connecting and disconnecting.
     pub async fn announce(&self, text: impl Fn(&str) -> String) {
@@ -74,10 +99,11 @@ impl Bot {
         }
     }
 
-    /// Turns the roles configured by name into ids, retrying until the guild's roles could
-    /// be read; says in the log which id each name became.
+    /// Checks the configured roles against the guild's (names become ids), retrying until
+    /// the guild's roles could be read; says in the log which id each name became and
+    /// which configured role the guild does not have.
     pub(super) async fn resolve_roles(&self) {
-        if !self.gate.has_names() {
+        if !self.gate.has_roles() {
             return;
         }
         let read = retry::run(
@@ -102,6 +128,13 @@ impl Bot {
         for r in self.gate.resolve(&roles) {
             match r {
                 Resolved::Role { name, id } => tracing::info!("discord role \"{name}\" is {id}"),
+                Resolved::MissingId(id) => {
+                    tracing::error!(
+                        "discord role id {id} is not a role of the guild: it allows nothing"
+                    );
+                    self.health
+                        .error("discord", format!("role {id} not found in the guild"));
+                }
                 Resolved::Missing(name) => {
                     tracing::error!(
                         "discord role \"{name}\" is not a role of the guild: it allows nothing"
@@ -124,7 +157,10 @@ impl Bot {
 
     /// Registers the commands (on the configured guild, else globally), retrying with
     /// backoff until Discord takes them; `discord:commands` says how it went meanwhile.
-    pub(super) async fn register(&self, application: u64) {
+    /// Then removes this application's commands from the other scope (`guilds` are those
+    /// the bot is in): an earlier bot on the same application (the Python one registered
+    /// globally) left them, and people would see two `/factorio`.
+    pub(super) async fn register(&self, application: u64, guilds: &[u64]) {
         let body = definitions::definitions_json();
         let problems = limits::check_commands(&body);
         if !problems.is_empty() {
@@ -152,6 +188,16 @@ impl Bot {
                 Ok(_) => {
                     tracing::info!("registered /factorio and /factorio-admin");
                     self.health.set(COMMANDS, State::Ready, None);
+                    let stale: Vec<String> = match self.guild_id {
+                        Some(_) => vec![format!("/applications/{application}/commands")],
+                        None => guilds
+                            .iter()
+                            .map(|g| format!("/applications/{application}/guilds/{g}/commands"))
+                            .collect(),
+                    };
+                    for path in stale {
+                        self.remove_stale(&path).await;
+                    }
                     return;
                 }
                 Err(e) => {
@@ -163,6 +209,57 @@ impl Bot {
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(600));
+        }
+    }
+
+    /// Removes every command of this application at `path` (a scope it does not register
+    /// in), saying which were there; a failure is logged and left.
+    async fn remove_stale(&self, path: &str) {
+        let policy = Policy::ANSWER;
+        let listed = retry::run(
+            policy,
+            || self.rest.api(Method::GET, path, None),
+            |_, _, _| {},
+        )
+        .await;
+        let names: Vec<String> = match listed {
+            Ok(v) => v
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|c| c["name"].as_str().map(|n| format!("/{n}")))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("cannot list this application's other commands: {e}");
+                return;
+            }
+        };
+        if names.is_empty() {
+            return;
+        }
+        let none = serde_json::json!([]);
+        match retry::run(
+            policy,
+            || self.rest.api(Method::PUT, path, Some(&none)),
+            |_, _, _| {},
+        )
+        .await
+        {
+            Ok(_) => tracing::info!(
+                "removed {} left by an earlier bot on this application ({}): only this bot's commands are shown now",
+                names.join(", "),
+                if self.guild_id.is_some() {
+                    "registered globally"
+                } else {
+                    "registered on a guild"
+                }
+            ),
+            Err(e) => tracing::warn!(
+                "cannot remove {} left by an earlier bot on this application: {e}; people may see two of them",
+                names.join(", ")
+            ),
         }
     }
 

@@ -7,6 +7,7 @@
 use serenity::all::{CommandDataOption, CommandDataOptionValue};
 
 use super::definitions::Command::{self, Admin, Factorio};
+use super::definitions::MOVED;
 use super::tiers::Tier;
 use crate::discord::escape;
 use crate::rcon::command::{self, Daytime, PlayerAction, Simple, Whitelist};
@@ -69,10 +70,22 @@ impl Request {
 pub enum ParseError {
     #[error("unknown command `{0}`")]
     Unknown(String),
+    /// A Python bot's `/factorio` subcommand that is now under `/factorio-admin` (its old
+    /// global commands may still be shown for a while): (old, new).
+    #[error("`{0}` moved to `{1}`: use that instead")]
+    Moved(&'static str, &'static str),
     #[error("`{0}` is missing")]
     Missing(&'static str),
     #[error("{0}")]
     Invalid(#[from] crate::rcon::CommandError),
+}
+
+/// The error for the Python bot's `old` command.
+fn moved(old: &str) -> ParseError {
+    match MOVED.iter().find(|(o, _)| *o == old) {
+        Some((o, new)) => ParseError::Moved(o, new),
+        None => ParseError::Unknown(old.to_owned()),
+    }
 }
 
 /// Parses the options of a call of `command`.
@@ -140,6 +153,9 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
         (Factorio, "admins") => Request::Console("admins", command::simple(Simple::Admins)),
         (Factorio, "evolution") => {
             Request::Console("evolution", command::simple(Simple::Evolution))
+        }
+        (Factorio, "clock") if get("value").is_some() => {
+            return Err(moved("/factorio clock value:…"));
         }
         (Factorio, "clock") => Request::Console("clock", command::simple(Simple::Time)),
         (Admin, "clock") => {
@@ -245,6 +261,13 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
             )
         }
         (Admin, "reload") => Request::Reload,
+        (Factorio, other)
+            if MOVED
+                .iter()
+                .any(|(old, _)| *old == format!("/factorio {other}")) =>
+        {
+            return Err(moved(&format!("/factorio {other}")));
+        }
         (command, other) => {
             return Err(ParseError::Unknown(format!("{} {other}", command.name())));
         }
@@ -332,6 +355,23 @@ mod tests {
             );
             assert!(help().contains(name), "{name} missing from help");
         }
+    }
+
+    #[test]
+    fn the_python_bots_old_subcommands_say_where_they_went() {
+        let err = parse(Factorio, &sub("kick", &[("player", "Bob")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`/factorio kick` moved to `/factorio-admin kick`: use that instead"
+        );
+        let err = parse(Factorio, &sub("clock", &[("value", "day")])).unwrap_err();
+        assert!(
+            err.to_string().contains("`/factorio-admin clock value:…`"),
+            "{err}"
+        );
+        assert!(parse(Factorio, &sub("clock", &[])).is_ok());
+        let err = parse(Factorio, &sub("teleport", &[])).unwrap_err();
+        assert_eq!(err, ParseError::Unknown("factorio teleport".into()));
     }
 
     #[test]

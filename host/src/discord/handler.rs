@@ -45,11 +45,12 @@ impl EventHandler for Handler {
             return;
         }
         let application = ready.application.id.get();
+        let guilds: Vec<u64> = ready.guilds.iter().map(|g| g.id.get()).collect();
         let setup = bot.clone();
         tokio::spawn(async move {
             // Independent: a guild whose roles cannot be read yet must not hold up the
             // commands, nor the reverse.
-            tokio::join!(setup.resolve_roles(), setup.register(application));
+            tokio::join!(setup.resolve_roles(), setup.register(application, &guilds));
         });
         tokio::spawn(bot.clone().presence_loop());
         if !bot.lifecycle_notices.load(Ordering::Acquire) {
@@ -254,7 +255,7 @@ impl Handler {
         };
         let user = cmd.user.id.get();
         let server = if parsed.request.needs_server() {
-            match self.choose(servers, &parsed, user) {
+            match self.choose(servers, &parsed, user, cmd.channel_id.get()) {
                 Ok(s) => Some(s),
                 Err(text) => return Outcome::Private(text),
             }
@@ -270,15 +271,20 @@ impl Handler {
         answer(&parsed.request, server, servers, bot).await
     }
 
+    /// The server a command goes to: the one it names, else the one whose channel it was
+    /// given in, else the member's choice (`/factorio connect`), else the only one.
     fn choose<'a>(
         &self,
         servers: &'a [Server],
         parsed: &Parsed,
         user: u64,
+        channel: u64,
     ) -> Result<&'a Server, String> {
+        let of_channel = || self.0.server_of_channel(channel);
         let wanted = parsed
             .server
             .clone()
+            .or_else(of_channel)
             .or_else(|| self.0.selections.get(user));
         match wanted {
             Some(tag) => servers.iter().find(|s| s.tag == tag).ok_or_else(|| {

@@ -44,7 +44,7 @@ use std::sync::{Arc, OnceLock};
 use serenity::all::{GatewayIntents, HttpBuilder};
 
 use crate::alert::Mentions;
-use crate::config::{DiscordSettings, Secret};
+use crate::config::{DiscordSettings, EventRules, Secret};
 use crate::observe::health::Health;
 use crate::servers::Server;
 
@@ -58,6 +58,39 @@ pub struct Discord {
     pub health: Health,
     bot: Arc<Bot>,
     client: serenity::Client,
+}
+
+/// Each channel that belongs to exactly one server (its event, alert, status, chat-bridge
+/// or per-kind channel), with that server's tag. A channel that several servers share
+/// (one `#alerts` for all) belongs to none.
+pub(crate) fn server_channels(servers: &[crate::config::ServerConfig]) -> Vec<(u64, String)> {
+    let mut owners: std::collections::BTreeMap<u64, Vec<&str>> = Default::default();
+    for s in servers {
+        let rules = EventRules::new(&s.events);
+        let kinds = s.events.keys().filter_map(|k| rules.of(k).channel_id);
+        let mut mine: Vec<u64> = [
+            s.event_channel_id,
+            s.alert_channel_id,
+            s.status_channel_id,
+            s.chat_bridge_channel_id,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(kinds)
+        .collect();
+        mine.sort_unstable();
+        mine.dedup();
+        for c in mine {
+            owners.entry(c).or_default().push(&s.tag);
+        }
+    }
+    owners
+        .into_iter()
+        .filter_map(|(c, tags)| match tags[..] {
+            [only] => Some((c, only.to_owned())),
+            _ => None,
+        })
+        .collect()
 }
 
 impl Discord {
@@ -110,6 +143,7 @@ impl Discord {
             roles: roles.clone(),
             health,
             bridges,
+            channels: std::sync::RwLock::new(server_channels(servers)),
             notices: servers
                 .iter()
                 .filter_map(|s| {
@@ -133,6 +167,11 @@ impl Discord {
             bot,
             client,
         })
+    }
+
+    /// The bot, for what changes while it runs ([`Bot::take_config`]).
+    pub fn bot(&self) -> Arc<Bot> {
+        self.bot.clone()
     }
 
     /// Cluster mode: no "watching" and "stopped watching" notices, since one instance's

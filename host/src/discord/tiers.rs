@@ -33,30 +33,68 @@ impl Tier {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
     /// The member has none of the roles that allow the tier (listed; empty when none are
-    /// configured).
-    NotAllowed { tier: Tier, roles: Vec<u64> },
+    /// configured or none was found), and the configured roles that allow nothing because
+    /// the guild has no such role.
+    NotAllowed {
+        tier: Tier,
+        roles: Vec<u64>,
+        missing: Vec<RoleRef>,
+    },
     /// The member ran a command of this tier too recently.
     Cooldown(Duration),
 }
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let missing = |missing: &[RoleRef]| -> String {
+            let named: Vec<String> = missing.iter().map(|r| r.to_string()).collect();
+            format!(
+                "{} not a role of this Discord server",
+                match named.as_slice() {
+                    [one] => format!("{one} is"),
+                    _ => format!("{} are", named.join(", ")),
+                }
+            )
+        };
         match self {
-            Self::NotAllowed { tier, roles } if roles.is_empty() => write!(
+            Self::NotAllowed {
+                tier,
+                roles,
+                missing: gone,
+            } if roles.is_empty() && gone.is_empty() => write!(
                 f,
                 "⛔ Nobody may use `{}` commands: no role is configured for them \
                  (`discord.{}_roles` in servers.yml).",
                 tier.name(),
                 tier.name()
             ),
-            Self::NotAllowed { tier, roles } => {
+            Self::NotAllowed {
+                tier,
+                roles,
+                missing: gone,
+            } if roles.is_empty() => write!(
+                f,
+                "⛔ Nobody may use `{}` commands: {} (`discord.{}_roles` in servers.yml).",
+                tier.name(),
+                missing(gone),
+                tier.name()
+            ),
+            Self::NotAllowed {
+                tier,
+                roles,
+                missing: gone,
+            } => {
                 let roles: Vec<String> = roles.iter().map(|r| format!("<@&{r}>")).collect();
                 write!(
                     f,
                     "⛔ `{}` commands need one of these roles: {}.",
                     tier.name(),
                     roles.join(", ")
-                )
+                )?;
+                if !gone.is_empty() {
+                    write!(f, " ({}.)", missing(gone))?;
+                }
+                Ok(())
             }
             Self::Cooldown(d) => write!(
                 f,
@@ -67,29 +105,34 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// What became of a role configured by name when the guild's roles were read.
+/// What became of a configured role when the guild's roles were read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
     /// The name is this role's.
     Role { name: String, id: u64 },
     /// No role of the guild has that name.
     Missing(String),
+    /// No role of the guild has that id.
+    MissingId(u64),
     /// Several roles have it: none is trusted.
     Ambiguous(String),
 }
 
-/// The role ids that allow each tier.
+/// The role ids that allow each tier, and the configured roles that allow nothing (not
+/// found in the guild, or not looked up yet).
 #[derive(Debug, Default, Clone)]
 struct Allowed {
     admin: Vec<u64>,
     danger: Vec<u64>,
+    admin_missing: Vec<RoleRef>,
+    danger_missing: Vec<RoleRef>,
 }
 
 /// The permission and cooldown checks, shared by every command. Roles are matched by id
 /// only: a role configured by name counts once [`Gate::resolve`] has found its id in the
 /// configured guild.
 pub struct Gate {
-    settings: DiscordSettings,
+    settings: RwLock<DiscordSettings>,
     allowed: RwLock<Allowed>,
     last: Mutex<HashMap<(u64, Tier), Instant>>,
 }
@@ -97,6 +140,25 @@ pub struct Gate {
 impl Gate {
     /// A gate for these settings (roles given by id count at once).
     pub fn new(settings: DiscordSettings) -> Self {
+        let allowed = Self::unresolved(&settings);
+        Self {
+            settings: RwLock::new(settings),
+            allowed: RwLock::new(allowed),
+            last: Mutex::default(),
+        }
+    }
+
+    /// Takes up new roles and cooldowns (servers.yml changed): roles given by id count at
+    /// once, names once [`Gate::resolve`] has found them again.
+    pub fn reconfigure(&self, settings: DiscordSettings) {
+        let allowed = Self::unresolved(&settings);
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
+        *self.allowed.write().unwrap_or_else(|p| p.into_inner()) = allowed;
+    }
+
+    /// What `settings` allow before the guild's roles are read: the ids; the names are
+    /// missing until found.
+    fn unresolved(settings: &DiscordSettings) -> Allowed {
         let ids = |refs: &[RoleRef]| -> Vec<u64> {
             refs.iter()
                 .filter_map(|r| match r {
@@ -105,36 +167,57 @@ impl Gate {
                 })
                 .collect()
         };
-        let allowed = Allowed {
+        let names = |refs: &[RoleRef]| -> Vec<RoleRef> {
+            refs.iter()
+                .filter(|r| matches!(r, RoleRef::Name(_)))
+                .cloned()
+                .collect()
+        };
+        Allowed {
             admin: ids(&settings.admin_roles),
             danger: ids(&settings.danger_roles),
-        };
-        Self {
-            settings,
-            allowed: RwLock::new(allowed),
-            last: Mutex::default(),
+            admin_missing: names(&settings.admin_roles),
+            danger_missing: names(&settings.danger_roles),
         }
+    }
+
+    fn settings(&self) -> DiscordSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether some role is configured by name (and so needs the guild's roles).
     pub fn has_names(&self) -> bool {
-        self.settings
-            .admin_roles
+        let s = self.settings();
+        s.admin_roles
             .iter()
-            .chain(&self.settings.danger_roles)
+            .chain(&s.danger_roles)
             .any(|r| matches!(r, RoleRef::Name(_)))
     }
 
-    /// Turns the roles configured by name into ids, from the guild's roles `(id, name)`:
-    /// the role of exactly that name, else the one role whose name matches without regard
-    /// to case. Says what became of each name.
+    /// Whether some role is configured at all (and so is checked against the guild's).
+    pub fn has_roles(&self) -> bool {
+        let s = self.settings();
+        !s.admin_roles.is_empty() || !s.danger_roles.is_empty()
+    }
+
+    /// Checks the configured roles against the guild's roles `(id, name)`: an id counts if
+    /// the guild has it; a name is the role of exactly that name, else the one role whose
+    /// name matches without regard to case. Says what became of each.
     pub fn resolve(&self, guild_roles: &[(u64, String)]) -> Vec<Resolved> {
         let mut report = Vec::new();
-        let mut find = |refs: &[RoleRef]| -> Vec<u64> {
+        let mut find = |refs: &[RoleRef]| -> (Vec<u64>, Vec<RoleRef>) {
             let mut ids = Vec::new();
+            let mut missing = Vec::new();
             for r in refs {
                 match r {
-                    RoleRef::Id(id) => ids.push(*id),
+                    RoleRef::Id(id) if guild_roles.iter().any(|(g, _)| g == id) => ids.push(*id),
+                    RoleRef::Id(id) => {
+                        missing.push(r.clone());
+                        report.push(Resolved::MissingId(*id));
+                    }
                     RoleRef::Name(name) => {
                         let exact: Vec<u64> = guild_roles
                             .iter()
@@ -151,7 +234,10 @@ impl Gate {
                             exact
                         };
                         match found.as_slice() {
-                            [] => report.push(Resolved::Missing(name.clone())),
+                            [] => {
+                                missing.push(r.clone());
+                                report.push(Resolved::Missing(name.clone()));
+                            }
                             [id] => {
                                 ids.push(*id);
                                 report.push(Resolved::Role {
@@ -164,11 +250,16 @@ impl Gate {
                     }
                 }
             }
-            ids
+            (ids, missing)
         };
+        let settings = self.settings();
+        let (admin, admin_missing) = find(&settings.admin_roles);
+        let (danger, danger_missing) = find(&settings.danger_roles);
         let allowed = Allowed {
-            admin: find(&self.settings.admin_roles),
-            danger: find(&self.settings.danger_roles),
+            admin,
+            danger,
+            admin_missing,
+            danger_missing,
         };
         *self.allowed.write().unwrap_or_else(|p| p.into_inner()) = allowed;
         report.dedup();
@@ -185,6 +276,21 @@ impl Gate {
         };
         ids.dedup();
         ids
+    }
+
+    /// The configured roles that would allow `tier` but match no role of the guild.
+    fn missing_for(&self, tier: Tier) -> Vec<RoleRef> {
+        let a = self.allowed.read().unwrap_or_else(|p| p.into_inner());
+        match tier {
+            Tier::Query => Vec::new(),
+            Tier::Admin => a
+                .admin_missing
+                .iter()
+                .chain(&a.danger_missing)
+                .cloned()
+                .collect(),
+            Tier::Danger => a.danger_missing.clone(),
+        }
     }
 
     /// Whether a member with the role ids `roles` may run a command of `tier` (without a
@@ -209,12 +315,14 @@ impl Gate {
             return Err(Refusal::NotAllowed {
                 tier,
                 roles: self.roles_for(tier),
+                missing: self.missing_for(tier),
             });
         }
+        let cooldowns = self.settings().cooldowns;
         let seconds = match tier {
-            Tier::Query => self.settings.cooldowns.query,
-            Tier::Admin => self.settings.cooldowns.admin,
-            Tier::Danger => self.settings.cooldowns.danger,
+            Tier::Query => cooldowns.query,
+            Tier::Admin => cooldowns.admin,
+            Tier::Danger => cooldowns.danger,
         };
         // Negative, NaN or absurd values from the configuration: none, or at most a day.
         let cooldown =
@@ -289,6 +397,13 @@ mod tests {
         );
         assert!(g.has_names());
         assert!(!g.allowed(Tier::Admin, Some(&[5])), "not resolved yet");
+        assert!(
+            g.check(1, Tier::Admin, Some(&[5]), Instant::now())
+                .unwrap_err()
+                .to_string()
+                .contains("role \"Server Admin\", role \"Mods\", role \"Owner\" are not a role"),
+            "a name not looked up yet is named"
+        );
         let report = g.resolve(&[
             (5, "server admin".into()),
             (6, "Owner".into()),
@@ -315,6 +430,39 @@ mod tests {
         let exact = gate(vec![RoleRef::Name("Admin".into())], vec![]);
         exact.resolve(&[(1, "admin".into()), (2, "Admin".into())]);
         assert_eq!(exact.roles_for(Tier::Admin), [2], "an exact match wins");
+    }
+
+    #[test]
+    fn a_role_the_guild_does_not_have_is_named_in_the_refusal() {
+        let g = gate(vec![RoleRef::from_text("600000000000000001")], vec![]);
+        assert!(
+            g.allowed(Tier::Admin, Some(&[600000000000000001])),
+            "before the guild is read"
+        );
+        let report = g.resolve(&[(5, "Server Admin".into())]);
+        assert_eq!(report, [Resolved::MissingId(600000000000000001)]);
+        let text = g
+            .check(1, Tier::Admin, Some(&[5]), Instant::now())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            text,
+            "⛔ Nobody may use `admin` commands: role id 600000000000000001 is not a role of \
+             this Discord server (`discord.admin_roles` in servers.yml)."
+        );
+        assert!(!text.contains("no role is configured"));
+        let two = gate(vec![RoleRef::Id(5), RoleRef::Id(9)], vec![]);
+        two.resolve(&[(5, "Server Admin".into())]);
+        let text = two
+            .check(1, Tier::Admin, Some(&[3]), Instant::now())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.ends_with(
+                "need one of these roles: <@&5>. (role id 9 is not a role of this Discord server.)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -361,7 +509,8 @@ mod tests {
             g.check(7, Tier::Danger, Some(&r), t0),
             Err(Refusal::NotAllowed {
                 tier: Tier::Danger,
-                roles: vec![]
+                roles: vec![],
+                missing: vec![]
             })
         );
     }

@@ -10,12 +10,14 @@ pub mod client;
 pub mod command;
 pub mod connection;
 pub mod packet;
+pub mod verdict;
 
 use std::time::Duration;
 
 pub use client::{LinkMetrics, LinkState, LuaPolicy, RconClient, RconSettings};
 pub use command::{CommandError, PlayerName, SafeCommand};
 pub use connection::Connection;
+pub use verdict::{Verdict, verdict};
 
 /// Why a command got no answer.
 #[derive(Debug, thiserror::Error)]

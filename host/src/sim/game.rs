@@ -380,6 +380,9 @@ impl Game {
             "/mute" | "/unmute" => {
                 let name = arg(0);
                 let mute = word == "/mute";
+                if !self.with(|w| w.ever_joined.contains(&name)) {
+                    return format!("Player \"{name}\" doesn't exist.");
+                }
                 self.with(|w| {
                     if mute {
                         w.muted.insert(name.clone());

@@ -92,6 +92,10 @@ struct Inner {
     limited_until: Mutex<Option<Instant>>,
     /// Message posts still to answer with 502 (Discord unreachable behind its proxy).
     outage: Mutex<u64>,
+    /// Until when every message post is answered with 502.
+    outage_until: Mutex<Option<Instant>>,
+    /// The application's commands as registered now, by scope (`global`, `guild <id>`).
+    registered: Mutex<std::collections::HashMap<String, Value>>,
     /// How long a post's answer is held back after the message was created (a slow
     /// network on the way back).
     answer_delay: Mutex<Duration>,
@@ -158,6 +162,8 @@ impl FakeDiscord {
                 storm: Mutex::new((0, 0.05)),
                 limited_until: Mutex::new(None),
                 outage: Mutex::new(0),
+                outage_until: Mutex::new(None),
+                registered: Mutex::default(),
                 answer_delay: Mutex::new(Duration::ZERO),
                 forbidden: Mutex::default(),
                 refuse_registrations: Mutex::new(0),
@@ -178,10 +184,13 @@ impl FakeDiscord {
                     "/api/v10/users/@me",
                     get(|| async { axum::Json(user(BOT_USER, "factorio-isr", true)) }),
                 )
-                .route("/api/v10/applications/{app}/commands", put(register))
+                .route(
+                    "/api/v10/applications/{app}/commands",
+                    put(register).get(list_global),
+                )
                 .route(
                     "/api/v10/applications/{app}/guilds/{guild}/commands",
-                    put(register_guild),
+                    put(register_guild).get(list_guild),
                 )
                 .route("/api/v10/guilds/{guild}/roles", get(roles))
                 .route("/api/v10/channels/{channel}/messages", post(post_message))
@@ -237,6 +246,45 @@ impl FakeDiscord {
         *self.inner.outage.lock().unwrap() = n;
     }
 
+    /// Answers every message post with 502 for `long` from now.
+    pub fn outage_for(&self, long: Duration) {
+        *self.inner.outage_until.lock().unwrap() = Some(Instant::now() + long);
+    }
+
+    /// Commands of this application registered before the bot starts (another bot on the
+    /// same application, like the Python one), in `scope` (`global` or `guild <id>`).
+    pub fn seed_commands(&self, scope: &str, names: &[&str]) {
+        let list: Vec<Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                json!({"id": (700_000_000_000_000_000u64 + i as u64).to_string(),
+                       "application_id": APP.to_string(), "version": "1", "type": 1,
+                       "name": n, "description": format!("{n} (an earlier bot's)"),
+                       "default_member_permissions": null, "dm_permission": true, "nsfw": false})
+            })
+            .collect();
+        self.inner
+            .registered
+            .lock()
+            .unwrap()
+            .insert(scope.to_owned(), Value::Array(list));
+    }
+
+    /// The commands registered now in `scope`, by name.
+    pub fn registered(&self, scope: &str) -> Vec<String> {
+        self.inner
+            .registered
+            .lock()
+            .unwrap()
+            .get(scope)
+            .and_then(|l| l.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Answers the next `n` message posts with 429, each asking to wait `retry_after` s.
     pub fn storm(&self, n: u64, retry_after: f64) {
         *self.inner.storm.lock().unwrap() = (n, retry_after);
@@ -274,6 +322,30 @@ impl FakeDiscord {
         path: &str,
         args: &[(&str, &str)],
     ) -> u64 {
+        self.command_in_channel(guild, 555, user_id, roles, path, args)
+    }
+
+    /// [`Self::command`] given in `channel`.
+    pub fn command_in(
+        &self,
+        channel: u64,
+        user_id: u64,
+        roles: &[u64],
+        path: &str,
+        args: &[(&str, &str)],
+    ) -> u64 {
+        self.command_in_channel(Some(GUILD), channel, user_id, roles, path, args)
+    }
+
+    fn command_in_channel(
+        &self,
+        guild: Option<u64>,
+        channel: u64,
+        user_id: u64,
+        roles: &[u64],
+        path: &str,
+        args: &[(&str, &str)],
+    ) -> u64 {
         let id = self.next();
         let (command, sub) = path.split_once(' ').unwrap();
         let options: Vec<Value> = args
@@ -285,7 +357,7 @@ impl FakeDiscord {
             "id": id.to_string(), "application_id": APP.to_string(), "type": 2,
             "data": {"id": "77", "name": command, "type": 1,
                      "options": [{"name": sub, "type": 1, "options": options}]},
-            "channel_id": "555",
+            "channel_id": channel.to_string(),
             "token": format!("token-{id}"), "version": 1, "locale": "en-US",
             "app_permissions": "0", "entitlements": [], "attachment_size_limit": 8388608
         });
@@ -660,6 +732,11 @@ fn check_commands(s: &Inner, path: &str, body: &Value) -> Result<(), Box<Respons
             .unwrap()
             .commands
             .push((path.to_owned(), body.clone()));
+        // A bulk overwrite: the scope now has exactly these commands.
+        s.registered
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), body.clone());
         Ok(())
     } else {
         Err(Box::new(refuse(s, "commands", invalid_form(errors))))
@@ -682,6 +759,24 @@ async fn register_guild(
         Ok(()) => axum::Json(body.0).into_response(),
         Err(r) => *r,
     }
+}
+
+async fn list_global(State(s): State<Arc<Inner>>) -> impl IntoResponse {
+    let list = s.registered.lock().unwrap().get("global").cloned();
+    axum::Json(list.unwrap_or_else(|| json!([])))
+}
+
+async fn list_guild(
+    State(s): State<Arc<Inner>>,
+    Path((_, guild)): Path<(String, String)>,
+) -> impl IntoResponse {
+    let list = s
+        .registered
+        .lock()
+        .unwrap()
+        .get(&format!("guild {guild}"))
+        .cloned();
+    axum::Json(list.unwrap_or_else(|| json!([])))
 }
 
 async fn roles(Path(guild): Path<String>) -> impl IntoResponse {
@@ -765,8 +860,9 @@ async fn post_message(
     }
     {
         let mut outage = s.outage.lock().unwrap();
-        if *outage > 0 {
-            *outage -= 1;
+        let down = s.outage_until.lock().unwrap().is_some_and(|t| now < t);
+        if *outage > 0 || down {
+            *outage = outage.saturating_sub(1);
             return (StatusCode::BAD_GATEWAY, "bad gateway").into_response();
         }
     }
