@@ -62,15 +62,24 @@ fn an_owner_killed_or_paused_past_its_lease_loses_nothing_and_doubles_nothing() 
     c.discord.delay_answers(Duration::ZERO);
     c.discord
         .wait_for("the batch in flight delivered again", |r| r.nonce_hits > 0);
-    // The new owner found the open alert in etcd: its own RCON check files it again,
-    // quietly.
-    wait_for("the new owner to file the RCON alert again", || {
-        c.isr(&heir).get("/metrics").is_some_and(|(_, m)| {
-            m.contains(
-                "factorio_isr_alerts_total{change=\"repeated\",server=\"alpha\",source=\"rcon\"}",
-            )
-        })
-    });
+    // The new owner found the open alert in etcd: it lists it, and its own RCON check,
+    // which finds the link down too, knows people were told and says nothing more.
+    wait_for(
+        "the new owner to know the RCON alert and see the link down",
+        || {
+            c.isr(&heir)
+                .get("/api/servers/alpha")
+                .is_some_and(|(_, b)| {
+                    let v: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
+                    v["rcon"]["state"] == "down"
+                        && v["alerts"]
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|a| a["source"] == "rcon"))
+                })
+        },
+    );
+    // Past the one-second hold, when a link found down would be announced.
+    std::thread::sleep(Duration::from_secs(2));
     assert_eq!(rcon_alerts(&c), 1, "the RCON alert was posted again");
 
     // SIGSTOP the owner of beta past its lease; another takes over; SIGCONT: the old owner

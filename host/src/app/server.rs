@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::kept::Keeper;
 use crate::cluster::Fence;
 use crate::config::{ServerConfig, SinkConfig};
 use crate::discord::WebhookSink;
@@ -122,14 +123,16 @@ pub(super) fn start_run(
         )
     };
     let mut tasks = Vec::new();
-    if let Some(f) = &fence {
-        tasks.push(keep_alerts(f.clone(), live, stopped.clone()));
-    }
+    let keeper = match &fence {
+        Some(f) => Keeper::Etcd(f.clone()),
+        None => Keeper::Files(parts.state_dir.clone()),
+    };
+    tasks.push(keeper.keep_alerts(&server.tag, &live.alerts, stopped.clone()));
     let (notice_tx, notice_rx) = mpsc::channel(monitor::QUEUE);
 
     let monitor_handle = live.monitors.clone().unwrap_or_default();
     let monitor_versions = monitor_handle.versions.clone();
-    let (monitors, previous_monitors) = {
+    let (mut monitors, previous_monitors) = {
         let configured = monitor::monitor_instances(&parts.runtime, server).map_err(in_config)?;
         let mut v = monitor_versions.lock().unwrap_or_else(|p| p.into_inner());
         v.config = monitor::version(&configured);
@@ -141,6 +144,9 @@ pub(super) fn start_run(
             None => (configured, None),
         }
     };
+    keeper.restore_monitors(&server.tag, &mut monitors);
+    let (states, keeping) = keeper.keep_monitors(&server.tag, stopped.clone());
+    tasks.push(keeping);
     let listening = monitor::Listening::default();
     let feed = {
         let (feed_tx, feed_rx) = mpsc::channel(monitor::QUEUE);
@@ -166,6 +172,7 @@ pub(super) fn start_run(
         stage.report = live.monitor_compare.clone();
         stage.watchdog = watchdog.clone();
         stage.roster = live.stats.is_some().then(monitor::Roster::default);
+        stage.states = Some(states);
         let thread = stage.spawn(feed_rx)?;
         monitor_handle.feed.connect(&feed_tx);
         tasks.push(tokio::task::spawn_blocking(move || {
@@ -387,48 +394,4 @@ fn sinks(
         .collect();
     all.extend(discord);
     all
-}
-
-/// Cluster mode: the server's open alerts start from what etcd has (what the last owner left),
-/// and each new state of the book is written back under the fence, the newest last, until
-/// the run stops. Called on a blocking thread of the runtime (a run is built on one).
-fn keep_alerts(
-    fence: Arc<Fence>,
-    live: &Server,
-    mut stopped: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let key = format!("alerts/{}", live.tag);
-    let kept = match tokio::runtime::Handle::current().block_on(fence.get(&key)) {
-        Ok(Some(bytes)) => match crate::alert::AlertBook::import(&bytes) {
-            Ok(book) => Some(book),
-            Err(e) => {
-                tracing::warn!(server = %live.tag, "the open alerts kept in etcd are not readable ({e}); starting with none");
-                None
-            }
-        },
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(server = %live.tag, "cannot read the open alerts from etcd ({e}); starting with none");
-            None
-        }
-    };
-    let (keeper, mut changes) = watch::channel(Vec::new());
-    live.alerts.keep_with(kept, keeper);
-    tokio::spawn(async move {
-        loop {
-            let stopping = tokio::select! {
-                changed = changes.changed() => changed.is_err(),
-                _ = stopped.wait_for(|s| *s) => true,
-            };
-            if changes.has_changed().unwrap_or(false) || !stopping {
-                let book = changes.borrow_and_update().clone();
-                if let Err(e) = fence.write(vec![(key.clone(), book)], Vec::new()).await {
-                    tracing::warn!("cannot keep the open alerts in etcd: {e}");
-                }
-            }
-            if stopping {
-                return;
-            }
-        }
-    })
 }

@@ -108,6 +108,9 @@ pub fn spawn_checks(
     let checks = async move {
         let mut link = stats.rcon().watch();
         let mut status = RconStatus::new(&settings.name, settings.rcon_hold);
+        if let Some(since) = out.alerts.open_since("rcon", super::rcon_status::KEY) {
+            status.told_down(since);
+        }
         let mut readings = tokio::time::interval(settings.metrics_interval);
         readings.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut samples = every(settings.sample_interval);

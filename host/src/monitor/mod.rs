@@ -24,6 +24,7 @@ mod report;
 mod roster;
 mod setup;
 mod stage;
+mod states;
 
 pub use candidate::{CandidateInput, spawn_candidate};
 pub use checks::{CheckOutputs, CheckSettings, spawn_checks};
@@ -32,6 +33,7 @@ pub use report::stats_report;
 pub use roster::Roster;
 pub use setup::{candidate_instances, effective_monitors, monitor_instances, with_server_defaults};
 pub use stage::MonitorStage;
+pub use states::MonitorStates;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

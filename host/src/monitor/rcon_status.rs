@@ -71,6 +71,12 @@ impl RconStatus {
         }
     }
 
+    /// People were told, before a restart, that the link was down since `since` (the alert
+    /// is still open): when it is up again, they are told it reconnected.
+    pub fn told_down(&mut self, since: SystemTime) {
+        self.told = Told::Down(since);
+    }
+
     /// Takes in a change of the link at `now`. It gives an alert at once only when the
     /// link has become unstable, or when `hold` is zero; otherwise see [`Self::due`].
     pub fn on_change(&mut self, state: &LinkState, now: SystemTime) -> Option<Alert> {
@@ -272,6 +278,19 @@ mod tests {
 
     fn up(secs: u64) -> LinkState {
         LinkState::Up { since: at(secs) }
+    }
+
+    #[test]
+    fn a_link_told_down_before_a_restart_is_told_back_up_once() {
+        let mut s = RconStatus::new("Prod", Duration::ZERO);
+        s.told_down(at(0));
+        let back = s.on_change(&up(60), at(60)).unwrap();
+        assert_eq!(back.state, AlertState::Resolved);
+        assert_eq!(back.text, "Prod: reconnected after 1 min down");
+        assert_eq!(s.on_change(&up(61), at(61)), None, "once");
+        // Without it, a first connection is not news.
+        let mut fresh = RconStatus::new("Prod", Duration::ZERO);
+        assert_eq!(fresh.on_change(&up(60), at(60)), None);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct MonitorStage {
     pub watchdog: Watchdog,
     /// Who is online, for servers with RCON: leaves the log did not write are inferred.
     pub roster: Option<super::Roster>,
+    /// Where the monitors' states are kept after each call (none: not kept).
+    pub states: Option<super::MonitorStates>,
 }
 
 /// What runs while the thread runs.
@@ -51,6 +53,7 @@ impl MonitorStage {
             report: Arc::default(),
             watchdog: Watchdog::unsupervised(&out.shared, tag),
             roster: None,
+            states: None,
             out,
         }
     }
@@ -274,6 +277,9 @@ impl Running {
             }
         }
         span.record("alerts", notices.len());
+        if let Some(states) = &mut s.states {
+            states.note(&s.slot.live);
+        }
         if !notices.is_empty() && s.out.notices.blocking_send(notices).is_err() {
             return false;
         }
