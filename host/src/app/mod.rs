@@ -23,6 +23,8 @@ use crate::servers::{RunState, Server};
 use crate::tail::checkpoint::CheckpointStore;
 
 mod cluster;
+mod config_watch;
+mod kept;
 mod server;
 pub mod supervise;
 
@@ -213,6 +215,10 @@ impl Host {
         }
         let mut tasks = Vec::new();
         let mut cluster_run = None;
+        let bot = discord
+            .as_ref()
+            .filter(|_| cluster.is_none())
+            .map(Discord::bot);
         match (cluster, discord) {
             (None, Some(d)) => {
                 tasks.push(d.start(servers.clone(), reloader.clone(), stopped.clone()))
@@ -263,12 +269,24 @@ impl Host {
         if let Some(a) = http_addr {
             tracing::info!("HTTP listening on http://{a}");
         }
+        let (config_changed, config_changes) = tokio::sync::mpsc::channel(1);
         tasks.push(crate::reload::watch(
             reloader.clone(),
             servers.clone(),
             crate::reload::watched_dirs(config),
+            config_changed,
             stopped.clone(),
         ));
+        shared.health.set("config", State::Ready, None);
+        tasks.push(
+            config_watch::ConfigWatch {
+                started: config.clone(),
+                servers: servers.clone(),
+                bot,
+                health: shared.health.clone(),
+            }
+            .spawn(config_changes, stopped.clone()),
+        );
         tasks.push(spawn_http(
             bound,
             &shared,

@@ -8,7 +8,9 @@
 //!
 //! A restart builds the server as a start of the host would: servers.yml as it is now on
 //! disk (the configuration of the last run if it no longer loads or builds) and the versions
-//! kept in the state folder. Monitor state that was not pinned starts afresh.
+//! kept in the state folder, with the open alerts and the monitors' states kept beside them
+//! (`kept.rs`). An order to restart (a changed entry of servers.yml) stops the run and
+//! builds the next one the same way.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use crate::config::ServerConfig;
 use crate::observe::health::State;
 use crate::observe::{Crash, Watchdog};
 use crate::reload::Reloader;
-use crate::servers::{RunOrder, RunState, Server};
+use crate::servers::{Order, RunOrder, RunState, Server};
 
 /// When a server whose part panicked is started again.
 #[derive(Debug, Clone)]
@@ -194,13 +196,19 @@ impl Supervisor {
                         self.after_crash(crash, &mut recent)
                     }
                     order = self.orders.recv() => match order {
-                        Some(RunOrder { run: false, done }) => {
+                        Some(RunOrder { what: Order::Stop, done }) => {
                             run.stop(&self.tag()).await;
                             self.stopped(done, &mut answer)
                         }
-                        Some(RunOrder { run: true, done }) => {
+                        Some(RunOrder { what: Order::Run, done }) => {
                             answer = Some(done);
                             Phase::Running(run)
+                        }
+                        Some(RunOrder { what: Order::Restart, done }) => {
+                            run.stop(&self.tag()).await;
+                            answer = Some(done);
+                            tracing::info!(server = %self.tag(), "servers.yml changed: the server's parts run again with its new entry");
+                            self.start_again(&mut recent).await
                         }
                         None => Phase::Running(run),
                     },
@@ -212,8 +220,8 @@ impl Supervisor {
                         self.restart(task, &cause, &mut recent).await
                     }
                     order = self.orders.recv() => match order {
-                        Some(RunOrder { run: false, done }) => self.stopped(done, &mut answer),
-                        Some(RunOrder { run: true, done }) => {
+                        Some(RunOrder { what: Order::Stop, done }) => self.stopped(done, &mut answer),
+                        Some(RunOrder { what: Order::Run | Order::Restart, done }) => {
                             answer = Some(done);
                             restarts += 1;
                             self.restart(task, &cause, &mut recent).await
@@ -224,11 +232,15 @@ impl Supervisor {
                 idle @ (Phase::GaveUp { .. } | Phase::Stopped) => tokio::select! {
                     () = host_stops => return,
                     order = self.orders.recv() => match order {
-                        Some(RunOrder { run: false, done }) => self.stopped(done, &mut answer),
-                        Some(RunOrder { run: true, done }) => {
+                        Some(RunOrder { what: Order::Stop, done }) => self.stopped(done, &mut answer),
+                        Some(RunOrder { what: Order::Run, done }) => {
                             answer = Some(done);
                             recent.clear();
                             self.start_again(&mut recent).await
+                        }
+                        Some(RunOrder { what: Order::Restart, done }) => {
+                            answer = Some(done);
+                            idle
                         }
                         None => idle,
                     },

@@ -46,6 +46,16 @@ pub enum LuaPolicy {
 }
 
 impl RconSettings {
+    /// Where and how patiently it connects.
+    pub fn target(&self) -> RconTarget {
+        RconTarget {
+            addr: self.addr.clone(),
+            password: self.password.clone(),
+            connect_timeout: self.connect_timeout,
+            command_timeout: self.command_timeout,
+        }
+    }
+
     /// Defaults that suit a game server on the same network.
     pub fn new(addr: String, password: Secret) -> Self {
         Self {
@@ -102,6 +112,17 @@ struct Request {
     reply: oneshot::Sender<Result<String, RconError>>,
 }
 
+/// Where a link connects, and how patient it is: what [`RconClient::retarget`] changes
+/// while the link runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RconTarget {
+    /// `host:port`.
+    pub addr: String,
+    pub password: Secret,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
 /// A handle to one server's RCON link. Dropping every handle stops the link.
 #[derive(Clone)]
 pub struct RconClient {
@@ -109,7 +130,7 @@ pub struct RconClient {
     server: std::sync::Arc<str>,
     tx: mpsc::Sender<Request>,
     state: watch::Receiver<LinkState>,
-    default_timeout: Duration,
+    target: std::sync::Arc<watch::Sender<RconTarget>>,
     lua: LuaPolicy,
 }
 
@@ -121,16 +142,34 @@ impl RconClient {
     pub fn spawn(server: &str, settings: RconSettings, metrics: Option<LinkMetrics>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (state_tx, state) = watch::channel(LinkState::Connecting);
-        let default_timeout = settings.command_timeout;
+        let target = std::sync::Arc::new(watch::Sender::new(settings.target()));
         let lua = settings.lua;
-        tokio::spawn(link(server.to_owned(), settings, rx, state_tx, metrics));
+        tokio::spawn(link(
+            server.to_owned(),
+            settings,
+            target.subscribe(),
+            rx,
+            state_tx,
+            metrics,
+        ));
         Self {
             server: server.into(),
             tx,
             state,
-            default_timeout,
+            target,
             lua,
         }
+    }
+
+    /// Points the link at `target` from now on (servers.yml changed): an open connection
+    /// to the old one is closed and the new one is tried at once. Nothing changes when the
+    /// target is the same.
+    pub fn retarget(&self, target: RconTarget) {
+        self.target.send_if_modified(|now| {
+            let changed = *now != target;
+            *now = target;
+            changed
+        });
     }
 
     /// Whether commands that run Lua may be sent (not in achievement-safe mode).
@@ -140,7 +179,8 @@ impl RconClient {
 
     /// Runs `command` with the default timeout.
     pub async fn exec(&self, command: &str) -> Result<String, RconError> {
-        self.exec_with_timeout(command, self.default_timeout).await
+        let timeout = self.target.borrow().command_timeout;
+        self.exec_with_timeout(command, timeout).await
     }
 
     /// Runs `command`; fails at once while the link is down, and after `timeout` at most.
@@ -269,7 +309,7 @@ impl Backoff {
 
 /// Connects, authenticates and runs [`PROBE`]: a link is up only once a command has made
 /// the round trip.
-async fn open(s: &RconSettings) -> Result<Connection, RconError> {
+async fn open(s: &RconTarget) -> Result<Connection, RconError> {
     let mut conn = Connection::connect(&s.addr, &s.password, s.connect_timeout).await?;
     match conn.exec(PROBE, s.command_timeout).await {
         Ok(_) => Ok(conn),
@@ -314,22 +354,34 @@ async fn released(hold: &mut Option<watch::Receiver<bool>>) {
     }
 }
 
+/// Why an open connection ended.
+enum Ended {
+    /// It broke (the error).
+    Lost(String),
+    /// Cluster mode: another instance owns the server now.
+    Released,
+    /// The link was pointed elsewhere.
+    Retargeted,
+}
+
 async fn link(
     server: String,
-    s: RconSettings,
+    settings: RconSettings,
+    mut target: watch::Receiver<RconTarget>,
     mut rx: mpsc::Receiver<Request>,
     state: watch::Sender<LinkState>,
     metrics: Option<LinkMetrics>,
 ) {
-    let mut backoff = Backoff::new(s.backoff_min, s.backoff_max);
+    let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
     let mut ever_up = false;
-    let mut hold = s.hold.clone();
+    let mut hold = settings.hold.clone();
     loop {
         if let Some(h) = &mut hold
             && !standby(h, &mut rx, &state).await
         {
             return;
         }
+        let s = target.borrow_and_update().clone();
         let (error, up_for) = match open(&s).await {
             Ok(mut conn) => {
                 tracing::info!(server, addr = %s.addr, "RCON connected");
@@ -344,10 +396,11 @@ async fn link(
                 if let Some(m) = &metrics {
                     m.up.set(1);
                 }
-                let error = loop {
+                let ended = loop {
                     let req = tokio::select! {
                         req = rx.recv() => req,
-                        () = released(&mut hold) => break None,
+                        () = released(&mut hold) => break Ended::Released,
+                        _ = target.changed() => break Ended::Retargeted,
                     };
                     let Some(req) = req else {
                         return;
@@ -372,15 +425,25 @@ async fn link(
                     };
                     let _ = req.reply.send(result);
                     if let Some(e) = broken {
-                        break Some(e);
+                        break Ended::Lost(e);
                     }
                 };
-                let Some(error) = error else {
-                    tracing::info!(server, addr = %s.addr, "RCON closed: another instance owns the server now");
-                    if let Some(m) = &metrics {
-                        m.up.set(0);
+                let error = match ended {
+                    Ended::Lost(error) => error,
+                    Ended::Released | Ended::Retargeted => {
+                        match ended {
+                            Ended::Released => {
+                                tracing::info!(server, addr = %s.addr, "RCON closed: another instance owns the server now")
+                            }
+                            _ => {
+                                tracing::info!(server, addr = %s.addr, "RCON closed: servers.yml points the link elsewhere; connecting anew")
+                            }
+                        }
+                        if let Some(m) = &metrics {
+                            m.up.set(0);
+                        }
+                        continue;
                     }
-                    continue;
                 };
                 tracing::warn!(server, addr = %s.addr, "RCON connection lost: {error}; reconnecting");
                 (error, Some(up_at.elapsed()))
@@ -415,6 +478,7 @@ async fn link(
             tokio::select! {
                 _ = &mut wait => break,
                 () = released(&mut hold) => break,
+                _ = target.changed() => break,
                 req = rx.recv() => match req {
                     Some(req) => { let _ = req.reply.send(Err(RconError::Down(error.clone()))); }
                     None => return,

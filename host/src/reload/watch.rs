@@ -63,11 +63,13 @@ fn parent(path: &Path) -> PathBuf {
 const SETTLE: Duration = Duration::from_millis(300);
 
 /// Watches `dirs` and reloads every server when something in them changes (slots whose
-/// version is unchanged are left alone), until `stop` turns true.
+/// version is unchanged are left alone), until `stop` turns true; then tells `changed`
+/// (which applies what else servers.yml may have changed).
 pub fn watch(
     reloader: Arc<Reloader>,
     servers: Arc<Vec<Server>>,
     dirs: Vec<PathBuf>,
+    changed: mpsc::Sender<()>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     use notify::Watcher;
@@ -140,6 +142,7 @@ pub fn watch(
                     }
                 }
             }
+            let _ = changed.try_send(());
         }
     })
 }
