@@ -39,6 +39,17 @@ fn private_answer(discord: &FakeDiscord, id: u64) -> String {
     text
 }
 
+/// An admin command `verb` on `player`, given in `channel` by user 3 (who has `roles`).
+fn moderate(d: &FakeDiscord, channel: u64, roles: &[u64], verb: &str, player: &str) -> u64 {
+    d.command_in(
+        channel,
+        3,
+        roles,
+        &format!("factorio-admin {verb}"),
+        &[("player", player)],
+    )
+}
+
 /// A host with server `prod` ("Production") on a fake Factorio server and a second server
 /// `test-2` (no RCON), the bot on a fake Discord.
 struct Setup {
@@ -228,13 +239,7 @@ fn moderation_and_queries_answer_what_really_happened() {
     });
 
     // A kick the game refuses is a failure, with the game's reason, to the user only.
-    let id = d.command_in(
-        EVENTS,
-        3,
-        &[ADMIN_ROLE],
-        "factorio-admin kick",
-        &[("player", "NoSuchGuy")],
-    );
+    let id = moderate(d, EVENTS, &[ADMIN_ROLE], "kick", "NoSuchGuy");
     let text = private_answer(d, id);
     assert!(
         text.starts_with("❌ Not done on **Production** (`prod`)")
@@ -247,25 +252,13 @@ fn moderation_and_queries_answer_what_really_happened() {
         ("unban", "Alice"),
         ("demote", "Nobody"),
     ] {
-        let id = d.command_in(
-            EVENTS,
-            3,
-            &[ADMIN_ROLE],
-            &format!("factorio-admin {verb}"),
-            &[("player", player)],
-        );
+        let id = moderate(d, EVENTS, &[ADMIN_ROLE], verb, player);
         let text = private_answer(d, id);
         assert!(text.starts_with("❌ Not done"), "{verb}: {text}");
     }
     // One the game does is done.
     s.game("/sim join Alice");
-    let id = d.command_in(
-        EVENTS,
-        3,
-        &[ADMIN_ROLE],
-        "factorio-admin kick",
-        &[("player", "Alice")],
-    );
+    let id = moderate(d, EVENTS, &[ADMIN_ROLE], "kick", "Alice");
     let (text, private) = d.answer(id);
     assert!(
         !private && text.starts_with("✅ On **Production** (`prod`): kicked **Alice**"),
@@ -345,13 +338,7 @@ fn a_role_given_as_a_string_of_digits_is_an_id_and_a_missing_one_is_named() {
     );
     // The id given as a string is an id: the member with it may kick.
     s.game("/sim join Alice");
-    let id = d.command_in(
-        EVENTS,
-        3,
-        &[ADMIN_ROLE],
-        "factorio-admin kick",
-        &[("player", "Alice")],
-    );
+    let id = moderate(d, EVENTS, &[ADMIN_ROLE], "kick", "Alice");
     let (text, _) = d.answer(id);
     assert!(text.starts_with("✅"), "{text}");
     // A member without it hears which configured role is not there, not "no role".
@@ -620,13 +607,7 @@ fn edits_of_servers_yml_are_taken_up_while_it_runs() {
         isr.component("rcon:prod")
             .is_some_and(|c| c["state"] == "down")
     });
-    let id = d.command_in(
-        EVENTS,
-        3,
-        &[ADMIN_ROLE],
-        "factorio-admin kick",
-        &[("player", "Alice")],
-    );
+    let id = moderate(d, EVENTS, &[ADMIN_ROLE], "kick", "Alice");
     assert!(private_answer(d, id).contains("no role is configured"));
 
     // The operator points RCON at the game, moves the events, allows the admin role,
@@ -675,13 +656,7 @@ fn edits_of_servers_yml_are_taken_up_while_it_runs() {
     );
     // A command in the new channel goes to prod; the admin role may kick now.
     s.game("/sim join Alice");
-    let id = d.command_in(
-        MOVED,
-        3,
-        &[ADMIN_ROLE],
-        "factorio-admin kick",
-        &[("player", "Alice")],
-    );
+    let id = moderate(d, MOVED, &[ADMIN_ROLE], "kick", "Alice");
     let (text, _) = d.answer(id);
     assert!(
         text.starts_with("✅ On **Production** (`prod`): kicked"),

@@ -1,7 +1,9 @@
 //! A fake Discord on loopback: enough of the REST API and the gateway for serenity to
 //! connect (through `DISCORD_API_URL`), register commands, post messages and answer
-//! interactions. It records what the bot sends, can inject interactions, and can answer
-//! with 429s, outages and refusals.
+//! interactions. It records what the bot sends, can inject interactions (in a channel of the
+//! test's choice), keeps the application's commands per scope as bulk overwrites leave them
+//! (and lists them), and can answer with 429s, outages (for a number of posts or a time) and
+//! refusals.
 //!
 //! It refuses what Discord refuses, with Discord's error shapes, written from Discord's API
 //! documentation (not from the bot's code, which it must catch out):
@@ -12,6 +14,8 @@
 //!   more than 10 embeds, an embed title over 256, description over 4,096, more than 25
 //!   fields, a field name over 256 or value over 1,024, a footer over 2,048, embeds over
 //!   6,000 in all, a nonce over 25; more than 25 autocomplete choices.
+//! - `allowed_mentions` whose `parse` names a kind it also lists ids of, or lists more than
+//!   100 ids of one kind (`50035`).
 //! - `50006 Cannot send an empty message`; `40060 Interaction has already been
 //!   acknowledged`; `10015 Unknown Webhook` for an interaction that was never deferred or
 //!   answered; `50013 Missing Permissions` (403) on channels set as forbidden.
@@ -604,6 +608,31 @@ fn check_message(body: &Value, needs_something: bool) -> Result<(), Refusal> {
     max_len(&mut errors, &["content".into()], &body["content"], 2000);
     if body["nonce"].is_string() {
         max_len(&mut errors, &["nonce".into()], &body["nonce"], 25);
+    }
+    // allowed_mentions: `parse` and the lists of the same kind exclude each other, and a
+    // list holds at most 100 ids.
+    let mentions = &body["allowed_mentions"];
+    for (kind, list) in [("users", &mentions["users"]), ("roles", &mentions["roles"])] {
+        let ids = list.as_array().map_or(0, Vec::len);
+        let parsed = mentions["parse"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|k| k == kind));
+        if parsed && ids > 0 {
+            field_error(
+                &mut errors,
+                &["allowed_mentions".into()],
+                "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                format!("parse:[\"{kind}\"] and {kind}: [ids] are mutually exclusive."),
+            );
+        }
+        if ids > 100 {
+            field_error(
+                &mut errors,
+                &["allowed_mentions".into(), kind.into()],
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 100 or fewer in length.".into(),
+            );
+        }
     }
     let embeds = body["embeds"].as_array().cloned().unwrap_or_default();
     if embeds.len() > 10 {
