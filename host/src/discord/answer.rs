@@ -101,9 +101,13 @@ pub async fn answer(
 
 /// The answer to an action the game was sent: done (✅, to the channel), refused by the
 /// game (❌ with its reason, to the user only), or an answer that says neither (⚠️, shown
-/// as it is).
+/// as it is; for an action whose answer is its result, that is done).
 fn acted(title: &str, action: &Action, answer: &str) -> Outcome {
-    match crate::rcon::verdict(answer) {
+    let verdict = match crate::rcon::verdict(answer) {
+        Verdict::Unclear(_) if action.shows_answer => Verdict::Done,
+        v => v,
+    };
+    match verdict {
         Verdict::Done => {
             let answer = answer.trim();
             let said = if answer.is_empty() {
@@ -302,6 +306,56 @@ async fn status(title: &str, server: &Server) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn action(verb: &'static str, shows_answer: bool) -> Action {
+        Action {
+            verb,
+            tier: super::super::tiers::Tier::Admin,
+            command: crate::rcon::command::raw("/players").unwrap(),
+            done: "did it".into(),
+            shows_answer,
+        }
+    }
+
+    fn text(o: Outcome) -> (String, bool) {
+        match o {
+            Outcome::Shown(t) => (t, false),
+            Outcome::Private(t) => (t, true),
+        }
+    }
+
+    #[test]
+    fn an_action_is_done_refused_or_unclear_as_the_game_answers() {
+        let (t, private) = text(acted("`p`", &action("kick", false), ""));
+        assert_eq!((t.as_str(), private), ("✅ On `p`: did it.", false));
+        let (t, private) = text(acted(
+            "`p`",
+            &action("kick", false),
+            "Player \"X\" doesn't exist.",
+        ));
+        assert!(
+            private && t.starts_with("❌ Not done on `p`: the game refused `kick`"),
+            "{t}"
+        );
+        let (t, private) = text(acted("`p`", &action("kick", false), "42"));
+        assert!(
+            !private && t.starts_with("⚠️ On `p`: `kick` was sent"),
+            "{t}"
+        );
+        // A raw command's answer is its result; its refusal is still one.
+        let (t, _) = text(acted(
+            "`p`",
+            &action("rcon", true),
+            "Online players (1): Alice",
+        ));
+        assert!(t.starts_with("✅ On `p`: did it.\nThe game said:"), "{t}");
+        let (t, private) = text(acted(
+            "`p`",
+            &action("rcon", true),
+            "Unknown command \"x\".",
+        ));
+        assert!(private && t.starts_with("❌"), "{t}");
+    }
 
     #[test]
     fn evolution_reads_like_status() {

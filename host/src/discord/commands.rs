@@ -40,6 +40,9 @@ pub struct Action {
     pub tier: Tier,
     pub command: SafeCommand,
     pub done: String,
+    /// Whether the game's answer is the result (a raw command, the whitelist read) rather
+    /// than a confirmation to judge: only a refusal then makes it a failure.
+    pub shows_answer: bool,
 }
 
 /// A parsed call: the request and the server it names, if it names one.
@@ -127,7 +130,14 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
             tier,
             command,
             done,
+            shows_answer: false,
         })
+    };
+    let showing = |mut request: Request| {
+        if let Request::Action(a) = &mut request {
+            a.shows_answer = true;
+        }
+        request
     };
     let on_player = |verb: &'static str, action: PlayerAction, past: &str| {
         let p = player()?;
@@ -232,7 +242,12 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
                 "clear" => (Whitelist::Clear, "cleared the whitelist".to_owned()),
                 other => return Err(ParseError::Unknown(format!("whitelist {other}"))),
             };
-            act("whitelist", Tier::Admin, command::whitelist(&wl), done)
+            let request = act("whitelist", Tier::Admin, command::whitelist(&wl), done);
+            if wl == Whitelist::Get {
+                showing(request)
+            } else {
+                request
+            }
         }
         (Admin, "speed") => {
             let v: f64 = required("value")?
@@ -253,12 +268,12 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
         }
         (Admin, "rcon") => {
             let c = required("command")?;
-            act(
+            showing(act(
                 "rcon",
                 Tier::Danger,
                 command::raw(&c)?,
                 "ran the command".to_owned(),
-            )
+            ))
         }
         (Admin, "reload") => Request::Reload,
         (Factorio, other)
