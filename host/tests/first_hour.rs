@@ -664,3 +664,47 @@ fn edits_of_servers_yml_are_taken_up_while_it_runs() {
     );
     assert!(isr.stop().success());
 }
+
+#[test]
+fn a_leave_read_late_behind_an_outage_is_not_inferred_as_well() {
+    let s = Setup::new(
+        "    metrics_interval: 1\n",
+        "  admin_roles: [\"Server Admin\"]\n",
+        None,
+    );
+    let isr = s.start();
+    s.game("/sim join Eve_42");
+    s.discord.wait_for("the join", |r| {
+        message_with(r, EVENTS, "Eve\\_42** joined").is_some()
+    });
+    // Discord goes away; lines pile up until the log is no longer read.
+    s.discord.outage_for(Duration::from_secs(30));
+    for i in 0..16 {
+        append(
+            &s.log,
+            &format!("2026-01-01 10:00:00 [CHAT] Alice: piling-{i:02}\n"),
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    s.game("/sim leave Eve_42");
+    // RCON shows her gone long past the roster's grace while her leave line waits.
+    wait_for("the backlog in /metrics", || lag(&isr) > 0);
+    std::thread::sleep(Duration::from_secs(18));
+    let r = s.discord.wait_for("every line after the outage", |r| {
+        message_with(r, EVENTS, "Eve\\_42** left").is_some()
+            && (0..16).all(|i| message_with(r, EVENTS, &format!("piling-{i:02}")).is_some())
+    });
+    // Readings go on after the outage: still one leave, the log's.
+    wait_for("no backlog", || lag(&isr) == 0);
+    std::thread::sleep(Duration::from_secs(3));
+    let leaves: Vec<String> = posted(&s.discord.recorded(), EVENTS)
+        .iter()
+        .filter_map(|m| m["content"].as_str().map(str::to_owned))
+        .flat_map(|c| c.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| l.contains("Eve\\_42** left"))
+        .collect();
+    assert_eq!(leaves.len(), 1, "{leaves:?}");
+    assert!(!leaves[0].contains("no leave line"), "{leaves:?}");
+    drop(r);
+    assert!(isr.stop().success());
+}

@@ -148,6 +148,7 @@ pub(super) fn start_run(
     let (states, keeping) = keeper.keep_monitors(&server.tag, stopped.clone());
     tasks.push(keeping);
     let listening = monitor::Listening::default();
+    let backlog = monitor::Backlog::default();
     let feed = {
         let (feed_tx, feed_rx) = mpsc::channel(monitor::QUEUE);
         shared.health.set(
@@ -190,6 +191,7 @@ pub(super) fn start_run(
                 notices: notice_tx.clone(),
                 health: shared.health.clone(),
                 metrics: shared.metrics.clone(),
+                backlog: backlog.clone(),
             };
             let settings = monitor::CheckSettings::of(server);
             tasks.push(monitor::spawn_checks(
@@ -283,6 +285,7 @@ pub(super) fn start_run(
         watchdog: watchdog.clone(),
         rules: Arc::new(crate::config::EventRules::new(&server.events)),
         fence: fence.clone(),
+        backlog,
     };
     tasks.push(pipeline::spawn(p, shared.clone(), stopped.clone()));
     Ok(tasks)

@@ -69,6 +69,8 @@ pub struct CheckOutputs {
     pub notices: mpsc::Sender<Vec<Event>>,
     pub health: Health,
     pub metrics: Arc<Metrics>,
+    /// What the server's delivery has not caught up with.
+    pub backlog: super::Backlog,
 }
 
 /// Sleeps until `at` (at once if it passed; never if there is none).
@@ -137,11 +139,13 @@ pub fn spawn_checks(
                 _ = readings.tick() => {
                     let reading = stats.reading().await;
                     // Who is online, for the roster (a reading that failed shows nobody,
-                    // which is not the same as nobody online).
+                    // which is not the same as nobody online; one taken while the log's
+                    // lines wait for delivery may be ahead of them).
                     if let Some((feed, listening)) = &out.monitors
                         && listening.get()
                         && reading.rcon_up
                         && reading.error.is_none()
+                        && out.backlog.is_clear()
                     {
                         let players = MonitorInput::Players {
                             at_ms: reading.at_ms,

@@ -50,6 +50,25 @@ use crate::swap::slot::{SlotVersions, Swapped};
 /// Inputs queued for a server's monitors.
 pub const QUEUE: usize = 64;
 
+/// Bytes of a server's logs not yet delivered, as the pipeline last measured them. While
+/// some wait (a sink holds delivery up, and with it the reading of the log), the log's
+/// events lag behind the game, so the checks do not hand RCON readings to the roster: a
+/// leave line not read yet would look like a leave the log never wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Backlog(Arc<std::sync::atomic::AtomicU64>);
+
+impl Backlog {
+    /// Notes `bytes` waiting.
+    pub fn set(&self, bytes: u64) {
+        self.0.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether everything read so far was delivered, as last measured.
+    pub fn is_clear(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == 0
+    }
+}
+
 /// What a monitor thread is fed.
 #[derive(Debug)]
 pub enum MonitorInput {

@@ -83,6 +83,8 @@ pub struct ServerPipeline {
     /// Cluster mode: this instance's claim on the server. Nothing is delivered once it no
     /// longer holds.
     pub fence: Option<Arc<crate::cluster::Fence>>,
+    /// Where the bytes of the logs not yet delivered are told (besides the metric).
+    pub backlog: crate::monitor::Backlog,
 }
 
 /// One log file of a server, as the pipeline follows it.
@@ -179,6 +181,7 @@ pub fn spawn(
                 rules: &p.rules,
                 fence: p.fence.as_deref(),
                 fenced_out: Default::default(),
+                backlog: &p.backlog,
             };
             sink.run(None, p.notices).await;
         });
@@ -258,6 +261,7 @@ pub fn spawn(
                 rules: &p.rules,
                 fence: p.fence.as_deref(),
                 fenced_out: Default::default(),
+                backlog: &p.backlog,
             };
             let opening = {
                 let keys: Vec<String> = names.iter().map(|n| n.checkpoint.clone()).collect();
@@ -312,7 +316,7 @@ pub fn spawn(
             // The lag is watched while delivery runs, also while a sink holds it up.
             tokio::select! {
                 _ = sink.run(Some(log), p.notices) => {}
-                _ = watch_lag(&tag, watched, &shared) => {}
+                _ = watch_lag(&tag, watched, &shared, &p.backlog) => {}
             }
             if let Ok(thread) = parser_thread {
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -446,6 +450,7 @@ struct Delivery<'a> {
     fence: Option<&'a crate::cluster::Fence>,
     /// Set once the fence no longer held (said once in the log).
     fenced_out: std::sync::atomic::AtomicBool,
+    backlog: &'a crate::monitor::Backlog,
 }
 
 impl Delivery<'_> {
@@ -599,14 +604,21 @@ impl Delivery<'_> {
                 state.saved_offset.store(pos.offset, Ordering::Relaxed);
                 state.lag = lag_of(len, pos.offset);
                 let lag: u64 = log.logs.iter().map(|l| l.lag).sum();
-                shared
-                    .metrics
-                    .checkpoint_lag
-                    .with_label_values(&[tag])
-                    .set(i64::try_from(lag).unwrap_or(i64::MAX));
+                report_lag(tag, shared, self.backlog, lag);
             }
         }
     }
+}
+
+/// Says how many bytes of the server's logs wait for delivery: in `checkpoint_lag_bytes`,
+/// and to the checks (`backlog`).
+fn report_lag(tag: &str, shared: &Shared, backlog: &crate::monitor::Backlog, bytes: u64) {
+    shared
+        .metrics
+        .checkpoint_lag
+        .with_label_values(&[tag])
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    backlog.set(bytes);
 }
 
 /// How often the lag of each log is looked at while delivery runs.
@@ -624,7 +636,12 @@ fn lag_of(len: Option<u64>, offset: u64) -> u64 {
 /// Keeps `checkpoint_lag_bytes` true while delivery runs: every [`LAG_EVERY`], the length
 /// of each log (read off the runtime's threads) less the offset last saved. Runs until
 /// dropped.
-async fn watch_lag(tag: &str, logs: Vec<(PathBuf, Arc<AtomicU64>)>, shared: &Shared) {
+async fn watch_lag(
+    tag: &str,
+    logs: Vec<(PathBuf, Arc<AtomicU64>)>,
+    shared: &Shared,
+    backlog: &crate::monitor::Backlog,
+) {
     let mut every = tokio::time::interval(LAG_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -645,11 +662,7 @@ async fn watch_lag(tag: &str, logs: Vec<(PathBuf, Arc<AtomicU64>)>, shared: &Sha
             .zip(&logs)
             .map(|(len, (_, offset))| lag_of(len, offset.load(Ordering::Relaxed)))
             .sum();
-        shared
-            .metrics
-            .checkpoint_lag
-            .with_label_values(&[tag])
-            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        report_lag(tag, shared, backlog, lag);
     }
 }
 
