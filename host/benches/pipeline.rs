@@ -105,6 +105,7 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
         watchdog: factorio_isr::observe::Watchdog::unsupervised(&shared(), "bench"),
         rules: Arc::default(),
         fence: None,
+        backlog: Default::default(),
     }
 }
 
