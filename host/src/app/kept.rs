@@ -19,6 +19,10 @@ use crate::plugin::MonitorInstance;
 /// The most monitor state kept in etcd for one server: etcd refuses requests over about
 /// 1.5 MiB. A larger state is not kept there (the monitor starts afresh after a failover).
 const MAX_ETCD_STATES: usize = 512 << 10;
+/// The shortest time between two writes of the monitors' states: they change with every
+/// sample, and each write is an fsync (or an etcd request); the last one is always written
+/// when the run stops.
+const STATES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where a server's kept things live.
 #[derive(Clone)]
@@ -118,6 +122,10 @@ impl Keeper {
         mut stopped: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let tag = tag.to_owned();
+        let gap = match kind {
+            Kind::Alerts => std::time::Duration::ZERO,
+            Kind::Monitors => STATES_EVERY,
+        };
         tokio::spawn(async move {
             loop {
                 let stopping = tokio::select! {
@@ -130,6 +138,11 @@ impl Keeper {
                 }
                 if stopping {
                     return;
+                }
+                // Changes meanwhile wait for the gap; the newest is written after it.
+                tokio::select! {
+                    () = tokio::time::sleep(gap) => {}
+                    _ = stopped.wait_for(|s| *s) => {}
                 }
             }
         })
