@@ -98,7 +98,8 @@ struct ClusterRun {
 
 impl Host {
     /// Starts every server's parts under its supervisor, the Discord bot, the reload
-    /// watcher and the HTTP server. Fails when a server cannot be built as configured.
+    /// watcher and the HTTP server. A server that cannot be built as configured is down
+    /// (with the reason, in `/ready` and the log) and the others start.
     pub async fn start(opts: &HostOptions, config: &Config) -> anyhow::Result<Self> {
         let shared = Shared {
             health: Health::default(),
@@ -169,24 +170,22 @@ impl Host {
         // In cluster mode a server starts only once this instance owns it.
         let positioned = Arc::new(tokio::sync::Semaphore::new(0));
         let mut first_runs = Vec::new();
+        let mut logs = 0usize;
         for (i, server) in config.servers.iter().enumerate() {
             shared.metrics.prime_server(&server.tag);
             first_runs.push(match cluster {
-                Some(_) => None,
-                None => Some(supervise::first_run(
-                    &parts,
-                    server,
-                    &servers[i],
-                    Some(positioned.clone()),
-                )?),
+                Some(_) => supervise::First::Wait,
+                None => {
+                    let first = first_run(&parts, server, &servers, i, &positioned).await;
+                    if matches!(first, supervise::First::Run(_)) {
+                        logs += server.logs.len();
+                    }
+                    first
+                }
             });
         }
         // "started" promises that every line written from now on is read: each tailer has
         // opened its file (or found it missing) by then.
-        let logs: usize = match cluster {
-            Some(_) => 0,
-            None => config.servers.iter().map(|s| s.logs.len()).sum(),
-        };
         let logs = u32::try_from(logs).unwrap_or(u32::MAX);
         if tokio::time::timeout(START_TIMEOUT, positioned.acquire_many(logs))
             .await
@@ -370,6 +369,33 @@ impl Host {
             let _ = c.lease_stop.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(5), c.lease).await;
         }
+    }
+}
+
+/// Builds and starts the first run of server `index`, off the async threads (building
+/// compiles and initialises plugins, whose output goes through WASI's blocking bridge). A
+/// server that cannot be built is down with the reason, and the others start.
+async fn first_run(
+    parts: &Arc<RunParts>,
+    server: &crate::config::ServerConfig,
+    servers: &Arc<Vec<Server>>,
+    index: usize,
+    positioned: &Arc<tokio::sync::Semaphore>,
+) -> supervise::First {
+    let (parts, config, servers, positioned) = (
+        parts.clone(),
+        server.clone(),
+        servers.clone(),
+        positioned.clone(),
+    );
+    let built = tokio::task::spawn_blocking(move || {
+        supervise::first_run(&parts, &config, &servers[index], Some(positioned))
+    })
+    .await;
+    match built {
+        Ok(Ok(run)) => supervise::First::Run(run),
+        Ok(Err(e)) => supervise::First::Failed(format!("{e:#}")),
+        Err(e) => supervise::First::Failed(format!("its start panicked: {e}")),
     }
 }
 

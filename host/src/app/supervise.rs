@@ -102,8 +102,17 @@ impl Run {
     }
 }
 
-/// Starts the first run of `config` (at the host's start, where a server that cannot be
-/// built fails the start).
+/// How a server's supervision begins.
+pub(super) enum First {
+    /// Its first run, started.
+    Run(Run),
+    /// Its first run could not be built (the reason): the server is down, the others run.
+    Failed(String),
+    /// Cluster mode: it waits, stopped, for an order to run.
+    Wait,
+}
+
+/// Starts the first run of `config` (at the host's start). Call it off the async threads.
 pub(super) fn first_run(
     parts: &RunParts,
     config: &ServerConfig,
@@ -152,10 +161,11 @@ impl Supervisor {
 
     /// Supervises `first` and the runs after it until the host stops; without a first
     /// run (cluster mode) the server waits, stopped, for an order to run.
-    pub(super) async fn run(mut self, first: Option<Run>) {
+    pub(super) async fn run(mut self, first: First) {
         let mut phase = match first {
-            Some(run) => Phase::Running(run),
-            None => Phase::Stopped,
+            First::Run(run) => Phase::Running(run),
+            First::Failed(cause) => self.cannot_start(cause),
+            First::Wait => Phase::Stopped,
         };
         // When each restart within the window happened.
         let mut recent: VecDeque<Instant> = VecDeque::new();
@@ -238,9 +248,17 @@ impl Supervisor {
                             recent.clear();
                             self.start_again(&mut recent).await
                         }
+                        // A server that could not start may start with a changed entry; one
+                        // stopped on purpose stays stopped.
                         Some(RunOrder { what: Order::Restart, done }) => {
                             answer = Some(done);
-                            idle
+                            match idle {
+                                Phase::GaveUp { .. } => {
+                                    recent.clear();
+                                    self.start_again(&mut recent).await
+                                }
+                                stopped => stopped,
+                            }
                         }
                         None => idle,
                     },
@@ -289,6 +307,22 @@ impl Supervisor {
             task: crash.task,
             cause,
         }
+    }
+
+    /// The server could not be built at the host's start: it stays down with `cause` until
+    /// servers.yml changes or it is started again; the other servers run.
+    fn cannot_start(&self, cause: String) -> Phase {
+        let tag = self.tag();
+        let detail = format!(
+            "cannot start: {cause}; the other servers run. Fix servers.yml (a change is taken \
+             up) or POST /api/servers/{tag}/start"
+        );
+        tracing::error!(server = %tag, "{detail}");
+        let h = &self.parts.shared.health;
+        let component = format!("server:{tag}");
+        h.error(&component, detail.clone());
+        h.set(&component, State::Down, Some(detail));
+        Phase::GaveUp { cause }
     }
 
     /// Starts the parts again after a crash; a start that fails counts as one more crash.

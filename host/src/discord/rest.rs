@@ -198,6 +198,13 @@ pub fn route_template(url: &str) -> String {
     out
 }
 
+/// Whether `route` (`METHOD url`) answers an interaction: its callback, or the follow-ups
+/// and edits of its answer under `/webhooks/{application}/{token}`.
+fn is_interaction(route: &str) -> bool {
+    let path = route.split_once(' ').map_or(route, |(_, url)| url);
+    path.contains("/interactions/") || path.contains("/webhooks/")
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -324,10 +331,12 @@ impl Rest {
     }
 
     /// The rate limit that still holds `route` (the global one, or its own), if any.
+    /// Interaction answers are not bound by the global limit (Discord's documentation:
+    /// "interaction endpoints are not bound to the bot's global rate limit").
     fn held(&self, route: &str) -> Option<Failure> {
         let map = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let global = map.get("").filter(|t| **t > now);
+        let global = map.get("").filter(|t| **t > now && !is_interaction(route));
         let own = map.get(route).filter(|t| **t > now);
         let until = global.into_iter().chain(own).max()?;
         Some(Failure::RateLimited {
@@ -406,6 +415,25 @@ mod tests {
             h.insert(*k, v.parse().unwrap());
         }
         h
+    }
+
+    #[test]
+    fn a_global_limit_holds_every_route_but_interaction_answers() {
+        let rest = Rest::new(Some("http://127.0.0.1:9"), None);
+        rest.hold(String::new(), Duration::from_secs(60));
+        let post = format!("POST {}", rest.url("/channels/1/messages"));
+        assert!(matches!(
+            rest.held(&post),
+            Some(Failure::RateLimited { global: true, .. })
+        ));
+        for answer in [
+            "/interactions/5/tok/callback",
+            "/webhooks/7/tok",
+            "/webhooks/7/tok/messages/@original",
+        ] {
+            let route = format!("POST {}", rest.url(answer));
+            assert_eq!(rest.held(&route), None, "{answer}");
+        }
     }
 
     #[test]

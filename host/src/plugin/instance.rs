@@ -212,7 +212,7 @@ impl Instance {
             Bindings::OldParser(b) => b.call_init(&mut store, server, config),
             Bindings::Monitor(b) => b.call_init(&mut store, server, config),
         };
-        store.data_mut().flush_output();
+        let said = store.data_mut().flush_output();
         match result {
             Ok(Ok(())) => Ok(Live {
                 store,
@@ -220,11 +220,14 @@ impl Instance {
                 warm: false,
             }),
             Ok(Err(msg)) => Err(PluginError::Init(msg)),
-            Err(e) => Err(PluginError::InitFault(classify(
-                &e,
-                &store,
-                plugin.limits.init_timeout,
-            ))),
+            Err(e) => {
+                let fault = classify(&e, &store, plugin.limits.init_timeout);
+                Err(if said.is_empty() {
+                    PluginError::InitFault(fault)
+                } else {
+                    PluginError::InitFaultSaying { fault, said }
+                })
+            }
         }
     }
 

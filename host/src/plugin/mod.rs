@@ -107,6 +107,10 @@ pub enum PluginError {
     Init(String),
     #[error("init {0}")]
     InitFault(Fault),
+    /// `init` faulted after printing (a Python traceback, a Rust panic message): its last
+    /// words say why.
+    #[error("init {fault}; the plugin said: {said}")]
+    InitFaultSaying { fault: Fault, said: String },
 }
 
 /// The process's plugin engine: compiles and caches components and links them to the host.

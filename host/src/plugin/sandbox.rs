@@ -15,6 +15,8 @@ use super::bindings::v0_1::factorio_isr::plugin as v0_1;
 use super::bindings::v0_2::factorio_isr::plugin as v0_2;
 use super::bindings::v0_3::factorio_isr::plugin as v0_3;
 
+/// Lines of a plugin's output that explain a fault of its `init`.
+const LAST_WORDS: usize = 3;
 /// Most bytes of guest stdout/stderr kept per call; the rest is counted and dropped.
 const OUTPUT_BYTES_PER_CALL: usize = 64 << 10;
 /// Most `host.log` lines logged per call; the rest is counted and dropped.
@@ -97,16 +99,24 @@ impl SandboxState {
         }
     }
 
-    /// Sends what the plugin printed during the call to the host's log, one line each.
-    pub(crate) fn flush_output(&mut self) {
+    /// Sends what the plugin printed during the call to the host's log, one line each;
+    /// returns the last lines it printed (at most [`LAST_WORDS`] of them), to explain a fault.
+    pub(crate) fn flush_output(&mut self) -> String {
         let (text, dropped) = self.output.take();
         self.suppressed += dropped;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        for line in &lines {
             tracing::info!(plugin = %self.tag.plugin, server = %self.tag.server, "plugin output: {line}");
         }
         if dropped > 0 {
             tracing::warn!(plugin = %self.tag.plugin, server = %self.tag.server, "plugin printed more than {OUTPUT_BYTES_PER_CALL} bytes in one call; {dropped} bytes dropped");
         }
+        let last = lines.len().saturating_sub(LAST_WORDS);
+        lines[last..]
+            .iter()
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .join(" / ")
     }
 }
 

@@ -20,7 +20,9 @@
 //!   acknowledged`; `10015 Unknown Webhook` for an interaction that was never deferred or
 //!   answered; `50013 Missing Permissions` (403) on channels set as forbidden.
 //! - 429 with `retry_after`, `Retry-After`, `X-RateLimit-*` headers; a request that comes
-//!   back before the wait is over is answered with another 429 and counted as early.
+//!   back before the wait is over is answered with another 429 and counted as early. Under
+//!   a global limit every bot request but interaction answers gets a global 429 (Discord
+//!   exempts interaction endpoints).
 //!
 //! Lengths are counted in UTF-16 units, the stricter of the ways Discord may count.
 
@@ -98,6 +100,9 @@ struct Inner {
     outage: Mutex<u64>,
     /// Until when every message post is answered with 502.
     outage_until: Mutex<Option<Instant>>,
+    /// Until when the bot's global rate limit holds: every bot request but interaction
+    /// answers is answered with a global 429.
+    global_until: Mutex<Option<Instant>>,
     /// The application's commands as registered now, by scope (`global`, `guild <id>`).
     registered: Mutex<std::collections::HashMap<String, Value>>,
     /// How long a post's answer is held back after the message was created (a slow
@@ -167,6 +172,7 @@ impl FakeDiscord {
                 limited_until: Mutex::new(None),
                 outage: Mutex::new(0),
                 outage_until: Mutex::new(None),
+                global_until: Mutex::new(None),
                 registered: Mutex::default(),
                 answer_delay: Mutex::new(Duration::ZERO),
                 forbidden: Mutex::default(),
@@ -253,6 +259,14 @@ impl FakeDiscord {
     /// Answers every message post with 502 for `long` from now.
     pub fn outage_for(&self, long: Duration) {
         *self.inner.outage_until.lock().unwrap() = Some(Instant::now() + long);
+    }
+
+    /// Puts the bot under a global rate limit for `secs` from now, as Discord does when a
+    /// bot sends too much across all routes: message posts, edits and registrations get a
+    /// global 429; interaction answers do not (Discord exempts them).
+    pub fn global_limit(&self, secs: f64) {
+        *self.inner.global_until.lock().unwrap() =
+            Some(Instant::now() + Duration::from_secs_f64(secs));
     }
 
     /// Commands of this application registered before the bot starts (another bot on the
@@ -854,6 +868,13 @@ fn too_many(secs: f64, global: bool) -> Response {
         .into_response()
 }
 
+/// A global 429 when the bot's global limit holds.
+fn globally_limited(s: &Inner, now: Instant) -> Option<Response> {
+    let until = (*s.global_until.lock().unwrap()).filter(|t| now < *t)?;
+    s.recorded.lock().unwrap().rate_limited += 1;
+    Some(too_many((until - now).as_secs_f64(), true))
+}
+
 /// How long an enforced nonce is remembered ("the past few minutes").
 const NONCE_MEMORY: Duration = Duration::from_secs(300);
 
@@ -868,6 +889,9 @@ async fn post_message(
         .unwrap()
         .post_times
         .push(s.started.elapsed());
+    if let Some(r) = globally_limited(&s, now) {
+        return r;
+    }
     {
         let mut until = s.limited_until.lock().unwrap();
         if let Some(t) = *until {
@@ -955,6 +979,9 @@ async fn edit_message(
     Path((channel, message_id)): Path<(String, String)>,
     body: axum::Json<Value>,
 ) -> Response {
+    if let Some(r) = globally_limited(&s, Instant::now()) {
+        return r;
+    }
     let channel_id: u64 = channel.parse().unwrap_or(0);
     let known = message_id
         .parse::<u64>()

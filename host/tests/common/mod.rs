@@ -2,6 +2,7 @@
 //! server as its own process, HTTP requests, and waiting with a hang guard.
 #![allow(dead_code)]
 
+pub mod bot;
 pub mod cluster;
 pub mod etcd;
 pub mod fake_discord;

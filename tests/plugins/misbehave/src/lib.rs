@@ -5,8 +5,9 @@
 //! the host log 1,000 times, `SNOOP` reports what of the environment, filesystem and
 //! network it can reach, `BADINDEX` returns an event for a line that does not exist, `NOW`
 //! reports the host's clock (WIT 0.2.0's `host.now-ms`).
-//! Its config string picks a misbehaviour for `init` instead: `fail`, `panic`, `loop`; or
-//! `trap`, which makes every line panic.
+//! Its config string picks a misbehaviour for `init` instead: `fail`, `panic`, `loop`,
+//! `print` (prints to stdout and stderr, then starts); or `trap`, which makes every line
+//! panic.
 
 use factorio_isr_sdk::{Event, Parser, Severity, export_parser, log};
 
@@ -20,6 +21,14 @@ impl Parser for Misbehave {
         match config.trim_matches('"') {
             "fail" => Err("asked to fail".into()),
             "panic" => panic!("asked to panic in init"),
+            "print" => {
+                println!("hello from init");
+                eprintln!("and a word on stderr");
+                Ok(Self {
+                    seen: 0,
+                    trap: false,
+                })
+            }
             "loop" => loop {
                 std::hint::black_box(());
             },
