@@ -26,8 +26,9 @@ pub struct Message {
 
 /// A post's `nonce`, with `enforce_nonce: true`: when the same bot posted a message with
 /// this nonce within the past few minutes, Discord answers with that message instead of
-/// posting another (cluster mode, where a new owner delivers again what the last one may
-/// have delivered).
+/// posting another. Every post carries one: a retry after a timeout (Discord took the post
+/// but its answer came too late) is not posted again, nor is a batch delivered again after
+/// a restart or, in cluster mode, by a new owner.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Nonce(String);
 
@@ -42,6 +43,15 @@ impl Nonce {
         let digest = sha2::Sha256::digest(format!("{batch}#{index}").as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         Self(hex[..Self::MAX].to_owned())
+    }
+
+    /// A nonce for a message that has no batch to be named after (an alert, a report): new
+    /// for each message, the same for every retry of it.
+    pub fn random() -> Self {
+        let hex: String = (0..Self::MAX)
+            .map(|_| char::from_digit(fastrand::u32(0..16), 16).unwrap_or('0'))
+            .collect();
+        Self(hex)
     }
 
     /// The nonce as sent.

@@ -585,9 +585,10 @@ impl Sink for DiscordSink {
         self.deliver_batch(server, events, None)
     }
 
-    /// Each new message of a batch with an identity carries a nonce made of it and the
-    /// message's place in the batch, so the same batch delivered again (by the next owner
-    /// after a failover) is not posted twice.
+    /// Every new message carries a nonce: made of the batch's identity and the message's
+    /// place in it, so the same batch delivered again (after a timeout, a restart, or by
+    /// the next owner after a failover) is not posted twice; a message of no batch (an
+    /// alert) gets one of its own, which its retries keep.
     fn deliver_batch<'a>(
         &'a self,
         _server: &'a str,
@@ -596,8 +597,11 @@ impl Sink for DiscordSink {
     ) -> Delivery<'a> {
         Box::pin(async move {
             for (i, mut o) in self.messages(events).await.into_iter().enumerate() {
-                if let (Some(batch), None) = (batch, o.edit) {
-                    o.message.nonce = Some(Nonce::of(batch, i));
+                if o.edit.is_none() {
+                    o.message.nonce = Some(match batch {
+                        Some(batch) => Nonce::of(batch, i),
+                        None => Nonce::random(),
+                    });
                 }
                 self.send(o).await;
             }

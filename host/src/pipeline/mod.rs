@@ -305,6 +305,7 @@ pub fn spawn(
                     saved: None,
                     lag: 0,
                     saved_offset,
+                    failing: None,
                     from,
                 });
             }
@@ -400,6 +401,9 @@ struct LogState {
     lag: u64,
     /// The offset saved last (or where reading started), for the lag watcher.
     saved_offset: Arc<AtomicU64>,
+    /// Since when saves fail, and how many have: a failing save is logged once, when it
+    /// starts failing, and once when it works again.
+    failing: Option<(std::time::SystemTime, u64)>,
     /// Where the next batch starts (the end of the last one, or where reading started).
     from: Option<Position>,
 }
@@ -432,13 +436,16 @@ impl LogState {
     }
 }
 
-/// A batch's identity: its log and where it starts (the file's fingerprint and offset).
-fn batch_id(label: &str, from: &Position) -> String {
+/// A batch's identity: its log, the file (its fingerprint), and where the batch starts
+/// and ends. Both ends, because a batch read again after a restart may start where the
+/// last one did and run further: named by its start alone, its first message would take
+/// the nonce of a message with fewer lines, and Discord would answer with that one.
+fn batch_id(label: &str, from: &Position, to: &Position) -> String {
     let fingerprint = match from.fingerprint {
         crate::tail::Fingerprint::Sha256 { digest, .. } => hex::encode(&digest[..8]),
         crate::tail::Fingerprint::Legacy { sip13, .. } => format!("{sip13:016x}"),
     };
-    format!("{label}@{fingerprint}:{}", from.offset)
+    format!("{label}@{fingerprint}:{}-{}", from.offset, to.offset)
 }
 
 /// The delivery task of one server: the only writer to its sinks.
@@ -541,16 +548,18 @@ impl Delivery<'_> {
             return;
         }
         if !parsed.events.is_empty() {
-            // Cluster mode: the batch is recorded in flight first, and gets an identity a
-            // new owner's delivery of it will have too (the log and where it starts).
+            // The batch gets an identity a delivery of it again will have too (the log and
+            // where it starts): Discord's nonces are made of it. In cluster mode it is first
+            // recorded in flight, so a new owner delivers exactly it again.
             let batch = match (log.logs.get_mut(parsed.log), parsed.position) {
-                (Some(state), Some(to))
-                    if state.checkpoint.as_ref().is_some_and(|c| c.in_cluster()) =>
-                {
-                    if !state.begin(parsed.lines, to).await {
+                (Some(state), Some(to)) => {
+                    let in_cluster = state.checkpoint.as_ref().is_some_and(|c| c.in_cluster());
+                    if in_cluster && !state.begin(parsed.lines, to).await {
                         return;
                     }
-                    state.from.map(|from| batch_id(&state.label, &from))
+                    // Where the batch starts, or (before the first save of a log read from
+                    // its end) where it ends: what a delivery of it again has too.
+                    Some(batch_id(&state.label, &state.from.unwrap_or(to), &to))
                 }
                 _ => None,
             };
@@ -587,10 +596,33 @@ impl Delivery<'_> {
         let component = format!("checkpoint:{}", state.label);
         match saved {
             Err(e) => {
-                tracing::warn!(server = %tag, log = %state.label, "cannot save the checkpoint: {e}");
+                let since = match &mut state.failing {
+                    Some((since, failures)) => {
+                        *failures += 1;
+                        tracing::debug!(server = %tag, log = %state.label, "the checkpoint is still not saved: {e}");
+                        *since
+                    }
+                    None => {
+                        let since = std::time::SystemTime::now();
+                        state.failing = Some((since, 1));
+                        tracing::warn!(server = %tag, log = %state.label, "cannot save the checkpoint: {e}; delivery goes on, but until a save works a restart delivers again what was delivered since (from byte {} of the log)", state.saved.map_or(0, |p| p.offset));
+                        since
+                    }
+                };
+                let at = chrono::DateTime::<chrono::Utc>::from(since).format("%H:%M:%S UTC");
+                let e = std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{e} (since {at}; a restart now delivers again what was delivered since, from byte {})",
+                        state.saved.map_or(0, |p| p.offset)
+                    ),
+                );
                 let _ = StateReport::of(shared).record::<()>(What::Checkpoint, &component, Err(e));
             }
             Ok(()) => {
+                if let Some((_, failures)) = state.failing.take() {
+                    tracing::info!(server = %tag, log = %state.label, "the checkpoint is saved again, after {failures} saves that failed");
+                }
                 // A lost checkpoint stays shown until lines read since the loss are
                 // delivered and saved, not only where reading started.
                 let acknowledged = state.lost.is_none() || state.saved.is_some_and(|s| s != pos);

@@ -267,7 +267,8 @@ impl ServerCheckpoint {
     }
 
     /// Saves `position` durably; the checkpoint it replaces is kept as the previous one. A
-    /// crash at any moment leaves a good checkpoint or a good previous one. In cluster mode
+    /// crash at any moment leaves a good checkpoint or a good previous one, and a save that
+    /// fails leaves the last one saved in place. In cluster mode
     /// it is one fenced transaction in etcd, which also ends the batch in flight; call it
     /// from a blocking thread of the runtime.
     pub fn save(&mut self, position: &Position) -> io::Result<()> {
@@ -289,13 +290,10 @@ impl ServerCheckpoint {
                 prev,
                 main_good,
             } => {
-                if *main_good {
-                    std::fs::rename(&*main, &*prev).map_err(|e| {
-                        io::Error::new(e.kind(), format!("{}: {e}", main.display()))
-                    })?;
-                    *main_good = false;
-                }
-                crate::state::write_durably(main, &json)?;
+                // The new checkpoint is on the disk before the one it replaces moves: a
+                // save that fails (a full disk) leaves the last good one where it was.
+                let keep = main_good.then_some(prev.as_path());
+                crate::state::replace_durably(main, keep, &json)?;
                 *main_good = true;
                 Ok(())
             }

@@ -35,13 +35,34 @@ impl Isr {
 
     /// Starts with `config` and these environment variables besides the usual ones.
     pub fn start_with_env(dir: &Path, config: &str, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::start_wrapped(dir, config, port, env, &[])
+    }
+
+    /// [`Isr::start_with_env`], the binary run by the command `wrapper` (its words, the
+    /// binary's path and arguments appended), such as `unshare` with a script.
+    pub fn start_wrapped(
+        dir: &Path,
+        config: &str,
+        port: u16,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Self {
         let config_path = dir.join("servers.yml");
         std::fs::write(&config_path, config).unwrap();
         let stderr = dir.join(format!(
             "stderr-{}.log",
             std::process::id() as u64 * 1000 + port as u64
         ));
-        let child = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        let bin = env!("CARGO_BIN_EXE_factorio-isr");
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(&config_path)
