@@ -233,3 +233,70 @@ fn a_full_disk_keeps_the_last_good_checkpoint_and_says_what_a_restart_repeats() 
     assert!(delivered_once(0..20));
     assert!(isr.stop().success());
 }
+
+#[test]
+fn one_file_followed_twice_is_refused_and_by_two_servers_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    std::fs::write(d.join("console.log"), "").unwrap();
+    std::os::unix::fs::symlink(d.join("console.log"), d.join("link.log")).unwrap();
+    let thrice = format!(
+        "servers:\n  prod:\n    logs:\n      - path: {d}/console.log\n      - path: {d}/sub/../console.log\n        id: again\n      \
+         - path: {d}/link.log\n        id: linked\n",
+        d = d.display()
+    );
+    let config = d.join("servers.yml");
+    std::fs::write(&config, &thrice).unwrap();
+    for command in ["check", "run"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+            .args([command, "--config"])
+            .arg(&config)
+            .arg(if command == "run" {
+                "--state-dir"
+            } else {
+                "--strict"
+            })
+            .args(if command == "run" {
+                vec![d.join("state")]
+            } else {
+                vec![]
+            })
+            .env("FACTORIO_ISR_CACHE_DIR", d.join("cache"))
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{command}: {said}");
+        assert!(
+            said.contains("servers.prod.logs[1] (`")
+                && said.contains("and servers.prod.logs[0] (`")
+                && said.contains("servers.prod.logs[2] (`")
+                && said.contains("follow it once"),
+            "{command}: {said}"
+        );
+    }
+    // Two servers on one file: they start, and the log says what that means.
+    let jsonl = d.join("events.jsonl");
+    let two = format!(
+        "servers:\n  prod:\n    log_path: {d}/console.log\n    sinks: [{{jsonl: {j}}}]\n  \
+         copy:\n    log_path: {d}/link.log\n    sinks: [{{jsonl: {j}}}]\n",
+        d = d.display(),
+        j = jsonl.display()
+    );
+    let isr = Isr::start_ready(d, &two);
+    assert!(
+        isr.log()
+            .contains("each of its lines is posted once for each server"),
+        "{}",
+        isr.log()
+    );
+    append(&d.join("console.log"), &chat(1));
+    wait_for("the line, once per server", || {
+        delivered(&jsonl).get("msg-1") == Some(&2)
+    });
+    assert!(isr.stop().success());
+}

@@ -99,6 +99,25 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 for w in &config.warnings {
                     println!("{w}");
                 }
+                let shared = crate::tail::identity::shared_logs(&config);
+                for s in &shared.within {
+                    println!(
+                        "error: {}: {}: a server that follows one file twice would post each line twice; follow it once",
+                        config.path.display(),
+                        s.describe(&config)
+                    );
+                }
+                problems += shared.within.len();
+                for s in &shared.across {
+                    println!(
+                        "{}: warning: {}: each of its lines is posted once for each server (deliberate for one log shown in two places; otherwise give each server its own log)",
+                        config.path.display(),
+                        s.describe(&config)
+                    );
+                }
+                if args.strict {
+                    problems += shared.across.len();
+                }
                 for note in config.discord.notes() {
                     println!("{note}");
                 }

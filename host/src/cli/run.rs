@@ -43,6 +43,22 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
+    let shared = crate::tail::identity::shared_logs(&config);
+    if !shared.within.is_empty() {
+        let each: Vec<String> = shared.within.iter().map(|s| s.describe(&config)).collect();
+        anyhow::bail!(
+            "{}: {}: a server that follows one file twice would post each line twice; follow it once",
+            config.path.display(),
+            each.join("; ")
+        );
+    }
+    for s in &shared.across {
+        tracing::warn!(
+            "{}: {}: each of its lines is posted once for each server (deliberate for one log shown in two places; otherwise give each server its own log)",
+            config.path.display(),
+            s.describe(&config)
+        );
+    }
     let mentions = super::mentions_path(&args.config, args.mentions.as_deref());
     let mentions = Arc::new(Mentions::load(&mentions)?);
     for w in &config.warnings {

@@ -47,14 +47,18 @@ pub struct Config {
     raw: Raw,
 }
 
-/// servers.yml as written; never shown (it may hold passwords).
+/// servers.yml as written, parsed and as text (for the lines of problems found after
+/// loading); never shown (it may hold passwords).
 #[derive(Clone, Default)]
-struct Raw(serde_yaml::Value);
+struct Raw {
+    value: serde_yaml::Value,
+    text: std::sync::Arc<str>,
+}
 
 impl std::ops::Deref for Raw {
     type Target = serde_yaml::Value;
     fn deref(&self) -> &serde_yaml::Value {
-        &self.0
+        &self.value
     }
 }
 
@@ -343,13 +347,41 @@ impl Config {
             discord,
             cluster,
             warnings,
-            raw: Raw(serde_yaml::from_str(text).unwrap_or_default()),
+            raw: Raw {
+                value: serde_yaml::from_str(text).unwrap_or_default(),
+                text: text.into(),
+            },
         })
     }
 
     /// The server with `tag`.
     pub fn server(&self, tag: &str) -> Option<&ServerConfig> {
         self.servers.iter().find(|s| s.tag == tag)
+    }
+
+    /// The field of server `tag`'s log number `index` as people read it:
+    /// `servers.prod.logs[1]`, or `servers.prod.log_path` for the Python bot's one log.
+    pub fn log_field(&self, tag: &str, index: usize) -> String {
+        match self.server(tag) {
+            Some(s) if s.log_path.is_some() => format!("servers.{tag}.log_path"),
+            _ => format!("servers.{tag}.logs[{index}]"),
+        }
+    }
+
+    /// The line of that field in the file (1 when it cannot be found).
+    pub fn log_line(&self, tag: &str, index: usize) -> usize {
+        let mut at = vec![
+            locate::Step::Key("servers".into()),
+            locate::Step::Key(tag.to_owned()),
+        ];
+        match self.server(tag) {
+            Some(s) if s.log_path.is_some() => at.push(locate::Step::Key("log_path".into())),
+            _ => {
+                at.push(locate::Step::Key("logs".into()));
+                at.push(locate::Step::Index(index));
+            }
+        }
+        locate::line_of(&self.raw.text, &at).unwrap_or(1)
     }
 }
 

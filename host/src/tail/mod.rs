@@ -3,6 +3,7 @@
 //! `notify`) with a polling fallback for filesystems that send none (NFS, some mounts).
 
 pub mod checkpoint;
+pub mod identity;
 pub mod lines;
 mod reader;
 
