@@ -266,3 +266,115 @@ fn a_version_chosen_on_one_owner_is_the_next_owners() {
     });
     assert_eq!(versions(&c, &heir)["pinned"], "promoted");
 }
+
+/// A second instance with an id that is live is refused at start, naming the id and where
+/// the other one is.
+#[test]
+fn a_second_instance_with_a_live_id_is_refused_at_start() {
+    let Some(c) = Cluster::start(TTL) else {
+        return;
+    };
+    c.settled();
+    let mut twin = c.spawn("twin", "isr-1", c.config());
+    let status = twin.wait_exit();
+    assert!(!status.success());
+    let said = twin.log();
+    let port = c.isr("isr-1").port;
+    assert!(
+        said.contains("another instance with the id `isr-1` is live (at ")
+            && said.contains(&format!(":{port})")),
+        "{said}"
+    );
+    // The cluster did not notice.
+    assert_eq!(c.settled().len(), 3);
+}
+
+/// An instance whose servers.yml differs does not own the servers it disagrees on, says so
+/// in /ready and /api/cluster, and nothing is handed back and forth.
+#[test]
+fn an_instance_with_another_servers_yml_owns_only_what_it_agrees_on() {
+    let Some(mut c) = Cluster::start(TTL) else {
+        return;
+    };
+    c.settled();
+    // isr-3 reads alpha from another file and has no beta at all.
+    let mut other = c.config().replace("alpha.log", "elsewhere.log");
+    let beta_start = other.find("  beta:\n").unwrap();
+    let beta_end = other.find("discord:\n").unwrap();
+    other.replace_range(beta_start..beta_end, "");
+    drop(c.instances.insert("isr-3".into(), None));
+    c.launch_with("isr-3", &other);
+    let writer = Writer::start(&c.logs);
+    wait_for("isr-3 to say where it differs", || {
+        c.isr("isr-3").component("cluster:config").is_some_and(|x| {
+            let detail = x["detail"].as_str().unwrap_or_default();
+            x["state"] == "degraded" && detail.contains("alpha") && detail.contains("beta")
+        })
+    });
+    let view = c.view("isr-3").unwrap();
+    assert_eq!(
+        view["config_differs"],
+        serde_json::json!(["alpha", "beta"]),
+        "{view}"
+    );
+    let (_, metrics) = c.isr("isr-3").get("/metrics").unwrap();
+    assert!(
+        metrics.contains("factorio_isr_cluster_config_differs{server=\"alpha\"} 1"),
+        "{metrics}"
+    );
+    // Nothing moves to isr-3, and nothing moves back and forth.
+    std::thread::sleep(Duration::from_secs(12));
+    for what in ["alpha", "beta"] {
+        assert_ne!(c.owner(what).as_deref(), Some("isr-3"), "{what}");
+    }
+    let handbacks: usize = c
+        .live()
+        .map(|(_, i)| i.log().matches("handing the server back").count())
+        .sum();
+    assert!(handbacks <= 2, "handed back {handbacks} times");
+    let last = writer.finish();
+    c.exactly_once(last);
+}
+
+/// etcd wiped while lines flow: the cluster does not take itself for a new one; it says
+/// so (log, metric, /ready) and no line is lost or posted twice.
+#[test]
+fn an_etcd_that_lost_its_state_is_not_taken_for_a_new_one() {
+    let Some(mut c) = Cluster::start(TTL) else {
+        return;
+    };
+    c.settled();
+    let writer = Writer::start(&c.logs);
+    wait_for("the first lines in Discord", || {
+        !c.seen(ALPHA).is_empty() && !c.seen(BETA).is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    c.etcd.wipe();
+    wait_for("an instance to say etcd lost the cluster's state", || {
+        c.live()
+            .any(|(_, i)| i.log().contains("etcd lost the cluster's state"))
+    });
+    c.settled();
+    wait_for("/ready to show it", || {
+        c.live().any(|(_, i)| {
+            i.component("cluster").is_some_and(|x| {
+                x["state"] == "degraded"
+                    && x["detail"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("etcd lost the cluster's state")
+            })
+        })
+    });
+    let counted = c.live().any(|(_, i)| {
+        i.get("/metrics").is_some_and(|(_, m)| {
+            m.lines().any(|l| {
+                l.starts_with("factorio_isr_cluster_state_lost_total ") && !l.ends_with(" 0")
+            })
+        })
+    });
+    assert!(counted, "cluster_state_lost_total stayed 0");
+    std::thread::sleep(Duration::from_secs(3));
+    let last = writer.finish();
+    c.exactly_once(last);
+}

@@ -35,6 +35,42 @@ const STEP: Duration = Duration::from_millis(750);
 /// How often etcd is read.
 const TICK: Duration = Duration::from_millis(250);
 
+/// Which members may own server `tag`, and whether this instance (`me`, with its own
+/// digests `mine`) is one: those whose entry of it is the one most members have (a tie goes
+/// to the smallest digest), and those of an earlier release that publish no digests. A
+/// member whose servers.yml lacks the server may not own it.
+fn eligible(
+    tag: &str,
+    view: &View,
+    members: &[String],
+    me: &str,
+    mine: Option<&std::collections::BTreeMap<String, String>>,
+) -> (Vec<String>, bool) {
+    // A member's say: none (no digests, or not in the view yet), else its digest of the
+    // server (none: its file lacks it). This instance's own comes from its file.
+    let say = |m: &String| -> Option<Option<&String>> {
+        if m == me {
+            return mine.map(|c| c.get(tag));
+        }
+        view.configs.get(m)?.as_ref().map(|c| c.get(tag))
+    };
+    let mut counts: std::collections::BTreeMap<&String, usize> = Default::default();
+    for d in members.iter().filter_map(|m| say(m).flatten()) {
+        *counts.entry(d).or_default() += 1;
+    }
+    let most = counts.values().copied().max();
+    let cluster = counts
+        .into_iter()
+        .find(|(_, n)| Some(*n) == most)
+        .map(|(d, _)| d);
+    let may = |m: &String| match say(m) {
+        None => true,
+        Some(d) => d.is_some() && d == cluster,
+    };
+    let all = members.iter().filter(|m| may(m)).cloned().collect();
+    (all, may(&me.to_owned()))
+}
+
 /// Builds a Discord client for one term as gateway owner.
 /// Its users' chosen servers are written under the term's fence.
 pub(super) type GatewayBuilder =
@@ -63,6 +99,12 @@ pub(super) struct Manager {
     pub(super) shared: Shared,
     pub(super) gateway: Option<GatewayParts>,
     pub(super) status: watch::Sender<Status>,
+    /// Where this instance remembers the cluster's identity (`cluster-id`).
+    pub(super) state_dir: std::path::PathBuf,
+    /// The checkpoint name of every configured log.
+    pub(super) logs: Vec<String>,
+    /// The checkpoints, for what this instance knows of them when etcd lost them.
+    pub(super) checkpoints: crate::tail::checkpoint::CheckpointStore,
 }
 
 /// This instance's term as gateway owner.
@@ -70,6 +112,40 @@ struct Term {
     fence: Arc<Fence>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    started: Instant,
+}
+
+/// The least time between two gateway sessions this instance starts: Discord allows one
+/// identify per 5 s (`max_concurrency` 1) and 1,000 a day.
+const GATEWAY_PACE: Duration = Duration::from_secs(5);
+/// A term shorter than this makes the next wait twice as long as the last (up to
+/// [`GATEWAY_PACE_MAX`]): a gateway that keeps changing hands must not use the day's
+/// identifies up.
+const SHORT_TERM: Duration = Duration::from_secs(60);
+const GATEWAY_PACE_MAX: Duration = Duration::from_secs(600);
+
+/// When this instance may start its next gateway session.
+#[derive(Debug, Default)]
+struct Pace {
+    next: Option<Instant>,
+    wait: Duration,
+}
+
+impl Pace {
+    /// Whether a session may start now.
+    fn ready(&self, now: Instant) -> bool {
+        self.next.is_none_or(|t| now >= t)
+    }
+
+    /// A term that started at `started` ended at `now`.
+    fn ended(&mut self, started: Instant, now: Instant) {
+        self.wait = if now.duration_since(started) < SHORT_TERM {
+            (self.wait * 2).clamp(GATEWAY_PACE, GATEWAY_PACE_MAX)
+        } else {
+            GATEWAY_PACE
+        };
+        self.next = Some(now + self.wait);
+    }
 }
 
 /// What the manager remembers between ticks.
@@ -83,7 +159,22 @@ struct Memory {
     owned_since: HashMap<String, Instant>,
     /// The last problem reading etcd, logged once.
     problem: Option<String>,
+    /// When the next gateway session may start.
+    pace: Pace,
+    /// The servers whose entry differs here from the cluster's, as last said.
+    differs: Vec<String>,
+    /// When this instance found etcd without the cluster's state it had seen.
+    state_lost: Option<Instant>,
+    /// The cluster's identity, as this instance knows it (from etcd, or its state folder).
+    identity: Option<String>,
+    /// When the logs' checkpoints were last looked at while the state is marked lost.
+    marker_checked: Option<Instant>,
 }
+
+/// How often, while etcd's state is marked lost, the checkpoints are looked at to end it.
+const MARKER_CHECK: Duration = Duration::from_secs(10);
+/// How long `/ready` shows that etcd lost the cluster's state, after it was found.
+const LOST_SHOWN: Duration = Duration::from_secs(600);
 
 impl Manager {
     /// Decides every tick until `stopped`; then stops the gateway term (the servers stop
@@ -111,7 +202,10 @@ impl Manager {
             })
             .collect();
         self.shared.health.register("cluster");
-        let mut memory = Memory::default();
+        let mut memory = Memory {
+            identity: self.remembered_identity().await,
+            ..Memory::default()
+        };
         let mut term: Option<Term> = None;
         loop {
             self.tick(&wants, &mut memory, &mut term).await;
@@ -134,11 +228,13 @@ impl Manager {
         let me = self.cluster.id.clone();
         let health = &self.shared.health;
         if !self.cluster.lease.valid() {
-            health.set(
-                "cluster",
-                State::Down,
-                Some("no valid lease: etcd is unreachable, or this instance is joining".into()),
-            );
+            let why = match self.cluster.duplicate() {
+                Some(other) => format!(
+                    "another instance with this instance's id `{me}` is live ({other}): this one stays out of the cluster"
+                ),
+                None => "no valid lease: etcd is unreachable, or this instance is joining".into(),
+            };
+            health.set("cluster", State::Down, Some(why));
             for (i, server) in self.servers.iter().enumerate() {
                 self.drop_server(
                     server,
@@ -151,7 +247,7 @@ impl Manager {
                 tracing::warn!("giving the Discord gateway up: this instance has no valid lease");
                 self.end_term(t).await;
             }
-            self.publish(None);
+            self.publish(None, memory);
             return;
         }
         let view = match tokio::time::timeout(TICK * 4, self.cluster.view()).await {
@@ -173,7 +269,21 @@ impl Manager {
                 return;
             }
         };
-        health.set("cluster", State::Ready, None);
+        self.identity_tick(&view, memory).await;
+        let lost_for = memory.state_lost.map(|at| at.elapsed());
+        if view.state_lost || lost_for.is_some_and(|d| d < LOST_SHOWN) {
+            let ago = lost_for.map_or(String::new(), |d| format!(" {} s ago", d.as_secs()));
+            health.set(
+                "cluster",
+                State::Degraded,
+                Some(format!(
+                    "etcd lost the cluster's state{ago} (wiped or replaced): checkpoints missing there are taken as lost (on_lost_checkpoint){}",
+                    if view.state_lost { ", until every log has one again" } else { "; every log has one again" }
+                )),
+            );
+        } else {
+            health.set("cluster", State::Ready, None);
+        }
         let mut members = view.members.clone();
         if !members.contains(&me) {
             members.push(me.clone());
@@ -184,8 +294,26 @@ impl Manager {
             memory.first_seen.entry(m.clone()).or_insert(now);
         }
         let gateway_mine = self.gateway_tick(&view, &members, memory, term).await;
+        let mine = self.cluster.me().config;
+        let mut differs = Vec::new();
         for (i, server) in self.servers.iter().enumerate() {
-            self.server_tick(server, &wants[i], &view, &members, memory)
+            let (may_own, agrees) = eligible(&server.tag, &view, &members, &me, mine.as_ref());
+            self.shared
+                .metrics
+                .cluster_config_differs
+                .with_label_values(&[&server.tag])
+                .set(i64::from(!agrees));
+            if !agrees {
+                differs.push(server.tag.clone());
+                self.drop_server(
+                    server,
+                    &wants[i],
+                    memory,
+                    "its entry in this instance's servers.yml differs from the cluster's",
+                );
+                continue;
+            }
+            self.server_tick(server, &wants[i], &view, &may_own, memory)
                 .await;
             let owned = self.owns(&server.tag);
             server.hold_rcon(owned || gateway_mine);
@@ -195,7 +323,143 @@ impl Manager {
                 .with_label_values(&[&server.tag, &me])
                 .set(i64::from(owned));
         }
-        self.publish(Some(&view));
+        // Servers the others have that this instance's file lacks: it cannot own them.
+        if let Some(mine) = &mine {
+            let theirs: std::collections::BTreeSet<&String> = view
+                .configs
+                .iter()
+                .filter(|(m, _)| **m != me)
+                .filter_map(|(_, c)| c.as_ref())
+                .flat_map(|c| c.keys())
+                .collect();
+            differs.extend(
+                theirs
+                    .into_iter()
+                    .filter(|t| !mine.contains_key(*t))
+                    .cloned(),
+            );
+        }
+        self.config_health(&differs, memory);
+        self.publish(Some(&view), memory);
+    }
+
+    /// The cluster's identity this instance wrote down last time (its state folder), so
+    /// an etcd wiped while every instance was down is still told from a new one.
+    async fn remembered_identity(&self) -> Option<String> {
+        let path = self.state_dir.join("cluster-id");
+        tokio::task::spawn_blocking(move || crate::files::read_regular(&path, 4096).ok())
+            .await
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Keeps the cluster's identity: takes one on etcd's first use, remembers it (also in the
+    /// state folder), and when etcd no longer has the one it knew (wiped, or another
+    /// cluster's data), says so loudly and marks the state lost, so the owners take missing
+    /// checkpoints as lost rather than as first starts. Ends the mark once every log has a
+    /// checkpoint again.
+    async fn identity_tick(&self, view: &View, memory: &mut Memory) {
+        let lost = match (&view.identity, &memory.identity) {
+            (Some(seen), Some(known)) if seen == known => None,
+            (Some(seen), Some(_)) => Some(format!("etcd has another cluster's identity ({seen})")),
+            (Some(_), None) => None,
+            (None, Some(_)) => Some("etcd has no cluster identity any more".to_owned()),
+            (None, None) => {
+                let id: String = (0..32)
+                    .map(|_| char::from_digit(fastrand::u32(0..16), 16).unwrap_or('0'))
+                    .collect();
+                let _ = self.cluster.claim_identity(&id).await;
+                return;
+            }
+        };
+        if let Some(why) = lost {
+            let when = chrono::Utc::now()
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string();
+            tracing::error!(
+                "etcd lost the cluster's state ({why}): it was wiped or replaced; every checkpoint missing there is taken as lost (on_lost_checkpoint: from the beginning by default; a log this instance delivered resumes where it got to)"
+            );
+            self.shared.metrics.cluster_state_lost.inc();
+            memory.state_lost = Some(Instant::now());
+            if let Err(e) = self.cluster.mark_state_lost(&when).await {
+                tracing::warn!("cannot mark the cluster's state lost in etcd: {e}");
+            }
+            // What this instance delivered, it gives back: the next owner of those logs
+            // resumes there instead of at their beginning.
+            let mut restored = 0;
+            for (log, stored) in self.checkpoints.known() {
+                if let Ok(true) = self.cluster.restore_checkpoint(&log, &stored).await {
+                    restored += 1;
+                }
+            }
+            if restored > 0 {
+                tracing::warn!(
+                    "put back in etcd the checkpoints of {restored} logs this instance delivered"
+                );
+            }
+            if view.identity.is_none()
+                && let Some(known) = &memory.identity
+            {
+                let _ = self.cluster.claim_identity(known).await;
+            }
+        }
+        if let Some(seen) = &view.identity
+            && memory.identity.as_ref() != Some(seen)
+        {
+            memory.identity = Some(seen.clone());
+            let (path, id) = (self.state_dir.join("cluster-id"), seen.clone());
+            let written = tokio::task::spawn_blocking(move || {
+                crate::state::write_durably(&path, id.as_bytes())
+            })
+            .await;
+            if let Ok(Err(e)) = written {
+                tracing::warn!("cannot keep the cluster's identity in the state folder: {e}");
+            }
+        }
+        if view.state_lost
+            && memory
+                .marker_checked
+                .is_none_or(|t| t.elapsed() >= MARKER_CHECK)
+        {
+            memory.marker_checked = Some(Instant::now());
+            if let Ok(true) = self.cluster.has_checkpoints(&self.logs).await {
+                tracing::info!(
+                    "every log has a checkpoint in etcd again: the cluster's state is whole"
+                );
+                let _ = self.cluster.clear_state_lost().await;
+            }
+        }
+    }
+
+    /// Says in `/ready` (`cluster:config`) which servers this instance does not own because
+    /// its servers.yml differs from the cluster's there; logged when that changes.
+    fn config_health(&self, differs: &[String], memory: &mut Memory) {
+        if memory.differs.as_slice() != differs {
+            if differs.is_empty() {
+                tracing::info!("this instance's servers.yml agrees with the cluster's again");
+            } else {
+                tracing::error!(
+                    servers = %differs.join(", "),
+                    "this instance's servers.yml differs from the cluster's for these servers: it does not own them until it agrees"
+                );
+            }
+            memory.differs = differs.to_vec();
+        }
+        let health = &self.shared.health;
+        if differs.is_empty() {
+            health.set("cluster:config", State::Ready, None);
+        } else {
+            health.set(
+                "cluster:config",
+                State::Degraded,
+                Some(format!(
+                    "servers.yml here differs from the cluster's for {}: this instance does not own them",
+                    differs.join(", ")
+                )),
+            );
+        }
     }
 
     fn owns(&self, tag: &str) -> bool {
@@ -362,6 +626,7 @@ impl Manager {
             } else {
                 tracing::warn!("another instance runs the Discord gateway now; stopping it here");
             }
+            memory.pace.ended(t.started, Instant::now());
             self.end_term(t).await;
             let _ = self
                 .cluster
@@ -381,7 +646,7 @@ impl Manager {
                 false
             }
             None => {
-                if !self.due(KEY, members, memory) {
+                if !self.due(KEY, members, memory) || !memory.pace.ready(Instant::now()) {
                     return false;
                 }
                 memory.free_since.remove(KEY);
@@ -401,7 +666,12 @@ impl Manager {
                         let (stop, stopping) = watch::channel(false);
                         let task =
                             discord.start(self.servers.clone(), parts.reloader.clone(), stopping);
-                        *term = Some(Term { fence, stop, task });
+                        *term = Some(Term {
+                            fence,
+                            stop,
+                            task,
+                            started: Instant::now(),
+                        });
                         true
                     }
                     Err(e) => {
@@ -429,7 +699,7 @@ impl Manager {
         );
     }
 
-    fn publish(&self, view: Option<&View>) {
+    fn publish(&self, view: Option<&View>, memory: &Memory) {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -438,6 +708,7 @@ impl Manager {
                 instance: self.cluster.id.clone(),
                 lease_valid: false,
                 seen_at_ms: now_ms,
+                duplicate: self.cluster.duplicate(),
                 ..self.status.borrow().clone()
             },
             Some(v) => Status {
@@ -456,6 +727,9 @@ impl Manager {
                     .collect(),
                 gateway: v.gateway.as_ref().map(|h| h.instance.clone()),
                 seen_at_ms: now_ms,
+                config_differs: memory.differs.clone(),
+                duplicate: None,
+                state_lost: memory.state_lost.is_some(),
             },
         };
         self.status.send_replace(status);
@@ -502,5 +776,71 @@ async fn keeper(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_members_that_agree_on_a_server_may_own_it() {
+        let config = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(t, d)| ((*t).to_owned(), (*d).to_owned()))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            )
+        };
+        let mut view = View::default();
+        let members: Vec<String> = ["a", "b", "c", "old"].map(String::from).to_vec();
+        view.configs
+            .insert("b".into(), config(&[("prod", "x"), ("beta", "y")]));
+        view.configs.insert("c".into(), config(&[("prod", "z")]));
+        view.configs.insert("old".into(), None);
+        let mine = config(&[("prod", "x"), ("beta", "y")]);
+        // prod: a and b say x, c says z: c may not own it; the earlier release may.
+        let (may, agrees) = eligible("prod", &view, &members, "a", mine.as_ref());
+        assert_eq!(may, ["a", "b", "old"]);
+        assert!(agrees);
+        // beta: c's file lacks it.
+        let (may, _) = eligible("beta", &view, &members, "a", mine.as_ref());
+        assert_eq!(may, ["a", "b", "old"]);
+        // From c's side: it differs on prod, and does not have beta at all.
+        let (_, agrees) = eligible(
+            "prod",
+            &view,
+            &members,
+            "c",
+            config(&[("prod", "z")]).as_ref(),
+        );
+        assert!(!agrees);
+        // A tie goes to the smallest digest.
+        let two: Vec<String> = ["b", "c"].map(String::from).to_vec();
+        let (may, _) = eligible("prod", &view, &two, "b", config(&[("prod", "x")]).as_ref());
+        assert_eq!(may, ["b"]);
+    }
+
+    #[test]
+    fn gateway_sessions_keep_discords_pace_and_back_off_when_terms_are_short() {
+        let t0 = Instant::now();
+        let mut pace = Pace::default();
+        assert!(pace.ready(t0));
+        // Terms of a few seconds each: 5 s, 10 s, 20 s, … up to 10 min between sessions.
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            pace.ended(now, now + Duration::from_secs(2));
+            now += Duration::from_secs(2);
+            assert!(!pace.ready(now));
+            waits.push(pace.wait.as_secs());
+            now = pace.next.unwrap();
+            assert!(pace.ready(now));
+        }
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
+        // A term that lasted: back to Discord's pace.
+        pace.ended(now, now + Duration::from_secs(3600));
+        assert_eq!(pace.wait, GATEWAY_PACE);
     }
 }

@@ -27,6 +27,8 @@ pub(super) struct ConfigWatch {
     /// The bot, when this instance runs it (not in cluster mode, where the gateway moves).
     pub(super) bot: Option<Arc<Bot>>,
     pub(super) health: Health,
+    /// Cluster mode: where this instance tells the others what its servers.yml holds.
+    pub(super) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl ConfigWatch {
@@ -64,6 +66,12 @@ impl ConfigWatch {
     async fn apply(&self, last: &Config, now: &Config) {
         let asked = changes(last, now);
         let cluster = self.started.cluster.is_some();
+        if let Some(c) = &self.cluster {
+            c.introduce(
+                None,
+                crate::cluster::config_digests(&now.servers_as_written()),
+            );
+        }
         for (tag, keys) in &asked.restart {
             let Some(server) = self.servers.iter().find(|s| &s.tag == tag) else {
                 continue;

@@ -108,7 +108,16 @@ impl Host {
         let cluster = match &config.cluster {
             Some(settings) => {
                 tracing::info!(instance = %settings.instance_id, endpoints = ?settings.endpoints, "cluster mode: servers are owned through etcd");
-                Some(crate::cluster::Cluster::connect(settings, shared.metrics.clone()).await?)
+                let cluster =
+                    crate::cluster::Cluster::connect(settings, shared.metrics.clone()).await?;
+                let address =
+                    crate::config::host_name().map(|h| format!("{h}:{}", opts.http.port()));
+                cluster.introduce(
+                    address,
+                    crate::cluster::config_digests(&config.servers_as_written()),
+                );
+                cluster.check_unique().await?;
+                Some(cluster)
             }
             None => None,
         };
@@ -214,6 +223,7 @@ impl Host {
         }
         let mut tasks = Vec::new();
         let mut cluster_run = None;
+        let cluster_handle = cluster.clone();
         let bot = discord
             .as_ref()
             .filter(|_| cluster.is_none())
@@ -252,6 +262,17 @@ impl Host {
                         shared: shared.clone(),
                         gateway,
                         status: status_tx,
+                        state_dir: opts.state_dir.clone(),
+                        logs: config
+                            .servers
+                            .iter()
+                            .flat_map(|s| {
+                                s.logs.iter().enumerate().map(|(i, l)| {
+                                    crate::pipeline::LogName::new(&s.tag, i, &l.id).checkpoint
+                                })
+                            })
+                            .collect(),
+                        checkpoints: parts.checkpoints.clone(),
                     }
                     .spawn(stopped.clone()),
                 );
@@ -283,6 +304,7 @@ impl Host {
                 servers: servers.clone(),
                 bot,
                 health: shared.health.clone(),
+                cluster: cluster_handle,
             }
             .spawn(config_changes, stopped.clone()),
         );

@@ -104,9 +104,17 @@ pub(super) async fn keep(cluster: Arc<Cluster>, mut stop: tokio::sync::watch::Re
             Ok(Err(e)) => note(Some(e), &cluster),
             Err(_) => note(Some("no answer in time".into()), &cluster),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+        let changed = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
             _ = stop.wait_for(|s| *s) => break,
+            () = cluster.me_changed.notified() => true,
+        };
+        if changed && let Some(id) = lease.current() {
+            let key = cluster.key(&format!("members/{}", cluster.id));
+            let me = cluster.me().to_value();
+            if let Err(e) = cluster.store.put_leased(&key, &me, id).await {
+                tracing::debug!("cannot write this instance's registration again: {e}");
+            }
         }
     }
     // Leaving: give the lease back, so what this instance held moves at once.
@@ -120,12 +128,10 @@ async fn grant(cluster: &Cluster) -> Result<(), String> {
     let sent = Instant::now();
     let ttl = i64::try_from(cluster.lease.ttl.as_secs()).unwrap_or(i64::MAX);
     let (id, granted) = cluster.store.grant(ttl).await.map_err(|e| e.to_string())?;
-    let member = cluster.key(&format!("members/{}", cluster.id));
-    cluster
-        .store
-        .put_leased(&member, &cluster.id, id)
-        .await
-        .map_err(|e| e.to_string())?;
+    if let Err(e) = register(cluster, id).await {
+        let _ = cluster.store.revoke(id).await;
+        return Err(e);
+    }
     cluster.lease.id.set(Some(id));
     cluster.lease.renewed(
         sent,
@@ -133,6 +139,51 @@ async fn grant(cluster: &Cluster) -> Result<(), String> {
     );
     tracing::info!(instance = %cluster.id, lease = id, "joined the cluster");
     Ok(())
+}
+
+/// Registers this instance under `lease`, unless another live instance has its id: then it
+/// stays out (it owns nothing) and says who, until that one is gone. The registration of
+/// this instance's own last run (a crash, from the same address) is ended instead.
+async fn register(cluster: &Cluster, lease: i64) -> Result<(), String> {
+    let key = cluster.key(&format!("members/{}", cluster.id));
+    let me = cluster.me();
+    for _ in 0..2 {
+        let created = cluster.store.create(&key, &me.to_value(), lease).await;
+        if created.map_err(|e| e.to_string())?.is_some() {
+            if cluster.duplicate().is_some() {
+                tracing::info!(instance = %cluster.id, "no other instance has this id any more");
+            }
+            *cluster.duplicate.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            cluster.metrics.cluster_duplicate_id.set(0);
+            return Ok(());
+        }
+        let Some(entry) = cluster.store.get(&key).await.map_err(|e| e.to_string())? else {
+            continue;
+        };
+        let other = super::Member::parse(&cluster.id, &entry.value);
+        if !me.address.is_empty() && other.address == me.address {
+            tracing::info!(instance = %cluster.id, "ending the lease of this instance's last run, still registered");
+            let _ = cluster.store.revoke(entry.lease).await;
+            continue;
+        }
+        let address = super::shown_address(&other.address);
+        let first = cluster
+            .duplicate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(address.clone())
+            .is_none();
+        cluster.metrics.cluster_duplicate_id.set(1);
+        let e = super::ClusterError::Duplicate {
+            id: cluster.id.clone(),
+            address,
+        };
+        if first {
+            tracing::error!(instance = %cluster.id, "{e}; this instance stays out of the cluster until it is gone");
+        }
+        return Err(e.to_string());
+    }
+    Err("cannot register this instance: its registration keeps changing".into())
 }
 
 /// One keep-alive: etcd renews the lease for its whole TTL, or says it no longer has it.

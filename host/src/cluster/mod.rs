@@ -6,7 +6,8 @@
 //! nothing after another took over.
 //!
 //! ```text
-//! prefix/members/<instance>   the instance, under its lease (who is alive)
+//! prefix/members/<instance>   the instance, under its lease (who is alive): where it is
+//!                             and a digest of each server's entry in its servers.yml
 //! prefix/owners/<server>      the owner's instance id, under its lease; the fencing token
 //!                             is this key's create revision
 //! prefix/gateway              the instance that runs the Discord gateway
@@ -17,12 +18,16 @@
 //! prefix/pins/<server>/<slot> the version chosen at run time (fenced), its plugins in
 //! prefix/blobs/<sha256>[/<n>]  by content hash, in parts
 //! prefix/discord/selections   the users' chosen servers (fenced by the gateway's claim)
+//! prefix/meta/cluster-id      the cluster's identity, so an etcd that lost its state (wiped,
+//!                             replaced) is told from one that never had any
+//! prefix/meta/state-lost      while set: checkpoints missing are lost, not first starts
 //! ```
 //!
 //! This module is the etcd side ([`Cluster`]: the lease, the keys, elections, fenced
 //! writes); `app::cluster` decides, and starts and stops the servers.
 
 mod lease;
+mod member;
 pub mod placement;
 mod store;
 
@@ -32,10 +37,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 pub use lease::Lease;
+pub use member::{Member, config_digests};
 use store::{Entry, Store};
 
 use crate::config::ClusterSettings;
 use crate::observe::metrics::Metrics;
+
+/// The key etcd holds while the cluster's state is known to be lost (written by the
+/// instance that found it so): a checkpoint missing then is lost, not a first start.
+pub const STATE_LOST_KEY: &str = "meta/state-lost";
 
 /// Why a cluster operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +57,12 @@ pub enum ClusterError {
     /// expired, or another instance took over).
     #[error("fenced: this instance no longer owns {0}")]
     Fenced(String),
+    /// Another live instance has this instance's id.
+    #[error(
+        "another instance with the id `{id}` is live ({address}): give each instance its own \
+         id (FACTORIO_ISR_INSTANCE_ID)"
+    )]
+    Duplicate { id: String, address: String },
 }
 
 /// A connection to the cluster's etcd, as this instance.
@@ -57,6 +73,12 @@ pub struct Cluster {
     store: Store,
     pub lease: Arc<Lease>,
     metrics: Arc<Metrics>,
+    /// What this instance registers as (its address and config digests).
+    me: std::sync::Mutex<Member>,
+    /// Told when `me` changes, so the registration is written again.
+    me_changed: tokio::sync::Notify,
+    /// Another live instance with this id, while there is one (this one then stays out).
+    duplicate: std::sync::Mutex<Option<String>>,
 }
 
 /// Who holds one key right now.
@@ -73,9 +95,15 @@ pub struct Holder {
 #[derive(Debug, Clone, Default)]
 pub struct View {
     pub members: Vec<String>,
+    /// Each member's config digests (by id; none from an earlier release).
+    pub configs: BTreeMap<String, Option<BTreeMap<String, String>>>,
     /// By server tag.
     pub owners: BTreeMap<String, Holder>,
     pub gateway: Option<Holder>,
+    /// The cluster's identity (`meta/cluster-id`), none while etcd has none.
+    pub identity: Option<String>,
+    /// Whether the cluster's state is known lost (`meta/state-lost`).
+    pub state_lost: bool,
 }
 
 impl Cluster {
@@ -94,7 +122,57 @@ impl Cluster {
             store: Store::new(settings)?,
             lease: Arc::new(Lease::new(settings.lease_ttl)),
             metrics,
+            me: std::sync::Mutex::new(Member {
+                id: settings.instance_id.clone(),
+                ..Member::default()
+            }),
+            me_changed: tokio::sync::Notify::new(),
+            duplicate: std::sync::Mutex::new(None),
         }))
+    }
+
+    /// Says where this instance is and what its servers.yml holds (`config` digests by
+    /// tag); written with its registration, again whenever it changes.
+    pub fn introduce(&self, address: Option<String>, config: BTreeMap<String, String>) {
+        {
+            let mut me = self.me.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(a) = address {
+                me.address = a;
+            }
+            me.config = Some(config);
+        }
+        self.me_changed.notify_one();
+    }
+
+    /// What this instance registers as.
+    pub fn me(&self) -> Member {
+        self.me.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The address of another live instance with this instance's id, while there is one.
+    pub fn duplicate(&self) -> Option<String> {
+        self.duplicate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Refuses to start beside a live instance with the same id: its registration is there
+    /// from another address. (etcd out of reach: nothing to tell yet; the lease keeper
+    /// looks again when it registers.)
+    pub async fn check_unique(&self) -> Result<(), ClusterError> {
+        let key = self.key(&format!("members/{}", self.id));
+        let Ok(Some(entry)) = self.store.get(&key).await else {
+            return Ok(());
+        };
+        let other = Member::parse(&self.id, &entry.value);
+        if other.address != self.me().address {
+            return Err(ClusterError::Duplicate {
+                id: self.id.clone(),
+                address: shown_address(&other.address),
+            });
+        }
+        Ok(())
     }
 
     fn key(&self, rest: &str) -> String {
@@ -126,10 +204,22 @@ impl Cluster {
         let members = self.store.range(&members_prefix).await?;
         let owners = self.store.range(&owners_prefix).await?;
         let gateway = self.store.get(&self.gateway_key()).await?;
+        let meta = self.store.range(&self.key("meta/")).await?;
         let mut view = View::default();
+        for e in &meta {
+            match e.key.strip_prefix(&self.key("meta/")) {
+                Some("cluster-id") => {
+                    view.identity = Some(String::from_utf8_lossy(&e.value).into_owned());
+                }
+                Some("state-lost") => view.state_lost = true,
+                _ => {}
+            }
+        }
         for e in &members {
             if let Some(id) = e.key.strip_prefix(&members_prefix) {
                 view.members.push(id.to_owned());
+                view.configs
+                    .insert(id.to_owned(), Member::parse(id, &e.value).config);
             }
         }
         for e in &owners {
@@ -176,9 +266,58 @@ impl Cluster {
         })
     }
 
+    /// Gives the cluster the identity `id` unless it has one; whether it took it.
+    pub async fn claim_identity(&self, id: &str) -> Result<bool, ClusterError> {
+        let key = self.key("meta/cluster-id");
+        Ok(self.store.create(&key, id, 0).await?.is_some())
+    }
+
+    /// Marks the cluster's state lost (at `when`, for people), unless it is marked already.
+    pub async fn mark_state_lost(&self, when: &str) -> Result<(), ClusterError> {
+        let key = self.key(STATE_LOST_KEY);
+        self.store.create(&key, when, 0).await?;
+        Ok(())
+    }
+
+    /// Ends the mark: every log it was about has a checkpoint again.
+    pub async fn clear_state_lost(&self) -> Result<(), ClusterError> {
+        let key = self.key(STATE_LOST_KEY);
+        self.store.delete(&key).await
+    }
+
+    /// Puts back the checkpoint of `log` (its stored form) unless etcd has one: an
+    /// instance that delivered the log gives etcd back what it lost.
+    pub async fn restore_checkpoint(&self, log: &str, stored: &[u8]) -> Result<bool, ClusterError> {
+        let key = self.key(&format!("checkpoints/{log}"));
+        let text = String::from_utf8_lossy(stored);
+        Ok(self.store.create(&key, &text, 0).await?.is_some())
+    }
+
+    /// Whether etcd has a checkpoint for every one of `logs` (checkpoint names).
+    pub async fn has_checkpoints(&self, logs: &[String]) -> Result<bool, ClusterError> {
+        let prefix = self.key("checkpoints/");
+        let have: std::collections::BTreeSet<String> = self
+            .store
+            .range(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|e| e.key.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
+        Ok(logs.iter().all(|l| have.contains(l)))
+    }
+
     /// Reads one of the cluster's state keys (`checkpoints/prod`).
     pub async fn get(&self, rest: &str) -> Result<Option<Vec<u8>>, ClusterError> {
         Ok(self.store.get(&self.key(rest)).await?.map(|e| e.value))
+    }
+}
+
+/// An address as the messages show it.
+fn shown_address(address: &str) -> String {
+    if address.is_empty() {
+        "an instance of an earlier release, address unknown".to_owned()
+    } else {
+        format!("at {address}")
     }
 }
 
@@ -255,6 +394,11 @@ impl Fence {
     pub async fn get(&self, rest: &str) -> Result<Option<Vec<u8>>, ClusterError> {
         self.cluster.get(rest).await
     }
+
+    /// The cluster's lease TTL: the longest an instance takes to notice anything.
+    pub fn lease_ttl(&self) -> Duration {
+        self.cluster.ttl
+    }
 }
 
 /// A lease id, shared: none while this instance has no lease.
@@ -288,4 +432,11 @@ pub struct Status {
     pub gateway: Option<String>,
     /// When this view was read (Unix ms; 0: never).
     pub seen_at_ms: u64,
+    /// The servers whose entry in this instance's servers.yml differs from the cluster's
+    /// (it does not own them).
+    pub config_differs: Vec<String>,
+    /// Another live instance with this instance's id (this one stays out), while there is.
+    pub duplicate: Option<String>,
+    /// Whether this instance found etcd without the cluster's state it had seen.
+    pub state_lost: bool,
 }

@@ -202,6 +202,11 @@ mod with_etcd {
             self.client().await?.lease_revoke(lease).await?;
             Ok(())
         }
+
+        pub(in crate::cluster) async fn delete(&self, key: &str) -> Result<(), ClusterError> {
+            self.client().await?.delete(key, None).await?;
+            Ok(())
+        }
     }
 }
 
@@ -268,6 +273,10 @@ mod without_etcd {
         }
 
         pub(in crate::cluster) async fn revoke(&self, _: i64) -> Result<(), ClusterError> {
+            missing()
+        }
+
+        pub(in crate::cluster) async fn delete(&self, _: &str) -> Result<(), ClusterError> {
             missing()
         }
     }

@@ -156,7 +156,8 @@ impl ClusterSection {
 }
 
 /// The machine's host name (a container's is its name, a pod's its pod name).
-fn host_name() -> Option<String> {
+/// This machine's host name (`$HOSTNAME` is not always exported).
+pub fn host_name() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())

@@ -13,7 +13,7 @@ mod secret_source;
 mod server;
 mod warning;
 
-pub use cluster::{ClusterSettings, DEFAULT_LEASE_TTL, TlsSettings};
+pub use cluster::{ClusterSettings, DEFAULT_LEASE_TTL, TlsSettings, host_name};
 pub use diff::{ConfigChanges, changes};
 pub use discord::{Cooldowns, DiscordSettings, RoleRef};
 pub use events::{EventRules, KindPolicy, Shown};
@@ -357,6 +357,16 @@ impl Config {
     /// The server with `tag`.
     pub fn server(&self, tag: &str) -> Option<&ServerConfig> {
         self.servers.iter().find(|s| s.tag == tag)
+    }
+
+    /// The `servers:` section as written (before `${VAR}` is expanded): what cluster
+    /// instances compare their files by.
+    pub fn servers_as_written(&self) -> serde_yaml::Mapping {
+        self.raw
+            .get("servers")
+            .and_then(serde_yaml::Value::as_mapping)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The field of server `tag`'s log number `index` as people read it:

@@ -117,6 +117,15 @@ pub struct Metrics {
     pub cluster_fencing_rejections: prometheus::IntCounter,
     /// `cluster_writes_total`: fenced state writes (transactions) to etcd.
     pub cluster_writes: prometheus::IntCounter,
+    /// `cluster_config_differs{server}`: 1 while this instance's entry of a server in
+    /// servers.yml differs from the cluster's (it then does not own that server).
+    pub cluster_config_differs: IntGaugeVec,
+    /// `cluster_state_lost_total`: times this instance found etcd without the cluster's
+    /// state it had seen (a wiped or replaced etcd).
+    pub cluster_state_lost: prometheus::IntCounter,
+    /// `cluster_duplicate_id`: 1 while another live instance has this instance's id (this
+    /// one stays out of the cluster).
+    pub cluster_duplicate_id: prometheus::IntGauge,
     /// `cluster_etcd_up{member}`: 1 while etcd answers this instance's keep-alives (cluster
     /// mode only: no series otherwise).
     pub cluster_etcd_up: IntGaugeVec,
@@ -399,6 +408,26 @@ impl Metrics {
                 prometheus::IntCounter::new(
                     format!("{PREFIX}cluster_writes_total"),
                     "Fenced state writes (transactions) to etcd",
+                ),
+            ),
+            cluster_config_differs: gauge(
+                &registry,
+                "cluster_config_differs",
+                "1 while this instance's servers.yml entry of a server differs from the one most instances have (it does not own that server)",
+                &["server"],
+            ),
+            cluster_state_lost: register(
+                &registry,
+                prometheus::IntCounter::new(
+                    format!("{PREFIX}cluster_state_lost_total"),
+                    "Times this instance found etcd without the cluster state it had seen (a wiped or replaced etcd): checkpoints missing then are treated as lost",
+                ),
+            ),
+            cluster_duplicate_id: register(
+                &registry,
+                prometheus::IntGauge::new(
+                    format!("{PREFIX}cluster_duplicate_id"),
+                    "1 while another live instance has this instance's id; this one stays out of the cluster",
                 ),
             ),
             cluster_etcd_up: gauge(

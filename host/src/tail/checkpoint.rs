@@ -30,6 +30,10 @@ const VERSION: u32 = 2;
 pub struct CheckpointStore {
     dir: PathBuf,
     fence: Option<Arc<Fence>>,
+    /// Cluster mode: where this process last knew each log delivered up to (saved or found
+    /// in etcd), shared by every fenced copy: when etcd has lost the cluster's state, a log
+    /// this instance delivered resumes exactly there.
+    known: Arc<std::sync::Mutex<std::collections::HashMap<String, Position>>>,
 }
 
 impl std::fmt::Debug for CheckpointStore {
@@ -72,6 +76,7 @@ enum Saved {
         key: String,
         /// The lines of the batch that was in flight when the last owner stopped.
         replay: Option<usize>,
+        known: Known,
     },
 }
 
@@ -98,6 +103,7 @@ impl CheckpointStore {
         Self {
             dir: dir.into(),
             fence: None,
+            known: Arc::default(),
         }
     }
 
@@ -106,12 +112,24 @@ impl CheckpointStore {
         Self {
             dir: self.dir.clone(),
             fence: Some(fence),
+            known: self.known.clone(),
         }
     }
 
     /// The folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Cluster mode: each log this process delivered and where it last knew it was
+    /// delivered up to, in the stored form (to give etcd back what it lost).
+    pub fn known(&self) -> Vec<(String, Vec<u8>)> {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(k, p)| Some((k.clone(), serde_json::to_vec(&Stored::from(p)).ok()?)))
+            .collect()
     }
 
     fn paths(&self, server: &str) -> (PathBuf, PathBuf) {
@@ -125,7 +143,7 @@ impl CheckpointStore {
     /// call it from a blocking thread of the runtime.
     pub fn open(&self, server: &str) -> (ServerCheckpoint, Loaded) {
         if let Some(fence) = &self.fence {
-            return open_in_etcd(fence.clone(), server);
+            return open_in_etcd(fence.clone(), server, &self.known);
         }
         let (main, prev) = self.paths(server);
         let loaded = match read(&main) {
@@ -166,15 +184,17 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// A checkpoint and batch in flight of `key` in etcd; etcd out of reach is tried for as long
 /// as the lease may still be valid, then the checkpoint counts as lost.
-fn open_in_etcd(fence: Arc<Fence>, key: &str) -> (ServerCheckpoint, Loaded) {
-    type Read = (Option<Vec<u8>>, Option<Vec<u8>>);
+fn open_in_etcd(fence: Arc<Fence>, key: &str, known: &Known) -> (ServerCheckpoint, Loaded) {
+    type Read = (Option<Vec<u8>>, Option<Vec<u8>>, bool);
     let read = || -> Result<Read, String> {
         block_on(async {
             let main = fence.get(&format!("checkpoints/{key}")).await;
             let flight = fence.get(&format!("inflight/{key}")).await;
+            let lost = fence.get(crate::cluster::STATE_LOST_KEY).await;
             Ok((
                 main.map_err(|e| e.to_string())?,
                 flight.map_err(|e| e.to_string())?,
+                lost.map_err(|e| e.to_string())?.is_some(),
             ))
         })
     };
@@ -200,8 +220,10 @@ fn open_in_etcd(fence: Arc<Fence>, key: &str) -> (ServerCheckpoint, Loaded) {
             },
             None,
         ),
-        Ok((None, _)) => (Loaded::Fresh, None),
-        Ok((Some(bytes), flight)) => {
+        Ok((None, _, false)) => (Loaded::Fresh, None),
+        // etcd lost the cluster's state: this log was not started fresh.
+        Ok((None, _, true)) => (lost_in_etcd(&fence, key, known), None),
+        Ok((Some(bytes), flight, _)) => {
             let parsed = serde_json::from_slice::<Stored>(&bytes)
                 .map_err(|e| e.to_string())
                 .and_then(|s| s.position());
@@ -221,14 +243,69 @@ fn open_in_etcd(fence: Arc<Fence>, key: &str) -> (ServerCheckpoint, Loaded) {
             }
         }
     };
+    if let Loaded::Found(p) = &loaded {
+        remember(known, key, p);
+    }
     let checkpoint = ServerCheckpoint {
         at: Saved::Etcd {
             fence,
             key: key.to_owned(),
             replay,
+            known: known.clone(),
         },
     };
     (checkpoint, loaded)
+}
+
+/// Where a log whose checkpoint etcd lost (with the cluster's state) resumes: where this
+/// instance delivered it up to, if it did; else the checkpoint its last owner puts back
+/// (each instance gives back what it knew when it finds the state lost, within a lease
+/// TTL or so), waited for that long; else it is lost.
+fn lost_in_etcd(fence: &Fence, key: &str, known: &Known) -> Loaded {
+    if let Some(p) = known_position(known, key) {
+        tracing::warn!(
+            checkpoint = key,
+            "etcd lost this log's checkpoint with the cluster's state; resuming where this instance delivered up to"
+        );
+        return Loaded::Found(p);
+    }
+    let until = std::time::Instant::now() + fence.lease_ttl() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < until && fence.valid() {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let back = block_on(fence.get(&format!("checkpoints/{key}")));
+        if let Ok(Some(bytes)) = back
+            && let Ok(p) = serde_json::from_slice::<Stored>(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.position())
+        {
+            tracing::warn!(
+                checkpoint = key,
+                "etcd lost this log's checkpoint with the cluster's state; its last owner put it back"
+            );
+            return Loaded::Found(p);
+        }
+    }
+    Loaded::Lost {
+        damage: "etcd lost the cluster's state (wiped or replaced), this checkpoint with it".into(),
+    }
+}
+
+/// Where each log was delivered up to, as this process last knew it (cluster mode).
+type Known = Arc<std::sync::Mutex<std::collections::HashMap<String, Position>>>;
+
+fn remember(known: &Known, key: &str, p: &Position) {
+    known
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key.to_owned(), *p);
+}
+
+fn known_position(known: &Known, key: &str) -> Option<Position> {
+    known
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .copied()
 }
 
 impl ServerCheckpoint {
@@ -274,7 +351,12 @@ impl ServerCheckpoint {
     pub fn save(&mut self, position: &Position) -> io::Result<()> {
         let json = serde_json::to_vec(&Stored::from(position)).map_err(io::Error::other)?;
         match &mut self.at {
-            Saved::Etcd { fence, key, replay } => {
+            Saved::Etcd {
+                fence,
+                key,
+                replay,
+                known,
+            } => {
                 *replay = None;
                 block_on(fence.write(
                     vec![(format!("checkpoints/{key}"), json)],
@@ -283,7 +365,9 @@ impl ServerCheckpoint {
                 .map_err(|e| {
                     fence.lose();
                     io::Error::other(e)
-                })
+                })?;
+                remember(known, key, position);
+                Ok(())
             }
             Saved::File {
                 main,

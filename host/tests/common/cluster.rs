@@ -33,6 +33,8 @@ pub struct Cluster {
     pub instances: BTreeMap<String, Option<Isr>>,
     /// Instances stopped with SIGSTOP: they answer nothing until continued.
     pub paused: std::collections::BTreeSet<String>,
+    /// Each instance's HTTP port: a restarted instance comes back on its own address.
+    ports: std::sync::Mutex<BTreeMap<String, u16>>,
     pub logs: [PathBuf; 2],
 }
 
@@ -73,6 +75,7 @@ impl Cluster {
             config,
             instances: BTreeMap::new(),
             paused: Default::default(),
+            ports: Default::default(),
             logs,
         };
         for i in 1..=3 {
@@ -82,21 +85,44 @@ impl Cluster {
     }
 
     pub fn launch(&mut self, id: &str) {
-        let home = self.dir.path().join(id);
+        let config = self.config.clone();
+        self.launch_with(id, &config);
+    }
+
+    /// The servers.yml every instance shares.
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+
+    /// Starts instance `id` (again) in its own folder, with `config` for its servers.yml.
+    pub fn launch_with(&mut self, id: &str, config: &str) {
+        let isr = self.spawn(id, id, config);
+        isr.wait_started();
+        self.instances.insert(id.to_owned(), Some(isr));
+    }
+
+    /// A process of instance id `id` in folder `home` (on the port it had, if it ran
+    /// there before), not waited for.
+    pub fn spawn(&self, home: &str, id: &str, config: &str) -> Isr {
+        let port = *self
+            .ports
+            .lock()
+            .unwrap()
+            .entry(home.to_owned())
+            .or_insert_with(free_port);
+        let home = self.dir.path().join(home);
         std::fs::create_dir_all(&home).unwrap();
-        let isr = Isr::start_with_env(
+        Isr::start_with_env(
             &home,
-            &self.config,
-            free_port(),
+            config,
+            port,
             &[
                 ("FACTORIO_ISR_INSTANCE_ID", id),
                 ("DISCORD_BOT_TOKEN", "fake-token"),
                 ("DISCORD_API_URL", &self.discord.api_url),
                 ("FACTORIO_ISR_API_TOKEN", API_TOKEN),
             ],
-        );
-        isr.wait_started();
-        self.instances.insert(id.to_owned(), Some(isr));
+        )
     }
 
     pub fn live(&self) -> impl Iterator<Item = (&String, &Isr)> {

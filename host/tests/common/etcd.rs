@@ -72,6 +72,15 @@ impl Etcd {
         }
     }
 
+    /// Starts it again on the same ports with an empty data folder: everything it held is
+    /// gone (a wiped volume, an emptyDir).
+    pub fn wipe(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(self.dir.join("data"));
+        std::thread::sleep(Duration::from_millis(100));
+        self.spawn();
+    }
+
     /// Starts it again on the same ports and data.
     pub fn restart(&mut self) {
         self.kill();

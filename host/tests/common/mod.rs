@@ -177,6 +177,18 @@ impl Isr {
         }
     }
 
+    /// Waits (hang guard 60 s) for the process to end by itself; its exit status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < GUARD, "still running:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends `signal` (SIGSTOP 19, SIGCONT 18, ...) without waiting.
     pub fn signal(&self, signal: i32) {
         // SAFETY: sending a signal to our own child process.
