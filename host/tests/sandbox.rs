@@ -464,10 +464,13 @@ fn init_failures_are_reported_not_panicked() {
         Err(PluginError::Init(msg)) => assert_eq!(msg, "asked to fail"),
         other => panic!("{:?}", other.err()),
     }
-    assert!(matches!(
-        plugin.parser("s", "\"panic\""),
-        Err(PluginError::InitFault(Fault::Trap(_)))
-    ));
+    match plugin.parser("s", "\"panic\"") {
+        Err(PluginError::InitFaultSaying {
+            fault: Fault::Trap(_),
+            said,
+        }) => assert!(said.contains("asked to panic in init"), "{said}"),
+        other => panic!("{:?}", other.err()),
+    }
     assert!(matches!(
         plugin.parser("s", "\"loop\""),
         Err(PluginError::InitFault(Fault::Timeout(_)))
