@@ -145,12 +145,11 @@ fn events_alerts_and_commands_go_through_discord_safely() {
             subs(1)
         );
     }
-    assert!(
+    // The roles are looked up beside the commands' registration, not before it.
+    wait_for("the admin role resolved", || {
         isr.log()
-            .contains(&format!("discord role \"Server Admin\" is {ADMIN_ROLE}")),
-        "{}",
-        isr.log()
-    );
+            .contains(&format!("discord role \"Server Admin\" is {ADMIN_ROLE}"))
+    });
 
     // A game line reaches the event channel; an in-game @everyone pings nobody.
     append(
