@@ -37,8 +37,8 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
-fn yaml(path: &Path) -> serde_yaml::Value {
-    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap())
+fn yaml(path: &Path) -> serde_norway::Value {
+    serde_norway::from_str(&std::fs::read_to_string(path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -84,7 +84,7 @@ fn compose_is_valid_and_mounts_only_files_that_exist() {
     assert!(checked >= 8, "only {checked} mounts checked");
 
     // Two instances in cluster mode on the etcd service, with state volumes of their own.
-    let service = |name: &str| &services[&serde_yaml::Value::from(name)];
+    let service = |name: &str| &services[&serde_norway::Value::from(name)];
     for (name, id) in [("factorio-isr", "isr-1"), ("factorio-isr-2", "isr-2")] {
         let s = service(name);
         assert_eq!(s["hostname"].as_str(), Some(id), "{name}");
@@ -101,7 +101,7 @@ fn compose_is_valid_and_mounts_only_files_that_exist() {
     assert!(service("etcd")["image"].as_str().unwrap().contains("etcd"));
 
     // The host reads exactly the secrets compose gives it.
-    let isr = &services[&serde_yaml::Value::from("factorio-isr")];
+    let isr = &services[&serde_norway::Value::from("factorio-isr")];
     let secrets: BTreeSet<&str> = isr["secrets"]
         .as_sequence()
         .unwrap()

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::config::locate::{self, Step};
 
@@ -120,7 +120,7 @@ impl Mentions {
 
     /// Parses `text` as if read from `path`. Only text that is not YAML is an error.
     pub fn from_text(path: &Path, text: &str) -> Result<Self, MentionError> {
-        let root: Value = serde_yaml::from_str(text).map_err(|e| MentionError::Invalid {
+        let root: Value = serde_norway::from_str(text).map_err(|e| MentionError::Invalid {
             path: path.display().to_string(),
             line: e.location().map_or(1, |l| l.line()),
             problem: e.to_string(),
@@ -412,7 +412,7 @@ fn scalar_text(v: &Value) -> Option<String> {
 /// A key as written.
 fn key_text(key: &Value) -> String {
     scalar_text(key).unwrap_or_else(|| {
-        serde_yaml::to_string(key)
+        serde_norway::to_string(key)
             .map(|t| t.trim_end().to_owned())
             .unwrap_or_default()
     })

@@ -167,7 +167,7 @@ pub fn read_plugin_config(path: Option<&std::path::Path>) -> anyhow::Result<serd
     if let Ok(value) = serde_json::from_str(&text) {
         return Ok(value);
     }
-    let value: serde_json::Value = serde_yaml::from_str(&text).map_err(|e| {
+    let value: serde_json::Value = serde_norway::from_str(&text).map_err(|e| {
         let at = e
             .location()
             .map(|l| format!(":{}", l.line()))

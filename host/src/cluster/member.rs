@@ -38,7 +38,7 @@ impl Member {
 /// The digest of each server's entry of `raw` (servers.yml as written, `servers:` parsed),
 /// by tag: SHA-256 of the entry as canonical JSON (keys sorted), without `rcon_password`
 /// (a password's hash is not for etcd), first 16 hex digits.
-pub fn config_digests(servers: &serde_yaml::Mapping) -> BTreeMap<String, String> {
+pub fn config_digests(servers: &serde_norway::Mapping) -> BTreeMap<String, String> {
     use sha2::Digest;
     servers
         .iter()
@@ -73,7 +73,7 @@ mod tests {
 
     #[test]
     fn digests_ignore_key_order_and_the_password_and_see_every_other_change() {
-        let read = |t: &str| -> serde_yaml::Mapping { serde_yaml::from_str(t).unwrap() };
+        let read = |t: &str| -> serde_norway::Mapping { serde_norway::from_str(t).unwrap() };
         let a = config_digests(&read(
             "prod: {log_path: /a, rcon_port: 1, rcon_password: x}\n",
         ));

@@ -169,7 +169,7 @@ mod tests {
     use super::*;
 
     fn settle(yaml: &str, env: &[(&str, &str)]) -> Result<Option<ClusterSettings>, String> {
-        let section: ClusterSection = serde_yaml::from_str(yaml).unwrap();
+        let section: ClusterSection = serde_norway::from_str(yaml).unwrap();
         section.settle(&|k| {
             env.iter()
                 .find(|(n, _)| *n == k)

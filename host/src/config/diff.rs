@@ -7,7 +7,7 @@
 //!
 //! Values are compared as written (before `${VAR}` is expanded), key by key.
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use super::Config;
 
@@ -146,7 +146,7 @@ fn changed_keys_of(old: &Mapping, new: &Mapping) -> Vec<String> {
 fn key_text(key: &Value) -> String {
     match key {
         Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other)
+        other => serde_norway::to_string(other)
             .map(|t| t.trim_end().to_owned())
             .unwrap_or_default(),
     }

@@ -64,12 +64,12 @@ pub enum RoleRef {
 impl<'de> Deserialize<'de> for RoleRef {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        match serde_yaml::Value::deserialize(d)? {
-            serde_yaml::Value::Number(n) => n
+        match serde_norway::Value::deserialize(d)? {
+            serde_norway::Value::Number(n) => n
                 .as_u64()
                 .map(Self::Id)
                 .ok_or_else(|| D::Error::custom(format!("`{n}` is not a role id"))),
-            serde_yaml::Value::String(s) => Ok(Self::from_text(&s)),
+            serde_norway::Value::String(s) => Ok(Self::from_text(&s)),
             _ => Err(D::Error::custom("a role is its id or its name")),
         }
     }

@@ -31,8 +31,8 @@ pub enum KindSetting {
 impl<'de> Deserialize<'de> for KindSetting {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        match serde_yaml::Value::deserialize(d)? {
-            serde_yaml::Value::String(s) => match s.as_str() {
+        match serde_norway::Value::deserialize(d)? {
+            serde_norway::Value::String(s) => match s.as_str() {
                 "off" => Ok(Self::Mode(Shown::Off)),
                 "on" => Ok(Self::Mode(Shown::On)),
                 "coalesce" => Ok(Self::Mode(Shown::Coalesce)),
@@ -41,8 +41,8 @@ impl<'de> Deserialize<'de> for KindSetting {
                 ))),
             },
             // YAML 1.1 readers take a bare `off`/`on` as false/true.
-            serde_yaml::Value::Bool(on) => Ok(Self::Mode(if on { Shown::On } else { Shown::Off })),
-            v @ serde_yaml::Value::Mapping(_) => KindSettingFull::deserialize(v)
+            serde_norway::Value::Bool(on) => Ok(Self::Mode(if on { Shown::On } else { Shown::Off })),
+            v @ serde_norway::Value::Mapping(_) => KindSettingFull::deserialize(v)
                 .map(Self::Full)
                 .map_err(D::Error::custom),
             _ => Err(D::Error::custom(
@@ -164,7 +164,7 @@ mod tests {
     use super::*;
 
     fn rules(yaml: &str) -> EventRules {
-        let configured: BTreeMap<String, KindSetting> = serde_yaml::from_str(yaml).unwrap();
+        let configured: BTreeMap<String, KindSetting> = serde_norway::from_str(yaml).unwrap();
         EventRules::new(&configured)
     }
 
@@ -194,9 +194,9 @@ mod tests {
 
     #[test]
     fn a_mode_that_is_not_one_is_refused() {
-        assert!(serde_yaml::from_str::<BTreeMap<String, KindSetting>>("saved: sometimes").is_err());
+        assert!(serde_norway::from_str::<BTreeMap<String, KindSetting>>("saved: sometimes").is_err());
         assert!(
-            serde_yaml::from_str::<BTreeMap<String, KindSetting>>("saved: {mode: on, colour: red}")
+            serde_norway::from_str::<BTreeMap<String, KindSetting>>("saved: {mode: on, colour: red}")
                 .is_err()
         );
     }

@@ -7,7 +7,7 @@
 //! and switch fields; every string field that may take such a value (secrets above all)
 //! takes it as its text, so a password `12345678` stays `12345678`.
 
-use serde_yaml::Value;
+use serde_norway::Value;
 
 /// A variable that was expanded, to keep its value out of error messages.
 #[derive(Debug, Clone)]
@@ -71,14 +71,14 @@ pub(super) fn unset_whole_reference(
 /// text reads back as exactly that, else the text.
 fn typed(text: String) -> Value {
     let number = if let Ok(n) = text.parse::<u64>() {
-        Some(serde_yaml::Number::from(n))
+        Some(serde_norway::Number::from(n))
     } else if let Ok(n) = text.parse::<i64>() {
-        Some(serde_yaml::Number::from(n))
+        Some(serde_norway::Number::from(n))
     } else if text
         .bytes()
         .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
     {
-        text.parse::<f64>().ok().map(serde_yaml::Number::from)
+        text.parse::<f64>().ok().map(serde_norway::Number::from)
     } else {
         None
     };
@@ -192,7 +192,7 @@ mod tests {
     }
 
     fn expanded(yaml: &str) -> Value {
-        let mut v: Value = serde_yaml::from_str(yaml).unwrap();
+        let mut v: Value = serde_norway::from_str(yaml).unwrap();
         expand_value(&mut v, &env, &mut Vec::new()).unwrap();
         v
     }
@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn an_unset_variable_is_named_and_found() {
-        let mut v: Value = serde_yaml::from_str("a: 1\nb: ${MISSING}\n").unwrap();
+        let mut v: Value = serde_norway::from_str("a: 1\nb: ${MISSING}\n").unwrap();
         let e = expand_value(&mut v, &env, &mut Vec::new()).unwrap_err();
         assert!(e.problem.contains("`MISSING` is not set"), "{}", e.problem);
         assert_eq!(e.reference, "${MISSING");

@@ -51,13 +51,13 @@ pub struct Config {
 /// loading); never shown (it may hold passwords).
 #[derive(Clone, Default)]
 struct Raw {
-    value: serde_yaml::Value,
+    value: serde_norway::Value,
     text: std::sync::Arc<str>,
 }
 
 impl std::ops::Deref for Raw {
-    type Target = serde_yaml::Value;
-    fn deref(&self) -> &serde_yaml::Value {
+    type Target = serde_norway::Value;
+    fn deref(&self) -> &serde_norway::Value {
         &self.value
     }
 }
@@ -92,11 +92,11 @@ pub enum ConfigError {
 /// are warnings, as the Python bot read only `servers`.
 #[derive(Debug, Deserialize)]
 struct File {
-    servers: Option<serde_yaml::Mapping>,
+    servers: Option<serde_norway::Mapping>,
     #[serde(default)]
-    discord: serde_yaml::Value,
+    discord: serde_norway::Value,
     #[serde(default)]
-    cluster: serde_yaml::Value,
+    cluster: serde_norway::Value,
 }
 
 impl Config {
@@ -133,14 +133,14 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let invalid = |e: serde_yaml::Error| {
+        let invalid = |e: serde_norway::Error| {
             match e.location() {
             Some(loc) => ConfigError::Invalid {
                 path: shown.clone(),
                 line: loc.line(),
                 problem: strip_location(&e.to_string()),
             },
-            // serde_yaml gives no place for aliases that expand to too much.
+            // serde_norway gives no place for aliases that expand to too much.
             None if e.to_string().contains("repetition limit") => ConfigError::Invalid {
                 path: shown.clone(),
                 line: locate::first_alias(text).unwrap_or(1),
@@ -162,7 +162,7 @@ impl Config {
         };
         let mut top_ignored = Vec::new();
         let file: File =
-            serde_ignored::deserialize(serde_yaml::Deserializer::from_str(text), |p| {
+            serde_ignored::deserialize(serde_norway::Deserializer::from_str(text), |p| {
                 top_ignored.push(p.to_string())
             })
             .map_err(invalid)?;
@@ -182,7 +182,7 @@ impl Config {
         // `${VAR}` is expanded in the parsed values, never in the text; no error shows a
         // variable's value.
         let mut used = Vec::new();
-        let mut expand = |value: &mut serde_yaml::Value| {
+        let mut expand = |value: &mut serde_norway::Value| {
             expand::expand_value(value, env, &mut used).map_err(|e| ConfigError::Invalid {
                 path: shown.clone(),
                 line: expand::line_of(text, &e.reference).unwrap_or(1),
@@ -234,7 +234,7 @@ impl Config {
                         "servers: `{}` is not a valid server tag (letters, digits, `_` and `-`, \
                          as for the Python bot; at most {MAX_TAG})",
                         key.as_str().map_or_else(
-                            || serde_yaml::to_string(&key)
+                            || serde_norway::to_string(&key)
                                 .map(|t| t.trim_end().to_owned())
                                 .unwrap_or_default(),
                             str::to_owned
@@ -348,7 +348,7 @@ impl Config {
             cluster,
             warnings,
             raw: Raw {
-                value: serde_yaml::from_str(text).unwrap_or_default(),
+                value: serde_norway::from_str(text).unwrap_or_default(),
                 text: text.into(),
             },
         })
@@ -361,10 +361,10 @@ impl Config {
 
     /// The `servers:` section as written (before `${VAR}` is expanded): what cluster
     /// instances compare their files by.
-    pub fn servers_as_written(&self) -> serde_yaml::Mapping {
+    pub fn servers_as_written(&self) -> serde_norway::Mapping {
         self.raw
             .get("servers")
-            .and_then(serde_yaml::Value::as_mapping)
+            .and_then(serde_norway::Value::as_mapping)
             .cloned()
             .unwrap_or_default()
     }
@@ -400,8 +400,8 @@ impl Config {
 /// the game refused), so it must not be refused here; the password is then looked up in
 /// the secrets as when it is left out, and without one the server runs without RCON.
 fn unset_password(
-    key: &serde_yaml::Value,
-    value: &mut serde_yaml::Value,
+    key: &serde_norway::Value,
+    value: &mut serde_norway::Value,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<ConfigWarning>,
@@ -433,12 +433,12 @@ fn unset_password(
     });
 }
 
-/// serde_yaml appends " at line L column C"; the line is reported separately.
+/// serde_norway appends " at line L column C"; the line is reported separately.
 /// Where in the file a deserialisation error is (`under` and then the error's path) and its
 /// message. An unknown field is placed at its own line, and the path stops at the mapping
 /// that holds it (`servers.prod: unknown field `rcon_prot``).
 fn field_of(
-    e: &serde_path_to_error::Error<serde_yaml::Error>,
+    e: &serde_path_to_error::Error<serde_norway::Error>,
     under: &[&str],
 ) -> (Vec<locate::Step>, String) {
     use serde_path_to_error::Segment;

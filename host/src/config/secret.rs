@@ -18,11 +18,11 @@ impl<'de> Deserialize<'de> for Secret {
 /// `${VAR}`, say); a sequence or mapping is an error that shows no value.
 pub(super) fn any_scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     use serde::de::Error;
-    match serde_yaml::Value::deserialize(d)? {
-        serde_yaml::Value::String(s) => Ok(s),
-        serde_yaml::Value::Number(n) => Ok(n.to_string()),
-        serde_yaml::Value::Bool(b) => Ok(b.to_string()),
-        serde_yaml::Value::Null => Err(D::Error::custom("a value is needed here")),
+    match serde_norway::Value::deserialize(d)? {
+        serde_norway::Value::String(s) => Ok(s),
+        serde_norway::Value::Number(n) => Ok(n.to_string()),
+        serde_norway::Value::Bool(b) => Ok(b.to_string()),
+        serde_norway::Value::Null => Err(D::Error::custom("a value is needed here")),
         _ => Err(D::Error::custom(
             "a text is needed here, not a list or a mapping",
         )),

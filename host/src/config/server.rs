@@ -186,7 +186,7 @@ enum SinkSpec {
 impl<'de> Deserialize<'de> for SinkSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        use serde_yaml::Value;
+        use serde_norway::Value;
         let wrong = || D::Error::custom("a sink is `console`, `jsonl: PATH` or `webhook: URL`");
         match Value::deserialize(d)? {
             Value::String(name) => Ok(Self::Name(name)),

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::diagnostic::Diagnostic;
 use crate::rule::Severity;
@@ -99,7 +99,7 @@ pub(crate) fn load(file: &PatternFile) -> Loaded {
         }
     };
 
-    let root: Value = match serde_yaml::from_str(&file.text) {
+    let root: Value = match serde_norway::from_str(&file.text) {
         Ok(v) => v,
         Err(e) => {
             let line = e.location().map(|l| l.line());
