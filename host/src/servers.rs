@@ -1,7 +1,8 @@
 //! The live parts of each configured server that the HTTP API, the CLI and (later) Discord
 //! commands reach: its RCON link, its metrics engine, its open alerts and its plugins.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -227,14 +228,8 @@ impl Server {
             reading,
             alerts: self.alerts.active(),
             plugins: self.plugins.list(),
-            monitor_versions: self
-                .monitors
-                .as_ref()
-                .map(|m| m.versions.lock().unwrap_or_else(|e| e.into_inner()).clone()),
-            parser_versions: self
-                .parsers
-                .as_ref()
-                .map(|p| p.versions.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+            monitor_versions: self.monitors.as_ref().map(|m| m.versions.lock().clone()),
+            parser_versions: self.parsers.as_ref().map(|p| p.versions.lock().clone()),
         }
     }
 }

@@ -302,7 +302,7 @@ fn a_candidate_monitor_returning_a_flood_of_alerts_is_cut_like_a_live_one() {
     let rt = runtime();
     let wasm = std::fs::read(ECHO_MONITOR_WASM).unwrap();
     let candidate = monitor(&rt, "echo", &wasm, "null");
-    let report = Arc::new(std::sync::Mutex::new(Some(
+    let report = Arc::new(parking_lot::Mutex::new(Some(
         factorio_isr::swap::compare::MonitorReport::new("c".into()),
     )));
     let metrics = Arc::new(factorio_isr::observe::metrics::Metrics::new());
@@ -317,7 +317,7 @@ fn a_candidate_monitor_returning_a_flood_of_alerts_is_cut_like_a_live_one() {
     drop(tx);
     let started = std::time::Instant::now();
     loop {
-        let r = report.lock().unwrap().clone().unwrap();
+        let r = report.lock().clone().unwrap();
         if r.compared == 1 {
             assert_eq!((r.extra, r.missing, r.different), (200, 0, 0));
             break;

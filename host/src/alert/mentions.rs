@@ -20,9 +20,9 @@
 //! Python bot skipped without a word (a value of the wrong shape, a key it did not know) is
 //! skipped here too, with a warning naming the line.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Mutex;
 
 use serde_norway::Value;
 
@@ -167,7 +167,7 @@ impl Mentions {
         if self.groups.contains_key(&name) {
             return Some(name);
         }
-        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        let mut warned = self.warned.lock();
         if warned.len() < 100 && warned.insert(name.clone()) {
             tracing::warn!(
                 source,

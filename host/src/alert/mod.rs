@@ -13,7 +13,8 @@ pub use book::{ActiveAlert, AlertBook, Change};
 pub use mentions::{Group, MentionError, Mentions};
 pub use present::ServerLabel;
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::event::{Event, Severity};
@@ -148,14 +149,14 @@ impl Alerts {
     /// Cluster mode: starts from the open alerts `kept` (what the last owner left; none:
     /// an empty book), and sends every new state of the book to `keeper` from now on.
     pub fn keep_with(&self, kept: Option<AlertBook>, keeper: tokio::sync::watch::Sender<Vec<u8>>) {
-        let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        let mut book = self.book.lock();
         *book = kept.unwrap_or_default();
         if let Some(m) = &self.metrics {
             m.alerts_active
                 .with_label_values(&[&self.server])
                 .set(i64::try_from(book.len()).unwrap_or(i64::MAX));
         }
-        *self.keeper.lock().unwrap_or_else(|p| p.into_inner()) = Some(keeper);
+        *self.keeper.lock() = Some(keeper);
     }
 
     /// Files the alerts `source` returned at `now`; returns the events to post for the
@@ -163,7 +164,7 @@ impl Alerts {
     pub fn file(&self, source: &str, alerts: Vec<Alert>, now: SystemTime) -> Vec<Event> {
         let mut notices = Vec::new();
         let mut changed = false;
-        let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        let mut book = self.book.lock();
         for mut alert in alerts {
             if let Some(group) = alert.mention.take() {
                 alert.mention = self.mentions.allowed(&group, source);
@@ -194,7 +195,7 @@ impl Alerts {
                 notices.push(e);
             }
         }
-        if changed && let Some(k) = &*self.keeper.lock().unwrap_or_else(|p| p.into_inner()) {
+        if changed && let Some(k) = &*self.keeper.lock() {
             k.send_replace(book.export());
         }
         if let Some(m) = &self.metrics {
@@ -208,7 +209,7 @@ impl Alerts {
     /// Since when the alert `key` of `source` is open, if it is (a restart finds the
     /// alerts open before it here).
     pub fn open_since(&self, source: &str, key: &str) -> Option<SystemTime> {
-        let book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        let book = self.book.lock();
         book.active()
             .into_iter()
             .find(|a| a.source == source && a.key == key)
@@ -217,7 +218,7 @@ impl Alerts {
 
     /// The alerts open right now, oldest first.
     pub fn active(&self) -> Vec<ActiveAlert> {
-        let book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        let book = self.book.lock();
         book.active()
     }
 }

@@ -463,10 +463,7 @@ impl Manager {
     }
 
     fn owns(&self, tag: &str) -> bool {
-        self.fences
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(tag)
+        self.fences.lock().contains_key(tag)
     }
 
     async fn server_tick(
@@ -479,12 +476,7 @@ impl Manager {
     ) {
         let tag = &server.tag;
         let me = &self.cluster.id;
-        let mine = self
-            .fences
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tag)
-            .cloned();
+        let mine = self.fences.lock().get(tag).cloned();
         let handing_back = matches!(*want.borrow(), Want::HandBack(_));
         match (mine, view.owners.get(tag)) {
             (Some(f), Some(h)) if h.token == f.token() && f.valid() => {
@@ -542,10 +534,7 @@ impl Manager {
                             token,
                         );
                         tracing::info!(server = %tag, token, "this instance owns the server now; starting it");
-                        self.fences
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(tag.clone(), fence);
+                        self.fences.lock().insert(tag.clone(), fence);
                         memory.owned_since.insert(tag.clone(), Instant::now());
                         memory.free_since.remove(tag);
                         server.hold_rcon(true);
@@ -577,11 +566,7 @@ impl Manager {
         memory: &mut Memory,
         why: &str,
     ) {
-        let held = self
-            .fences
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&server.tag);
+        let held = self.fences.lock().remove(&server.tag);
         if let Some(f) = held {
             f.lose();
             tracing::warn!(server = %server.tag, "stopping the server here: {why}");
@@ -768,7 +753,7 @@ async fn keeper(
                 if let Err(e) = cluster.resign(&key, token).await {
                     tracing::warn!(server = %server.tag, "cannot give the server's key up: {e}; it moves when this lease ends");
                 }
-                let mut all = fences.lock().unwrap_or_else(|p| p.into_inner());
+                let mut all = fences.lock();
                 if all.get(&server.tag).is_some_and(|f| f.token() == token)
                     && let Some(f) = all.remove(&server.tag)
                 {

@@ -41,7 +41,7 @@ pub(super) struct RunParts {
 }
 
 /// The claims this instance holds, by server tag (cluster mode).
-pub(super) type Fences = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Fence>>>>;
+pub(super) type Fences = Arc<parking_lot::Mutex<std::collections::HashMap<String, Arc<Fence>>>>;
 
 /// Where versions chosen at run time are kept: the state folder, or in cluster mode etcd
 /// (through `fences`). Call it within the runtime.
@@ -51,14 +51,7 @@ pub(super) fn pin_store(state_dir: &std::path::Path, fences: Option<&Fences>) ->
         Some(fences) => {
             let fences = fences.clone();
             PinStore::in_etcd(
-                Arc::new(move |tag: &str| {
-                    fences
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(tag)
-                        .filter(|f| f.valid())
-                        .cloned()
-                }),
+                Arc::new(move |tag: &str| fences.lock().get(tag).filter(|f| f.valid()).cloned()),
                 tokio::runtime::Handle::current(),
             )
         }
@@ -104,11 +97,7 @@ pub(super) fn start_run(
     let fence = match &parts.fences {
         None => None,
         Some(fences) => {
-            let held = fences
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&server.tag)
-                .cloned();
+            let held = fences.lock().get(&server.tag).cloned();
             match held {
                 Some(f) if f.valid() => Some(f),
                 _ => anyhow::bail!("server {}: this instance does not own it", server.tag),
@@ -134,7 +123,7 @@ pub(super) fn start_run(
     let monitor_versions = monitor_handle.versions.clone();
     let (mut monitors, previous_monitors) = {
         let configured = monitor::monitor_instances(&parts.runtime, server).map_err(in_config)?;
-        let mut v = monitor_versions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = monitor_versions.lock();
         v.config = monitor::version(&configured);
         match pinned_monitors(parts, &server.tag, &v.config) {
             Some((monitors, reason)) => {
@@ -243,7 +232,7 @@ pub(super) fn start_run(
                 let configured =
                     pipeline::parser_chain(&parts.runtime, &server.tag, &server.parsers)
                         .map_err(in_config)?;
-                let mut v = versions.lock().unwrap_or_else(|p| p.into_inner());
+                let mut v = versions.lock();
                 v.config = configured.version();
                 match pinned_chain(parts, &server.tag, &v.config) {
                     Some((chain, reason)) => {

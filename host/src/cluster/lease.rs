@@ -153,7 +153,7 @@ async fn register(cluster: &Cluster, lease: i64) -> Result<(), String> {
             if cluster.duplicate().is_some() {
                 tracing::info!(instance = %cluster.id, "no other instance has this id any more");
             }
-            *cluster.duplicate.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *cluster.duplicate.lock() = None;
             cluster.metrics.cluster_duplicate_id.set(0);
             return Ok(());
         }
@@ -167,12 +167,7 @@ async fn register(cluster: &Cluster, lease: i64) -> Result<(), String> {
             continue;
         }
         let address = super::shown_address(&other.address);
-        let first = cluster
-            .duplicate
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace(address.clone())
-            .is_none();
+        let first = cluster.duplicate.lock().replace(address.clone()).is_none();
         cluster.metrics.cluster_duplicate_id.set(1);
         let e = super::ClusterError::Duplicate {
             id: cluster.id.clone(),

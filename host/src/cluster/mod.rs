@@ -74,11 +74,11 @@ pub struct Cluster {
     pub lease: Arc<Lease>,
     metrics: Arc<Metrics>,
     /// What this instance registers as (its address and config digests).
-    me: std::sync::Mutex<Member>,
+    me: parking_lot::Mutex<Member>,
     /// Told when `me` changes, so the registration is written again.
     me_changed: tokio::sync::Notify,
     /// Another live instance with this id, while there is one (this one then stays out).
-    duplicate: std::sync::Mutex<Option<String>>,
+    duplicate: parking_lot::Mutex<Option<String>>,
 }
 
 /// Who holds one key right now.
@@ -122,12 +122,12 @@ impl Cluster {
             store: Store::new(settings)?,
             lease: Arc::new(Lease::new(settings.lease_ttl)),
             metrics,
-            me: std::sync::Mutex::new(Member {
+            me: parking_lot::Mutex::new(Member {
                 id: settings.instance_id.clone(),
                 ..Member::default()
             }),
             me_changed: tokio::sync::Notify::new(),
-            duplicate: std::sync::Mutex::new(None),
+            duplicate: parking_lot::Mutex::new(None),
         }))
     }
 
@@ -135,7 +135,7 @@ impl Cluster {
     /// tag); written with its registration, again whenever it changes.
     pub fn introduce(&self, address: Option<String>, config: BTreeMap<String, String>) {
         {
-            let mut me = self.me.lock().unwrap_or_else(|p| p.into_inner());
+            let mut me = self.me.lock();
             if let Some(a) = address {
                 me.address = a;
             }
@@ -146,15 +146,12 @@ impl Cluster {
 
     /// What this instance registers as.
     pub fn me(&self) -> Member {
-        self.me.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.me.lock().clone()
     }
 
     /// The address of another live instance with this instance's id, while there is one.
     pub fn duplicate(&self) -> Option<String> {
-        self.duplicate
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.duplicate.lock().clone()
     }
 
     /// Refuses to start beside a live instance with the same id: its registration is there

@@ -41,7 +41,9 @@ impl<'de> Deserialize<'de> for KindSetting {
                 ))),
             },
             // YAML 1.1 readers take a bare `off`/`on` as false/true.
-            serde_norway::Value::Bool(on) => Ok(Self::Mode(if on { Shown::On } else { Shown::Off })),
+            serde_norway::Value::Bool(on) => {
+                Ok(Self::Mode(if on { Shown::On } else { Shown::Off }))
+            }
             v @ serde_norway::Value::Mapping(_) => KindSettingFull::deserialize(v)
                 .map(Self::Full)
                 .map_err(D::Error::custom),
@@ -194,10 +196,14 @@ mod tests {
 
     #[test]
     fn a_mode_that_is_not_one_is_refused() {
-        assert!(serde_norway::from_str::<BTreeMap<String, KindSetting>>("saved: sometimes").is_err());
         assert!(
-            serde_norway::from_str::<BTreeMap<String, KindSetting>>("saved: {mode: on, colour: red}")
-                .is_err()
+            serde_norway::from_str::<BTreeMap<String, KindSetting>>("saved: sometimes").is_err()
+        );
+        assert!(
+            serde_norway::from_str::<BTreeMap<String, KindSetting>>(
+                "saved: {mode: on, colour: red}"
+            )
+            .is_err()
         );
     }
 }

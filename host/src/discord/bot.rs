@@ -1,8 +1,9 @@
 //! What the bot's event handler and its answers share ([`Bot`]), and what it does once
 //! per process: the connect notices, setting up roles and commands, the presence loop.
 
+use parking_lot::Mutex;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -43,7 +44,7 @@ pub struct Bot {
     pub bridges: Vec<(u64, String)>,
     /// (channel, server tag) of each channel that belongs to one server: a command given
     /// there goes to that server unless it names another.
-    pub channels: std::sync::RwLock<Vec<(u64, String)>>,
+    pub channels: parking_lot::RwLock<Vec<(u64, String)>>,
     /// (event channel, server name) for the connect and disconnect notices.
     pub notices: Vec<(u64, String)>,
     /// Whether the first READY was handled: notices, set-up and the presence loop happen
@@ -63,8 +64,7 @@ impl Bot {
     /// server, and (when `roles` changed) the roles and cooldowns, looked up again in the
     /// guild.
     pub async fn take_config(&self, config: &crate::config::Config, roles: bool) {
-        *self.channels.write().unwrap_or_else(|p| p.into_inner()) =
-            super::server_channels(&config.servers);
+        *self.channels.write() = super::server_channels(&config.servers);
         if roles {
             self.gate.reconfigure(config.discord.clone());
             tracing::info!("servers.yml changed: taking up the new discord roles and cooldowns");
@@ -74,7 +74,7 @@ impl Bot {
 
     /// The server a command given in `channel` goes to when it names none.
     pub fn server_of_channel(&self, channel: u64) -> Option<String> {
-        let channels = self.channels.read().unwrap_or_else(|p| p.into_inner());
+        let channels = self.channels.read();
         channels
             .iter()
             .find(|(c, _)| *c == channel)
@@ -267,11 +267,7 @@ impl Bot {
     /// gateway session.
     pub(super) async fn presence_loop(self: Arc<Self>) {
         while !self.ended.load(std::sync::atomic::Ordering::Acquire) {
-            let ctx = self
-                .context
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let ctx = self.context.lock().clone();
             if let (Some(ctx), Some(servers)) = (ctx, self.servers.get()) {
                 let up = servers
                     .iter()

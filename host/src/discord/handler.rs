@@ -39,7 +39,7 @@ impl EventHandler for Handler {
         if let Some(g) = ready.guilds.first() {
             bot.roles.learn_guild(g.id.get());
         }
-        *bot.context.lock().unwrap_or_else(|p| p.into_inner()) = Some(ctx);
+        *bot.context.lock() = Some(ctx);
         bot.health.set("discord", State::Ready, None);
         if bot.started.swap(true, Ordering::SeqCst) {
             return;

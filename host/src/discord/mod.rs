@@ -143,7 +143,7 @@ impl Discord {
             roles: roles.clone(),
             health,
             bridges,
-            channels: std::sync::RwLock::new(server_channels(servers)),
+            channels: parking_lot::RwLock::new(server_channels(servers)),
             notices: servers
                 .iter()
                 .filter_map(|s| {

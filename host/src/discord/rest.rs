@@ -11,8 +11,8 @@
 //! A request's URL holds the interaction or webhook token, so it never reaches a log line
 //! or an error: failures name the route's kind (`what`), never the URL.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
@@ -334,7 +334,7 @@ impl Rest {
     /// Interaction answers are not bound by the global limit (Discord's documentation:
     /// "interaction endpoints are not bound to the bot's global rate limit").
     fn held(&self, route: &str) -> Option<Failure> {
-        let map = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.not_before.lock();
         let now = Instant::now();
         let global = map.get("").filter(|t| **t > now && !is_interaction(route));
         let own = map.get(route).filter(|t| **t > now);
@@ -359,7 +359,7 @@ impl Rest {
     }
 
     fn hold(&self, route: String, wait: Duration) {
-        let mut map = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.not_before.lock();
         let now = Instant::now();
         if map.len() > 1000 {
             map.retain(|_, t| *t > now);

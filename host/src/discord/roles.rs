@@ -1,7 +1,8 @@
 //! Mention groups to Discord role ids: the groups of mentions.yml name roles; the guild's
 //! roles say which ids those are.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -41,13 +42,13 @@ impl RoleDirectory {
     /// Sets the guild once the gateway says which it is (when not configured). Only
     /// mention pings use a guild learnt this way; command authority needs `guild_id`.
     pub fn learn_guild(&self, guild: u64) {
-        let mut g = self.guild.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.guild.lock();
         g.get_or_insert(guild);
     }
 
     /// The guild's roles (id, name), read from Discord now.
     pub async fn read(&self, rest: &Rest) -> Result<Vec<(u64, String)>, Failure> {
-        let guild = *self.guild.lock().unwrap_or_else(|p| p.into_inner());
+        let guild = *self.guild.lock();
         let Some(guild) = guild else {
             return Ok(Vec::new());
         };
@@ -98,11 +99,7 @@ impl RoleDirectory {
         let Some(wanted) = self.mentions.group(group) else {
             return (Vec::new(), Vec::new());
         };
-        let guild = self
-            .guild
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or(0);
+        let guild = self.guild.lock().unwrap_or(0);
         let roles = self.all(rest).await;
         let mut ids: Vec<u64> = roles
             .iter()
@@ -120,7 +117,7 @@ impl RoleDirectory {
         if roles.is_empty() {
             ids.extend(wanted.role_ids.iter().filter(|id| **id != guild));
         } else {
-            let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+            let mut missing = self.missing.lock();
             for id in wanted.role_ids.iter().filter(|id| !ids.contains(id)) {
                 if missing.insert(*id) {
                     tracing::warn!(

@@ -2,9 +2,10 @@
 //! or in cluster mode in etcd (written under the gateway owner's fence), so a new gateway
 //! owner knows them.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::state::{StateReport, What};
 
@@ -75,20 +76,14 @@ impl Selections {
 
     /// The server `user` chose, if any.
     pub fn get(&self, user: u64) -> Option<String> {
-        self.inner
-            .chosen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .get(&user)
-            .cloned()
+        self.inner.chosen.lock().0.get(&user).cloned()
     }
 
     /// Remembers `tag` for `user`, and saves all choices (durably, off the async runtime's
     /// threads when called on one).
     pub fn set(&self, user: u64, tag: &str) {
         let snapshot = {
-            let mut chosen = self.inner.chosen.lock().unwrap_or_else(|p| p.into_inner());
+            let mut chosen = self.inner.chosen.lock();
             chosen.0.insert(user, tag.to_owned());
             chosen.1 += 1;
             chosen.clone()
@@ -104,7 +99,7 @@ impl Selections {
 
 impl Inner {
     fn save(&self, (chosen, change): (BTreeMap<u64, String>, u64)) {
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let mut written = self.written.lock();
         if change <= *written {
             return;
         }

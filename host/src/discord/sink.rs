@@ -14,8 +14,9 @@
 //! Discord refuses (403, 404, 400) is dropped at once, counted and logged once per channel
 //! and reason, and the messages behind it go on.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -210,7 +211,7 @@ impl DiscordSink {
     fn coalesce(&self, channel: u64, kind: String, n: u64, line: &str) -> Outgoing {
         let window = self.rules.of(&kind).window;
         let now = Instant::now();
-        let mut all = self.coalesced.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.coalesced.lock();
         let key = (channel, kind.clone());
         let entry = match all.get_mut(&key) {
             Some(c) if now.duration_since(c.last) <= window => {
@@ -245,7 +246,7 @@ impl DiscordSink {
     /// Notes the id of the message a coalesced kind is now edited into (none: the next one
     /// is posted anew, with the count starting again).
     fn coalesced_into(&self, channel: u64, kind: &str, id: Option<u64>) {
-        let mut all = self.coalesced.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.coalesced.lock();
         match (all.get_mut(&(channel, kind.to_owned())), id) {
             (Some(c), Some(id)) => c.message_id = Some(id),
             (Some(_), None) => {
@@ -280,7 +281,7 @@ impl DiscordSink {
         for group in groups {
             let now = Instant::now();
             {
-                let mut last = self.chat_pings.lock().unwrap_or_else(|p| p.into_inner());
+                let mut last = self.chat_pings.lock();
                 let key = (player.clone(), group.clone());
                 if last
                     .get(&key)
@@ -444,7 +445,6 @@ impl DiscordSink {
                 let first = self
                     .refusals_logged
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
                     .insert((o.channel, r.status, r.code));
                 let text = format!("channel {}: a message was dropped: {r}", o.channel);
                 if let Some(h) = &self.health {
@@ -482,11 +482,7 @@ impl DiscordSink {
     /// Discord did not take a message (an outage, not a refusal): the sink is degraded from
     /// the first failure on, and knows since when.
     fn failing(&self, failure: &Failure) {
-        let since = *self
-            .outage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(Instant::now);
+        let since = *self.outage.lock().get_or_insert_with(Instant::now);
         if let Some(h) = &self.health {
             h.error(
                 &self.component(),
@@ -501,7 +497,7 @@ impl DiscordSink {
     /// Discord took a message: an outage is over. When it held messages back long enough
     /// to matter, a note after them in `channel` says by how much they were delayed.
     async fn took(&self, channel: u64) {
-        let Some(since) = self.outage.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some(since) = self.outage.lock().take() else {
             return;
         };
         if let Some(h) = &self.health {
@@ -608,11 +604,7 @@ impl Sink for DiscordSink {
             let refused = self
                 .refused
                 .swap(false, std::sync::atomic::Ordering::Relaxed);
-            let failing = self
-                .outage
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some();
+            let failing = self.outage.lock().is_some();
             if let (Some(h), false, false) = (&self.health, refused, failing) {
                 h.set(&self.component(), State::Ready, None);
             }

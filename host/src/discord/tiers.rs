@@ -1,8 +1,8 @@
 //! Who may run which command: three tiers, roles configured per tier (deny by default), and
 //! a cooldown per user and tier.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{DiscordSettings, RoleRef};
@@ -152,8 +152,8 @@ impl Gate {
     /// once, names once [`Gate::resolve`] has found them again.
     pub fn reconfigure(&self, settings: DiscordSettings) {
         let allowed = Self::unresolved(&settings);
-        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
-        *self.allowed.write().unwrap_or_else(|p| p.into_inner()) = allowed;
+        *self.settings.write() = settings;
+        *self.allowed.write() = allowed;
     }
 
     /// What `settings` allow before the guild's roles are read: the ids; the names are
@@ -182,10 +182,7 @@ impl Gate {
     }
 
     fn settings(&self) -> DiscordSettings {
-        self.settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.settings.read().clone()
     }
 
     /// Whether some role is configured by name (and so needs the guild's roles).
@@ -261,14 +258,14 @@ impl Gate {
             admin_missing,
             danger_missing,
         };
-        *self.allowed.write().unwrap_or_else(|p| p.into_inner()) = allowed;
+        *self.allowed.write() = allowed;
         report.dedup();
         report
     }
 
     /// The role ids that allow `tier` (danger roles allow admin commands too).
     pub fn roles_for(&self, tier: Tier) -> Vec<u64> {
-        let a = self.allowed.read().unwrap_or_else(|p| p.into_inner());
+        let a = self.allowed.read();
         let mut ids = match tier {
             Tier::Query => Vec::new(),
             Tier::Admin => a.admin.iter().chain(&a.danger).copied().collect(),
@@ -280,7 +277,7 @@ impl Gate {
 
     /// The configured roles that would allow `tier` but match no role of the guild.
     fn missing_for(&self, tier: Tier) -> Vec<RoleRef> {
-        let a = self.allowed.read().unwrap_or_else(|p| p.into_inner());
+        let a = self.allowed.read();
         match tier {
             Tier::Query => Vec::new(),
             Tier::Admin => a
@@ -327,7 +324,7 @@ impl Gate {
         // Negative, NaN or absurd values from the configuration: none, or at most a day.
         let cooldown =
             Duration::try_from_secs_f64(seconds.clamp(0.0, 86_400.0)).unwrap_or_default();
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.last.lock();
         if let Some(t) = last.get(&(user, tier)) {
             let since = now.saturating_duration_since(*t);
             if since < cooldown {

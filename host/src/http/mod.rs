@@ -418,16 +418,8 @@ async fn api_compare(
 ) -> Result<Response, ApiError> {
     s.auth.check(&headers, false)?;
     let server = find(&s, &tag)?;
-    let parsers = server
-        .parser_compare
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let monitors = server
-        .monitor_compare
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let parsers = server.parser_compare.lock().clone();
+    let monitors = server.monitor_compare.lock().clone();
     if parsers.is_none() && monitors.is_none() {
         return Err(error(
             StatusCode::NOT_FOUND,

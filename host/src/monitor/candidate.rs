@@ -2,7 +2,8 @@
 //! thread of their own; the alerts they raise are compared with the live ones and go nowhere
 //! else.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -119,7 +120,7 @@ pub fn spawn_candidate(
                         Err(_) => faulted = true,
                     }
                 }
-                let mut guard = report.lock().unwrap_or_else(|p| p.into_inner());
+                let mut guard = report.lock();
                 let Some(r) = guard.as_mut() else { continue };
                 if faulted {
                     r.candidate_faults += 1;

@@ -112,7 +112,7 @@ pub use crate::plugin::monitors_version as version;
 pub struct MonitorHandle {
     pub feed: crate::swap::inbox::Inbox<MonitorInput>,
     /// The monitor slot's versions.
-    pub versions: Arc<std::sync::Mutex<SlotVersions>>,
+    pub versions: Arc<parking_lot::Mutex<SlotVersions>>,
 }
 
 /// Whether a server's monitor thread wants input: it runs monitors or a candidate. Every

@@ -1,7 +1,8 @@
 //! The monitor thread of one server: events and samples in, alerts out, and between two
 //! calls the swaps, rollbacks and candidate changes of its monitors.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -146,7 +147,7 @@ impl Running {
     /// Starts, replaces or (none) stops the candidate; its comparison starts afresh.
     fn set_candidate(&mut self, monitors: Option<Vec<MonitorInstance>>) {
         let s = &self.stage;
-        let mut report = s.report.lock().unwrap_or_else(|p| p.into_inner());
+        let mut report = s.report.lock();
         match monitors {
             None => {
                 self.candidate = None;
@@ -292,8 +293,7 @@ impl Running {
                         live: raised,
                     })
                     .is_ok();
-            if !handed && let Some(r) = s.report.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
-            {
+            if !handed && let Some(r) = s.report.lock().as_mut() {
                 r.skipped += 1;
             }
         }

@@ -15,8 +15,8 @@ struct Fault {
 }
 
 #[cfg(debug_assertions)]
-fn faults() -> &'static std::sync::Mutex<Vec<Fault>> {
-    static FAULTS: std::sync::OnceLock<std::sync::Mutex<Vec<Fault>>> = std::sync::OnceLock::new();
+fn faults() -> &'static parking_lot::Mutex<Vec<Fault>> {
+    static FAULTS: std::sync::OnceLock<parking_lot::Mutex<Vec<Fault>>> = std::sync::OnceLock::new();
     FAULTS.get_or_init(|| {
         let from_env = std::env::var("FACTORIO_ISR_TEST_PANIC")
             .ok()
@@ -28,28 +28,25 @@ fn faults() -> &'static std::sync::Mutex<Vec<Fault>> {
                     left: parts.next().and_then(|n| n.parse().ok()),
                 })
             });
-        std::sync::Mutex::new(from_env.into_iter().collect())
+        parking_lot::Mutex::new(from_env.into_iter().collect())
     })
 }
 
 /// Makes `point` panic on input containing `marker`, `times` times (none: every time).
 #[cfg(debug_assertions)]
 pub fn inject(point: &str, marker: &str, times: Option<u64>) {
-    faults()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Fault {
-            point: point.to_owned(),
-            marker: marker.to_owned(),
-            left: times,
-        });
+    faults().lock().push(Fault {
+        point: point.to_owned(),
+        marker: marker.to_owned(),
+        left: times,
+    });
 }
 
 /// Panics if a test asked `point` to panic on input containing what `text` contains.
 #[cfg(debug_assertions)]
 pub fn panic_if_asked(point: &str, text: &str) {
     let fire = {
-        let mut faults = faults().lock().unwrap_or_else(|p| p.into_inner());
+        let mut faults = faults().lock();
         faults
             .iter_mut()
             .find(|f| f.point == point && text.contains(f.marker.as_str()))

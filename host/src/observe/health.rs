@@ -1,8 +1,9 @@
 //! The state of every component (tailers, parsers, sinks, HTTP), for `/health`, `/ready`
 //! and the `component_status` metric.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -67,23 +68,17 @@ impl Health {
 
     /// Takes `name` out of the report.
     pub fn forget(&self, name: &str) {
-        if let Ok(mut map) = self.inner.lock() {
-            map.remove(name);
-        }
+        self.inner.lock().remove(name);
     }
 
     /// Takes every component of server `tag` (`<kind>:<tag>` and `<kind>:<tag>:<part>`)
     /// out of the report: its parts are stopped on purpose.
     pub fn forget_server(&self, tag: &str) {
-        if let Ok(mut map) = self.inner.lock() {
-            map.retain(|name, _| name.split(':').nth(1) != Some(tag));
-        }
+        (self.inner.lock()).retain(|name, _| name.split(':').nth(1) != Some(tag));
     }
 
     fn update(&self, name: &str, f: impl FnOnce(&mut Component)) {
-        let Ok(mut map) = self.inner.lock() else {
-            return;
-        };
+        let mut map = self.inner.lock();
         let c = map.entry(name.to_owned()).or_insert_with(|| Component {
             name: name.to_owned(),
             state: State::Starting,
@@ -95,10 +90,7 @@ impl Health {
 
     /// Every component, by name.
     pub fn snapshot(&self) -> Vec<Component> {
-        self.inner
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+        self.inner.lock().values().cloned().collect()
     }
 
     /// Whether every component is ready (degraded counts: it works).

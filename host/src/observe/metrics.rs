@@ -50,7 +50,7 @@ pub struct Metrics {
     started: Instant,
     /// One render at a time: each clears and refills the component gauges, and a second
     /// scrape in between would see them empty.
-    rendering: std::sync::Mutex<()>,
+    rendering: parking_lot::Mutex<()>,
     uptime: Gauge,
     component_status: IntGaugeVec,
     component_degraded: IntGaugeVec,
@@ -456,7 +456,7 @@ impl Metrics {
             ),
             registry,
             started: Instant::now(),
-            rendering: std::sync::Mutex::new(()),
+            rendering: parking_lot::Mutex::new(()),
             uptime,
         };
         for what in STATE_FILES {
@@ -534,7 +534,7 @@ impl Metrics {
 
     /// The Prometheus text exposition, with uptime and component states brought up to date.
     pub fn render(&self, health: &Health) -> String {
-        let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self.rendering.lock();
         self.uptime.set(self.started.elapsed().as_secs_f64());
         // From scratch each time: a component that health forgot (a stopped server) goes.
         self.component_status.reset();

@@ -11,8 +11,8 @@
 //! so export never holds an async runtime thread and outlives every runtime of the process
 //! (the last spans are flushed when [`Traces`] is dropped, at the end of `main`).
 
+use parking_lot::Mutex;
 use std::io::Read;
-use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -247,7 +247,7 @@ impl BlockingClient {
     }
 
     fn note(&self, problem: Option<&str>) {
-        let mut last = self.problem.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.problem.lock();
         match (problem, last.as_deref()) {
             (Some(p), Some(l)) if p == l => {}
             (Some(p), _) => {

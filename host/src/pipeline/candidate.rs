@@ -2,7 +2,8 @@
 //! parsed, on a thread of their own; its events are compared with the live ones and go
 //! nowhere else.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -62,7 +63,7 @@ pub fn spawn_shadow(
                     }
                 };
                 let out = candidate.parse(&batch.lines);
-                let mut guard = report.lock().unwrap_or_else(|p| p.into_inner());
+                let mut guard = report.lock();
                 let Some(r) = guard.as_mut() else { continue };
                 if !out.faults.is_empty() {
                     r.candidate_faults += 1;

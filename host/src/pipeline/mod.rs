@@ -17,9 +17,10 @@ mod candidate;
 mod parse;
 mod setup;
 
+use parking_lot::Mutex;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -75,7 +76,7 @@ pub struct ServerPipeline {
     /// Where the parsers' health is recorded for the API.
     pub board: Arc<PluginBoard>,
     /// The parser chain versions, for the API.
-    pub versions: Arc<std::sync::Mutex<SlotVersions>>,
+    pub versions: Arc<parking_lot::Mutex<SlotVersions>>,
     /// What the tailer, the parser thread and the delivery task run under.
     pub watchdog: Watchdog,
     /// What people are shown of each kind of event.
@@ -142,7 +143,7 @@ pub struct LogInput {
     /// The candidate chain of compare mode at start, if any.
     pub candidate: Option<ParserChain>,
     /// The comparison's report, for the API (none while there is no candidate).
-    pub report: Arc<std::sync::Mutex<Option<crate::swap::compare::ParserReport>>>,
+    pub report: Arc<parking_lot::Mutex<Option<crate::swap::compare::ParserReport>>>,
     pub checkpoints: CheckpointStore,
     /// Where reading starts when the checkpoint is lost.
     pub on_lost_checkpoint: OnLostCheckpoint,

@@ -1,7 +1,8 @@
 //! The parser thread of one server: batches of lines in, events out, and between two batches
 //! the swaps and rollbacks of its parser chain (hot swap).
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot};
@@ -101,7 +102,7 @@ impl ParseStage {
 
     /// Starts, replaces or (none) stops the candidate; its comparison starts afresh.
     pub fn set_candidate(&mut self, chain: Option<ParserChain>) {
-        let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        let mut report = self.report.lock();
         let Some(chain) = chain else {
             self.candidate = None;
             *report = None;
@@ -205,13 +206,7 @@ impl ParseStage {
                         live: out.events.clone(),
                     }))
                     .is_ok();
-            if !handed
-                && let Some(r) = self
-                    .report
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_mut()
-            {
+            if !handed && let Some(r) = self.report.lock().as_mut() {
                 r.skipped += 1;
             }
         }

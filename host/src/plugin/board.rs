@@ -1,6 +1,6 @@
 //! Which plugin versions a server runs and how they are doing, for the API and commands.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use serde::Serialize;
 
@@ -39,7 +39,7 @@ impl PluginBoard {
     ) {
         let plugin = instance.plugin();
         let stats = instance.stats();
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list = self.0.lock();
         let slot = list
             .iter()
             .enumerate()
@@ -64,13 +64,13 @@ impl PluginBoard {
 
     /// Forgets the plugins of `role` (before the ones of a new chain are recorded).
     pub fn clear(&self, role: &str) {
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list = self.0.lock();
         list.retain(|s| s.role != role);
     }
 
     /// Every plugin, parsers first, in the order they run.
     pub fn list(&self) -> Vec<PluginStatus> {
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut list = self.0.lock().clone();
         list.sort_by_key(|s| s.role != "parser");
         list
     }

@@ -1,8 +1,8 @@
 //! The idle instances of stateless plugins, shared by every server that runs one with the
 //! same configuration.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
 
 /// Instances of a stateless plugin that are not in a call, by configuration, shared by
 /// every server that runs the plugin with that configuration. A server takes one for a
@@ -53,7 +53,7 @@ impl<T> IdleInstances<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<ConfigKey, Pool<T>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock()
     }
 
     /// A user of `key` starts (its idle instances are kept while it has users).

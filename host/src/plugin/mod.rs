@@ -121,7 +121,7 @@ pub struct Runtime {
     limits: Limits,
     /// Plugins loaded so far, by (content hash, name, stateless): loading the same plugin
     /// for another server gives the same [`Plugin`], so its code is in memory once.
-    loaded: std::sync::Mutex<
+    loaded: parking_lot::Mutex<
         std::collections::HashMap<(String, String, bool), std::sync::Weak<Plugin>>,
     >,
 }
@@ -217,7 +217,7 @@ impl Runtime {
         world::check_header(wasm)?;
         let hash = content_hash(wasm);
         let key = (hash.clone(), name.to_owned(), stateless);
-        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loaded = self.loaded.lock();
         loaded.retain(|_, p| p.strong_count() > 0);
         if let Some(plugin) = loaded.get(&key).and_then(std::sync::Weak::upgrade) {
             return Ok(plugin);

@@ -1,7 +1,8 @@
 //! What one plugin instance may touch: its store's state, the WASI context that grants
 //! nothing, the memory cap, and the capture of its output into the host's log.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
@@ -239,7 +240,7 @@ struct CaptureBuf {
 
 impl Capture {
     fn push(&self, data: &[u8]) {
-        let Ok(mut buf) = self.0.lock() else { return };
+        let mut buf = self.0.lock();
         let room = OUTPUT_BYTES_PER_CALL.saturating_sub(buf.bytes.len());
         let keep = data.len().min(room);
         buf.bytes.extend_from_slice(&data[..keep]);
@@ -247,9 +248,7 @@ impl Capture {
     }
 
     fn take(&self) -> (String, u64) {
-        let Ok(mut buf) = self.0.lock() else {
-            return (String::new(), 0);
-        };
+        let mut buf = self.0.lock();
         let bytes = std::mem::take(&mut buf.bytes);
         let dropped = std::mem::take(&mut buf.dropped);
         (String::from_utf8_lossy(&bytes).into_owned(), dropped)

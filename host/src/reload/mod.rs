@@ -17,7 +17,7 @@
 //! API, `factorio-isr reload`, and `/factorio reload`.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -147,10 +147,14 @@ impl Reloader {
     async fn reload_candidates(&self, server: &Server, config: &Result<ServerConfig, String>) {
         for slot in [Slot::Parsers, Slot::Monitors] {
             let running = match slot {
-                Slot::Parsers => lock(&server.parser_compare)
+                Slot::Parsers => server
+                    .parser_compare
+                    .lock()
                     .as_ref()
                     .map(|r| r.candidate.clone()),
-                Slot::Monitors => lock(&server.monitor_compare)
+                Slot::Monitors => server
+                    .monitor_compare
+                    .lock()
                     .as_ref()
                     .map(|r| r.candidate.clone()),
             };
@@ -211,7 +215,7 @@ impl Reloader {
             let outcome = self
                 .swap_in(server, Slot::Parsers, Which::Candidate, &read)
                 .await;
-            if let Some(r) = lock(&server.parser_compare).as_mut() {
+            if let Some(r) = server.parser_compare.lock().as_mut() {
                 *r = crate::swap::compare::ParserReport::new(r.candidate.clone());
             }
             done.parsers = Some(outcome);
@@ -220,7 +224,7 @@ impl Reloader {
             let outcome = self
                 .swap_in(server, Slot::Monitors, Which::Candidate, &read)
                 .await;
-            if let Some(r) = lock(&server.monitor_compare).as_mut() {
+            if let Some(r) = server.monitor_compare.lock().as_mut() {
                 *r = crate::swap::compare::MonitorReport::new(r.candidate.clone());
             }
             done.monitors = Some(outcome);
@@ -270,7 +274,7 @@ impl Reloader {
             Ok(built) => built,
             Err(ReloadError::Rejected(problem)) => {
                 tracing::error!(server = %tag, "{slot} reload rejected; the live version keeps running: {problem}");
-                lock(&versions).last_error = Some(problem.clone());
+                versions.lock().last_error = Some(problem.clone());
                 self.health.error(&component, problem.clone());
                 self.count(&tag, slot, "rejected");
                 return Err(ReloadError::Rejected(problem));
@@ -279,7 +283,7 @@ impl Reloader {
         };
         let version = built.version();
         let (live, pinned, old_config) = {
-            let mut v = lock(&versions);
+            let mut v = versions.lock();
             v.last_error = None;
             let before = (v.live.clone(), v.pinned.clone(), v.config.clone());
             if matches!(which, Which::Config { .. }) {
@@ -317,7 +321,7 @@ impl Reloader {
                         )));
                     }
                 }
-                lock(&versions).pinned = None;
+                versions.lock().pinned = None;
             }
             self.count(&tag, slot, "unchanged");
             return Ok(ReloadOutcome::Unchanged { version });
@@ -453,10 +457,6 @@ impl Reloader {
         .await
         .map_err(|e| format!("the build failed: {e}"))?
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Sends `msg` to a slot's thread; false when the thread is gone.

@@ -2,11 +2,11 @@
 //! bans and the whitelist, and the console log those changes are written to, in Factorio's
 //! format. [`Game::execute`] answers console commands as Factorio does.
 
+use parking_lot::Mutex;
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::stats::query::MARKER;
@@ -127,7 +127,7 @@ impl Game {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
-        let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.world.lock();
         f(&mut w)
     }
 
@@ -164,7 +164,7 @@ impl Game {
 
     /// Appends a line to the console log, as Factorio writes it (a timestamp, then `text`).
     pub fn log_line(&self, text: &str) {
-        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = self.log.lock();
         if let Some(f) = log.as_mut() {
             let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
             if let Err(e) = writeln!(f, "{now} {text}") {
@@ -177,7 +177,7 @@ impl Game {
     /// as it starts: its version, the game port, RCON, and the change to the running state.
     pub fn open_current_log(&self, path: &Path, rcon: std::net::SocketAddr) -> std::io::Result<()> {
         let file = File::options().create(true).append(true).open(path)?;
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(file);
+        *self.current.lock() = Some(file);
         let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
         let build = match self.api {
             Api::V1_1 => "build 62112",
@@ -203,7 +203,7 @@ impl Game {
     /// Appends a line to `factorio-current.log` as the server writes it: the seconds since
     /// it started, then `text`.
     pub fn current_line(&self, text: &str) {
-        let mut log = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = self.current.lock();
         if let Some(f) = log.as_mut() {
             let secs = self.started.elapsed().as_secs_f64();
             if let Err(e) = writeln!(f, "{secs:8.3} {text}") {

@@ -75,7 +75,7 @@ impl Default for SimOptions {
 pub struct Sim {
     shared: Arc<rcon_server::Shared>,
     addr: SocketAddr,
-    rcon: std::sync::Mutex<Option<JoinHandle<()>>>,
+    rcon: parking_lot::Mutex<Option<JoinHandle<()>>>,
     activity: Option<JoinHandle<()>>,
 }
 
@@ -97,7 +97,7 @@ impl Sim {
         let shared = Arc::new(rcon_server::Shared {
             game: game.clone(),
             password: opts.password,
-            fault: std::sync::Mutex::new(Fault::None),
+            fault: parking_lot::Mutex::new(Fault::None),
             counters: Default::default(),
         });
         let rcon = tokio::spawn(rcon_server::serve(listener, shared.clone()));
@@ -107,7 +107,7 @@ impl Sim {
         Ok(Self {
             shared,
             addr,
-            rcon: std::sync::Mutex::new(Some(rcon)),
+            rcon: parking_lot::Mutex::new(Some(rcon)),
             activity,
         })
     }
@@ -124,7 +124,7 @@ impl Sim {
 
     /// Makes the RCON peer misbehave from the next command on.
     pub fn set_fault(&self, fault: Fault) {
-        *self.shared.fault.lock().unwrap_or_else(|p| p.into_inner()) = fault;
+        *self.shared.fault.lock() = fault;
     }
 
     /// RCON connections accepted so far.
@@ -139,14 +139,14 @@ impl Sim {
 
     /// Closes the RCON port and every connection, as a crashed server would.
     pub fn stop_rcon(&self) {
-        if let Some(task) = self.rcon.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(task) = self.rcon.lock().take() {
             task.abort();
         }
     }
 
     /// Opens the RCON port again (on the same address).
     pub fn start_rcon(&self) -> std::io::Result<()> {
-        let mut slot = self.rcon.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.rcon.lock();
         if slot.is_none() {
             let listener = rcon_server::bind(self.addr)?;
             *slot = Some(tokio::spawn(rcon_server::serve(

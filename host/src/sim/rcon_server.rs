@@ -29,13 +29,13 @@ pub struct Counters {
 pub struct Shared {
     pub game: Arc<Game>,
     pub password: String,
-    pub fault: std::sync::Mutex<Fault>,
+    pub fault: parking_lot::Mutex<Fault>,
     pub counters: Counters,
 }
 
 impl Shared {
     fn fault(&self) -> Fault {
-        *self.fault.lock().unwrap_or_else(|p| p.into_inner())
+        *self.fault.lock()
     }
 }
 

@@ -1,8 +1,8 @@
 //! Events appended to a file, one JSON object per line, flushed after every batch.
 
+use parking_lot::Mutex;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -43,10 +43,7 @@ impl JsonlSink {
                 .map_err(|e| SinkError::Other(e.to_string()))?;
             buf.push(b'\n');
         }
-        let mut slot = self
-            .file
-            .lock()
-            .map_err(|_| SinkError::Other("the file lock is poisoned".into()))?;
+        let mut slot = self.file.lock();
         if slot.is_none() {
             *slot = Some(
                 std::fs::OpenOptions::new()

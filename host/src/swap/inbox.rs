@@ -1,7 +1,8 @@
 //! The way into a slot's thread from outside it (reloads, rollbacks, candidates): a weak
 //! sender, replaced when the server's supervisor starts the thread again.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -28,16 +29,12 @@ impl<T> Default for Inbox<T> {
 impl<T> Inbox<T> {
     /// From now on, orders go to `tx`'s queue.
     pub fn connect(&self, tx: &mpsc::Sender<T>) {
-        *self.to.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.downgrade());
+        *self.to.lock() = Some(tx.downgrade());
     }
 
     /// The thread's queue, while the thread runs.
     pub fn sender(&self) -> Option<mpsc::Sender<T>> {
-        self.to
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()?
-            .upgrade()
+        self.to.lock().as_ref()?.upgrade()
     }
 
     /// Sends `msg`; false when the thread does not run.

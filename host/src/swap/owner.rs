@@ -6,7 +6,8 @@
 //! differs between the slots (how a version is named, which plugins it pins, whether the
 //! new version takes up the old one's state) is the [`SlotContent`] of each.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::Slot;
@@ -157,7 +158,7 @@ impl<T: SlotContent> SlotOwner<T> {
     /// Records the live and previous versions (and, when given, since when the live one
     /// is live) for the API.
     pub fn record_versions(&self, since: Option<SystemTime>) {
-        let mut v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = self.versions.lock();
         v.live = self.live.version();
         v.previous = self.previous.as_ref().map(SlotContent::version);
         if since.is_some() {
@@ -260,7 +261,7 @@ mod tests {
             (back.from, back.to.clone()),
             (swapped.to.clone(), first.clone())
         );
-        let v = owner.versions.lock().unwrap().clone();
+        let v = owner.versions.lock().clone();
         assert_eq!(v.live, first);
         assert_eq!(v.previous.as_deref(), Some(swapped.to.as_str()));
         assert_eq!(v.pinned.as_deref(), Some("rolled_back"));

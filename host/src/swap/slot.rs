@@ -5,7 +5,8 @@
 //! Each slot is owned by one thread (the parser thread, the monitor thread), which makes
 //! every change between two calls; this module holds no plugins itself.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -125,7 +126,7 @@ pub fn pin<'a>(
     live: (&str, impl IntoIterator<Item = (&'a Arc<Plugin>, &'a str)>),
     reason: Option<&'static str>,
 ) -> Option<String> {
-    let mut v = versions.lock().unwrap_or_else(|p| p.into_inner());
+    let mut v = versions.lock();
     v.pinned = reason.map(str::to_owned);
     let pins = pins?;
     let component = format!("versions:{tag}");

@@ -33,7 +33,7 @@ pub struct CheckpointStore {
     /// Cluster mode: where this process last knew each log delivered up to (saved or found
     /// in etcd), shared by every fenced copy: when etcd has lost the cluster's state, a log
     /// this instance delivered resumes exactly there.
-    known: Arc<std::sync::Mutex<std::collections::HashMap<String, Position>>>,
+    known: Arc<parking_lot::Mutex<std::collections::HashMap<String, Position>>>,
 }
 
 impl std::fmt::Debug for CheckpointStore {
@@ -126,7 +126,6 @@ impl CheckpointStore {
     pub fn known(&self) -> Vec<(String, Vec<u8>)> {
         self.known
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .filter_map(|(k, p)| Some((k.clone(), serde_json::to_vec(&Stored::from(p)).ok()?)))
             .collect()
@@ -291,21 +290,14 @@ fn lost_in_etcd(fence: &Fence, key: &str, known: &Known) -> Loaded {
 }
 
 /// Where each log was delivered up to, as this process last knew it (cluster mode).
-type Known = Arc<std::sync::Mutex<std::collections::HashMap<String, Position>>>;
+type Known = Arc<parking_lot::Mutex<std::collections::HashMap<String, Position>>>;
 
 fn remember(known: &Known, key: &str, p: &Position) {
-    known
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key.to_owned(), *p);
+    known.lock().insert(key.to_owned(), *p);
 }
 
 fn known_position(known: &Known, key: &str) -> Option<Position> {
-    known
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(key)
-        .copied()
+    known.lock().get(key).copied()
 }
 
 impl ServerCheckpoint {
