@@ -1,5 +1,5 @@
 //! The host's modules depend on each other one way: no two sibling modules (`pipeline` and
-//! `monitor`, or `discord::answer` and `discord::handler`) may each use the other, directly
+//! `monitor`, or `discord::bot::answer` and `discord::bot::handler`) may each use the other, directly
 //! or through others. Read from the source: every `crate::…` and `super::…` path in code,
 //! lifted to the two siblings under the modules' lowest common ancestor. A module using its
 //! own parent or child is not a cycle (that is how `mod.rs` re-exports work).

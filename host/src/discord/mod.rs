@@ -13,30 +13,22 @@
 //! twilight-http-proxy, or the fake Discord of the tests); the gateway URL is then whatever
 //! that endpoint's `/gateway` says. Rate limits are obeyed the same way with or without it.
 
-mod answer;
 mod bot;
-mod commands;
-mod definitions;
-mod handler;
-pub mod limits;
-pub mod payload;
+pub mod commands;
 pub mod rest;
-pub mod retry;
 mod roles;
-mod selection;
-mod sink;
-mod tiers;
-mod webhook;
+pub mod sinks;
 
+pub use bot::handler::Handler;
+pub use bot::selection::Selections;
 pub use bot::{Bot, COMMANDS};
-pub use commands::{Request, parse};
-pub use definitions::{Command, MOVED, definitions, definitions_json, help};
-pub use handler::Handler;
+pub use commands::definitions::{Command, MOVED, definitions, definitions_json, help};
+pub use commands::parse::{Request, parse};
+pub use commands::tiers::{Gate, Refusal, Resolved, Tier};
+pub use rest::{limits, payload, retry};
 pub use roles::RoleDirectory;
-pub use selection::Selections;
-pub use sink::DiscordSink;
-pub use tiers::{Gate, Refusal, Resolved, Tier};
-pub use webhook::WebhookSink;
+pub use sinks::channels::DiscordSink;
+pub use sinks::webhook::WebhookSink;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
-use super::rest::{Failure, Rest};
 use crate::alert::Mentions;
+use crate::discord::rest::{Failure, Rest};
 
 /// How long reading the guild's roles may take.
 const READ_WITHIN: Duration = Duration::from_secs(10);

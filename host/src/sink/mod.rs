@@ -6,14 +6,12 @@
 
 pub mod console;
 mod jsonl;
-mod pack;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use console::ConsoleSink;
 pub use jsonl::JsonlSink;
-pub use pack::pack as pack_messages;
 
 use crate::event::Event;
 

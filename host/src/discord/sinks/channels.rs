@@ -8,7 +8,7 @@
 //! `@everyone` in the game pings nobody, and every message is cut to Discord's limits
 //! before it is sent.
 //!
-//! Each message goes through the bot's [retry policy](super::retry): a 429 waits what
+//! Each message goes through the bot's [retry policy](crate::discord::rest::retry): a 429 waits what
 //! Discord asks, an outage is backed off while the server's queue waits (the log is the
 //! buffer: nothing is read past what was delivered) up to the policy's patience; a message
 //! Discord refuses (403, 404, 400) is dropped at once, counted and logged once per channel
@@ -22,17 +22,18 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::limits::{self, cut};
-use super::payload::{AllowedMentions, Embed, Field, Footer, Message, Nonce};
-use super::rest::{Failure, Rest};
-use super::retry::{self, Policy, Retry};
-use super::roles::RoleDirectory;
 use crate::alert::{ServerLabel, duration_text};
 use crate::config::{EventRules, ServerConfig, Shown};
+use crate::discord::rest::limits::{self, cut};
+use crate::discord::rest::payload::{AllowedMentions, Embed, Field, Footer, Message, Nonce};
+use crate::discord::rest::retry::{self, Policy, Retry};
+use crate::discord::rest::{Failure, Rest};
+use crate::discord::roles::RoleDirectory;
+use crate::discord::sinks::pack::pack as pack_messages;
 use crate::event::{Event, Severity};
 use crate::observe::health::{Health, State};
 use crate::observe::metrics::Metrics;
-use crate::sink::{Delivery, Sink, console, pack_messages};
+use crate::sink::{Delivery, Sink, console};
 
 /// One server's Discord channels.
 pub struct DiscordSink {

@@ -1,6 +1,10 @@
 //! What the bot's event handler and its answers share ([`Bot`]), and what it does once
 //! per process: the connect notices, setting up roles and commands, the presence loop.
 
+pub(super) mod answer;
+pub(super) mod handler;
+pub(super) mod selection;
+
 use parking_lot::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
@@ -9,14 +13,14 @@ use std::time::Duration;
 use reqwest::Method;
 use serenity::all::{ActivityData, Context};
 
-use super::definitions;
-use super::limits::{self};
-use super::payload::Message;
-use super::rest::Rest;
-use super::retry::{self, Policy};
-use super::roles::RoleDirectory;
-use super::selection::Selections;
-use super::tiers::{Gate, Resolved};
+use crate::discord::bot::selection::Selections;
+use crate::discord::commands::definitions;
+use crate::discord::commands::tiers::{Gate, Resolved};
+use crate::discord::rest::Rest;
+use crate::discord::rest::limits::{self};
+use crate::discord::rest::payload::Message;
+use crate::discord::rest::retry::{self, Policy};
+use crate::discord::roles::RoleDirectory;
 use crate::observe::health::{Health, State};
 use crate::rcon::LinkState;
 use crate::servers::Server;
@@ -64,7 +68,7 @@ impl Bot {
     /// server, and (when `roles` changed) the roles and cooldowns, looked up again in the
     /// guild.
     pub async fn take_config(&self, config: &crate::config::Config, roles: bool) {
-        *self.channels.write() = super::server_channels(&config.servers);
+        *self.channels.write() = crate::discord::server_channels(&config.servers);
         if roles {
             self.gate.reconfigure(config.discord.clone());
             tracing::info!("servers.yml changed: taking up the new discord roles and cooldowns");

@@ -2,7 +2,7 @@
 //!
 //! A batch becomes as few messages as Discord's 2,000-character limit allows. Mentions are
 //! switched off on every message, so `@everyone` typed in the game pings nobody. Each post
-//! goes through the bot's [retry policy](super::retry): a 429 waits what Discord asks
+//! goes through the bot's [retry policy](crate::discord::rest::retry): a 429 waits what Discord asks
 //! (a `Retry-After` that is not a sane number counts as one second), an outage is backed
 //! off, and a refusal drops that message (counted in the log) without holding up the rest.
 //! The URL holds the webhook's token: it never appears in a log line or an error.
@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use super::payload::Message;
-use super::rest::{Failure, Rest};
-use super::retry::{self, Policy};
 use crate::config::Secret;
+use crate::discord::rest::payload::Message;
+use crate::discord::rest::retry::{self, Policy};
+use crate::discord::rest::{Failure, Rest};
+use crate::discord::sinks::pack::pack as pack_messages;
 use crate::event::Event;
-use crate::sink::{Delivery, Sink, SinkError, pack_messages};
+use crate::sink::{Delivery, Sink, SinkError};
 
 /// How long one message may be retried before the delivery counts as failed (and the
 /// pipeline tries the batch again); below the sink's own patience.

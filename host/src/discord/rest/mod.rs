@@ -11,6 +11,10 @@
 //! A request's URL holds the interaction or webhook token, so it never reaches a log line
 //! or an error: failures name the route's kind (`what`), never the URL.
 
+pub mod limits;
+pub mod payload;
+pub mod retry;
+
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! A slash command call (of a command of [`super::definitions`]) as the host runs it.
+//! A slash command call (of a command of [`crate::discord::commands::definitions`]) as the host runs it.
 //!
 //! A call is parsed into a [`Request`] (every value people typed is validated here or by
 //! the safe-command builder before anything reaches RCON), checked against its [`Tier`], and
@@ -6,9 +6,9 @@
 
 use serenity::all::{CommandDataOption, CommandDataOptionValue};
 
-use super::definitions::Command::{self, Admin, Factorio};
-use super::definitions::MOVED;
-use super::tiers::Tier;
+use crate::discord::commands::definitions::Command::{self, Admin, Factorio};
+use crate::discord::commands::definitions::MOVED;
+use crate::discord::commands::tiers::Tier;
 use crate::discord::escape;
 use crate::rcon::command::{self, Daytime, PlayerAction, Simple, Whitelist};
 use crate::rcon::{PlayerName, SafeCommand};
@@ -298,7 +298,7 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discord::definitions::{MOVED, SUBCOMMANDS, definitions_json, help};
+    use crate::discord::commands::definitions::{MOVED, SUBCOMMANDS, definitions_json, help};
 
     /// The options of `/COMMAND NAME` as Discord sends them.
     fn sub(name: &str, args: &[(&str, &str)]) -> Vec<CommandDataOption> {
@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn the_definitions_keep_within_discords_limits() {
         let body = definitions_json();
-        let problems = super::super::limits::check_commands(&body);
+        let problems = crate::discord::limits::check_commands(&body);
         assert!(problems.is_empty(), "{problems:?}");
         let names: Vec<&str> = body
             .as_array()
@@ -433,9 +433,9 @@ mod tests {
         assert!(help().contains("`rcon` — Run a console command [danger]"));
         let help = help();
         assert!(
-            super::super::limits::length(&help) <= super::super::limits::CONTENT,
+            crate::discord::limits::length(&help) <= crate::discord::limits::CONTENT,
             "help is cut: {} characters",
-            super::super::limits::length(&help)
+            crate::discord::limits::length(&help)
         );
     }
 

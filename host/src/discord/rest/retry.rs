@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use super::rest::Failure;
+use crate::discord::rest::Failure;
 
 /// How long and how hard to try.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,7 @@ use serenity::all::{
     CommandOptionType, CreateCommand, CreateCommandOption, InteractionContext, Permissions,
 };
 
-use super::tiers::Tier;
+use crate::discord::commands::tiers::Tier;
 
 /// The two commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::limits::{self, cut, length};
+use crate::discord::rest::limits::{self, cut, length};
 
 /// A message's `flags` bit that shows it to the user who ran the command only.
 pub const EPHEMERAL: u64 = 1 << 6;

@@ -14,15 +14,15 @@ use serenity::all::{
 use serenity::async_trait;
 use tracing::Instrument;
 
-use super::answer::{Outcome, answer};
-use super::bot::Bot;
-use super::commands::{self, Parsed, Request};
-use super::definitions::Command;
-use super::limits::{self, cut};
-use super::payload::Message;
-use super::rest::Failure;
-use super::retry::{self, Policy};
-use super::tiers::Tier;
+use crate::discord::bot::Bot;
+use crate::discord::bot::answer::{Outcome, answer};
+use crate::discord::commands::definitions::Command;
+use crate::discord::commands::parse::{self as commands, Parsed, Request};
+use crate::discord::commands::tiers::Tier;
+use crate::discord::rest::Failure;
+use crate::discord::rest::limits::{self, cut};
+use crate::discord::rest::payload::Message;
+use crate::discord::rest::retry::{self, Policy};
 use crate::observe::health::State;
 use crate::servers::Server;
 
@@ -56,8 +56,13 @@ impl EventHandler for Handler {
         if !bot.lifecycle_notices.load(Ordering::Acquire) {
             return;
         }
-        bot.announce(|name| format!("🟢 factorio-isr is watching **{}**.", super::escape(name)))
-            .await;
+        bot.announce(|name| {
+            format!(
+                "🟢 factorio-isr is watching **{}**.",
+                crate::discord::escape(name)
+            )
+        })
+        .await;
     }
 
     async fn message(&self, _ctx: Context, msg: GatewayMessage) {

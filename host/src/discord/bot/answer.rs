@@ -1,9 +1,9 @@
 //! Running a validated `/factorio` request against a server and wording the answer.
 
-use super::bot::Bot;
-use super::commands::{Action, Request};
-use super::definitions;
 use crate::alert::duration_text;
+use crate::discord::bot::Bot;
+use crate::discord::commands::definitions;
+use crate::discord::commands::parse::{Action, Request};
 use crate::discord::escape;
 use crate::rcon::{LinkState, Verdict};
 use crate::servers::Server;
@@ -310,7 +310,7 @@ mod tests {
     fn action(verb: &'static str, shows_answer: bool) -> Action {
         Action {
             verb,
-            tier: super::super::tiers::Tier::Admin,
+            tier: crate::discord::commands::tiers::Tier::Admin,
             command: crate::rcon::command::raw("/players").unwrap(),
             done: "did it".into(),
             shows_answer,
