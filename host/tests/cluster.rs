@@ -336,8 +336,10 @@ fn an_instance_with_another_servers_yml_owns_only_what_it_agrees_on() {
     c.exactly_once(last);
 }
 
-/// etcd wiped while lines flow: the cluster does not take itself for a new one; it says
-/// so (log, metric, /ready) and no line is lost or posted twice.
+/// etcd wiped while lines flow, with a batch of alpha's posted and not yet answered: the
+/// cluster does not take itself for a new one; it says so (log, metric, /ready), the batch
+/// in flight is delivered again the same way (same nonces), and no line is lost or posted
+/// twice.
 #[test]
 fn an_etcd_that_lost_its_state_is_not_taken_for_a_new_one() {
     let Some(mut c) = Cluster::start(TTL) else {
@@ -349,7 +351,13 @@ fn an_etcd_that_lost_its_state_is_not_taken_for_a_new_one() {
         !c.seen(ALPHA).is_empty() && !c.seen(BETA).is_empty()
     });
     std::thread::sleep(Duration::from_secs(2));
+    c.discord.delay_answers(Duration::from_secs(2));
+    let posted = c.seen(ALPHA).len();
+    wait_for("a post of alpha's awaiting its answer", || {
+        c.seen(ALPHA).len() > posted
+    });
     c.etcd.wipe();
+    c.discord.delay_answers(Duration::ZERO);
     wait_for("an instance to say etcd lost the cluster's state", || {
         c.live()
             .any(|(_, i)| i.log().contains("etcd lost the cluster's state"))

@@ -165,6 +165,8 @@ struct Memory {
     differs: Vec<String>,
     /// When this instance found etcd without the cluster's state it had seen.
     state_lost: Option<Instant>,
+    /// Whether this instance gave etcd back what it knew since the state was last lost.
+    gave_back: bool,
     /// The cluster's identity, as this instance knows it (from etcd, or its state folder).
     identity: Option<String>,
     /// When the logs' checkpoints were last looked at while the state is marked lost.
@@ -374,7 +376,7 @@ impl Manager {
                 return;
             }
         };
-        if let Some(why) = lost {
+        if let Some(why) = &lost {
             let when = chrono::Utc::now()
                 .format("%Y-%m-%d %H:%M:%S UTC")
                 .to_string();
@@ -386,24 +388,19 @@ impl Manager {
             if let Err(e) = self.cluster.mark_state_lost(&when).await {
                 tracing::warn!("cannot mark the cluster's state lost in etcd: {e}");
             }
-            // What this instance delivered, it gives back: the next owner of those logs
-            // resumes there instead of at their beginning.
-            let mut restored = 0;
-            for (log, stored) in self.checkpoints.known() {
-                if let Ok(true) = self.cluster.restore_checkpoint(&log, &stored).await {
-                    restored += 1;
-                }
-            }
-            if restored > 0 {
-                tracing::warn!(
-                    "put back in etcd the checkpoints of {restored} logs this instance delivered"
-                );
-            }
-            if view.identity.is_none()
-                && let Some(known) = &memory.identity
-            {
-                let _ = self.cluster.claim_identity(known).await;
-            }
+        }
+        // Another instance may have found the loss first: the mark says so.
+        if (lost.is_some() || view.state_lost) && !memory.gave_back {
+            memory.gave_back = true;
+            self.give_back().await;
+        } else if !view.state_lost && lost.is_none() {
+            memory.gave_back = false;
+        }
+        if lost.is_some()
+            && view.identity.is_none()
+            && let Some(known) = &memory.identity
+        {
+            let _ = self.cluster.claim_identity(known).await;
         }
         if let Some(seen) = &view.identity
             && memory.identity.as_ref() != Some(seen)
@@ -430,6 +427,23 @@ impl Manager {
                 );
                 let _ = self.cluster.clear_state_lost().await;
             }
+        }
+    }
+
+    /// What this instance delivered, it gives back to an etcd that lost it: the next owner
+    /// of those logs resumes there, and delivers the batch in flight again the same way,
+    /// instead of starting at their beginning.
+    async fn give_back(&self) {
+        let mut restored = 0;
+        for log in self.checkpoints.known() {
+            if let Ok(true) = self.cluster.restore_checkpoint(&log).await {
+                restored += 1;
+            }
+        }
+        if restored > 0 {
+            tracing::warn!(
+                "put back in etcd the checkpoints of {restored} logs this instance delivered"
+            );
         }
     }
 
@@ -507,6 +521,9 @@ impl Manager {
             }
             (None, Some(h)) => {
                 memory.free_since.remove(tag);
+                if h.instance != *me {
+                    self.checkpoints.forget_server(tag);
+                }
                 if handing_back && h.instance != *me {
                     want.send_replace(Want::Idle);
                 } else if h.instance == *me && !handing_back {

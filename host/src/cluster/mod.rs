@@ -282,12 +282,21 @@ impl Cluster {
         self.store.delete(&key).await
     }
 
-    /// Puts back the checkpoint of `log` (its stored form) unless etcd has one: an
-    /// instance that delivered the log gives etcd back what it lost.
-    pub async fn restore_checkpoint(&self, log: &str, stored: &[u8]) -> Result<bool, ClusterError> {
-        let key = self.key(&format!("checkpoints/{log}"));
-        let text = String::from_utf8_lossy(stored);
-        Ok(self.store.create(&key, &text, 0).await?.is_some())
+    /// Puts back the checkpoint of a log and its batch in flight (their stored forms)
+    /// unless etcd has a checkpoint for it: an instance that delivered the log gives etcd
+    /// back what it lost, so the next owner delivers that batch again the same way.
+    pub async fn restore_checkpoint(
+        &self,
+        log: &crate::tail::checkpoint::KnownLog,
+    ) -> Result<bool, ClusterError> {
+        let mut puts = vec![(
+            self.key(&format!("checkpoints/{}", log.log)),
+            log.checkpoint.clone(),
+        )];
+        if let Some(flight) = &log.in_flight {
+            puts.push((self.key(&format!("inflight/{}", log.log)), flight.clone()));
+        }
+        self.store.create_all(puts).await
     }
 
     /// Whether etcd has a checkpoint for every one of `logs` (checkpoint names).

@@ -144,6 +144,23 @@ mod with_etcd {
                 .then(|| resp.header().map_or(0, |h| h.revision())))
         }
 
+        /// Puts every one of `puts` if nobody has the first of them; whether it did.
+        pub(in crate::cluster) async fn create_all(
+            &self,
+            puts: Vec<(String, Vec<u8>)>,
+        ) -> Result<bool, ClusterError> {
+            let Some((first, _)) = puts.first() else {
+                return Ok(false);
+            };
+            let guard = Compare::create_revision(first.as_str(), CompareOp::Equal, 0);
+            let ops: Vec<TxnOp> = puts
+                .iter()
+                .map(|(k, v)| TxnOp::put(k.as_str(), v.clone(), None))
+                .collect();
+            let txn = Txn::new().when([guard]).and_then(ops);
+            Ok(self.client().await?.txn(txn).await?.succeeded())
+        }
+
         /// Runs `puts` and `deletes` only while `guard`'s create revision is `token`;
         /// whether they ran.
         pub(in crate::cluster) async fn write_if(
@@ -242,6 +259,13 @@ mod without_etcd {
             _: &str,
             _: i64,
         ) -> Result<Option<i64>, ClusterError> {
+            missing()
+        }
+
+        pub(in crate::cluster) async fn create_all(
+            &self,
+            _: Vec<(String, Vec<u8>)>,
+        ) -> Result<bool, ClusterError> {
             missing()
         }
 

@@ -31,9 +31,9 @@ pub struct CheckpointStore {
     dir: PathBuf,
     fence: Option<Arc<Fence>>,
     /// Cluster mode: where this process last knew each log delivered up to (saved or found
-    /// in etcd), shared by every fenced copy: when etcd has lost the cluster's state, a log
-    /// this instance delivered resumes exactly there.
-    known: Arc<parking_lot::Mutex<std::collections::HashMap<String, Position>>>,
+    /// in etcd) and the batch it had in flight, shared by every fenced copy: when etcd has
+    /// lost the cluster's state, a log this instance delivered resumes exactly there.
+    known: Known,
 }
 
 impl std::fmt::Debug for CheckpointStore {
@@ -90,7 +90,7 @@ impl std::fmt::Debug for ServerCheckpoint {
 }
 
 /// A batch in flight, as recorded in etcd.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct InFlight {
     /// Lines in the batch, counted from the checkpoint.
     lines: usize,
@@ -121,14 +121,32 @@ impl CheckpointStore {
         &self.dir
     }
 
-    /// Cluster mode: each log this process delivered and where it last knew it was
-    /// delivered up to, in the stored form (to give etcd back what it lost).
-    pub fn known(&self) -> Vec<(String, Vec<u8>)> {
+    /// Cluster mode: each log this process delivered, where it last knew it was delivered
+    /// up to and the batch it had in flight, in the stored form (to give etcd back what it
+    /// lost, so the next owner posts that batch again the same way, with the same nonces).
+    pub fn known(&self) -> Vec<KnownLog> {
         self.known
             .lock()
             .iter()
-            .filter_map(|(k, p)| Some((k.clone(), serde_json::to_vec(&Stored::from(p)).ok()?)))
+            .filter_map(|(log, r)| {
+                Some(KnownLog {
+                    log: log.clone(),
+                    checkpoint: serde_json::to_vec(&Stored::from(&r.delivered)).ok()?,
+                    in_flight: match &r.in_flight {
+                        Some(f) => Some(serde_json::to_vec(f).ok()?),
+                        None => None,
+                    },
+                })
+            })
             .collect()
+    }
+
+    /// Cluster mode: forgets what this process knew of `server`'s logs, once another
+    /// instance owns it (what it knew is stale from then on, and must not be given back).
+    pub fn forget_server(&self, server: &str) {
+        self.known.lock().retain(|log, _| {
+            log != server && !log.strip_prefix(server).is_some_and(|r| r.starts_with('.'))
+        });
     }
 
     fn paths(&self, server: &str) -> (PathBuf, PathBuf) {
@@ -221,7 +239,7 @@ fn open_in_etcd(fence: Arc<Fence>, key: &str, known: &Known) -> (ServerCheckpoin
         ),
         Ok((None, _, false)) => (Loaded::Fresh, None),
         // etcd lost the cluster's state: this log was not started fresh.
-        Ok((None, _, true)) => (lost_in_etcd(&fence, key, known), None),
+        Ok((None, _, true)) => lost_in_etcd(&fence, key, known),
         Ok((Some(bytes), flight, _)) => {
             let parsed = serde_json::from_slice::<Stored>(&bytes)
                 .map_err(|e| e.to_string())
@@ -256,23 +274,31 @@ fn open_in_etcd(fence: Arc<Fence>, key: &str, known: &Known) -> (ServerCheckpoin
     (checkpoint, loaded)
 }
 
-/// Where a log whose checkpoint etcd lost (with the cluster's state) resumes: where this
-/// instance delivered it up to, if it did; else the checkpoint its last owner puts back
-/// (each instance gives back what it knew when it finds the state lost, within a lease
-/// TTL or so), waited for that long; else it is lost.
-fn lost_in_etcd(fence: &Fence, key: &str, known: &Known) -> Loaded {
-    if let Some(p) = known_position(known, key) {
+/// Where a log whose checkpoint etcd lost (with the cluster's state) resumes, with the
+/// lines of the batch to deliver again first: where this instance delivered it up to, if
+/// it did; else the checkpoint its last owner puts back (each instance gives back what it
+/// knew when it finds the state lost, within a lease TTL or so), waited for that long;
+/// else it is lost.
+fn lost_in_etcd(fence: &Fence, key: &str, known: &Known) -> (Loaded, Option<usize>) {
+    if let Some(r) = known.lock().get(key) {
         tracing::warn!(
             checkpoint = key,
             "etcd lost this log's checkpoint with the cluster's state; resuming where this instance delivered up to"
         );
-        return Loaded::Found(p);
+        return (
+            Loaded::Found(r.delivered),
+            r.in_flight.as_ref().map(|f| f.lines),
+        );
     }
     let until = std::time::Instant::now() + fence.lease_ttl() + std::time::Duration::from_secs(3);
     while std::time::Instant::now() < until && fence.valid() {
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let back = block_on(fence.get(&format!("checkpoints/{key}")));
-        if let Ok(Some(bytes)) = back
+        let back = block_on(async {
+            let main = fence.get(&format!("checkpoints/{key}")).await?;
+            let flight = fence.get(&format!("inflight/{key}")).await?;
+            Ok::<_, crate::cluster::ClusterError>((main, flight))
+        });
+        if let Ok((Some(bytes), flight)) = back
             && let Ok(p) = serde_json::from_slice::<Stored>(&bytes)
                 .map_err(|e| e.to_string())
                 .and_then(|s| s.position())
@@ -281,23 +307,50 @@ fn lost_in_etcd(fence: &Fence, key: &str, known: &Known) -> Loaded {
                 checkpoint = key,
                 "etcd lost this log's checkpoint with the cluster's state; its last owner put it back"
             );
-            return Loaded::Found(p);
+            let replay = flight
+                .and_then(|f| serde_json::from_slice::<InFlight>(&f).ok())
+                .map(|f| f.lines);
+            return (Loaded::Found(p), replay);
         }
     }
-    Loaded::Lost {
-        damage: "etcd lost the cluster's state (wiped or replaced), this checkpoint with it".into(),
-    }
+    let damage = "etcd lost the cluster's state (wiped or replaced), this checkpoint with it";
+    (
+        Loaded::Lost {
+            damage: damage.into(),
+        },
+        None,
+    )
 }
 
-/// Where each log was delivered up to, as this process last knew it (cluster mode).
-type Known = Arc<parking_lot::Mutex<std::collections::HashMap<String, Position>>>;
+/// What this process last knew of one log it delivered (cluster mode).
+#[derive(Debug, Clone)]
+struct Remembered {
+    delivered: Position,
+    in_flight: Option<InFlight>,
+}
+
+/// One log as this process knew it, in etcd's stored forms.
+#[derive(Debug, Clone)]
+pub struct KnownLog {
+    /// The log's checkpoint name.
+    pub log: String,
+    /// Its checkpoint.
+    pub checkpoint: Vec<u8>,
+    /// The batch that was in flight, if one was.
+    pub in_flight: Option<Vec<u8>>,
+}
+
+/// Each log this process delivered, as it last knew it (cluster mode).
+type Known = Arc<parking_lot::Mutex<std::collections::HashMap<String, Remembered>>>;
 
 fn remember(known: &Known, key: &str, p: &Position) {
-    known.lock().insert(key.to_owned(), *p);
-}
-
-fn known_position(known: &Known, key: &str) -> Option<Position> {
-    known.lock().get(key).copied()
+    known.lock().insert(
+        key.to_owned(),
+        Remembered {
+            delivered: *p,
+            in_flight: None,
+        },
+    );
 }
 
 impl ServerCheckpoint {
@@ -318,7 +371,10 @@ impl ServerCheckpoint {
     /// Records (cluster mode) that the batch of `lines` lines ending at `to` is about to be
     /// delivered. Call it from a blocking thread of the runtime.
     pub fn begin(&mut self, lines: usize, to: &Position) -> io::Result<()> {
-        let Saved::Etcd { fence, key, .. } = &self.at else {
+        let Saved::Etcd {
+            fence, key, known, ..
+        } = &self.at
+        else {
             return Ok(());
         };
         let flight = InFlight {
@@ -326,6 +382,9 @@ impl ServerCheckpoint {
             to: Stored::from(to),
         };
         let json = serde_json::to_vec(&flight).map_err(io::Error::other)?;
+        if let Some(r) = known.lock().get_mut(key) {
+            r.in_flight = Some(flight.clone());
+        }
         // Any failure ends this ownership: delivering on without the record (or past a
         // checkpoint etcd may or may not have) could deliver a line twice or skip it; the
         // next owner (this instance again, if it is first) starts from what etcd has.
@@ -400,7 +459,7 @@ fn read(path: &Path) -> Result<Option<Position>, String> {
 
 /// A checkpoint as saved: today's (`version: 2`, SHA-256 in hex) or an earlier release's
 /// (no version, a `DefaultHasher` value in `fingerprint`).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stored {
     #[serde(default = "first_version")]
     version: u32,
@@ -466,6 +525,36 @@ mod tests {
             offset,
             fingerprint: Fingerprint::of(b"2026-01-01 first line"),
         }
+    }
+
+    #[test]
+    fn another_owner_makes_what_was_known_of_a_server_stale_and_only_that_server() {
+        let store = CheckpointStore::new("/nonexistent");
+        for log in ["prod", "prod.chat", "production", "dev"] {
+            remember(&store.known, log, &position(10));
+        }
+        store.forget_server("prod");
+        let mut left: Vec<String> = store.known().into_iter().map(|k| k.log).collect();
+        left.sort();
+        assert_eq!(left, ["dev", "production"]);
+    }
+
+    #[test]
+    fn what_is_given_back_carries_the_batch_in_flight() {
+        let store = CheckpointStore::new("/nonexistent");
+        remember(&store.known, "prod", &position(10));
+        if let Some(r) = store.known.lock().get_mut("prod") {
+            r.in_flight = Some(InFlight {
+                lines: 7,
+                to: Stored::from(&position(90)),
+            });
+        }
+        let back = store.known();
+        let flight: InFlight =
+            serde_json::from_slice(back[0].in_flight.as_deref().unwrap_or_default()).unwrap();
+        assert_eq!(flight.lines, 7);
+        let at: Stored = serde_json::from_slice(&back[0].checkpoint).unwrap();
+        assert_eq!(at.position().unwrap(), position(10));
     }
 
     #[test]
