@@ -436,7 +436,12 @@ impl Manager {
     async fn give_back(&self) {
         let mut restored = 0;
         for log in self.checkpoints.known() {
-            if let Ok(true) = self.cluster.restore_checkpoint(&log).await {
+            let (checkpoint, flight) = (&log.checkpoint, log.in_flight.as_deref());
+            if let Ok(true) = self
+                .cluster
+                .restore_checkpoint(&log.log, checkpoint, flight)
+                .await
+            {
                 restored += 1;
             }
         }

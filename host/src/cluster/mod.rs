@@ -287,14 +287,13 @@ impl Cluster {
     /// back what it lost, so the next owner delivers that batch again the same way.
     pub async fn restore_checkpoint(
         &self,
-        log: &crate::tail::checkpoint::KnownLog,
+        log: &str,
+        checkpoint: &[u8],
+        in_flight: Option<&[u8]>,
     ) -> Result<bool, ClusterError> {
-        let mut puts = vec![(
-            self.key(&format!("checkpoints/{}", log.log)),
-            log.checkpoint.clone(),
-        )];
-        if let Some(flight) = &log.in_flight {
-            puts.push((self.key(&format!("inflight/{}", log.log)), flight.clone()));
+        let mut puts = vec![(self.key(&format!("checkpoints/{log}")), checkpoint.to_vec())];
+        if let Some(flight) = in_flight {
+            puts.push((self.key(&format!("inflight/{log}")), flight.to_vec()));
         }
         self.store.create_all(puts).await
     }
