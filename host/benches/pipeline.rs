@@ -19,13 +19,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use factorio_isr::event::Event;
 use factorio_isr::observe::Shared;
 use factorio_isr::observe::health::Health;
 use factorio_isr::observe::metrics::Metrics;
 use factorio_isr::pipeline::{self, LogInput, ServerPipeline};
 use factorio_isr::plugin::{ComponentCache, Limits, Runtime};
-use factorio_isr::sink::{Delivery, JsonlSink, Sink};
+use factorio_isr::sink::{Batch, Delivery, JsonlSink, Sink};
 use factorio_isr::tail::checkpoint::CheckpointStore;
 use factorio_isr::tail::{Position, TailOptions};
 use tokio::sync::watch;
@@ -41,11 +40,12 @@ impl Sink for Clock {
         "clock"
     }
 
-    fn deliver<'a>(&'a self, _server: &'a str, events: &'a [Event]) -> Delivery<'a> {
+    fn deliver<'a>(&'a self, batch: &'a Batch<'a>) -> Delivery<'a> {
         let now = Instant::now();
         let mut a = self.arrivals.lock().unwrap();
         a.extend(
-            events
+            batch
+                .events()
                 .iter()
                 .filter_map(|e| e.message.clone())
                 .map(|m| (m, now)),

@@ -30,10 +30,12 @@
 //! - [`cli`]: the command line (`run`, `demo`, `check`, `plugin`, …); [`sim`]: the fake
 //!   Factorio server.
 //! - Leaves any module may use: [`config`], [`event`], [`observe`] (health, metrics,
-//!   logging), [`state`] (durable writes), [`files`] (bounded reads), [`markdown`].
+//!   logging), [`state`] (durable writes), [`files`] (bounded reads), [`markdown`],
+//!   [`backoff`] (the one way every part waits before trying again).
 
 pub mod alert;
 pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod cluster;
 pub mod config;

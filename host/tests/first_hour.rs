@@ -434,7 +434,9 @@ fn messages_held_back_by_an_outage_are_followed_by_a_note_on_the_delay() {
             }
         })
     };
-    rt.block_on(sink.deliver("prod", &[e])).unwrap();
+    let events = [e];
+    rt.block_on(sink.deliver(&factorio_isr::sink::Batch::new("prod", &events)))
+        .unwrap();
     watcher.join().unwrap();
     assert!(
         degraded.load(std::sync::atomic::Ordering::Relaxed),

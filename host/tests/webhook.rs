@@ -10,7 +10,7 @@ use axum::routing::post;
 use factorio_isr::config::Secret;
 use factorio_isr::discord::WebhookSink;
 use factorio_isr::event::Event;
-use factorio_isr::sink::Sink;
+use factorio_isr::sink::{Batch, Sink};
 
 #[derive(Clone, Default)]
 struct Fake {
@@ -23,6 +23,30 @@ struct Fake {
     forbidden: Arc<Mutex<u32>>,
     /// Every request, when it came.
     seen: Arc<Mutex<Vec<std::time::Instant>>>,
+    /// An outage to come: every request answered 503 once `after` messages were taken, for
+    /// `long` from the first one refused.
+    outage: Arc<Mutex<Option<Outage>>>,
+}
+
+struct Outage {
+    after: usize,
+    long: std::time::Duration,
+    since: Option<std::time::Instant>,
+}
+
+impl Outage {
+    /// Whether a request now falls in the outage.
+    fn now(&mut self, taken: usize) -> bool {
+        let now = std::time::Instant::now();
+        match self.since {
+            None if taken >= self.after => {
+                self.since = Some(now);
+                true
+            }
+            None => false,
+            Some(since) => now - since < self.long,
+        }
+    }
 }
 
 async fn execute(
@@ -47,6 +71,13 @@ async fn execute(
             let retry = serde_json::json!({"message": "You are being rate limited.", "retry_after": 0.05, "global": false});
             return (StatusCode::TOO_MANY_REQUESTS, axum::Json(retry)).into_response();
         }
+    }
+    let taken = fake.bodies.lock().unwrap().len();
+    if let Some(o) = fake.outage.lock().unwrap().as_mut()
+        && o.now(taken)
+    {
+        let body = serde_json::json!({"message": "Service Unavailable", "code": 0});
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     }
     {
         let mut left = fake.forbidden.lock().unwrap();
@@ -89,7 +120,7 @@ async fn events_are_posted_with_mentions_off_and_429s_are_waited_out() {
     let (url, fake) = fake_discord(2).await;
     let sink = WebhookSink::new(Secret::new(url));
     let events = vec![chat("Alice", "@everyone look"), chat("Bob", "hi")];
-    sink.deliver("prod", &events).await.unwrap();
+    sink.deliver(&Batch::new("prod", &events)).await.unwrap();
     let bodies = fake.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 1, "a batch is one message: {bodies:?}");
     assert_eq!(
@@ -109,7 +140,7 @@ async fn a_big_batch_is_split_at_the_message_limit_and_nothing_is_lost() {
     let events: Vec<Event> = (0..200)
         .map(|i| chat("Alice", &format!("message number {i:03}")))
         .collect();
-    sink.deliver("prod", &events).await.unwrap();
+    sink.deliver(&Batch::new("prod", &events)).await.unwrap();
     let bodies = fake.bodies.lock().unwrap().clone();
     assert!(bodies.len() > 1);
     let all: Vec<String> = bodies
@@ -140,7 +171,7 @@ async fn errors_never_show_the_token() {
     )))
     .with_patience(std::time::Duration::from_secs(2));
     let err = sink
-        .deliver("prod", &[chat("A", "b")])
+        .deliver(&Batch::new("prod", &[chat("A", "b")]))
         .await
         .unwrap_err()
         .to_string();
@@ -153,7 +184,7 @@ async fn a_retry_after_that_is_not_a_number_is_waited_as_one_second_without_a_pa
     let (url, fake) = fake_discord(1).await;
     *fake.retry_after_header.lock().unwrap() = Some("NaN");
     let sink = WebhookSink::new(Secret::new(url));
-    sink.deliver("prod", &[chat("Alice", "after NaN")])
+    sink.deliver(&Batch::new("prod", &[chat("Alice", "after NaN")]))
         .await
         .unwrap();
     let seen = fake.seen.lock().unwrap().clone();
@@ -174,10 +205,10 @@ async fn a_refused_message_is_dropped_at_once_and_the_next_goes_through() {
     let (url, fake) = fake_discord(0).await;
     *fake.forbidden.lock().unwrap() = 1;
     let sink = WebhookSink::new(Secret::new(url));
-    sink.deliver("prod", &[chat("Alice", "refused")])
+    sink.deliver(&Batch::new("prod", &[chat("Alice", "refused")]))
         .await
         .unwrap();
-    sink.deliver("prod", &[chat("Alice", "taken")])
+    sink.deliver(&Batch::new("prod", &[chat("Alice", "taken")]))
         .await
         .unwrap();
     assert_eq!(
@@ -188,4 +219,45 @@ async fn a_refused_message_is_dropped_at_once_and_the_next_goes_through() {
     let bodies = fake.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 1);
     assert_eq!(bodies[0]["content"], "💬 **Alice**: taken");
+}
+
+/// The webhook goes down in the middle of a batch for longer than the sink's patience: the
+/// delivery fails part way, the pipeline resumes it after the messages that went through,
+/// and every line arrives exactly once (the pipeline used to send the whole batch again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_down_mid_batch_longer_than_its_patience_gets_every_line_once() {
+    let (url, fake) = fake_discord(0).await;
+    *fake.outage.lock().unwrap() = Some(Outage {
+        after: 3,
+        long: std::time::Duration::from_secs(2),
+        since: None,
+    });
+    let sink =
+        WebhookSink::new(Secret::new(url)).with_patience(std::time::Duration::from_millis(700));
+    let events: Vec<Event> = (0..600)
+        .map(|i| chat("Alice", &format!("line {i:03} {}", "x".repeat(40))))
+        .collect();
+    let shared = factorio_isr::observe::Shared {
+        health: factorio_isr::observe::health::Health::default(),
+        metrics: Arc::new(factorio_isr::observe::metrics::Metrics::new()),
+    };
+    factorio_isr::pipeline::deliver::deliver("prod", &sink, &events, None, &shared).await;
+    let bodies = fake.bodies.lock().unwrap().clone();
+    let refused = fake.seen.lock().unwrap().len() - bodies.len();
+    assert!(refused >= 2, "the outage was not met: {refused} refused");
+    let all: Vec<String> = bodies
+        .iter()
+        .map(|b| b["content"].as_str().unwrap().to_owned())
+        .collect();
+    let doubled: Vec<usize> = (0..600)
+        .filter(|i| {
+            let n = all
+                .iter()
+                .map(|c| c.matches(&format!("line {i:03} ")).count())
+                .sum::<usize>();
+            assert!(n > 0, "line {i} never posted");
+            n > 1
+        })
+        .collect();
+    assert!(doubled.is_empty(), "{} lines posted twice", doubled.len());
 }

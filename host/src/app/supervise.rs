@@ -51,10 +51,7 @@ impl Default for RestartPolicy {
 impl RestartPolicy {
     /// The wait before the restart that follows `recent` restarts within the window.
     fn backoff(&self, recent: usize) -> Duration {
-        let doublings = u32::try_from(recent).unwrap_or(u32::MAX).min(16);
-        self.backoff_min
-            .saturating_mul(1 << doublings)
-            .min(self.backoff_max)
+        crate::backoff::Backoff::after(self.backoff_min, self.backoff_max, recent)
     }
 }
 

@@ -14,6 +14,7 @@
 //! broken plugin never delays another.
 
 mod candidate;
+pub mod deliver;
 mod parse;
 mod setup;
 
@@ -21,7 +22,7 @@ use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
@@ -46,8 +47,6 @@ use crate::tail::{self, Position, StartAt, TailOptions, TailReader};
 
 /// Batches in flight between two stages.
 const QUEUE: usize = 4;
-/// Attempts per batch per sink (each may take the sink's `patience`).
-const SINK_ATTEMPTS: u32 = 3;
 
 /// A server's parser thread, as reloads reach it (through whichever run of the server
 /// is live).
@@ -531,7 +530,7 @@ impl Delivery<'_> {
                 events
             };
             if !events.is_empty() {
-                deliver(self.tag, sink.as_ref(), events, batch, self.shared).await;
+                deliver::deliver(self.tag, sink.as_ref(), events, batch, self.shared).await;
             }
         }
     }
@@ -696,82 +695,5 @@ async fn watch_lag(
             .map(|(len, (_, offset))| lag_of(len, offset.load(Ordering::Relaxed)))
             .sum();
         report_lag(tag, shared, backlog, lag);
-    }
-}
-
-/// Delivers one batch to one sink, retrying a few times; a batch that still fails is
-/// counted and logged, and the pipeline moves on.
-async fn deliver(
-    tag: &str,
-    sink: &dyn Sink,
-    events: &[Event],
-    batch: Option<&str>,
-    shared: &Shared,
-) {
-    let span = tracing::info_span!(
-        "deliver",
-        server = tag,
-        sink = sink.name(),
-        events = events.len(),
-        attempts = tracing::field::Empty,
-        outcome = tracing::field::Empty
-    );
-    deliver_in(tag, sink, events, batch, shared)
-        .instrument(span)
-        .await
-}
-
-/// [`deliver`], inside its span.
-async fn deliver_in(
-    tag: &str,
-    sink: &dyn Sink,
-    events: &[Event],
-    batch: Option<&str>,
-    shared: &Shared,
-) {
-    let span = tracing::Span::current();
-    let component = format!("sink:{tag}:{}", sink.name());
-    let mut wait = Duration::from_millis(250);
-    for attempt in 1..=SINK_ATTEMPTS {
-        let started = Instant::now();
-        let result =
-            tokio::time::timeout(sink.patience(), sink.deliver_batch(tag, events, batch)).await;
-        shared
-            .metrics
-            .sink_seconds
-            .with_label_values(&[tag, sink.name()])
-            .observe(started.elapsed().as_secs_f64());
-        let problem = match result {
-            Ok(Ok(())) => {
-                if !sink.reports_health() {
-                    shared.health.set(&component, State::Ready, None);
-                }
-                span.record("attempts", attempt);
-                span.record("outcome", "delivered");
-                return;
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {} s", sink.patience().as_secs()),
-        };
-        shared
-            .metrics
-            .errors
-            .with_label_values(&[&component, "delivery"])
-            .inc();
-        shared.health.error(&component, problem.clone());
-        if attempt == SINK_ATTEMPTS {
-            span.record("attempts", attempt);
-            span.record("outcome", "dropped");
-            tracing::error!(server = %tag, sink = sink.name(), "gave up delivering {} events after {SINK_ATTEMPTS} attempts: {problem}", events.len());
-            shared
-                .metrics
-                .errors
-                .with_label_values(&[&component, "dropped"])
-                .inc();
-            return;
-        }
-        tracing::warn!(server = %tag, sink = sink.name(), "delivery failed (attempt {attempt} of {SINK_ATTEMPTS}): {problem}");
-        tokio::time::sleep(wait).await;
-        wait *= 4;
     }
 }

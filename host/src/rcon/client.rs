@@ -274,11 +274,10 @@ pub const PROBE: &str = "/version";
 /// minimum only once a connection has stayed up for as long as the maximum wait. A peer
 /// that connects and fails soon after therefore keeps waiting longer, however often its
 /// connections "succeed".
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Backoff {
-    min: Duration,
+    waits: crate::backoff::Backoff,
     max: Duration,
-    next: Duration,
     /// Attempts in a row that did not give a lasting connection.
     failures: u32,
 }
@@ -286,9 +285,8 @@ struct Backoff {
 impl Backoff {
     fn new(min: Duration, max: Duration) -> Self {
         Self {
-            min,
+            waits: crate::backoff::Backoff::new(min, max),
             max: max.max(min),
-            next: min,
             failures: 0,
         }
     }
@@ -297,13 +295,11 @@ impl Backoff {
     /// connection worked, if it ever did).
     fn after(&mut self, up_for: Option<Duration>) -> Duration {
         if up_for.is_some_and(|d| d >= self.max) {
-            self.next = self.min;
+            self.waits.reset();
             self.failures = 0;
         }
         self.failures = self.failures.saturating_add(1);
-        let wait = self.next;
-        self.next = (self.next * 2).min(self.max);
-        wait
+        self.waits.next_wait()
     }
 }
 

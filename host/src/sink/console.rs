@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::{Delivery, Sink};
+use super::{Batch, Delivery, Sink};
 use crate::event::Event;
 
 /// Prints events on stdout as `[server] emoji text`.
@@ -14,13 +14,14 @@ impl Sink for ConsoleSink {
         "console"
     }
 
-    fn deliver<'a>(&'a self, server: &'a str, events: &'a [Event]) -> Delivery<'a> {
+    fn deliver<'a>(&'a self, batch: &'a Batch<'a>) -> Delivery<'a> {
         Box::pin(async move {
             let mut out = std::io::stdout().lock();
-            for e in events {
-                writeln!(out, "{}", render(server, e))?;
+            for e in batch.events() {
+                writeln!(out, "{}", render(batch.server(), e))?;
             }
             out.flush()?;
+            batch.all_done();
             Ok(())
         })
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{Delivery, Sink, SinkError};
+use super::{Batch, Delivery, Sink, SinkError};
 use crate::event::Event;
 
 /// Appends `{"server": ..., "kind": ..., ...}` lines to a file (created if missing).
@@ -73,7 +73,11 @@ impl Sink for JsonlSink {
         false
     }
 
-    fn deliver<'a>(&'a self, server: &'a str, events: &'a [Event]) -> Delivery<'a> {
-        Box::pin(async move { tokio::task::block_in_place(|| self.write(server, events)) })
+    fn deliver<'a>(&'a self, batch: &'a Batch<'a>) -> Delivery<'a> {
+        Box::pin(async move {
+            tokio::task::block_in_place(|| self.write(batch.server(), batch.events()))?;
+            batch.all_done();
+            Ok(())
+        })
     }
 }

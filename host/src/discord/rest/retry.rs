@@ -12,7 +12,7 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use crate::backoff::Backoff;
 
 use crate::discord::rest::Failure;
 
@@ -68,12 +68,7 @@ where
     Fut: Future<Output = Result<T, Failure>>,
 {
     let started = Instant::now();
-    let mut backoff = ExponentialBuilder::default()
-        .with_min_delay(policy.first_backoff)
-        .with_max_delay(policy.max_backoff)
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut backoff = Backoff::jittered(policy.first_backoff, policy.max_backoff);
     loop {
         let failure = match attempt().await {
             Ok(v) => return Ok(v),
@@ -82,9 +77,7 @@ where
         let (kind, wait) = match &failure {
             Failure::Refused(_) => return Err(failure),
             Failure::RateLimited { wait, .. } => (Retry::RateLimited, *wait),
-            Failure::Unavailable(_) => {
-                (Retry::Backoff, backoff.next().unwrap_or(policy.max_backoff))
-            }
+            Failure::Unavailable(_) => (Retry::Backoff, backoff.next_wait()),
         };
         if started.elapsed() + wait > policy.patience {
             return Err(failure);

@@ -33,7 +33,7 @@ use crate::discord::sinks::pack::pack as pack_messages;
 use crate::event::{Event, Severity};
 use crate::observe::health::{Health, State};
 use crate::observe::metrics::Metrics;
-use crate::sink::{Delivery, Sink, console};
+use crate::sink::{Batch, Delivery, Sink, console};
 
 /// One server's Discord channels.
 pub struct DiscordSink {
@@ -83,15 +83,18 @@ struct Outgoing {
     edit: Option<u64>,
     /// The coalesced kind whose message this is.
     coalesce: Option<String>,
+    /// The events of the batch it carries (their indexes), done once it is sent.
+    events: Vec<usize>,
 }
 
 impl Outgoing {
-    fn post(channel: u64, message: Message) -> Self {
+    fn post(channel: u64, message: Message, events: Vec<usize>) -> Self {
         Self {
             channel,
             message,
             edit: None,
             coalesce: None,
+            events,
         }
     }
 }
@@ -134,55 +137,62 @@ impl DiscordSink {
         self
     }
 
-    async fn messages(&self, events: &[Event]) -> Vec<Outgoing> {
+    /// The messages of a batch, each with the events it carries; events that go nowhere
+    /// (no channel, shown to nobody) are done at once.
+    async fn messages(&self, batch: &Batch<'_>) -> Vec<Outgoing> {
         let mut out = Vec::new();
         // Plain lines, per channel, in order; alerts break a run so order is kept.
-        let mut run: Vec<(u64, String)> = Vec::new();
-        let flush = |run: &mut Vec<(u64, String)>, out: &mut Vec<Outgoing>| {
-            let mut channels: Vec<u64> = run.iter().map(|(c, _)| *c).collect();
+        let mut run: Vec<(u64, String, usize)> = Vec::new();
+        let flush = |run: &mut Vec<(u64, String, usize)>, out: &mut Vec<Outgoing>| {
+            let mut channels: Vec<u64> = run.iter().map(|(c, ..)| *c).collect();
             channels.sort_unstable();
             channels.dedup();
             for channel in channels {
-                let lines = run
+                let (lines, mut indexes): (Vec<String>, Vec<usize>) = run
                     .iter()
-                    .filter(|(c, _)| *c == channel)
-                    .map(|(_, l)| l.clone());
-                for text in pack_messages(lines) {
-                    out.push(Outgoing::post(channel, Message::text(text)));
+                    .filter(|(c, ..)| *c == channel)
+                    .map(|(_, l, i)| (l.clone(), *i))
+                    .unzip();
+                for (text, held) in pack_messages(lines) {
+                    let rest = indexes.split_off(held.min(indexes.len()));
+                    let carried = std::mem::replace(&mut indexes, rest);
+                    out.push(Outgoing::post(channel, Message::text(text), carried));
                 }
             }
             run.clear();
         };
-        // Coalesced kinds: (channel, kind) → (how many in this batch, the last one's line).
-        let mut coalesced: Vec<((u64, String), u64, String)> = Vec::new();
-        for e in events {
+        // Coalesced kinds: (channel, kind) → (their events in this batch, the last one's line).
+        let mut coalesced: Vec<((u64, String), Vec<usize>, String)> = Vec::new();
+        for (i, e) in batch.events().iter().enumerate() {
             let policy = self.rules.of(&e.kind);
             let channel = policy
                 .channel_id
                 .or_else(|| self.server.channel_for(e.channel.as_deref()));
             let Some(channel) = channel else {
                 self.count("no_channel", 1);
+                batch.done([i]);
                 continue;
             };
             if policy.shown == Shown::Off {
+                batch.done([i]);
                 continue;
             }
             if e.kind == "alert" || e.kind == "alert-resolved" {
                 flush(&mut run, &mut out);
-                out.push(Outgoing::post(channel, self.alert(e).await));
+                out.push(Outgoing::post(channel, self.alert(e).await, vec![i]));
             } else if policy.shown == Shown::Coalesce {
                 let key = (channel, e.kind.clone());
                 match coalesced.iter_mut().find(|(k, ..)| *k == key) {
-                    Some((_, n, last)) => {
-                        *n += 1;
+                    Some((_, of, last)) => {
+                        of.push(i);
                         *last = line(e);
                     }
-                    None => coalesced.push((key, 1, line(e))),
+                    None => coalesced.push((key, vec![i], line(e))),
                 }
             } else {
                 let pings = self.chat_pings(e).await;
                 if pings.is_empty() {
-                    run.push((channel, line(e)));
+                    run.push((channel, line(e), i));
                 } else {
                     // A line that pings goes alone, so whom it may ping is its own; the
                     // line is cut so that the pings always fit.
@@ -195,13 +205,14 @@ impl DiscordSink {
                             allowed_mentions: pings,
                             ..Message::text(format!("{} {tags}", cut(&line(e), room)))
                         },
+                        vec![i],
                     ));
                 }
             }
         }
         flush(&mut run, &mut out);
-        for ((channel, kind), n, last) in coalesced {
-            out.push(self.coalesce(channel, kind, n, &last));
+        for ((channel, kind), of, last) in coalesced {
+            out.push(self.coalesce(channel, kind, of, &last));
         }
         out
     }
@@ -209,7 +220,8 @@ impl DiscordSink {
     /// The message for `n` events of a coalesced `kind` (the last of them shown as `line`):
     /// an edit of the kind's message while events keep coming within its window, else a
     /// new message.
-    fn coalesce(&self, channel: u64, kind: String, n: u64, line: &str) -> Outgoing {
+    fn coalesce(&self, channel: u64, kind: String, events: Vec<usize>, line: &str) -> Outgoing {
+        let n = u64::try_from(events.len()).unwrap_or(u64::MAX);
         let window = self.rules.of(&kind).window;
         let now = Instant::now();
         let mut all = self.coalesced.lock();
@@ -241,6 +253,7 @@ impl DiscordSink {
             message: Message::text(text),
             edit: entry.message_id,
             coalesce: Some(kind),
+            events,
         }
     }
 
@@ -376,15 +389,15 @@ impl DiscordSink {
 
     /// Sends one message under the delivery policy: sent, or dropped (refused at once, or
     /// given up after the policy's patience), never left blocking the queue for ever.
-    async fn send(&self, mut o: Outgoing) {
-        let mut sent = self.send_one(&o).await;
+    async fn send(&self, o: &mut Outgoing) {
+        let mut sent = self.send_one(o).await;
         let Some(kind) = o.coalesce.take() else {
             return;
         };
         if let Sent::Gone = sent {
             // The message to edit was deleted: the count so far goes in a new one.
             o.edit = None;
-            sent = self.send_one(&o).await;
+            sent = self.send_one(o).await;
         }
         match sent {
             Sent::Took(answer) => self.coalesced_into(o.channel, &kind, message_id(&answer)),
@@ -578,29 +591,22 @@ impl Sink for DiscordSink {
         self.policy.patience + Duration::from_secs(60)
     }
 
-    fn deliver<'a>(&'a self, server: &'a str, events: &'a [Event]) -> Delivery<'a> {
-        self.deliver_batch(server, events, None)
-    }
-
-    /// Every new message carries a nonce: made of the batch's identity and the message's
-    /// place in it, so the same batch delivered again (after a timeout, a restart, or by
-    /// the next owner after a failover) is not posted twice; a message of no batch (an
-    /// alert) gets one of its own, which its retries keep.
-    fn deliver_batch<'a>(
-        &'a self,
-        _server: &'a str,
-        events: &'a [Event],
-        batch: Option<&'a str>,
-    ) -> Delivery<'a> {
+    /// Every new message carries a nonce: made of the batch's identity and the place of
+    /// the message's first event in it, so the same batch delivered again (resumed after a
+    /// deadline, after a restart, or by the next owner after a failover) is not posted
+    /// twice; a message of no batch (an alert) gets one of its own, which its retries keep.
+    fn deliver<'a>(&'a self, batch: &'a Batch<'a>) -> Delivery<'a> {
         Box::pin(async move {
-            for (i, mut o) in self.messages(events).await.into_iter().enumerate() {
+            for mut o in self.messages(batch).await {
                 if o.edit.is_none() {
-                    o.message.nonce = Some(match batch {
-                        Some(batch) => Nonce::of(batch, i),
+                    let first = o.events.first().map_or(0, |i| batch.place(*i));
+                    o.message.nonce = Some(match batch.id() {
+                        Some(id) => Nonce::of(id, first),
                         None => Nonce::random(),
                     });
                 }
-                self.send(o).await;
+                self.send(&mut o).await;
+                batch.done(o.events.iter().copied());
             }
             let refused = self
                 .refused

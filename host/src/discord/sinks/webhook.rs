@@ -16,11 +16,10 @@ use crate::discord::rest::payload::Message;
 use crate::discord::rest::retry::{self, Policy};
 use crate::discord::rest::{Failure, Rest};
 use crate::discord::sinks::pack::pack as pack_messages;
-use crate::event::Event;
-use crate::sink::{Delivery, Sink, SinkError};
+use crate::sink::{Batch, Delivery, Sink, SinkError};
 
 /// How long one message may be retried before the delivery counts as failed (and the
-/// pipeline tries the batch again); below the sink's own patience.
+/// pipeline resumes it after a wait, from that message on); below the sink's own patience.
 const PATIENCE: Duration = Duration::from_secs(45);
 
 /// Posts events to one webhook URL.
@@ -78,17 +77,20 @@ impl Sink for WebhookSink {
         self.patience + Duration::from_secs(15)
     }
 
-    fn deliver<'a>(&'a self, _server: &'a str, events: &'a [Event]) -> Delivery<'a> {
+    fn deliver<'a>(&'a self, batch: &'a Batch<'a>) -> Delivery<'a> {
         Box::pin(async move {
-            let lines = events.iter().map(|e| {
+            let lines = batch.events().iter().map(|e| {
                 let text = crate::sink::console::body(e);
                 match &e.emoji {
                     Some(emoji) => format!("{emoji} {text}"),
                     None => text,
                 }
             });
-            for message in pack_messages(lines) {
+            let mut first = 0;
+            for (message, held) in pack_messages(lines) {
                 self.post(message).await?;
+                batch.done(first..first + held);
+                first += held;
             }
             Ok(())
         })

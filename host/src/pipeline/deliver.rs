@@ -1,0 +1,103 @@
+//! One batch to one sink: the sink retries inside by its own policy and marks what it
+//! delivered; this applies the sink's deadline and, when a delivery fails or overruns it,
+//! resumes it after a backoff with only what is not done. A sink that makes no progress
+//! [`STALLED`] times in a row has the rest given up, counted and logged.
+
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use crate::backoff::Backoff;
+use crate::event::Event;
+use crate::observe::Shared;
+use crate::observe::health::State;
+use crate::sink::{Batch, Sink};
+
+/// Deliveries in a row that got nothing through before the rest is given up.
+pub const STALLED: u32 = 3;
+
+/// Delivers `events` of server `tag` to `sink` (see the module's doc); `id` names the batch
+/// for sinks that de-duplicate by it.
+pub async fn deliver(
+    tag: &str,
+    sink: &dyn Sink,
+    events: &[Event],
+    id: Option<&str>,
+    shared: &Shared,
+) {
+    let span = tracing::info_span!(
+        "deliver",
+        server = tag,
+        sink = sink.name(),
+        events = events.len(),
+        attempts = tracing::field::Empty,
+        outcome = tracing::field::Empty
+    );
+    resume_until_done(Batch::new(tag, events).with_id(id), sink, shared)
+        .instrument(span)
+        .await
+}
+
+async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Shared) {
+    let span = tracing::Span::current();
+    let tag = first.server();
+    let component = format!("sink:{tag}:{}", sink.name());
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+    let (mut events, mut places) = (first.events().to_vec(), (0..first.events().len()).collect());
+    let (mut attempts, mut stalled) = (0, 0);
+    loop {
+        attempts += 1;
+        let batch = first.resume(&events, places);
+        let Err(problem) = attempt(&batch, sink, shared).await else {
+            if !sink.reports_health() {
+                shared.health.set(&component, State::Ready, None);
+            }
+            span.record("attempts", attempts);
+            span.record("outcome", "delivered");
+            return;
+        };
+        let before = events.len();
+        (events, places) = batch.rest();
+        stalled = if events.len() < before {
+            0
+        } else {
+            stalled + 1
+        };
+        shared
+            .metrics
+            .errors
+            .with_label_values(&[&component, "delivery"])
+            .inc();
+        shared.health.error(&component, problem.clone());
+        if stalled == STALLED {
+            span.record("attempts", attempts);
+            span.record("outcome", "dropped");
+            tracing::error!(server = %tag, sink = sink.name(), "gave up delivering {} events after {STALLED} attempts that got none through: {problem}", events.len());
+            shared
+                .metrics
+                .errors
+                .with_label_values(&[&component, "dropped"])
+                .inc();
+            return;
+        }
+        let wait = backoff.next_wait();
+        tracing::warn!(server = %tag, sink = sink.name(), "delivery failed with {} events left: {problem}; resuming in {} ms", events.len(), wait.as_millis());
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One delivery under the sink's deadline, timed.
+async fn attempt(batch: &Batch<'_>, sink: &dyn Sink, shared: &Shared) -> Result<(), String> {
+    let started = Instant::now();
+    let result = tokio::time::timeout(sink.patience(), sink.deliver(batch)).await;
+    shared
+        .metrics
+        .sink_seconds
+        .with_label_values(&[batch.server(), sink.name()])
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", sink.patience().as_secs())),
+    }
+}
