@@ -30,7 +30,7 @@
 //! - [`cli`]: the command line (`run`, `demo`, `check`, `plugin`, …); [`sim`]: the fake
 //!   Factorio server.
 //! - Leaves any module may use: [`config`], [`event`], [`observe`] (health, metrics,
-//!   logging), [`state`] (durable writes), [`files`] (bounded reads), [`markdown`],
+//!   logging), [`store`] (what is kept across restarts: the state folder or etcd), [`slot`], [`files`] (bounded reads), [`markdown`],
 //!   [`backoff`] (the one way every part waits before trying again).
 
 pub mod alert;
@@ -53,7 +53,8 @@ pub mod reload;
 pub mod servers;
 pub mod sim;
 pub mod sink;
-pub mod state;
+pub mod slot;
 pub mod stats;
+pub mod store;
 pub mod swap;
 pub mod tail;

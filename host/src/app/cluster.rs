@@ -408,7 +408,7 @@ impl Manager {
             memory.identity = Some(seen.clone());
             let (path, id) = (self.state_dir.join("cluster-id"), seen.clone());
             let written = tokio::task::spawn_blocking(move || {
-                crate::state::write_durably(&path, id.as_bytes())
+                crate::store::durable::write_durably(&path, id.as_bytes())
             })
             .await;
             if let Ok(Err(e)) = written {

@@ -6,32 +6,24 @@
 //! Each is written whenever it changes, the newest last, by one task per kind while the
 //! run lasts; a write that fails is logged and the next change tries again.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
 use crate::alert::AlertBook;
-use crate::cluster::Fence;
 use crate::monitor::MonitorStates;
 use crate::plugin::MonitorInstance;
+use crate::store::{Change, Key, Store, StoreError};
 
-/// The most monitor state kept in etcd for one server: etcd refuses requests over about
-/// 1.5 MiB. A larger state is not kept there (the monitor starts afresh after a failover).
-const MAX_ETCD_STATES: usize = 512 << 10;
 /// The shortest time between two writes of the monitors' states: they change with every
 /// sample, and each write is an fsync (or an etcd request); the last one is always written
 /// when the run stops.
 const STATES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Where a server's kept things live.
+/// Where a server's kept things live: the state folder (`alerts/<tag>.json`,
+/// `monitors/<tag>.json`), or etcd under the server's fence.
 #[derive(Clone)]
-pub(super) enum Keeper {
-    /// `<state>/alerts/<tag>.json` and `<state>/monitors/<tag>.json`.
-    Files(PathBuf),
-    /// `alerts/<tag>` and `monitors/<tag>` in etcd, written under the fence.
-    Etcd(Arc<Fence>),
-}
+pub(super) struct Keeper(pub(super) Arc<dyn Store>);
 
 /// The kinds of things kept.
 #[derive(Clone, Copy)]
@@ -41,48 +33,26 @@ enum Kind {
 }
 
 impl Kind {
-    fn folder(self) -> &'static str {
+    fn key(self, tag: &str) -> Key {
         match self {
-            Self::Alerts => "alerts",
-            Self::Monitors => "monitors",
+            Self::Alerts => Key::Alerts(tag.to_owned()),
+            Self::Monitors => Key::Monitors(tag.to_owned()),
         }
     }
 }
 
 impl Keeper {
     /// Reads what was kept of `kind` for `tag` (none: nothing, or unreadable, which is
-    /// logged). Blocking: call it off the async threads or inside `block_in_place`.
+    /// logged). Blocking: call it off the async threads.
     fn read(&self, kind: Kind, tag: &str) -> Option<Vec<u8>> {
-        let what = kind.folder();
-        match self {
-            Self::Files(dir) => {
-                let path = dir.join(what).join(format!("{tag}.json"));
-                match crate::files::read_regular(&path, 64 << 20) {
-                    Ok(b) => Some(b),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(e) => {
-                        tracing::warn!(
-                            server = tag,
-                            "cannot read the kept {what} ({e}); starting with none"
-                        );
-                        None
-                    }
-                }
-            }
-            Self::Etcd(fence) => {
-                let key = format!("{what}/{tag}");
-                match tokio::runtime::Handle::current().block_on(fence.get(&key)) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(
-                            server = tag,
-                            "cannot read the kept {what} from etcd ({e}); starting with none"
-                        );
-                        None
-                    }
-                }
-            }
-        }
+        let key = kind.key(tag);
+        self.0
+            .get(&key)
+            .inspect_err(|e| {
+                tracing::warn!(server = tag, "cannot read {key} ({e}); starting with none")
+            })
+            .ok()
+            .flatten()
     }
 
     /// The open alerts kept for `tag`.
@@ -149,33 +119,15 @@ impl Keeper {
     }
 
     async fn write(&self, kind: Kind, tag: &str, bytes: Vec<u8>) {
-        let what = kind.folder();
-        match self {
-            Self::Files(dir) => {
-                let path = dir.join(what).join(format!("{tag}.json"));
-                let written =
-                    tokio::task::spawn_blocking(move || crate::state::write_durably(&path, &bytes))
-                        .await;
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(server = tag, "cannot keep the {what}: {e}"),
-                    Err(e) => tracing::warn!(server = tag, "cannot keep the {what}: {e}"),
-                }
-            }
-            Self::Etcd(fence) => {
-                if matches!(kind, Kind::Monitors) && bytes.len() > MAX_ETCD_STATES {
-                    tracing::debug!(
-                        server = tag,
-                        "the monitor states ({} bytes) are too large to keep in etcd",
-                        bytes.len()
-                    );
-                    return;
-                }
-                let key = format!("{what}/{tag}");
-                if let Err(e) = fence.write(vec![(key, bytes)], Vec::new()).await {
-                    tracing::warn!(server = tag, "cannot keep the {what} in etcd: {e}");
-                }
-            }
+        let (store, key) = (self.0.clone(), kind.key(tag));
+        let what = key.to_string();
+        let written = tokio::task::spawn_blocking(move || store.apply(Change::put(key, bytes)));
+        match written.await {
+            Ok(Ok(())) => {}
+            // The monitors start afresh after a failover.
+            Ok(Err(e @ StoreError::TooLarge { .. })) => tracing::debug!(server = tag, "{e}"),
+            Ok(Err(e)) => tracing::warn!(server = tag, "cannot keep {what}: {e}"),
+            Err(e) => tracing::warn!(server = tag, "cannot keep {what}: {e}"),
         }
     }
 

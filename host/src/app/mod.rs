@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::alert::Mentions;
+use crate::cluster::kept::EtcdStore;
 use crate::config::{Config, Secret};
 use crate::discord::Discord;
 use crate::http;
@@ -129,8 +130,8 @@ impl Host {
                     &config.discord,
                     &config.servers,
                     opts.mentions.clone(),
-                    Discord::selections_in(&opts.state_dir, crate::state::StateReport::of(&shared)),
-                    crate::state::StateReport::of(&shared),
+                    Discord::selections_in(&opts.state_dir, crate::store::StateReport::of(&shared)),
+                    crate::store::StateReport::of(&shared),
                 )
                 .await?,
             ),
@@ -454,7 +455,7 @@ fn gateway_builder(
     let settings = config.discord.clone();
     let servers = config.servers.clone();
     let mentions = opts.mentions.clone();
-    let state = crate::state::StateReport::of(shared);
+    let state = crate::store::StateReport::of(shared);
     Arc::new(move |fence| {
         let (token, api_url, settings, servers, mentions, state) = (
             token.clone(),
@@ -466,8 +467,12 @@ fn gateway_builder(
         );
         Box::pin(async move {
             // The users' choices live in etcd, so each gateway owner has them.
-            let selections =
-                crate::discord::Selections::load_from_cluster(fence, state.clone()).await;
+            let store = EtcdStore::here(fence)?;
+            let kept = state.clone();
+            let selections = tokio::task::spawn_blocking(move || {
+                crate::discord::Selections::load(Arc::new(store), kept)
+            })
+            .await?;
             let d = Discord::build(
                 &token,
                 api_url.as_deref(),

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::kept::Keeper;
 use crate::cluster::Fence;
+use crate::cluster::kept::EtcdStore;
 use crate::config::{ServerConfig, SinkConfig};
 use crate::discord::WebhookSink;
 use crate::discord::{Discord, DiscordSink};
@@ -46,14 +47,18 @@ pub(super) type Fences = Arc<parking_lot::Mutex<std::collections::HashMap<String
 /// Where versions chosen at run time are kept: the state folder, or in cluster mode etcd
 /// (through `fences`). Call it within the runtime.
 pub(super) fn pin_store(state_dir: &std::path::Path, fences: Option<&Fences>) -> PinStore {
+    use crate::store::{FileStore, Store, StoreError};
     match fences {
-        None => PinStore::new(state_dir),
+        None => PinStore::new(Arc::new(FileStore::new(state_dir))),
         Some(fences) => {
             let fences = fences.clone();
-            PinStore::in_etcd(
-                Arc::new(move |tag: &str| fences.lock().get(tag).filter(|f| f.valid()).cloned()),
-                tokio::runtime::Handle::current(),
-            )
+            let rt = tokio::runtime::Handle::current();
+            PinStore::per_server(Arc::new(move |tag: &str| {
+                let fence = fences.lock().get(tag).filter(|f| f.valid()).cloned();
+                let fence = fence.ok_or_else(|| StoreError::NotOwner(format!("server {tag}")))?;
+                let store: Arc<dyn Store> = Arc::new(EtcdStore::new(fence, rt.clone()));
+                Ok(store)
+            }))
         }
     }
 }
@@ -112,10 +117,10 @@ pub(super) fn start_run(
         )
     };
     let mut tasks = Vec::new();
-    let keeper = match &fence {
-        Some(f) => Keeper::Etcd(f.clone()),
-        None => Keeper::Files(parts.state_dir.clone()),
-    };
+    let keeper = Keeper(match &fence {
+        Some(f) => Arc::new(EtcdStore::new(f.clone(), tokio::runtime::Handle::current())),
+        None => Arc::new(crate::store::FileStore::new(&parts.state_dir)),
+    });
     tasks.push(keeper.keep_alerts(&server.tag, &live.alerts, stopped.clone()));
     let (notice_tx, notice_rx) = mpsc::channel(monitor::QUEUE);
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::store::Renewal;
+use super::etcd::Renewal;
 use super::{Cluster, LeaseId};
 
 /// A margin kept below the TTL, for the time a keep-alive took to arrive.
@@ -112,7 +112,7 @@ pub(super) async fn keep(cluster: Arc<Cluster>, mut stop: tokio::sync::watch::Re
         if changed && let Some(id) = lease.current() {
             let key = cluster.key(&format!("members/{}", cluster.id));
             let me = cluster.me().to_value();
-            if let Err(e) = cluster.store.put_leased(&key, &me, id).await {
+            if let Err(e) = cluster.etcd.put_leased(&key, &me, id).await {
                 tracing::debug!("cannot write this instance's registration again: {e}");
             }
         }
@@ -120,16 +120,16 @@ pub(super) async fn keep(cluster: Arc<Cluster>, mut stop: tokio::sync::watch::Re
     // Leaving: give the lease back, so what this instance held moves at once.
     if let Some(id) = lease.current() {
         lease.lost();
-        let _ = tokio::time::timeout(Duration::from_secs(2), cluster.store.revoke(id)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), cluster.etcd.revoke(id)).await;
     }
 }
 
 async fn grant(cluster: &Cluster) -> Result<(), String> {
     let sent = Instant::now();
     let ttl = i64::try_from(cluster.lease.ttl.as_secs()).unwrap_or(i64::MAX);
-    let (id, granted) = cluster.store.grant(ttl).await.map_err(|e| e.to_string())?;
+    let (id, granted) = cluster.etcd.grant(ttl).await.map_err(|e| e.to_string())?;
     if let Err(e) = register(cluster, id).await {
-        let _ = cluster.store.revoke(id).await;
+        let _ = cluster.etcd.revoke(id).await;
         return Err(e);
     }
     cluster.lease.id.set(Some(id));
@@ -148,7 +148,7 @@ async fn register(cluster: &Cluster, lease: i64) -> Result<(), String> {
     let key = cluster.key(&format!("members/{}", cluster.id));
     let me = cluster.me();
     for _ in 0..2 {
-        let created = cluster.store.create(&key, &me.to_value(), lease).await;
+        let created = cluster.etcd.create(&key, &me.to_value(), lease).await;
         if created.map_err(|e| e.to_string())?.is_some() {
             if cluster.duplicate().is_some() {
                 tracing::info!(instance = %cluster.id, "no other instance has this id any more");
@@ -157,13 +157,13 @@ async fn register(cluster: &Cluster, lease: i64) -> Result<(), String> {
             cluster.metrics.cluster_duplicate_id.set(0);
             return Ok(());
         }
-        let Some(entry) = cluster.store.get(&key).await.map_err(|e| e.to_string())? else {
+        let Some(entry) = cluster.etcd.get(&key).await.map_err(|e| e.to_string())? else {
             continue;
         };
         let other = super::Member::parse(&cluster.id, &entry.value);
         if !me.address.is_empty() && other.address == me.address {
             tracing::info!(instance = %cluster.id, "ending the lease of this instance's last run, still registered");
-            let _ = cluster.store.revoke(entry.lease).await;
+            let _ = cluster.etcd.revoke(entry.lease).await;
             continue;
         }
         let address = super::shown_address(&other.address);
@@ -184,7 +184,7 @@ async fn register(cluster: &Cluster, lease: i64) -> Result<(), String> {
 /// One keep-alive: etcd renews the lease for its whole TTL, or says it no longer has it.
 async fn renew(cluster: &Cluster, id: i64) -> Result<(), String> {
     let sent = Instant::now();
-    match cluster.store.keep_alive(id).await {
+    match cluster.etcd.keep_alive(id).await {
         Ok(Renewal::Renewed) => {
             cluster.lease.renewed(sent, cluster.lease.ttl);
             Ok(())

@@ -26,19 +26,20 @@
 //! This module is the etcd side ([`Cluster`]: the lease, the keys, elections, fenced
 //! writes); `app::cluster` decides, and starts and stops the servers.
 
+mod etcd;
+pub mod kept;
 mod lease;
 mod member;
 pub mod placement;
-mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
+use etcd::{Entry, Etcd};
 pub use lease::Lease;
 pub use member::{Member, config_digests};
-use store::{Entry, Store};
 
 use crate::config::ClusterSettings;
 use crate::observe::metrics::Metrics;
@@ -70,7 +71,7 @@ pub struct Cluster {
     pub id: String,
     pub prefix: String,
     pub ttl: Duration,
-    store: Store,
+    etcd: Etcd,
     pub lease: Arc<Lease>,
     metrics: Arc<Metrics>,
     /// What this instance registers as (its address and config digests).
@@ -119,7 +120,7 @@ impl Cluster {
             id: settings.instance_id.clone(),
             prefix: settings.prefix.clone(),
             ttl: settings.lease_ttl,
-            store: Store::new(settings)?,
+            etcd: Etcd::new(settings)?,
             lease: Arc::new(Lease::new(settings.lease_ttl)),
             metrics,
             me: parking_lot::Mutex::new(Member {
@@ -159,7 +160,7 @@ impl Cluster {
     /// looks again when it registers.)
     pub async fn check_unique(&self) -> Result<(), ClusterError> {
         let key = self.key(&format!("members/{}", self.id));
-        let Ok(Some(entry)) = self.store.get(&key).await else {
+        let Ok(Some(entry)) = self.etcd.get(&key).await else {
             return Ok(());
         };
         let other = Member::parse(&self.id, &entry.value);
@@ -198,10 +199,10 @@ impl Cluster {
     /// Who is alive and who owns what, in one read of etcd.
     pub async fn view(&self) -> Result<View, ClusterError> {
         let (members_prefix, owners_prefix) = (self.key("members/"), self.key("owners/"));
-        let members = self.store.range(&members_prefix).await?;
-        let owners = self.store.range(&owners_prefix).await?;
-        let gateway = self.store.get(&self.gateway_key()).await?;
-        let meta = self.store.range(&self.key("meta/")).await?;
+        let members = self.etcd.range(&members_prefix).await?;
+        let owners = self.etcd.range(&owners_prefix).await?;
+        let gateway = self.etcd.get(&self.gateway_key()).await?;
+        let meta = self.etcd.range(&self.key("meta/")).await?;
         let mut view = View::default();
         for e in &meta {
             match e.key.strip_prefix(&self.key("meta/")) {
@@ -234,7 +235,7 @@ impl Cluster {
         let Some(lease) = self.lease.current() else {
             return Ok(None);
         };
-        let won = self.store.create(key, &self.id, lease).await?;
+        let won = self.etcd.create(key, &self.id, lease).await?;
         let outcome = if won.is_some() { "won" } else { "lost" };
         self.metrics
             .cluster_elections
@@ -245,7 +246,7 @@ impl Cluster {
 
     /// Gives `key` up, if this instance still holds it under `token`.
     pub async fn resign(&self, key: &str, token: i64) -> Result<(), ClusterError> {
-        self.store
+        self.etcd
             .write_if(key, token, Vec::new(), vec![key.to_owned()])
             .await?;
         Ok(())
@@ -266,20 +267,20 @@ impl Cluster {
     /// Gives the cluster the identity `id` unless it has one; whether it took it.
     pub async fn claim_identity(&self, id: &str) -> Result<bool, ClusterError> {
         let key = self.key("meta/cluster-id");
-        Ok(self.store.create(&key, id, 0).await?.is_some())
+        Ok(self.etcd.create(&key, id, 0).await?.is_some())
     }
 
     /// Marks the cluster's state lost (at `when`, for people), unless it is marked already.
     pub async fn mark_state_lost(&self, when: &str) -> Result<(), ClusterError> {
         let key = self.key(STATE_LOST_KEY);
-        self.store.create(&key, when, 0).await?;
+        self.etcd.create(&key, when, 0).await?;
         Ok(())
     }
 
     /// Ends the mark: every log it was about has a checkpoint again.
     pub async fn clear_state_lost(&self) -> Result<(), ClusterError> {
         let key = self.key(STATE_LOST_KEY);
-        self.store.delete(&key).await
+        self.etcd.delete(&key).await
     }
 
     /// Puts back the checkpoint of a log and its batch in flight (their stored forms)
@@ -295,14 +296,14 @@ impl Cluster {
         if let Some(flight) = in_flight {
             puts.push((self.key(&format!("inflight/{log}")), flight.to_vec()));
         }
-        self.store.create_all(puts).await
+        self.etcd.create_all(puts).await
     }
 
     /// Whether etcd has a checkpoint for every one of `logs` (checkpoint names).
     pub async fn has_checkpoints(&self, logs: &[String]) -> Result<bool, ClusterError> {
         let prefix = self.key("checkpoints/");
         let have: std::collections::BTreeSet<String> = self
-            .store
+            .etcd
             .range(&prefix)
             .await?
             .into_iter()
@@ -313,7 +314,7 @@ impl Cluster {
 
     /// Reads one of the cluster's state keys (`checkpoints/prod`).
     pub async fn get(&self, rest: &str) -> Result<Option<Vec<u8>>, ClusterError> {
-        Ok(self.store.get(&self.key(rest)).await?.map(|e| e.value))
+        Ok(self.etcd.get(&self.key(rest)).await?.map(|e| e.value))
     }
 }
 
@@ -381,7 +382,7 @@ impl Fence {
         let puts = puts.into_iter().map(|(k, v)| (c.key(&k), v)).collect();
         let deletes = deletes.iter().map(|k| c.key(k)).collect();
         let done = c
-            .store
+            .etcd
             .write_if(&self.key, self.token, puts, deletes)
             .await?;
         c.metrics.cluster_writes.inc();

@@ -87,8 +87,8 @@ pub(crate) fn server_channels(servers: &[crate::config::ServerConfig]) -> Vec<(u
 
 impl Discord {
     /// The users' chosen servers kept in `state_dir` (one instance).
-    pub fn selections_in(state_dir: &Path, state: crate::state::StateReport) -> Selections {
-        Selections::load(state_dir.join("discord-selections.json"), state)
+    pub fn selections_in(state_dir: &Path, state: crate::store::StateReport) -> Selections {
+        Selections::load(Arc::new(crate::store::FileStore::new(state_dir)), state)
     }
 
     /// Builds the client (nothing is connected yet).
@@ -99,7 +99,7 @@ impl Discord {
         servers: &[crate::config::ServerConfig],
         mentions: Arc<Mentions>,
         selections: Selections,
-        state: crate::state::StateReport,
+        state: crate::store::StateReport,
     ) -> anyhow::Result<Self> {
         let health = state.health().clone();
         let mut http = HttpBuilder::new(token.expose());

@@ -38,7 +38,7 @@ use crate::observe::health::State;
 use crate::observe::{Shared, Watchdog};
 use crate::plugin::{ParserChain, PluginBoard};
 use crate::sink::Sink;
-use crate::state::{StateReport, What};
+use crate::store::{StateReport, What};
 use crate::swap::Slot;
 use crate::swap::owner::SlotOwner;
 use crate::swap::slot::{AutoRollback, SlotVersions};
@@ -617,7 +617,8 @@ impl Delivery<'_> {
                         state.saved.map_or(0, |p| p.offset)
                     ),
                 );
-                let _ = StateReport::of(shared).record::<()>(What::Checkpoint, &component, Err(e));
+                let _ =
+                    StateReport::of(shared).record::<(), _>(What::Checkpoint, &component, Err(e));
             }
             Ok(()) => {
                 if let Some((_, failures)) = state.failing.take() {
@@ -630,7 +631,11 @@ impl Delivery<'_> {
                     if state.lost.take().is_some() {
                         tracing::info!(server = %tag, log = %state.label, "the checkpoint is saved again");
                     }
-                    let _ = StateReport::of(shared).record(What::Checkpoint, &component, Ok(()));
+                    let _ = StateReport::of(shared).record(
+                        What::Checkpoint,
+                        &component,
+                        Ok::<(), std::io::Error>(()),
+                    );
                 }
                 state.saved = Some(pos);
                 state.saved_offset.store(pos.offset, Ordering::Relaxed);

@@ -303,7 +303,7 @@ impl Reloader {
         if version == live {
             if matches!(which, Which::Config { explicit: true }) && pinned.is_some() {
                 if let Some(pins) = &self.pins {
-                    let state = crate::state::StateReport::new(
+                    let state = crate::store::StateReport::new(
                         self.health.clone(),
                         Some(self.metrics.state_write_failures.clone()),
                     );
@@ -312,9 +312,9 @@ impl Reloader {
                         let (pins, tag) = (pins.clone(), tag.clone());
                         tokio::task::spawn_blocking(move || pins.clear(&tag, slot))
                             .await
-                            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                            .unwrap_or_else(|e| Err(std::io::Error::other(e).into()))
                     };
-                    if let Err(e) = state.record(crate::state::What::Versions, &component, cleared)
+                    if let Err(e) = state.record(crate::store::What::Versions, &component, cleared)
                     {
                         return Err(ReloadError::NotKept(format!(
                             "servers.yml's {slot} are live, but the version chosen before stays kept for the next start: {e}"

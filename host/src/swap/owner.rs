@@ -15,7 +15,7 @@ use super::pins::PinStore;
 use super::slot::{self, AutoRollback, Probation, SlotVersions, Swapped, Verdict};
 use crate::observe::Shared;
 use crate::plugin::{MonitorInstance, ParserChain, Plugin};
-use crate::state::StateReport;
+use crate::store::StateReport;
 
 /// What a slot holds: a parser chain, or a server's set of monitors.
 pub trait SlotContent {

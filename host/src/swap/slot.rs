@@ -16,7 +16,7 @@ use crate::alert::{Alert, AlertState, Alerts};
 use crate::event::Event;
 use crate::observe::metrics::Metrics;
 use crate::plugin::Plugin;
-use crate::state::{StateReport, What};
+use crate::store::{StateReport, What};
 use crate::swap::pins::PinStore;
 
 pub use super::Slot;

@@ -428,7 +428,7 @@ impl ServerCheckpoint {
                 // The new checkpoint is on the disk before the one it replaces moves: a
                 // save that fails (a full disk) leaves the last good one where it was.
                 let keep = main_good.then_some(prev.as_path());
-                crate::state::replace_durably(main, keep, &json)?;
+                crate::store::durable::replace_durably(main, keep, &json)?;
                 *main_good = true;
                 Ok(())
             }

@@ -4,10 +4,9 @@
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::state::{StateReport, What};
+use crate::store::{Change, Key, StateReport, Store, What};
 
 /// The health component of the saved choices.
 const COMPONENT: &str = "discord:selections";
@@ -18,7 +17,9 @@ pub struct Selections {
 }
 
 struct Inner {
-    kept: Kept,
+    /// Where the choices are kept: the state folder, or (cluster mode) etcd under the
+    /// gateway's claim.
+    store: Arc<dyn Store>,
     /// The choices, and how many changes they have seen.
     chosen: Mutex<(BTreeMap<u64, String>, u64)>,
     /// The change last written, so an older snapshot never overwrites a newer one.
@@ -26,47 +27,27 @@ struct Inner {
     state: StateReport,
 }
 
-/// Where the choices are kept.
-enum Kept {
-    File(PathBuf),
-    /// Cluster mode: under this key, written only while the fence (the gateway's election)
-    /// holds.
-    Etcd(Arc<crate::cluster::Fence>),
-}
-
-/// Cluster mode's key of the choices.
-const KEY: &str = "discord/selections";
-
 impl Selections {
-    /// Loads the choices saved at `path` (none if the file is missing or unreadable); saves
-    /// report to `state`.
-    pub fn load(path: PathBuf, state: StateReport) -> Self {
-        let chosen = crate::files::read_regular(&path, 16 << 20)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        Self::of(Kept::File(path), chosen, state)
-    }
-
-    /// Cluster mode: the choices kept in etcd, written under `fence` (none when they cannot
-    /// be read: users choose again).
-    pub async fn load_from_cluster(fence: Arc<crate::cluster::Fence>, state: StateReport) -> Self {
-        let chosen = match fence.get(KEY).await {
+    /// Loads the choices kept in `store` (none if missing or unreadable, which is logged:
+    /// users choose again); saves report to `state`. Blocking: call it off the async
+    /// threads.
+    pub fn load(store: Arc<dyn Store>, state: StateReport) -> Self {
+        let chosen = match store.get(&Key::Selections) {
             Ok(bytes) => bytes
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or_default(),
             Err(e) => {
-                tracing::warn!("cannot read the users' chosen servers from etcd: {e}");
+                tracing::warn!("cannot read the users' chosen servers: {e}");
                 BTreeMap::new()
             }
         };
-        Self::of(Kept::Etcd(fence), chosen, state)
+        Self::of(store, chosen, state)
     }
 
-    fn of(kept: Kept, chosen: BTreeMap<u64, String>, state: StateReport) -> Self {
+    fn of(store: Arc<dyn Store>, chosen: BTreeMap<u64, String>, state: StateReport) -> Self {
         Self {
             inner: Arc::new(Inner {
-                kept,
+                store,
                 chosen: Mutex::new((chosen, 0)),
                 written: Mutex::new(0),
                 state,
@@ -103,15 +84,10 @@ impl Inner {
         if change <= *written {
             return;
         }
+        // On a blocking thread (see `set`).
         let saved = serde_json::to_vec(&chosen)
-            .map_err(std::io::Error::other)
-            .and_then(|json| match &self.kept {
-                Kept::File(path) => crate::state::write_durably(path, &json),
-                // On a blocking thread of the runtime (see `set`).
-                Kept::Etcd(fence) => tokio::runtime::Handle::current()
-                    .block_on(fence.write(vec![(KEY.to_owned(), json)], Vec::new()))
-                    .map_err(std::io::Error::other),
-            });
+            .map_err(|e| std::io::Error::other(e).into())
+            .and_then(|json| self.store.apply(Change::put(Key::Selections, json)));
         match self.state.record(What::Selections, COMPONENT, saved) {
             Ok(()) => *written = change,
             Err(e) => tracing::warn!("cannot save the users' chosen servers: {e}"),
@@ -126,12 +102,12 @@ mod tests {
     #[test]
     fn choices_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state/discord-selections.json");
-        let s = Selections::load(path.clone(), StateReport::none());
+        let store = Arc::new(crate::store::FileStore::new(dir.path().join("state")));
+        let s = Selections::load(store.clone(), StateReport::none());
         assert_eq!(s.get(1), None);
         s.set(1, "prod");
         s.set(2, "test");
-        let again = Selections::load(path, StateReport::none());
+        let again = Selections::load(store, StateReport::none());
         assert_eq!(
             (again.get(1).as_deref(), again.get(2).as_deref()),
             (Some("prod"), Some("test"))

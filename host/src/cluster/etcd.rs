@@ -24,9 +24,9 @@ pub(super) enum Renewal {
 }
 
 #[cfg(feature = "cluster")]
-pub(super) use with_etcd::Store;
+pub(super) use with_etcd::Etcd;
 #[cfg(not(feature = "cluster"))]
-pub(super) use without_etcd::Store;
+pub(super) use without_etcd::Etcd;
 
 #[cfg(feature = "cluster")]
 mod with_etcd {
@@ -47,7 +47,7 @@ mod with_etcd {
 
     /// etcd, through a client made on first use (etcd may be down when the host starts;
     /// each call tries again).
-    pub(in crate::cluster) struct Store {
+    pub(in crate::cluster) struct Etcd {
         endpoints: Vec<String>,
         options: ConnectOptions,
         client: tokio::sync::Mutex<Option<Client>>,
@@ -62,7 +62,7 @@ mod with_etcd {
         }
     }
 
-    impl Store {
+    impl Etcd {
         pub(in crate::cluster) fn new(settings: &ClusterSettings) -> anyhow::Result<Self> {
             let mut options = ConnectOptions::new()
                 .with_connect_timeout(Duration::from_secs(3))
@@ -234,13 +234,13 @@ mod without_etcd {
     const MISSING: &str = "this build has no etcd client: build with `--features cluster` (it needs protoc, from Debian's protobuf-compiler) for cluster mode";
 
     /// No etcd: every call fails.
-    pub(in crate::cluster) struct Store;
+    pub(in crate::cluster) struct Etcd;
 
     fn missing<T>() -> Result<T, ClusterError> {
         Err(ClusterError::Etcd(MISSING.into()))
     }
 
-    impl Store {
+    impl Etcd {
         pub(in crate::cluster) fn new(_: &ClusterSettings) -> anyhow::Result<Self> {
             anyhow::bail!("servers.yml has a cluster section, but {MISSING}")
         }
@@ -308,7 +308,7 @@ mod without_etcd {
 
 #[cfg(all(test, feature = "cluster"))]
 mod tests {
-    use super::Store;
+    use super::Etcd as Store;
     use crate::config::{ClusterSettings, TlsSettings};
 
     /// A FIFO where the CA should be is refused at once, naming it, instead of hanging the
