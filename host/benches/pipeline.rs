@@ -290,7 +290,7 @@ fn catch_up_memory() {
         }
     }
     let size = std::fs::metadata(&log).unwrap().len();
-    let (mut checkpoint, _) = CheckpointStore::new(dir.path().join("state/checkpoints")).open("s");
+    let (mut checkpoint, _) = CheckpointStore::new(dir.path().join("state")).open("s");
     checkpoint.save(&Position::beginning()).unwrap();
     let config = format!(
         "servers:\n  s:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n",

@@ -143,7 +143,7 @@ impl Host {
             }
         };
         let (stop, stopped) = watch::channel(false);
-        let checkpoints = CheckpointStore::new(opts.state_dir.join("checkpoints"));
+        let checkpoints = CheckpointStore::new(&opts.state_dir);
         let fences = cluster.as_ref().map(|_| server::Fences::default());
         let reloader = Arc::new(Reloader::new(
             opts.runtime.clone(),

@@ -251,7 +251,10 @@ pub(super) fn start_run(
             pins: Some(parts.pin_store()),
             previous: previous.take(),
             checkpoints: match &fence {
-                Some(f) => parts.checkpoints.fenced(f.clone()),
+                Some(f) => parts.checkpoints.fenced(Arc::new(EtcdStore::new(
+                    f.clone(),
+                    tokio::runtime::Handle::current(),
+                ))),
                 None => parts.checkpoints.clone(),
             },
             on_lost_checkpoint: server.on_lost_checkpoint,

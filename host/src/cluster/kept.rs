@@ -136,6 +136,7 @@ fn name(key: &Key) -> String {
         Key::Alerts(server) => format!("alerts/{server}"),
         Key::Monitors(server) => format!("monitors/{server}"),
         Key::Selections => "discord/selections".to_owned(),
+        Key::StateLost => super::STATE_LOST_KEY.to_owned(),
     }
 }
 
@@ -156,7 +157,9 @@ impl Store for EtcdStore {
         let mut puts = Vec::new();
         for (key, bytes, _) in change.puts {
             match &key {
-                Key::PreviousCheckpoint(_) => return Err(StoreError::ReadOnly(key)),
+                Key::PreviousCheckpoint(_) | Key::StateLost => {
+                    return Err(StoreError::ReadOnly(key));
+                }
                 Key::Blob(_) => self.put_blob(&key, &name(&key), &bytes)?,
                 Key::Monitors(_) if bytes.len() > MAX_MONITORS => {
                     let len = bytes.len();
@@ -175,8 +178,24 @@ impl Store for EtcdStore {
         }
     }
 
+    fn locate(&self, key: &Key) -> String {
+        format!("etcd's {}", name(key))
+    }
+
     fn shared(&self) -> bool {
         true
+    }
+
+    fn holds(&self) -> bool {
+        self.fence.valid()
+    }
+
+    fn release(&self) {
+        self.fence.lose();
+    }
+
+    fn settle_time(&self) -> Option<std::time::Duration> {
+        Some(self.fence.lease_ttl())
     }
 }
 

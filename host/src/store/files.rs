@@ -42,7 +42,7 @@ impl FileStore {
         let (folder, name) = match key {
             Key::Checkpoint(log) => ("checkpoints", format!("{log}.checkpoint.json")),
             Key::PreviousCheckpoint(log) => ("checkpoints", format!("{log}.checkpoint.prev.json")),
-            Key::InFlight(_) => return None,
+            Key::InFlight(_) | Key::StateLost => return None,
             Key::Pin {
                 server,
                 slot: Slot::Parsers,
@@ -64,7 +64,9 @@ impl FileStore {
             return Ok(());
         };
         match (key, keep) {
-            (Key::PreviousCheckpoint(_), _) => Err(StoreError::ReadOnly(key.clone())),
+            (Key::PreviousCheckpoint(_) | Key::StateLost, _) => {
+                Err(StoreError::ReadOnly(key.clone()))
+            }
             (Key::Checkpoint(log), Keep::Previous) => {
                 let prev = self.path(&Key::PreviousCheckpoint(log.clone()));
                 Ok(replace_durably(&path, prev.as_deref(), bytes)?)
@@ -104,6 +106,13 @@ impl Store for FileStore {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    fn locate(&self, key: &Key) -> String {
+        match self.path(key) {
+            Some(path) => path.display().to_string(),
+            None => key.to_string(),
         }
     }
 

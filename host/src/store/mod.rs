@@ -44,6 +44,8 @@ pub enum Key {
     Monitors(String),
     /// The servers Discord users chose.
     Selections,
+    /// Whether the cluster's state is known lost (cluster mode only; read-only here).
+    StateLost,
 }
 
 impl fmt::Display for Key {
@@ -57,6 +59,7 @@ impl fmt::Display for Key {
             Self::Alerts(server) => write!(f, "the open alerts of {server}"),
             Self::Monitors(server) => write!(f, "the monitor states of {server}"),
             Self::Selections => f.write_str("the users' chosen servers"),
+            Self::StateLost => f.write_str("the mark of a lost cluster state"),
         }
     }
 }
@@ -152,8 +155,29 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Applies `change`: in etcd all or none; in files in order, each put durable.
     fn apply(&self, change: Change) -> Result<(), StoreError>;
 
+    /// Where `key` is kept, for messages (a file's path, etcd's key).
+    fn locate(&self, key: &Key) -> String {
+        key.to_string()
+    }
+
     /// Whether this store is shared by a cluster (etcd) rather than this instance's own.
     fn shared(&self) -> bool {
         false
+    }
+
+    /// Whether writes may still go through (cluster mode: the claim they are made under
+    /// still holds).
+    fn holds(&self) -> bool {
+        true
+    }
+
+    /// Gives up the claim writes are made under (cluster mode: after a write whose outcome
+    /// is unknown, the next owner starts from what etcd has).
+    fn release(&self) {}
+
+    /// How long others may take to put back what a shared store lost (cluster mode: a
+    /// lease's TTL); none for a store of this instance's own.
+    fn settle_time(&self) -> Option<std::time::Duration> {
+        None
     }
 }

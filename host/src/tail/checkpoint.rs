@@ -1,35 +1,39 @@
 //! Where each server's log was read up to, saved after its events reached the sinks, so a
 //! restart neither loses nor repeats lines.
 //!
-//! `<server>.checkpoint.json` is written durably (see [`crate::state`]); the one it replaces
-//! is kept as `<server>.checkpoint.prev.json`, so a damaged checkpoint falls back to the one
-//! before it (a batch more is repeated, nothing is lost). Checkpoints of earlier releases,
+//! Checkpoints are kept in a [`Store`]: in the state folder `checkpoints/<log>.checkpoint.json`,
+//! written durably, and the one it replaces kept as `<log>.checkpoint.prev.json`, so a
+//! damaged checkpoint falls back to the one before it (a batch more is repeated, nothing is
+//! lost). Checkpoints of earlier releases,
 //! whose fingerprints were `DefaultHasher` values, are still understood and are rewritten in
 //! today's form at the next save.
 //!
 //! In cluster mode the checkpoints are in etcd instead ([`CheckpointStore::fenced`]): each
 //! save is a transaction guarded by the owner's fence, so an owner that lost the server
-//! cannot move it. Before a batch is delivered, its extent is recorded as in flight
+//! cannot move it. Every call here blocks (see [`crate::store`]): make it on a blocking
+//! thread. Before a batch is delivered, its extent is recorded as in flight
 //! ([`ServerCheckpoint::begin`]); the next owner delivers exactly that batch again first, so
 //! what it posts is what was posted, with the same Discord nonces.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::Fence;
+use crate::store::{Change, FileStore, Key, Store};
 use crate::tail::{FINGERPRINT_BYTES, Fingerprint, Position};
 
 /// The form written today.
 const VERSION: u32 = 2;
+/// A checkpoint is under 200 bytes: anything much larger is damage.
+const MAX_CHECKPOINT: usize = 64 << 10;
 
-/// A folder of `<server>.checkpoint.json` files, or (cluster mode) etcd under a fence.
+/// Where each log's checkpoint is kept: the state folder, or (cluster mode) etcd under the
+/// owner's fence.
 #[derive(Clone)]
 pub struct CheckpointStore {
-    dir: PathBuf,
-    fence: Option<Arc<Fence>>,
+    store: Arc<dyn Store>,
     /// Cluster mode: where this process last knew each log delivered up to (saved or found
     /// in etcd) and the batch it had in flight, shared by every fenced copy: when etcd has
     /// lost the cluster's state, a log this instance delivered resumes exactly there.
@@ -38,10 +42,7 @@ pub struct CheckpointStore {
 
 impl std::fmt::Debug for CheckpointStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.fence {
-            None => write!(f, "CheckpointStore({})", self.dir.display()),
-            Some(fence) => write!(f, "CheckpointStore(etcd, {})", fence.what),
-        }
+        write!(f, "CheckpointStore({:?})", self.store)
     }
 }
 
@@ -61,31 +62,19 @@ pub enum Loaded {
 
 /// One log's checkpoint, for saving.
 pub struct ServerCheckpoint {
-    at: Saved,
-}
-
-enum Saved {
-    File {
-        main: PathBuf,
-        prev: PathBuf,
-        /// Whether the file at `main` is a good checkpoint (then a save keeps it as `prev`).
-        main_good: bool,
-    },
-    Etcd {
-        fence: Arc<Fence>,
-        key: String,
-        /// The lines of the batch that was in flight when the last owner stopped.
-        replay: Option<usize>,
-        known: Known,
-    },
+    store: Arc<dyn Store>,
+    log: String,
+    /// Whether the checkpoint kept now is good (then a save keeps it as the previous one).
+    good: bool,
+    /// Cluster mode: the lines of the batch that was in flight when the last owner stopped.
+    replay: Option<usize>,
+    known: Known,
 }
 
 impl std::fmt::Debug for ServerCheckpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.at {
-            Saved::File { main, .. } => write!(f, "ServerCheckpoint({})", main.display()),
-            Saved::Etcd { key, .. } => write!(f, "ServerCheckpoint(etcd {key})"),
-        }
+        let at = self.store.locate(&Key::Checkpoint(self.log.clone()));
+        write!(f, "ServerCheckpoint({at})")
     }
 }
 
@@ -98,27 +87,26 @@ struct InFlight {
 }
 
 impl CheckpointStore {
-    /// A store in `dir` (created when first written).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    /// Checkpoints in the state folder `state_dir` (created when first written).
+    pub fn new(state_dir: impl AsRef<Path>) -> Self {
+        Self::in_store(Arc::new(FileStore::new(state_dir.as_ref())))
+    }
+
+    /// Checkpoints kept in `store`.
+    pub fn in_store(store: Arc<dyn Store>) -> Self {
         Self {
-            dir: dir.into(),
-            fence: None,
+            store,
             known: Arc::default(),
         }
     }
 
-    /// The same store kept in etcd, written only while `fence` holds (cluster mode).
-    pub fn fenced(&self, fence: Arc<Fence>) -> Self {
+    /// The same checkpoints kept in `store` instead (cluster mode: etcd under a server's
+    /// fence), remembering what this process knew of each log across them.
+    pub fn fenced(&self, store: Arc<dyn Store>) -> Self {
         Self {
-            dir: self.dir.clone(),
-            fence: Some(fence),
+            store,
             known: self.known.clone(),
         }
-    }
-
-    /// The folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Cluster mode: each log this process delivered, where it last knew it was delivered
@@ -149,129 +137,100 @@ impl CheckpointStore {
         });
     }
 
-    fn paths(&self, server: &str) -> (PathBuf, PathBuf) {
-        (
-            self.dir.join(format!("{server}.checkpoint.json")),
-            self.dir.join(format!("{server}.checkpoint.prev.json")),
-        )
-    }
-
-    /// What is saved for `server`, and its file for saving. In cluster mode this reads etcd:
-    /// call it from a blocking thread of the runtime.
-    pub fn open(&self, server: &str) -> (ServerCheckpoint, Loaded) {
-        if let Some(fence) = &self.fence {
-            return open_in_etcd(fence.clone(), server, &self.known);
-        }
-        let (main, prev) = self.paths(server);
-        let loaded = match read(&main) {
-            Ok(Some(position)) => Loaded::Found(position),
-            Ok(None) => match read(&prev) {
-                Ok(Some(position)) => Loaded::Previous {
-                    position,
-                    damage: format!("{} is missing", main.display()),
-                },
-                _ => Loaded::Fresh,
-            },
-            Err(damage) => match read(&prev) {
-                Ok(Some(position)) => Loaded::Previous { position, damage },
-                Ok(None) => Loaded::Lost { damage },
-                Err(also) => Loaded::Lost {
-                    damage: format!("{damage}; and the one before it: {also}"),
-                },
-            },
+    /// What is saved for `log`, and its checkpoint for saving.
+    pub fn open(&self, log: &str) -> (ServerCheckpoint, Loaded) {
+        let (loaded, replay) = if self.store.shared() {
+            open_shared(self.store.as_ref(), log, &self.known)
+        } else {
+            (open_own(self.store.as_ref(), log), None)
         };
-        let main_good = matches!(loaded, Loaded::Found(_));
-        (
-            ServerCheckpoint {
-                at: Saved::File {
-                    main,
-                    prev,
-                    main_good,
-                },
-            },
-            loaded,
-        )
+        if self.store.shared()
+            && let Loaded::Found(p) = &loaded
+        {
+            remember(&self.known, log, p);
+        }
+        let checkpoint = ServerCheckpoint {
+            store: self.store.clone(),
+            log: log.to_owned(),
+            good: matches!(loaded, Loaded::Found(_)),
+            replay,
+            known: self.known.clone(),
+        };
+        (checkpoint, loaded)
     }
 }
 
-/// Blocks on `f` (a blocking thread of the runtime, which etcd's client needs).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Handle::current().block_on(f)
+/// The checkpoint of `log` in a store of this instance's own, falling back to the one
+/// before it.
+fn open_own(store: &dyn Store, log: &str) -> Loaded {
+    let (main, prev) = (
+        Key::Checkpoint(log.to_owned()),
+        Key::PreviousCheckpoint(log.to_owned()),
+    );
+    match read(store, &main) {
+        Ok(Some(position)) => Loaded::Found(position),
+        Ok(None) => match read(store, &prev) {
+            Ok(Some(position)) => Loaded::Previous {
+                position,
+                damage: format!("{} is missing", store.locate(&main)),
+            },
+            _ => Loaded::Fresh,
+        },
+        Err(damage) => match read(store, &prev) {
+            Ok(Some(position)) => Loaded::Previous { position, damage },
+            Ok(None) => Loaded::Lost { damage },
+            Err(also) => Loaded::Lost {
+                damage: format!("{damage}; and the one before it: {also}"),
+            },
+        },
+    }
 }
 
-/// A checkpoint and batch in flight of `key` in etcd; etcd out of reach is tried for as long
-/// as the lease may still be valid, then the checkpoint counts as lost.
-fn open_in_etcd(fence: Arc<Fence>, key: &str, known: &Known) -> (ServerCheckpoint, Loaded) {
-    type Read = (Option<Vec<u8>>, Option<Vec<u8>>, bool);
-    let read = || -> Result<Read, String> {
-        block_on(async {
-            let main = fence.get(&format!("checkpoints/{key}")).await;
-            let flight = fence.get(&format!("inflight/{key}")).await;
-            let lost = fence.get(crate::cluster::STATE_LOST_KEY).await;
-            Ok((
-                main.map_err(|e| e.to_string())?,
-                flight.map_err(|e| e.to_string())?,
-                lost.map_err(|e| e.to_string())?.is_some(),
-            ))
-        })
+/// The checkpoint and batch in flight of `log` in a shared store (etcd), which is tried for
+/// as long as the claim may still hold, then the checkpoint counts as lost.
+fn open_shared(store: &dyn Store, log: &str, known: &Known) -> (Loaded, Option<usize>) {
+    let read_all = || -> Result<_, String> {
+        let main = store.get(&Key::Checkpoint(log.to_owned()));
+        let flight = store.get(&Key::InFlight(log.to_owned()));
+        let lost = store.get(&Key::StateLost);
+        let text = |e: crate::store::StoreError| e.to_string();
+        Ok((
+            main.map_err(text)?,
+            flight.map_err(text)?,
+            lost.map_err(text)?.is_some(),
+        ))
     };
     let mut tries = 0;
     let got = loop {
-        match read() {
+        match read_all() {
             Ok(got) => break Ok(got),
-            Err(e) if tries < 10 && fence.valid() => {
+            Err(e) if tries < 10 && store.holds() => {
                 tries += 1;
-                tracing::debug!(
-                    checkpoint = key,
-                    "cannot read the checkpoint from etcd yet: {e}"
-                );
+                tracing::debug!(checkpoint = log, "cannot read the checkpoint yet: {e}");
                 std::thread::sleep(std::time::Duration::from_millis(300));
             }
             Err(e) => break Err(e),
         }
     };
-    let (loaded, replay) = match got {
-        Err(e) => (
-            Loaded::Lost {
-                damage: format!("etcd: {e}"),
-            },
-            None,
-        ),
+    match got {
+        Err(e) => (Loaded::Lost { damage: e }, None),
         Ok((None, _, false)) => (Loaded::Fresh, None),
         // etcd lost the cluster's state: this log was not started fresh.
-        Ok((None, _, true)) => lost_in_etcd(&fence, key, known),
+        Ok((None, _, true)) => lost_in_etcd(store, log, known),
         Ok((Some(bytes), flight, _)) => {
-            let parsed = serde_json::from_slice::<Stored>(&bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|s| s.position());
-            match parsed {
-                Ok(p) => {
-                    let replay = flight
-                        .and_then(|f| serde_json::from_slice::<InFlight>(&f).ok())
-                        .map(|f| f.lines);
-                    (Loaded::Found(p), replay)
-                }
-                Err(e) => (
-                    Loaded::Lost {
-                        damage: format!("etcd's checkpoints/{key} is not a checkpoint: {e}"),
-                    },
-                    None,
-                ),
+            match parse(&bytes, &store.locate(&Key::Checkpoint(log.to_owned()))) {
+                Ok(p) => (Loaded::Found(p), replay_of(flight)),
+                Err(damage) => (Loaded::Lost { damage }, None),
             }
         }
-    };
-    if let Loaded::Found(p) = &loaded {
-        remember(known, key, p);
     }
-    let checkpoint = ServerCheckpoint {
-        at: Saved::Etcd {
-            fence,
-            key: key.to_owned(),
-            replay,
-            known: known.clone(),
-        },
-    };
-    (checkpoint, loaded)
+}
+
+/// The lines of a batch in flight, as recorded.
+fn replay_of(flight: Option<Vec<u8>>) -> Option<usize> {
+    flight
+        .and_then(|f| serde_json::from_slice::<InFlight>(&f).ok())
+        .map(|f| f.lines)
 }
 
 /// Where a log whose checkpoint etcd lost (with the cluster's state) resumes, with the
@@ -279,10 +238,10 @@ fn open_in_etcd(fence: Arc<Fence>, key: &str, known: &Known) -> (ServerCheckpoin
 /// it did; else the checkpoint its last owner puts back (each instance gives back what it
 /// knew when it finds the state lost, within a lease TTL or so), waited for that long;
 /// else it is lost.
-fn lost_in_etcd(fence: &Fence, key: &str, known: &Known) -> (Loaded, Option<usize>) {
-    if let Some(r) = known.lock().get(key) {
+fn lost_in_etcd(store: &dyn Store, log: &str, known: &Known) -> (Loaded, Option<usize>) {
+    if let Some(r) = known.lock().get(log) {
         tracing::warn!(
-            checkpoint = key,
+            checkpoint = log,
             "etcd lost this log's checkpoint with the cluster's state; resuming where this instance delivered up to"
         );
         return (
@@ -290,27 +249,25 @@ fn lost_in_etcd(fence: &Fence, key: &str, known: &Known) -> (Loaded, Option<usiz
             r.in_flight.as_ref().map(|f| f.lines),
         );
     }
-    let until = std::time::Instant::now() + fence.lease_ttl() + std::time::Duration::from_secs(3);
-    while std::time::Instant::now() < until && fence.valid() {
+    let settle = store.settle_time().unwrap_or_default();
+    let until = std::time::Instant::now() + settle + std::time::Duration::from_secs(3);
+    let (main, flight) = (
+        Key::Checkpoint(log.to_owned()),
+        Key::InFlight(log.to_owned()),
+    );
+    while std::time::Instant::now() < until && store.holds() {
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let back = block_on(async {
-            let main = fence.get(&format!("checkpoints/{key}")).await?;
-            let flight = fence.get(&format!("inflight/{key}")).await?;
-            Ok::<_, crate::cluster::ClusterError>((main, flight))
-        });
-        if let Ok((Some(bytes), flight)) = back
-            && let Ok(p) = serde_json::from_slice::<Stored>(&bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|s| s.position())
+        if let Ok(Some(bytes)) = store.get(&main)
+            && let Ok(p) = parse(&bytes, &store.locate(&main))
         {
             tracing::warn!(
-                checkpoint = key,
+                checkpoint = log,
                 "etcd lost this log's checkpoint with the cluster's state; its last owner put it back"
             );
-            let replay = flight
-                .and_then(|f| serde_json::from_slice::<InFlight>(&f).ok())
-                .map(|f| f.lines);
-            return (Loaded::Found(p), replay);
+            return (
+                Loaded::Found(p),
+                replay_of(store.get(&flight).ok().flatten()),
+            );
         }
     }
     let damage = "etcd lost the cluster's state (wiped or replaced), this checkpoint with it";
@@ -357,104 +314,92 @@ impl ServerCheckpoint {
     /// How many lines the first batch must have to be the one the last owner was
     /// delivering when it stopped (cluster mode), so it is delivered the same way again.
     pub fn replay(&self) -> Option<usize> {
-        match &self.at {
-            Saved::Etcd { replay, .. } => *replay,
-            Saved::File { .. } => None,
-        }
+        self.replay
     }
 
     /// Whether saves go to etcd (and batches are recorded in flight before delivery).
     pub fn in_cluster(&self) -> bool {
-        matches!(self.at, Saved::Etcd { .. })
+        self.store.shared()
     }
 
     /// Records (cluster mode) that the batch of `lines` lines ending at `to` is about to be
-    /// delivered. Call it from a blocking thread of the runtime.
+    /// delivered.
     pub fn begin(&mut self, lines: usize, to: &Position) -> io::Result<()> {
-        let Saved::Etcd {
-            fence, key, known, ..
-        } = &self.at
-        else {
+        if !self.store.shared() {
             return Ok(());
-        };
+        }
         let flight = InFlight {
             lines,
             to: Stored::from(to),
         };
         let json = serde_json::to_vec(&flight).map_err(io::Error::other)?;
-        if let Some(r) = known.lock().get_mut(key) {
-            r.in_flight = Some(flight.clone());
+        if let Some(r) = self.known.lock().get_mut(&self.log) {
+            r.in_flight = Some(flight);
         }
         // Any failure ends this ownership: delivering on without the record (or past a
         // checkpoint etcd may or may not have) could deliver a line twice or skip it; the
         // next owner (this instance again, if it is first) starts from what etcd has.
-        block_on(fence.write(vec![(format!("inflight/{key}"), json)], Vec::new())).map_err(|e| {
-            fence.lose();
-            io::Error::other(e)
+        let key = Key::InFlight(self.log.clone());
+        self.store.apply(Change::put(key, json)).map_err(|e| {
+            self.store.release();
+            e.into()
         })
     }
 
     /// Saves `position` durably; the checkpoint it replaces is kept as the previous one. A
     /// crash at any moment leaves a good checkpoint or a good previous one, and a save that
-    /// fails leaves the last one saved in place. In cluster mode
-    /// it is one fenced transaction in etcd, which also ends the batch in flight; call it
-    /// from a blocking thread of the runtime.
+    /// fails leaves the last one saved in place. In cluster mode it is one fenced
+    /// transaction in etcd, which also ends the batch in flight.
     pub fn save(&mut self, position: &Position) -> io::Result<()> {
         let json = serde_json::to_vec(&Stored::from(position)).map_err(io::Error::other)?;
-        match &mut self.at {
-            Saved::Etcd {
-                fence,
-                key,
-                replay,
-                known,
-            } => {
-                *replay = None;
-                block_on(fence.write(
-                    vec![(format!("checkpoints/{key}"), json)],
-                    vec![format!("inflight/{key}")],
-                ))
-                .map_err(|e| {
-                    fence.lose();
-                    io::Error::other(e)
-                })?;
-                remember(known, key, position);
-                Ok(())
-            }
-            Saved::File {
-                main,
-                prev,
-                main_good,
-            } => {
-                // The new checkpoint is on the disk before the one it replaces moves: a
-                // save that fails (a full disk) leaves the last good one where it was.
-                let keep = main_good.then_some(prev.as_path());
-                crate::store::durable::replace_durably(main, keep, &json)?;
-                *main_good = true;
-                Ok(())
-            }
+        let key = Key::Checkpoint(self.log.clone());
+        if self.store.shared() {
+            self.replay = None;
+            let change = Change::put(key, json).and_delete(Key::InFlight(self.log.clone()));
+            self.store.apply(change).map_err(|e| {
+                self.store.release();
+                io::Error::from(e)
+            })?;
+            remember(&self.known, &self.log, position);
+            return Ok(());
         }
+        // The new checkpoint is on the disk before the one it replaces moves: a save that
+        // fails (a full disk) leaves the last good one where it was.
+        let change = if self.good {
+            Change::default().and_replace(key, json)
+        } else {
+            Change::put(key, json)
+        };
+        self.store.apply(change)?;
+        self.good = true;
+        Ok(())
     }
 }
 
-/// The checkpoint in `path`: none if there is no file; an error saying what is wrong with
-/// it if it cannot be used.
-fn read(path: &Path) -> Result<Option<Position>, String> {
-    // A checkpoint is under 200 bytes; anything at the path that is not a small regular
-    // file (a FIFO would block the read) is damage.
-    let bytes = match crate::files::read_regular(path, 64 << 10) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+/// The checkpoint at `key`: none if there is none; an error saying what is wrong with it
+/// if it cannot be used.
+fn read(store: &dyn Store, key: &Key) -> Result<Option<Position>, String> {
+    let bytes = match store.get(key) {
+        Ok(None) => return Ok(None),
+        Ok(Some(b)) => b,
         Err(e) => return Err(format!("cannot read the checkpoint: {e}")),
     };
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(format!("{} is empty", path.display()));
+    parse(&bytes, &store.locate(key)).map(Some)
+}
+
+/// A checkpoint from its stored bytes; `at` names where they were, for the error.
+fn parse(bytes: &[u8], at: &str) -> Result<Position, String> {
+    if bytes.len() > MAX_CHECKPOINT {
+        return Err(format!("{at} is too large to be a checkpoint"));
     }
-    let stored: Stored = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{} is not a checkpoint: {e}", path.display()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!("{at} is empty"));
+    }
+    let stored: Stored =
+        serde_json::from_slice(bytes).map_err(|e| format!("{at} is not a checkpoint: {e}"))?;
     stored
         .position()
-        .map(Some)
-        .map_err(|e| format!("{} is not a checkpoint: {e}", path.display()))
+        .map_err(|e| format!("{at} is not a checkpoint: {e}"))
 }
 
 /// A checkpoint as saved: today's (`version: 2`, SHA-256 in hex) or an earlier release's
@@ -520,6 +465,15 @@ impl Stored {
 mod tests {
     use super::*;
 
+    /// The files of `prod`'s checkpoint and the one before it in state folder `dir`.
+    fn paths(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let files = FileStore::new(dir);
+        let main = files.path(&Key::Checkpoint("prod".into())).unwrap();
+        let prev = files.path(&Key::PreviousCheckpoint("prod".into())).unwrap();
+        std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+        (main, prev)
+    }
+
     fn position(offset: u64) -> Position {
         Position {
             offset,
@@ -560,14 +514,17 @@ mod tests {
     #[test]
     fn saves_and_loads_and_keeps_the_one_before() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::new(dir.path().join("state"));
+        let state = dir.path().join("state");
+        let store = CheckpointStore::new(&state);
         let (mut cp, loaded) = store.open("prod");
         assert_eq!(loaded, Loaded::Fresh);
         cp.save(&position(42)).unwrap();
         cp.save(&position(99)).unwrap();
         assert_eq!(store.open("prod").1, Loaded::Found(position(99)));
-        let (_, prev) = store.paths("prod");
-        assert_eq!(read(&prev), Ok(Some(position(42))));
+        let files = FileStore::new(&state);
+        let prev = Key::PreviousCheckpoint("prod".into());
+        assert_eq!(read(&files, &prev), Ok(Some(position(42))));
+        assert!(paths(&state).1.is_file());
     }
 
     #[test]
@@ -588,7 +545,7 @@ mod tests {
         for (what, bytes) in damaged {
             let dir = tempfile::tempdir().unwrap();
             let store = CheckpointStore::new(dir.path());
-            let (main, prev) = store.paths("prod");
+            let (main, prev) = paths(dir.path());
             std::fs::write(&main, bytes).unwrap();
             let Loaded::Lost { damage } = store.open("prod").1 else {
                 panic!("{what}: a damaged checkpoint with none before it is lost");
@@ -610,7 +567,7 @@ mod tests {
     fn a_folder_where_the_checkpoint_should_be_is_damage() {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::new(dir.path());
-        std::fs::create_dir(store.paths("prod").0).unwrap();
+        std::fs::create_dir(paths(dir.path()).0).unwrap();
         assert!(matches!(store.open("prod").1, Loaded::Lost { .. }));
     }
 
@@ -625,7 +582,7 @@ mod tests {
             crate::tail::legacy_hash(head),
             head.len()
         );
-        std::fs::write(store.paths("prod").0, old).unwrap();
+        std::fs::write(paths(dir.path()).0, old).unwrap();
         let (mut cp, loaded) = store.open("prod");
         let Loaded::Found(p) = loaded else {
             panic!("{loaded:?}")
@@ -637,7 +594,7 @@ mod tests {
             fingerprint: Fingerprint::of(head),
         };
         cp.save(&renewed).unwrap();
-        let text = std::fs::read_to_string(store.paths("prod").0).unwrap();
+        let text = std::fs::read_to_string(paths(dir.path()).0).unwrap();
         assert!(
             text.contains("\"version\":2") && text.contains("sha256"),
             "{text}"
