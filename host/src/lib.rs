@@ -2,36 +2,39 @@
 //!
 //! # Layout
 //!
-//! A log line's way, in order; each module uses only those before it (and the leaves
-//! below), which `tests/layout.rs` checks:
+//! Modules in layers, in the order below: each uses only the modules listed before it and
+//! the leaves, and nothing anywhere imports in a circle (inside folders too), which
+//! `tests/layout.rs` checks. A log line's way:
 //!
 //! - [`tail`]: follows a server's log files through rotation ([`tail::lines`] cuts bytes
 //!   into bounded lines, [`tail::checkpoint`] remembers how far delivery got).
+//! - [`rcon`]: the RCON link to each game; [`stats`]: the readings taken over it (UPS,
+//!   players, evolution) and their averages.
 //! - [`plugin`]: the WebAssembly sandbox that runs parser and monitor plugins.
-//! - [`swap`]: what hot swap keeps beside them: the owner of a slot (swap, rollback, pins),
-//!   slot versions and rollback rules, versions kept across restarts, compare-mode reports.
-//! - [`monitor`]: the monitor thread (events and samples in, alerts out), the host's own
-//!   RCON and stats checks.
-//! - [`pipeline`]: one server's tailer → parser thread → sinks, feeding its monitors.
 //! - [`alert`]: the alert book (what is open) and the mention groups.
-//! - [`sink`]: where events go (console, JSON lines); Discord's sinks are in [`discord`].
+//! - [`swap`]: what hot swap keeps beside the plugins: the owner of a slot (swap,
+//!   rollback, pins), slot versions and rollback rules, compare-mode reports.
+//! - [`monitor`]: the monitor thread (events and samples in, alerts out), the host's own
+//!   RCON and readings checks.
+//! - [`sink`]: where events go (console, JSON lines); Discord's sinks are in `discord`.
+//! - [`cluster`]: cluster mode's etcd side (the lease, elections, fenced writes, rendezvous
+//!   ranking) and the state store kept in etcd.
+//! - [`pipeline`]: one server's tailer → parser thread → sinks, feeding its monitors.
 //!
 //! Around them:
 //!
-//! - [`rcon`] and [`stats`]: the RCON link to each game and the metrics engine over it.
 //! - [`servers`]: a server's face (its parser and monitor threads, its RCON, its run state).
 //! - [`reload`]: rebuilds a server's plugins from servers.yml and swaps them in.
-//! - [`discord`]: the bot (commands, chat bridge) and the Discord sinks; [`http`]: health,
-//!   readiness, metrics and the admin API.
-//! - [`cluster`]: cluster mode's etcd side (the lease, elections, fenced writes, rendezvous
-//!   ranking), which checkpoints and the pipeline use to write only while they own a server.
+//! - [`discord`]: the bot (commands, chat bridge) and the Discord sinks.
+//! - [`http`]: health, readiness, metrics and the admin API.
 //! - [`app`]: the composition root ([`app::Host`]) that starts and stops all of it, and the
 //!   supervisor of each server that restarts its parts after a panic.
-//! - [`cli`]: the command line (`run`, `demo`, `check`, `plugin`, …); [`sim`]: the fake
-//!   Factorio server.
-//! - Leaves any module may use: [`config`], [`event`], [`observe`] (health, metrics,
-//!   logging), [`store`] (what is kept across restarts: the state folder or etcd), [`slot`], [`files`] (bounded reads), [`markdown`],
-//!   [`backoff`] (the one way every part waits before trying again).
+//! - [`sim`]: the fake Factorio server; [`cli`]: the command line (`run`, `demo`, `check`,
+//!   `plugin`, …).
+//! - Leaves, which any module may use and which use only the leaves before them:
+//!   [`files`] (bounded reads), [`markdown`], [`event`], [`slot`], [`backoff`] (the one
+//!   way every part waits before trying again), [`config`], [`observe`] (health, metrics,
+//!   logging), [`store`] (what is kept across restarts: the state folder, or etcd).
 
 pub mod alert;
 pub mod app;

@@ -168,13 +168,13 @@ impl Server {
     ) -> Self {
         let rcon_hold = cluster.then(|| tokio::sync::watch::Sender::new(false));
         let stats = rcon_settings(config).map(|settings| {
-            let link = metrics.map(|m| m.link_metrics(&config.tag));
+            let link = metrics.map(|m| crate::rcon::LinkMetrics::of(m, &config.tag));
             let settings = RconSettings {
                 hold: rcon_hold.as_ref().map(|h| h.subscribe()),
                 ..settings
             };
             let rcon = RconClient::spawn(&config.tag, settings, link);
-            let gauges = metrics.map(|m| m.stats_gauges(&config.tag));
+            let gauges = metrics.map(|m| crate::stats::StatsGauges::of(m, &config.tag));
             Arc::new(StatsEngine::new(
                 rcon,
                 Duration::from_secs(config.metrics_interval),

@@ -1,8 +1,10 @@
 //! The host's modules depend on each other one way: no two sibling modules (`pipeline` and
-//! `monitor`, or `discord::bot::answer` and `discord::bot::handler`) may each use the other, directly
-//! or through others. Read from the source: every `crate::…` and `super::…` path in code,
-//! lifted to the two siblings under the modules' lowest common ancestor. A module using its
-//! own parent or child is not a cycle (that is how `mod.rs` re-exports work).
+//! `monitor`, or `discord::bot::answer` and `discord::bot::handler`) may each use the
+//! other, directly or through others, in the host and in every plugin crate; and the host's
+//! top-level modules keep the layer order `lib.rs` declares. Read from the source: every
+//! `crate::…` and `super::…` path in code, followed through `pub use` re-exports to where
+//! the item is defined, and lifted to the two siblings under the modules' lowest common
+//! ancestor. A module using its own parent or child is not a cycle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -138,14 +140,95 @@ fn module_of(path: &[String], known: &BTreeMap<Module, PathBuf>) -> Module {
         .unwrap_or_default()
 }
 
+/// What each module re-exports: (module, name) → the path of what it names, from every
+/// `pub use` (and `pub(crate)`, `pub(super)`) in its code.
+type Exports = BTreeMap<(Module, String), Vec<String>>;
+
+fn exports(known: &BTreeMap<Module, PathBuf>) -> Exports {
+    let mut out = Exports::new();
+    for (me, file) in known {
+        let code = code(&std::fs::read_to_string(file).unwrap());
+        for (at, _) in code.match_indices("pub") {
+            let rest = &code[at + 3..];
+            let rest = match rest.strip_prefix('(') {
+                Some(r) => r.split_once(')').map_or("", |(_, r)| r),
+                None => rest,
+            };
+            let Some(spec) = rest.trim_start().strip_prefix("use ") else {
+                continue;
+            };
+            let spec: String = spec.chars().take_while(|c| *c != ';').collect();
+            let (prefix, items) = match spec.split_once('{') {
+                Some((p, i)) => (p.to_owned(), i.trim_end().trim_end_matches('}').to_owned()),
+                None => (String::new(), spec.clone()),
+            };
+            for item in items.split(',') {
+                let (path, name) = match item.split_once(" as ") {
+                    Some((p, n)) => (format!("{prefix}{}", p.trim()), n.trim().to_owned()),
+                    None => {
+                        let p = format!("{prefix}{}", item.trim());
+                        let n = p.rsplit("::").next().unwrap_or("").to_owned();
+                        (p, n)
+                    }
+                };
+                if name.is_empty() || name == "*" || name == "self" {
+                    continue;
+                }
+                out.insert((me.clone(), name), absolute(me, &path));
+            }
+        }
+    }
+    out
+}
+
+/// `path` as written in module `me`, from the crate root.
+fn absolute(me: &Module, path: &str) -> Vec<String> {
+    let segs: Vec<&str> = path
+        .split("::")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (mut base, mut rest) = match segs.first() {
+        Some(&"crate") => (Vec::new(), &segs[1..]),
+        Some(&"super") => (me[..me.len().saturating_sub(1)].to_vec(), &segs[1..]),
+        Some(&"self") => (me.clone(), &segs[1..]),
+        _ => (me.clone(), &segs[..]),
+    };
+    while let Some((&"super", r)) = rest.split_first() {
+        base.pop();
+        rest = r;
+    }
+    base.extend(rest.iter().map(|s| (*s).to_owned()));
+    base
+}
+
+/// The module that defines what `path` names, following re-exports.
+fn resolve(path: &[String], known: &BTreeMap<Module, PathBuf>, exports: &Exports) -> Module {
+    let mut path = path.to_vec();
+    for _ in 0..8 {
+        let m = module_of(&path, known);
+        let Some(target) = path
+            .get(m.len())
+            .and_then(|n| exports.get(&(m.clone(), n.clone())))
+        else {
+            return m;
+        };
+        let mut next = target.clone();
+        next.extend(path[m.len() + 1..].iter().cloned());
+        path = next;
+    }
+    module_of(&path, known)
+}
+
 /// The edges between siblings: (parent, from-child, to-child).
 fn sibling_edges(root: &Path) -> BTreeSet<(Module, String, String)> {
     let known = modules(root);
+    let exports = exports(&known);
     let mut edges = BTreeSet::new();
     for (me, file) in &known {
         let text = std::fs::read_to_string(file).unwrap();
         for path in references(me, &code(&text)) {
-            let to = module_of(&path, &known);
+            let to = resolve(&path, &known, &exports);
             let common = me.iter().zip(&to).take_while(|(a, b)| a == b).count();
             if common == me.len() || common == to.len() {
                 continue; // an ancestor or a descendant
@@ -203,6 +286,119 @@ fn the_host_has_no_import_cycles() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let found = cycles(&sibling_edges(&root));
     assert!(found.is_empty(), "import cycles:\n{}", found.join("\n"));
+}
+
+#[test]
+fn no_plugin_crate_has_import_cycles() {
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(plugins).unwrap() {
+        let src = entry.unwrap().path().join("src");
+        if !src.join("lib.rs").is_file() {
+            continue;
+        }
+        checked += 1;
+        let found = cycles(&sibling_edges(&src));
+        assert!(
+            found.is_empty(),
+            "import cycles in {}:\n{}",
+            src.display(),
+            found.join("\n")
+        );
+    }
+    assert!(checked >= 5, "only {checked} plugin crates found");
+}
+
+/// The top-level modules `lib.rs`'s `# Layout` names, in its order, and which of them are
+/// leaves (those named on its "Leaves" line and after).
+fn declared_layers(lib: &str) -> Vec<(String, bool)> {
+    let doc: Vec<&str> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .skip_while(|l| !l.contains("# Layout"))
+        .collect();
+    let mut out: Vec<(String, bool)> = Vec::new();
+    let mut leaves = false;
+    for line in doc {
+        leaves |= line.trim_start().starts_with("- Leaves");
+        for piece in line.split("[`").skip(1) {
+            let name: String = piece
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if piece[name.len()..].starts_with("`]") && !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, leaves));
+            }
+        }
+    }
+    out
+}
+
+/// Each use of a module by one declared after it (a leaf: by any non-leaf, or a leaf after
+/// it), and each top-level module `lib.rs` does not place.
+fn layer_breaks(root: &Path) -> Vec<String> {
+    let declared = declared_layers(&std::fs::read_to_string(root.join("lib.rs")).unwrap());
+    let place = |m: &str| declared.iter().position(|(n, _)| n == m);
+    let mut breaks = Vec::new();
+    for m in modules(root).keys().filter(|m| m.len() == 1) {
+        if place(&m[0]).is_none() {
+            breaks.push(format!("{} is not placed in lib.rs's # Layout", m[0]));
+        }
+    }
+    for (parent, from, to) in sibling_edges(root) {
+        if !parent.is_empty() {
+            continue;
+        }
+        let (Some(a), Some(b)) = (place(&from), place(&to)) else {
+            continue;
+        };
+        let (from_leaf, to_leaf) = (declared[a].1, declared[b].1);
+        let allowed = if from_leaf {
+            to_leaf && b < a
+        } else {
+            to_leaf || b < a
+        };
+        if !allowed {
+            breaks.push(format!("{from} uses {to}, declared after it"));
+        }
+    }
+    breaks
+}
+
+#[test]
+fn the_host_keeps_the_layer_order_lib_rs_declares() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let declared = declared_layers(&std::fs::read_to_string(root.join("lib.rs")).unwrap());
+    assert!(declared.len() > 20, "{declared:?}");
+    let breaks = layer_breaks(&root);
+    assert!(breaks.is_empty(), "layers broken:\n{}", breaks.join("\n"));
+}
+
+#[test]
+fn the_layer_check_finds_a_use_against_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    let write = |path: &str, text: &str| std::fs::write(src.join(path), text).unwrap();
+    write(
+        "lib.rs",
+        "//! # Layout\n//!\n//! - [`a`], then [`b`].\n//! - Leaves: [`leaf`].\npub mod a;\npub mod b;\npub mod leaf;\n",
+    );
+    write("a.rs", "use crate::leaf::L;\n");
+    write("b.rs", "use crate::a::X;\n");
+    write("leaf.rs", "pub struct L;\n");
+    assert!(layer_breaks(src).is_empty(), "{:?}", layer_breaks(src));
+    write("leaf.rs", "pub use crate::b::Y;\npub struct L;\n");
+    write("a.rs", "use crate::leaf::Y;\n");
+    let found = layer_breaks(src);
+    // `a` names `leaf::Y`, which is `b`'s: the re-export is followed.
+    assert!(
+        found.contains(&"a uses b, declared after it".to_owned()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&"leaf uses b, declared after it".to_owned()),
+        "{found:?}"
+    );
 }
 
 #[test]

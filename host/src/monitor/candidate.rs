@@ -113,7 +113,7 @@ pub fn spawn_candidate(
                         Ok(alerts) => raised.extend(
                             alerts
                                 .into_iter()
-                                .take(super::stage::MAX_ALERTS_PER_CALL)
+                                .take(super::MAX_ALERTS_PER_CALL)
                                 .map(crate::alert::Alert::from)
                                 .map(|a| AlertView::from(&a)),
                         ),

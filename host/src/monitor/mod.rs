@@ -17,6 +17,10 @@
 //! The same queue carries reloads (swap, rollback, candidate), which take effect between two
 //! calls ([`MonitorStage`]).
 
+/// Alerts taken from one monitor call; more are dropped and counted, so a monitor cannot
+/// make the host file (and render) alerts without bound.
+const MAX_ALERTS_PER_CALL: usize = 200;
+
 mod candidate;
 mod checks;
 mod rcon_status;

@@ -16,9 +16,7 @@ use crate::swap::Slot;
 use crate::swap::compare::{AlertView, MonitorReport};
 use crate::swap::owner::SlotOwner;
 
-/// Alerts taken from one monitor call; more are dropped and counted, so a monitor cannot
-/// make the host file (and render) alerts without bound.
-pub(super) const MAX_ALERTS_PER_CALL: usize = 200;
+use super::MAX_ALERTS_PER_CALL;
 
 /// The monitor thread's state.
 pub struct MonitorStage {

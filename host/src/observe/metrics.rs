@@ -506,32 +506,6 @@ impl Metrics {
         }
     }
 
-    /// The RCON link's metrics for `server`.
-    pub fn link_metrics(&self, server: &str) -> crate::rcon::LinkMetrics {
-        crate::rcon::LinkMetrics {
-            latency: self.rcon_latency.with_label_values(&[server]),
-            up: self.rcon_up.with_label_values(&[server]),
-            reconnects: self.rcon_reconnects.with_label_values(&[server]),
-            failures: self.rcon_failures.with_label_values(&[server]),
-        }
-    }
-
-    /// The metrics engine's gauges for `server`.
-    pub fn stats_gauges(&self, server: &str) -> crate::stats::StatsGauges {
-        crate::stats::StatsGauges {
-            ups: self.ups.with_label_values(&[server]),
-            ups_sma: self.ups_sma.with_label_values(&[server]),
-            ups_ema: self.ups_ema.with_label_values(&[server]),
-            players: self.players_online.with_label_values(&[server]),
-            paused: self.game_paused.with_label_values(&[server]),
-            ups_unavailable: self
-                .ups_unavailable
-                .with_label_values(&[server, "achievements_safe"]),
-            evolution: self.evolution.clone(),
-            server: server.to_owned(),
-        }
-    }
-
     /// The Prometheus text exposition, with uptime and component states brought up to date.
     pub fn render(&self, health: &Health) -> String {
         let _one_at_a_time = self.rendering.lock();

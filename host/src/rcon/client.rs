@@ -106,6 +106,18 @@ pub struct LinkMetrics {
     pub failures: prometheus::IntCounter,
 }
 
+impl LinkMetrics {
+    /// The RCON link's metrics for `server`, from the host's.
+    pub fn of(metrics: &crate::observe::metrics::Metrics, server: &str) -> Self {
+        Self {
+            latency: metrics.rcon_latency.with_label_values(&[server]),
+            up: metrics.rcon_up.with_label_values(&[server]),
+            reconnects: metrics.rcon_reconnects.with_label_values(&[server]),
+            failures: metrics.rcon_failures.with_label_values(&[server]),
+        }
+    }
+}
+
 struct Request {
     command: String,
     timeout: Duration,

@@ -60,6 +60,24 @@ pub struct StatsGauges {
     pub server: String,
 }
 
+impl StatsGauges {
+    /// The gauges for `server`, from the host's metrics.
+    pub fn of(metrics: &crate::observe::metrics::Metrics, server: &str) -> Self {
+        Self {
+            ups: metrics.ups.with_label_values(&[server]),
+            ups_sma: metrics.ups_sma.with_label_values(&[server]),
+            ups_ema: metrics.ups_ema.with_label_values(&[server]),
+            players: metrics.players_online.with_label_values(&[server]),
+            paused: metrics.game_paused.with_label_values(&[server]),
+            ups_unavailable: metrics
+                .ups_unavailable
+                .with_label_values(&[server, "achievements_safe"]),
+            evolution: metrics.evolution.clone(),
+            server: server.to_owned(),
+        }
+    }
+}
+
 struct State {
     tracker: UpsTracker,
     cached: Option<(Instant, Arc<Reading>)>,

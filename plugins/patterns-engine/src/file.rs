@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_norway::Value;
 
 use crate::diagnostic::Diagnostic;
-use crate::rule::Severity;
+use crate::severity::Severity;
 
 /// A pattern file's name and text. The engine never touches the filesystem: the caller reads
 /// the files (the host does, since plugins have no filesystem) and hands their text over.

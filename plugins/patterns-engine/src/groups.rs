@@ -22,6 +22,9 @@ use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input};
 use regex_syntax::hir::{Dot, Hir, HirKind, Look};
 
+/// Compiled size limit for one rule's regex (the `regex` default, stated so it is visible).
+pub(crate) const RULE_SIZE_LIMIT: usize = 10 << 20;
+
 /// Size limit of one rule's one-pass DFA: it makes captures cheap (+25% lines/s on the
 /// stock rules), and the default limit is too small for rules with Unicode classes.
 const ONEPASS_BYTES: usize = 64 << 20;
@@ -213,7 +216,7 @@ fn build(hir: &Hir) -> Option<meta::Regex> {
     meta::Regex::builder()
         .configure(
             meta::Config::new()
-                .nfa_size_limit(Some(crate::rule::RULE_SIZE_LIMIT))
+                .nfa_size_limit(Some(RULE_SIZE_LIMIT))
                 .onepass_size_limit(Some(ONEPASS_BYTES)),
         )
         .build_from_hir(hir)

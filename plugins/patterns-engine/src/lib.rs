@@ -29,12 +29,14 @@ mod file;
 mod groups;
 mod matcher;
 mod rule;
+mod severity;
 mod template;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use file::{PatternFile, key_of as yaml_key_of};
 pub use matcher::{Match, Matcher, RuleSet};
-pub use rule::{Parts, Rule, Severity};
+pub use rule::{Parts, Rule};
+pub use severity::Severity;
 pub use template::Template;
 
 /// One event found in one line, before it is handed to the host.

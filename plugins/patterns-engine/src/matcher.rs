@@ -142,7 +142,7 @@ impl Prefilter {
         let nfa = thompson::Compiler::new()
             .configure(
                 thompson::Config::new()
-                    .nfa_size_limit(Some(crate::rule::RULE_SIZE_LIMIT * 4))
+                    .nfa_size_limit(Some(crate::groups::RULE_SIZE_LIMIT * 4))
                     // It only says which rules may match: no groups needed.
                     .which_captures(thompson::WhichCaptures::None),
             )
@@ -329,7 +329,7 @@ fn compile_rule(spec: file::RuleSpec) -> Result<Rule, Diagnostic> {
             )
         })?;
     let nfa = thompson::Compiler::new()
-        .configure(thompson::Config::new().nfa_size_limit(Some(crate::rule::RULE_SIZE_LIMIT)))
+        .configure(thompson::Config::new().nfa_size_limit(Some(crate::groups::RULE_SIZE_LIMIT)))
         .build_from_hir(&hir)
         .map_err(|e| at(spec.pattern_line, "pattern", format!("invalid regex: {e}")))?;
     let template = spec.message.as_deref().map(Template::parse);
