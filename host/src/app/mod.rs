@@ -12,12 +12,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::alert::Mentions;
-use crate::cluster::kept::EtcdStore;
 use crate::config::{Config, Secret};
-use crate::discord::Discord;
 use crate::http;
 use crate::observe::Shared;
-use crate::observe::health::{Health, State};
+use crate::observe::health::Health;
 use crate::observe::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::servers::{RunState, Server};
@@ -27,11 +25,11 @@ mod cluster;
 mod config_watch;
 mod kept;
 mod server;
+mod start;
 pub mod supervise;
 
 use server::{DiscordOut, RunParts};
 pub use supervise::RestartPolicy;
-use supervise::Supervisor;
 
 /// How long the start waits for every tailer to know where it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,42 +104,8 @@ impl Host {
             health: Health::default(),
             metrics: Arc::new(Metrics::new()),
         };
-        let cluster = match &config.cluster {
-            Some(settings) => {
-                tracing::info!(instance = %settings.instance_id, endpoints = ?settings.endpoints, "cluster mode: servers are owned through etcd");
-                let cluster =
-                    crate::cluster::Cluster::connect(settings, shared.metrics.clone()).await?;
-                let address =
-                    crate::config::host_name().map(|h| format!("{h}:{}", opts.http.port()));
-                cluster.introduce(
-                    address,
-                    crate::cluster::config_digests(&config.servers_as_written()),
-                );
-                cluster.check_unique().await?;
-                Some(cluster)
-            }
-            None => None,
-        };
-        let discord = match &opts.discord {
-            Some(access) => Some(
-                Discord::build(
-                    &access.token,
-                    access.api_url.as_deref(),
-                    &config.discord,
-                    &config.servers,
-                    opts.mentions.clone(),
-                    Discord::selections_in(&opts.state_dir, crate::store::StateReport::of(&shared)),
-                    crate::store::StateReport::of(&shared),
-                )
-                .await?,
-            ),
-            None => {
-                tracing::info!(
-                    "DISCORD_BOT_TOKEN is not set: running without Discord, on the configured sinks"
-                );
-                None
-            }
-        };
+        let cluster = start::connect_cluster(opts, config, &shared).await?;
+        let discord = start::build_discord(opts, config, &shared).await?;
         let (stop, stopped) = watch::channel(false);
         let checkpoints = CheckpointStore::new(&opts.state_dir);
         let fences = cluster.as_ref().map(|_| server::Fences::default());
@@ -162,174 +126,24 @@ impl Host {
             discord: discord.as_ref().map(DiscordOut::of),
             fences,
         });
-        let servers: Arc<Vec<Server>> = Arc::new(
-            config
-                .servers
-                .iter()
-                .map(|s| {
-                    Server::start(
-                        s,
-                        Some(&shared.metrics),
-                        opts.mentions.clone(),
-                        config.cluster.is_some(),
-                    )
-                })
-                .collect(),
+        let servers = start::faces(opts, config, &shared);
+        let first_runs = start::first_runs(config, &parts, &servers, cluster.is_some()).await;
+        let supervisors = start::supervise(
+            opts, config, &parts, &servers, &reloader, first_runs, &stopped,
         );
-        // Every first run starts here, so a server that cannot be built fails the start.
-        // In cluster mode a server starts only once this instance owns it.
-        let positioned = Arc::new(tokio::sync::Semaphore::new(0));
-        let mut first_runs = Vec::new();
-        let mut logs = 0usize;
-        for (i, server) in config.servers.iter().enumerate() {
-            shared.metrics.prime_server(&server.tag);
-            first_runs.push(match cluster {
-                Some(_) => supervise::First::Wait,
-                None => {
-                    let first = first_run(&parts, server, &servers, i, &positioned).await;
-                    if matches!(first, supervise::First::Run(_)) {
-                        logs += server.logs.len();
-                    }
-                    first
-                }
-            });
-        }
-        // "started" promises that every line written from now on is read: each tailer has
-        // opened its file (or found it missing) by then.
-        let logs = u32::try_from(logs).unwrap_or(u32::MAX);
-        if tokio::time::timeout(START_TIMEOUT, positioned.acquire_many(logs))
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "some logs could not be opened within {} s; they are followed when they can be",
-                START_TIMEOUT.as_secs()
-            );
-        }
-        let mut supervisors = Vec::new();
-        for (i, (server, run)) in config.servers.iter().zip(first_runs).enumerate() {
-            let (order, orders_rx) = tokio::sync::mpsc::channel(4);
-            servers[i].control.connect(order);
-            let supervisor = Supervisor {
-                parts: parts.clone(),
-                config: server.clone(),
-                servers: servers.clone(),
-                index: i,
-                reloader: reloader.clone(),
-                policy: opts.restarts.clone(),
-                orders: orders_rx,
-                stopped: stopped.clone(),
-            };
-            supervisors.push(tokio::spawn(supervisor.run(run)));
-        }
-        let mut tasks = Vec::new();
-        let mut cluster_run = None;
-        let cluster_handle = cluster.clone();
-        let bot = discord
-            .as_ref()
-            .filter(|_| cluster.is_none())
-            .map(Discord::bot);
-        match (cluster, discord) {
-            (None, Some(d)) => {
-                tasks.push(d.start(servers.clone(), reloader.clone(), stopped.clone()))
-            }
-            (None, None) => {}
-            (Some(cluster), discord) => {
-                // Every instance delivers through Discord's REST API; only the gateway's
-                // owner connects to the gateway, with a client built for its term.
-                let gateway = match (discord, &opts.discord) {
-                    (Some(d), Some(access)) => {
-                        d.health.forget(crate::discord::COMMANDS);
-                        d.health.set(
-                            "discord",
-                            State::Ready,
-                            Some("REST only: another instance runs the gateway".into()),
-                        );
-                        Some(cluster::GatewayParts {
-                            build: gateway_builder(access, config, opts, &shared),
-                            reloader: reloader.clone(),
-                        })
-                    }
-                    _ => None,
-                };
-                let (lease_stop, lease_stopped) = watch::channel(false);
-                let lease = cluster.keep_alive(lease_stopped);
-                let (status_tx, status) = watch::channel(crate::cluster::Status::default());
-                tasks.push(
-                    cluster::Manager {
-                        cluster,
-                        servers: servers.clone(),
-                        fences: parts.fences.clone().unwrap_or_default(),
-                        shared: shared.clone(),
-                        gateway,
-                        status: status_tx,
-                        state_dir: opts.state_dir.clone(),
-                        logs: config
-                            .servers
-                            .iter()
-                            .flat_map(|s| {
-                                s.logs.iter().enumerate().map(|(i, l)| {
-                                    crate::pipeline::LogName::new(&s.tag, i, &l.id).checkpoint
-                                })
-                            })
-                            .collect(),
-                        checkpoints: parts.checkpoints.clone(),
-                    }
-                    .spawn(stopped.clone()),
-                );
-                cluster_run = Some(ClusterRun {
-                    lease_stop,
-                    lease,
-                    status,
-                });
-            }
-        }
+        let started = start::Started {
+            servers: servers.clone(),
+            reloader: reloader.clone(),
+            parts: parts.clone(),
+            stopped: stopped.clone(),
+        };
+        let (mut tasks, cluster_run, bot) =
+            started.connect(cluster.clone(), discord, opts, config, &shared);
         tracing::info!(servers = servers.len(), "started");
-        let bound = http::bind(opts.http).await;
-        let http_addr = bound.as_ref().ok().and_then(|l| l.local_addr().ok());
-        if let Some(a) = http_addr {
-            tracing::info!("HTTP listening on http://{a}");
-        }
-        let (config_changed, config_changes) = tokio::sync::mpsc::channel(1);
-        tasks.push(crate::reload::watch(
-            reloader.clone(),
-            servers.clone(),
-            crate::reload::watched_dirs(config),
-            config_changed,
-            stopped.clone(),
-        ));
-        shared.health.set("config", State::Ready, None);
-        tasks.push(
-            config_watch::ConfigWatch {
-                started: config.clone(),
-                servers: servers.clone(),
-                bot,
-                health: shared.health.clone(),
-                cluster: cluster_handle,
-            }
-            .spawn(config_changes, stopped.clone()),
-        );
-        tasks.push(spawn_http(
-            bound,
-            &shared,
-            opts.api.clone(),
-            servers.clone(),
-            Some(reloader.clone()),
-            cluster_run.as_ref().map(|c| c.status.clone()),
-            stopped,
-        ));
-        let logs = config
-            .servers
-            .iter()
-            .flat_map(|s| {
-                s.logs.iter().enumerate().map(|(i, l)| {
-                    (
-                        crate::pipeline::LogName::new(&s.tag, i, &l.id),
-                        l.path.clone(),
-                    )
-                })
-            })
-            .collect();
+        let (http_addr, watchers) = started
+            .serve(opts, config, &shared, bot, cluster, cluster_run.as_ref())
+            .await;
+        tasks.extend(watchers);
         Ok(Self {
             servers,
             http_addr,
@@ -337,7 +151,7 @@ impl Host {
             stop,
             supervisors,
             tasks,
-            logs,
+            logs: start::log_files(config),
             checkpoints,
             cluster: cluster_run,
         })
@@ -395,33 +209,6 @@ impl Host {
     }
 }
 
-/// Builds and starts the first run of server `index`, off the async threads (building
-/// compiles and initialises plugins, whose output goes through WASI's blocking bridge). A
-/// server that cannot be built is down with the reason, and the others start.
-async fn first_run(
-    parts: &Arc<RunParts>,
-    server: &crate::config::ServerConfig,
-    servers: &Arc<Vec<Server>>,
-    index: usize,
-    positioned: &Arc<tokio::sync::Semaphore>,
-) -> supervise::First {
-    let (parts, config, servers, positioned) = (
-        parts.clone(),
-        server.clone(),
-        servers.clone(),
-        positioned.clone(),
-    );
-    let built = tokio::task::spawn_blocking(move || {
-        supervise::first_run(&parts, &config, &servers[index], Some(positioned))
-    })
-    .await;
-    match built {
-        Ok(Ok(run)) => supervise::First::Run(run),
-        Ok(Err(e)) => supervise::First::Failed(format!("{e:#}")),
-        Err(e) => supervise::First::Failed(format!("its start panicked: {e}")),
-    }
-}
-
 /// Says, for each server whose log is not delivered to its end, how much is left: it is
 /// read again at the next start, from the last saved checkpoint.
 fn undelivered(logs: &[(crate::pipeline::LogName, PathBuf)], checkpoints: &CheckpointStore) {
@@ -441,94 +228,4 @@ fn undelivered(logs: &[(crate::pipeline::LogName, PathBuf)], checkpoints: &Check
             );
         }
     }
-}
-
-/// Builds the Discord client of each term as gateway owner (cluster mode).
-fn gateway_builder(
-    access: &DiscordAccess,
-    config: &Config,
-    opts: &HostOptions,
-    shared: &Shared,
-) -> cluster::GatewayBuilder {
-    let token = access.token.clone();
-    let api_url = access.api_url.clone();
-    let settings = config.discord.clone();
-    let servers = config.servers.clone();
-    let mentions = opts.mentions.clone();
-    let state = crate::store::StateReport::of(shared);
-    Arc::new(move |fence| {
-        let (token, api_url, settings, servers, mentions, state) = (
-            token.clone(),
-            api_url.clone(),
-            settings.clone(),
-            servers.clone(),
-            mentions.clone(),
-            state.clone(),
-        );
-        Box::pin(async move {
-            // The users' choices live in etcd, so each gateway owner has them.
-            let store = EtcdStore::here(fence)?;
-            let kept = state.clone();
-            let selections = tokio::task::spawn_blocking(move || {
-                crate::discord::Selections::load(Arc::new(store), kept)
-            })
-            .await?;
-            let d = Discord::build(
-                &token,
-                api_url.as_deref(),
-                &settings,
-                &servers,
-                mentions,
-                selections,
-                state,
-            )
-            .await?;
-            Ok(d.without_lifecycle_notices())
-        })
-    })
-}
-
-fn spawn_http(
-    bound: anyhow::Result<tokio::net::TcpListener>,
-    shared: &Shared,
-    auth: http::ApiAuth,
-    servers: Arc<Vec<Server>>,
-    reloader: Option<Arc<Reloader>>,
-    cluster: Option<watch::Receiver<crate::cluster::Status>>,
-    mut stopped: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let health = shared.health.clone();
-    health.register("http");
-    if auth.token.is_none() {
-        tracing::info!(
-            "FACTORIO_ISR_API_TOKEN is not set: the admin API's writes (reload, rollback) are off"
-        );
-    }
-    let state = http::AppState {
-        health: health.clone(),
-        metrics: shared.metrics.clone(),
-        servers,
-        reloader,
-        auth,
-        cluster,
-    };
-    tokio::spawn(async move {
-        match bound {
-            Ok(listener) => {
-                health.set("http", State::Ready, None);
-                let shutdown = async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                };
-                if let Err(e) = http::serve(listener, state, shutdown).await {
-                    tracing::error!("HTTP server failed: {e}");
-                    health.error("http", e.to_string());
-                }
-            }
-            Err(e) => {
-                tracing::error!("{e:#}; the pipelines keep running");
-                health.error("http", format!("{e:#}"));
-                health.set("http", State::Down, None);
-            }
-        }
-    })
 }

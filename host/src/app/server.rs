@@ -18,6 +18,7 @@ use crate::observe::health::State;
 use crate::observe::metrics::Metrics;
 use crate::observe::{Shared, Watchdog};
 use crate::pipeline::{self, LogFile, LogInput, ServerPipeline};
+use crate::plugin::{MonitorInstance, ParserChain};
 use crate::reload::Reloader;
 use crate::servers::Server;
 use crate::sink::{ConsoleSink, JsonlSink, Sink};
@@ -98,165 +99,239 @@ pub(super) fn start_run(
     watchdog: &Watchdog,
     positioned: Option<Arc<tokio::sync::Semaphore>>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let shared = &parts.shared;
-    let fence = match &parts.fences {
-        None => None,
-        Some(fences) => {
-            let held = fences.lock().get(&server.tag).cloned();
-            match held {
-                Some(f) if f.valid() => Some(f),
-                _ => anyhow::bail!("server {}: this instance does not own it", server.tag),
-            }
-        }
-    };
-    let in_config = |e: anyhow::Error| {
-        anyhow::anyhow!(
-            "{}: server {}: {e:#}",
-            parts.config_path.display(),
-            server.tag
-        )
+    let (notice_tx, notice_rx) = mpsc::channel(monitor::QUEUE);
+    let run = Run {
+        parts,
+        server,
+        live,
+        stopped,
+        watchdog,
+        fence: owned(parts, &server.tag)?,
+        notices: notice_tx,
     };
     let mut tasks = Vec::new();
-    let keeper = Keeper(match &fence {
-        Some(f) => Arc::new(EtcdStore::new(f.clone(), tokio::runtime::Handle::current())),
-        None => Arc::new(crate::store::FileStore::new(&parts.state_dir)),
-    });
+    let keeper = Keeper(run.store());
     tasks.push(keeper.keep_alerts(&server.tag, &live.alerts, stopped.clone()));
-    let (notice_tx, notice_rx) = mpsc::channel(monitor::QUEUE);
-
-    let monitor_handle = live.monitors.clone().unwrap_or_default();
-    let monitor_versions = monitor_handle.versions.clone();
-    let (mut monitors, previous_monitors) = {
-        let configured = monitor::monitor_instances(&parts.runtime, server).map_err(in_config)?;
-        let mut v = monitor_versions.lock();
-        v.config = monitor::version(&configured);
-        match pinned_monitors(parts, &server.tag, &v.config) {
-            Some((monitors, reason)) => {
-                v.pinned = Some(reason);
-                (monitors, Some(configured))
-            }
-            None => (configured, None),
-        }
-    };
-    keeper.restore_monitors(&server.tag, &mut monitors);
-    let (states, keeping) = keeper.keep_monitors(&server.tag, stopped.clone());
-    tasks.push(keeping);
-    let listening = monitor::Listening::default();
     let backlog = monitor::Backlog::default();
-    let feed = {
-        let (feed_tx, feed_rx) = mpsc::channel(monitor::QUEUE);
-        shared.health.set(
-            &Reloader::component(&server.tag, Slot::Monitors),
-            State::Ready,
-            None,
-        );
-        let out = monitor::MonitorOutputs {
-            alerts: live.alerts.clone(),
-            notices: notice_tx.clone(),
-            board: live.plugins.clone(),
-            shared: shared.clone(),
-            listening: listening.clone(),
-        };
-        let mut stage = monitor::MonitorStage::new(&server.tag, monitors, out);
-        stage.slot.previous = previous_monitors;
-        stage.slot.auto_rollback = auto_rollback(server, live, &notice_tx);
-        stage.slot.pins = Some(parts.pin_store());
-        stage.slot.versions = monitor_versions;
-        stage.candidate =
-            monitor::candidate_instances(&parts.runtime, server).map_err(in_config)?;
-        stage.report = live.monitor_compare.clone();
-        stage.watchdog = watchdog.clone();
-        stage.roster = live.stats.is_some().then(monitor::Roster::default);
-        stage.states = Some(states);
-        let thread = stage.spawn(feed_rx)?;
-        monitor_handle.feed.connect(&feed_tx);
-        tasks.push(tokio::task::spawn_blocking(move || {
-            let _ = thread.join();
-        }));
-        (feed_tx, listening)
+    let feed = run.start_monitors(&keeper, &mut tasks)?;
+    tasks.extend(run.start_checks(&feed, &backlog));
+    let log = run.log_input(positioned)?;
+    let p = ServerPipeline {
+        tag: server.tag.clone(),
+        log,
+        sinks: sinks(server, parts.discord.as_ref(), &parts.shared.metrics),
+        notices: notice_rx,
+        monitors: Some(feed),
+        board: live.plugins.clone(),
+        versions: live.parsers.clone().unwrap_or_default().versions.clone(),
+        watchdog: watchdog.clone(),
+        rules: Arc::new(crate::config::EventRules::new(&server.events)),
+        fence: run.fence.clone(),
+        backlog,
     };
+    drop(run);
+    tasks.push(pipeline::spawn(p, parts.shared.clone(), stopped.clone()));
+    Ok(tasks)
+}
 
-    match &live.stats {
-        Some(stats) => {
-            let out = monitor::CheckOutputs {
-                tag: server.tag.clone(),
-                alerts: live.alerts.clone(),
-                monitors: Some(feed.clone()),
-                notices: notice_tx.clone(),
-                health: shared.health.clone(),
-                metrics: shared.metrics.clone(),
-                backlog: backlog.clone(),
-            };
-            let settings = monitor::CheckSettings::of(server);
-            tasks.push(monitor::spawn_checks(
-                stats.clone(),
-                settings,
-                out,
-                stopped.clone(),
-                watchdog.clone(),
-            ));
-        }
-        None => {
-            tracing::info!(server = %server.tag, "no RCON password: status and metrics of the game are off");
+/// Cluster mode: this instance's claim on `tag`, which a run needs (an error without it).
+fn owned(parts: &RunParts, tag: &str) -> anyhow::Result<Option<Arc<Fence>>> {
+    let Some(fences) = &parts.fences else {
+        return Ok(None);
+    };
+    let held = fences.lock().get(tag).cloned();
+    match held {
+        Some(f) if f.valid() => Ok(Some(f)),
+        _ => anyhow::bail!("server {tag}: this instance does not own it"),
+    }
+}
+
+/// What the steps of one run share.
+struct Run<'a> {
+    parts: &'a RunParts,
+    server: &'a ServerConfig,
+    live: &'a Server,
+    stopped: &'a watch::Receiver<bool>,
+    watchdog: &'a Watchdog,
+    fence: Option<Arc<Fence>>,
+    /// Notices for the pipeline to deliver (alerts of the checks, rollbacks).
+    notices: mpsc::Sender<Vec<crate::event::Event>>,
+}
+
+impl Run<'_> {
+    /// An error of servers.yml's entry of this server.
+    fn in_config(&self, e: anyhow::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{}: server {}: {e:#}",
+            self.parts.config_path.display(),
+            self.server.tag
+        )
+    }
+
+    /// Where this run keeps what lasts: the state folder, or etcd under its fence.
+    fn store(&self) -> Arc<dyn crate::store::Store> {
+        match &self.fence {
+            Some(f) => Arc::new(EtcdStore::new(f.clone(), tokio::runtime::Handle::current())),
+            None => Arc::new(crate::store::FileStore::new(&self.parts.state_dir)),
         }
     }
 
-    let parser_handle = live.parsers.clone().unwrap_or_default();
-    let versions = parser_handle.versions.clone();
-    let mut previous = None;
-    let log = match server.logs.is_empty() {
-        false => Some(LogInput {
-            inputs: {
-                let (tx, rx) = pipeline::parse_queue();
-                parser_handle.inputs.connect(&tx);
-                shared
-                    .health
-                    .set(&format!("reload:{}", server.tag), State::Ready, None);
-                (tx, rx)
-            },
-            candidate: if server.shadow.parsers.is_empty() {
-                None
-            } else {
-                Some(
-                    pipeline::parser_chain(&parts.runtime, &server.tag, &server.shadow.parsers)
-                        .map_err(|e| in_config(e.context("shadow parsers")))?,
-                )
-            },
-            report: live.parser_compare.clone(),
-            auto_rollback: auto_rollback(server, live, &notice_tx),
-            files: server
-                .logs
-                .iter()
-                .map(|l| LogFile {
-                    id: l.id.clone(),
-                    path: l.path.clone(),
-                    links_within: server.log_links_within.clone(),
-                })
-                .collect(),
-            parsers: {
-                let configured =
-                    pipeline::parser_chain(&parts.runtime, &server.tag, &server.parsers)
-                        .map_err(in_config)?;
-                let mut v = versions.lock();
-                v.config = configured.version();
-                match pinned_chain(parts, &server.tag, &v.config) {
-                    Some((chain, reason)) => {
-                        v.pinned = Some(reason);
-                        previous = Some(configured);
-                        chain
-                    }
-                    None => configured,
+    /// The monitors as configured, or the version pinned at run time (then with the
+    /// configured one as the previous), their kept states restored.
+    fn monitors(
+        &self,
+        keeper: &Keeper,
+        versions: &Arc<parking_lot::Mutex<crate::swap::slot::SlotVersions>>,
+    ) -> anyhow::Result<(Vec<MonitorInstance>, Option<Vec<MonitorInstance>>)> {
+        let (parts, tag) = (self.parts, &self.server.tag);
+        let configured = monitor::monitor_instances(&parts.runtime, self.server)
+            .map_err(|e| self.in_config(e))?;
+        let (mut monitors, previous) = {
+            let mut v = versions.lock();
+            v.config = monitor::version(&configured);
+            match pinned_monitors(parts, tag, &v.config) {
+                Some((monitors, reason)) => {
+                    v.pinned = Some(reason);
+                    (monitors, Some(configured))
                 }
-            },
+                None => (configured, None),
+            }
+        };
+        keeper.restore_monitors(tag, &mut monitors);
+        Ok((monitors, previous))
+    }
+
+    /// The monitor thread (and the task keeping its states); returns its feed.
+    fn start_monitors(
+        &self,
+        keeper: &Keeper,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> anyhow::Result<(mpsc::Sender<monitor::MonitorInput>, monitor::Listening)> {
+        let (parts, server, live) = (self.parts, self.server, self.live);
+        let handle = live.monitors.clone().unwrap_or_default();
+        let (monitors, previous) = self.monitors(keeper, &handle.versions)?;
+        let (states, keeping) = keeper.keep_monitors(&server.tag, self.stopped.clone());
+        tasks.push(keeping);
+        let (feed_tx, feed_rx) = mpsc::channel(monitor::QUEUE);
+        let listening = monitor::Listening::default();
+        let component = Reloader::component(&server.tag, Slot::Monitors);
+        parts.shared.health.set(&component, State::Ready, None);
+        let out = monitor::MonitorOutputs {
+            alerts: live.alerts.clone(),
+            notices: self.notices.clone(),
+            board: live.plugins.clone(),
+            shared: parts.shared.clone(),
+            listening: listening.clone(),
+        };
+        let mut stage = monitor::MonitorStage::new(&server.tag, monitors, out);
+        stage.slot.previous = previous;
+        stage.slot.auto_rollback = auto_rollback(server, live, &self.notices);
+        stage.slot.pins = Some(parts.pin_store());
+        stage.slot.versions = handle.versions.clone();
+        stage.candidate =
+            monitor::candidate_instances(&parts.runtime, server).map_err(|e| self.in_config(e))?;
+        stage.report = live.monitor_compare.clone();
+        stage.watchdog = self.watchdog.clone();
+        stage.roster = live.stats.is_some().then(monitor::Roster::default);
+        stage.states = Some(states);
+        let thread = stage.spawn(feed_rx)?;
+        handle.feed.connect(&feed_tx);
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let _ = thread.join();
+        }));
+        Ok((feed_tx, listening))
+    }
+
+    /// The host's own checks over RCON and the readings, when the server has RCON.
+    fn start_checks(
+        &self,
+        feed: &(mpsc::Sender<monitor::MonitorInput>, monitor::Listening),
+        backlog: &monitor::Backlog,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let server = self.server;
+        let Some(stats) = &self.live.stats else {
+            tracing::info!(server = %server.tag, "no RCON password: status and metrics of the game are off");
+            return None;
+        };
+        let shared = &self.parts.shared;
+        let out = monitor::CheckOutputs {
+            tag: server.tag.clone(),
+            alerts: self.live.alerts.clone(),
+            monitors: Some(feed.clone()),
+            notices: self.notices.clone(),
+            health: shared.health.clone(),
+            metrics: shared.metrics.clone(),
+            backlog: backlog.clone(),
+        };
+        let settings = monitor::CheckSettings::of(server);
+        Some(monitor::spawn_checks(
+            stats.clone(),
+            settings,
+            out,
+            self.stopped.clone(),
+            self.watchdog.clone(),
+        ))
+    }
+
+    /// The parsers as configured, or the chain pinned at run time (then with the
+    /// configured one as the previous).
+    fn parsers(&self) -> anyhow::Result<(ParserChain, Option<ParserChain>)> {
+        let (parts, server) = (self.parts, self.server);
+        let versions = self.live.parsers.clone().unwrap_or_default().versions;
+        let configured = pipeline::parser_chain(&parts.runtime, &server.tag, &server.parsers)
+            .map_err(|e| self.in_config(e))?;
+        let mut v = versions.lock();
+        v.config = configured.version();
+        Ok(match pinned_chain(parts, &server.tag, &v.config) {
+            Some((chain, reason)) => {
+                v.pinned = Some(reason);
+                (chain, Some(configured))
+            }
+            None => (configured, None),
+        })
+    }
+
+    /// What the pipeline reads and parses: none when the server follows no log.
+    fn log_input(
+        &self,
+        positioned: Option<Arc<tokio::sync::Semaphore>>,
+    ) -> anyhow::Result<Option<LogInput>> {
+        let (parts, server, live) = (self.parts, self.server, self.live);
+        if server.logs.is_empty() {
+            tracing::warn!(server = %server.tag, "no log_path or logs: this server's log is not followed");
+            return Ok(None);
+        }
+        let candidate = match server.shadow.parsers.is_empty() {
+            true => None,
+            false => Some(
+                pipeline::parser_chain(&parts.runtime, &server.tag, &server.shadow.parsers)
+                    .map_err(|e| self.in_config(e.context("shadow parsers")))?,
+            ),
+        };
+        let (parsers, previous) = self.parsers()?;
+        let (tx, rx) = pipeline::parse_queue();
+        live.parsers.clone().unwrap_or_default().inputs.connect(&tx);
+        let reload = format!("reload:{}", server.tag);
+        parts.shared.health.set(&reload, State::Ready, None);
+        let files = server.logs.iter().map(|l| LogFile {
+            id: l.id.clone(),
+            path: l.path.clone(),
+            links_within: server.log_links_within.clone(),
+        });
+        let checkpoints = match &self.fence {
+            Some(_) => parts.checkpoints.fenced(self.store()),
+            None => parts.checkpoints.clone(),
+        };
+        Ok(Some(LogInput {
+            inputs: (tx, rx),
+            candidate,
+            report: live.parser_compare.clone(),
+            auto_rollback: auto_rollback(server, live, &self.notices),
+            files: files.collect(),
+            parsers,
             pins: Some(parts.pin_store()),
-            previous: previous.take(),
-            checkpoints: match &fence {
-                Some(f) => parts.checkpoints.fenced(Arc::new(EtcdStore::new(
-                    f.clone(),
-                    tokio::runtime::Handle::current(),
-                ))),
-                None => parts.checkpoints.clone(),
-            },
+            previous,
+            checkpoints,
             on_lost_checkpoint: server.on_lost_checkpoint,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             tail: TailOptions {
@@ -264,28 +339,8 @@ pub(super) fn start_run(
                 ..TailOptions::default()
             },
             positioned,
-        }),
-        true => {
-            tracing::warn!(server = %server.tag, "no log_path or logs: this server's log is not followed");
-            None
-        }
-    };
-    drop(notice_tx);
-    let p = ServerPipeline {
-        tag: server.tag.clone(),
-        log,
-        sinks: sinks(server, parts.discord.as_ref(), &shared.metrics),
-        notices: notice_rx,
-        monitors: Some(feed),
-        board: live.plugins.clone(),
-        versions,
-        watchdog: watchdog.clone(),
-        rules: Arc::new(crate::config::EventRules::new(&server.events)),
-        fence: fence.clone(),
-        backlog,
-    };
-    tasks.push(pipeline::spawn(p, shared.clone(), stopped.clone()));
-    Ok(tasks)
+        }))
+    }
 }
 
 /// When a slot's newly swapped-in version is rolled back by itself (none: never).

@@ -176,7 +176,15 @@ impl Cluster {
                     None => return false,
                 };
             }
-            true
+            // Each server's owner has opened its log: a first owner starts at the end of
+            // it, so lines written before then are not posted (its plugins may take a
+            // while to compile on a loaded machine).
+            ["alpha", "beta"].iter().all(|tag| {
+                let owner = self.instances.get(&owners[tag]).and_then(Option::as_ref);
+                owner
+                    .and_then(|i| i.component(&format!("tailer:{tag}")))
+                    .is_some_and(|c| c["state"] == "ready")
+            })
         });
         owners
     }
