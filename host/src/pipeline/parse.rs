@@ -63,6 +63,26 @@ pub(super) struct ParseStage {
 }
 
 impl ParseStage {
+    /// Runs on a thread of its own (`parse-<tag>`), under `watchdog`, with `candidate`
+    /// beside the live chain, from the tailers' lines to the delivery task's batches.
+    pub fn spawn(
+        mut self,
+        tag: &str,
+        candidate: Option<ParserChain>,
+        (rx, tx): (mpsc::Receiver<ParseInput>, mpsc::Sender<Parsed>),
+        watchdog: &crate::observe::Watchdog,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let dog = watchdog.clone();
+        std::thread::Builder::new()
+            .name(format!("parse-{tag}"))
+            .spawn(move || {
+                dog.guarded("parser", || {
+                    self.set_candidate(candidate);
+                    self.run(rx, tx)
+                });
+            })
+    }
+
     /// Runs until the inputs close or the delivery task is gone.
     pub fn run(mut self, mut rx: mpsc::Receiver<ParseInput>, tx: mpsc::Sender<Parsed>) {
         self.went_live(None);
