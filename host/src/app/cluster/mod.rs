@@ -18,15 +18,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::server::Fences;
-use crate::cluster::{Cluster, Fence, Status, View, placement};
-use crate::discord::Discord;
+
+mod gateway;
+mod identity;
+
+use crate::cluster::{Cluster, Status, View, placement};
 use crate::observe::Shared;
 use crate::observe::health::State;
 use crate::servers::Server;
+pub(in crate::app) use gateway::{GatewayBuilder, GatewayParts};
+use gateway::{Pace, Term};
 
 /// How long an instance must have been a member before servers move back to it.
 pub(super) const SETTLE: Duration = Duration::from_secs(10);
@@ -71,17 +75,6 @@ fn eligible(
     (all, may(&me.to_owned()))
 }
 
-/// Builds a Discord client for one term as gateway owner.
-/// Its users' chosen servers are written under the term's fence.
-pub(super) type GatewayBuilder =
-    Arc<dyn Fn(Arc<Fence>) -> BoxFuture<'static, anyhow::Result<Discord>> + Send + Sync>;
-
-/// What the gateway owner needs to run the bot.
-pub(super) struct GatewayParts {
-    pub(super) build: GatewayBuilder,
-    pub(super) reloader: Arc<crate::reload::Reloader>,
-}
-
 /// What one server's keeper is told to do.
 #[derive(Debug, Clone, PartialEq)]
 enum Want {
@@ -105,47 +98,6 @@ pub(super) struct Manager {
     pub(super) logs: Vec<String>,
     /// The checkpoints, for what this instance knows of them when etcd lost them.
     pub(super) checkpoints: crate::tail::checkpoint::CheckpointStore,
-}
-
-/// This instance's term as gateway owner.
-struct Term {
-    fence: Arc<Fence>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-    started: Instant,
-}
-
-/// The least time between two gateway sessions this instance starts: Discord allows one
-/// identify per 5 s (`max_concurrency` 1) and 1,000 a day.
-const GATEWAY_PACE: Duration = Duration::from_secs(5);
-/// A term shorter than this makes the next wait twice as long as the last (up to
-/// [`GATEWAY_PACE_MAX`]): a gateway that keeps changing hands must not use the day's
-/// identifies up.
-const SHORT_TERM: Duration = Duration::from_secs(60);
-const GATEWAY_PACE_MAX: Duration = Duration::from_secs(600);
-
-/// When this instance may start its next gateway session.
-#[derive(Debug, Default)]
-struct Pace {
-    next: Option<Instant>,
-    wait: Duration,
-}
-
-impl Pace {
-    /// Whether a session may start now.
-    fn ready(&self, now: Instant) -> bool {
-        self.next.is_none_or(|t| now >= t)
-    }
-
-    /// A term that started at `started` ended at `now`.
-    fn ended(&mut self, started: Instant, now: Instant) {
-        self.wait = if now.duration_since(started) < SHORT_TERM {
-            (self.wait * 2).clamp(GATEWAY_PACE, GATEWAY_PACE_MAX)
-        } else {
-            GATEWAY_PACE
-        };
-        self.next = Some(now + self.wait);
-    }
 }
 
 /// What the manager remembers between ticks.
@@ -173,8 +125,6 @@ struct Memory {
     marker_checked: Option<Instant>,
 }
 
-/// How often, while etcd's state is marked lost, the checkpoints are looked at to end it.
-const MARKER_CHECK: Duration = Duration::from_secs(10);
 /// How long `/ready` shows that etcd lost the cluster's state, after it was found.
 const LOST_SHOWN: Duration = Duration::from_secs(600);
 
@@ -345,113 +295,6 @@ impl Manager {
         self.publish(Some(&view), memory);
     }
 
-    /// The cluster's identity this instance wrote down last time (its state folder), so
-    /// an etcd wiped while every instance was down is still told from a new one.
-    async fn remembered_identity(&self) -> Option<String> {
-        let path = self.state_dir.join("cluster-id");
-        tokio::task::spawn_blocking(move || crate::files::read_regular(&path, 4096).ok())
-            .await
-            .ok()
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-            .filter(|s| !s.is_empty())
-    }
-
-    /// Keeps the cluster's identity: takes one on etcd's first use, remembers it (also in the
-    /// state folder), and when etcd no longer has the one it knew (wiped, or another
-    /// cluster's data), says so loudly and marks the state lost, so the owners take missing
-    /// checkpoints as lost rather than as first starts. Ends the mark once every log has a
-    /// checkpoint again.
-    async fn identity_tick(&self, view: &View, memory: &mut Memory) {
-        let lost = match (&view.identity, &memory.identity) {
-            (Some(seen), Some(known)) if seen == known => None,
-            (Some(seen), Some(_)) => Some(format!("etcd has another cluster's identity ({seen})")),
-            (Some(_), None) => None,
-            (None, Some(_)) => Some("etcd has no cluster identity any more".to_owned()),
-            (None, None) => {
-                let id: String = (0..32)
-                    .map(|_| char::from_digit(fastrand::u32(0..16), 16).unwrap_or('0'))
-                    .collect();
-                let _ = self.cluster.claim_identity(&id).await;
-                return;
-            }
-        };
-        if let Some(why) = &lost {
-            let when = chrono::Utc::now()
-                .format("%Y-%m-%d %H:%M:%S UTC")
-                .to_string();
-            tracing::error!(
-                "etcd lost the cluster's state ({why}): it was wiped or replaced; every checkpoint missing there is taken as lost (on_lost_checkpoint: from the beginning by default; a log this instance delivered resumes where it got to)"
-            );
-            self.shared.metrics.cluster_state_lost.inc();
-            memory.state_lost = Some(Instant::now());
-            if let Err(e) = self.cluster.mark_state_lost(&when).await {
-                tracing::warn!("cannot mark the cluster's state lost in etcd: {e}");
-            }
-        }
-        // Another instance may have found the loss first: the mark says so.
-        if (lost.is_some() || view.state_lost) && !memory.gave_back {
-            memory.gave_back = true;
-            self.give_back().await;
-        } else if !view.state_lost && lost.is_none() {
-            memory.gave_back = false;
-        }
-        if lost.is_some()
-            && view.identity.is_none()
-            && let Some(known) = &memory.identity
-        {
-            let _ = self.cluster.claim_identity(known).await;
-        }
-        if let Some(seen) = &view.identity
-            && memory.identity.as_ref() != Some(seen)
-        {
-            memory.identity = Some(seen.clone());
-            let (path, id) = (self.state_dir.join("cluster-id"), seen.clone());
-            let written = tokio::task::spawn_blocking(move || {
-                crate::store::durable::write_durably(&path, id.as_bytes())
-            })
-            .await;
-            if let Ok(Err(e)) = written {
-                tracing::warn!("cannot keep the cluster's identity in the state folder: {e}");
-            }
-        }
-        if view.state_lost
-            && memory
-                .marker_checked
-                .is_none_or(|t| t.elapsed() >= MARKER_CHECK)
-        {
-            memory.marker_checked = Some(Instant::now());
-            if let Ok(true) = self.cluster.has_checkpoints(&self.logs).await {
-                tracing::info!(
-                    "every log has a checkpoint in etcd again: the cluster's state is whole"
-                );
-                let _ = self.cluster.clear_state_lost().await;
-            }
-        }
-    }
-
-    /// What this instance delivered, it gives back to an etcd that lost it: the next owner
-    /// of those logs resumes there, and delivers the batch in flight again the same way,
-    /// instead of starting at their beginning.
-    async fn give_back(&self) {
-        let mut restored = 0;
-        for log in self.checkpoints.known() {
-            let (checkpoint, flight) = (&log.checkpoint, log.in_flight.as_deref());
-            if let Ok(true) = self
-                .cluster
-                .restore_checkpoint(&log.log, checkpoint, flight)
-                .await
-            {
-                restored += 1;
-            }
-        }
-        if restored > 0 {
-            tracing::warn!(
-                "put back in etcd the checkpoints of {restored} logs this instance delivered"
-            );
-        }
-    }
-
     /// Says in `/ready` (`cluster:config`) which servers this instance does not own because
     /// its servers.yml differs from the cluster's there; logged when that changes.
     fn config_health(&self, differs: &[String], memory: &mut Memory) {
@@ -603,109 +446,6 @@ impl Manager {
         });
     }
 
-    /// The gateway's election; true while this instance runs the gateway.
-    async fn gateway_tick(
-        &self,
-        view: &View,
-        members: &[String],
-        memory: &mut Memory,
-        term: &mut Option<Term>,
-    ) -> bool {
-        let Some(parts) = &self.gateway else {
-            return false;
-        };
-        const KEY: &str = "\0gateway";
-        if let Some(t) = term.take() {
-            let still = view
-                .gateway
-                .as_ref()
-                .is_some_and(|h| h.token == t.fence.token())
-                && t.fence.valid();
-            if still && !t.task.is_finished() {
-                *term = Some(t);
-                return true;
-            }
-            let token = t.fence.token();
-            if still {
-                tracing::warn!(
-                    "the Discord gateway ended; giving it up so another instance can run it"
-                );
-            } else {
-                tracing::warn!("another instance runs the Discord gateway now; stopping it here");
-            }
-            memory.pace.ended(t.started, Instant::now());
-            self.end_term(t).await;
-            let _ = self
-                .cluster
-                .resign(&self.cluster.gateway_key(), token)
-                .await;
-            return false;
-        }
-        match &view.gateway {
-            Some(h) => {
-                memory.free_since.remove(KEY);
-                if h.instance == self.cluster.id {
-                    let _ = self
-                        .cluster
-                        .resign(&self.cluster.gateway_key(), h.token)
-                        .await;
-                }
-                false
-            }
-            None => {
-                if !self.due(KEY, members, memory) || !memory.pace.ready(Instant::now()) {
-                    return false;
-                }
-                memory.free_since.remove(KEY);
-                let key = self.cluster.gateway_key();
-                let Ok(Some(token)) = self.cluster.campaign(&key).await else {
-                    return false;
-                };
-                let fence = self
-                    .cluster
-                    .fence("the Discord gateway", key.clone(), token);
-                match (parts.build)(fence.clone()).await {
-                    Ok(discord) => {
-                        tracing::info!(token, "this instance runs the Discord gateway now");
-                        for s in self.servers.iter() {
-                            s.hold_rcon(true);
-                        }
-                        let (stop, stopping) = watch::channel(false);
-                        let task =
-                            discord.start(self.servers.clone(), parts.reloader.clone(), stopping);
-                        *term = Some(Term {
-                            fence,
-                            stop,
-                            task,
-                            started: Instant::now(),
-                        });
-                        true
-                    }
-                    Err(e) => {
-                        tracing::error!("cannot run the Discord gateway: {e:#}");
-                        let _ = self.cluster.resign(&key, token).await;
-                        false
-                    }
-                }
-            }
-        }
-    }
-
-    /// Stops a gateway term: the bot disconnects; this instance keeps Discord's REST API
-    /// for its servers' messages.
-    async fn end_term(&self, t: Term) {
-        t.fence.lose();
-        let _ = t.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(10), t.task).await;
-        let health = &self.shared.health;
-        health.forget(crate::discord::COMMANDS);
-        health.set(
-            "discord",
-            State::Ready,
-            Some("REST only: another instance runs the gateway".into()),
-        );
-    }
-
     fn publish(&self, view: Option<&View>, memory: &Memory) {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -827,27 +567,5 @@ mod tests {
         let two: Vec<String> = ["b", "c"].map(String::from).to_vec();
         let (may, _) = eligible("prod", &view, &two, "b", config(&[("prod", "x")]).as_ref());
         assert_eq!(may, ["b"]);
-    }
-
-    #[test]
-    fn gateway_sessions_keep_discords_pace_and_back_off_when_terms_are_short() {
-        let t0 = Instant::now();
-        let mut pace = Pace::default();
-        assert!(pace.ready(t0));
-        // Terms of a few seconds each: 5 s, 10 s, 20 s, … up to 10 min between sessions.
-        let mut now = t0;
-        let mut waits = Vec::new();
-        for _ in 0..10 {
-            pace.ended(now, now + Duration::from_secs(2));
-            now += Duration::from_secs(2);
-            assert!(!pace.ready(now));
-            waits.push(pace.wait.as_secs());
-            now = pace.next.unwrap();
-            assert!(pace.ready(now));
-        }
-        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
-        // A term that lasted: back to Discord's pace.
-        pace.ended(now, now + Duration::from_secs(3600));
-        assert_eq!(pace.wait, GATEWAY_PACE);
     }
 }
