@@ -24,6 +24,7 @@ use super::server::Fences;
 
 mod gateway;
 mod identity;
+mod ownership;
 
 use crate::cluster::{Cluster, Status, View, placement};
 use crate::observe::Shared;
@@ -328,124 +329,6 @@ impl Manager {
         self.fences.lock().contains_key(tag)
     }
 
-    async fn server_tick(
-        &self,
-        server: &Server,
-        want: &watch::Sender<Want>,
-        view: &View,
-        members: &[String],
-        memory: &mut Memory,
-    ) {
-        let tag = &server.tag;
-        let me = &self.cluster.id;
-        let mine = self.fences.lock().get(tag).cloned();
-        let handing_back = matches!(*want.borrow(), Want::HandBack(_));
-        match (mine, view.owners.get(tag)) {
-            (Some(f), Some(h)) if h.token == f.token() && f.valid() => {
-                memory.free_since.remove(tag);
-                if handing_back {
-                    return;
-                }
-                let ranked = placement::ranked(tag, members);
-                let settled =
-                    |since: Option<&Instant>| since.is_some_and(|t| t.elapsed() >= SETTLE);
-                if let Some(&preferred) = ranked.first()
-                    && preferred != me.as_str()
-                    && settled(memory.first_seen.get(preferred))
-                    && settled(memory.owned_since.get(tag))
-                {
-                    tracing::info!(server = %tag, to = preferred, "handing the server back to the instance it belongs to");
-                    want.send_replace(Want::HandBack(f.token()));
-                }
-            }
-            (Some(_), _) if handing_back => {}
-            (Some(_), _) => {
-                self.drop_server(
-                    server,
-                    want,
-                    memory,
-                    "another instance owns it now, or its key expired",
-                );
-            }
-            (None, Some(h)) => {
-                memory.free_since.remove(tag);
-                if h.instance != *me {
-                    self.checkpoints.forget_server(tag);
-                }
-                if handing_back && h.instance != *me {
-                    want.send_replace(Want::Idle);
-                } else if h.instance == *me && !handing_back {
-                    // A key of this instance's lease that it does not act on (a start that
-                    // lost its fence): give it up so another instance can take the server.
-                    let _ = self
-                        .cluster
-                        .resign(&self.cluster.owner_key(tag), h.token)
-                        .await;
-                }
-            }
-            (None, None) => {
-                if handing_back {
-                    // The hand-back is done (or its resign was): free to campaign again.
-                    want.send_replace(Want::Idle);
-                }
-                if !self.due(tag, members, memory) {
-                    return;
-                }
-                match self.cluster.campaign(&self.cluster.owner_key(tag)).await {
-                    Ok(Some(token)) => {
-                        let fence = self.cluster.fence(
-                            &format!("server {tag}"),
-                            self.cluster.owner_key(tag),
-                            token,
-                        );
-                        tracing::info!(server = %tag, token, "this instance owns the server now; starting it");
-                        self.fences.lock().insert(tag.clone(), fence);
-                        memory.owned_since.insert(tag.clone(), Instant::now());
-                        memory.free_since.remove(tag);
-                        server.hold_rcon(true);
-                        want.send_replace(Want::Run);
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(server = %tag, "campaign failed: {e}"),
-                }
-            }
-        }
-    }
-
-    /// Whether this instance's turn to campaign for `what` has come: at once when it
-    /// ranks first among the members, one step later per place after that.
-    fn due(&self, what: &str, members: &[String], memory: &mut Memory) -> bool {
-        let since = *memory
-            .free_since
-            .entry(what.to_owned())
-            .or_insert_with(Instant::now);
-        let rank = placement::rank(what, &self.cluster.id, members).unwrap_or(members.len());
-        since.elapsed() >= STEP * u32::try_from(rank).unwrap_or(u32::MAX)
-    }
-
-    /// Stops server `tag` at once: its fence is lost.
-    fn drop_server(
-        &self,
-        server: &Server,
-        want: &watch::Sender<Want>,
-        memory: &mut Memory,
-        why: &str,
-    ) {
-        let held = self.fences.lock().remove(&server.tag);
-        if let Some(f) = held {
-            f.lose();
-            tracing::warn!(server = %server.tag, "stopping the server here: {why}");
-        }
-        memory.owned_since.remove(&server.tag);
-        want.send_if_modified(|w| match w {
-            Want::Idle => false,
-            _ => {
-                *w = Want::Idle;
-                true
-            }
-        });
-    }
-
     fn publish(&self, view: Option<&View>, memory: &Memory) {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -523,6 +406,19 @@ async fn keeper(
                 }
             }
         }
+    }
+}
+
+impl Manager {
+    /// Whether this instance's turn to campaign for `what` has come: at once when it
+    /// ranks first among the members, one step later per place after that.
+    fn due(&self, what: &str, members: &[String], memory: &mut Memory) -> bool {
+        let since = *memory
+            .free_since
+            .entry(what.to_owned())
+            .or_insert_with(Instant::now);
+        let rank = placement::rank(what, &self.cluster.id, members).unwrap_or(members.len());
+        since.elapsed() >= STEP * u32::try_from(rank).unwrap_or(u32::MAX)
     }
 }
 

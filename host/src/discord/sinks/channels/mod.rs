@@ -22,18 +22,21 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::alert::{ServerLabel, duration_text};
+use crate::alert::duration_text;
 use crate::config::{EventRules, ServerConfig, Shown};
 use crate::discord::rest::limits::{self, cut};
-use crate::discord::rest::payload::{AllowedMentions, Embed, Field, Footer, Message, Nonce};
+use crate::discord::rest::payload::{Message, Nonce};
 use crate::discord::rest::retry::{self, Policy, Retry};
 use crate::discord::rest::{Failure, Rest};
 use crate::discord::roles::RoleDirectory;
 use crate::discord::sinks::pack::pack as pack_messages;
-use crate::event::{Event, Severity};
+use crate::event::Event;
 use crate::observe::health::{Health, State};
 use crate::observe::metrics::Metrics;
 use crate::sink::{Batch, Delivery, Sink, console};
+
+mod alert;
+mod pings;
 
 /// One server's Discord channels.
 pub struct DiscordSink {
@@ -71,9 +74,6 @@ struct Coalesced {
     count: u64,
     last: Instant,
 }
-
-/// How often one player may ping one group from game chat.
-const CHAT_PING_EVERY: Duration = Duration::from_secs(60);
 
 /// A message ready to send.
 struct Outgoing {
@@ -270,115 +270,6 @@ impl DiscordSink {
         }
     }
 
-    /// Whom a player's line in game chat pings, as in the Python bot: each `@word` that
-    /// names a mention group (at most three per line, each player and group at most once a
-    /// minute). Lines of kind `chat`, `shout` and `mention` (what the stock and the Python
-    /// bot's patterns make of a line with an `@word`) may ping. `@everyone` and `@here`
-    /// name no group, so they never ping.
-    async fn chat_pings(&self, e: &Event) -> AllowedMentions {
-        let mut pings = AllowedMentions::default();
-        if !matches!(e.kind.as_str(), "chat" | "shout" | "mention") {
-            return pings;
-        }
-        let (Some(player), Some(message)) = (&e.player, &e.message) else {
-            return pings;
-        };
-        let mut groups: Vec<String> = message
-            .split_whitespace()
-            .filter(|w| w.starts_with('@'))
-            .map(|w| w.trim_end_matches(|c: char| !c.is_alphanumeric()))
-            .filter_map(|w| self.roles.group_for_word(w))
-            .collect();
-        let mut seen = HashSet::new();
-        groups.retain(|g| seen.insert(g.clone()));
-        groups.truncate(3);
-        for group in groups {
-            let now = Instant::now();
-            {
-                let mut last = self.chat_pings.lock();
-                let key = (player.clone(), group.clone());
-                if last
-                    .get(&key)
-                    .is_some_and(|t| now.duration_since(*t) < CHAT_PING_EVERY)
-                {
-                    continue;
-                }
-                if last.len() > 10_000 {
-                    last.retain(|_, t| now.duration_since(*t) < CHAT_PING_EVERY);
-                }
-                last.insert(key, now);
-            }
-            let (roles, users) = self.roles.targets(&self.rest, &group).await;
-            pings.roles.extend(roles);
-            pings.users.extend(users);
-        }
-        for ids in [&mut pings.roles, &mut pings.users] {
-            ids.sort_unstable();
-            ids.dedup();
-        }
-        pings
-    }
-
-    /// An alert as an embed: its title names the server (two servers often share one
-    /// alerts channel), its fields read as words with units.
-    async fn alert(&self, e: &Event) -> Message {
-        let title = e.field("title").unwrap_or("Alert");
-        let emoji = e.emoji.as_deref().unwrap_or("");
-        let server = ServerLabel {
-            tag: self.server.tag.clone(),
-            name: self.server.name.clone(),
-        }
-        .plain();
-        // The emoji and the server are kept and the title cut between them, never pushed
-        // past 256.
-        let room = limits::EMBED_TITLE
-            .saturating_sub(limits::length(emoji) + limits::length(&server) + 4)
-            .max(1);
-        let title = format!("{emoji} {} · {server}", cut(title, room));
-        let title = cut(title.trim(), limits::EMBED_TITLE).into_owned();
-        let fields = e
-            .fields
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "source" | "key" | "title"))
-            .filter(|(_, v)| !v.is_empty())
-            .take(10)
-            .map(|(k, v)| {
-                let (name, value) = crate::alert::present::field(k, v);
-                Field {
-                    name,
-                    value,
-                    inline: true,
-                }
-            })
-            .collect();
-        let embed = Embed {
-            title,
-            description: e.message.clone().unwrap_or_default(),
-            color: colour(e),
-            footer: Some(Footer {
-                text: format!(
-                    "{} · {}",
-                    e.field("source").unwrap_or("?"),
-                    e.field("key").unwrap_or("?")
-                ),
-            }),
-            fields,
-        };
-        let mut message = Message {
-            embeds: vec![embed],
-            ..Message::default()
-        };
-        if let Some(group) = &e.mention {
-            let (roles, users) = self.roles.targets(&self.rest, group).await;
-            let pings = AllowedMentions { roles, users };
-            if !pings.is_empty() {
-                message.content = pings.tags();
-                message.allowed_mentions = pings;
-            }
-        }
-        message
-    }
-
     fn count(&self, outcome: &str, n: u64) {
         if let Some(m) = &self.metrics {
             m.discord_messages
@@ -561,19 +452,6 @@ fn line(e: &Event) -> String {
     match &e.emoji {
         Some(emoji) => format!("{emoji} {body}"),
         None => body,
-    }
-}
-
-/// The embed's colour: green resolved, red critical, orange warning, gold notice, else blue.
-fn colour(e: &Event) -> u32 {
-    if e.kind == "alert-resolved" {
-        return 0x1F8B4C;
-    }
-    match e.severity {
-        Severity::Critical => 0xE74C3C,
-        Severity::Warning => 0xE67E22,
-        Severity::Notice => 0xF1C40F,
-        _ => 0x3498DB,
     }
 }
 
