@@ -1,7 +1,15 @@
-//! The HTTP face: `/health` (the Python bot's JSON, truthful), `/healthz` (liveness),
-//! `/ready` (readiness, naming every component), `/metrics` (Prometheus), and the admin API:
-//! `GET /api/servers[/{tag}]`, and the writes `POST /api/servers/{tag}/reload|rollback` and
-//! `POST /api/reload`, which need the bearer token (and are off without one).
+//! The HTTP face (a test checks that this list and the routes agree):
+//!
+//! - `GET /health`: the Python bot's JSON, truthful; `GET /healthz`: liveness;
+//!   `GET /ready`: readiness, naming every component; `GET /metrics`: Prometheus.
+//! - The admin API's reads (the bearer token, when reads are protected):
+//!   `GET /api/servers`, `GET /api/servers/{tag}`, compare mode's report
+//!   `GET /api/servers/{tag}/compare`, and cluster mode's view `GET /api/cluster` (404
+//!   outside cluster mode).
+//! - Its writes, which need the bearer token (and are off without one):
+//!   `POST /api/servers/{tag}/reload`, `POST /api/servers/{tag}/rollback`,
+//!   `POST /api/servers/{tag}/promote`, `POST /api/servers/{tag}/stop`,
+//!   `POST /api/servers/{tag}/start`, and `POST /api/reload` (every server).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -443,4 +451,42 @@ async fn api_reload_all(
         );
     }
     Ok(Json(json!({ "servers": results })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every route of the router is in the module's doc, with its method, and every route
+    /// the doc names is served.
+    #[test]
+    fn the_module_doc_lists_every_route() {
+        let source = include_str!("mod.rs");
+        let doc: String = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("//!"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut routes = Vec::new();
+        for piece in source.split(".route(\"").skip(1) {
+            let (path, rest) = piece.split_once('"').unwrap_or_default();
+            let method = rest
+                .trim_start_matches(", ")
+                .split('(')
+                .next()
+                .unwrap_or("");
+            routes.push(format!("`{} {path}`", method.to_uppercase()));
+        }
+        assert!(routes.len() >= 14, "{routes:?}");
+        for route in &routes {
+            assert!(
+                doc.contains(route.as_str()),
+                "{route} is not in the module's doc"
+            );
+        }
+        let documented = doc.matches("`GET /").count() + doc.matches("`POST /").count();
+        assert_eq!(
+            documented,
+            routes.len(),
+            "the doc names a route that is not served"
+        );
+    }
 }
