@@ -248,9 +248,22 @@ proptest! {
             0..12,
         ),
     ) {
-        if let Ok(answer) = parse_stats(&lines.join("\n")) {
-            for (_, f) in answer.evolution {
-                prop_assert!((0.0..=1.0).contains(&f), "{f}");
+        let text = lines.join("\n");
+        // An answer is one with a tick: the last `tick=` line's number.
+        let tick = (text.lines().map(str::trim))
+            .filter_map(|l| l.strip_prefix("tick="))
+            .last()
+            .and_then(|v| v.parse().ok());
+        match parse_stats(&text) {
+            Ok(answer) => {
+                prop_assert_eq!(Some(answer.tick), tick);
+                for (_, f) in answer.evolution {
+                    prop_assert!((0.0..=1.0).contains(&f), "{f}");
+                }
+            }
+            Err(e) => {
+                prop_assert_eq!(tick, None::<u64>);
+                prop_assert!(e.contains("gave no tick"), "{e}");
             }
         }
     }

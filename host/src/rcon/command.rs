@@ -476,16 +476,31 @@ mod tests {
 
     #[test]
     fn other_commands_validate_their_arguments() {
-        assert!(server_save(Some("my-save_1")).is_ok());
-        assert!(server_save(Some("../x")).is_err());
-        assert!(server_save(Some("..")).is_err());
-        assert!(server_save(Some("../../etc/passwd")).is_err());
-        assert!(server_save(Some("a b")).is_err());
+        assert_eq!(
+            server_save(Some("my-save_1")).unwrap().as_str(),
+            "/server-save my-save_1"
+        );
+        assert_eq!(server_save(None).unwrap().as_str(), "/server-save");
+        for bad in ["../x", "..", "../../etc/passwd", "a b"] {
+            assert!(
+                matches!(server_save(Some(bad)), Err(CommandError::SaveName(n)) if n == bad),
+                "{bad}"
+            );
+        }
         assert_eq!(game_speed(2.0).unwrap().as_str(), "/sc game.speed = 2");
         assert!(game_speed(f64::NAN).is_err());
         assert!(game_speed(1000.0).is_err());
-        assert!(research("automation-2").is_ok());
-        assert!(research("x\") game.print(1) --").is_err());
+        let r = research("automation-2").unwrap();
+        assert!(r.as_str().starts_with("/sc "), "{}", r.as_str());
+        assert!(
+            r.as_str().contains(r#"f.technologies["automation-2"]"#),
+            "{}",
+            r.as_str()
+        );
+        assert!(matches!(
+            research("x\") game.print(1) --"),
+            Err(CommandError::Technology(_))
+        ));
         assert!(raw("/sc a\0b").is_err());
         assert_eq!(
             whitelist(&Whitelist::Add(PlayerName::parse("Eve").unwrap())).as_str(),
