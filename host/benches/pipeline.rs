@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use factorio_isr::observe::Shared;
+use factorio_isr::observe::Telemetry;
 use factorio_isr::observe::health::Health;
 use factorio_isr::observe::metrics::Metrics;
 use factorio_isr::pipeline::{self, LogInput, ServerPipeline};
@@ -109,8 +109,8 @@ fn pipeline(dir: &Path, log: &Path, sink: Arc<dyn Sink>, from_start: bool) -> Se
     }
 }
 
-fn shared() -> Shared {
-    Shared {
+fn shared() -> Telemetry {
+    Telemetry {
         health: Health::default(),
         metrics: Arc::new(Metrics::new()),
     }

@@ -3,7 +3,7 @@
 //!
 //! - round-trip latency of one command on the persistent connection, p50/p99, and commands
 //!   per second one after another;
-//! - the metrics engine's cache: many concurrent status requests in one period, and how many
+//! - the readings engine's cache: many concurrent status requests in one period, and how many
 //!   RCON round trips they cost (the target is one).
 //!
 //! Run with `cargo bench --bench rcon`.
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use factorio_isr::config::Secret;
 use factorio_isr::rcon::{RconClient, RconSettings};
+use factorio_isr::readings::Readings;
 use factorio_isr::sim::{Sim, SimOptions};
-use factorio_isr::stats::StatsEngine;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -54,7 +54,7 @@ async fn main() {
 
     for callers in [1usize, 100, 1000] {
         // A fresh engine, so each round starts a new period.
-        let engine = Arc::new(StatsEngine::new(
+        let engine = Arc::new(Readings::new(
             client.clone(),
             Duration::from_secs(5),
             0.2,

@@ -8,7 +8,7 @@
 //!
 //! - [`tail`]: follows a server's log files through rotation ([`tail::lines`] cuts bytes
 //!   into bounded lines, [`tail::checkpoint`] remembers how far delivery got).
-//! - [`rcon`]: the RCON link to each game; [`stats`]: the readings taken over it (UPS,
+//! - [`rcon`]: the RCON link to each game; [`readings`]: the readings taken over it (UPS,
 //!   players, evolution) and their averages.
 //! - [`plugin`]: the WebAssembly sandbox that runs parser and monitor plugins.
 //! - [`alert`]: the alert book (what is open) and the mention groups.
@@ -52,12 +52,12 @@ pub mod observe;
 pub mod pipeline;
 pub mod plugin;
 pub mod rcon;
+pub mod readings;
 pub mod reload;
 pub mod servers;
 pub mod sim;
 pub mod sink;
 pub mod slot;
-pub mod stats;
 pub mod store;
 pub mod swap;
 pub mod tail;

@@ -1,5 +1,5 @@
 //! The live parts of each configured server that the HTTP API, the CLI and (later) Discord
-//! commands reach: its RCON link, its metrics engine, its open alerts and its plugins.
+//! commands reach: its RCON link, its readings engine, its open alerts and its plugins.
 
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use crate::config::ServerConfig;
 use crate::observe::metrics::Metrics;
 use crate::plugin::{PluginBoard, PluginStatus};
 use crate::rcon::{LinkState, RconClient, RconSettings};
-use crate::stats::{Reading, StatsEngine};
+use crate::readings::{Reading, Readings};
 use crate::swap::compare::{MonitorReport, ParserReport};
 use crate::swap::slot::SlotVersions;
 
@@ -22,7 +22,7 @@ pub struct Server {
     pub name: Option<String>,
     pub description: Option<String>,
     /// None when the server has no RCON password.
-    pub stats: Option<Arc<StatsEngine>>,
+    pub stats: Option<Arc<Readings>>,
     /// Its open alerts.
     pub alerts: Arc<Alerts>,
     /// Its parsers and monitors and how they are doing.
@@ -127,7 +127,7 @@ pub struct ServerView {
     pub run: RunState,
     /// The RCON link; null when RCON is not configured.
     pub rcon: Option<LinkState>,
-    /// The latest reading of the metrics engine; null when RCON is not configured.
+    /// The latest reading of the readings engine; null when RCON is not configured.
     pub reading: Option<Arc<Reading>>,
     /// Alerts open now, oldest first.
     pub alerts: Vec<ActiveAlert>,
@@ -174,8 +174,8 @@ impl Server {
                 ..settings
             };
             let rcon = RconClient::spawn(&config.tag, settings, link);
-            let gauges = metrics.map(|m| crate::stats::StatsGauges::of(m, &config.tag));
-            Arc::new(StatsEngine::new(
+            let gauges = metrics.map(|m| crate::readings::ReadingGauges::of(m, &config.tag));
+            Arc::new(Readings::new(
                 rcon,
                 Duration::from_secs(config.metrics_interval),
                 config.ups_ema_alpha,

@@ -272,7 +272,7 @@ fn a_monitor_returning_a_flood_of_alerts_is_cut_and_counted() {
         )),
         notices: notice_tx,
         board: Arc::default(),
-        shared: factorio_isr::observe::Shared {
+        shared: factorio_isr::observe::Telemetry {
             health: factorio_isr::observe::health::Health::default(),
             metrics: metrics.clone(),
         },

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use factorio_isr::config::Config;
 use factorio_isr::rcon::command::{lua_string, parse_lua_string};
 use factorio_isr::rcon::packet::{Codec, FrameError, Kind, Packet};
-use factorio_isr::stats::query::{parse_evolution_command, parse_stats};
+use factorio_isr::readings::query::{parse_evolution_command, parse_stats};
 use factorio_isr::tail::lines::LineSplitter;
 use factorio_isr_patterns_engine::{PatternFile, RuleSet};
 use proptest::prelude::*;
@@ -252,7 +252,7 @@ proptest! {
         // An answer is one with a tick: the last `tick=` line's number.
         let tick = (text.lines().map(str::trim))
             .filter_map(|l| l.strip_prefix("tick="))
-            .last()
+            .next_back()
             .and_then(|v| v.parse().ok());
         match parse_stats(&text) {
             Ok(answer) => {

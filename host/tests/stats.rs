@@ -1,4 +1,4 @@
-//! The metrics engine against the fake Factorio server over real TCP: what one reading
+//! The readings engine against the fake Factorio server over real TCP: what one reading
 //! holds for Factorio 2.0 and 1.1, the cache under many concurrent callers, and pause.
 
 use std::sync::Arc;
@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use factorio_isr::config::Secret;
 use factorio_isr::rcon::{RconClient, RconSettings};
+use factorio_isr::readings::Readings;
 use factorio_isr::sim::{Api, Sim, SimOptions};
-use factorio_isr::stats::StatsEngine;
 
-async fn engine(api: Api, period: Duration) -> (Sim, Arc<StatsEngine>) {
+async fn engine(api: Api, period: Duration) -> (Sim, Arc<Readings>) {
     let sim = Sim::start(SimOptions {
         api,
         ..SimOptions::default()
@@ -21,7 +21,7 @@ async fn engine(api: Api, period: Duration) -> (Sim, Arc<StatsEngine>) {
         Secret::new(SimOptions::default().password),
     );
     let rcon = RconClient::spawn("t", settings, None);
-    (sim, Arc::new(StatsEngine::new(rcon, period, 0.2, None)))
+    (sim, Arc::new(Readings::new(rcon, period, 0.2, None)))
 }
 
 #[tokio::test]
@@ -112,7 +112,7 @@ async fn a_server_without_rcon_gives_an_empty_reading_with_the_reason() {
         connect_timeout: Duration::from_secs(2),
         ..RconSettings::new(format!("127.0.0.1:{port}"), Secret::new("x"))
     };
-    let engine = StatsEngine::new(
+    let engine = Readings::new(
         RconClient::spawn("t", settings, None),
         Duration::ZERO,
         0.2,

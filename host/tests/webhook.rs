@@ -237,7 +237,7 @@ async fn a_webhook_down_mid_batch_longer_than_its_patience_gets_every_line_once(
     let events: Vec<Event> = (0..600)
         .map(|i| chat("Alice", &format!("line {i:03} {}", "x".repeat(40))))
         .collect();
-    let shared = factorio_isr::observe::Shared {
+    let shared = factorio_isr::observe::Telemetry {
         health: factorio_isr::observe::health::Health::default(),
         metrics: Arc::new(factorio_isr::observe::metrics::Metrics::new()),
     };

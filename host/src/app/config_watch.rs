@@ -4,7 +4,7 @@
 //! checkpoint, so nothing is lost or posted twice), a server's RCON link is pointed at its
 //! new address, password or timeout, and the bot takes up new roles and cooldowns and the
 //! channels of each server. What only a start can apply (servers added or removed, a
-//! server's name, its metrics engine, cluster mode) is said in the log and in `/ready`
+//! server's name, its readings engine, cluster mode) is said in the log and in `/ready`
 //! (component `config`, degraded) until the next start.
 
 use std::sync::Arc;

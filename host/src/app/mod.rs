@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::alert::Mentions;
 use crate::config::{Config, Secret};
 use crate::http;
-use crate::observe::Shared;
+use crate::observe::Telemetry;
 use crate::observe::health::Health;
 use crate::observe::metrics::Metrics;
 use crate::reload::Reloader;
@@ -76,7 +76,7 @@ pub struct Host {
     /// Where HTTP listens; none when the port could not be bound.
     pub http_addr: Option<SocketAddr>,
     /// Component health and metrics, as `/ready` and `/metrics` show them.
-    pub shared: Shared,
+    pub shared: Telemetry,
     stop: watch::Sender<bool>,
     supervisors: Vec<tokio::task::JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -100,7 +100,7 @@ impl Host {
     /// watcher and the HTTP server. A server that cannot be built as configured is down
     /// (with the reason, in `/ready` and the log) and the others start.
     pub async fn start(opts: &HostOptions, config: &Config) -> anyhow::Result<Self> {
-        let shared = Shared {
+        let shared = Telemetry {
             health: Health::default(),
             metrics: Arc::new(Metrics::new()),
         };

@@ -16,7 +16,7 @@ use crate::discord::{Discord, DiscordSink};
 use crate::monitor;
 use crate::observe::health::State;
 use crate::observe::metrics::Metrics;
-use crate::observe::{Shared, Watchdog};
+use crate::observe::{Telemetry, Watchdog};
 use crate::pipeline::{self, LogFile, LogInput, ServerPipeline};
 use crate::plugin::{MonitorInstance, ParserChain};
 use crate::reload::Reloader;
@@ -35,7 +35,7 @@ pub(super) struct RunParts {
     /// servers.yml, to name it in errors.
     pub(super) config_path: PathBuf,
     pub(super) poll: Duration,
-    pub(super) shared: Shared,
+    pub(super) shared: Telemetry,
     pub(super) checkpoints: CheckpointStore,
     pub(super) discord: Option<DiscordOut>,
     /// Cluster mode: the claim this instance holds on each server it owns now.

@@ -20,7 +20,7 @@ use crate::cluster::kept::EtcdStore;
 use crate::config::Config;
 use crate::discord::Discord;
 use crate::http;
-use crate::observe::Shared;
+use crate::observe::Telemetry;
 use crate::observe::health::State;
 use crate::reload::Reloader;
 use crate::servers::Server;
@@ -29,7 +29,7 @@ use crate::servers::Server;
 pub(super) async fn connect_cluster(
     opts: &HostOptions,
     config: &Config,
-    shared: &Shared,
+    shared: &Telemetry,
 ) -> anyhow::Result<Option<Arc<Cluster>>> {
     let Some(settings) = &config.cluster else {
         return Ok(None);
@@ -49,7 +49,7 @@ pub(super) async fn connect_cluster(
 pub(super) async fn build_discord(
     opts: &HostOptions,
     config: &Config,
-    shared: &Shared,
+    shared: &Telemetry,
 ) -> anyhow::Result<Option<Discord>> {
     let Some(access) = &opts.discord else {
         tracing::info!(
@@ -76,7 +76,7 @@ pub(super) async fn build_discord(
 }
 
 /// Each server's face (its handles, run state and orders), before any of its parts run.
-pub(super) fn faces(opts: &HostOptions, config: &Config, shared: &Shared) -> Arc<Vec<Server>> {
+pub(super) fn faces(opts: &HostOptions, config: &Config, shared: &Telemetry) -> Arc<Vec<Server>> {
     let cluster_mode = config.cluster.is_some();
     Arc::new(
         config
@@ -180,7 +180,7 @@ impl Started {
         discord: Option<Discord>,
         opts: &HostOptions,
         config: &Config,
-        shared: &Shared,
+        shared: &Telemetry,
     ) -> (
         Vec<tokio::task::JoinHandle<()>>,
         Option<ClusterRun>,
@@ -246,7 +246,7 @@ impl Started {
         &self,
         opts: &HostOptions,
         config: &Config,
-        shared: &Shared,
+        shared: &Telemetry,
         bot: Option<Arc<crate::discord::Bot>>,
         cluster: Option<Arc<Cluster>>,
         cluster_run: Option<&ClusterRun>,
@@ -334,7 +334,7 @@ fn gateway_builder(
     access: &DiscordAccess,
     config: &Config,
     opts: &HostOptions,
-    shared: &Shared,
+    shared: &Telemetry,
 ) -> cluster::GatewayBuilder {
     let token = access.token.clone();
     let api_url = access.api_url.clone();
@@ -376,7 +376,7 @@ fn gateway_builder(
 
 fn spawn_http(
     bound: anyhow::Result<tokio::net::TcpListener>,
-    shared: &Shared,
+    shared: &Telemetry,
     auth: http::ApiAuth,
     servers: Arc<Vec<Server>>,
     reloader: Option<Arc<Reloader>>,

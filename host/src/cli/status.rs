@@ -1,4 +1,4 @@
-//! `factorio-isr status`: the metrics engine's reading of each server, in a terminal.
+//! `factorio-isr status`: the readings engine's reading of each server, in a terminal.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::config::Config;
+use crate::readings::Reading;
 use crate::servers::Server;
-use crate::stats::Reading;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {

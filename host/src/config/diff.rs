@@ -46,7 +46,7 @@ const PLUGIN_KEYS: &[&str] = &[
 /// A server's keys of its RCON link.
 const RCON_KEYS: &[&str] = &["rcon_host", "rcon_port", "rcon_password", "rcon_timeout"];
 /// A server's keys that only a start of the host applies: its face (name, description),
-/// its metrics engine, and the bot's chat bridge (which asks Discord for an intent).
+/// its readings engine, and the bot's chat bridge (which asks Discord for an intent).
 const START_KEYS: &[&str] = &[
     "name",
     "description",

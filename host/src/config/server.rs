@@ -84,7 +84,7 @@ pub struct ServerConfig {
     /// Seconds to wait for the RCON connection and for each answer (new; 1 to 3600).
     #[serde(default = "defaults::rcon_timeout")]
     pub rcon_timeout: u64,
-    /// How often the metrics engine reads the server over RCON, in seconds; requests in
+    /// How often the readings engine reads the server over RCON, in seconds; requests in
     /// between are answered from the last reading.
     #[serde(default = "defaults::metrics_interval")]
     pub metrics_interval: u64,

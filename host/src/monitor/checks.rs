@@ -17,7 +17,7 @@ use crate::observe::health::{Health, State};
 use crate::observe::metrics::Metrics;
 use crate::plugin::WitSample;
 use crate::rcon::LinkState;
-use crate::stats::StatsEngine;
+use crate::readings::Readings;
 
 /// How often each check runs, from a server's configuration.
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ fn every(period: Duration) -> tokio::time::Interval {
 /// Starts the checks of a server with RCON, under `watchdog`; they run until `stop` turns
 /// true.
 pub fn spawn_checks(
-    stats: Arc<StatsEngine>,
+    stats: Arc<Readings>,
     settings: CheckSettings,
     out: CheckOutputs,
     mut stop: watch::Receiver<bool>,

@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::alert::Alerts;
 use crate::event::{Event, unix_ms};
-use crate::observe::Shared;
+use crate::observe::Telemetry;
 use crate::plugin::{MonitorInstance, PluginBoard, WitSample};
 use crate::swap::slot::{SlotVersions, Swapped};
 
@@ -83,7 +83,7 @@ pub enum MonitorInput {
         events: Vec<Event>,
         span: tracing::Span,
     },
-    /// A reading of the server's metrics engine.
+    /// A reading of the server's readings engine.
     Sample(WitSample),
     /// The players an RCON reading at `at_ms` shows online (for the [`Roster`], which infers
     /// leaves the log did not write).
@@ -160,7 +160,7 @@ pub struct MonitorOutputs {
     pub alerts: Arc<Alerts>,
     pub notices: mpsc::Sender<Vec<Event>>,
     pub board: Arc<PluginBoard>,
-    pub shared: Shared,
+    pub shared: Telemetry,
     /// Turned on while the thread runs monitors or a candidate.
     pub listening: Listening,
 }

@@ -3,7 +3,7 @@
 use crate::alert::duration_text;
 use crate::event::Event;
 use crate::markdown::escape;
-use crate::stats::Reading;
+use crate::readings::Reading;
 
 /// What a report shows (the Python bot's `enable_ups_stat`, `enable_evolution_stat`).
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +91,7 @@ pub fn stats_report(name: &str, reading: &Reading, parts: ReportParts) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Surface;
+    use crate::readings::Surface;
 
     fn reading() -> Reading {
         Reading {

@@ -1,6 +1,6 @@
 //! What the host tells about itself: component health for `/ready` ([`health`]),
 //! Prometheus metrics ([`metrics`]) and the log ([`logging`]), and the handle to the first
-//! two that every part of a server reports to ([`Shared`]).
+//! two that every part of a server reports to ([`Telemetry`]).
 
 pub mod fault;
 pub mod health;
@@ -28,7 +28,7 @@ pub struct Crash {
 /// the server's parts. Cheap to clone; one per run of a server.
 #[derive(Clone)]
 pub struct Watchdog {
-    shared: Shared,
+    shared: Telemetry,
     server: String,
     crashes: Option<tokio::sync::mpsc::UnboundedSender<Crash>>,
 }
@@ -36,7 +36,7 @@ pub struct Watchdog {
 impl Watchdog {
     /// A watchdog for `server` whose crashes arrive on the receiver.
     pub fn new(
-        shared: &Shared,
+        shared: &Telemetry,
         server: &str,
     ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<Crash>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -50,7 +50,7 @@ impl Watchdog {
 
     /// A watchdog that reports to nobody: a part that panics stays down (tools and tests
     /// that run a stage on its own).
-    pub fn unsupervised(shared: &Shared, server: &str) -> Self {
+    pub fn unsupervised(shared: &Telemetry, server: &str) -> Self {
         Self {
             shared: shared.clone(),
             server: server.to_owned(),
@@ -110,9 +110,10 @@ impl Watchdog {
     }
 }
 
-/// What every part of a server reports to (see `StateReport::of` for state writes).
+/// What every part of a server reports to: its health components and the metrics (see
+/// `StateReport::of` for state writes).
 #[derive(Clone)]
-pub struct Shared {
+pub struct Telemetry {
     pub health: Health,
     pub metrics: Arc<Metrics>,
 }

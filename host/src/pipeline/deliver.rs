@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::event::Event;
-use crate::observe::Shared;
+use crate::observe::Telemetry;
 use crate::observe::health::State;
 use crate::sink::{Batch, Sink};
 
@@ -23,7 +23,7 @@ pub async fn deliver(
     sink: &dyn Sink,
     events: &[Event],
     id: Option<&str>,
-    shared: &Shared,
+    shared: &Telemetry,
 ) {
     let span = tracing::info_span!(
         "deliver",
@@ -38,7 +38,7 @@ pub async fn deliver(
         .await
 }
 
-async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Shared) {
+async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Telemetry) {
     let span = tracing::Span::current();
     let tag = first.server();
     let component = format!("sink:{tag}:{}", sink.name());
@@ -87,7 +87,7 @@ async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Shared) {
 }
 
 /// One delivery under the sink's deadline, timed.
-async fn attempt(batch: &Batch<'_>, sink: &dyn Sink, shared: &Shared) -> Result<(), String> {
+async fn attempt(batch: &Batch<'_>, sink: &dyn Sink, shared: &Telemetry) -> Result<(), String> {
     let started = Instant::now();
     let result = tokio::time::timeout(sink.patience(), sink.deliver(batch)).await;
     shared

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::{Outlets, Parsed, deliver};
 use crate::config::OnLostCheckpoint;
 use crate::event::Event;
-use crate::observe::Shared;
+use crate::observe::Telemetry;
 use crate::observe::health::State;
 use crate::sink::Sink;
 use crate::store::{StateReport, What};
@@ -27,7 +27,7 @@ pub(super) fn start_at(
     label: &str,
     loaded: Loaded,
     on_lost: OnLostCheckpoint,
-    shared: &Shared,
+    shared: &Telemetry,
 ) -> (StartAt, Option<String>) {
     let component = format!("checkpoint:{label}");
     shared.health.set(&component, State::Ready, None);
@@ -99,7 +99,7 @@ impl Opening {
     pub(super) async fn open(
         self,
         tag: &str,
-        shared: &Shared,
+        shared: &Telemetry,
         rx: mpsc::Receiver<Parsed>,
     ) -> Option<LogDelivery> {
         let Self {
@@ -217,7 +217,7 @@ fn batch_id(label: &str, from: &Position, to: &Position) -> String {
 pub(super) struct Delivery<'a> {
     tag: &'a str,
     sinks: &'a [Arc<dyn Sink>],
-    shared: &'a Shared,
+    shared: &'a Telemetry,
     rules: &'a crate::config::EventRules,
     fence: Option<&'a crate::cluster::Fence>,
     /// Set once the fence no longer held (said once in the log).
@@ -227,7 +227,7 @@ pub(super) struct Delivery<'a> {
 
 impl<'a> Delivery<'a> {
     /// The delivery of server `tag` of pipeline `p`.
-    pub(super) fn of(tag: &'a str, p: &'a Outlets, shared: &'a Shared) -> Self {
+    pub(super) fn of(tag: &'a str, p: &'a Outlets, shared: &'a Telemetry) -> Self {
         Self {
             tag,
             sinks: &p.sinks,
@@ -441,7 +441,7 @@ impl<'a> Delivery<'a> {
 
 /// Says how many bytes of the server's logs wait for delivery: in `checkpoint_lag_bytes`,
 /// and to the checks (`backlog`).
-fn report_lag(tag: &str, shared: &Shared, backlog: &crate::monitor::Backlog, bytes: u64) {
+fn report_lag(tag: &str, shared: &Telemetry, backlog: &crate::monitor::Backlog, bytes: u64) {
     shared
         .metrics
         .checkpoint_lag
@@ -468,7 +468,7 @@ fn lag_of(len: Option<u64>, offset: u64) -> u64 {
 pub(super) async fn watch_lag(
     tag: &str,
     logs: Vec<(PathBuf, Arc<AtomicU64>)>,
-    shared: &Shared,
+    shared: &Telemetry,
     backlog: &crate::monitor::Backlog,
 ) {
     let mut every = tokio::time::interval(LAG_EVERY);

@@ -33,7 +33,7 @@ pub use setup::parser_chain;
 use crate::config::OnLostCheckpoint;
 use crate::event::Event;
 use crate::monitor::MonitorInput;
-use crate::observe::{Shared, Watchdog};
+use crate::observe::{Telemetry, Watchdog};
 use crate::plugin::{ParserChain, PluginBoard};
 use crate::sink::Sink;
 use crate::swap::Slot;
@@ -172,7 +172,7 @@ struct Outlets {
 /// read, saves its checkpoint, and the returned task ends (once the notice senders are gone).
 pub fn spawn(
     p: ServerPipeline,
-    shared: Shared,
+    shared: Telemetry,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let tag = p.tag.clone();
@@ -262,7 +262,7 @@ struct Tailers<'a> {
     log: &'a LogInput,
     shutdown: &'a watch::Receiver<bool>,
     watchdog: &'a Watchdog,
-    shared: &'a Shared,
+    shared: &'a Telemetry,
 }
 
 impl Tailers<'_> {

@@ -116,8 +116,8 @@ impl From<crate::event::Event> for WitEvent {
 }
 
 /// A metrics-engine reading as the `sample` record monitors receive.
-impl From<&crate::stats::Reading> for WitSample {
-    fn from(r: &crate::stats::Reading) -> Self {
+impl From<&crate::readings::Reading> for WitSample {
+    fn from(r: &crate::readings::Reading) -> Self {
         Self {
             at_ms: r.at_ms,
             rcon_up: r.rcon_up,

@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::stats::query::MARKER;
+use crate::readings::query::MARKER;
 
 /// Which Factorio the simulation imitates (the evolution API and `/evolution`'s wording).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,7 +41,7 @@ impl StateReport {
     }
 
     /// Reports to the server parts' health and metrics.
-    pub fn of(shared: &crate::observe::Shared) -> Self {
+    pub fn of(shared: &crate::observe::Telemetry) -> Self {
         Self::new(
             shared.health.clone(),
             Some(shared.metrics.state_write_failures.clone()),

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use super::Slot;
 use super::pins::PinStore;
 use super::slot::{self, AutoRollback, Probation, SlotVersions, Swapped, Verdict};
-use crate::observe::Shared;
+use crate::observe::Telemetry;
 use crate::plugin::{MonitorInstance, ParserChain, Plugin};
 use crate::store::StateReport;
 
@@ -83,14 +83,14 @@ pub struct SlotOwner<T> {
     pub pins: Option<PinStore>,
     /// The slot's versions, as the API shows them.
     pub versions: Arc<Mutex<SlotVersions>>,
-    pub shared: Shared,
+    pub shared: Telemetry,
     probation: Option<Probation>,
 }
 
 impl<T: SlotContent> SlotOwner<T> {
     /// `tag`'s `slot` running `live`, with no rollback target, automatic rollback or pins
     /// (set the fields for those).
-    pub fn new(tag: &str, slot: Slot, live: T, shared: Shared) -> Self {
+    pub fn new(tag: &str, slot: Slot, live: T, shared: Telemetry) -> Self {
         Self {
             tag: tag.to_owned(),
             slot,
@@ -247,7 +247,7 @@ mod tests {
                     .unwrap(),
             ]
         };
-        let shared = Shared {
+        let shared = Telemetry {
             health: Default::default(),
             metrics: Arc::new(crate::observe::metrics::Metrics::new()),
         };

@@ -27,7 +27,7 @@ mod identity;
 mod ownership;
 
 use crate::cluster::{Cluster, Status, View, placement};
-use crate::observe::Shared;
+use crate::observe::Telemetry;
 use crate::observe::health::State;
 use crate::servers::Server;
 pub(in crate::app) use gateway::{GatewayBuilder, GatewayParts};
@@ -90,7 +90,7 @@ pub(super) struct Manager {
     pub(super) cluster: Arc<Cluster>,
     pub(super) servers: Arc<Vec<Server>>,
     pub(super) fences: Fences,
-    pub(super) shared: Shared,
+    pub(super) shared: Telemetry,
     pub(super) gateway: Option<GatewayParts>,
     pub(super) status: watch::Sender<Status>,
     /// Where this instance remembers the cluster's identity (`cluster-id`).

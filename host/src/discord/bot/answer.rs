@@ -137,7 +137,7 @@ fn evolution(title: &str, answer: &str) -> String {
     let mut out = format!("{title} evolution\n");
     let mut any = false;
     for line in answer.lines() {
-        let Some((surface, factor)) = crate::stats::query::parse_evolution_command(line).pop()
+        let Some((surface, factor)) = crate::readings::query::parse_evolution_command(line).pop()
         else {
             continue;
         };

@@ -1,4 +1,4 @@
-//! [`StatsEngine`]: a cached, single-flight reading of one server.
+//! [`Readings`]: a cached, single-flight reading of one server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,7 +47,7 @@ pub struct Surface {
 /// Gauges a reading is mirrored to, already labelled with the server (evolution is labelled
 /// by surface on each reading).
 #[derive(Clone)]
-pub struct StatsGauges {
+pub struct ReadingGauges {
     pub ups: prometheus::Gauge,
     pub ups_sma: prometheus::Gauge,
     pub ups_ema: prometheus::Gauge,
@@ -60,7 +60,7 @@ pub struct StatsGauges {
     pub server: String,
 }
 
-impl StatsGauges {
+impl ReadingGauges {
     /// The gauges for `server`, from the host's metrics.
     pub fn of(metrics: &crate::observe::metrics::Metrics, server: &str) -> Self {
         Self {
@@ -84,24 +84,24 @@ struct State {
     surfaces: Vec<String>,
 }
 
-/// The metrics engine of one server.
-pub struct StatsEngine {
+/// The readings engine of one server.
+pub struct Readings {
     rcon: RconClient,
     period: Duration,
     clock: Instant,
     state: Mutex<State>,
-    gauges: Option<StatsGauges>,
+    gauges: Option<ReadingGauges>,
     round_trips: AtomicU64,
 }
 
-impl StatsEngine {
+impl Readings {
     /// An engine that reads through `rcon`, at most once per `period`, with the EMA weight
     /// `ema_alpha`.
     pub fn new(
         rcon: RconClient,
         period: Duration,
         ema_alpha: f64,
-        gauges: Option<StatsGauges>,
+        gauges: Option<ReadingGauges>,
     ) -> Self {
         Self {
             rcon,
@@ -252,7 +252,7 @@ fn empty(at_ms: u64, error: String, rcon_up: bool) -> Reading {
     }
 }
 
-fn mirror(g: &StatsGauges, r: &Reading, surfaces: &mut Vec<String>) {
+fn mirror(g: &ReadingGauges, r: &Reading, surfaces: &mut Vec<String>) {
     if !r.rcon_up || r.error.is_some() {
         return;
     }

@@ -1,4 +1,4 @@
-//! The one Lua round trip that reads everything the metrics engine needs, and the parsers of
+//! The one Lua round trip that reads everything the readings engine needs, and the parsers of
 //! its answer and of `/evolution`'s.
 
 use crate::rcon::SafeCommand;
