@@ -1,16 +1,16 @@
 //! `factorio-isr check`: validates pattern files, plugins and the Discord command
 //! definitions (against Discord's limits, offline), printing every problem.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use factorio_isr_patterns_engine::RuleSet;
 
 use super::RuntimeArgs;
-use crate::config::{Config, PluginEntry};
-use crate::plugin::WorldKind;
+use crate::config::{Config, PluginEntry, ServerConfig};
 use crate::plugin::stock::{self, PluginSource};
+use crate::plugin::{Runtime, WorldKind};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -40,139 +40,17 @@ pub struct CheckArgs {
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let mut problems = 0usize;
     // One runtime for every plugin checked, as `run` has one for every server.
     let runtime = args.runtime.runtime()?;
-    let files = match &args.patterns {
-        Some(dir) => stock::read_pattern_dir(dir, None)?,
-        None => stock::default_pattern_files()?,
-    };
-    match RuleSet::compile(&files) {
-        Ok(rules) => {
-            for w in rules.warnings() {
-                println!("warning: {w}");
-            }
-            let enabled = rules.rules().iter().filter(|r| r.enabled).count();
-            println!(
-                "patterns: {} files, {} rules ({enabled} enabled): ok",
-                files.len(),
-                rules.rules().len()
-            );
-            // `run` compiles them again inside the sandbox, under the init deadline: a set
-            // that is fine natively may still be refused there.
-            let config = match &args.patterns {
-                Some(dir) => serde_json::json!({ "dir": dir }),
-                None => serde_json::Value::Null,
-            };
-            problems += check_plugin(
-                &runtime,
-                "patterns: the stock parser",
-                &PluginSource::Stock("patterns"),
-                &config,
-                None,
-            );
-        }
-        Err(errors) => {
-            for e in &errors.0 {
-                println!("error: {e}");
-            }
-            problems += errors.0.len();
-        }
-    }
-    let commands = crate::discord::limits::check_commands(&crate::discord::definitions_json());
-    if commands.is_empty() {
-        println!("discord commands: /factorio, /factorio-admin: within Discord's limits: ok");
-    } else {
-        for v in &commands {
-            println!("error: discord commands: {v}");
-        }
-        problems += commands.len();
-    }
+    let mut problems = check_patterns(&args, &runtime)? + check_discord_commands();
     if let Some(path) = &args.config {
-        match Config::load(path) {
-            Ok(config) => {
-                println!(
-                    "config: {}: {} servers: ok",
-                    path.display(),
-                    config.servers.len()
-                );
-                for w in &config.warnings {
-                    println!("{w}");
-                }
-                let shared = crate::tail::identity::shared_logs(&config);
-                for s in &shared.within {
-                    println!(
-                        "error: {}: {}: a server that follows one file twice would post each line twice; follow it once",
-                        config.path.display(),
-                        s.describe(&config)
-                    );
-                }
-                problems += shared.within.len();
-                for s in &shared.across {
-                    println!(
-                        "{}: warning: {}: each of its lines is posted once for each server (deliberate for one log shown in two places; otherwise give each server its own log)",
-                        config.path.display(),
-                        s.describe(&config)
-                    );
-                }
-                if args.strict {
-                    problems += shared.across.len();
-                }
-                for note in config.discord.notes() {
-                    println!("{note}");
-                }
-                let mentions = super::mentions_path(path, args.mentions.as_deref());
-                let (mention_problems, mention_warnings) = check_mentions(&mentions);
-                problems += mention_problems;
-                if args.strict {
-                    problems += config.warnings.len() + mention_warnings;
-                }
-                for server in &config.servers {
-                    problems += check_log(server);
-                    let default = [PluginEntry {
-                        plugin: "patterns".into(),
-                        config: serde_json::Value::Null,
-                    }];
-                    let parsers = if server.parsers.is_empty() {
-                        &default[..]
-                    } else {
-                        &server.parsers[..]
-                    };
-                    let monitors = crate::monitor::effective_monitors(server);
-                    let candidates = crate::monitor::with_server_defaults(
-                        server,
-                        server.shadow.monitors.clone(),
-                    );
-                    let slots = [
-                        ("parsers", WorldKind::Parser, parsers),
-                        ("monitors", WorldKind::Monitor, &monitors[..]),
-                        (
-                            "shadow.parsers",
-                            WorldKind::Parser,
-                            &server.shadow.parsers[..],
-                        ),
-                        ("shadow.monitors", WorldKind::Monitor, &candidates[..]),
-                    ];
-                    for (slot, kind, entry) in slots.iter().flat_map(|(slot, kind, entries)| {
-                        entries.iter().map(move |e| (slot, kind, e))
-                    }) {
-                        let source = PluginSource::parse(&entry.plugin);
-                        let what = format!("server {}: plugin {}", server.tag, source.name());
-                        problems += check_plugin(
-                            &runtime,
-                            &what,
-                            &source,
-                            &entry.config,
-                            Some((slot, *kind)),
-                        );
-                    }
-                }
-            }
+        problems += match Config::load(path) {
+            Ok(config) => check_config(&args, &runtime, path, &config),
             Err(e) => {
                 println!("error: {e}");
-                problems += 1;
+                1
             }
-        }
+        };
     }
     if !args.plugin.is_empty() {
         let config = super::read_plugin_config(args.plugin_config.as_deref())?;
@@ -187,6 +65,140 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pattern files (given, or the stock ones), natively and as `run` starts them.
+fn check_patterns(args: &CheckArgs, runtime: &Runtime) -> anyhow::Result<usize> {
+    let files = match &args.patterns {
+        Some(dir) => stock::read_pattern_dir(dir, None)?,
+        None => stock::default_pattern_files()?,
+    };
+    let rules = match RuleSet::compile(&files) {
+        Ok(rules) => rules,
+        Err(errors) => {
+            for e in &errors.0 {
+                println!("error: {e}");
+            }
+            return Ok(errors.0.len());
+        }
+    };
+    for w in rules.warnings() {
+        println!("warning: {w}");
+    }
+    let enabled = rules.rules().iter().filter(|r| r.enabled).count();
+    println!(
+        "patterns: {} files, {} rules ({enabled} enabled): ok",
+        files.len(),
+        rules.rules().len()
+    );
+    // `run` compiles them again inside the sandbox, under the init deadline: a set that is
+    // fine natively may still be refused there.
+    let config = match &args.patterns {
+        Some(dir) => serde_json::json!({ "dir": dir }),
+        None => serde_json::Value::Null,
+    };
+    let what = "patterns: the stock parser";
+    Ok(check_plugin(
+        runtime,
+        what,
+        &PluginSource::Stock("patterns"),
+        &config,
+        None,
+    ))
+}
+
+/// The slash commands, against Discord's limits.
+fn check_discord_commands() -> usize {
+    let commands = crate::discord::limits::check_commands(&crate::discord::definitions_json());
+    if commands.is_empty() {
+        println!("discord commands: /factorio, /factorio-admin: within Discord's limits: ok");
+    }
+    for v in &commands {
+        println!("error: discord commands: {v}");
+    }
+    commands.len()
+}
+
+/// servers.yml as loaded: its warnings, logs followed twice, mentions.yml, and every
+/// server's logs and plugins.
+fn check_config(args: &CheckArgs, runtime: &Runtime, path: &Path, config: &Config) -> usize {
+    println!(
+        "config: {}: {} servers: ok",
+        path.display(),
+        config.servers.len()
+    );
+    for w in &config.warnings {
+        println!("{w}");
+    }
+    let mut problems = check_shared_logs(args, config);
+    for note in config.discord.notes() {
+        println!("{note}");
+    }
+    let mentions = super::mentions_path(path, args.mentions.as_deref());
+    let (mention_problems, mention_warnings) = check_mentions(&mentions);
+    problems += mention_problems;
+    if args.strict {
+        problems += config.warnings.len() + mention_warnings;
+    }
+    for server in &config.servers {
+        problems += check_log(server) + check_server_plugins(runtime, server);
+    }
+    problems
+}
+
+/// A file one server follows twice (an error), or several servers follow (a warning).
+fn check_shared_logs(args: &CheckArgs, config: &Config) -> usize {
+    let shared = crate::tail::identity::shared_logs(config);
+    for s in &shared.within {
+        println!(
+            "error: {}: {}: a server that follows one file twice would post each line twice; follow it once",
+            config.path.display(),
+            s.describe(config)
+        );
+    }
+    for s in &shared.across {
+        println!(
+            "{}: warning: {}: each of its lines is posted once for each server (deliberate for one log shown in two places; otherwise give each server its own log)",
+            config.path.display(),
+            s.describe(config)
+        );
+    }
+    shared.within.len() + if args.strict { shared.across.len() } else { 0 }
+}
+
+/// Every plugin of a server (its parsers, monitors and candidates), started as `run` would.
+fn check_server_plugins(runtime: &Runtime, server: &ServerConfig) -> usize {
+    let default = [PluginEntry {
+        plugin: "patterns".into(),
+        config: serde_json::Value::Null,
+    }];
+    let parsers = if server.parsers.is_empty() {
+        &default[..]
+    } else {
+        &server.parsers[..]
+    };
+    let monitors = crate::monitor::effective_monitors(server);
+    let candidates = crate::monitor::with_server_defaults(server, server.shadow.monitors.clone());
+    let slots = [
+        ("parsers", WorldKind::Parser, parsers),
+        ("monitors", WorldKind::Monitor, &monitors[..]),
+        (
+            "shadow.parsers",
+            WorldKind::Parser,
+            &server.shadow.parsers[..],
+        ),
+        ("shadow.monitors", WorldKind::Monitor, &candidates[..]),
+    ];
+    let mut problems = 0;
+    for (slot, kind, entries) in &slots {
+        for entry in entries.iter() {
+            let source = PluginSource::parse(&entry.plugin);
+            let what = format!("server {}: plugin {}", server.tag, source.name());
+            let world = Some((*slot, *kind));
+            problems += check_plugin(runtime, &what, &source, &entry.config, world);
+        }
+    }
+    problems
 }
 
 /// Starts `source` with `config` as `run` would (same limits, same init deadline) and says
