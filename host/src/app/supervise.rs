@@ -55,6 +55,16 @@ impl RestartPolicy {
     }
 }
 
+/// What the supervisor counts across phases.
+#[derive(Default)]
+struct Tally {
+    /// When each restart within the window happened.
+    recent: VecDeque<Instant>,
+    restarts: u32,
+    /// Who waits for the state an order led to.
+    answer: Option<oneshot::Sender<RunState>>,
+}
+
 /// One run of a server's parts.
 pub(super) struct Run {
     stop: watch::Sender<bool>,
@@ -134,6 +144,26 @@ enum Phase {
     Stopped,
 }
 
+impl Phase {
+    /// The run state the server's face shows in this phase.
+    fn state(&self, restarts: u32) -> RunState {
+        match self {
+            Phase::Running(_) => RunState::Running { restarts },
+            Phase::Waiting { at, cause, .. } => RunState::Restarting {
+                restarts,
+                in_ms: u64::try_from(at.saturating_duration_since(Instant::now()).as_millis())
+                    .unwrap_or(u64::MAX),
+                cause: cause.clone(),
+            },
+            Phase::GaveUp { cause } => RunState::GaveUp {
+                restarts,
+                cause: cause.clone(),
+            },
+            Phase::Stopped => RunState::Stopped,
+        }
+    }
+}
+
 /// The supervisor of one server.
 pub(super) struct Supervisor {
     pub(super) parts: Arc<RunParts>,
@@ -164,104 +194,120 @@ impl Supervisor {
             First::Failed(cause) => self.cannot_start(cause),
             First::Wait => Phase::Stopped,
         };
-        // When each restart within the window happened.
-        let mut recent: VecDeque<Instant> = VecDeque::new();
-        let mut restarts = 0u32;
-        let mut answer: Option<oneshot::Sender<RunState>> = None;
+        let mut tally = Tally::default();
         loop {
-            let state = match &phase {
-                Phase::Running(_) => RunState::Running { restarts },
-                Phase::Waiting { at, cause, .. } => RunState::Restarting {
-                    restarts,
-                    in_ms: u64::try_from(at.saturating_duration_since(Instant::now()).as_millis())
-                        .unwrap_or(u64::MAX),
-                    cause: cause.clone(),
-                },
-                Phase::GaveUp { cause } => RunState::GaveUp {
-                    restarts,
-                    cause: cause.clone(),
-                },
-                Phase::Stopped => RunState::Stopped,
-            };
+            let state = phase.state(tally.restarts);
             self.face().run.send_replace(state.clone());
-            if let Some(done) = answer.take() {
+            if let Some(done) = tally.answer.take() {
                 let _ = done.send(state);
             }
-            let mut stopped = self.stopped.clone();
-            let host_stops = async move {
-                let _ = stopped.wait_for(|s| *s).await;
+            let next = match phase {
+                Phase::Running(run) => self.while_running(run, &mut tally).await,
+                Phase::Waiting { at, task, cause } => {
+                    self.while_waiting((at, task, cause), &mut tally).await
+                }
+                idle => self.while_idle(idle, &mut tally).await,
             };
-            phase = match phase {
-                Phase::Running(mut run) => tokio::select! {
-                    () = host_stops => {
-                        run.stop(&self.tag()).await;
-                        return;
-                    }
-                    crash = run.crashes.recv() => {
-                        run.stop(&self.tag()).await;
-                        let crash = crash.unwrap_or(Crash { task: "server", message: "its parts ended".into() });
-                        self.after_crash(crash, &mut recent)
-                    }
-                    order = self.orders.recv() => match order {
-                        Some(RunOrder { what: Order::Stop, done }) => {
-                            run.stop(&self.tag()).await;
-                            self.stopped(done, &mut answer)
-                        }
-                        Some(RunOrder { what: Order::Run, done }) => {
-                            answer = Some(done);
-                            Phase::Running(run)
-                        }
-                        Some(RunOrder { what: Order::Restart, done }) => {
-                            run.stop(&self.tag()).await;
-                            answer = Some(done);
-                            tracing::info!(server = %self.tag(), "servers.yml changed: the server's parts run again with its new entry");
-                            self.start_again(&mut recent).await
-                        }
-                        None => Phase::Running(run),
-                    },
-                },
-                Phase::Waiting { at, task, cause } => tokio::select! {
-                    () = host_stops => return,
-                    () = tokio::time::sleep_until(at) => {
-                        restarts += 1;
-                        self.restart(task, &cause, &mut recent).await
-                    }
-                    order = self.orders.recv() => match order {
-                        Some(RunOrder { what: Order::Stop, done }) => self.stopped(done, &mut answer),
-                        Some(RunOrder { what: Order::Run | Order::Restart, done }) => {
-                            answer = Some(done);
-                            restarts += 1;
-                            self.restart(task, &cause, &mut recent).await
-                        }
-                        None => Phase::Waiting { at, task, cause },
-                    },
-                },
-                idle @ (Phase::GaveUp { .. } | Phase::Stopped) => tokio::select! {
-                    () = host_stops => return,
-                    order = self.orders.recv() => match order {
-                        Some(RunOrder { what: Order::Stop, done }) => self.stopped(done, &mut answer),
-                        Some(RunOrder { what: Order::Run, done }) => {
-                            answer = Some(done);
-                            recent.clear();
-                            self.start_again(&mut recent).await
-                        }
-                        // A server that could not start may start with a changed entry; one
-                        // stopped on purpose stays stopped.
-                        Some(RunOrder { what: Order::Restart, done }) => {
-                            answer = Some(done);
-                            match idle {
-                                Phase::GaveUp { .. } => {
-                                    recent.clear();
-                                    self.start_again(&mut recent).await
-                                }
-                                stopped => stopped,
-                            }
-                        }
-                        None => idle,
-                    },
-                },
+            let Some(next) = next else {
+                return;
             };
+            phase = next;
         }
+    }
+
+    /// Until the host stops (none).
+    fn host_stops(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let mut stopped = self.stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    }
+
+    /// A run until it crashes, is ordered to stop or restart, or the host stops (none).
+    async fn while_running(&mut self, mut run: Run, t: &mut Tally) -> Option<Phase> {
+        let host_stops = self.host_stops();
+        Some(tokio::select! {
+            () = host_stops => {
+                run.stop(&self.tag()).await;
+                return None;
+            }
+            crash = run.crashes.recv() => {
+                run.stop(&self.tag()).await;
+                let crash = crash.unwrap_or(Crash { task: "server", message: "its parts ended".into() });
+                self.after_crash(crash, &mut t.recent)
+            }
+            order = self.orders.recv() => match order {
+                Some(RunOrder { what: Order::Stop, done }) => {
+                    run.stop(&self.tag()).await;
+                    self.stopped(done, &mut t.answer)
+                }
+                Some(RunOrder { what: Order::Run, done }) => {
+                    t.answer = Some(done);
+                    Phase::Running(run)
+                }
+                Some(RunOrder { what: Order::Restart, done }) => {
+                    run.stop(&self.tag()).await;
+                    t.answer = Some(done);
+                    tracing::info!(server = %self.tag(), "servers.yml changed: the server's parts run again with its new entry");
+                    self.start_again(&mut t.recent).await
+                }
+                None => Phase::Running(run),
+            },
+        })
+    }
+
+    /// The wait before a restart, until it is over, an order comes, or the host stops.
+    async fn while_waiting(
+        &mut self,
+        (at, task, cause): (Instant, &'static str, String),
+        t: &mut Tally,
+    ) -> Option<Phase> {
+        let host_stops = self.host_stops();
+        Some(tokio::select! {
+            () = host_stops => return None,
+            () = tokio::time::sleep_until(at) => {
+                t.restarts += 1;
+                self.restart(task, &cause, &mut t.recent).await
+            }
+            order = self.orders.recv() => match order {
+                Some(RunOrder { what: Order::Stop, done }) => self.stopped(done, &mut t.answer),
+                Some(RunOrder { what: Order::Run | Order::Restart, done }) => {
+                    t.answer = Some(done);
+                    t.restarts += 1;
+                    self.restart(task, &cause, &mut t.recent).await
+                }
+                None => Phase::Waiting { at, task, cause },
+            },
+        })
+    }
+
+    /// A server that gave up or was stopped, until an order comes or the host stops.
+    async fn while_idle(&mut self, idle: Phase, t: &mut Tally) -> Option<Phase> {
+        let host_stops = self.host_stops();
+        Some(tokio::select! {
+            () = host_stops => return None,
+            order = self.orders.recv() => match order {
+                Some(RunOrder { what: Order::Stop, done }) => self.stopped(done, &mut t.answer),
+                Some(RunOrder { what: Order::Run, done }) => {
+                    t.answer = Some(done);
+                    t.recent.clear();
+                    self.start_again(&mut t.recent).await
+                }
+                // A server that could not start may start with a changed entry; one
+                // stopped on purpose stays stopped.
+                Some(RunOrder { what: Order::Restart, done }) => {
+                    t.answer = Some(done);
+                    match idle {
+                        Phase::GaveUp { .. } => {
+                            t.recent.clear();
+                            self.start_again(&mut t.recent).await
+                        }
+                        stopped => stopped,
+                    }
+                }
+                None => idle,
+            },
+        })
     }
 
     /// What follows a crash: a restart after the backoff, or none when the server has used
