@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use super::RconError;
 use super::connection::Connection;
+use super::reconnect::{Backoff, jitter};
 use crate::config::Secret;
 
 /// How to reach one server and how patient to be.
@@ -282,39 +283,6 @@ impl RconClient {
 /// achievements) and answered by every Factorio version.
 pub const PROBE: &str = "/version";
 
-/// Waits between attempts: doubled after each failure, up to the maximum, and back to the
-/// minimum only once a connection has stayed up for as long as the maximum wait. A peer
-/// that connects and fails soon after therefore keeps waiting longer, however often its
-/// connections "succeed".
-#[derive(Debug)]
-struct Backoff {
-    waits: crate::backoff::Backoff,
-    max: Duration,
-    /// Attempts in a row that did not give a lasting connection.
-    failures: u32,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            waits: crate::backoff::Backoff::new(min, max),
-            max: max.max(min),
-            failures: 0,
-        }
-    }
-
-    /// The wait before the next attempt, after one that failed (`up_for` is how long its
-    /// connection worked, if it ever did).
-    fn after(&mut self, up_for: Option<Duration>) -> Duration {
-        if up_for.is_some_and(|d| d >= self.max) {
-            self.waits.reset();
-            self.failures = 0;
-        }
-        self.failures = self.failures.saturating_add(1);
-        self.waits.next_wait()
-    }
-}
-
 /// Connects, authenticates and runs [`PROBE`]: a link is up only once a command has made
 /// the round trip.
 async fn open(s: &RconTarget) -> Result<Connection, RconError> {
@@ -492,50 +460,6 @@ async fn link(
                     None => return,
                 },
             }
-        }
-    }
-}
-
-/// `d` scaled by a random factor in [0.8, 1.2), so many hosts do not retry in step.
-fn jitter(d: Duration) -> Duration {
-    d.mul_f64(0.8 + fastrand::f64() * 0.4)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_keeps_growing_across_connections_that_do_not_last() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        assert_eq!(b.after(None), Duration::from_secs(1));
-        assert_eq!(b.after(None), Duration::from_secs(2));
-        // Connected, worked for 5 s, failed: not a lasting connection, no reset.
-        assert_eq!(
-            b.after(Some(Duration::from_secs(5))),
-            Duration::from_secs(4)
-        );
-        for _ in 0..10 {
-            b.after(Some(Duration::from_secs(1)));
-        }
-        assert_eq!(b.after(Some(Duration::ZERO)), Duration::from_secs(60));
-        assert_eq!(b.failures, 14);
-        // A connection that held for the longest wait starts over.
-        assert_eq!(
-            b.after(Some(Duration::from_secs(60))),
-            Duration::from_secs(1)
-        );
-        assert_eq!(b.failures, 1);
-    }
-
-    #[test]
-    fn jitter_stays_within_twenty_percent() {
-        for _ in 0..1000 {
-            let j = jitter(Duration::from_secs(10));
-            assert!(
-                j >= Duration::from_secs(8) && j < Duration::from_secs(12),
-                "{j:?}"
-            );
         }
     }
 }

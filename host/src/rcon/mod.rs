@@ -10,6 +10,7 @@ pub mod client;
 pub mod command;
 pub mod connection;
 pub mod packet;
+mod reconnect;
 pub mod verdict;
 
 use std::time::Duration;
