@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod identity;
 pub mod lines;
+mod position;
 mod reader;
 
 use std::path::Path;
@@ -14,10 +15,8 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{Notify, mpsc, watch};
 
-pub use reader::{
-    FINGERPRINT_BYTES, Fingerprint, Position, ReadLimits, Refused, StartAt, TailReader, TailStats,
-    legacy_hash, resolve,
-};
+pub use position::{FINGERPRINT_BYTES, Fingerprint, Position, legacy_hash};
+pub use reader::{ReadLimits, Refused, StartAt, TailReader, TailStats, resolve};
 
 use crate::observe::health::{Health, State};
 use crate::tail::lines::Line;
