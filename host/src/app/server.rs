@@ -364,7 +364,7 @@ fn pinned_chain(
     opts: &RunParts,
     tag: &str,
     config_version: &str,
-) -> Option<(crate::plugin::ParserChain, String)> {
+) -> Option<(crate::plugin::ParserChain, crate::swap::pins::PinReason)> {
     pinned(opts, tag, Slot::Parsers, config_version, |store, pin| {
         store.chain(&opts.runtime, tag, pin)
     })
@@ -375,7 +375,10 @@ fn pinned_monitors(
     opts: &RunParts,
     tag: &str,
     config_version: &str,
-) -> Option<(Vec<crate::plugin::MonitorInstance>, String)> {
+) -> Option<(
+    Vec<crate::plugin::MonitorInstance>,
+    crate::swap::pins::PinReason,
+)> {
     pinned(opts, tag, Slot::Monitors, config_version, |store, pin| {
         store.monitors(&opts.runtime, tag, pin)
     })
@@ -387,7 +390,7 @@ fn pinned<T>(
     slot: Slot,
     config_version: &str,
     rebuild: impl FnOnce(&PinStore, &crate::swap::pins::Pin) -> anyhow::Result<T>,
-) -> Option<(T, String)> {
+) -> Option<(T, crate::swap::pins::PinReason)> {
     let store = opts.pin_store();
     let pin = store.load(tag, slot)?;
     if pin.version == config_version {

@@ -93,7 +93,7 @@ pub enum MonitorInput {
     /// choice is kept across restarts for that reason; without, any pin is removed.
     Swap {
         monitors: Vec<MonitorInstance>,
-        pin: Option<&'static str>,
+        pin: Option<crate::swap::pins::PinReason>,
         done: oneshot::Sender<Swapped>,
     },
     /// Make the rollback target live again; the live monitors become the rollback target.

@@ -103,7 +103,10 @@ impl Running {
                     let _ = done.send(swapped);
                 }
                 MonitorInput::Rollback { done } => {
-                    let rolled = self.stage.slot.rollback("rolled_back");
+                    let rolled = self
+                        .stage
+                        .slot
+                        .rollback(crate::swap::pins::PinReason::RolledBack);
                     if rolled.is_some() {
                         self.went_live(Some(SystemTime::now()));
                     }

@@ -26,7 +26,7 @@ pub enum ParseInput {
     /// configuration rules again).
     Swap {
         chain: ParserChain,
-        pin: Option<&'static str>,
+        pin: Option<crate::swap::pins::PinReason>,
         done: oneshot::Sender<Swapped>,
     },
     /// Make the rollback target live again; the live chain becomes the rollback target.
@@ -106,7 +106,7 @@ impl ParseStage {
                     let _ = done.send(swapped);
                 }
                 ParseInput::Rollback { done } => {
-                    let rolled = self.slot.rollback("rolled_back");
+                    let rolled = self.slot.rollback(crate::swap::pins::PinReason::RolledBack);
                     if rolled.is_some() {
                         self.went_live(Some(SystemTime::now()));
                     }

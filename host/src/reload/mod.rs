@@ -285,7 +285,7 @@ impl Reloader {
         let (live, pinned, old_config) = {
             let mut v = versions.lock();
             v.last_error = None;
-            let before = (v.live.clone(), v.pinned.clone(), v.config.clone());
+            let before = (v.live.clone(), v.pinned, v.config.clone());
             if matches!(which, Which::Config { .. }) {
                 v.config = version.clone();
             }
@@ -327,7 +327,7 @@ impl Reloader {
             return Ok(ReloadOutcome::Unchanged { version });
         }
         let pin = match which {
-            Which::Candidate => Some("promoted"),
+            Which::Candidate => Some(crate::swap::pins::PinReason::Promoted),
             Which::Config { .. } => None,
         };
         let swap_started = Instant::now();

@@ -16,6 +16,7 @@ use super::slot::{self, AutoRollback, Probation, SlotVersions, Swapped, Verdict}
 use crate::observe::Telemetry;
 use crate::plugin::{MonitorInstance, ParserChain, Plugin};
 use crate::store::StateReport;
+use crate::swap::pins::PinReason;
 
 /// What a slot holds: a parser chain, or a server's set of monitors.
 pub trait SlotContent {
@@ -107,7 +108,7 @@ impl<T: SlotContent> SlotOwner<T> {
     /// Makes `new` live; the live version becomes the rollback target and `new` is on
     /// probation. With `pin`, the choice is kept across restarts for that reason; without,
     /// any kept choice is forgotten (the configuration rules again).
-    pub fn swap(&mut self, mut new: T, pin: Option<&'static str>) -> Swapped {
+    pub fn swap(&mut self, mut new: T, pin: Option<PinReason>) -> Swapped {
         new.take_over(&self.live);
         let from = self.live.version();
         self.previous = Some(std::mem::replace(&mut self.live, new));
@@ -121,7 +122,7 @@ impl<T: SlotContent> SlotOwner<T> {
 
     /// Makes the rollback target live, for `reason` (kept across restarts); the live
     /// version becomes the rollback target. None when there is no rollback target.
-    pub fn rollback(&mut self, reason: &'static str) -> Option<Swapped> {
+    pub fn rollback(&mut self, reason: PinReason) -> Option<Swapped> {
         let mut prev = self.previous.take()?;
         prev.take_over(&self.live);
         let from = self.live.version();
@@ -146,7 +147,7 @@ impl<T: SlotContent> SlotOwner<T> {
             }
             Verdict::RollBack(count) => count,
         };
-        let Some(done) = self.rollback("auto_rolled_back") else {
+        let Some(done) = self.rollback(PinReason::AutoRolledBack) else {
             return false;
         };
         if let Some(guard) = &self.auto_rollback {
@@ -168,7 +169,7 @@ impl<T: SlotContent> SlotOwner<T> {
 
     /// Keeps the live version across restarts for `reason`, or (none) forgets any kept
     /// one; returns why it could not be kept, if it could not.
-    fn pin(&self, reason: Option<&'static str>) -> Option<String> {
+    fn pin(&self, reason: Option<PinReason>) -> Option<String> {
         slot::pin(
             self.pins.as_ref(),
             &StateReport::of(&self.shared),
@@ -256,7 +257,7 @@ mod tests {
         let swapped = owner.swap(make("b"), None);
         assert_eq!(swapped.from, first);
         assert_ne!(swapped.to, first);
-        let back = owner.rollback("rolled_back").unwrap();
+        let back = owner.rollback(PinReason::RolledBack).unwrap();
         assert_eq!(
             (back.from, back.to.clone()),
             (swapped.to.clone(), first.clone())
@@ -264,6 +265,6 @@ mod tests {
         let v = owner.versions.lock().clone();
         assert_eq!(v.live, first);
         assert_eq!(v.previous.as_deref(), Some(swapped.to.as_str()));
-        assert_eq!(v.pinned.as_deref(), Some("rolled_back"));
+        assert_eq!(v.pinned, Some(PinReason::RolledBack));
     }
 }

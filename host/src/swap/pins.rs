@@ -31,13 +31,43 @@ pub struct PinnedPlugin {
     pub config: String,
 }
 
+/// Why a version was chosen at run time (kept as `promoted`, `rolled_back`,
+/// `auto_rolled_back`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinReason {
+    /// A candidate promoted (API, CLI, Discord).
+    Promoted,
+    /// Rolled back by an operator.
+    RolledBack,
+    /// Rolled back by itself, after too many faults on probation.
+    AutoRolledBack,
+}
+
+impl PinReason {
+    /// The reason as kept, shown and counted.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Promoted => "promoted",
+            Self::RolledBack => "rolled_back",
+            Self::AutoRolledBack => "auto_rolled_back",
+        }
+    }
+}
+
+impl std::fmt::Display for PinReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A version chosen at run time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pin {
     /// The slot's version.
     pub version: String,
-    /// `promoted`, `rolled_back` or `auto_rolled_back`.
-    pub reason: String,
+    /// Why it was chosen.
+    pub reason: PinReason,
     /// The version servers.yml gave when the pin was made.
     pub config_version: String,
     /// When, in ms since the Unix epoch.
@@ -91,7 +121,7 @@ impl PinStore {
         slot: Slot,
         version: &str,
         plugins: impl IntoIterator<Item = (&'a Arc<Plugin>, &'a str)>,
-        reason: &str,
+        reason: PinReason,
         config_version: &str,
     ) -> Result<(), StoreError> {
         let store = (self.store_of)(tag)?;
@@ -107,7 +137,7 @@ impl PinStore {
         }
         let pin = Pin {
             version: version.to_owned(),
-            reason: reason.to_owned(),
+            reason,
             config_version: config_version.to_owned(),
             at_ms: crate::event::unix_ms::millis(std::time::SystemTime::now()),
             plugins: pinned,
@@ -235,7 +265,7 @@ mod tests {
     fn pin(version: &str) -> Pin {
         Pin {
             version: version.into(),
-            reason: "promoted".into(),
+            reason: PinReason::Promoted,
             config_version: "c".into(),
             at_ms: 1,
             plugins: Vec::new(),

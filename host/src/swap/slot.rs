@@ -17,6 +17,7 @@ use crate::event::Event;
 use crate::observe::metrics::Metrics;
 use crate::plugin::Plugin;
 use crate::store::{StateReport, What};
+use crate::swap::pins::PinReason;
 use crate::swap::pins::PinStore;
 
 pub use super::Slot;
@@ -43,7 +44,7 @@ pub struct SlotVersions {
     pub config: String,
     /// Why the live version is not servers.yml's, when it was chosen at run time and is
     /// kept across restarts: `promoted`, `rolled_back`, `auto_rolled_back`.
-    pub pinned: Option<String>,
+    pub pinned: Option<PinReason>,
     /// When the live version became live (null: since start).
     #[serde(serialize_with = "opt_ms")]
     pub since: Option<SystemTime>,
@@ -124,10 +125,10 @@ pub fn pin<'a>(
     tag: &str,
     slot: Slot,
     live: (&str, impl IntoIterator<Item = (&'a Arc<Plugin>, &'a str)>),
-    reason: Option<&'static str>,
+    reason: Option<PinReason>,
 ) -> Option<String> {
     let mut v = versions.lock();
-    v.pinned = reason.map(str::to_owned);
+    v.pinned = reason;
     let pins = pins?;
     let component = format!("versions:{tag}");
     let kept = match reason {
@@ -138,7 +139,7 @@ pub fn pin<'a>(
         }
     };
     let e = state.record(What::Versions, &component, kept).err()?;
-    let what = reason.unwrap_or("servers.yml's");
+    let what = reason.map_or("servers.yml's", PinReason::name);
     tracing::warn!(server = %tag, %slot, "cannot keep the {what} version for the next start: {e}");
     Some(format!(
         "the {slot} are live, but the choice could not be kept for the next start: {e}"
