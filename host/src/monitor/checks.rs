@@ -17,7 +17,7 @@ use crate::observe::health::{Health, State};
 use crate::observe::metrics::Metrics;
 use crate::plugin::WitSample;
 use crate::rcon::LinkState;
-use crate::readings::Readings;
+use crate::readings::{Reading, Readings};
 
 /// How often each check runs, from a server's configuration.
 #[derive(Debug, Clone)]
@@ -91,9 +91,66 @@ const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// An interval whose first tick is one period from now (`tokio::time::interval` ticks at once).
 fn every(period: Duration) -> tokio::time::Interval {
-    let mut i = tokio::time::interval_at(Instant::now() + period, period);
+    delayed(tokio::time::interval_at(Instant::now() + period, period))
+}
+
+/// `i`, whose ticks missed (a reading that took long) are delayed, not bunched.
+fn delayed(mut i: tokio::time::Interval) -> tokio::time::Interval {
     i.set_missed_tick_behavior(MissedTickBehavior::Delay);
     i
+}
+
+impl CheckOutputs {
+    /// Who is online, for the roster (a reading that failed shows nobody, which is not the
+    /// same as nobody online; one taken while the log's lines wait for delivery may be
+    /// ahead of them).
+    fn roster(&self, reading: &Reading) {
+        if let Some((feed, listening)) = &self.monitors
+            && listening.get()
+            && reading.rcon_up
+            && reading.error.is_none()
+            && self.backlog.is_clear()
+        {
+            let players = MonitorInput::Players {
+                at_ms: reading.at_ms,
+                players: reading.players.clone(),
+            };
+            let _ = feed.try_send(players);
+        }
+    }
+
+    /// A sample for the monitors; one they have no room for is dropped and counted.
+    fn sample(&self, reading: &Reading) {
+        let Some((feed, _)) = &self.monitors else {
+            return;
+        };
+        if feed
+            .try_send(MonitorInput::Sample(WitSample::from(reading)))
+            .is_err()
+        {
+            let component = format!("monitor:{}", self.tag);
+            let labels = [component.as_str(), "sample_dropped"];
+            self.metrics.errors.with_label_values(&labels).inc();
+        }
+    }
+
+    /// The RCON link's component in health.
+    fn link_component(&self) -> String {
+        format!("rcon:{}", self.tag)
+    }
+
+    /// The RCON link's state in health.
+    fn link_health(&self, state: &LinkState) {
+        let component = &self.link_component();
+        match state {
+            LinkState::Up { .. } => self.health.set(component, State::Ready, None),
+            LinkState::Down { error, .. } => {
+                self.health.error(component, error.clone());
+                self.health.set(component, State::Down, None);
+            }
+            LinkState::Connecting | LinkState::Standby => {}
+        }
+    }
 }
 
 /// Starts the checks of a server with RCON, under `watchdog`; they run until `stop` turns
@@ -105,16 +162,14 @@ pub fn spawn_checks(
     mut stop: watch::Receiver<bool>,
     watchdog: Watchdog,
 ) -> tokio::task::JoinHandle<()> {
-    let component = format!("rcon:{}", out.tag);
-    out.health.register(&component);
+    out.health.register(&out.link_component());
     let checks = async move {
         let mut link = stats.rcon().watch();
         let mut status = RconStatus::new(&settings.name, settings.rcon_hold);
         if let Some(since) = out.alerts.open_since("rcon", super::rcon_status::KEY) {
             status.told_down(since);
         }
-        let mut readings = tokio::time::interval(settings.metrics_interval);
-        readings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut readings = delayed(tokio::time::interval(settings.metrics_interval));
         let mut samples = every(settings.sample_interval);
         let mut reports = every(settings.report_interval.unwrap_or(NEVER));
         let mut summaries = every(settings.rcon_interval);
@@ -136,24 +191,7 @@ pub fn spawn_checks(
         };
         loop {
             tokio::select! {
-                _ = readings.tick() => {
-                    let reading = stats.reading().await;
-                    // Who is online, for the roster (a reading that failed shows nobody,
-                    // which is not the same as nobody online; one taken while the log's
-                    // lines wait for delivery may be ahead of them).
-                    if let Some((feed, listening)) = &out.monitors
-                        && listening.get()
-                        && reading.rcon_up
-                        && reading.error.is_none()
-                        && out.backlog.is_clear()
-                    {
-                        let players = MonitorInput::Players {
-                            at_ms: reading.at_ms,
-                            players: reading.players.clone(),
-                        };
-                        let _ = feed.try_send(players);
-                    }
-                }
+                _ = readings.tick() => out.roster(&*stats.reading().await),
                 _ = samples.tick(), if out.monitors.is_some() => {
                     if !out.monitors.as_ref().is_some_and(|(_, l)| l.get()) {
                         continue;
@@ -165,14 +203,7 @@ pub fn spawn_checks(
                         continue;
                     }
                     last_sample_ms = reading.at_ms;
-                    if let Some((feed, _)) = &out.monitors {
-                        let sample = MonitorInput::Sample(WitSample::from(&*reading));
-                        if feed.try_send(sample).is_err() {
-                            out.metrics.errors
-                                .with_label_values(&[&format!("monitor:{}", out.tag), "sample_dropped"])
-                                .inc();
-                        }
-                    }
+                    out.sample(&reading);
                 }
                 _ = reports.tick(), if settings.report_interval.is_some() => {
                     let reading = stats.reading().await;
@@ -191,14 +222,7 @@ pub fn spawn_checks(
                 changed = link.changed() => {
                     if changed.is_err() { return; }
                     let state = link.borrow_and_update().clone();
-                    match &state {
-                        LinkState::Up { .. } => out.health.set(&component, State::Ready, None),
-                        LinkState::Down { error, .. } => {
-                            out.health.error(&component, error.clone());
-                            out.health.set(&component, State::Down, None);
-                        }
-                        LinkState::Connecting | LinkState::Standby => {}
-                    }
+                    out.link_health(&state);
                     if let Some(alert) = status.on_change(&state, SystemTime::now()) {
                         file(alert).await;
                     }

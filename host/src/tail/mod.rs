@@ -131,16 +131,7 @@ pub async fn run<T: From<Batch>>(
         if watcher.is_none() {
             watcher = watch_dir(reader.path(), &wake);
         }
-        let job = tokio::task::spawn_blocking(move || {
-            let mut lines = Vec::new();
-            let start = if first { reader.start() } else { None };
-            let result = if first {
-                Ok(true)
-            } else {
-                reader.poll(&mut lines)
-            };
-            (reader, start, lines, result)
-        });
+        let job = tokio::task::spawn_blocking(move || poll_once(reader, first));
         tokio::pin!(job);
         let done = tokio::select! {
             done = &mut job => done,
@@ -157,30 +148,7 @@ pub async fn run<T: From<Batch>>(
             return None;
         };
         reader = back;
-        let more = match result {
-            Ok(more) => {
-                last_error = None;
-                if reader.is_open() {
-                    status.health.set(&status.component, State::Ready, None);
-                } else {
-                    let detail = format!("waiting for {} to exist", reader.path().display());
-                    status
-                        .health
-                        .set(&status.component, State::Starting, Some(detail));
-                }
-                more
-            }
-            Err(e) => {
-                let problem = format!("cannot read {}: {e}", reader.path().display());
-                if last_error.as_ref() != Some(&problem) {
-                    tracing::warn!(path = %reader.path().display(), "cannot read the log: {e}");
-                    status.health.error(&status.component, problem.clone());
-                    status.health.set(&status.component, State::Down, None);
-                    last_error = Some(problem);
-                }
-                false
-            }
-        };
+        let more = report(&status, &reader, result, &mut last_error);
         let position = if first {
             first = false;
             if let Some(p) = &status.positioned {
@@ -209,6 +177,58 @@ pub async fn run<T: From<Batch>>(
             _ = wake.notified() => {}
             _ = tokio::time::sleep(options.poll_interval) => {}
             _ = stopping(&mut shutdown) => return Some(reader),
+        }
+    }
+}
+
+/// One turn of the reader on a blocking thread: where it starts (the first turn), or what
+/// was appended since the last.
+fn poll_once(
+    mut reader: TailReader,
+    first: bool,
+) -> (
+    TailReader,
+    Option<Position>,
+    Vec<Line>,
+    std::io::Result<bool>,
+) {
+    let mut lines = Vec::new();
+    if first {
+        let start = reader.start();
+        return (reader, start, lines, Ok(true));
+    }
+    let result = reader.poll(&mut lines);
+    (reader, None, lines, result)
+}
+
+/// Says in health how a poll went (a failure logged once until it changes); whether there
+/// is more to read at once.
+fn report(
+    status: &Status,
+    reader: &TailReader,
+    result: std::io::Result<bool>,
+    last_error: &mut Option<String>,
+) -> bool {
+    match result {
+        Ok(more) => {
+            *last_error = None;
+            if reader.is_open() {
+                status.health.set(&status.component, State::Ready, None);
+            } else {
+                let detail = format!("waiting for {} to exist", reader.path().display());
+                (status.health).set(&status.component, State::Starting, Some(detail));
+            }
+            more
+        }
+        Err(e) => {
+            let problem = format!("cannot read {}: {e}", reader.path().display());
+            if last_error.as_ref() != Some(&problem) {
+                tracing::warn!(path = %reader.path().display(), "cannot read the log: {e}");
+                status.health.error(&status.component, problem.clone());
+                status.health.set(&status.component, State::Down, None);
+                *last_error = Some(problem);
+            }
+            false
         }
     }
 }
