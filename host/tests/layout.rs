@@ -479,8 +479,6 @@ const LONG_FUNCTIONS: &[(&str, &str, usize)] = &[
     ("discord/rest/limits.rs", "check_entry", 83),
     ("app/cluster/ownership.rs", "server_tick", 83),
     ("config/cluster.rs", "settle", 82),
-    ("reload/watch.rs", "watch", 81),
-    ("discord/bot/answer.rs", "answer", 81),
 ];
 const FILE_LINES: usize = 500;
 const FUNCTION_LINES: usize = 80;

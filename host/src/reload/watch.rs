@@ -58,6 +58,22 @@ fn parent(path: &Path) -> PathBuf {
         .to_owned()
 }
 
+/// Whether a file event may change a server's plugins: only configuration, pattern files
+/// and plugins count (logs and event files written beside them change all the time); an
+/// error does, to be safe.
+fn relevant(event: &notify::Result<notify::Event>) -> bool {
+    match event {
+        Ok(e) => {
+            !matches!(e.kind, notify::EventKind::Access(_))
+                && e.paths.iter().any(|p| {
+                    p.extension()
+                        .is_some_and(|x| x == "yml" || x == "yaml" || x == "wasm")
+                })
+        }
+        Err(_) => true,
+    }
+}
+
 /// How long the watcher waits for a burst of file events (an editor's save, a copy of
 /// several files) to end before it reloads.
 const SETTLE: Duration = Duration::from_millis(300);
@@ -75,19 +91,7 @@ pub fn watch(
     use notify::Watcher;
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Only configuration, pattern files and plugins: logs and event files written
-        // beside them change all the time.
-        let relevant = match &event {
-            Ok(e) => {
-                !matches!(e.kind, notify::EventKind::Access(_))
-                    && e.paths.iter().any(|p| {
-                        p.extension()
-                            .is_some_and(|x| x == "yml" || x == "yaml" || x == "wasm")
-                    })
-            }
-            Err(_) => true,
-        };
-        if relevant {
+        if relevant(&event) {
             let _ = tx.try_send(());
         }
     });

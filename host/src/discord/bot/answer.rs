@@ -36,20 +36,7 @@ pub async fn answer(
     };
     match request {
         Request::Connect => Outcome::Private(format!("✅ Your commands now go to {title}.")),
-        Request::Reload => match bot.reloader.get() {
-            None => Outcome::Private("⏳ The bot is still starting; try again in a moment.".into()),
-            Some(reloader) => {
-                let done = reloader.reload(server).await;
-                let lines: Vec<String> = done.describe().iter().map(|l| escape(l)).collect();
-                match done.error() {
-                    None => Outcome::Shown(format!("🔁 {title} {}.", lines.join("; "))),
-                    Some(e) => {
-                        tracing::warn!(server = %server.tag, "a reload from Discord failed: {e}");
-                        Outcome::Private(format!("❌ {title} {}", lines.join("; ")))
-                    }
-                }
-            }
-        },
+        Request::Reload => reload(&title, server, bot).await,
         Request::Plugins => Outcome::Shown(plugins(&title, server)),
         _ => {
             let Some(stats) = &server.stats else {
@@ -95,6 +82,22 @@ pub async fn answer(
                 },
                 _ => Outcome::Private("❌ Not a command for a server.".into()),
             }
+        }
+    }
+}
+
+/// A reload of the server's plugins from servers.yml, asked for in Discord.
+async fn reload(title: &str, server: &Server, bot: &Bot) -> Outcome {
+    let Some(reloader) = bot.reloader.get() else {
+        return Outcome::Private("⏳ The bot is still starting; try again in a moment.".into());
+    };
+    let done = reloader.reload(server).await;
+    let lines: Vec<String> = done.describe().iter().map(|l| escape(l)).collect();
+    match done.error() {
+        None => Outcome::Shown(format!("🔁 {title} {}.", lines.join("; "))),
+        Some(e) => {
+            tracing::warn!(server = %server.tag, "a reload from Discord failed: {e}");
+            Outcome::Private(format!("❌ {title} {}", lines.join("; ")))
         }
     }
 }
