@@ -43,12 +43,22 @@ async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Telemetry
     let tag = first.server();
     let component = format!("sink:{tag}:{}", sink.name());
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
-    let (mut events, mut places) = (first.events().to_vec(), (0..first.events().len()).collect());
+    // The events are copied only when a delivery has to be resumed: the first attempt
+    // delivers the batch as it came.
+    let mut rest: Option<(Vec<Event>, Vec<usize>)> = None;
     let (mut attempts, mut stalled) = (0, 0);
     loop {
         attempts += 1;
-        let batch = first.resume(&events, places);
-        let Err(problem) = attempt(&batch, sink, shared).await else {
+        let (held, resumed);
+        let batch = match rest.take() {
+            None => &first,
+            Some((events, places)) => {
+                held = events;
+                resumed = first.resume(&held, places);
+                &resumed
+            }
+        };
+        let Err(problem) = attempt(batch, sink, shared).await else {
             if !sink.reports_health() {
                 shared.health.set(&component, State::Ready, None);
             }
@@ -56,13 +66,11 @@ async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Telemetry
             span.record("outcome", "delivered");
             return;
         };
-        let before = events.len();
-        (events, places) = batch.rest();
-        stalled = if events.len() < before {
-            0
-        } else {
-            stalled + 1
-        };
+        let before = batch.events().len();
+        let (events, places) = batch.rest();
+        let left = events.len();
+        rest = Some((events, places));
+        stalled = if left < before { 0 } else { stalled + 1 };
         shared
             .metrics
             .errors
@@ -72,7 +80,7 @@ async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Telemetry
         if stalled == STALLED {
             span.record("attempts", attempts);
             span.record("outcome", "dropped");
-            tracing::error!(server = %tag, sink = sink.name(), "gave up delivering {} events after {STALLED} attempts that got none through: {problem}", events.len());
+            tracing::error!(server = %tag, sink = sink.name(), "gave up delivering {left} events after {STALLED} attempts that got none through: {problem}");
             shared
                 .metrics
                 .errors
@@ -81,7 +89,7 @@ async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Telemetry
             return;
         }
         let wait = backoff.next_wait();
-        tracing::warn!(server = %tag, sink = sink.name(), "delivery failed with {} events left: {problem}; resuming in {} ms", events.len(), wait.as_millis());
+        tracing::warn!(server = %tag, sink = sink.name(), "delivery failed with {left} events left: {problem}; resuming in {} ms", wait.as_millis());
         tokio::time::sleep(wait).await;
     }
 }
