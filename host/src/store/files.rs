@@ -6,8 +6,18 @@ use super::durable::{replace_durably, write_durably};
 use super::{Change, Keep, Key, Store, StoreError};
 use crate::slot::Slot;
 
-/// The largest file read back (a blob is a plugin, at most the plugin size limit).
-const MAX_READ: u64 = 256 << 20;
+/// The largest file read back for `key`: what is larger is damage, refused before it is
+/// read into memory (a checkpoint is under 200 bytes; a blob is a plugin).
+fn max_read(key: &Key) -> u64 {
+    match key {
+        Key::Checkpoint(_) | Key::PreviousCheckpoint(_) | Key::InFlight(_) | Key::StateLost => {
+            64 << 10
+        }
+        Key::Selections => 16 << 20,
+        Key::Pin { .. } | Key::Alerts(_) | Key::Monitors(_) => 64 << 20,
+        Key::Blob(_) => 256 << 20,
+    }
+}
 
 /// Keeps values in files under a state folder:
 ///
@@ -102,7 +112,7 @@ impl Store for FileStore {
         let Some(path) = self.path(key) else {
             return Ok(None);
         };
-        match crate::files::read_regular(&path, MAX_READ) {
+        match crate::files::read_regular(&path, max_read(key)) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
@@ -167,6 +177,18 @@ mod tests {
             .apply(Change::put(flight.clone(), b"x".to_vec()))
             .unwrap();
         assert_eq!(store.get(&flight).unwrap(), None);
+    }
+
+    #[test]
+    fn a_checkpoint_far_over_its_size_is_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let key = Key::Checkpoint("prod".into());
+        let path = store.path(&key).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, vec![b' '; 1 << 20]).unwrap();
+        let err = store.get(&key).unwrap_err();
+        assert!(err.to_string().contains("prod.checkpoint.json"), "{err}");
     }
 
     #[test]
