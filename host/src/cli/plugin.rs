@@ -135,6 +135,27 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    print_sandbox(&limits, took);
+    let lines = sample_lines(args.lines.as_deref())?;
+    let memory = match &started {
+        Started::Parser(p) => p.memory_bytes(),
+        Started::Monitor(m) => m.memory_bytes(),
+    };
+    let memory_line = memory_line(memory, &limits);
+    let ran = match started {
+        Started::Parser(p) => run_parser(p, &lines),
+        Started::Monitor(m) => run_monitor(m).map(|()| true)?,
+    };
+    if !ran {
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{memory_line}");
+    println!("ok");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the sandbox allows, and how long `init` took of its limit.
+fn print_sandbox(limits: &crate::plugin::Limits, took: Duration) {
     let (init, close) = init_time(took, limits.init_timeout);
     println!(
         "sandbox: instantiated and initialised (no files, network or environment; memory cap {} MiB; {} ms per call; {init})",
@@ -147,19 +168,22 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             INIT_CLOSE * 100.0
         );
     }
-    let lines: Vec<String> = match &args.lines {
+}
+
+/// The lines of `path`, or the built-in sample.
+fn sample_lines(path: Option<&std::path::Path>) -> anyhow::Result<Vec<String>> {
+    Ok(match path {
         Some(p) => std::fs::read_to_string(p)
             .with_context(|| format!("cannot read {}", p.display()))?
             .lines()
             .map(str::to_owned)
             .collect(),
         None => SAMPLE_LINES.iter().map(|s| (*s).to_owned()).collect(),
-    };
-    let memory = match &started {
-        Started::Parser(p) => p.memory_bytes(),
-        Started::Monitor(m) => m.memory_bytes(),
-    };
-    let memory_line = format!(
+    })
+}
+
+fn memory_line(memory: usize, limits: &crate::plugin::Limits) -> String {
+    format!(
         "memory:  {:.1} MiB of linear memory after init and the sample run, of its {} MiB cap{}",
         mib(memory as u64),
         limits.memory_bytes >> 20,
@@ -168,57 +192,52 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         } else {
             ""
         }
-    );
-    match started {
-        Started::Parser(mut p) => {
-            let events = match p.parse(&lines) {
-                Ok(e) => e,
-                Err(fault) => {
-                    println!("run:     the plugin {fault}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            };
-            println!("run:     {} lines -> {} events", lines.len(), events.len());
-            for (i, e) in &events {
-                println!("  line {:>3}  {}", i + 1, summary(e));
-            }
+    )
+}
+
+/// Parses `lines` and prints the events; false if the plugin faulted.
+fn run_parser(mut p: ParserInstance, lines: &[String]) -> bool {
+    let events = match p.parse(lines) {
+        Ok(e) => e,
+        Err(fault) => {
+            println!("run:     the plugin {fault}");
+            return false;
         }
-        Started::Monitor(mut m) => {
-            let events = sample_events();
-            let from_events = m
-                .on_events(0, &events)
-                .map_err(|f| anyhow::anyhow!("on-events: the plugin {f}"))?;
-            let mut alerts = from_events;
-            for ups in [59.9, 20.0] {
-                let sample = sample_reading(ups);
-                alerts.extend(
-                    m.on_sample(&sample)
-                        .map_err(|f| anyhow::anyhow!("on-sample: the plugin {f}"))?,
-                );
-            }
-            println!(
-                "run:     {} events and 2 samples -> {} alerts",
-                events.len(),
-                alerts.len()
-            );
-            for a in &alerts {
-                println!(
-                    "  [{}] {}: {}{}",
-                    a.key,
-                    a.title,
-                    a.text,
-                    match a.state {
-                        crate::plugin::WitAlertState::Firing => "",
-                        crate::plugin::WitAlertState::Resolved => " (resolved)",
-                        crate::plugin::WitAlertState::Withdrawn => " (withdrawn)",
-                    }
-                );
-            }
-        }
+    };
+    println!("run:     {} lines -> {} events", lines.len(), events.len());
+    for (i, e) in &events {
+        println!("  line {:>3}  {}", i + 1, summary(e));
     }
-    println!("{memory_line}");
-    println!("ok");
-    Ok(ExitCode::SUCCESS)
+    true
+}
+
+/// Feeds the sample events and two samples (healthy, then slow) and prints the alerts.
+fn run_monitor(mut m: MonitorInstance) -> anyhow::Result<()> {
+    let events = sample_events();
+    let mut alerts = m
+        .on_events(0, &events)
+        .map_err(|f| anyhow::anyhow!("on-events: the plugin {f}"))?;
+    for ups in [59.9, 20.0] {
+        let sample = sample_reading(ups);
+        alerts.extend(
+            m.on_sample(&sample)
+                .map_err(|f| anyhow::anyhow!("on-sample: the plugin {f}"))?,
+        );
+    }
+    println!(
+        "run:     {} events and 2 samples -> {} alerts",
+        events.len(),
+        alerts.len()
+    );
+    for a in &alerts {
+        let state = match a.state {
+            crate::plugin::WitAlertState::Firing => "",
+            crate::plugin::WitAlertState::Resolved => " (resolved)",
+            crate::plugin::WitAlertState::Withdrawn => " (withdrawn)",
+        };
+        println!("  [{}] {}: {}{state}", a.key, a.title, a.text);
+    }
+    Ok(())
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -84,7 +84,8 @@ pub(super) async fn keep(cluster: Arc<Cluster>, mut stop: tokio::sync::watch::Re
         }
         cluster
             .metrics
-            .cluster_etcd_up
+            .cluster
+            .etcd_up
             .with_label_values(&[&cluster.id])
             .set(i64::from(p.is_none()));
         problem = p;
@@ -154,7 +155,7 @@ async fn register(cluster: &Cluster, lease: i64) -> Result<(), String> {
                 tracing::info!(instance = %cluster.id, "no other instance has this id any more");
             }
             *cluster.duplicate.lock() = None;
-            cluster.metrics.cluster_duplicate_id.set(0);
+            cluster.metrics.cluster.duplicate_id.set(0);
             return Ok(());
         }
         let Some(entry) = cluster.etcd.get(&key).await.map_err(|e| e.to_string())? else {
@@ -168,7 +169,7 @@ async fn register(cluster: &Cluster, lease: i64) -> Result<(), String> {
         }
         let address = super::shown_address(&other.address);
         let first = cluster.duplicate.lock().replace(address.clone()).is_none();
-        cluster.metrics.cluster_duplicate_id.set(1);
+        cluster.metrics.cluster.duplicate_id.set(1);
         let e = super::ClusterError::Duplicate {
             id: cluster.id.clone(),
             address,

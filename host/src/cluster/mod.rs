@@ -114,7 +114,7 @@ impl Cluster {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Self>> {
         for outcome in ["won", "lost"] {
-            metrics.cluster_elections.with_label_values(&[outcome]);
+            metrics.cluster.elections.with_label_values(&[outcome]);
         }
         Ok(Arc::new(Self {
             id: settings.instance_id.clone(),
@@ -238,7 +238,8 @@ impl Cluster {
         let won = self.etcd.create(key, &self.id, lease).await?;
         let outcome = if won.is_some() { "won" } else { "lost" };
         self.metrics
-            .cluster_elections
+            .cluster
+            .elections
             .with_label_values(&[outcome])
             .inc();
         Ok(won)
@@ -375,7 +376,7 @@ impl Fence {
         deletes: Vec<String>,
     ) -> Result<(), ClusterError> {
         if !self.valid() {
-            self.cluster.metrics.cluster_fencing_rejections.inc();
+            self.cluster.metrics.cluster.fencing_rejections.inc();
             return Err(ClusterError::Fenced(self.what.clone()));
         }
         let c = &self.cluster;
@@ -385,12 +386,12 @@ impl Fence {
             .etcd
             .write_if(&self.key, self.token, puts, deletes)
             .await?;
-        c.metrics.cluster_writes.inc();
+        c.metrics.cluster.writes.inc();
         if done {
             Ok(())
         } else {
             self.lose();
-            self.cluster.metrics.cluster_fencing_rejections.inc();
+            self.cluster.metrics.cluster.fencing_rejections.inc();
             tracing::warn!(what = %self.what, "a write was refused: another instance owns it now; stopping");
             Err(ClusterError::Fenced(self.what.clone()))
         }

@@ -80,39 +80,16 @@ impl ClusterSection {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let endpoints: Vec<String> = match set("FACTORIO_ISR_ETCD_ENDPOINTS") {
-            Some(list) => list
-                .split(',')
-                .map(|e| e.trim().to_owned())
-                .filter(|e| !e.is_empty())
-                .collect(),
-            None => self.endpoints,
-        };
+        let endpoints = endpoints(set("FACTORIO_ISR_ETCD_ENDPOINTS"), self.endpoints)?;
         if endpoints.is_empty() {
             return Ok(None);
         }
-        for e in &endpoints {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(format!(
-                    "cluster.endpoints: `{e}` is not an etcd client URL (http://host:2379 or https://…)"
-                ));
-            }
-        }
-        let instance_id = set("FACTORIO_ISR_INSTANCE_ID")
-            .or(self.instance_id)
-            .or_else(|| set("HOSTNAME"))
-            .or_else(host_name)
-            .ok_or("cluster.instance_id: no instance id given and no host name found")?;
-        if instance_id.is_empty()
-            || instance_id.len() > 64
-            || !instance_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return Err(format!(
-                "cluster.instance_id: `{instance_id}` is not an instance id (1 to 64 of letters, digits, -, _ and .)"
-            ));
-        }
+        let instance_id = instance_id(
+            set("FACTORIO_ISR_INSTANCE_ID")
+                .or(self.instance_id)
+                .or_else(|| set("HOSTNAME"))
+                .or_else(host_name),
+        )?;
         let ttl = match set("FACTORIO_ISR_ETCD_LEASE_TTL") {
             Some(t) => t.parse::<u64>().map_err(|_| {
                 format!("FACTORIO_ISR_ETCD_LEASE_TTL: `{t}` is not a number of seconds")
@@ -153,6 +130,45 @@ impl ClusterSection {
             user,
         }))
     }
+}
+
+/// The endpoints of the environment's comma-separated list, else the file's; each must be
+/// an etcd client URL.
+fn endpoints(from_env: Option<String>, in_file: Vec<String>) -> Result<Vec<String>, String> {
+    let endpoints: Vec<String> = match from_env {
+        Some(list) => list
+            .split(',')
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty())
+            .collect(),
+        None => in_file,
+    };
+    match endpoints
+        .iter()
+        .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+    {
+        Some(e) => Err(format!(
+            "cluster.endpoints: `{e}` is not an etcd client URL (http://host:2379 or https://…)"
+        )),
+        None => Ok(endpoints),
+    }
+}
+
+/// The instance id given (or the host name), if it is one: 1 to 64 of letters, digits,
+/// `-`, `_` and `.`.
+fn instance_id(given: Option<String>) -> Result<String, String> {
+    let id = given.ok_or("cluster.instance_id: no instance id given and no host name found")?;
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "cluster.instance_id: `{id}` is not an instance id (1 to 64 of letters, digits, -, _ and .)"
+        ));
+    }
+    Ok(id)
 }
 
 /// The machine's host name (a container's is its name, a pod's its pod name).

@@ -234,48 +234,16 @@ impl Running {
                 MonitorInput::Sample(sample) => monitor.on_sample(sample),
                 _ => continue,
             };
-            let m = &s.out.shared.metrics;
-            m.plugin_call_seconds
-                .with_label_values(&[tag, name])
-                .observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(alerts) => {
-                    m.plugin_calls.with_label_values(&[tag, name]).inc();
-                    s.out.board.record("monitor", i, monitor, None);
-                    if alerts.len() > MAX_ALERTS_PER_CALL {
-                        m.errors
-                            .with_label_values(&[
-                                &format!("monitor:{tag}:{name}"),
-                                "too_many_alerts",
-                            ])
-                            .inc_by((alerts.len() - MAX_ALERTS_PER_CALL) as u64);
+            let took = started.elapsed();
+            match answered(&s.out, (tag, name), i, monitor, took, result) {
+                Some(alerts) if !alerts.is_empty() => {
+                    if self.candidate.is_some() {
+                        raised.extend(alerts.iter().map(AlertView::from));
                     }
-                    if !alerts.is_empty() {
-                        let alerts: Vec<Alert> = alerts
-                            .into_iter()
-                            .take(MAX_ALERTS_PER_CALL)
-                            .map(Alert::from)
-                            .collect();
-                        if self.candidate.is_some() {
-                            raised.extend(alerts.iter().map(AlertView::from));
-                        }
-                        notices.extend(s.out.alerts.file(name, alerts, SystemTime::now()));
-                    }
+                    notices.extend(s.out.alerts.file(name, alerts, SystemTime::now()));
                 }
-                Err(fault) => {
-                    faults += 1;
-                    m.plugin_traps
-                        .with_label_values(&[tag, name, fault.kind()])
-                        .inc();
-                    m.errors
-                        .with_label_values(&[&format!("monitor:{tag}:{name}"), fault.kind()])
-                        .inc();
-                    s.out.shared.health.error(
-                        &format!("monitor:{tag}:{name}"),
-                        format!("the plugin {fault}"),
-                    );
-                    s.out.board.record("monitor", i, monitor, Some(&fault));
-                }
+                Some(_) => {}
+                None => faults += 1,
             }
         }
         span.record("alerts", notices.len());
@@ -302,5 +270,53 @@ impl Running {
             self.went_live(Some(SystemTime::now()));
         }
         true
+    }
+}
+
+/// Counts a monitor's call and takes its alerts (at most [`MAX_ALERTS_PER_CALL`]); none if
+/// it faulted (counted, shown in health).
+fn answered(
+    out: &MonitorOutputs,
+    (tag, name): (&str, &str),
+    i: usize,
+    monitor: &MonitorInstance,
+    took: std::time::Duration,
+    result: Result<Vec<crate::plugin::WitAlert>, crate::plugin::Fault>,
+) -> Option<Vec<Alert>> {
+    let m = &out.shared.metrics;
+    m.plugin_call_seconds
+        .with_label_values(&[tag, name])
+        .observe(took.as_secs_f64());
+    let component = format!("monitor:{tag}:{name}");
+    match result {
+        Ok(alerts) => {
+            m.plugin_calls.with_label_values(&[tag, name]).inc();
+            out.board.record("monitor", i, monitor, None);
+            if alerts.len() > MAX_ALERTS_PER_CALL {
+                m.errors
+                    .with_label_values(&[&component, "too_many_alerts"])
+                    .inc_by((alerts.len() - MAX_ALERTS_PER_CALL) as u64);
+            }
+            Some(
+                alerts
+                    .into_iter()
+                    .take(MAX_ALERTS_PER_CALL)
+                    .map(Alert::from)
+                    .collect(),
+            )
+        }
+        Err(fault) => {
+            m.plugin_traps
+                .with_label_values(&[tag, name, fault.kind()])
+                .inc();
+            m.errors
+                .with_label_values(&[&component, fault.kind()])
+                .inc();
+            out.shared
+                .health
+                .error(&component, format!("the plugin {fault}"));
+            out.board.record("monitor", i, monitor, Some(&fault));
+            None
+        }
     }
 }

@@ -7,18 +7,16 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
-use super::batch::{batch_text, cap_per_line, events_of};
 use super::bindings::{monitor, parser, v0_2};
 use super::declared::DeclaredRule;
 use super::fault::classify;
 pub use super::fault::{Fault, PluginStats};
 use super::idle::{ConfigKey, config_key};
 use super::sandbox::{SandboxState, Tag};
-use super::{EPOCH_TICK, Plugin, PluginError, Pre, WitAlert, WitSample, one_line};
-use crate::event::Event;
+use super::{EPOCH_TICK, Plugin, PluginError, Pre, one_line};
 
 /// The generated bindings of a live instance, by world.
-enum Bindings {
+pub(super) enum Bindings {
     /// A parser of WIT 0.3.0 or later, with the rules its `init` declared.
     Parser(parser::Parser, Vec<DeclaredRule>),
     /// A parser of WIT 0.1.0 or 0.2.0.
@@ -36,19 +34,19 @@ pub(crate) struct Live {
 /// What parser and monitor instances share: one plugin instance for one server, with the
 /// deadline, the fault handling and the counters.
 pub struct Instance {
-    plugin: Arc<Plugin>,
+    pub(super) plugin: Arc<Plugin>,
     server: String,
     config: String,
     /// `config`'s key among the idle instances.
     key: ConfigKey,
-    live: Option<Live>,
+    pub(super) live: Option<Live>,
     /// The last call faulted: the next instance created counts as a restart.
     faulted: bool,
-    stats: PluginStats,
+    pub(super) stats: PluginStats,
     last_report: Option<Instant>,
     unreported: u64,
     /// A monitor's state after its last call that returned, for the next instance.
-    saved_state: Vec<u8>,
+    pub(super) saved_state: Vec<u8>,
     /// The live instance was given `saved_state` after a fault and has not yet returned
     /// from a call: if it faults too, the state may be what makes it fault, and is dropped.
     unproven_state: bool,
@@ -61,12 +59,6 @@ impl Drop for Instance {
         }
     }
 }
-
-/// A parser plugin instance for one server, with the buffer its batches are handed over in.
-pub struct ParserInstance(Instance, String);
-
-/// A monitor plugin instance for one server.
-pub struct MonitorInstance(Instance);
 
 /// After a fault is logged, further faults within this window are only counted.
 const REPORT_EVERY: Duration = Duration::from_secs(30);
@@ -263,7 +255,7 @@ impl Instance {
     /// instance before it counts as a fault: on a busy machine (a Factorio server beside us)
     /// a thread can be kept off the CPU for longer than the deadline, and that must not cost
     /// a batch. A plugin that really loops costs two deadlines per batch.
-    fn call<R>(
+    pub(super) fn call<R>(
         &mut self,
         input_bytes: usize,
         f: impl Fn(&Bindings, &mut Store<SandboxState>) -> wasmtime::Result<R>,
@@ -362,135 +354,6 @@ impl Instance {
     }
 }
 
-impl ParserInstance {
-    /// Parses a batch of lines; returns (index in `lines`, event) pairs in line order.
-    /// On a fault the whole batch gives nothing for this plugin.
-    pub fn parse(&mut self, lines: &[String]) -> Result<Vec<(usize, Event)>, Fault> {
-        self.parse_from("", lines)
-    }
-
-    /// [`Self::parse`] for lines read from the log `source` (its id in servers.yml), which
-    /// the plugin can ask for (`host.log-source`, WIT 0.4.0).
-    pub fn parse_from(
-        &mut self,
-        source: &str,
-        lines: &[String],
-    ) -> Result<Vec<(usize, Event)>, Fault> {
-        let bytes = lines.iter().map(String::len).sum();
-        if matches!(self.0.plugin.pre, Pre::Parser(_)) {
-            batch_text(lines, &mut self.1);
-        }
-        let batch = &self.1;
-        let (mut out, bad) = self.0.call(bytes, |b, store| {
-            store.data_mut().set_log_source(source);
-            match b {
-                Bindings::Parser(b, rules) => {
-                    let parsed = b.call_parse(&mut *store, batch)?;
-                    Ok(events_of(parsed, rules, lines))
-                }
-                Bindings::OldParser(b) => {
-                    let events = b.call_parse(store, lines)?;
-                    let parsed = parser::Parsed {
-                        matches: Vec::new(),
-                        events,
-                    };
-                    Ok(events_of(parsed, &[], lines))
-                }
-                Bindings::Monitor(_) => wasmtime::bail!("not a parser"),
-            }
-        })?;
-        out.sort_by_key(|(i, _)| *i);
-        let excess = cap_per_line(&mut out);
-        self.0.stats.bad_results += bad + excess;
-        Ok(out)
-    }
-}
-
-impl MonitorInstance {
-    /// Feeds a batch of events read at `at_ms`; returns the alerts the monitor raised,
-    /// updated or resolved.
-    pub fn on_events(&mut self, at_ms: u64, events: &[Event]) -> Result<Vec<WitAlert>, Fault> {
-        let bytes = events
-            .iter()
-            .map(|e| e.message.as_ref().map_or(0, String::len))
-            .sum();
-        let events: Vec<_> = events.iter().cloned().map(Into::into).collect();
-        self.call_saving(bytes, |b, store| b.call_on_events(store, at_ms, &events))
-    }
-
-    /// Feeds one metrics sample; returns the alerts the monitor raised, updated or resolved.
-    pub fn on_sample(&mut self, sample: &WitSample) -> Result<Vec<WitAlert>, Fault> {
-        self.call_saving(0, |b, store| b.call_on_sample(store, sample))
-    }
-
-    /// The state the monitor saved after its last call that returned.
-    pub fn saved_state(&self) -> &[u8] {
-        &self.0.saved_state
-    }
-
-    /// Takes up `state` saved by another instance (the version this one replaces): the next
-    /// call runs on an instance that was given it with `load-state`.
-    pub fn adopt_state(&mut self, state: &[u8]) {
-        if state.is_empty() {
-            return;
-        }
-        self.0.saved_state = state.to_vec();
-        self.0.live = None;
-    }
-
-    /// Calls `f`, then `save-state`, in one deadline; keeps the state.
-    fn call_saving(
-        &mut self,
-        bytes: usize,
-        f: impl Fn(&monitor::Monitor, &mut Store<SandboxState>) -> wasmtime::Result<Vec<WitAlert>>,
-    ) -> Result<Vec<WitAlert>, Fault> {
-        let (alerts, state) = self.0.call(bytes, |b, store| match b {
-            Bindings::Monitor(b) => {
-                let alerts = f(b, store)?;
-                let state = b.call_save_state(&mut *store)?;
-                Ok((alerts, state))
-            }
-            Bindings::Parser(..) | Bindings::OldParser(_) => wasmtime::bail!("not a monitor"),
-        })?;
-        if state.len() <= MAX_STATE_BYTES {
-            self.0.saved_state = state;
-        } else {
-            self.0.stats.bad_results += 1;
-        }
-        Ok(alerts)
-    }
-}
-
-/// The largest monitor state the host keeps; a bigger one is not kept (and counted as a
-/// bad result), so the previous one stays.
-const MAX_STATE_BYTES: usize = 1 << 20;
-
-impl std::ops::Deref for ParserInstance {
-    type Target = Instance;
-    fn deref(&self) -> &Instance {
-        &self.0
-    }
-}
-
-impl std::ops::Deref for MonitorInstance {
-    type Target = Instance;
-    fn deref(&self) -> &Instance {
-        &self.0
-    }
-}
-
-impl From<Instance> for ParserInstance {
-    fn from(i: Instance) -> Self {
-        Self(i, String::new())
-    }
-}
-
-impl From<Instance> for MonitorInstance {
-    fn from(i: Instance) -> Self {
-        Self(i)
-    }
-}
-
 /// A deadline of at least `d`, in epoch ticks.
 fn ticks(d: Duration) -> u64 {
     (d.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
@@ -504,17 +367,5 @@ impl fmt::Debug for Instance {
             .field("live", &self.live.is_some())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
-    }
-}
-
-impl fmt::Debug for ParserInstance {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl fmt::Debug for MonitorInstance {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
     }
 }

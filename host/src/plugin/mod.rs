@@ -16,6 +16,7 @@ mod declared;
 mod fault;
 mod idle;
 mod instance;
+mod roles;
 mod sandbox;
 pub mod stock;
 mod world;
@@ -31,7 +32,8 @@ pub use batch::MAX_EVENTS_PER_LINE;
 pub use board::{PluginBoard, PluginStatus};
 pub use cache::{CacheOutcome, ComponentCache, LoadReport};
 pub use chain::{ChainOutput, ParserChain};
-pub use instance::{Fault, Instance, MonitorInstance, ParserInstance, PluginStats};
+pub use instance::{Fault, Instance, PluginStats};
+pub use roles::{MonitorInstance, ParserInstance};
 pub use world::{SUPPORTED_WIT_VERSIONS, Version, WIT_PACKAGE, WorldInfo, WorldKind};
 
 pub use bindings::{

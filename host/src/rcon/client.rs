@@ -1,17 +1,17 @@
-//! One server's RCON link: a task that keeps a single authenticated connection open,
-//! re-establishes it with exponential backoff and jitter, and runs commands one at a time.
-//! [`RconClient`] is the cheap, cloneable handle every consumer shares.
+//! One server's RCON link as its users see it: [`RconClient`], the cheap, cloneable handle
+//! every consumer shares, in front of the link task ([`super::link`]).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use super::RconError;
-use super::connection::Connection;
-use super::reconnect::{Backoff, jitter};
+use super::link::{Link, Request};
+use super::reconnect::Backoff;
 use crate::config::Secret;
+
+pub use super::link::{LinkMetrics, LinkState, PROBE, RconTarget};
 
 /// How to reach one server and how patient to be.
 #[derive(Debug, Clone)]
@@ -72,70 +72,6 @@ impl RconSettings {
     }
 }
 
-/// The state of the link, published to every handle.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "state", rename_all = "lowercase")]
-pub enum LinkState {
-    /// The first attempt has not finished.
-    Connecting,
-    /// Cluster mode: not open on this instance, which neither owns the server nor runs the
-    /// Discord gateway.
-    Standby,
-    /// Connected, authenticated and answering commands since `since`.
-    Up {
-        #[serde(with = "crate::event::unix_ms")]
-        since: SystemTime,
-    },
-    /// Not working since `since`, for the reason `error`; retried in the background.
-    Down {
-        #[serde(with = "crate::event::unix_ms")]
-        since: SystemTime,
-        error: String,
-        /// Attempts in a row that gave no lasting connection.
-        failures: u32,
-        /// The wait before the next attempt.
-        retry_in_ms: u64,
-    },
-}
-
-/// Prometheus handles the link reports to, already labelled with the server.
-#[derive(Clone)]
-pub struct LinkMetrics {
-    pub latency: prometheus::Histogram,
-    pub up: prometheus::IntGauge,
-    pub reconnects: prometheus::IntCounter,
-    pub failures: prometheus::IntCounter,
-}
-
-impl LinkMetrics {
-    /// The RCON link's metrics for `server`, from the host's.
-    pub fn of(metrics: &crate::observe::metrics::Metrics, server: &str) -> Self {
-        Self {
-            latency: metrics.rcon_latency.with_label_values(&[server]),
-            up: metrics.rcon_up.with_label_values(&[server]),
-            reconnects: metrics.rcon_reconnects.with_label_values(&[server]),
-            failures: metrics.rcon_failures.with_label_values(&[server]),
-        }
-    }
-}
-
-struct Request {
-    command: String,
-    timeout: Duration,
-    reply: oneshot::Sender<Result<String, RconError>>,
-}
-
-/// Where a link connects, and how patient it is: what [`RconClient::retarget`] changes
-/// while the link runs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RconTarget {
-    /// `host:port`.
-    pub addr: String,
-    pub password: Secret,
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
-}
-
 /// A handle to one server's RCON link. Dropping every handle stops the link.
 #[derive(Clone)]
 pub struct RconClient {
@@ -157,14 +93,18 @@ impl RconClient {
         let (state_tx, state) = watch::channel(LinkState::Connecting);
         let target = std::sync::Arc::new(watch::Sender::new(settings.target()));
         let lua = settings.lua;
-        tokio::spawn(link(
-            server.to_owned(),
-            settings,
-            target.subscribe(),
-            rx,
-            state_tx,
-            metrics,
-        ));
+        tokio::spawn(
+            Link {
+                server: server.to_owned(),
+                backoff: Backoff::new(settings.backoff_min, settings.backoff_max),
+                hold: settings.hold,
+                target: target.subscribe(),
+                rx,
+                state: state_tx,
+                metrics,
+            }
+            .run(),
+        );
         Self {
             server: server.into(),
             tx,
@@ -276,190 +216,5 @@ impl RconClient {
     /// Whether the link is up.
     pub fn is_up(&self) -> bool {
         matches!(*self.state.borrow(), LinkState::Up { .. })
-    }
-}
-
-/// The command that proves a new connection works: harmless, Lua-free (it cannot disable
-/// achievements) and answered by every Factorio version.
-pub const PROBE: &str = "/version";
-
-/// Connects, authenticates and runs [`PROBE`]: a link is up only once a command has made
-/// the round trip.
-async fn open(s: &RconTarget) -> Result<Connection, RconError> {
-    let mut conn = Connection::connect(&s.addr, &s.password, s.connect_timeout).await?;
-    match conn.exec(PROBE, s.command_timeout).await {
-        Ok(_) => Ok(conn),
-        Err(e) => Err(RconError::Unresponsive(e.to_string())),
-    }
-}
-
-/// Until the link may be open: commands meanwhile are answered [`RconError::Standby`].
-/// False when every handle is gone.
-async fn standby(
-    hold: &mut watch::Receiver<bool>,
-    rx: &mut mpsc::Receiver<Request>,
-    state: &watch::Sender<LinkState>,
-) -> bool {
-    if *hold.borrow_and_update() {
-        return true;
-    }
-    state.send_replace(LinkState::Standby);
-    loop {
-        tokio::select! {
-            changed = hold.changed() => match changed {
-                Ok(()) if *hold.borrow_and_update() => return true,
-                Ok(()) => {}
-                // Nobody decides any more (the host is stopping): stay closed.
-                Err(_) => std::future::pending::<()>().await,
-            },
-            req = rx.recv() => match req {
-                Some(req) => { let _ = req.reply.send(Err(RconError::Standby)); }
-                None => return false,
-            },
-        }
-    }
-}
-
-/// Resolves when the link must close (cluster mode: held no more); never without `hold`.
-async fn released(hold: &mut Option<watch::Receiver<bool>>) {
-    match hold {
-        Some(h) => {
-            let _ = h.wait_for(|held| !held).await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Why an open connection ended.
-enum Ended {
-    /// It broke (the error).
-    Lost(String),
-    /// Cluster mode: another instance owns the server now.
-    Released,
-    /// The link was pointed elsewhere.
-    Retargeted,
-}
-
-async fn link(
-    server: String,
-    settings: RconSettings,
-    mut target: watch::Receiver<RconTarget>,
-    mut rx: mpsc::Receiver<Request>,
-    state: watch::Sender<LinkState>,
-    metrics: Option<LinkMetrics>,
-) {
-    let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
-    let mut ever_up = false;
-    let mut hold = settings.hold.clone();
-    loop {
-        if let Some(h) = &mut hold
-            && !standby(h, &mut rx, &state).await
-        {
-            return;
-        }
-        let s = target.borrow_and_update().clone();
-        let (error, up_for) = match open(&s).await {
-            Ok(mut conn) => {
-                tracing::info!(server, addr = %s.addr, "RCON connected");
-                if ever_up && let Some(m) = &metrics {
-                    m.reconnects.inc();
-                }
-                ever_up = true;
-                let up_at = Instant::now();
-                state.send_replace(LinkState::Up {
-                    since: SystemTime::now(),
-                });
-                if let Some(m) = &metrics {
-                    m.up.set(1);
-                }
-                let ended = loop {
-                    let req = tokio::select! {
-                        req = rx.recv() => req,
-                        () = released(&mut hold) => break Ended::Released,
-                        _ = target.changed() => break Ended::Retargeted,
-                    };
-                    let Some(req) = req else {
-                        return;
-                    };
-                    if req.reply.is_closed() {
-                        // Its caller gave up while it waited (and was told it failed): a
-                        // ban the user saw fail must not run later.
-                        tracing::debug!(server, "dropping a command whose caller stopped waiting");
-                        continue;
-                    }
-                    let started = Instant::now();
-                    let result = conn.exec(&req.command, req.timeout).await;
-                    if let Some(m) = &metrics {
-                        m.latency.observe(started.elapsed().as_secs_f64());
-                        if result.is_err() {
-                            m.failures.inc();
-                        }
-                    }
-                    let broken = match &result {
-                        Err(e) if e.breaks_connection() => Some(e.to_string()),
-                        _ => None,
-                    };
-                    let _ = req.reply.send(result);
-                    if let Some(e) = broken {
-                        break Ended::Lost(e);
-                    }
-                };
-                let error = match ended {
-                    Ended::Lost(error) => error,
-                    Ended::Released | Ended::Retargeted => {
-                        match ended {
-                            Ended::Released => {
-                                tracing::info!(server, addr = %s.addr, "RCON closed: another instance owns the server now")
-                            }
-                            _ => {
-                                tracing::info!(server, addr = %s.addr, "RCON closed: servers.yml points the link elsewhere; connecting anew")
-                            }
-                        }
-                        if let Some(m) = &metrics {
-                            m.up.set(0);
-                        }
-                        continue;
-                    }
-                };
-                tracing::warn!(server, addr = %s.addr, "RCON connection lost: {error}; reconnecting");
-                (error, Some(up_at.elapsed()))
-            }
-            Err(e) => {
-                let was = state.borrow().clone();
-                if !matches!(was, LinkState::Down { .. }) {
-                    tracing::warn!(server, addr = %s.addr, "RCON unavailable: {e}; retrying in the background");
-                } else {
-                    tracing::debug!(server, addr = %s.addr, "RCON still unavailable: {e}");
-                }
-                (e.to_string(), None)
-            }
-        };
-        if let Some(m) = &metrics {
-            m.up.set(0);
-        }
-        let since = match &*state.borrow() {
-            LinkState::Down { since, .. } => *since,
-            _ => SystemTime::now(),
-        };
-        let wait = jitter(backoff.after(up_for));
-        state.send_replace(LinkState::Down {
-            since,
-            error: error.clone(),
-            failures: backoff.failures,
-            retry_in_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-        });
-        let wait = tokio::time::sleep(wait);
-        tokio::pin!(wait);
-        loop {
-            tokio::select! {
-                _ = &mut wait => break,
-                () = released(&mut hold) => break,
-                _ = target.changed() => break,
-                req = rx.recv() => match req {
-                    Some(req) => { let _ = req.reply.send(Err(RconError::Down(error.clone()))); }
-                    None => return,
-                },
-            }
-        }
     }
 }

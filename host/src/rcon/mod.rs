@@ -1,6 +1,7 @@
 //! RCON: the framing ([`packet`]), one authenticated connection ([`connection`]), the
-//! persistent per-server link every consumer shares ([`client`]), and the builder of
-//! commands that are safe to send with values from Discord users ([`command`]).
+//! persistent per-server link (the task in [`link`], the handle every consumer shares in
+//! [`client`]), and the builder of commands that are safe to send with values from Discord
+//! users ([`command`]).
 //!
 //! The `rcon` crate is not used: it allocates whatever length a peer announces (a negative
 //! one panics), has no timeouts, and in Factorio mode leaves the rest of a response in the
@@ -9,6 +10,7 @@
 pub mod client;
 pub mod command;
 pub mod connection;
+mod link;
 pub mod packet;
 mod reconnect;
 pub mod verdict;

@@ -262,25 +262,9 @@ impl Reloader {
                 Slot::Monitors => ReloadError::NoMonitors(tag),
             });
         };
-        let component = Self::component(&tag, slot);
         let started = Instant::now();
-        let built = match self.build(config, slot, which).await {
-            Ok(Some(built)) => Ok(built),
-            Ok(None) => Err(ReloadError::NoCandidate(tag.clone())),
-            Err(problem) => Err(ReloadError::Rejected(problem)),
-        };
+        let built = self.built(&tag, slot, which, config, &versions).await?;
         let build_ms = ms(started.elapsed());
-        let built = match built {
-            Ok(built) => built,
-            Err(ReloadError::Rejected(problem)) => {
-                tracing::error!(server = %tag, "{slot} reload rejected; the live version keeps running: {problem}");
-                versions.lock().last_error = Some(problem.clone());
-                self.health.error(&component, problem.clone());
-                self.count(&tag, slot, "rejected");
-                return Err(ReloadError::Rejected(problem));
-            }
-            Err(e) => return Err(e),
-        };
         let version = built.version();
         let (live, pinned, old_config) = {
             let mut v = versions.lock();
@@ -291,7 +275,8 @@ impl Reloader {
             }
             before
         };
-        self.health.set(&component, State::Ready, None);
+        self.health
+            .set(&Self::component(&tag, slot), State::Ready, None);
         if matches!(which, Which::Config { explicit: false })
             && pinned.is_some()
             && version == old_config
@@ -302,25 +287,7 @@ impl Reloader {
         }
         if version == live {
             if matches!(which, Which::Config { explicit: true }) && pinned.is_some() {
-                if let Some(pins) = &self.pins {
-                    let state = crate::store::StateReport::new(
-                        self.health.clone(),
-                        Some(self.metrics.state_write_failures.clone()),
-                    );
-                    let component = format!("versions:{tag}");
-                    let cleared = {
-                        let (pins, tag) = (pins.clone(), tag.clone());
-                        tokio::task::spawn_blocking(move || pins.clear(&tag, slot))
-                            .await
-                            .unwrap_or_else(|e| Err(std::io::Error::other(e).into()))
-                    };
-                    if let Err(e) = state.record(crate::store::What::Versions, &component, cleared)
-                    {
-                        return Err(ReloadError::NotKept(format!(
-                            "servers.yml's {slot} are live, but the version chosen before stays kept for the next start: {e}"
-                        )));
-                    }
-                }
+                self.unpin(&tag, slot).await?;
                 versions.lock().pinned = None;
             }
             self.count(&tag, slot, "unchanged");
@@ -331,34 +298,62 @@ impl Reloader {
             Which::Config { .. } => None,
         };
         let swap_started = Instant::now();
-        let (done, swapped) = oneshot::channel();
-        let sent = match (built, &server.parsers, &server.monitors) {
-            (Built::Parsers(chain), Some(h), _) => {
-                send(&h.inputs, ParseInput::Swap { chain, pin, done }).await
-            }
-            (Built::Monitors(monitors), _, Some(h)) => {
-                let swap = MonitorInput::Swap {
-                    monitors,
-                    pin,
-                    done,
-                };
-                send(&h.feed, swap).await
-            }
-            _ => false,
-        };
-        if !sent {
-            return Err(ReloadError::Stopped);
-        }
-        let Swapped { from, to, not_kept } = swapped.await.map_err(|_| ReloadError::Stopped)?;
-        let swap_ms = ms(swap_started.elapsed());
+        let Swapped { from, to, not_kept } = send_swap(server, built, pin).await?;
         self.count(&tag, slot, "swapped");
         Ok(ReloadOutcome::Swapped {
             from,
             to,
             build_ms,
-            swap_ms,
+            swap_ms: ms(swap_started.elapsed()),
             not_kept,
         })
+    }
+
+    /// `slot` built from `config`; a rejection is logged, counted and shown in health (the
+    /// live version keeps running).
+    async fn built(
+        &self,
+        tag: &str,
+        slot: Slot,
+        which: Which,
+        config: &Result<ServerConfig, String>,
+        versions: &parking_lot::Mutex<crate::swap::slot::SlotVersions>,
+    ) -> Result<Built, ReloadError> {
+        let problem = match self.build(config, slot, which).await {
+            Ok(Some(built)) => return Ok(built),
+            Ok(None) => return Err(ReloadError::NoCandidate(tag.to_owned())),
+            Err(problem) => problem,
+        };
+        tracing::error!(server = %tag, "{slot} reload rejected; the live version keeps running: {problem}");
+        versions.lock().last_error = Some(problem.clone());
+        self.health
+            .error(&Self::component(tag, slot), problem.clone());
+        self.count(tag, slot, "rejected");
+        Err(ReloadError::Rejected(problem))
+    }
+
+    /// Forgets the version of `slot` chosen at run time: servers.yml's is live again.
+    async fn unpin(&self, tag: &str, slot: Slot) -> Result<(), ReloadError> {
+        let Some(pins) = &self.pins else {
+            return Ok(());
+        };
+        let state = crate::store::StateReport::new(
+            self.health.clone(),
+            Some(self.metrics.state_write_failures.clone()),
+        );
+        let cleared = {
+            let (pins, tag) = (pins.clone(), tag.to_owned());
+            tokio::task::spawn_blocking(move || pins.clear(&tag, slot))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e).into()))
+        };
+        state
+            .record(crate::store::What::Versions, &format!("versions:{tag}"), cleared)
+            .map_err(|e| {
+                ReloadError::NotKept(format!(
+                    "servers.yml's {slot} are live, but the version chosen before stays kept for the next start: {e}"
+                ))
+            })
     }
 
     /// Makes the version before the live one of `slot` live again (default: the parsers,
@@ -462,6 +457,33 @@ impl Reloader {
 /// Sends `msg` to a slot's thread; false when the thread is gone.
 async fn send<T>(to: &crate::swap::inbox::Inbox<T>, msg: T) -> bool {
     to.send(msg).await
+}
+
+/// Hands `built` to the server's thread of its slot and waits for the swap.
+async fn send_swap(
+    server: &Server,
+    built: Built,
+    pin: Option<crate::swap::pins::PinReason>,
+) -> Result<Swapped, ReloadError> {
+    let (done, swapped) = oneshot::channel();
+    let sent = match (built, &server.parsers, &server.monitors) {
+        (Built::Parsers(chain), Some(h), _) => {
+            send(&h.inputs, ParseInput::Swap { chain, pin, done }).await
+        }
+        (Built::Monitors(monitors), _, Some(h)) => {
+            let swap = MonitorInput::Swap {
+                monitors,
+                pin,
+                done,
+            };
+            send(&h.feed, swap).await
+        }
+        _ => false,
+    };
+    if !sent {
+        return Err(ReloadError::Stopped);
+    }
+    swapped.await.map_err(|_| ReloadError::Stopped)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -66,6 +66,9 @@ impl Pace {
     }
 }
 
+/// The gateway's key among the servers' in the election memory.
+const GATEWAY: &str = "\0gateway";
+
 impl Manager {
     /// The gateway's election; true while this instance runs the gateway.
     pub(super) async fn gateway_tick(
@@ -78,79 +81,95 @@ impl Manager {
         let Some(parts) = &self.gateway else {
             return false;
         };
-        const KEY: &str = "\0gateway";
         if let Some(t) = term.take() {
-            let still = view
-                .gateway
-                .as_ref()
-                .is_some_and(|h| h.token == t.fence.token())
-                && t.fence.valid();
-            if still && !t.task.is_finished() {
-                *term = Some(t);
-                return true;
+            return self.keep_term(t, view, memory, term).await;
+        }
+        if let Some(h) = &view.gateway {
+            memory.free_since.remove(GATEWAY);
+            if h.instance == self.cluster.id {
+                let _ = self
+                    .cluster
+                    .resign(&self.cluster.gateway_key(), h.token)
+                    .await;
             }
-            let token = t.fence.token();
-            if still {
-                tracing::warn!(
-                    "the Discord gateway ended; giving it up so another instance can run it"
-                );
-            } else {
-                tracing::warn!("another instance runs the Discord gateway now; stopping it here");
-            }
-            memory.pace.ended(t.started, Instant::now());
-            self.end_term(t).await;
-            let _ = self
-                .cluster
-                .resign(&self.cluster.gateway_key(), token)
-                .await;
             return false;
         }
-        match &view.gateway {
-            Some(h) => {
-                memory.free_since.remove(KEY);
-                if h.instance == self.cluster.id {
-                    let _ = self
-                        .cluster
-                        .resign(&self.cluster.gateway_key(), h.token)
-                        .await;
-                }
-                false
+        if !self.due(GATEWAY, members, memory) || !memory.pace.ready(Instant::now()) {
+            return false;
+        }
+        memory.free_since.remove(GATEWAY);
+        match self.start_term(parts).await {
+            Some(t) => {
+                *term = Some(t);
+                true
             }
-            None => {
-                if !self.due(KEY, members, memory) || !memory.pace.ready(Instant::now()) {
-                    return false;
+            None => false,
+        }
+    }
+
+    /// Keeps running the gateway while this instance still holds it and it has not ended;
+    /// else ends it and gives the key up.
+    async fn keep_term(
+        &self,
+        t: Term,
+        view: &View,
+        memory: &mut Memory,
+        term: &mut Option<Term>,
+    ) -> bool {
+        let still = view
+            .gateway
+            .as_ref()
+            .is_some_and(|h| h.token == t.fence.token())
+            && t.fence.valid();
+        if still && !t.task.is_finished() {
+            *term = Some(t);
+            return true;
+        }
+        let token = t.fence.token();
+        if still {
+            tracing::warn!(
+                "the Discord gateway ended; giving it up so another instance can run it"
+            );
+        } else {
+            tracing::warn!("another instance runs the Discord gateway now; stopping it here");
+        }
+        memory.pace.ended(t.started, Instant::now());
+        self.end_term(t).await;
+        let _ = self
+            .cluster
+            .resign(&self.cluster.gateway_key(), token)
+            .await;
+        false
+    }
+
+    /// Campaigns for the gateway and, elected, starts it (every RCON link held open).
+    async fn start_term(&self, parts: &GatewayParts) -> Option<Term> {
+        let key = self.cluster.gateway_key();
+        let Ok(Some(token)) = self.cluster.campaign(&key).await else {
+            return None;
+        };
+        let fence = self
+            .cluster
+            .fence("the Discord gateway", key.clone(), token);
+        match (parts.build)(fence.clone()).await {
+            Ok(discord) => {
+                tracing::info!(token, "this instance runs the Discord gateway now");
+                for s in self.servers.iter() {
+                    s.hold_rcon(true);
                 }
-                memory.free_since.remove(KEY);
-                let key = self.cluster.gateway_key();
-                let Ok(Some(token)) = self.cluster.campaign(&key).await else {
-                    return false;
-                };
-                let fence = self
-                    .cluster
-                    .fence("the Discord gateway", key.clone(), token);
-                match (parts.build)(fence.clone()).await {
-                    Ok(discord) => {
-                        tracing::info!(token, "this instance runs the Discord gateway now");
-                        for s in self.servers.iter() {
-                            s.hold_rcon(true);
-                        }
-                        let (stop, stopping) = watch::channel(false);
-                        let task =
-                            discord.start(self.servers.clone(), parts.reloader.clone(), stopping);
-                        *term = Some(Term {
-                            fence,
-                            stop,
-                            task,
-                            started: Instant::now(),
-                        });
-                        true
-                    }
-                    Err(e) => {
-                        tracing::error!("cannot run the Discord gateway: {e:#}");
-                        let _ = self.cluster.resign(&key, token).await;
-                        false
-                    }
-                }
+                let (stop, stopping) = watch::channel(false);
+                let task = discord.start(self.servers.clone(), parts.reloader.clone(), stopping);
+                Some(Term {
+                    fence,
+                    stop,
+                    task,
+                    started: Instant::now(),
+                })
+            }
+            Err(e) => {
+                tracing::error!("cannot run the Discord gateway: {e:#}");
+                let _ = self.cluster.resign(&key, token).await;
+                None
             }
         }
     }

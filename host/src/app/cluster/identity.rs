@@ -49,7 +49,7 @@ impl Manager {
             tracing::error!(
                 "etcd lost the cluster's state ({why}): it was wiped or replaced; every checkpoint missing there is taken as lost (on_lost_checkpoint: from the beginning by default; a log this instance delivered resumes where it got to)"
             );
-            self.shared.metrics.cluster_state_lost.inc();
+            self.shared.metrics.cluster.state_lost.inc();
             memory.state_lost = Some(Instant::now());
             if let Err(e) = self.cluster.mark_state_lost(&when).await {
                 tracing::warn!("cannot mark the cluster's state lost in etcd: {e}");

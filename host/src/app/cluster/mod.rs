@@ -178,122 +178,161 @@ impl Manager {
         memory: &mut Memory,
         term: &mut Option<Term>,
     ) {
-        let me = self.cluster.id.clone();
-        let health = &self.shared.health;
         if !self.cluster.lease.valid() {
-            let why = match self.cluster.duplicate() {
-                Some(other) => format!(
-                    "another instance with this instance's id `{me}` is live ({other}): this one stays out of the cluster"
-                ),
-                None => "no valid lease: etcd is unreachable, or this instance is joining".into(),
-            };
-            health.set("cluster", State::Down, Some(why));
-            for (i, server) in self.servers.iter().enumerate() {
-                self.drop_server(
-                    server,
-                    &wants[i],
-                    memory,
-                    "this instance has no valid lease",
-                );
-            }
-            if let Some(t) = term.take() {
-                tracing::warn!("giving the Discord gateway up: this instance has no valid lease");
-                self.end_term(t).await;
-            }
-            self.publish(None, memory);
+            self.no_lease(wants, memory, term).await;
             return;
         }
-        let view = match tokio::time::timeout(TICK * 4, self.cluster.view()).await {
-            Ok(Ok(v)) => {
+        let Some(view) = self.read_view(memory).await else {
+            return;
+        };
+        self.identity_tick(&view, memory).await;
+        self.state_lost_health(&view, memory);
+        let members = self.members(&view, memory);
+        let gateway_mine = self.gateway_tick(&view, &members, memory, term).await;
+        let mine = self.cluster.me().config;
+        let mut differs = Vec::new();
+        for (server, want) in self.servers.iter().zip(wants) {
+            let (may_own, agrees) = eligible(
+                &server.tag,
+                &view,
+                &members,
+                &self.cluster.id,
+                mine.as_ref(),
+            );
+            self.shared
+                .metrics
+                .cluster
+                .config_differs
+                .with_label_values(&[&server.tag])
+                .set(i64::from(!agrees));
+            if agrees {
+                self.server_tick(server, want, &view, &may_own, memory)
+                    .await;
+                self.held(server, gateway_mine);
+            } else {
+                differs.push(server.tag.clone());
+                let why = "its entry in this instance's servers.yml differs from the cluster's";
+                self.drop_server(server, want, memory, why);
+            }
+        }
+        if let Some(mine) = &mine {
+            differs.extend(self.not_in_my_file(&view, mine));
+        }
+        self.config_health(&differs, memory);
+        self.publish(Some(&view), memory);
+    }
+
+    /// Without a valid lease this instance owns nothing: every server and the gateway go.
+    async fn no_lease(
+        &self,
+        wants: &[watch::Sender<Want>],
+        memory: &mut Memory,
+        term: &mut Option<Term>,
+    ) {
+        let why = match self.cluster.duplicate() {
+            Some(other) => format!(
+                "another instance with this instance's id `{}` is live ({other}): this one stays out of the cluster",
+                self.cluster.id
+            ),
+            None => "no valid lease: etcd is unreachable, or this instance is joining".into(),
+        };
+        self.shared.health.set("cluster", State::Down, Some(why));
+        for (server, want) in self.servers.iter().zip(wants) {
+            self.drop_server(server, want, memory, "this instance has no valid lease");
+        }
+        if let Some(t) = term.take() {
+            tracing::warn!("giving the Discord gateway up: this instance has no valid lease");
+            self.end_term(t).await;
+        }
+        self.publish(None, memory);
+    }
+
+    /// The cluster's state as etcd has it now; none (logged once per problem) if etcd does
+    /// not answer in time.
+    async fn read_view(&self, memory: &mut Memory) -> Option<View> {
+        let problem = match tokio::time::timeout(TICK * 4, self.cluster.view()).await {
+            Ok(Ok(view)) => {
                 if memory.problem.take().is_some() {
                     tracing::info!("etcd answers again");
                 }
-                v
+                return Some(view);
             }
-            failed => {
-                let problem = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "etcd did not answer in time".to_owned(),
-                };
-                if memory.problem.as_ref() != Some(&problem) {
-                    tracing::warn!("cannot read the cluster's state: {problem}");
-                }
-                memory.problem = Some(problem);
-                return;
-            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "etcd did not answer in time".to_owned(),
         };
-        self.identity_tick(&view, memory).await;
-        let lost_for = memory.state_lost.map(|at| at.elapsed());
-        if view.state_lost || lost_for.is_some_and(|d| d < LOST_SHOWN) {
-            let ago = lost_for.map_or(String::new(), |d| format!(" {} s ago", d.as_secs()));
-            health.set(
-                "cluster",
-                State::Degraded,
-                Some(format!(
-                    "etcd lost the cluster's state{ago} (wiped or replaced): checkpoints missing there are taken as lost (on_lost_checkpoint){}",
-                    if view.state_lost { ", until every log has one again" } else { "; every log has one again" }
-                )),
-            );
-        } else {
-            health.set("cluster", State::Ready, None);
+        if memory.problem.as_ref() != Some(&problem) {
+            tracing::warn!("cannot read the cluster's state: {problem}");
         }
+        memory.problem = Some(problem);
+        None
+    }
+
+    /// `cluster` in health: degraded while (and shortly after) etcd lost the state.
+    fn state_lost_health(&self, view: &View, memory: &Memory) {
+        let lost_for = memory.state_lost.map(|at| at.elapsed());
+        if !view.state_lost && lost_for.is_none_or(|d| d >= LOST_SHOWN) {
+            self.shared.health.set("cluster", State::Ready, None);
+            return;
+        }
+        let ago = lost_for.map_or(String::new(), |d| format!(" {} s ago", d.as_secs()));
+        let until = if view.state_lost {
+            ", until every log has one again"
+        } else {
+            "; every log has one again"
+        };
+        self.shared.health.set(
+            "cluster",
+            State::Degraded,
+            Some(format!(
+                "etcd lost the cluster's state{ago} (wiped or replaced): checkpoints missing there are taken as lost (on_lost_checkpoint){until}"
+            )),
+        );
+    }
+
+    /// The live instances (this one included), each remembered from when it was first seen.
+    fn members(&self, view: &View, memory: &mut Memory) -> Vec<String> {
         let mut members = view.members.clone();
-        if !members.contains(&me) {
-            members.push(me.clone());
+        if !members.contains(&self.cluster.id) {
+            members.push(self.cluster.id.clone());
         }
         let now = Instant::now();
         memory.first_seen.retain(|m, _| members.contains(m));
         for m in &members {
             memory.first_seen.entry(m.clone()).or_insert(now);
         }
-        let gateway_mine = self.gateway_tick(&view, &members, memory, term).await;
-        let mine = self.cluster.me().config;
-        let mut differs = Vec::new();
-        for (i, server) in self.servers.iter().enumerate() {
-            let (may_own, agrees) = eligible(&server.tag, &view, &members, &me, mine.as_ref());
-            self.shared
-                .metrics
-                .cluster_config_differs
-                .with_label_values(&[&server.tag])
-                .set(i64::from(!agrees));
-            if !agrees {
-                differs.push(server.tag.clone());
-                self.drop_server(
-                    server,
-                    &wants[i],
-                    memory,
-                    "its entry in this instance's servers.yml differs from the cluster's",
-                );
-                continue;
-            }
-            self.server_tick(server, &wants[i], &view, &may_own, memory)
-                .await;
-            let owned = self.owns(&server.tag);
-            server.hold_rcon(owned || gateway_mine);
-            self.shared
-                .metrics
-                .cluster_owner
-                .with_label_values(&[&server.tag, &me])
-                .set(i64::from(owned));
-        }
-        // Servers the others have that this instance's file lacks: it cannot own them.
-        if let Some(mine) = &mine {
-            let theirs: std::collections::BTreeSet<&String> = view
-                .configs
-                .iter()
-                .filter(|(m, _)| **m != me)
-                .filter_map(|(_, c)| c.as_ref())
-                .flat_map(|c| c.keys())
-                .collect();
-            differs.extend(
-                theirs
-                    .into_iter()
-                    .filter(|t| !mine.contains_key(*t))
-                    .cloned(),
-            );
-        }
-        self.config_health(&differs, memory);
-        self.publish(Some(&view), memory);
+        members
+    }
+
+    /// Holds `server`'s RCON link open while this instance owns it or runs the gateway.
+    fn held(&self, server: &Server, gateway_mine: bool) {
+        let owned = self.owns(&server.tag);
+        server.hold_rcon(owned || gateway_mine);
+        self.shared
+            .metrics
+            .cluster
+            .owner
+            .with_label_values(&[&server.tag, &self.cluster.id])
+            .set(i64::from(owned));
+    }
+
+    /// Servers the other instances have that this instance's file lacks: it cannot own them.
+    fn not_in_my_file(
+        &self,
+        view: &View,
+        mine: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<String> {
+        let theirs: std::collections::BTreeSet<&String> = view
+            .configs
+            .iter()
+            .filter(|(m, _)| **m != self.cluster.id)
+            .filter_map(|(_, c)| c.as_ref())
+            .flat_map(|c| c.keys())
+            .collect();
+        theirs
+            .into_iter()
+            .filter(|t| !mine.contains_key(*t))
+            .cloned()
+            .collect()
     }
 
     /// Says in `/ready` (`cluster:config`) which servers this instance does not own because

@@ -11,6 +11,8 @@ use crate::cluster::{View, placement};
 use crate::servers::Server;
 
 impl Manager {
+    /// One server's turn: keep it, hand it back to the instance it belongs to, let it go,
+    /// or campaign for it when it is free.
     pub(super) async fn server_tick(
         &self,
         server: &Server,
@@ -26,29 +28,14 @@ impl Manager {
         match (mine, view.owners.get(tag)) {
             (Some(f), Some(h)) if h.token == f.token() && f.valid() => {
                 memory.free_since.remove(tag);
-                if handing_back {
-                    return;
-                }
-                let ranked = placement::ranked(tag, members);
-                let settled =
-                    |since: Option<&Instant>| since.is_some_and(|t| t.elapsed() >= SETTLE);
-                if let Some(&preferred) = ranked.first()
-                    && preferred != me.as_str()
-                    && settled(memory.first_seen.get(preferred))
-                    && settled(memory.owned_since.get(tag))
-                {
-                    tracing::info!(server = %tag, to = preferred, "handing the server back to the instance it belongs to");
-                    want.send_replace(Want::HandBack(f.token()));
+                if !handing_back {
+                    self.maybe_hand_back(tag, f.token(), want, members, memory);
                 }
             }
             (Some(_), _) if handing_back => {}
             (Some(_), _) => {
-                self.drop_server(
-                    server,
-                    want,
-                    memory,
-                    "another instance owns it now, or its key expired",
-                );
+                let why = "another instance owns it now, or its key expired";
+                self.drop_server(server, want, memory, why);
             }
             (None, Some(h)) => {
                 memory.free_since.remove(tag);
@@ -71,27 +58,51 @@ impl Manager {
                     // The hand-back is done (or its resign was): free to campaign again.
                     want.send_replace(Want::Idle);
                 }
-                if !self.due(tag, members, memory) {
-                    return;
-                }
-                match self.cluster.campaign(&self.cluster.owner_key(tag)).await {
-                    Ok(Some(token)) => {
-                        let fence = self.cluster.fence(
-                            &format!("server {tag}"),
-                            self.cluster.owner_key(tag),
-                            token,
-                        );
-                        tracing::info!(server = %tag, token, "this instance owns the server now; starting it");
-                        self.fences.lock().insert(tag.clone(), fence);
-                        memory.owned_since.insert(tag.clone(), Instant::now());
-                        memory.free_since.remove(tag);
-                        server.hold_rcon(true);
-                        want.send_replace(Want::Run);
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(server = %tag, "campaign failed: {e}"),
+                if self.due(tag, members, memory) {
+                    self.campaign(server, want, memory).await;
                 }
             }
+        }
+    }
+
+    /// Hands `tag` back when the instance it belongs to has been live, and this one has
+    /// owned it, long enough to settle.
+    fn maybe_hand_back(
+        &self,
+        tag: &str,
+        token: i64,
+        want: &watch::Sender<Want>,
+        members: &[String],
+        memory: &Memory,
+    ) {
+        let ranked = placement::ranked(tag, members);
+        let settled = |since: Option<&Instant>| since.is_some_and(|t| t.elapsed() >= SETTLE);
+        if let Some(&preferred) = ranked.first()
+            && preferred != self.cluster.id.as_str()
+            && settled(memory.first_seen.get(preferred))
+            && settled(memory.owned_since.get(tag))
+        {
+            tracing::info!(server = %tag, to = preferred, "handing the server back to the instance it belongs to");
+            want.send_replace(Want::HandBack(token));
+        }
+    }
+
+    /// Campaigns for a free server and, elected, starts it.
+    async fn campaign(&self, server: &Server, want: &watch::Sender<Want>, memory: &mut Memory) {
+        let tag = &server.tag;
+        let key = self.cluster.owner_key(tag);
+        match self.cluster.campaign(&key).await {
+            Ok(Some(token)) => {
+                let fence = self.cluster.fence(&format!("server {tag}"), key, token);
+                tracing::info!(server = %tag, token, "this instance owns the server now; starting it");
+                self.fences.lock().insert(tag.clone(), fence);
+                memory.owned_since.insert(tag.clone(), Instant::now());
+                memory.free_since.remove(tag);
+                server.hold_rcon(true);
+                want.send_replace(Want::Run);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(server = %tag, "campaign failed: {e}"),
         }
     }
 

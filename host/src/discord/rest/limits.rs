@@ -154,22 +154,7 @@ fn check_entry(v: &Value, path: &str, depth: usize, total: &mut usize, out: &mut
         );
     }
     if let Some(choices) = v["choices"].as_array() {
-        if choices.len() > CHOICES {
-            bad(
-                "choices",
-                format!("Must be {CHOICES} or fewer in length, is {}", choices.len()),
-            );
-        }
-        for (j, c) in choices.iter().enumerate() {
-            let n = c["name"].as_str().unwrap_or_default();
-            *total += length(n) + c["value"].as_str().map_or(0, length);
-            if !(1..=CHOICE_NAME).contains(&length(n)) {
-                bad(
-                    &format!("choices[{j}].name"),
-                    format!("must be 1 to {CHOICE_NAME} characters"),
-                );
-            }
-        }
+        check_choices(choices, &mut bad, total);
     }
     let Some(options) = v["options"].as_array() else {
         return;
@@ -183,6 +168,38 @@ fn check_entry(v: &Value, path: &str, depth: usize, total: &mut usize, out: &mut
     if depth > 2 {
         bad("options", "nested deeper than a subcommand group".into());
     }
+    check_options(options, path, depth, total, out);
+}
+
+/// An option's choices: how many, and each one's name.
+fn check_choices(choices: &[Value], bad: &mut impl FnMut(&str, String), total: &mut usize) {
+    if choices.len() > CHOICES {
+        bad(
+            "choices",
+            format!("Must be {CHOICES} or fewer in length, is {}", choices.len()),
+        );
+    }
+    for (j, c) in choices.iter().enumerate() {
+        let n = c["name"].as_str().unwrap_or_default();
+        *total += length(n) + c["value"].as_str().map_or(0, length);
+        if !(1..=CHOICE_NAME).contains(&length(n)) {
+            bad(
+                &format!("choices[{j}].name"),
+                format!("must be 1 to {CHOICE_NAME} characters"),
+            );
+        }
+    }
+}
+
+/// The options of the entry at `path`: names once each, required ones first, and each
+/// one checked in turn.
+fn check_options(
+    options: &[Value],
+    path: &str,
+    depth: usize,
+    total: &mut usize,
+    out: &mut Vec<Violation>,
+) {
     let mut optional_seen = false;
     let mut seen: Vec<&str> = Vec::new();
     for (j, o) in options.iter().enumerate() {

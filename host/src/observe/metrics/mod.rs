@@ -2,13 +2,18 @@
 
 use std::time::Instant;
 
-use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Registry,
+    TextEncoder,
 };
 
 use crate::observe::health::{Health, State};
+
+mod cluster;
+mod register;
+
+pub use cluster::ClusterMetrics;
+use register::{PREFIX, counter, float_gauge, gauge, histogram, register};
 
 /// The `reason` values of `lines_dropped_total`.
 pub const LINE_DROP_REASONS: [&str; 2] = ["plugin_fault", "too_long"];
@@ -107,28 +112,8 @@ pub struct Metrics {
     /// `task_restarts_total{server, task}`: restarts of a server's parts by its supervisor,
     /// by the part whose panic (or failed start: `start`) caused them.
     pub task_restarts: IntCounterVec,
-    /// `cluster_owner{server, instance}`: 1 for the instance that owns a server (cluster
-    /// mode), as this instance last read it.
-    pub cluster_owner: IntGaugeVec,
-    /// `cluster_elections_total{outcome}`: this instance's campaigns (`won`, `lost`).
-    pub cluster_elections: IntCounterVec,
-    /// `cluster_fencing_rejections_total`: this instance's writes etcd refused because
-    /// another instance owned what they were for.
-    pub cluster_fencing_rejections: prometheus::IntCounter,
-    /// `cluster_writes_total`: fenced state writes (transactions) to etcd.
-    pub cluster_writes: prometheus::IntCounter,
-    /// `cluster_config_differs{server}`: 1 while this instance's entry of a server in
-    /// servers.yml differs from the cluster's (it then does not own that server).
-    pub cluster_config_differs: IntGaugeVec,
-    /// `cluster_state_lost_total`: times this instance found etcd without the cluster's
-    /// state it had seen (a wiped or replaced etcd).
-    pub cluster_state_lost: prometheus::IntCounter,
-    /// `cluster_duplicate_id`: 1 while another live instance has this instance's id (this
-    /// one stays out of the cluster).
-    pub cluster_duplicate_id: prometheus::IntGauge,
-    /// `cluster_etcd_up{member}`: 1 while etcd answers this instance's keep-alives (cluster
-    /// mode only: no series otherwise).
-    pub cluster_etcd_up: IntGaugeVec,
+    /// The cluster's (`cluster_*`).
+    pub cluster: ClusterMetrics,
     /// `config_reads_total{result}`: readings of servers.yml for a reload, promotion or
     /// candidate (`ok`, `error`); one per server per reload.
     pub config_reads: IntCounterVec,
@@ -143,53 +128,6 @@ pub struct Metrics {
     /// `state_write_failures_total{what}`: state files (checkpoint, versions, selections)
     /// that could not be written.
     pub state_write_failures: IntCounterVec,
-}
-
-const PREFIX: &str = "factorio_isr_";
-
-/// Registers a metric built from constant, well-formed options; neither step can fail for
-/// the fixed set of metrics below.
-fn register<C: Collector + Clone + 'static>(
-    registry: &Registry,
-    built: prometheus::Result<C>,
-) -> C {
-    let metric = built.unwrap_or_else(|e| unreachable!("a metric is well-formed: {e}"));
-    registry
-        .register(Box::new(metric.clone()))
-        .unwrap_or_else(|e| unreachable!("a metric is registered once: {e}"));
-    metric
-}
-
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    register(
-        registry,
-        IntCounterVec::new(Opts::new(format!("{PREFIX}{name}"), help), labels),
-    )
-}
-
-fn histogram(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-    buckets: Vec<f64>,
-) -> HistogramVec {
-    let opts = HistogramOpts::new(format!("{PREFIX}{name}"), help).buckets(buckets);
-    register(registry, HistogramVec::new(opts, labels))
-}
-
-fn float_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    register(
-        registry,
-        GaugeVec::new(Opts::new(format!("{PREFIX}{name}"), help), labels),
-    )
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    register(
-        registry,
-        IntGaugeVec::new(Opts::new(format!("{PREFIX}{name}"), help), labels),
-    )
 }
 
 impl Default for Metrics {
@@ -384,58 +322,7 @@ impl Metrics {
                 "Restarts of a server's parts by its supervisor, by the part that panicked",
                 &["server", "task"],
             ),
-            cluster_owner: gauge(
-                &registry,
-                "cluster_owner",
-                "1 for the instance that owns a server, in cluster mode",
-                &["server", "instance"],
-            ),
-            cluster_elections: counter(
-                &registry,
-                "cluster_elections_total",
-                "Elections this instance ran for a server or the gateway, by outcome",
-                &["outcome"],
-            ),
-            cluster_fencing_rejections: register(
-                &registry,
-                prometheus::IntCounter::new(
-                    format!("{PREFIX}cluster_fencing_rejections_total"),
-                    "Fenced writes refused because this instance no longer owned what they were for (by etcd, or before sending once its lease had run out)",
-                ),
-            ),
-            cluster_writes: register(
-                &registry,
-                prometheus::IntCounter::new(
-                    format!("{PREFIX}cluster_writes_total"),
-                    "Fenced state writes (transactions) to etcd",
-                ),
-            ),
-            cluster_config_differs: gauge(
-                &registry,
-                "cluster_config_differs",
-                "1 while this instance's servers.yml entry of a server differs from the one most instances have (it does not own that server)",
-                &["server"],
-            ),
-            cluster_state_lost: register(
-                &registry,
-                prometheus::IntCounter::new(
-                    format!("{PREFIX}cluster_state_lost_total"),
-                    "Times this instance found etcd without the cluster state it had seen (a wiped or replaced etcd): checkpoints missing then are treated as lost",
-                ),
-            ),
-            cluster_duplicate_id: register(
-                &registry,
-                prometheus::IntGauge::new(
-                    format!("{PREFIX}cluster_duplicate_id"),
-                    "1 while another live instance has this instance's id; this one stays out of the cluster",
-                ),
-            ),
-            cluster_etcd_up: gauge(
-                &registry,
-                "cluster_etcd_up",
-                "1 while etcd answers this instance's keep-alives (cluster mode), by the instance's cluster id",
-                &["member"],
-            ),
+            cluster: ClusterMetrics::new(&registry),
             config_reads: counter(
                 &registry,
                 "config_reads_total",
