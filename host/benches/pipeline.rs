@@ -19,6 +19,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use factorio_isr::alert::Notice;
 use factorio_isr::observe::Telemetry;
 use factorio_isr::observe::health::Health;
 use factorio_isr::observe::metrics::Metrics;
@@ -47,7 +48,10 @@ impl Sink for Clock {
             batch
                 .events()
                 .iter()
-                .filter_map(|e| e.message.clone())
+                .filter_map(|n| match n {
+                    Notice::Event(e) => e.message.clone(),
+                    Notice::Alert(_) => None,
+                })
                 .map(|m| (m, now)),
         );
         Box::pin(async { Ok(()) })

@@ -53,6 +53,26 @@ impl Event {
         }
     }
 
+    /// Its text for people (Markdown): its `text`, else what it has of player and message,
+    /// else its kind.
+    pub fn body(&self) -> String {
+        match (&self.text, &self.player, &self.message) {
+            (Some(t), _, _) => t.clone(),
+            (None, Some(p), Some(m)) => format!("{p}: {m}"),
+            (None, Some(p), None) => p.clone(),
+            (None, None, Some(m)) => m.clone(),
+            (None, None, None) => self.kind.clone(),
+        }
+    }
+
+    /// Its line for people: the emoji, if it has one, then its [body](Self::body).
+    pub fn line(&self) -> String {
+        match &self.emoji {
+            Some(emoji) => format!("{emoji} {}", self.body()),
+            None => self.body(),
+        }
+    }
+
     /// The value of field `name`, if the event has it.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields

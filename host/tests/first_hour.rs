@@ -434,7 +434,7 @@ fn messages_held_back_by_an_outage_are_followed_by_a_note_on_the_delay() {
             }
         })
     };
-    let events = [e];
+    let events = [factorio_isr::alert::Notice::Event(e)];
     rt.block_on(sink.deliver(&factorio_isr::sink::Batch::new("prod", &events)))
         .unwrap();
     watcher.join().unwrap();

@@ -247,11 +247,11 @@ fn the_book_turns_a_monitor_repeating_itself_into_one_message_each_way() {
         posted.extend(desk.file("echo", alerts, now + Duration::from_secs(t)));
     }
     assert_eq!(posted.len(), 1);
-    assert_eq!(posted[0].kind, "alert");
-    assert_eq!(
-        posted[0].text.as_deref(),
-        Some("**UPS low** on `prod`: 12.0")
-    );
+    let factorio_isr::alert::Notice::Alert(told) = &posted[0] else {
+        panic!("{posted:?}")
+    };
+    assert_eq!(told.kind(), "alert");
+    assert_eq!(told.line(), "**UPS low** on `prod`: 12.0");
     assert_eq!(desk.active().len(), 1);
 }
 

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
+use factorio_isr::alert::Notice;
 use factorio_isr::config::Secret;
 use factorio_isr::discord::WebhookSink;
 use factorio_isr::event::Event;
@@ -98,14 +99,14 @@ async fn fake_discord(rate_limit: u32) -> (String, Fake) {
     (format!("http://{addr}/api/webhooks/123/secret-token"), fake)
 }
 
-fn chat(player: &str, text: &str) -> Event {
-    Event {
+fn chat(player: &str, text: &str) -> Notice {
+    Notice::Event(Event {
         player: Some(player.into()),
         message: Some(text.into()),
         emoji: Some("💬".into()),
         text: Some(format!("**{player}**: {text}")),
         ..Event::new("chat")
-    }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,7 +131,7 @@ async fn events_are_posted_with_mentions_off_and_429s_are_waited_out() {
 async fn a_big_batch_is_split_at_the_message_limit_and_nothing_is_lost() {
     let (url, fake) = fake_discord(0).await;
     let sink = WebhookSink::new(Secret::new(url));
-    let events: Vec<Event> = (0..200)
+    let events: Vec<Notice> = (0..200)
         .map(|i| chat("Alice", &format!("message number {i:03}")))
         .collect();
     sink.deliver(&Batch::new("prod", &events)).await.unwrap();
@@ -228,7 +229,7 @@ async fn a_webhook_down_mid_batch_longer_than_its_patience_gets_every_line_once(
     });
     let sink =
         WebhookSink::new(Secret::new(url)).with_patience(std::time::Duration::from_millis(700));
-    let events: Vec<Event> = (0..600)
+    let events: Vec<Notice> = (0..600)
         .map(|i| chat("Alice", &format!("line {i:03} {}", "x".repeat(40))))
         .collect();
     let shared = factorio_isr::observe::Telemetry {

@@ -2,22 +2,25 @@
 //!
 //! Monitors return alerts keyed by a stable `key`; the [`AlertBook`] of each server keeps the
 //! open ones and turns a stream of repeated alerts into the few changes people are told about
-//! (raised, escalated, resolved). Each change is rendered as an [`Event`] of kind `alert` or
-//! `alert-resolved` and goes to the server's sinks like any event.
+//! (raised, escalated, resolved). Each change is a [`Notice`] for the server's sinks, typed
+//! until a sink shows it (a record flattens it into the documented event of kind `alert` or
+//! `alert-resolved`).
 
 mod book;
 mod mentions;
+mod notice;
 pub mod present;
 
 pub use book::{ActiveAlert, AlertBook, Change};
 pub use mentions::{Group, MentionError, Mentions};
+pub use notice::{AlertNotice, Notice, Told};
 pub use present::ServerLabel;
 
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::event::{Event, Severity};
+use crate::event::Severity;
 use crate::observe::metrics::Metrics;
 use crate::plugin::{WitAlert, WitAlertState};
 
@@ -159,9 +162,9 @@ impl Alerts {
         *self.keeper.lock() = Some(keeper);
     }
 
-    /// Files the alerts `source` returned at `now`; returns the events to post for the
+    /// Files the alerts `source` returned at `now`; returns the notices to post for the
     /// changes among them (none for repeats).
-    pub fn file(&self, source: &str, alerts: Vec<Alert>, now: SystemTime) -> Vec<Event> {
+    pub fn file(&self, source: &str, alerts: Vec<Alert>, now: SystemTime) -> Vec<Notice> {
         let mut notices = Vec::new();
         let mut changed = false;
         let mut book = self.book.lock();
@@ -191,8 +194,8 @@ impl Alerts {
                     | Change::Resolved { .. }
                     | Change::Withdrawn(_)
             );
-            if let Some(e) = render(&change, &self.label) {
-                notices.push(e);
+            if let Some(n) = told(change, &self.label) {
+                notices.push(n);
             }
         }
         if changed && let Some(k) = &*self.keeper.lock() {
@@ -223,48 +226,19 @@ impl Alerts {
     }
 }
 
-/// The event that tells people about a change, if it is one they are told about. Its text
-/// names the server (`**Low UPS** on **Production** (`prod`): …`).
-pub fn render(change: &Change, server: &ServerLabel) -> Option<Event> {
-    let (alert, kind, emoji, extra) = match change {
-        Change::Raised(a) => (a, "alert", emoji(a.severity), None),
-        Change::Escalated(a) => (a, "alert", emoji(a.severity), None),
-        Change::Resolved { alert, open_secs } => (alert, "alert-resolved", "✅", Some(*open_secs)),
+/// The notice that tells people about a change, if it is one they are told about.
+fn told(change: Change, server: &ServerLabel) -> Option<Notice> {
+    let (told, alert) = match change {
+        Change::Raised(a) => (Told::Raised, a),
+        Change::Escalated(a) => (Told::Escalated, a),
+        Change::Resolved { alert, open_secs } => (Told::Resolved { open_secs }, alert),
         _ => return None,
     };
-    let mut fields = vec![
-        ("source".to_owned(), alert.source.clone()),
-        ("key".to_owned(), alert.key.clone()),
-        ("title".to_owned(), alert.title.clone()),
-    ];
-    fields.extend(alert.fields.iter().cloned());
-    if let Some(secs) = extra {
-        fields.push(("open_secs".into(), secs.to_string()));
-    }
-    let text = if alert.text.is_empty() {
-        format!("**{}** on {}", alert.title, server.markdown())
-    } else {
-        format!(
-            "**{}** on {}: {}",
-            alert.title,
-            server.markdown(),
-            alert.text
-        )
-    };
-    Some(Event {
-        kind: kind.into(),
-        player: None,
-        message: Some(alert.text.clone()),
-        fields,
-        severity: alert.severity,
-        emoji: Some(emoji.into()),
-        text: Some(text),
-        channel: Some("alerts".into()),
-        mention: match change {
-            Change::Resolved { .. } => None,
-            _ => alert.mention.clone(),
-        },
-    })
+    Some(Notice::Alert(AlertNotice {
+        told,
+        alert,
+        server: server.clone(),
+    }))
 }
 
 /// A duration for people: `45 s`, `4 min 5 s`, `2 h 5 min`, `3 d 4 h`.
@@ -275,14 +249,6 @@ pub fn duration_text(secs: u64) -> String {
         60..3600 => format!("{} min {} s", secs / 60, secs % 60),
         3600..86400 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
         _ => format!("{} d {} h", secs / 86400, secs % 86400 / 3600),
-    }
-}
-
-fn emoji(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Critical => "🚨",
-        Severity::Warning => "⚠️",
-        _ => "ℹ️",
     }
 }
 
@@ -322,18 +288,30 @@ mod tests {
         a.mention = Some("admins".into());
         let posted = desk.file("ups-alert", vec![a.clone(), a.clone()], now);
         assert_eq!(posted.len(), 1);
-        assert_eq!(posted[0].kind, "alert");
-        assert_eq!(posted[0].mention.as_deref(), Some("admins"));
-        assert_eq!(posted[0].field("source"), Some("ups-alert"));
+        let Notice::Alert(n) = &posted[0] else {
+            panic!("{posted:?}")
+        };
+        assert_eq!(n.told, Told::Raised);
+        assert_eq!(n.mention(), Some("admins"));
+        assert_eq!(n.alert.source, "ups-alert");
         assert_eq!(
-            posted[0].text.as_deref(),
-            Some("**Low UPS** on **Production** (`prod`): 42"),
+            n.line(),
+            "**Low UPS** on **Production** (`prod`): 42",
             "every alert names its server"
         );
+        let record = n.to_event();
+        assert_eq!(record.kind, "alert");
+        assert_eq!(record.field("source"), Some("ups-alert"));
+        assert_eq!(record.field("key"), Some("ups-low"));
+        assert_eq!(record.field("title"), Some("Low UPS"));
+        assert_eq!(record.mention.as_deref(), Some("admins"));
         a.mention = Some("everyone".into());
         a.key = "other".into();
         let posted = desk.file("ups-alert", vec![a], now);
-        assert_eq!(posted[0].mention, None);
+        let Notice::Alert(n) = &posted[0] else {
+            panic!("{posted:?}")
+        };
+        assert_eq!(n.mention(), None, "everyone is never a group to ping");
         assert_eq!(desk.active().len(), 2);
         let posted = desk.file(
             "ups-alert",
@@ -341,8 +319,14 @@ mod tests {
             now,
         );
         assert_eq!(posted.len(), 1);
-        assert_eq!(posted[0].kind, "alert-resolved");
-        assert_eq!(posted[0].mention, None);
+        let Notice::Alert(n) = &posted[0] else {
+            panic!("{posted:?}")
+        };
+        assert!(matches!(n.told, Told::Resolved { .. }), "{n:?}");
+        assert_eq!(n.kind(), "alert-resolved");
+        assert_eq!(n.emoji(), "✅");
+        assert_eq!(n.mention(), None);
+        assert!(n.to_event().field("open_secs").is_some());
         assert_eq!(desk.active().len(), 1);
     }
 }

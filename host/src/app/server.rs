@@ -155,7 +155,7 @@ struct Run<'a> {
     watchdog: &'a Watchdog,
     fence: Option<Arc<Fence>>,
     /// Notices for the pipeline to deliver (alerts of the checks, rollbacks).
-    notices: mpsc::Sender<Vec<crate::event::Event>>,
+    notices: mpsc::Sender<Vec<crate::alert::Notice>>,
 }
 
 impl Run<'_> {
@@ -347,7 +347,7 @@ impl Run<'_> {
 fn auto_rollback(
     server: &ServerConfig,
     live: &Server,
-    notices: &mpsc::Sender<Vec<crate::event::Event>>,
+    notices: &mpsc::Sender<Vec<crate::alert::Notice>>,
 ) -> Option<AutoRollback> {
     (server.auto_rollback_faults > 0).then(|| AutoRollback {
         faults: server.auto_rollback_faults,

@@ -9,9 +9,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::report::ReportParts;
 use super::{MonitorInput, RconStatus, stats_report};
-use crate::alert::Alerts;
+use crate::alert::{Alerts, Notice};
 use crate::config::{RconStatusAlertMode, ServerConfig};
-use crate::event::Event;
 use crate::observe::Watchdog;
 use crate::observe::health::{Health, State};
 use crate::observe::metrics::Metrics;
@@ -66,7 +65,7 @@ pub struct CheckOutputs {
     pub alerts: Arc<Alerts>,
     /// The server's monitor thread, fed samples while it listens.
     pub monitors: Option<(mpsc::Sender<MonitorInput>, super::Listening)>,
-    pub notices: mpsc::Sender<Vec<Event>>,
+    pub notices: mpsc::Sender<Vec<crate::alert::Notice>>,
     pub health: Health,
     pub metrics: Arc<Metrics>,
     /// What the server's delivery has not caught up with.
@@ -174,7 +173,7 @@ pub fn spawn_checks(
         let mut reports = every(settings.report_interval.unwrap_or(NEVER));
         let mut summaries = every(settings.rcon_interval);
         let mut last_sample_ms = 0;
-        let post = |events: Vec<Event>| {
+        let post = |events: Vec<Notice>| {
             let notices = out.notices.clone();
             async move {
                 if !events.is_empty() {
@@ -208,11 +207,11 @@ pub fn spawn_checks(
                 _ = reports.tick(), if settings.report_interval.is_some() => {
                     let reading = stats.reading().await;
                     if let Some(e) = stats_report(&settings.name, &reading, settings.report) {
-                        post(vec![e]).await;
+                        post(vec![Notice::Event(e)]).await;
                     }
                 }
                 _ = summaries.tick(), if settings.rcon_mode == RconStatusAlertMode::Interval => {
-                    post(vec![status.summary(SystemTime::now())]).await;
+                    post(vec![Notice::Event(status.summary(SystemTime::now()))]).await;
                 }
                 _ = until(status.due()), if status.due().is_some() => {
                     if let Some(alert) = status.tick(SystemTime::now()) {

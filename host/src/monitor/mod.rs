@@ -158,7 +158,7 @@ impl MonitorInput {
 /// Where a server's monitor thread reports.
 pub struct MonitorOutputs {
     pub alerts: Arc<Alerts>,
-    pub notices: mpsc::Sender<Vec<Event>>,
+    pub notices: mpsc::Sender<Vec<crate::alert::Notice>>,
     pub board: Arc<PluginBoard>,
     pub shared: Telemetry,
     /// Turned on while the thread runs monitors or a candidate.

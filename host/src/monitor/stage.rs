@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc;
 
 use super::{CandidateInput, MonitorInput, MonitorOutputs, version};
-use crate::alert::Alert;
+use crate::alert::{Alert, Notice};
 use crate::observe::Watchdog;
 use crate::observe::health::State;
 use crate::plugin::MonitorInstance;
@@ -120,7 +120,9 @@ impl Running {
                     let Some(roster) = &mut self.stage.roster else {
                         continue;
                     };
-                    let left = roster.reading(at_ms, &players);
+                    let left: Vec<Notice> = (roster.reading(at_ms, &players).into_iter())
+                        .map(Notice::Event)
+                        .collect();
                     if !left.is_empty() && self.stage.out.notices.blocking_send(left).is_err() {
                         break;
                     }

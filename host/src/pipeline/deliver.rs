@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
+use crate::alert::Notice;
 use crate::backoff::Backoff;
-use crate::event::Event;
 use crate::observe::Telemetry;
 use crate::observe::health::State;
 use crate::sink::{Batch, Sink};
@@ -21,7 +21,7 @@ pub const STALLED: u32 = 3;
 pub async fn deliver(
     tag: &str,
     sink: &dyn Sink,
-    events: &[Event],
+    events: &[Notice],
     id: Option<&str>,
     shared: &Telemetry,
 ) {
@@ -45,7 +45,7 @@ async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Telemetry
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     // The events are copied only when a delivery has to be resumed: the first attempt
     // delivers the batch as it came.
-    let mut rest: Option<(Vec<Event>, Vec<usize>)> = None;
+    let mut rest: Option<(Vec<Notice>, Vec<usize>)> = None;
     let (mut attempts, mut stalled) = (0, 0);
     loop {
         attempts += 1;

@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::{Outlets, Parsed, deliver};
+use crate::alert::Notice;
 use crate::config::OnLostCheckpoint;
-use crate::event::Event;
 use crate::observe::Telemetry;
 use crate::observe::health::State;
 use crate::sink::Sink;
@@ -244,7 +244,7 @@ impl<'a> Delivery<'a> {
     pub(super) async fn run(
         &self,
         mut log: Option<LogDelivery>,
-        mut notices: mpsc::Receiver<Vec<Event>>,
+        mut notices: mpsc::Receiver<Vec<Notice>>,
     ) {
         for sink in self.sinks {
             self.shared.health.set(
@@ -291,16 +291,16 @@ impl<'a> Delivery<'a> {
         false
     }
 
-    async fn deliver_all(&self, events: &[Event], batch: Option<&str>) {
+    async fn deliver_all(&self, events: &[Notice], batch: Option<&str>) {
         if !self.may_deliver() {
             return;
         }
-        let shown: Vec<Event>;
-        let for_people = if events.iter().all(|e| self.rules.shown(&e.kind)) {
+        let shown: Vec<Notice>;
+        let for_people = if events.iter().all(|e| self.rules.shown(e.kind())) {
             events
         } else {
             shown = (events.iter())
-                .filter(|e| self.rules.shown(&e.kind))
+                .filter(|e| self.rules.shown(e.kind()))
                 .cloned()
                 .collect();
             &shown
@@ -381,7 +381,7 @@ impl<'a> Delivery<'a> {
         };
         self.deliver_all(&parsed.events, batch.as_deref()).await;
         for e in &parsed.events {
-            let labels = [self.tag, e.kind.as_str()];
+            let labels = [self.tag, e.kind()];
             self.shared.metrics.events.with_label_values(&labels).inc();
         }
         true

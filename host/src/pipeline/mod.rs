@@ -31,7 +31,6 @@ pub use parse::ParseInput;
 pub use setup::parser_chain;
 
 use crate::config::OnLostCheckpoint;
-use crate::event::Event;
 use crate::monitor::MonitorInput;
 use crate::observe::{Telemetry, Watchdog};
 use crate::plugin::{ParserChain, PluginBoard};
@@ -66,7 +65,7 @@ pub struct ServerPipeline {
     pub log: Option<LogInput>,
     pub sinks: Vec<Arc<dyn Sink>>,
     /// Alerts and reports to deliver besides the log's events.
-    pub notices: mpsc::Receiver<Vec<Event>>,
+    pub notices: mpsc::Receiver<Vec<crate::alert::Notice>>,
     /// The server's monitor thread, fed every batch of events while it listens.
     pub monitors: Option<(mpsc::Sender<MonitorInput>, crate::monitor::Listening)>,
     /// Where the parsers' health is recorded for the API.
@@ -150,7 +149,7 @@ pub struct LogInput {
 }
 
 struct Parsed {
-    events: Vec<Event>,
+    events: Vec<crate::alert::Notice>,
     position: Option<Position>,
     /// Which log the batch was read from (its index in `files`).
     log: usize,

@@ -9,6 +9,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Parsed;
 use super::candidate::{ShadowBatch, ShadowInput, spawn_shadow};
+use crate::alert::Notice;
+use crate::event::Event;
 use crate::monitor::MonitorInput;
 use crate::observe::health::State;
 use crate::plugin::{ParserChain, PluginBoard};
@@ -230,21 +232,22 @@ impl ParseStage {
                 r.skipped += 1;
             }
         }
+        let events: Vec<Event> = out.events.into_iter().map(|(_, e)| e).collect();
+        if let Some((feed, listening)) = &self.monitors
+            && listening.get()
+            && !events.is_empty()
+        {
+            // A closed feed means the monitor thread is gone; the events still go on.
+            let input = MonitorInput::events(events.clone()).in_trace(&trace);
+            let _ = feed.blocking_send(input);
+        }
         let parsed = Parsed {
-            events: out.events.into_iter().map(|(_, e)| e).collect(),
+            events: events.into_iter().map(Notice::Event).collect(),
             position: batch.position,
             log: batch.log,
             lines: line_count,
             span: trace,
         };
-        if let Some((feed, listening)) = &self.monitors
-            && listening.get()
-            && !parsed.events.is_empty()
-        {
-            // A closed feed means the monitor thread is gone; the events still go on.
-            let input = MonitorInput::events(parsed.events.clone()).in_trace(&parsed.span);
-            let _ = feed.blocking_send(input);
-        }
         (parsed, faults)
     }
 }

@@ -1,9 +1,9 @@
-//! Events printed for people, one line each.
+//! Events and alerts printed for people, one line each.
 
 use std::io::Write;
 
 use super::{Batch, Delivery, Sink};
-use crate::event::Event;
+use crate::alert::Notice;
 
 /// Prints events on stdout as `[server] emoji text`.
 #[derive(Debug, Default)]
@@ -27,21 +27,11 @@ impl Sink for ConsoleSink {
     }
 }
 
-/// An event's text for people: its `text`, else what it has of player and message.
-pub fn body(e: &Event) -> String {
-    match (&e.text, &e.player, &e.message) {
-        (Some(t), _, _) => t.clone(),
-        (None, Some(p), Some(m)) => format!("{p}: {m}"),
-        (None, Some(p), None) => p.clone(),
-        (None, None, Some(m)) => m.clone(),
-        (None, None, None) => e.kind.clone(),
-    }
-}
-
-/// One event as a terminal line. Event texts are written for Discord; the terminal gets
-/// them without Markdown (`**Bob**` → `Bob`, `Eve\_42` → `Eve_42`).
-pub fn render(server: &str, e: &Event) -> String {
-    let body = without_markdown(&body(e));
+/// One notice as a terminal line. Texts are written for Discord; the terminal gets them
+/// without Markdown (`**Bob**` → `Bob`, `Eve\_42` → `Eve_42`).
+pub fn render(server: &str, notice: &Notice) -> String {
+    let e = notice.as_event();
+    let body = without_markdown(&e.body());
     match &e.emoji {
         Some(emoji) => format!("[{server}] {emoji} {body}"),
         None => format!("[{server}] {} {body}", e.kind),

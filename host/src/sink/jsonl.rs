@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{Batch, Delivery, Sink, SinkError};
-use crate::event::Event;
+use crate::alert::Notice;
 
 /// Appends `{"server": ..., "kind": ..., ...}` lines to a file (created if missing).
 pub struct JsonlSink {
@@ -19,7 +19,7 @@ pub struct JsonlSink {
 struct Record<'a> {
     server: &'a str,
     #[serde(flatten)]
-    event: &'a Event,
+    event: &'a Notice,
 }
 
 impl JsonlSink {
@@ -36,7 +36,7 @@ impl JsonlSink {
         &self.path
     }
 
-    fn write(&self, server: &str, events: &[Event]) -> Result<(), SinkError> {
+    fn write(&self, server: &str, events: &[Notice]) -> Result<(), SinkError> {
         let mut buf = Vec::with_capacity(events.len() * 200);
         for event in events {
             serde_json::to_writer(&mut buf, &Record { server, event })

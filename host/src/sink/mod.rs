@@ -17,7 +17,7 @@ use std::pin::Pin;
 pub use console::ConsoleSink;
 pub use jsonl::JsonlSink;
 
-use crate::event::Event;
+use crate::alert::Notice;
 
 /// Why a delivery failed; the pipeline resumes it, then counts and logs it.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub type Delivery<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Sen
 /// One server's events for one sink, and which of them are done.
 pub struct Batch<'a> {
     server: &'a str,
-    events: &'a [Event],
+    events: &'a [Notice],
     /// Each event's place in the batch as first delivered: a resumed delivery keeps it, so
     /// what is named after it (Discord's nonces) stays the same.
     places: Vec<usize>,
@@ -44,12 +44,12 @@ pub struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     /// `events` of `server`, none done.
-    pub fn new(server: &'a str, events: &'a [Event]) -> Self {
+    pub fn new(server: &'a str, events: &'a [Notice]) -> Self {
         Self::resumed(server, events, (0..events.len()).collect())
     }
 
     /// The rest of a batch: `events` at `places` of the batch first delivered.
-    fn resumed(server: &'a str, events: &'a [Event], places: Vec<usize>) -> Self {
+    fn resumed(server: &'a str, events: &'a [Notice], places: Vec<usize>) -> Self {
         Self {
             server,
             events,
@@ -73,7 +73,7 @@ impl<'a> Batch<'a> {
     }
 
     /// The events to deliver.
-    pub fn events(&self) -> &'a [Event] {
+    pub fn events(&self) -> &'a [Notice] {
         self.events
     }
 
@@ -109,7 +109,7 @@ impl<'a> Batch<'a> {
     }
 
     /// The events not done, each with its place.
-    pub fn rest(&self) -> (Vec<Event>, Vec<usize>) {
+    pub fn rest(&self) -> (Vec<Notice>, Vec<usize>) {
         let done = self.done.lock();
         (self.events.iter().zip(&self.places).zip(done.iter()))
             .filter(|(_, d)| !**d)
@@ -118,7 +118,7 @@ impl<'a> Batch<'a> {
     }
 
     /// The rest of this batch (see [`Batch::rest`]) as a batch of its own.
-    pub fn resume(&self, events: &'a [Event], places: Vec<usize>) -> Self {
+    pub fn resume(&self, events: &'a [Notice], places: Vec<usize>) -> Self {
         Self::resumed(self.server, events, places).with_id(self.id)
     }
 }
@@ -160,7 +160,9 @@ mod tests {
 
     #[test]
     fn a_resumed_batch_holds_only_what_is_not_done_at_its_first_places() {
-        let events: Vec<Event> = (0..5).map(|i| Event::new(format!("k{i}"))).collect();
+        let events: Vec<Notice> = (0..5)
+            .map(|i| Notice::Event(crate::event::Event::new(format!("k{i}"))))
+            .collect();
         let first = Batch::new("prod", &events).with_id(Some("log@0"));
         first.done([0, 2]);
         assert_eq!(first.left(), 3);
@@ -168,7 +170,7 @@ mod tests {
         assert_eq!(places, [1, 3, 4]);
         let again = first.resume(&rest, places);
         assert_eq!(again.id(), Some("log@0"));
-        assert_eq!(again.events()[1].kind, "k3");
+        assert_eq!(again.events()[1].kind(), "k3");
         assert_eq!(again.place(1), 3);
         again.done([1]);
         let (rest, places) = again.rest();

@@ -13,7 +13,6 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::alert::{Alert, AlertState, Alerts};
-use crate::event::Event;
 use crate::observe::metrics::Metrics;
 use crate::plugin::Plugin;
 use crate::store::{StateReport, What};
@@ -65,7 +64,7 @@ pub struct AutoRollback {
     pub faults: u32,
     pub window: Duration,
     pub alerts: Arc<Alerts>,
-    pub notices: mpsc::Sender<Vec<Event>>,
+    pub notices: mpsc::Sender<Vec<crate::alert::Notice>>,
 }
 
 impl AutoRollback {

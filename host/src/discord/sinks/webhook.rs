@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 
+use crate::alert::Notice;
 use crate::config::Secret;
 use crate::discord::rest::payload::Message;
 use crate::discord::rest::retry::{self, Policy};
@@ -79,13 +80,7 @@ impl Sink for WebhookSink {
 
     fn deliver<'a>(&'a self, batch: &'a Batch<'a>) -> Delivery<'a> {
         Box::pin(async move {
-            let lines = batch.events().iter().map(|e| {
-                let text = crate::sink::console::body(e);
-                match &e.emoji {
-                    Some(emoji) => format!("{emoji} {text}"),
-                    None => text,
-                }
-            });
+            let lines = batch.events().iter().map(Notice::line);
             let mut first = 0;
             for (message, held) in pack_messages(lines) {
                 self.post(message).await?;

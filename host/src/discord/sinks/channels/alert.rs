@@ -2,17 +2,17 @@
 //! severity, its fields in words with units, pinging its mention group's roles.
 
 use super::DiscordSink;
-use crate::alert::ServerLabel;
+use crate::alert::{AlertNotice, ServerLabel, Told};
 use crate::discord::rest::limits::{self, cut};
 use crate::discord::rest::payload::{AllowedMentions, Embed, Field, Footer, Message};
-use crate::event::{Event, Severity};
+use crate::event::Severity;
 
 impl DiscordSink {
     /// An alert as an embed: its title names the server (two servers often share one
     /// alerts channel), its fields read as words with units.
-    pub(super) async fn alert(&self, e: &Event) -> Message {
-        let title = e.field("title").unwrap_or("Alert");
-        let emoji = e.emoji.as_deref().unwrap_or("");
+    pub(super) async fn alert(&self, notice: &AlertNotice) -> Message {
+        let a = &notice.alert;
+        let emoji = notice.emoji();
         let server = ServerLabel {
             tag: self.server.tag.clone(),
             name: self.server.name.clone(),
@@ -23,12 +23,13 @@ impl DiscordSink {
         let room = limits::EMBED_TITLE
             .saturating_sub(limits::length(emoji) + limits::length(&server) + 4)
             .max(1);
-        let title = format!("{emoji} {} · {server}", cut(title, room));
+        let title = format!("{emoji} {} · {server}", cut(&a.title, room));
         let title = cut(title.trim(), limits::EMBED_TITLE).into_owned();
-        let fields = e
-            .fields
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "source" | "key" | "title"))
+        let open_secs = match notice.told {
+            Told::Resolved { open_secs } => Some(("open_secs".to_owned(), open_secs.to_string())),
+            Told::Raised | Told::Escalated => None,
+        };
+        let fields = (a.fields.iter().chain(&open_secs))
             .filter(|(_, v)| !v.is_empty())
             .take(10)
             .map(|(k, v)| {
@@ -42,14 +43,10 @@ impl DiscordSink {
             .collect();
         let embed = Embed {
             title,
-            description: e.message.clone().unwrap_or_default(),
-            color: colour(e),
+            description: a.text.clone(),
+            color: colour(notice),
             footer: Some(Footer {
-                text: format!(
-                    "{} · {}",
-                    e.field("source").unwrap_or("?"),
-                    e.field("key").unwrap_or("?")
-                ),
+                text: format!("{} · {}", a.source, a.key),
             }),
             fields,
         };
@@ -57,7 +54,7 @@ impl DiscordSink {
             embeds: vec![embed],
             ..Message::default()
         };
-        if let Some(group) = &e.mention {
+        if let Some(group) = notice.mention() {
             let (roles, users) = self.roles.targets(&self.rest, group).await;
             let pings = AllowedMentions { roles, users };
             if !pings.is_empty() {
@@ -70,11 +67,11 @@ impl DiscordSink {
 }
 
 /// The embed's colour: green resolved, red critical, orange warning, gold notice, else blue.
-fn colour(e: &Event) -> u32 {
-    if e.kind == "alert-resolved" {
+fn colour(notice: &AlertNotice) -> u32 {
+    if let Told::Resolved { .. } = notice.told {
         return 0x1F8B4C;
     }
-    match e.severity {
+    match notice.alert.severity {
         Severity::Critical => 0xE74C3C,
         Severity::Warning => 0xE67E22,
         Severity::Notice => 0xF1C40F,

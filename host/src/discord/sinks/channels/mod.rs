@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::alert::duration_text;
+use crate::alert::{Notice, duration_text};
 use crate::config::{EventRules, ServerConfig, Shown};
 use crate::discord::rest::limits::{self, cut};
 use crate::discord::rest::payload::{Message, Nonce};
@@ -30,10 +30,9 @@ use crate::discord::rest::retry::{self, Policy, Retry};
 use crate::discord::rest::{Failure, Rest};
 use crate::discord::roles::RoleDirectory;
 use crate::discord::sinks::pack::pack as pack_messages;
-use crate::event::Event;
 use crate::observe::health::{Health, State};
 use crate::observe::metrics::Metrics;
-use crate::sink::{Batch, Delivery, Sink, console};
+use crate::sink::{Batch, Delivery, Sink};
 
 mod alert;
 mod pings;
@@ -143,31 +142,13 @@ impl DiscordSink {
         let mut out = Vec::new();
         // Plain lines, per channel, in order; alerts break a run so order is kept.
         let mut run: Vec<(u64, String, usize)> = Vec::new();
-        let flush = |run: &mut Vec<(u64, String, usize)>, out: &mut Vec<Outgoing>| {
-            let mut channels: Vec<u64> = run.iter().map(|(c, ..)| *c).collect();
-            channels.sort_unstable();
-            channels.dedup();
-            for channel in channels {
-                let (lines, mut indexes): (Vec<String>, Vec<usize>) = run
-                    .iter()
-                    .filter(|(c, ..)| *c == channel)
-                    .map(|(_, l, i)| (l.clone(), *i))
-                    .unzip();
-                for (text, held) in pack_messages(lines) {
-                    let rest = indexes.split_off(held.min(indexes.len()));
-                    let carried = std::mem::replace(&mut indexes, rest);
-                    out.push(Outgoing::post(channel, Message::text(text), carried));
-                }
-            }
-            run.clear();
-        };
         // Coalesced kinds: (channel, kind) → (their events in this batch, the last one's line).
         let mut coalesced: Vec<((u64, String), Vec<usize>, String)> = Vec::new();
-        for (i, e) in batch.events().iter().enumerate() {
-            let policy = self.rules.of(&e.kind);
+        for (i, notice) in batch.events().iter().enumerate() {
+            let policy = self.rules.of(notice.kind());
             let channel = policy
                 .channel_id
-                .or_else(|| self.server.channel_for(e.channel.as_deref()));
+                .or_else(|| self.server.channel_for(notice.channel()));
             let Some(channel) = channel else {
                 self.count("no_channel", 1);
                 batch.done([i]);
@@ -177,22 +158,27 @@ impl DiscordSink {
                 batch.done([i]);
                 continue;
             }
-            if e.kind == "alert" || e.kind == "alert-resolved" {
-                flush(&mut run, &mut out);
-                out.push(Outgoing::post(channel, self.alert(e).await, vec![i]));
-            } else if policy.shown == Shown::Coalesce {
+            let e = match notice {
+                Notice::Event(e) => e,
+                Notice::Alert(a) => {
+                    flush(&mut run, &mut out);
+                    out.push(Outgoing::post(channel, self.alert(a).await, vec![i]));
+                    continue;
+                }
+            };
+            if policy.shown == Shown::Coalesce {
                 let key = (channel, e.kind.clone());
                 match coalesced.iter_mut().find(|(k, ..)| *k == key) {
                     Some((_, of, last)) => {
                         of.push(i);
-                        *last = line(e);
+                        *last = e.line();
                     }
-                    None => coalesced.push((key, vec![i], line(e))),
+                    None => coalesced.push((key, vec![i], e.line())),
                 }
             } else {
                 let pings = self.chat_pings(e).await;
                 if pings.is_empty() {
-                    run.push((channel, line(e), i));
+                    run.push((channel, e.line(), i));
                 } else {
                     // A line that pings goes alone, so whom it may ping is its own; the
                     // line is cut so that the pings always fit.
@@ -203,7 +189,7 @@ impl DiscordSink {
                         channel,
                         Message {
                             allowed_mentions: pings,
-                            ..Message::text(format!("{} {tags}", cut(&line(e), room)))
+                            ..Message::text(format!("{} {tags}", cut(&e.line(), room)))
                         },
                         vec![i],
                     ));
@@ -447,12 +433,25 @@ fn message_id(answer: &Value) -> Option<u64> {
 }
 
 /// An event as one line of a message: its emoji and its text (Markdown as the parser made it).
-fn line(e: &Event) -> String {
-    let body = console::body(e);
-    match &e.emoji {
-        Some(emoji) => format!("{emoji} {body}"),
-        None => body,
+/// Packs a run of plain lines (channel, line, event) into as few messages per channel as
+/// fit, and empties it.
+fn flush(run: &mut Vec<(u64, String, usize)>, out: &mut Vec<Outgoing>) {
+    let mut channels: Vec<u64> = run.iter().map(|(c, ..)| *c).collect();
+    channels.sort_unstable();
+    channels.dedup();
+    for channel in channels {
+        let (lines, mut indexes): (Vec<String>, Vec<usize>) = run
+            .iter()
+            .filter(|(c, ..)| *c == channel)
+            .map(|(_, l, i)| (l.clone(), *i))
+            .unzip();
+        for (text, held) in pack_messages(lines) {
+            let rest = indexes.split_off(held.min(indexes.len()));
+            let carried = std::mem::replace(&mut indexes, rest);
+            out.push(Outgoing::post(channel, Message::text(text), carried));
+        }
     }
+    run.clear();
 }
 
 impl Sink for DiscordSink {
