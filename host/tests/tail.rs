@@ -164,7 +164,12 @@ async fn the_task_delivers_appended_lines_and_stops_on_shutdown() {
         log: 0,
         log_id: "console".into(),
         health: factorio_isr::observe::health::Health::default(),
-        component: "tailer:test".into(),
+        component: factorio_isr::observe::health::Part::Tailer(
+            factorio_isr::observe::health::LogPart {
+                server: "test".into(),
+                log: None,
+            },
+        ),
         positioned: None,
     };
     let task = tokio::spawn(tail::run(reader, tx, options, stopped, status.clone()));
@@ -205,7 +210,12 @@ async fn the_first_batch_says_where_reading_starts() {
         log: 0,
         log_id: "console".into(),
         health: factorio_isr::observe::health::Health::default(),
-        component: "tailer:test".into(),
+        component: factorio_isr::observe::health::Part::Tailer(
+            factorio_isr::observe::health::LogPart {
+                server: "test".into(),
+                log: None,
+            },
+        ),
         positioned: None,
     };
     let reader = TailReader::new(&log, StartAt::End, 1 << 20);

@@ -13,11 +13,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, changes};
 use crate::discord::Bot;
-use crate::observe::health::{Health, State};
+use crate::observe::health::{Health, Part, State};
 use crate::servers::Server;
 
 /// The component that says what waits for the next start.
-const COMPONENT: &str = "config";
+const COMPONENT: &Part = &Part::Config;
 
 /// What the applier works with.
 pub(super) struct ConfigWatch {

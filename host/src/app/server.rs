@@ -311,7 +311,7 @@ impl Run<'_> {
         let (parsers, previous) = self.parsers()?;
         let (tx, rx) = pipeline::parse_queue();
         live.parsers.clone().unwrap_or_default().inputs.connect(&tx);
-        let reload = format!("reload:{}", server.tag);
+        let reload = Reloader::component(&server.tag, Slot::Parsers);
         parts.shared.health.set(&reload, State::Ready, None);
         let files = server.logs.iter().map(|l| LogFile {
             id: l.id.clone(),

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::discord::Discord;
 use crate::http;
 use crate::observe::Telemetry;
-use crate::observe::health::State;
+use crate::observe::health::{Part, State};
 use crate::reload::Reloader;
 use crate::servers::Server;
 
@@ -204,7 +204,7 @@ impl Started {
             (Some(d), Some(access)) => {
                 d.health.forget(crate::discord::COMMANDS);
                 d.health.set(
-                    "discord",
+                    &Part::Discord,
                     State::Ready,
                     Some("REST only: another instance runs the gateway".into()),
                 );
@@ -264,7 +264,7 @@ impl Started {
             config_changed,
             self.stopped.clone(),
         )];
-        shared.health.set("config", State::Ready, None);
+        shared.health.set(&Part::Config, State::Ready, None);
         let watch = config_watch::ConfigWatch {
             started: config.clone(),
             servers: self.servers.clone(),
@@ -384,7 +384,7 @@ fn spawn_http(
     mut stopped: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let health = shared.health.clone();
-    health.register("http");
+    health.register(&Part::Http);
     if auth.token.is_none() {
         tracing::info!(
             "FACTORIO_ISR_API_TOKEN is not set: the admin API's writes (reload, rollback) are off"
@@ -401,19 +401,19 @@ fn spawn_http(
     tokio::spawn(async move {
         match bound {
             Ok(listener) => {
-                health.set("http", State::Ready, None);
+                health.set(&Part::Http, State::Ready, None);
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
                 if let Err(e) = http::serve(listener, state, shutdown).await {
                     tracing::error!("HTTP server failed: {e}");
-                    health.error("http", e.to_string());
+                    health.error(&Part::Http, e.to_string());
                 }
             }
             Err(e) => {
                 tracing::error!("{e:#}; the pipelines keep running");
-                health.error("http", format!("{e:#}"));
-                health.set("http", State::Down, None);
+                health.error(&Part::Http, format!("{e:#}"));
+                health.set(&Part::Http, State::Down, None);
             }
         }
     })

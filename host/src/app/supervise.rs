@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::server::{RunParts, start_run};
 use crate::config::ServerConfig;
-use crate::observe::health::State;
+use crate::observe::health::{Part, State};
 use crate::observe::{Crash, Watchdog};
 use crate::reload::Reloader;
 use crate::servers::{Order, RunOrder, RunState, Server};
@@ -331,7 +331,7 @@ impl Supervisor {
             );
             tracing::error!(server = %tag, "{detail}");
             let h = &self.parts.shared.health;
-            let component = format!("server:{tag}");
+            let component = Part::Server(tag.clone());
             h.error(&component, detail.clone());
             h.set(&component, State::Down, Some(detail));
             return Phase::GaveUp { cause };
@@ -362,7 +362,7 @@ impl Supervisor {
         );
         tracing::error!(server = %tag, "{detail}");
         let h = &self.parts.shared.health;
-        let component = format!("server:{tag}");
+        let component = Part::Server(tag.clone());
         h.error(&component, detail.clone());
         h.set(&component, State::Down, Some(detail));
         Phase::GaveUp { cause }
@@ -374,7 +374,10 @@ impl Supervisor {
             Ok(run) => {
                 let tag = self.tag();
                 tracing::info!(server = %tag, "the server's parts run again after {cause}");
-                let component = format!("task:{tag}:{task}");
+                let component = Part::Task {
+                    server: tag.clone(),
+                    task: task.to_owned(),
+                };
                 self.parts.shared.health.set(
                     &component,
                     State::Ready,
@@ -395,7 +398,7 @@ impl Supervisor {
     /// Starts the parts of a stopped server (or one that gave up).
     async fn start_again(&mut self, recent: &mut VecDeque<Instant>) -> Phase {
         let tag = self.tag();
-        self.parts.shared.health.forget(&format!("server:{tag}"));
+        self.parts.shared.health.forget(&Part::Server(tag.clone()));
         match self.start().await {
             Ok(run) => Phase::Running(run),
             Err(e) => self.after_crash(

@@ -37,7 +37,7 @@ use serenity::all::{GatewayIntents, HttpBuilder};
 
 use crate::alert::Mentions;
 use crate::config::{DiscordSettings, EventRules, Secret};
-use crate::observe::health::Health;
+use crate::observe::health::{Health, Part};
 use crate::servers::Server;
 
 pub use crate::markdown::escape;
@@ -110,7 +110,7 @@ impl Discord {
         }
         let rest = Arc::new(rest::Rest::new(api_url, Some(token.clone())));
         let roles = Arc::new(RoleDirectory::new(mentions, settings.guild_id));
-        health.register("discord");
+        health.register(&Part::Discord);
         health.register(COMMANDS);
         let bridges: Vec<(u64, String)> = servers
             .iter()
@@ -194,8 +194,8 @@ impl Discord {
                 ended = run => {
                     if let Err(e) = ended {
                         tracing::error!("the Discord connection ended: {e}");
-                        health.error("discord", format!("the Discord connection ended: {e}"));
-                        health.set("discord", crate::observe::health::State::Down, None);
+                        health.error(&Part::Discord, format!("the Discord connection ended: {e}"));
+                        health.set(&Part::Discord, crate::observe::health::State::Down, None);
                     }
                     false
                 }

@@ -12,7 +12,7 @@ use super::{MonitorInput, RconStatus, stats_report};
 use crate::alert::{Alerts, Notice};
 use crate::config::{RconStatusAlertMode, ServerConfig};
 use crate::observe::Watchdog;
-use crate::observe::health::{Health, State};
+use crate::observe::health::{Health, Part, State};
 use crate::observe::metrics::Metrics;
 use crate::plugin::WitSample;
 use crate::rcon::LinkState;
@@ -127,15 +127,15 @@ impl CheckOutputs {
             .try_send(MonitorInput::Sample(WitSample::from(reading)))
             .is_err()
         {
-            let component = format!("monitor:{}", self.tag);
+            let component = Part::MonitorFeed(self.tag.clone()).to_string();
             let labels = [component.as_str(), "sample_dropped"];
             self.metrics.errors.with_label_values(&labels).inc();
         }
     }
 
     /// The RCON link's component in health.
-    fn link_component(&self) -> String {
-        format!("rcon:{}", self.tag)
+    fn link_component(&self) -> Part {
+        Part::Rcon(self.tag.clone())
     }
 
     /// The RCON link's state in health.

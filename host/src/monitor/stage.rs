@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::{CandidateInput, MonitorInput, MonitorOutputs, version};
 use crate::alert::{Alert, Notice};
 use crate::observe::Watchdog;
-use crate::observe::health::State;
+use crate::observe::health::{Part, State};
 use crate::plugin::MonitorInstance;
 use crate::swap::Slot;
 use crate::swap::compare::{AlertView, MonitorReport};
@@ -198,7 +198,10 @@ impl Running {
         s.out.board.clear("monitor");
         for (i, m) in s.slot.live.iter().enumerate() {
             s.out.shared.health.set(
-                &format!("monitor:{}:{}", s.slot.tag, m.plugin().name()),
+                &Part::Monitor {
+                    server: s.slot.tag.clone(),
+                    plugin: m.plugin().name().to_owned(),
+                },
                 State::Ready,
                 None,
             );
@@ -289,14 +292,18 @@ fn answered(
     m.plugin_call_seconds
         .with_label_values(&[tag, name])
         .observe(took.as_secs_f64());
-    let component = format!("monitor:{tag}:{name}");
+    let component = Part::Monitor {
+        server: tag.to_owned(),
+        plugin: name.to_owned(),
+    };
+    let label = component.to_string();
     match result {
         Ok(alerts) => {
             m.plugin_calls.with_label_values(&[tag, name]).inc();
             out.board.record("monitor", i, monitor, None);
             if alerts.len() > MAX_ALERTS_PER_CALL {
                 m.errors
-                    .with_label_values(&[&component, "too_many_alerts"])
+                    .with_label_values(&[&label, "too_many_alerts"])
                     .inc_by((alerts.len() - MAX_ALERTS_PER_CALL) as u64);
             }
             Some(
@@ -311,9 +318,7 @@ fn answered(
             m.plugin_traps
                 .with_label_values(&[tag, name, fault.kind()])
                 .inc();
-            m.errors
-                .with_label_values(&[&component, fault.kind()])
-                .inc();
+            m.errors.with_label_values(&[&label, fault.kind()]).inc();
             out.shared
                 .health
                 .error(&component, format!("the plugin {fault}"));

@@ -98,7 +98,10 @@ impl Watchdog {
             .task_panics
             .with_label_values(&[server, task])
             .inc();
-        let component = format!("task:{server}:{task}");
+        let component = health::Part::Task {
+            server: server.to_owned(),
+            task: task.to_owned(),
+        };
         let detail = format!("stopped on a panic: {message}");
         self.shared.health.error(&component, detail.clone());
         self.shared

@@ -10,7 +10,7 @@ use tracing::Instrument;
 use crate::alert::Notice;
 use crate::backoff::Backoff;
 use crate::observe::Telemetry;
-use crate::observe::health::State;
+use crate::observe::health::{Part, State};
 use crate::sink::{Batch, Sink};
 
 /// Deliveries in a row that got nothing through before the rest is given up.
@@ -41,7 +41,11 @@ pub async fn deliver(
 async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Telemetry) {
     let span = tracing::Span::current();
     let tag = first.server();
-    let component = format!("sink:{tag}:{}", sink.name());
+    let component = Part::Sink {
+        server: tag.to_owned(),
+        sink: sink.name().to_owned(),
+    };
+    let label = component.to_string();
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     // The events are copied only when a delivery has to be resumed: the first attempt
     // delivers the batch as it came.
@@ -74,7 +78,7 @@ async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Telemetry
         shared
             .metrics
             .errors
-            .with_label_values(&[&component, "delivery"])
+            .with_label_values(&[&label, "delivery"])
             .inc();
         shared.health.error(&component, problem.clone());
         if stalled == STALLED {
@@ -84,7 +88,7 @@ async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Telemetry
             shared
                 .metrics
                 .errors
-                .with_label_values(&[&component, "dropped"])
+                .with_label_values(&[&label, "dropped"])
                 .inc();
             return;
         }

@@ -14,7 +14,7 @@ use super::{Outlets, Parsed, deliver};
 use crate::alert::Notice;
 use crate::config::OnLostCheckpoint;
 use crate::observe::Telemetry;
-use crate::observe::health::State;
+use crate::observe::health::{LogPart, Part, State};
 use crate::sink::Sink;
 use crate::store::{StateReport, What};
 use crate::tail::checkpoint::{Loaded, ServerCheckpoint};
@@ -24,18 +24,18 @@ use crate::tail::{Position, StartAt};
 /// what to show until a save acknowledges it.
 pub(super) fn start_at(
     tag: &str,
-    label: &str,
+    label: &LogPart,
     loaded: Loaded,
     on_lost: OnLostCheckpoint,
     shared: &Telemetry,
 ) -> (StartAt, Option<String>) {
-    let component = format!("checkpoint:{label}");
+    let component = Part::Checkpoint(label.clone());
     shared.health.set(&component, State::Ready, None);
     let damaged = |kind: &str| {
         shared
             .metrics
             .errors
-            .with_label_values(&[&component, kind])
+            .with_label_values(&[&component.to_string(), kind])
             .inc();
     };
     match loaded {
@@ -154,7 +154,7 @@ impl Opening {
 /// One log, as the delivery task keeps it.
 pub(super) struct LogState {
     /// Its name in health (`prod`, `prod:factorio-current`).
-    label: String,
+    label: LogPart,
     path: PathBuf,
     /// None only while a save is under way on a blocking thread.
     checkpoint: Option<ServerCheckpoint>,
@@ -205,7 +205,7 @@ impl LogState {
 /// and ends. Both ends, because a batch read again after a restart may start where the
 /// last one did and run further: named by its start alone, its first message would take
 /// the nonce of a message with fewer lines, and Discord would answer with that one.
-fn batch_id(label: &str, from: &Position, to: &Position) -> String {
+fn batch_id(label: &LogPart, from: &Position, to: &Position) -> String {
     let fingerprint = match from.fingerprint {
         crate::tail::Fingerprint::Sha256 { digest, .. } => hex::encode(&digest[..8]),
         crate::tail::Fingerprint::Legacy { sip13, .. } => format!("{sip13:016x}"),
@@ -248,7 +248,10 @@ impl<'a> Delivery<'a> {
     ) {
         for sink in self.sinks {
             self.shared.health.set(
-                &format!("sink:{}:{}", self.tag, sink.name()),
+                &Part::Sink {
+                    server: self.tag.to_owned(),
+                    sink: sink.name().to_owned(),
+                },
                 State::Ready,
                 None,
             );
@@ -412,7 +415,7 @@ impl<'a> Delivery<'a> {
                 state.saved.map_or(0, |p| p.offset)
             ),
         );
-        let component = format!("checkpoint:{}", state.label);
+        let component = Part::Checkpoint(state.label.clone());
         let _ = StateReport::of(self.shared).record::<(), _>(What::Checkpoint, &component, Err(e));
     }
 
@@ -429,7 +432,7 @@ impl<'a> Delivery<'a> {
             if state.lost.take().is_some() {
                 tracing::info!(server = %tag, log = %state.label, "the checkpoint is saved again");
             }
-            let component = format!("checkpoint:{}", state.label);
+            let component = Part::Checkpoint(state.label.clone());
             let ok = Ok::<(), std::io::Error>(());
             let _ = StateReport::of(self.shared).record(What::Checkpoint, &component, ok);
         }

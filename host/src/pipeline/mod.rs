@@ -99,7 +99,7 @@ pub struct LogFile {
 /// the first one's checkpoint.
 #[derive(Debug, Clone)]
 pub struct LogName {
-    pub label: String,
+    pub label: crate::observe::health::LogPart,
     pub checkpoint: String,
 }
 
@@ -108,12 +108,18 @@ impl LogName {
     pub fn new(tag: &str, index: usize, id: &str) -> Self {
         if index == 0 {
             Self {
-                label: tag.to_owned(),
+                label: crate::observe::health::LogPart {
+                    server: tag.to_owned(),
+                    log: None,
+                },
                 checkpoint: tag.to_owned(),
             }
         } else {
             Self {
-                label: format!("{tag}:{id}"),
+                label: crate::observe::health::LogPart {
+                    server: tag.to_owned(),
+                    log: Some(id.to_owned()),
+                },
                 checkpoint: format!("{tag}.{id}"),
             }
         }
@@ -275,7 +281,7 @@ impl Tailers<'_> {
         let mut starts = Vec::new();
         let mut tasks = Vec::new();
         for (i, file) in log.files.iter().enumerate() {
-            let component = format!("tailer:{}", self.names[i].label);
+            let component = crate::observe::health::Part::Tailer(self.names[i].label.clone());
             shared.health.register(&component);
             let status = tail::Status {
                 server: self.tag.to_owned(),

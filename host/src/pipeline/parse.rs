@@ -12,7 +12,7 @@ use super::candidate::{ShadowBatch, ShadowInput, spawn_shadow};
 use crate::alert::Notice;
 use crate::event::Event;
 use crate::monitor::MonitorInput;
-use crate::observe::health::State;
+use crate::observe::health::{Part, State};
 use crate::plugin::{ParserChain, PluginBoard};
 use crate::swap::compare::ParserReport;
 use crate::swap::owner::SlotOwner;
@@ -160,9 +160,11 @@ impl ParseStage {
         self.board.clear("parser");
         for (i, p) in slot.live.parsers().iter().enumerate() {
             let name = p.plugin().name();
-            slot.shared
-                .health
-                .set(&format!("parser:{}:{name}", slot.tag), State::Ready, None);
+            let component = Part::Parser {
+                server: slot.tag.clone(),
+                plugin: name.to_owned(),
+            };
+            slot.shared.health.set(&component, State::Ready, None);
             self.board.record("parser", i, p, None);
             slot.shared.metrics.prime_plugin(&slot.tag, name);
         }
@@ -208,13 +210,14 @@ impl ParseStage {
                     m.lines_dropped
                         .with_label_values(&[tag, "plugin_fault"])
                         .inc_by(lines.len() as u64);
+                    let component = Part::Parser {
+                        server: tag.to_owned(),
+                        plugin: name.to_owned(),
+                    };
                     m.errors
-                        .with_label_values(&[&format!("parser:{tag}:{name}"), fault.kind()])
+                        .with_label_values(&[&component.to_string(), fault.kind()])
                         .inc();
-                    self.slot.shared.health.error(
-                        &format!("parser:{tag}:{name}"),
-                        format!("the plugin {fault}"),
-                    );
+                    (self.slot.shared.health).error(&component, format!("the plugin {fault}"));
                 }
                 None => m.plugin_calls.with_label_values(&[tag, name]).inc(),
             }

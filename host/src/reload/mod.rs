@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{Config, ServerConfig};
 use crate::monitor::MonitorInput;
-use crate::observe::health::{Health, State};
+use crate::observe::health::{Health, Part, State};
 use crate::observe::metrics::Metrics;
 use crate::pipeline::{self, ParseInput};
 use crate::plugin::{MonitorInstance, ParserChain, Runtime};
@@ -105,10 +105,10 @@ impl Reloader {
     }
 
     /// The `/ready` component that shows a slot's last rejected reload.
-    pub fn component(tag: &str, slot: Slot) -> String {
-        match slot {
-            Slot::Parsers => format!("reload:{tag}"),
-            Slot::Monitors => format!("reload:{tag}:monitors"),
+    pub fn component(tag: &str, slot: Slot) -> Part {
+        Part::Reload {
+            server: tag.to_owned(),
+            slot,
         }
     }
 
@@ -348,7 +348,11 @@ impl Reloader {
                 .unwrap_or_else(|e| Err(std::io::Error::other(e).into()))
         };
         state
-            .record(crate::store::What::Versions, &format!("versions:{tag}"), cleared)
+            .record(
+                crate::store::What::Versions,
+                &Part::Versions(tag.to_owned()),
+                cleared,
+            )
             .map_err(|e| {
                 ReloadError::NotKept(format!(
                     "servers.yml's {slot} are live, but the version chosen before stays kept for the next start: {e}"

@@ -57,7 +57,7 @@ impl StateReport {
     pub fn record<T, E: std::fmt::Display>(
         &self,
         what: What,
-        component: &str,
+        component: &crate::observe::health::Part,
         result: Result<T, E>,
     ) -> Result<T, E> {
         match &result {
@@ -94,8 +94,9 @@ mod tests {
         let path = dir.path().join("blocked/state.json");
         let failures = IntCounterVec::new(prometheus::Opts::new("f", "f"), &["what"]).unwrap();
         let report = StateReport::new(Health::default(), Some(failures.clone()));
+        let versions = crate::observe::health::Part::Versions("prod".into());
         let err = report
-            .record(What::Versions, "versions:prod", write_durably(&path, b"x"))
+            .record(What::Versions, &versions, write_durably(&path, b"x"))
             .unwrap_err();
         assert!(err.to_string().contains("blocked"), "{err}");
         assert_eq!(failures.with_label_values(&["versions"]).get(), 1);
@@ -106,11 +107,7 @@ mod tests {
         );
         assert!(c.detail.as_deref().unwrap_or("").contains("blocked"));
         report
-            .record(
-                What::Versions,
-                "versions:prod",
-                Ok::<(), std::io::Error>(()),
-            )
+            .record(What::Versions, &versions, Ok::<(), std::io::Error>(()))
             .unwrap();
         assert_eq!(report.health().snapshot()[0].state, State::Ready);
     }

@@ -129,7 +129,7 @@ pub fn pin<'a>(
     let mut v = versions.lock();
     v.pinned = reason;
     let pins = pins?;
-    let component = format!("versions:{tag}");
+    let component = crate::observe::health::Part::Versions(tag.to_owned());
     let kept = match reason {
         None => pins.clear(tag, slot),
         Some(reason) => {

@@ -74,7 +74,7 @@ pub struct Status {
     pub log_id: String,
     pub health: Health,
     /// Its component name in `health`.
-    pub component: String,
+    pub component: crate::observe::health::Part,
     /// Given one permit once the reader knows where it starts (the file opened, found
     /// missing, or refused), so a host can say it has started only when every line
     /// written from then on will be read.

@@ -183,7 +183,7 @@ impl Manager {
         let health = &self.shared.health;
         health.forget(crate::discord::COMMANDS);
         health.set(
-            "discord",
+            &crate::observe::health::Part::Discord,
             State::Ready,
             Some("REST only: another instance runs the gateway".into()),
         );

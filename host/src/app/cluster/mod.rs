@@ -28,7 +28,7 @@ mod ownership;
 
 use crate::cluster::{Cluster, Status, View, placement};
 use crate::observe::Telemetry;
-use crate::observe::health::State;
+use crate::observe::health::{Part, State};
 use crate::servers::Server;
 pub(in crate::app) use gateway::{GatewayBuilder, GatewayParts};
 use gateway::{Pace, Term};
@@ -154,7 +154,7 @@ impl Manager {
                 tx
             })
             .collect();
-        self.shared.health.register("cluster");
+        self.shared.health.register(&Part::Cluster);
         let mut memory = Memory {
             identity: self.remembered_identity().await,
             ..Memory::default()
@@ -236,7 +236,9 @@ impl Manager {
             ),
             None => "no valid lease: etcd is unreachable, or this instance is joining".into(),
         };
-        self.shared.health.set("cluster", State::Down, Some(why));
+        self.shared
+            .health
+            .set(&Part::Cluster, State::Down, Some(why));
         for (server, want) in self.servers.iter().zip(wants) {
             self.drop_server(server, want, memory, "this instance has no valid lease");
         }
@@ -271,7 +273,7 @@ impl Manager {
     fn state_lost_health(&self, view: &View, memory: &Memory) {
         let lost_for = memory.state_lost.map(|at| at.elapsed());
         if !view.state_lost && lost_for.is_none_or(|d| d >= LOST_SHOWN) {
-            self.shared.health.set("cluster", State::Ready, None);
+            self.shared.health.set(&Part::Cluster, State::Ready, None);
             return;
         }
         let ago = lost_for.map_or(String::new(), |d| format!(" {} s ago", d.as_secs()));
@@ -281,7 +283,7 @@ impl Manager {
             "; every log has one again"
         };
         self.shared.health.set(
-            "cluster",
+            &Part::Cluster,
             State::Degraded,
             Some(format!(
                 "etcd lost the cluster's state{ago} (wiped or replaced): checkpoints missing there are taken as lost (on_lost_checkpoint){until}"
@@ -351,10 +353,10 @@ impl Manager {
         }
         let health = &self.shared.health;
         if differs.is_empty() {
-            health.set("cluster:config", State::Ready, None);
+            health.set(&Part::ClusterConfig, State::Ready, None);
         } else {
             health.set(
-                "cluster:config",
+                &Part::ClusterConfig,
                 State::Degraded,
                 Some(format!(
                     "servers.yml here differs from the cluster's for {}: this instance does not own them",

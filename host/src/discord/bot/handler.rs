@@ -23,7 +23,7 @@ use crate::discord::rest::Failure;
 use crate::discord::rest::limits::{self, cut};
 use crate::discord::rest::payload::Message;
 use crate::discord::rest::retry::{self, Policy};
-use crate::observe::health::State;
+use crate::observe::health::{Part, State};
 use crate::servers::Server;
 
 /// How long a command may run before the answer is deferred (Discord allows 3 s).
@@ -40,7 +40,7 @@ impl EventHandler for Handler {
             bot.roles.learn_guild(g.id.get());
         }
         *bot.context.lock() = Some(ctx);
-        bot.health.set("discord", State::Ready, None);
+        bot.health.set(&Part::Discord, State::Ready, None);
         if bot.started.swap(true, Ordering::SeqCst) {
             return;
         }

@@ -21,14 +21,14 @@ use crate::discord::rest::limits::{self};
 use crate::discord::rest::payload::Message;
 use crate::discord::rest::retry::{self, Policy};
 use crate::discord::roles::RoleDirectory;
-use crate::observe::health::{Health, State};
+use crate::observe::health::{Health, Part, State};
 use crate::rcon::LinkState;
 use crate::servers::Server;
 
 /// How often the presence is refreshed.
 const PRESENCE_EVERY: Duration = Duration::from_secs(30);
 /// The health component of command registration.
-pub const COMMANDS: &str = "discord:commands";
+pub const COMMANDS: &Part = &Part::DiscordCommands;
 
 /// What the bot's event handler needs.
 pub struct Bot {
@@ -124,8 +124,10 @@ impl Bot {
                 tracing::error!(
                     "cannot read the guild's roles: {e}; roles given by name allow nothing"
                 );
-                self.health
-                    .error("discord", format!("cannot read the guild's roles: {e}"));
+                self.health.error(
+                    &Part::Discord,
+                    format!("cannot read the guild's roles: {e}"),
+                );
                 return;
             }
         };
@@ -137,21 +139,23 @@ impl Bot {
                         "discord role id {id} is not a role of the guild: it allows nothing"
                     );
                     self.health
-                        .error("discord", format!("role {id} not found in the guild"));
+                        .error(&Part::Discord, format!("role {id} not found in the guild"));
                 }
                 Resolved::Missing(name) => {
                     tracing::error!(
                         "discord role \"{name}\" is not a role of the guild: it allows nothing"
                     );
-                    self.health
-                        .error("discord", format!("role \"{name}\" not found in the guild"));
+                    self.health.error(
+                        &Part::Discord,
+                        format!("role \"{name}\" not found in the guild"),
+                    );
                 }
                 Resolved::Ambiguous(name) => {
                     tracing::error!(
                         "several roles of the guild are named \"{name}\": it allows nothing; give its id instead"
                     );
                     self.health.error(
-                        "discord",
+                        &Part::Discord,
                         format!("role \"{name}\" is ambiguous; configure its id"),
                     );
                 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::store::{Change, Key, StateReport, Store, What};
 
 /// The health component of the saved choices.
-const COMPONENT: &str = "discord:selections";
+const COMPONENT: &crate::observe::health::Part = &crate::observe::health::Part::DiscordSelections;
 
 /// Users' chosen servers, by Discord user id.
 pub struct Selections {

@@ -421,6 +421,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::health::{LogPart, Part};
 
     #[test]
     fn a_primed_server_exports_its_counters_at_zero_before_anything_happens() {
@@ -450,20 +451,28 @@ mod tests {
     fn component_gauges_say_degraded_apart_from_down_and_forget_with_health() {
         let m = Metrics::new();
         let health = Health::default();
-        health.set("log:prod", State::Ready, None);
-        health.error("discord", "503 from Discord".into());
-        health.set("rcon:prod", State::Down, Some("refused".into()));
+        let tailer = Part::Tailer(LogPart {
+            server: "prod".into(),
+            log: None,
+        });
+        health.set(&tailer, State::Ready, None);
+        health.error(&Part::Discord, "503 from Discord".into());
+        health.set(
+            &Part::Rcon("prod".into()),
+            State::Down,
+            Some("refused".into()),
+        );
         let text = m.render(&health);
         for line in [
-            r#"factorio_isr_component_status{component="log:prod"} 1"#,
-            r#"factorio_isr_component_degraded{component="log:prod"} 0"#,
+            r#"factorio_isr_component_status{component="tailer:prod"} 1"#,
+            r#"factorio_isr_component_degraded{component="tailer:prod"} 0"#,
             r#"factorio_isr_component_status{component="discord"} 1"#,
             r#"factorio_isr_component_degraded{component="discord"} 1"#,
             r#"factorio_isr_component_status{component="rcon:prod"} 0"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
-        health.forget("rcon:prod");
+        health.forget(&Part::Rcon("prod".into()));
         assert!(!m.render(&health).contains("rcon:prod"));
     }
 }

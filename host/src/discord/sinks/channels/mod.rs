@@ -30,7 +30,7 @@ use crate::discord::rest::retry::{self, Policy, Retry};
 use crate::discord::rest::{Failure, Rest};
 use crate::discord::roles::RoleDirectory;
 use crate::discord::sinks::pack::pack as pack_messages;
-use crate::observe::health::{Health, State};
+use crate::observe::health::{Health, Part, State};
 use crate::observe::metrics::Metrics;
 use crate::sink::{Batch, Delivery, Sink};
 
@@ -344,7 +344,7 @@ impl DiscordSink {
                 if first {
                     tracing::warn!(server = %self.server.tag, "{text} (further ones like it are logged at debug level)");
                     if let Some(h) = &self.health {
-                        h.error("discord", format!("{}: {text}", self.server.tag));
+                        h.error(&Part::Discord, format!("{}: {text}", self.server.tag));
                     }
                 } else {
                     tracing::debug!(server = %self.server.tag, "{text}");
@@ -366,8 +366,11 @@ impl DiscordSink {
     }
 
     /// This sink's component in health (`sink:<server>:discord`).
-    fn component(&self) -> String {
-        format!("sink:{}:discord", self.server.tag)
+    fn component(&self) -> Part {
+        Part::Sink {
+            server: self.server.tag.clone(),
+            sink: "discord".into(),
+        }
     }
 
     /// Discord did not take a message (an outage, not a refusal): the sink is degraded from
