@@ -21,15 +21,6 @@ impl Slot {
         }
     }
 
-    /// The `result` label of `plugin_reloads_total` for `result` in this slot: as is for the
-    /// parsers, prefixed `monitors_` for the monitors.
-    pub fn reload_result(self, result: &str) -> String {
-        match self {
-            Self::Parsers => result.to_owned(),
-            Self::Monitors => format!("monitors_{result}"),
-        }
-    }
-
     pub(crate) fn title(self) -> &'static str {
         match self {
             Self::Parsers => "Parsers",

@@ -280,6 +280,9 @@ mod tests {
         health.set(&Part::Rcon("commands".into()), State::Ready, None);
         health.forget_server("commands");
         let left: Vec<String> = health.snapshot().into_iter().map(|c| c.name).collect();
-        assert_eq!(left, ["discord", "discord:commands", "rcon:prod-eu", "tailer:eu"]);
+        assert_eq!(
+            left,
+            ["discord", "discord:commands", "rcon:prod-eu", "tailer:eu"]
+        );
     }
 }

@@ -26,6 +26,7 @@ use crate::config::{Config, ServerConfig};
 use crate::monitor::MonitorInput;
 use crate::observe::health::{Health, Part, State};
 use crate::observe::metrics::Metrics;
+use crate::observe::metrics::ReloadResult;
 use crate::pipeline::{self, ParseInput};
 use crate::plugin::{MonitorInstance, ParserChain, Runtime};
 use crate::servers::Server;
@@ -97,10 +98,10 @@ impl Reloader {
         &self.config_path
     }
 
-    fn count(&self, tag: &str, slot: Slot, result: &str) {
+    fn count(&self, tag: &str, slot: Slot, result: ReloadResult) {
         self.metrics
             .plugin_reloads
-            .with_label_values(&[tag, &slot.reload_result(result)])
+            .with_label_values(&[tag, result.label(slot)])
             .inc();
     }
 
@@ -162,7 +163,7 @@ impl Reloader {
                 Ok(built) => built,
                 Err(problem) => {
                     tracing::error!(server = %server.tag, "the {slot} candidate was not reloaded; a running one keeps running: {problem}");
-                    self.count(&server.tag, slot, "candidate_rejected");
+                    self.count(&server.tag, slot, ReloadResult::CandidateRejected);
                     continue;
                 }
             };
@@ -198,7 +199,7 @@ impl Reloader {
                 },
             };
             if sent && placed.await.is_ok() {
-                self.count(&server.tag, slot, "candidate_swapped");
+                self.count(&server.tag, slot, ReloadResult::CandidateSwapped);
             }
         }
     }
@@ -237,7 +238,7 @@ impl Reloader {
             (Slot::Monitors, &done.monitors),
         ] {
             if let Some(Ok(ReloadOutcome::Swapped { .. })) = r {
-                self.count(&server.tag, slot, "promoted");
+                self.count(&server.tag, slot, ReloadResult::Promoted);
             }
         }
         Ok(done)
@@ -282,7 +283,7 @@ impl Reloader {
             && version == old_config
         {
             // The configuration has not changed since a version was chosen at run time.
-            self.count(&tag, slot, "unchanged");
+            self.count(&tag, slot, ReloadResult::Unchanged);
             return Ok(ReloadOutcome::Unchanged { version: live });
         }
         if version == live {
@@ -290,7 +291,7 @@ impl Reloader {
                 self.unpin(&tag, slot).await?;
                 versions.lock().pinned = None;
             }
-            self.count(&tag, slot, "unchanged");
+            self.count(&tag, slot, ReloadResult::Unchanged);
             return Ok(ReloadOutcome::Unchanged { version });
         }
         let pin = match which {
@@ -299,7 +300,7 @@ impl Reloader {
         };
         let swap_started = Instant::now();
         let Swapped { from, to, not_kept } = send_swap(server, built, pin).await?;
-        self.count(&tag, slot, "swapped");
+        self.count(&tag, slot, ReloadResult::Swapped);
         Ok(ReloadOutcome::Swapped {
             from,
             to,
@@ -328,7 +329,7 @@ impl Reloader {
         versions.lock().last_error = Some(problem.clone());
         self.health
             .error(&Self::component(tag, slot), problem.clone());
-        self.count(tag, slot, "rejected");
+        self.count(tag, slot, ReloadResult::Rejected);
         Err(ReloadError::Rejected(problem))
     }
 
@@ -393,7 +394,7 @@ impl Reloader {
         }
         match swapped.await.map_err(|_| ReloadError::Stopped)? {
             Some(s) => {
-                self.count(&server.tag, slot, "rolled_back");
+                self.count(&server.tag, slot, ReloadResult::RolledBack);
                 Ok((slot, s))
             }
             None => Err(ReloadError::NoPrevious),

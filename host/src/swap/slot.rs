@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::alert::{Alert, AlertState, Alerts};
-use crate::observe::metrics::Metrics;
+use crate::observe::metrics::{Metrics, ReloadResult};
 use crate::plugin::Plugin;
 use crate::store::{StateReport, What};
 use crate::swap::pins::PinReason;
@@ -82,7 +82,7 @@ impl AutoRollback {
         tracing::error!(server = %tag, %slot, from = %from, to = %to, "the new {slot} faulted {count} times within {} s of their swap; rolled back", self.window.as_secs());
         metrics
             .plugin_reloads
-            .with_label_values(&[tag, &slot.reload_result("auto_rolled_back")])
+            .with_label_values(&[tag, ReloadResult::AutoRolledBack.label(slot)])
             .inc();
         self.announce(slot, from, to, count);
     }

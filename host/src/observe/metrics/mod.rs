@@ -8,6 +8,7 @@ use prometheus::{
 };
 
 use crate::observe::health::{Health, State};
+use crate::slot::Slot;
 
 mod cluster;
 mod register;
@@ -21,17 +22,52 @@ pub const LINE_DROP_REASONS: [&str; 2] = ["plugin_fault", "too_long"];
 pub const SUPERVISED_TASKS: [&str; 6] = [
     "tailer", "parser", "monitors", "delivery", "checks", "start",
 ];
-/// The `result` values of `plugin_reloads_total` (the monitors' are prefixed `monitors_`).
-pub const RELOAD_RESULTS: [&str; 8] = [
-    "swapped",
-    "promoted",
-    "unchanged",
-    "rejected",
-    "rolled_back",
-    "auto_rolled_back",
-    "candidate_swapped",
-    "candidate_rejected",
-];
+/// How a reload, promotion or rollback of a slot ended: the `result` of
+/// `plugin_reloads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    Swapped,
+    Promoted,
+    Unchanged,
+    Rejected,
+    RolledBack,
+    AutoRolledBack,
+    CandidateSwapped,
+    CandidateRejected,
+}
+
+impl ReloadResult {
+    /// Every result.
+    pub const ALL: [ReloadResult; 8] = [
+        Self::Swapped,
+        Self::Promoted,
+        Self::Unchanged,
+        Self::Rejected,
+        Self::RolledBack,
+        Self::AutoRolledBack,
+        Self::CandidateSwapped,
+        Self::CandidateRejected,
+    ];
+
+    /// Its label for `slot`: as is for the parsers, `monitors_…` for the monitors (the
+    /// parsers' came first and dashboards know them unprefixed).
+    pub fn label(self, slot: Slot) -> &'static str {
+        let (parsers, monitors) = match self {
+            Self::Swapped => ("swapped", "monitors_swapped"),
+            Self::Promoted => ("promoted", "monitors_promoted"),
+            Self::Unchanged => ("unchanged", "monitors_unchanged"),
+            Self::Rejected => ("rejected", "monitors_rejected"),
+            Self::RolledBack => ("rolled_back", "monitors_rolled_back"),
+            Self::AutoRolledBack => ("auto_rolled_back", "monitors_auto_rolled_back"),
+            Self::CandidateSwapped => ("candidate_swapped", "monitors_candidate_swapped"),
+            Self::CandidateRejected => ("candidate_rejected", "monitors_candidate_rejected"),
+        };
+        match slot {
+            Slot::Parsers => parsers,
+            Slot::Monitors => monitors,
+        }
+    }
+}
 /// The `outcome` values of `discord_messages_total`.
 pub const DISCORD_OUTCOMES: [&str; 7] = [
     "sent",
@@ -103,8 +139,7 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// `alerts_active{server}`: alerts open now.
     pub alerts_active: IntGaugeVec,
-    /// `plugin_reloads_total{server, result}`: `RELOAD_RESULTS` (the monitors' prefixed
-    /// `monitors_`).
+    /// `plugin_reloads_total{server, result}`: a [`ReloadResult`]'s label.
     pub plugin_reloads: IntCounterVec,
     /// `task_panics_total{server, task}`: a server's thread or task that stopped on a panic
     /// (`parser`, `monitors`, `tailer`, `delivery`, `checks`).
@@ -367,10 +402,10 @@ impl Metrics {
             self.task_panics.with_label_values(&[server, task]);
             self.task_restarts.with_label_values(&[server, task]);
         }
-        for result in RELOAD_RESULTS {
-            self.plugin_reloads.with_label_values(&[server, result]);
-            self.plugin_reloads
-                .with_label_values(&[server, &format!("monitors_{result}")]);
+        for result in ReloadResult::ALL {
+            for slot in [Slot::Parsers, Slot::Monitors] {
+                (self.plugin_reloads).with_label_values(&[server, result.label(slot)]);
+            }
         }
         for outcome in DISCORD_OUTCOMES {
             self.discord_messages.with_label_values(&[server, outcome]);
