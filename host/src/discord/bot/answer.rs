@@ -313,7 +313,6 @@ mod tests {
     fn action(verb: &'static str, shows_answer: bool) -> Action {
         Action {
             verb,
-            tier: crate::discord::commands::tiers::Tier::Admin,
             command: crate::rcon::command::raw("/players").unwrap(),
             done: "did it".into(),
             shows_answer,

@@ -240,7 +240,7 @@ impl Handler {
             Ok(p) => p,
             Err(e) => return Outcome::Private(format!("❌ {e}")),
         };
-        let tier = parsed.request.tier();
+        let tier = parsed.tier;
         tracing::Span::current().record("tier", tier.name());
         // Role ids count only in the configured guild (checked above); admin and danger
         // tiers need it configured.

@@ -42,16 +42,16 @@ pub(super) struct Sub {
     pub(super) command: Command,
     pub(super) name: &'static str,
     description: &'static str,
-    tier: Tier,
-    options: &'static [Opt],
+    pub(super) tier: Tier,
+    pub(super) options: &'static [Opt],
 }
 
-struct Opt {
-    name: &'static str,
+pub(super) struct Opt {
+    pub(super) name: &'static str,
     description: &'static str,
     kind: CommandOptionType,
     required: bool,
-    choices: &'static [&'static str],
+    pub(super) choices: &'static [&'static str],
 }
 
 const fn text(name: &'static str, description: &'static str, required: bool) -> Opt {
@@ -84,6 +84,14 @@ const fn sub(
 }
 
 use Command::{Admin, Factorio};
+
+/// The tier `command`'s subcommand `name` needs, if it has one by that name.
+pub(super) fn tier_of(command: Command, name: &str) -> Option<Tier> {
+    SUBCOMMANDS
+        .iter()
+        .find(|s| s.command == command && s.name == name)
+        .map(|s| s.tier)
+}
 
 /// The subcommands, in the order `help` lists them.
 pub(super) const SUBCOMMANDS: &[Sub] = &[

@@ -7,7 +7,7 @@
 use serenity::all::{CommandDataOption, CommandDataOptionValue};
 
 use crate::discord::commands::definitions::Command::{self, Admin, Factorio};
-use crate::discord::commands::definitions::MOVED;
+use crate::discord::commands::definitions::{self, MOVED};
 use crate::discord::commands::tiers::Tier;
 use crate::discord::escape;
 use crate::rcon::command::{self, Daytime, PlayerAction, Simple, Whitelist};
@@ -37,7 +37,6 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Action {
     pub verb: &'static str,
-    pub tier: Tier,
     pub command: SafeCommand,
     pub done: String,
     /// Whether the game's answer is the result (a raw command, the whitelist read) rather
@@ -45,23 +44,16 @@ pub struct Action {
     pub shows_answer: bool,
 }
 
-/// A parsed call: the request and the server it names, if it names one.
+/// A parsed call: the request, the tier its subcommand needs (from the one command table,
+/// [`super::definitions`]), and the server it names, if it names one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
     pub request: Request,
+    pub tier: Tier,
     pub server: Option<String>,
 }
 
 impl Request {
-    /// The tier a request needs.
-    pub fn tier(&self) -> Tier {
-        match self {
-            Self::Action(a) => a.tier,
-            Self::Reload => Tier::Danger,
-            _ => Tier::Query,
-        }
-    }
-
     /// Whether it talks to a game server (and so needs one chosen).
     pub fn needs_server(&self) -> bool {
         !matches!(self, Self::Servers | Self::Health | Self::Help)
@@ -124,10 +116,9 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
         Some(r) => format!(" (reason: {})", escape(r)),
         None => " (no reason given)".to_owned(),
     };
-    let act = |verb: &'static str, tier: Tier, command: SafeCommand, done: String| {
+    let act = |verb: &'static str, command: SafeCommand, done: String| {
         Request::Action(Action {
             verb,
-            tier,
             command,
             done,
             shows_answer: false,
@@ -142,12 +133,7 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
     let on_player = |verb: &'static str, action: PlayerAction, past: &str| {
         let p = player()?;
         let done = format!("{past} **{}**", escape(p.as_str()));
-        Ok::<_, ParseError>(act(
-            verb,
-            Tier::Admin,
-            command::player_action(action, &p),
-            done,
-        ))
+        Ok::<_, ParseError>(act(verb, command::player_action(action, &p), done))
     };
     let name = sub.name.as_str();
     let request = match (command, name) {
@@ -179,7 +165,6 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
             };
             act(
                 "clock",
-                Tier::Danger,
                 command::daytime(d),
                 format!("set the time of day to {v}"),
             )
@@ -187,12 +172,12 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
         (Admin, "kick") => {
             let p = player()?;
             let done = format!("kicked **{}**{because}", escape(p.as_str()));
-            act("kick", Tier::Admin, command::kick(&p, &reason)?, done)
+            act("kick", command::kick(&p, &reason)?, done)
         }
         (Admin, "ban") => {
             let p = player()?;
             let done = format!("banned **{}**{because}", escape(p.as_str()));
-            act("ban", Tier::Admin, command::ban(&p, &reason)?, done)
+            act("ban", command::ban(&p, &reason)?, done)
         }
         (Admin, "unban") => on_player("unban", PlayerAction::Unban, "unbanned")?,
         (Admin, "mute") => on_player("mute", PlayerAction::Mute, "muted")?,
@@ -207,22 +192,17 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
                 Some(n) => format!("saved the game as `{}`", escape(n)),
                 None => "saved the game".to_owned(),
             };
-            act(
-                "save",
-                Tier::Admin,
-                command::server_save(save.as_deref())?,
-                done,
-            )
+            act("save", command::server_save(save.as_deref())?, done)
         }
         (Admin, "broadcast") => {
             let m = required("message")?;
             let done = format!("told every player: {}", escape(m.trim()));
-            act("broadcast", Tier::Admin, command::broadcast(&m)?, done)
+            act("broadcast", command::broadcast(&m)?, done)
         }
         (Admin, "whisper") => {
             let (p, m) = (player()?, required("message")?);
             let done = format!("told **{}**: {}", escape(p.as_str()), escape(m.trim()));
-            act("whisper", Tier::Admin, command::whisper(&p, &m)?, done)
+            act("whisper", command::whisper(&p, &m)?, done)
         }
         (Admin, "whitelist") => {
             let (wl, done) = match required("action")?.as_str() {
@@ -242,7 +222,7 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
                 "clear" => (Whitelist::Clear, "cleared the whitelist".to_owned()),
                 other => return Err(ParseError::Unknown(format!("whitelist {other}"))),
             };
-            let request = act("whitelist", Tier::Admin, command::whitelist(&wl), done);
+            let request = act("whitelist", command::whitelist(&wl), done);
             if wl == Whitelist::Get {
                 showing(request)
             } else {
@@ -255,7 +235,6 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
                 .map_err(|_| ParseError::Missing("value"))?;
             act(
                 "speed",
-                Tier::Danger,
                 command::game_speed(v)?,
                 format!("set the game speed to {v}"),
             )
@@ -264,16 +243,11 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
             let t = required("technology")?;
             let t = t.trim();
             let done = format!("started researching `{}`", escape(t));
-            act("research", Tier::Danger, command::research(t)?, done)
+            act("research", command::research(t)?, done)
         }
         (Admin, "rcon") => {
             let c = required("command")?;
-            showing(act(
-                "rcon",
-                Tier::Danger,
-                command::raw(&c)?,
-                "ran the command".to_owned(),
-            ))
+            showing(act("rcon", command::raw(&c)?, "ran the command".to_owned()))
         }
         (Admin, "reload") => Request::Reload,
         (Factorio, other)
@@ -289,6 +263,8 @@ pub fn parse(command: Command, options: &[CommandDataOption]) -> Result<Parsed, 
     };
     Ok(Parsed {
         request,
+        // Deny by default: a subcommand the table does not have needs the strictest tier.
+        tier: definitions::tier_of(command, name).unwrap_or(Tier::Danger),
         server: get("server")
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty()),
@@ -308,6 +284,25 @@ mod tests {
             .collect();
         let raw = serde_json::json!([{"name": name, "type": 1, "options": args}]);
         serde_json::from_value(raw).unwrap()
+    }
+
+    #[test]
+    fn every_subcommand_of_the_table_parses_and_needs_the_tier_the_table_gives_it() {
+        let sample = |name: &str| match name {
+            "value" => "1.5",
+            "technology" => "automation-2",
+            "command" => "/time",
+            "player" => "Bob",
+            _ => "something",
+        };
+        for s in definitions::SUBCOMMANDS {
+            let args: Vec<(&str, &str)> = (s.options.iter())
+                .map(|o| (o.name, o.choices.first().copied().unwrap_or(sample(o.name))))
+                .collect();
+            let p = parse(s.command, &sub(s.name, &args))
+                .unwrap_or_else(|e| panic!("{} {}: {e}", s.command.name(), s.name));
+            assert_eq!(p.tier, s.tier, "{}", s.name);
+        }
     }
 
     #[test]
@@ -418,7 +413,7 @@ mod tests {
         ];
         for (command, name, args, tier) in cases {
             let p = parse(command, &sub(name, &args)).unwrap();
-            assert_eq!(p.request.tier(), tier, "{name}");
+            assert_eq!(p.tier, tier, "{name}");
         }
         assert_eq!(
             parse(Factorio, &sub("status", &[("server", "prod")]))
