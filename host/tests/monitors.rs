@@ -298,23 +298,18 @@ fn a_monitor_returning_a_flood_of_alerts_is_cut_and_counted() {
 
 #[test]
 fn a_candidate_monitor_returning_a_flood_of_alerts_is_cut_like_a_live_one() {
-    use factorio_isr::monitor::{CandidateInput, MonitorInput, spawn_candidate};
+    use factorio_isr::monitor::MonitorInput;
+    use factorio_isr::swap::candidate::Candidate;
     let rt = runtime();
     let wasm = std::fs::read(ECHO_MONITOR_WASM).unwrap();
-    let candidate = monitor(&rt, "echo", &wasm, "null");
-    let report = Arc::new(parking_lot::Mutex::new(Some(
-        factorio_isr::swap::compare::MonitorReport::new("c".into()),
-    )));
+    let monitors = vec![monitor(&rt, "echo", &wasm, "null")];
+    let report = Arc::new(parking_lot::Mutex::new(None));
     let metrics = Arc::new(factorio_isr::observe::metrics::Metrics::new());
-    let tx = spawn_candidate("prod", vec![candidate], report.clone(), metrics).unwrap();
+    let mut candidate = Candidate::new("prod", report.clone(), metrics);
+    candidate.set(Some(monitors));
     // The echo monitor raises one alert per event kind; the live monitors raised none.
     let events: Vec<Event> = (0..300).map(|i| Event::new(format!("kind-{i}"))).collect();
-    tx.blocking_send(CandidateInput::Input {
-        input: MonitorInput::events(events),
-        live: Vec::new(),
-    })
-    .unwrap();
-    drop(tx);
+    candidate.offer(MonitorInput::events(events), Vec::new(), false);
     let started = std::time::Instant::now();
     loop {
         let r = report.lock().clone().unwrap();

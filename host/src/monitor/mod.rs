@@ -30,7 +30,6 @@ mod setup;
 mod stage;
 mod states;
 
-pub use candidate::{CandidateInput, spawn_candidate};
 pub use checks::{CheckOutputs, CheckSettings, spawn_checks};
 pub use rcon_status::RconStatus;
 pub use report::stats_report;

@@ -7,12 +7,13 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
-use super::{CandidateInput, MonitorInput, MonitorOutputs, version};
+use super::{MonitorInput, MonitorOutputs};
 use crate::alert::{Alert, Notice};
 use crate::observe::Watchdog;
 use crate::observe::health::{Part, State};
 use crate::plugin::MonitorInstance;
 use crate::swap::Slot;
+use crate::swap::candidate::Candidate;
 use crate::swap::compare::{AlertView, MonitorReport};
 use crate::swap::owner::SlotOwner;
 
@@ -39,7 +40,7 @@ pub struct MonitorStage {
 struct Running {
     stage: MonitorStage,
     names: Vec<String>,
-    candidate: Option<mpsc::Sender<CandidateInput>>,
+    candidate: Candidate<Vec<MonitorInstance>>,
 }
 
 impl MonitorStage {
@@ -71,8 +72,12 @@ impl MonitorStage {
                 dog.guarded("monitors", || {
                     let mut running = Running {
                         names: names(&self.slot.live),
+                        candidate: Candidate::new(
+                            &tag,
+                            self.report.clone(),
+                            self.out.shared.metrics.clone(),
+                        ),
                         stage: self,
-                        candidate: None,
                     };
                     running.set_candidate(candidate);
                     running.went_live(None);
@@ -149,38 +154,7 @@ impl Running {
 
     /// Starts, replaces or (none) stops the candidate; its comparison starts afresh.
     fn set_candidate(&mut self, monitors: Option<Vec<MonitorInstance>>) {
-        let s = &self.stage;
-        let mut report = s.report.lock();
-        match monitors {
-            None => {
-                self.candidate = None;
-                *report = None;
-            }
-            Some(monitors) => {
-                *report = Some(MonitorReport::new(version(&monitors)));
-                match &self.candidate {
-                    Some(tx) => {
-                        // The thread is gone only if it panicked; then the candidate stops.
-                        if tx.blocking_send(CandidateInput::Replace(monitors)).is_err() {
-                            self.candidate = None;
-                        }
-                    }
-                    None => match super::spawn_candidate(
-                        &s.slot.tag,
-                        monitors,
-                        s.report.clone(),
-                        s.out.shared.metrics.clone(),
-                    ) {
-                        Ok(tx) => self.candidate = Some(tx),
-                        Err(e) => {
-                            tracing::error!(server = %s.slot.tag, "cannot start the monitor candidate: {e}");
-                            *report = None;
-                        }
-                    },
-                }
-            }
-        }
-        drop(report);
+        self.candidate.set(monitors);
         self.listen();
     }
 
@@ -188,7 +162,7 @@ impl Running {
         let s = &self.stage;
         s.out
             .listening
-            .set(!s.slot.live.is_empty() || self.candidate.is_some() || s.roster.is_some());
+            .set(!s.slot.live.is_empty() || self.candidate.is_running() || s.roster.is_some());
     }
 
     /// Records the live monitors in health, the plugin board and the versions.
@@ -242,8 +216,8 @@ impl Running {
             let took = started.elapsed();
             match answered(&s.out, (tag, name), i, monitor, took, result) {
                 Some(alerts) if !alerts.is_empty() => {
-                    if self.candidate.is_some() {
-                        raised.extend(alerts.iter().map(AlertView::from));
+                    if self.candidate.is_running() {
+                        raised.extend(alerts.iter().map(|a| (0, AlertView::from(a))));
                     }
                     notices.extend(s.out.alerts.file(name, alerts, SystemTime::now()));
                 }
@@ -259,18 +233,7 @@ impl Running {
             return false;
         }
         // The candidate runs after the live alerts are on their way, on its own thread.
-        if let Some(tx) = &self.candidate {
-            let handed = faults == 0
-                && tx
-                    .try_send(CandidateInput::Input {
-                        input,
-                        live: raised,
-                    })
-                    .is_ok();
-            if !handed && let Some(r) = s.report.lock().as_mut() {
-                r.skipped += 1;
-            }
-        }
+        self.candidate.offer(input, raised, faults > 0);
         if faults > 0 && self.stage.slot.judge(faults) {
             self.went_live(Some(SystemTime::now()));
         }

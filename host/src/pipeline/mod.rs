@@ -25,7 +25,6 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-pub use candidate::{ShadowBatch, ShadowInput, spawn_shadow};
 use delivery::Delivery;
 pub use parse::ParseInput;
 pub use setup::parser_chain;
@@ -36,6 +35,7 @@ use crate::observe::{Telemetry, Watchdog};
 use crate::plugin::{ParserChain, PluginBoard};
 use crate::sink::Sink;
 use crate::swap::Slot;
+use crate::swap::candidate::Candidate;
 use crate::swap::owner::SlotOwner;
 use crate::swap::slot::{AutoRollback, SlotVersions};
 use crate::tail::checkpoint::CheckpointStore;
@@ -217,8 +217,7 @@ pub fn spawn(
     let stage = parse::ParseStage {
         slot,
         sources: log.files.iter().map(|f| f.id.clone()).collect(),
-        candidate: None,
-        report: log.report,
+        candidate: Candidate::new(&tag, log.report, shared.metrics.clone()),
         monitors: p.monitors,
         board: p.board,
     };

@@ -1,20 +1,18 @@
 //! The parser thread of one server: batches of lines in, events out, and between two batches
 //! the swaps and rollbacks of its parser chain (hot swap).
 
-use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::Parsed;
-use super::candidate::{ShadowBatch, ShadowInput, spawn_shadow};
 use crate::alert::Notice;
 use crate::event::Event;
 use crate::monitor::MonitorInput;
 use crate::observe::health::{Part, State};
 use crate::plugin::{ParserChain, PluginBoard};
-use crate::swap::compare::ParserReport;
+use crate::swap::candidate::Candidate;
 use crate::swap::owner::SlotOwner;
 use crate::swap::slot::Swapped;
 use crate::tail::Batch;
@@ -55,10 +53,8 @@ pub(super) struct ParseStage {
     pub slot: SlotOwner<ParserChain>,
     /// The ids of the server's logs, by index (what a batch's `log` refers to).
     pub sources: Vec<String>,
-    /// The candidate of compare mode's thread, when there is a candidate.
-    pub candidate: Option<mpsc::Sender<ShadowInput>>,
-    /// Its report, for the API (none: no candidate).
-    pub report: Arc<Mutex<Option<ParserReport>>>,
+    /// The candidate of compare mode (its report is the API's).
+    pub candidate: Candidate<ParserChain>,
     /// The monitor thread, fed events while it listens.
     pub monitors: Option<(mpsc::Sender<MonitorInput>, crate::monitor::Listening)>,
     pub board: Arc<PluginBoard>,
@@ -79,7 +75,7 @@ impl ParseStage {
             .name(format!("parse-{tag}"))
             .spawn(move || {
                 dog.guarded("parser", || {
-                    self.set_candidate(candidate);
+                    self.candidate.set(candidate);
                     self.run(rx, tx)
                 });
             })
@@ -115,41 +111,9 @@ impl ParseStage {
                     let _ = done.send(rolled);
                 }
                 ParseInput::Candidate { chain, done } => {
-                    self.set_candidate(chain);
+                    self.candidate.set(chain);
                     let _ = done.send(());
                 }
-            }
-        }
-    }
-
-    /// Starts, replaces or (none) stops the candidate; its comparison starts afresh.
-    pub fn set_candidate(&mut self, chain: Option<ParserChain>) {
-        let mut report = self.report.lock();
-        let Some(chain) = chain else {
-            self.candidate = None;
-            *report = None;
-            return;
-        };
-        *report = Some(ParserReport::new(chain.version()));
-        if let Some(tx) = &self.candidate {
-            // The thread is gone only if it panicked; then the candidate stops.
-            if tx.blocking_send(ShadowInput::Replace(chain)).is_err() {
-                self.candidate = None;
-                *report = None;
-            }
-            return;
-        }
-        let slot = &self.slot;
-        match spawn_shadow(
-            &slot.tag,
-            chain,
-            self.report.clone(),
-            slot.shared.metrics.clone(),
-        ) {
-            Ok(tx) => self.candidate = Some(tx),
-            Err(e) => {
-                tracing::error!(server = %slot.tag, "cannot start the candidate parsers: {e}");
-                *report = None;
             }
         }
     }
@@ -223,17 +187,8 @@ impl ParseStage {
             }
         }
         let faults = out.faults.len();
-        if let Some(tx) = &self.candidate {
-            let handed = out.faults.is_empty()
-                && tx
-                    .try_send(ShadowInput::Batch(ShadowBatch {
-                        lines,
-                        live: out.events.clone(),
-                    }))
-                    .is_ok();
-            if !handed && let Some(r) = self.report.lock().as_mut() {
-                r.skipped += 1;
-            }
+        if self.candidate.is_running() {
+            (self.candidate).offer(lines, out.events.clone(), !out.faults.is_empty());
         }
         let events: Vec<Event> = out.events.into_iter().map(|(_, e)| e).collect();
         if let Some((feed, listening)) = &self.monitors

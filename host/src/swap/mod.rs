@@ -4,6 +4,7 @@
 //! swaps, rolls back and pins for the thread that holds it ([`owner`]). The stages
 //! (`pipeline::parse`, `monitor::stage`) and the reloader (`reload`) use them.
 
+pub mod candidate;
 pub mod compare;
 pub mod inbox;
 pub mod owner;

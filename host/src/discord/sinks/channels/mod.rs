@@ -29,13 +29,15 @@ use crate::discord::rest::payload::{Message, Nonce};
 use crate::discord::rest::retry::{self, Policy, Retry};
 use crate::discord::rest::{Failure, Rest};
 use crate::discord::roles::RoleDirectory;
-use crate::discord::sinks::pack::pack as pack_messages;
 use crate::observe::health::{Health, Part, State};
 use crate::observe::metrics::Metrics;
 use crate::sink::{Batch, Delivery, Sink};
 
 mod alert;
+mod outgoing;
 mod pings;
+
+use outgoing::{Outgoing, flush};
 
 /// One server's Discord channels.
 pub struct DiscordSink {
@@ -72,30 +74,6 @@ struct Coalesced {
     message_id: Option<u64>,
     count: u64,
     last: Instant,
-}
-
-/// A message ready to send.
-struct Outgoing {
-    channel: u64,
-    message: Message,
-    /// The message to edit instead of posting a new one.
-    edit: Option<u64>,
-    /// The coalesced kind whose message this is.
-    coalesce: Option<String>,
-    /// The events of the batch it carries (their indexes), done once it is sent.
-    events: Vec<usize>,
-}
-
-impl Outgoing {
-    fn post(channel: u64, message: Message, events: Vec<usize>) -> Self {
-        Self {
-            channel,
-            message,
-            edit: None,
-            coalesce: None,
-            events,
-        }
-    }
 }
 
 impl DiscordSink {
@@ -436,27 +414,6 @@ fn message_id(answer: &Value) -> Option<u64> {
 }
 
 /// An event as one line of a message: its emoji and its text (Markdown as the parser made it).
-/// Packs a run of plain lines (channel, line, event) into as few messages per channel as
-/// fit, and empties it.
-fn flush(run: &mut Vec<(u64, String, usize)>, out: &mut Vec<Outgoing>) {
-    let mut channels: Vec<u64> = run.iter().map(|(c, ..)| *c).collect();
-    channels.sort_unstable();
-    channels.dedup();
-    for channel in channels {
-        let (lines, mut indexes): (Vec<String>, Vec<usize>) = run
-            .iter()
-            .filter(|(c, ..)| *c == channel)
-            .map(|(_, l, i)| (l.clone(), *i))
-            .unzip();
-        for (text, held) in pack_messages(lines) {
-            let rest = indexes.split_off(held.min(indexes.len()));
-            let carried = std::mem::replace(&mut indexes, rest);
-            out.push(Outgoing::post(channel, Message::text(text), carried));
-        }
-    }
-    run.clear();
-}
-
 impl Sink for DiscordSink {
     fn name(&self) -> &str {
         "discord"
