@@ -223,17 +223,20 @@ impl Run<'_> {
             shared: parts.shared.clone(),
             listening: listening.clone(),
         };
-        let mut stage = monitor::MonitorStage::new(&server.tag, monitors, out);
-        stage.slot.previous = previous;
-        stage.slot.auto_rollback = auto_rollback(server, live, &self.notices);
-        stage.slot.pins = Some(parts.pin_store());
-        stage.slot.versions = handle.versions.clone();
-        stage.candidate =
+        let candidate =
             monitor::candidate_instances(&parts.runtime, server).map_err(|e| self.in_config(e))?;
-        stage.report = live.monitor_compare.clone();
-        stage.watchdog = self.watchdog.clone();
-        stage.roster = live.stats.is_some().then(monitor::Roster::default);
-        stage.states = Some(states);
+        let rollback = auto_rollback(server, live, &self.notices);
+        let stage = monitor::MonitorStage::new(&server.tag, monitors, out)
+            .with_slot(|slot| {
+                slot.with_previous(previous)
+                    .with_auto_rollback(rollback)
+                    .with_pins(Some(parts.pin_store()))
+                    .with_versions(handle.versions.clone())
+            })
+            .with_candidate(candidate, live.monitor_compare.clone())
+            .with_watchdog(self.watchdog.clone())
+            .with_roster(live.stats.is_some().then(monitor::Roster::default))
+            .with_states(states);
         let thread = stage.spawn(feed_rx)?;
         handle.feed.connect(&feed_tx);
         tasks.push(tokio::task::spawn_blocking(move || {

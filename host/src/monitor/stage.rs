@@ -19,21 +19,21 @@ use crate::swap::owner::SlotOwner;
 
 use super::MAX_ALERTS_PER_CALL;
 
-/// The monitor thread's state.
+/// The monitor thread's state, built with [`MonitorStage::new`] and the `with_` methods.
 pub struct MonitorStage {
     /// The monitors: live, rollback target, automatic rollback, pins and versions.
-    pub slot: SlotOwner<Vec<MonitorInstance>>,
+    slot: SlotOwner<Vec<MonitorInstance>>,
     /// The candidate of compare mode, if any, at start.
-    pub candidate: Option<Vec<MonitorInstance>>,
+    candidate: Option<Vec<MonitorInstance>>,
     /// Its report, for the API (none: no candidate).
-    pub report: Arc<Mutex<Option<MonitorReport>>>,
-    pub out: MonitorOutputs,
+    report: Arc<Mutex<Option<MonitorReport>>>,
+    out: MonitorOutputs,
     /// What the thread runs under (at first: nobody restarts it).
-    pub watchdog: Watchdog,
+    watchdog: Watchdog,
     /// Who is online, for servers with RCON: leaves the log did not write are inferred.
-    pub roster: Option<super::Roster>,
+    roster: Option<super::Roster>,
     /// Where the monitors' states are kept after each call (none: not kept).
-    pub states: Option<super::MonitorStates>,
+    states: Option<super::MonitorStates>,
 }
 
 /// What runs while the thread runs.
@@ -45,7 +45,7 @@ struct Running {
 
 impl MonitorStage {
     /// A stage running `live` with no rollback target, candidate, pins or automatic
-    /// rollback (set the fields for those).
+    /// rollback (see [`Self::with_slot`] and the other `with_` methods).
     pub fn new(tag: &str, live: Vec<MonitorInstance>, out: MonitorOutputs) -> Self {
         Self {
             slot: SlotOwner::new(tag, Slot::Monitors, live, out.shared.clone()),
@@ -56,6 +56,46 @@ impl MonitorStage {
             states: None,
             out,
         }
+    }
+
+    /// With the slot set up by `f` (its rollback target, automatic rollback, pins and
+    /// versions: see [`SlotOwner`]'s `with_` methods).
+    pub fn with_slot(
+        mut self,
+        f: impl FnOnce(SlotOwner<Vec<MonitorInstance>>) -> SlotOwner<Vec<MonitorInstance>>,
+    ) -> Self {
+        self.slot = f(self.slot);
+        self
+    }
+
+    /// With `candidate` beside the live monitors from the start, compared into `report`
+    /// (which the API reads).
+    pub fn with_candidate(
+        mut self,
+        candidate: Option<Vec<MonitorInstance>>,
+        report: Arc<Mutex<Option<MonitorReport>>>,
+    ) -> Self {
+        self.candidate = candidate;
+        self.report = report;
+        self
+    }
+
+    /// Running under `watchdog` (a supervised run's).
+    pub fn with_watchdog(mut self, watchdog: Watchdog) -> Self {
+        self.watchdog = watchdog;
+        self
+    }
+
+    /// Inferring the leaves the log does not write from who is online (servers with RCON).
+    pub fn with_roster(mut self, roster: Option<super::Roster>) -> Self {
+        self.roster = roster;
+        self
+    }
+
+    /// Keeping the monitors' states in `states` after each call.
+    pub fn with_states(mut self, states: super::MonitorStates) -> Self {
+        self.states = Some(states);
+        self
     }
 
     /// Starts the thread; it runs until `rx` closes.

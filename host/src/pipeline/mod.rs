@@ -209,11 +209,11 @@ pub fn spawn(
     let (starts, tail_tasks) = tailers.spawn(log.inputs.0.clone());
     let (_, line_rx) = log.inputs;
     let (event_tx, event_rx) = mpsc::channel::<Parsed>(QUEUE);
-    let mut slot = SlotOwner::new(&tag, Slot::Parsers, log.parsers, shared.clone());
-    slot.previous = log.previous;
-    slot.auto_rollback = log.auto_rollback;
-    slot.pins = log.pins;
-    slot.versions = p.versions;
+    let slot = SlotOwner::new(&tag, Slot::Parsers, log.parsers, shared.clone())
+        .with_previous(log.previous)
+        .with_auto_rollback(log.auto_rollback)
+        .with_pins(log.pins)
+        .with_versions(p.versions);
     let stage = parse::ParseStage {
         slot,
         sources: log.files.iter().map(|f| f.id.clone()).collect(),

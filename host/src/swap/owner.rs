@@ -77,20 +77,20 @@ pub struct SlotOwner<T> {
     pub slot: Slot,
     pub live: T,
     /// The rollback target.
-    pub previous: Option<T>,
+    previous: Option<T>,
     /// When a newly swapped-in version is rolled back by itself (none: never).
-    pub auto_rollback: Option<AutoRollback>,
+    auto_rollback: Option<AutoRollback>,
     /// Where run-time choices of version are kept across restarts.
-    pub pins: Option<PinStore>,
+    pins: Option<PinStore>,
     /// The slot's versions, as the API shows them.
-    pub versions: Arc<Mutex<SlotVersions>>,
+    versions: Arc<Mutex<SlotVersions>>,
     pub shared: Telemetry,
     probation: Option<Probation>,
 }
 
 impl<T: SlotContent> SlotOwner<T> {
     /// `tag`'s `slot` running `live`, with no rollback target, automatic rollback or pins
-    /// (set the fields for those).
+    /// (the `with_` methods add them).
     pub fn new(tag: &str, slot: Slot, live: T, shared: Telemetry) -> Self {
         Self {
             tag: tag.to_owned(),
@@ -103,6 +103,30 @@ impl<T: SlotContent> SlotOwner<T> {
             shared,
             probation: None,
         }
+    }
+
+    /// With `previous` (if any) as the rollback target.
+    pub fn with_previous(mut self, previous: Option<T>) -> Self {
+        self.previous = previous;
+        self
+    }
+
+    /// Rolled back by itself under `rule` after a swap (none: never).
+    pub fn with_auto_rollback(mut self, rule: Option<AutoRollback>) -> Self {
+        self.auto_rollback = rule;
+        self
+    }
+
+    /// Keeping the versions chosen at run time in `pins` (none: not kept).
+    pub fn with_pins(mut self, pins: Option<PinStore>) -> Self {
+        self.pins = pins;
+        self
+    }
+
+    /// Showing its versions in `versions` (the API's view of the slot).
+    pub fn with_versions(mut self, versions: Arc<Mutex<SlotVersions>>) -> Self {
+        self.versions = versions;
+        self
     }
 
     /// Makes `new` live; the live version becomes the rollback target and `new` is on
