@@ -32,7 +32,7 @@
 //! - [`sim`]: the fake Factorio server; [`cli`]: the command line (`run`, `demo`, `check`,
 //!   `plugin`, …).
 //! - Leaves, which any module may use and which use only the leaves before them:
-//!   [`files`] (bounded reads), [`markdown`], [`event`], [`slot`], [`backoff`] (the one
+//!   [`files`] (bounded reads), [`event`], [`slot`], [`backoff`] (the one
 //!   way every part waits before trying again), [`config`], [`observe`] (health, metrics,
 //!   logging), [`store`] (what is kept across restarts: the state folder, or etcd).
 
@@ -46,7 +46,6 @@ pub mod discord;
 pub mod event;
 pub mod files;
 pub mod http;
-pub mod markdown;
 pub mod monitor;
 pub mod observe;
 pub mod pipeline;

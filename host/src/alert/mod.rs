@@ -23,6 +23,7 @@ use std::time::SystemTime;
 use crate::event::Severity;
 use crate::observe::metrics::Metrics;
 use crate::plugin::{WitAlert, WitAlertState};
+use factorio_isr_text::cut;
 
 /// Limits on what a monitor may hand over, so that a hostile plugin cannot flood the book
 /// or a Discord message: longer texts are cut, further fields dropped.
@@ -107,20 +108,6 @@ impl From<WitAlert> for Alert {
             mention: a.mention.map(|m| cut(m, MAX_KEY)),
         }
     }
-}
-
-/// `s` cut to at most `max` bytes, on a character boundary, with `…` when cut.
-fn cut(mut s: String, max: usize) -> String {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.truncate(end);
-    s.push('…');
-    s
 }
 
 /// One server's alert desk: its book of open alerts, the mention groups alerts may use, and
@@ -266,14 +253,6 @@ mod tests {
             shown,
             ["0 s", "45 s", "1 min", "4 min 5 s", "2 h 5 min", "2 d 7 h"]
         );
-    }
-
-    #[test]
-    fn long_texts_are_cut_on_a_character_boundary() {
-        let s = cut("é".repeat(2000), 11);
-        assert!(s.len() <= 11, "{s}");
-        assert!(s.ends_with('…'));
-        assert_eq!(cut("short".into(), 11), "short");
     }
 
     #[test]

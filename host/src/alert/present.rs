@@ -4,7 +4,7 @@
 //! same for every monitor, in any language.
 
 use super::duration_text;
-use crate::markdown::escape;
+use factorio_isr_text::escape;
 
 /// The server an alert is about, as people know it: its name and its tag.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,7 +40,7 @@ use crate::config::{DiscordSettings, EventRules, Secret};
 use crate::observe::health::{Health, Part};
 use crate::servers::Server;
 
-pub use crate::markdown::escape;
+pub use factorio_isr_text::escape;
 
 /// The bot, connecting: its REST client for the sinks, and the handle that gives the
 /// command handler its servers once they run.

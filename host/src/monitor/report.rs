@@ -2,8 +2,8 @@
 
 use crate::alert::duration_text;
 use crate::event::Event;
-use crate::markdown::escape;
 use crate::readings::Reading;
+use factorio_isr_text::escape;
 
 /// What a report shows (the Python bot's `enable_ups_stat`, `enable_evolution_stat`).
 #[derive(Debug, Clone, Copy)]

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::event::Event;
-use crate::markdown::escape;
+use factorio_isr_text::escape;
 
 /// How long after a player was last seen joining a reading may say they are gone: a reading
 /// taken just before the join can arrive just after it.

@@ -140,7 +140,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             event.text.as_deref(),
-            Some("**b\\_o\\*b** kicked by @Zoë:  {not-a-name}")
+            Some("**b\\_o\\*b** kicked by @\u{200b}Zoë:  {not-a-name}")
         );
         assert_eq!(event.player.as_deref(), Some("b_o*b"));
 

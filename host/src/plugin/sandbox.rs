@@ -204,15 +204,7 @@ impl host::Host for SandboxState {
             return;
         }
         self.logged_this_call += 1;
-        let mut message = message;
-        if message.len() > LOG_LINE_BYTES {
-            let mut cut = LOG_LINE_BYTES;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
+        let message = factorio_isr_text::cut(message, LOG_LINE_BYTES);
         let (plugin, server) = (&self.tag.plugin, &self.tag.server);
         match level {
             WitSeverity::Debug => tracing::debug!(plugin = %plugin, server = %server, "{message}"),

@@ -204,10 +204,7 @@ fn cut(text: &str) -> String {
     if text.len() <= SAMPLE_TEXT {
         return text.to_owned();
     }
-    let mut end = SAMPLE_TEXT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = text.floor_char_boundary(SAMPLE_TEXT);
     format!("{}… ({} bytes more)", &text[..end], text.len() - end)
 }
 

@@ -9,7 +9,8 @@ use regex_syntax::hir::{Hir, Look};
 use crate::ParsedEvent;
 use crate::groups::GroupFinder;
 use crate::severity::Severity;
-use crate::template::{Template, escape_markdown_into};
+use crate::template::Template;
+use factorio_isr_text::escape_into;
 
 /// Where the event's player, message and fields come from in a match.
 #[derive(Debug, Clone)]
@@ -293,11 +294,11 @@ fn default_text(player: Option<&str>, message: Option<&str>) -> Option<String> {
     let mut out = String::new();
     match (player, message) {
         (Some(p), Some(m)) => {
-            escape_markdown_into(p, &mut out);
+            escape_into(p, &mut out);
             out.push_str(": ");
-            escape_markdown_into(m, &mut out);
+            escape_into(m, &mut out);
         }
-        (Some(v), None) | (None, Some(v)) => escape_markdown_into(v, &mut out),
+        (Some(v), None) | (None, Some(v)) => escape_into(v, &mut out),
         (None, None) => return None,
     }
     Some(out)

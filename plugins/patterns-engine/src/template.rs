@@ -1,6 +1,8 @@
 //! `message` templates: `{player}`, `{message}` and any named group, filled in with values
 //! escaped for Markdown (templates are Markdown, as in the Python bot: `**{player}** joined`).
 
+use factorio_isr_text::escape_into;
+
 /// A parsed template: literal text and the names to fill in between.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
@@ -74,7 +76,7 @@ impl Template {
                 Part::Text(t) => out.push_str(t),
                 Part::Value(name) => {
                     if let Some(v) = lookup(name) {
-                        escape_markdown_into(v, &mut out);
+                        escape_into(v, &mut out);
                     }
                 }
             }
@@ -82,31 +84,6 @@ impl Template {
         out.truncate(out.trim_end().len());
         out
     }
-}
-
-/// Appends `text` to `out` with Discord Markdown's special characters escaped, so a player
-/// cannot bold, strike, quote or link text by typing it in the game.
-pub fn escape_markdown_into(text: &str, out: &mut String) {
-    let special = |b: u8| matches!(b, b'\\' | b'*' | b'_' | b'~' | b'`' | b'|' | b'[' | b']');
-    // `>` (quote), `#` (heading) and `-` (list) only mean something at the start of a line.
-    let rest = match text.as_bytes().first() {
-        Some(b'>' | b'#' | b'-') => {
-            out.push('\\');
-            out.push_str(&text[..1]);
-            &text[1..]
-        }
-        _ => text,
-    };
-    // The special characters are ASCII, so the runs between them are whole characters.
-    let mut from = 0;
-    for (i, b) in rest.bytes().enumerate() {
-        if special(b) {
-            out.push_str(&rest[from..i]);
-            out.push('\\');
-            from = i;
-        }
-    }
-    out.push_str(&rest[from..]);
 }
 
 #[cfg(test)]
@@ -140,39 +117,8 @@ mod tests {
                 "**{player}**: {message}",
                 &[("player", "a_b"), ("message", "*bold* `x` > q")]
             ),
-            "**a\\_b**: \\*bold\\* \\`x\\` > q"
+            "**a\\_b**: \\*bold\\* \\`x\\` \\> q"
         );
-    }
-
-    #[test]
-    fn escaping_agrees_with_the_character_by_character_definition() {
-        fn reference(text: &str) -> String {
-            let mut out = String::new();
-            for (i, c) in text.chars().enumerate() {
-                if matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']')
-                    || (i == 0 && matches!(c, '>' | '#' | '-'))
-                {
-                    out.push('\\');
-                }
-                out.push(c);
-            }
-            out
-        }
-        for text in [
-            "",
-            "plain",
-            "> quote > again",
-            "#1 - best",
-            "-x-",
-            "ça_va? [gps=1,2] ~~ö~~ `ü` |é|",
-            "\\\\",
-            "_",
-            "日本語_テキスト*",
-        ] {
-            let mut out = String::new();
-            escape_markdown_into(text, &mut out);
-            assert_eq!(out, reference(text), "{text}");
-        }
     }
 
     #[test]

@@ -128,7 +128,7 @@ fn text_is_markdown_with_player_values_escaped() {
     assert_eq!(e.message.as_deref(), Some("**@everyone** `x`"));
     assert_eq!(
         e.text.as_deref(),
-        Some("**a\\_b**: \\*\\*@everyone\\*\\* \\`x\\`")
+        Some("**a\\_b**: \\*\\*@\u{200b}everyone\\*\\* \\`x\\`")
     );
     assert_eq!(e.emoji.as_deref(), Some("💬"));
 }

@@ -180,19 +180,7 @@ pub fn log(level: Severity, message: &str) {
 /// Discord's Markdown: it cannot bold, strike, link or quote, and `@everyone` pings nobody.
 /// Use it for every value you put into an event's or alert's text:
 /// `format!("**{}** joined", escape(player))`.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '_' | '~' | '`' | '|' | '>' | '\\' | '[' | ']') {
-            out.push('\\');
-        }
-        out.push(c);
-        if c == '@' {
-            out.push('\u{200b}');
-        }
-    }
-    out
-}
+pub use factorio_isr_text::escape;
 
 /// The plugin's `config` from servers.yml (the JSON the host hands to `new`) as your own
 /// type; `null` (no config) reads as `T::default()`. The error says what is wrong, and
