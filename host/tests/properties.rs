@@ -263,7 +263,7 @@ proptest! {
             }
             Err(e) => {
                 prop_assert_eq!(tick, None::<u64>);
-                prop_assert!(e.contains("gave no tick"), "{e}");
+                prop_assert!(e.to_string().contains("gave no tick"), "{e}");
             }
         }
     }

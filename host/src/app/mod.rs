@@ -157,11 +157,6 @@ impl Host {
         })
     }
 
-    /// Cluster mode: the cluster as this instance sees it now.
-    pub fn cluster_status(&self) -> Option<crate::cluster::Status> {
-        self.cluster.as_ref().map(|c| c.status.borrow().clone())
-    }
-
     /// The server `tag`, if it is configured.
     pub fn server(&self, tag: &str) -> Option<&Server> {
         self.servers.iter().find(|s| s.tag == tag)

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::etcd::Renewal;
-use super::{Cluster, LeaseId};
+use super::{Cluster, ClusterError, LeaseId};
 
 /// A margin kept below the TTL, for the time a keep-alive took to arrive.
 const MARGIN: Duration = Duration::from_millis(500);
@@ -102,7 +102,7 @@ pub(super) async fn keep(cluster: Arc<Cluster>, mut stop: tokio::sync::watch::Re
         };
         match tokio::time::timeout(every.max(Duration::from_millis(500)), step).await {
             Ok(Ok(())) => note(None, &cluster),
-            Ok(Err(e)) => note(Some(e), &cluster),
+            Ok(Err(e)) => note(Some(e.to_string()), &cluster),
             Err(_) => note(Some("no answer in time".into()), &cluster),
         }
         let changed = tokio::select! {
@@ -125,10 +125,10 @@ pub(super) async fn keep(cluster: Arc<Cluster>, mut stop: tokio::sync::watch::Re
     }
 }
 
-async fn grant(cluster: &Cluster) -> Result<(), String> {
+async fn grant(cluster: &Cluster) -> Result<(), ClusterError> {
     let sent = Instant::now();
     let ttl = i64::try_from(cluster.lease.ttl.as_secs()).unwrap_or(i64::MAX);
-    let (id, granted) = cluster.etcd.grant(ttl).await.map_err(|e| e.to_string())?;
+    let (id, granted) = cluster.etcd.grant(ttl).await?;
     if let Err(e) = register(cluster, id).await {
         let _ = cluster.etcd.revoke(id).await;
         return Err(e);
@@ -145,12 +145,12 @@ async fn grant(cluster: &Cluster) -> Result<(), String> {
 /// Registers this instance under `lease`, unless another live instance has its id: then it
 /// stays out (it owns nothing) and says who, until that one is gone. The registration of
 /// this instance's own last run (a crash, from the same address) is ended instead.
-async fn register(cluster: &Cluster, lease: i64) -> Result<(), String> {
+async fn register(cluster: &Cluster, lease: i64) -> Result<(), ClusterError> {
     let key = cluster.key(&format!("members/{}", cluster.id));
     let me = cluster.me();
     for _ in 0..2 {
         let created = cluster.etcd.create(&key, &me.to_value(), lease).await;
-        if created.map_err(|e| e.to_string())?.is_some() {
+        if created?.is_some() {
             if cluster.duplicate().is_some() {
                 tracing::info!(instance = %cluster.id, "no other instance has this id any more");
             }
@@ -158,7 +158,7 @@ async fn register(cluster: &Cluster, lease: i64) -> Result<(), String> {
             cluster.metrics.cluster.duplicate_id.set(0);
             return Ok(());
         }
-        let Some(entry) = cluster.etcd.get(&key).await.map_err(|e| e.to_string())? else {
+        let Some(entry) = cluster.etcd.get(&key).await? else {
             continue;
         };
         let other = super::Member::parse(&cluster.id, &entry.value);
@@ -170,20 +170,20 @@ async fn register(cluster: &Cluster, lease: i64) -> Result<(), String> {
         let address = super::shown_address(&other.address);
         let first = cluster.duplicate.lock().replace(address.clone()).is_none();
         cluster.metrics.cluster.duplicate_id.set(1);
-        let e = super::ClusterError::Duplicate {
+        let e = ClusterError::Duplicate {
             id: cluster.id.clone(),
             address,
         };
         if first {
             tracing::error!(instance = %cluster.id, "{e}; this instance stays out of the cluster until it is gone");
         }
-        return Err(e.to_string());
+        return Err(e);
     }
-    Err("cannot register this instance: its registration keeps changing".into())
+    Err(ClusterError::Unsettled)
 }
 
 /// One keep-alive: etcd renews the lease for its whole TTL, or says it no longer has it.
-async fn renew(cluster: &Cluster, id: i64) -> Result<(), String> {
+async fn renew(cluster: &Cluster, id: i64) -> Result<(), ClusterError> {
     let sent = Instant::now();
     match cluster.etcd.keep_alive(id).await {
         Ok(Renewal::Renewed) => {
@@ -196,6 +196,6 @@ async fn renew(cluster: &Cluster, id: i64) -> Result<(), String> {
             tracing::warn!(instance = %cluster.id, lease = id, "the lease expired; joining again with a new one");
             grant(cluster).await
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }

@@ -64,6 +64,9 @@ pub enum ClusterError {
          id (FACTORIO_ISR_INSTANCE_ID)"
     )]
     Duplicate { id: String, address: String },
+    /// This instance's registration changed under it at every try.
+    #[error("cannot register this instance: its registration keeps changing")]
+    Unsettled,
 }
 
 /// A connection to the cluster's etcd, as this instance.

@@ -64,6 +64,27 @@ pub(super) struct ClusterSection {
     password: Option<Secret>,
 }
 
+/// Which cluster setting is wrong, and how.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterSettingsError {
+    #[error("cluster.endpoints: `{0}` is not an etcd client URL (http://host:2379 or https://…)")]
+    Endpoint(String),
+    #[error("cluster.instance_id: no instance id given and no host name found")]
+    NoInstanceId,
+    #[error(
+        "cluster.instance_id: `{0}` is not an instance id (1 to 64 of letters, digits, -, _ and .)"
+    )]
+    InstanceId(String),
+    #[error("FACTORIO_ISR_ETCD_LEASE_TTL: `{0}` is not a number of seconds")]
+    LeaseTtlNotANumber(String),
+    #[error("cluster.lease_ttl: {0} s is not between 2 and 300")]
+    LeaseTtl(u64),
+    #[error("cluster: give both username and password, or neither")]
+    HalfCredentials,
+    #[error("cluster.tls: give both cert and key, or neither")]
+    HalfTls,
+}
+
 /// The lease when none is set: a dead owner's servers move within this, plus a little.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
@@ -74,7 +95,7 @@ impl ClusterSection {
     pub(super) fn settle(
         self,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<ClusterSettings>, String> {
+    ) -> Result<Option<ClusterSettings>, ClusterSettingsError> {
         let set = |k: &str| {
             env(k)
                 .map(|v| v.trim().to_owned())
@@ -91,15 +112,13 @@ impl ClusterSection {
                 .or_else(host_name),
         )?;
         let ttl = match set("FACTORIO_ISR_ETCD_LEASE_TTL") {
-            Some(t) => t.parse::<u64>().map_err(|_| {
-                format!("FACTORIO_ISR_ETCD_LEASE_TTL: `{t}` is not a number of seconds")
-            })?,
+            Some(t) => {
+                (t.parse::<u64>()).map_err(|_| ClusterSettingsError::LeaseTtlNotANumber(t))?
+            }
             None => self.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL.as_secs()),
         };
         if !(2..=300).contains(&ttl) {
-            return Err(format!(
-                "cluster.lease_ttl: {ttl} s is not between 2 and 300"
-            ));
+            return Err(ClusterSettingsError::LeaseTtl(ttl));
         }
         let mut prefix = set("FACTORIO_ISR_ETCD_PREFIX")
             .or(self.prefix)
@@ -114,12 +133,12 @@ impl ClusterSection {
         let user = match (username, password) {
             (Some(u), Some(p)) => Some((u, p)),
             (None, None) => None,
-            _ => return Err("cluster: give both username and password, or neither".into()),
+            _ => return Err(ClusterSettingsError::HalfCredentials),
         };
         if let Some(tls) = &self.tls
             && tls.cert.is_some() != tls.key.is_some()
         {
-            return Err("cluster.tls: give both cert and key, or neither".into());
+            return Err(ClusterSettingsError::HalfTls);
         }
         Ok(Some(ClusterSettings {
             endpoints,
@@ -134,7 +153,10 @@ impl ClusterSection {
 
 /// The endpoints of the environment's comma-separated list, else the file's; each must be
 /// an etcd client URL.
-fn endpoints(from_env: Option<String>, in_file: Vec<String>) -> Result<Vec<String>, String> {
+fn endpoints(
+    from_env: Option<String>,
+    in_file: Vec<String>,
+) -> Result<Vec<String>, ClusterSettingsError> {
     let endpoints: Vec<String> = match from_env {
         Some(list) => list
             .split(',')
@@ -147,26 +169,22 @@ fn endpoints(from_env: Option<String>, in_file: Vec<String>) -> Result<Vec<Strin
         .iter()
         .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
     {
-        Some(e) => Err(format!(
-            "cluster.endpoints: `{e}` is not an etcd client URL (http://host:2379 or https://…)"
-        )),
+        Some(e) => Err(ClusterSettingsError::Endpoint(e.clone())),
         None => Ok(endpoints),
     }
 }
 
 /// The instance id given (or the host name), if it is one: 1 to 64 of letters, digits,
 /// `-`, `_` and `.`.
-fn instance_id(given: Option<String>) -> Result<String, String> {
-    let id = given.ok_or("cluster.instance_id: no instance id given and no host name found")?;
+fn instance_id(given: Option<String>) -> Result<String, ClusterSettingsError> {
+    let id = given.ok_or(ClusterSettingsError::NoInstanceId)?;
     if id.is_empty()
         || id.len() > 64
         || !id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err(format!(
-            "cluster.instance_id: `{id}` is not an instance id (1 to 64 of letters, digits, -, _ and .)"
-        ));
+        return Err(ClusterSettingsError::InstanceId(id));
     }
     Ok(id)
 }
@@ -184,7 +202,10 @@ pub fn host_name() -> Option<String> {
 mod tests {
     use super::*;
 
-    fn settle(yaml: &str, env: &[(&str, &str)]) -> Result<Option<ClusterSettings>, String> {
+    fn settle(
+        yaml: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Option<ClusterSettings>, ClusterSettingsError> {
         let section: ClusterSection = serde_norway::from_str(yaml).unwrap();
         section.settle(&|k| {
             env.iter()
@@ -226,20 +247,25 @@ mod tests {
     #[test]
     fn wrong_settings_say_which() {
         let e = settle("endpoints: [etcd:2379]\ninstance_id: a\n", &[]).unwrap_err();
-        assert!(e.starts_with("cluster.endpoints: `etcd:2379`"), "{e}");
+        assert_eq!(e, ClusterSettingsError::Endpoint("etcd:2379".into()));
+        assert!(
+            e.to_string().starts_with("cluster.endpoints: `etcd:2379`"),
+            "{e}"
+        );
         let e = settle("endpoints: [http://e:2379]\ninstance_id: 'a b'\n", &[]).unwrap_err();
-        assert!(e.starts_with("cluster.instance_id"), "{e}");
+        assert_eq!(e, ClusterSettingsError::InstanceId("a b".into()));
         let e = settle(
             "endpoints: [http://e:2379]\ninstance_id: a\nlease_ttl: 1\n",
             &[],
         )
         .unwrap_err();
-        assert!(e.contains("between 2 and 300"), "{e}");
+        assert_eq!(e, ClusterSettingsError::LeaseTtl(1));
+        assert!(e.to_string().contains("between 2 and 300"), "{e}");
         let e = settle(
             "endpoints: [http://e:2379]\ninstance_id: a\nusername: u\n",
             &[],
         )
         .unwrap_err();
-        assert!(e.contains("both username and password"), "{e}");
+        assert_eq!(e, ClusterSettingsError::HalfCredentials);
     }
 }

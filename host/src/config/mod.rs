@@ -13,7 +13,9 @@ mod secret_source;
 mod server;
 mod warning;
 
-pub use cluster::{ClusterSettings, DEFAULT_LEASE_TTL, TlsSettings, host_name};
+pub use cluster::{
+    ClusterSettings, ClusterSettingsError, DEFAULT_LEASE_TTL, TlsSettings, host_name,
+};
 pub use diff::{ConfigChanges, changes};
 pub use discord::{Cooldowns, DiscordSettings, RoleRef};
 pub use events::{EventRules, KindPolicy, Shown};
@@ -338,7 +340,7 @@ impl Config {
             .map_err(|problem| ConfigError::Invalid {
                 path: shown.clone(),
                 line: cluster_line(),
-                problem,
+                problem: problem.to_string(),
             })?;
         warnings.sort_by_key(|w| w.line);
         Ok(Self {

@@ -33,10 +33,29 @@ pub const SERVICE_NAME: &str = "factorio-isr";
 /// The largest answer read from a collector.
 const MAX_ANSWER_BYTES: u64 = 1 << 20;
 
+/// Why traces are off or an export failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TracesError {
+    #[error("OTEL_TRACES_EXPORTER={0} is not supported (only otlp or none); traces are off")]
+    Exporter(String),
+    /// A protocol variable (its name) set to one this build does not speak.
+    #[error("{0}={1} is not supported (only http/protobuf); traces are off")]
+    Protocol(&'static str, String),
+    #[error("cannot set up the trace exporter: {0}")]
+    Setup(String),
+    /// The collector could not be reached (the URL, which may carry credentials, left out).
+    #[error("cannot reach the collector: {0}")]
+    Unreachable(String),
+    #[error("cannot read the collector's answer: {0}")]
+    Answer(String),
+    #[error("the collector answered {0}")]
+    Refused(reqwest::StatusCode),
+}
+
 /// Whether traces are wanted, from the environment: none when no endpoint is set, when
 /// `OTEL_SDK_DISABLED=true` or when `OTEL_TRACES_EXPORTER=none`; an error for settings this
 /// build cannot honour (another exporter or protocol).
-pub fn wanted(env: impl Fn(&str) -> Option<String>) -> Result<bool, String> {
+pub fn wanted(env: impl Fn(&str) -> Option<String>) -> Result<bool, TracesError> {
     let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
     if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
         return Ok(false);
@@ -50,11 +69,7 @@ pub fn wanted(env: impl Fn(&str) -> Option<String>) -> Result<bool, String> {
         None => {}
         Some(v) if v == "otlp" => {}
         Some(v) if v == "none" => return Ok(false),
-        Some(v) => {
-            return Err(format!(
-                "OTEL_TRACES_EXPORTER={v} is not supported (only otlp or none); traces are off"
-            ));
-        }
+        Some(v) => return Err(TracesError::Exporter(v)),
     }
     for key in [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
@@ -63,10 +78,7 @@ pub fn wanted(env: impl Fn(&str) -> Option<String>) -> Result<bool, String> {
         if let Some(p) = set(key)
             && p.trim() != "http/protobuf"
         {
-            return Err(format!(
-                "{key}={} is not supported (only http/protobuf); traces are off",
-                p.trim()
-            ));
+            return Err(TracesError::Protocol(key, p.trim().to_owned()));
         }
     }
     Ok(true)
@@ -80,7 +92,7 @@ pub struct Traces {
 impl Traces {
     /// Builds the exporter from the environment (the endpoint, headers and timeout, the
     /// sampler and the batch settings are the SDK's standard variables).
-    pub fn start() -> Result<Self, String> {
+    pub fn start() -> Result<Self, TracesError> {
         let timeout = timeout_from_env();
         let client = BlockingClient::new(timeout)?;
         let exporter = SpanExporter::builder()
@@ -88,7 +100,7 @@ impl Traces {
             .with_http_client(client)
             .with_timeout(timeout)
             .build()
-            .map_err(|e| format!("cannot set up the trace exporter: {e}"))?;
+            .map_err(|e| TracesError::Setup(e.to_string()))?;
         let mut resource = Resource::builder();
         if !service_name_set(|k| std::env::var(k).ok()) {
             resource = resource.with_service_name(SERVICE_NAME);
@@ -206,19 +218,19 @@ struct BlockingClient {
 }
 
 impl BlockingClient {
-    fn new(timeout: Duration) -> Result<Self, String> {
+    fn new(timeout: Duration) -> Result<Self, TracesError> {
         let client = reqwest::blocking::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot set up the trace exporter's HTTP client: {e}"))?;
+            .map_err(|e| TracesError::Setup(format!("its HTTP client: {e}")))?;
         Ok(Self {
             client,
             problem: Mutex::new(None),
         })
     }
 
-    fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, String> {
+    fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, TracesError> {
         let (parts, body) = request.into_parts();
         let mut out = self
             .client
@@ -227,7 +239,7 @@ impl BlockingClient {
             .body(body.to_vec())
             .send()
             // The URL may carry credentials; the error never shows it.
-            .map_err(|e| format!("cannot reach the collector: {}", e.without_url()))?;
+            .map_err(|e| TracesError::Unreachable(e.without_url().to_string()))?;
         let mut answer = Response::builder().status(out.status());
         for (k, v) in out.headers() {
             answer = answer.header(k, v);
@@ -236,12 +248,12 @@ impl BlockingClient {
         (&mut out)
             .take(MAX_ANSWER_BYTES)
             .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read the collector's answer: {e}"))?;
+            .map_err(|e| TracesError::Answer(e.to_string()))?;
         let answer = answer
             .body(Bytes::from(bytes))
-            .map_err(|e| format!("the collector's answer: {e}"))?;
+            .map_err(|e| TracesError::Answer(e.to_string()))?;
         if !answer.status().is_success() {
-            return Err(format!("the collector answered {}", answer.status()));
+            return Err(TracesError::Refused(answer.status()));
         }
         Ok(answer)
     }
@@ -272,6 +284,7 @@ impl HttpClient for BlockingClient {
                 Ok(answer)
             }
             Err(problem) => {
+                let problem = problem.to_string();
                 self.note(Some(&problem));
                 Err(problem.into())
             }
@@ -317,9 +330,12 @@ mod tests {
     fn settings_this_build_cannot_honour_are_refused_with_the_variable_named() {
         let on = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317");
         let err = wanted(env(&[on, ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])).unwrap_err();
-        assert!(err.contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc"), "{err}");
+        assert!(
+            err.to_string().contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc"),
+            "{err}"
+        );
         let err = wanted(env(&[on, ("OTEL_TRACES_EXPORTER", "zipkin")])).unwrap_err();
-        assert!(err.contains("OTEL_TRACES_EXPORTER=zipkin"), "{err}");
+        assert_eq!(err, TracesError::Exporter("zipkin".into()));
         let fine = [on, ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")];
         assert_eq!(wanted(env(&fine)), Ok(true));
     }

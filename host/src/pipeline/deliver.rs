@@ -80,7 +80,7 @@ async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Telemetry
             .errors
             .with_label_values(&[&label, "delivery"])
             .inc();
-        shared.health.error(&component, problem.clone());
+        shared.health.error(&component, problem.to_string());
         if stalled == STALLED {
             span.record("attempts", attempts);
             span.record("outcome", "dropped");
@@ -98,8 +98,17 @@ async fn resume_until_done(first: Batch<'_>, sink: &dyn Sink, shared: &Telemetry
     }
 }
 
+/// Why one delivery did not get the whole batch through.
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    #[error("{0}")]
+    Sink(#[from] crate::sink::SinkError),
+    #[error("no answer within {} s", .0.as_secs())]
+    Overran(Duration),
+}
+
 /// One delivery under the sink's deadline, timed.
-async fn attempt(batch: &Batch<'_>, sink: &dyn Sink, shared: &Telemetry) -> Result<(), String> {
+async fn attempt(batch: &Batch<'_>, sink: &dyn Sink, shared: &Telemetry) -> Result<(), Failed> {
     let started = Instant::now();
     let result = tokio::time::timeout(sink.patience(), sink.deliver(batch)).await;
     shared
@@ -108,8 +117,7 @@ async fn attempt(batch: &Batch<'_>, sink: &dyn Sink, shared: &Telemetry) -> Resu
         .with_label_values(&[batch.server(), sink.name()])
         .observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {} s", sink.patience().as_secs())),
+        Ok(done) => done.map_err(Failed::from),
+        Err(_) => Err(Failed::Overran(sink.patience())),
     }
 }

@@ -12,6 +12,16 @@ use factorio_isr_patterns_engine::Template;
 use super::{WitRule, WitRuleMatch, WitSpan};
 use crate::event::Event;
 
+/// A declared rule whose text template names a value its matches cannot have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rule {index} ({kind}): its text template uses {{{name}}}, which is none of {}", .available.join(", "))]
+pub(crate) struct UnknownValue {
+    index: usize,
+    kind: String,
+    name: String,
+    available: Vec<String>,
+}
+
 /// One declared rule: the WIT record with its text template parsed and checked.
 #[derive(Debug)]
 pub(crate) struct DeclaredRule {
@@ -22,20 +32,21 @@ pub(crate) struct DeclaredRule {
 impl DeclaredRule {
     /// `rule`, the `index`-th the plugin declared, or why it cannot be used: its template
     /// names a value its matches cannot have.
-    pub(crate) fn new(index: usize, rule: WitRule) -> Result<Self, String> {
+    pub(crate) fn new(index: usize, rule: WitRule) -> Result<Self, UnknownValue> {
         let template = rule.text.as_deref().map(Template::parse);
         if let Some(template) = &template {
             let known = |name: &str| {
                 name == "player" || name == "message" || rule.fields.iter().any(|f| f == name)
             };
             if let Some(bad) = template.names().find(|n| !known(n)) {
-                let mut available = vec!["player", "message"];
-                available.extend(rule.fields.iter().map(String::as_str));
-                return Err(format!(
-                    "rule {index} ({}): its text template uses {{{bad}}}, which is none of {}",
-                    rule.kind,
-                    available.join(", ")
-                ));
+                let mut available = vec!["player".to_owned(), "message".to_owned()];
+                available.extend(rule.fields.iter().cloned());
+                return Err(UnknownValue {
+                    index,
+                    kind: rule.kind.clone(),
+                    name: bad.to_owned(),
+                    available,
+                });
             }
         }
         Ok(Self { rule, template })
@@ -162,7 +173,7 @@ mod tests {
     fn a_template_naming_a_value_the_rule_cannot_have_is_refused() {
         let err = DeclaredRule::new(3, rule(&["by"], Some("{player} by {who}"))).unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "rule 3 (kick): its text template uses {who}, which is none of player, message, by"
         );
     }

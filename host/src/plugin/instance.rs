@@ -198,7 +198,8 @@ impl Instance {
                     .into_iter()
                     .enumerate()
                     .map(|(i, rule)| DeclaredRule::new(i, rule))
-                    .collect::<Result<_, _>>()?;
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?;
                 Ok(())
             }),
             Bindings::OldParser(b) => b.call_init(&mut store, server, config),

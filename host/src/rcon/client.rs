@@ -212,9 +212,4 @@ impl RconClient {
     pub fn watch(&self) -> watch::Receiver<LinkState> {
         self.state.clone()
     }
-
-    /// Whether the link is up.
-    pub fn is_up(&self) -> bool {
-        matches!(*self.state.borrow(), LinkState::Up { .. })
-    }
 }

@@ -203,7 +203,7 @@ impl Readings {
         let answer = self.rcon.exec(stats_command().as_str()).await;
         match answer.map(|a| parse_stats(&a)) {
             Err(e) => empty(at_ms, e.to_string(), false),
-            Ok(Err(e)) => empty(at_ms, e, true),
+            Ok(Err(e)) => empty(at_ms, e.to_string(), true),
             Ok(Ok(a)) => {
                 let steady_ms = self.clock.elapsed().as_millis() as u64;
                 let ups = state.tracker.observe(steady_ms, a.tick);

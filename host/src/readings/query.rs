@@ -42,8 +42,16 @@ pub struct StatsAnswer {
     pub evolution: Vec<(String, f64)>,
 }
 
+/// Why the stats program's answer could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StatsError {
+    /// No `tick=` line: not the program's answer (its first 120 characters).
+    #[error("the stats query gave no tick: {0:?}")]
+    NoTick(String),
+}
+
 /// Reads the stats program's answer; lines it does not know are skipped.
-pub fn parse_stats(answer: &str) -> Result<StatsAnswer, String> {
+pub fn parse_stats(answer: &str) -> Result<StatsAnswer, StatsError> {
     let mut out = StatsAnswer::default();
     let mut tick = None;
     for line in answer.lines().map(str::trim) {
@@ -64,8 +72,7 @@ pub fn parse_stats(answer: &str) -> Result<StatsAnswer, String> {
         }
     }
     let Some(tick) = tick else {
-        let shown: String = answer.chars().take(120).collect();
-        return Err(format!("the stats query gave no tick: {shown:?}"));
+        return Err(StatsError::NoTick(answer.chars().take(120).collect()));
     };
     out.tick = tick;
     Ok(out)
@@ -191,7 +198,7 @@ mod tests {
         assert!(a.players.is_empty());
         assert_eq!(a.evolution, [("nauvis".to_owned(), 0.0001)]);
         let e = parse_stats("Unknown command \"sc\".").unwrap_err();
-        assert!(e.contains("no tick"), "{e}");
+        assert_eq!(e, StatsError::NoTick("Unknown command \"sc\".".into()));
         let a = parse_stats("tick=1\nevolution=nauvis=NaN\nevolution=x=7").unwrap();
         assert_eq!(a.evolution, [("x".to_owned(), 1.0)], "clamped, NaN dropped");
     }

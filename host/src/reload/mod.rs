@@ -34,7 +34,7 @@ use crate::swap::slot::{Slot, Swapped};
 
 mod outcome;
 mod watch;
-pub use outcome::{ReloadError, ReloadOutcome, ServerReload};
+pub use outcome::{ReloadError, ReloadOutcome, ServerReload, Unreadable};
 pub use watch::{watch, watched_dirs};
 
 /// A slot's plugins, built and initialised, ready to be swapped in.
@@ -145,7 +145,7 @@ impl Reloader {
     /// Rebuilds `server`'s compare-mode candidates from its `shadow` entries and hands each
     /// that changed (or appeared, or went) to its slot's thread; the comparison starts
     /// afresh. Failures are logged and counted; a running candidate keeps running.
-    async fn reload_candidates(&self, server: &Server, config: &Result<ServerConfig, String>) {
+    async fn reload_candidates(&self, server: &Server, config: &Result<ServerConfig, Unreadable>) {
         for slot in [Slot::Parsers, Slot::Monitors] {
             let running = match slot {
                 Slot::Parsers => server
@@ -210,7 +210,9 @@ impl Reloader {
     pub async fn promote(&self, server: &Server) -> Result<ServerReload, ReloadError> {
         let _one = self.busy.lock().await;
         let read = self.server_config(&server.tag).await;
-        let config = read.clone().map_err(ReloadError::Rejected)?;
+        let config = read
+            .clone()
+            .map_err(|e| ReloadError::Rejected(e.to_string()))?;
         let mut done = ServerReload::default();
         if !config.shadow.parsers.is_empty() {
             let outcome = self
@@ -250,7 +252,7 @@ impl Reloader {
         server: &Server,
         slot: Slot,
         which: Which,
-        config: &Result<ServerConfig, String>,
+        config: &Result<ServerConfig, Unreadable>,
     ) -> Result<ReloadOutcome, ReloadError> {
         let tag = server.tag.clone();
         let versions = match slot {
@@ -317,7 +319,7 @@ impl Reloader {
         tag: &str,
         slot: Slot,
         which: Which,
-        config: &Result<ServerConfig, String>,
+        config: &Result<ServerConfig, Unreadable>,
         versions: &parking_lot::Mutex<crate::swap::slot::SlotVersions>,
     ) -> Result<Built, ReloadError> {
         let problem = match self.build(config, slot, which).await {
@@ -403,18 +405,18 @@ impl Reloader {
 
     /// Server `tag` as servers.yml gives it now (read off the async threads, counted in
     /// `config_reads_total`), or why it cannot be read.
-    pub(crate) async fn server_config(&self, tag: &str) -> Result<ServerConfig, String> {
+    pub(crate) async fn server_config(&self, tag: &str) -> Result<ServerConfig, Unreadable> {
         let path = self.config_path.clone();
         let tag = tag.to_owned();
         let read = tokio::task::spawn_blocking(move || {
-            let config = Config::load(&path).map_err(|e| e.to_string())?;
-            config
-                .server(&tag)
-                .cloned()
-                .ok_or_else(|| format!("{} no longer has a server `{tag}`", path.display()))
+            let config = Config::load(&path).map_err(|e| Unreadable::Config(e.to_string()))?;
+            config.server(&tag).cloned().ok_or(Unreadable::NoServer {
+                path: path.display().to_string(),
+                tag,
+            })
         })
         .await
-        .map_err(|e| format!("reading the configuration failed: {e}"))
+        .map_err(|e| Unreadable::Interrupted(e.to_string()))
         .and_then(|r| r);
         let result = if read.is_ok() { "ok" } else { "error" };
         self.metrics.config_reads.with_label_values(&[result]).inc();
@@ -425,11 +427,11 @@ impl Reloader {
     /// candidate that it does not give.
     async fn build(
         &self,
-        config: &Result<ServerConfig, String>,
+        config: &Result<ServerConfig, Unreadable>,
         slot: Slot,
         which: Which,
     ) -> Result<Option<Built>, String> {
-        let server = config.clone()?;
+        let server = config.clone().map_err(|e| e.to_string())?;
         let runtime = self.runtime.clone();
         let path = self.config_path.display().to_string();
         tokio::task::spawn_blocking(move || {

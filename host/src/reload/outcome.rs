@@ -45,6 +45,19 @@ pub enum ReloadError {
     NotKept(String),
 }
 
+/// Why servers.yml gave no configuration for a server just now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreadable {
+    /// The file does not load (the configuration error, which names file and line).
+    #[error("{0}")]
+    Config(String),
+    #[error("{path} no longer has a server `{tag}`")]
+    NoServer { path: String, tag: String },
+    /// The reading was cut short (the blocking task panicked or was cancelled).
+    #[error("reading the configuration failed: {0}")]
+    Interrupted(String),
+}
+
 /// What a reload or promotion did to each of a server's slots (none: the server lacks that
 /// slot, or it was not asked).
 #[derive(Debug, Default)]

@@ -54,10 +54,33 @@ pub enum Loaded {
     /// The checkpoint.
     Found(Position),
     /// The checkpoint was damaged or missing (`damage` says how); the one before it is used.
-    Previous { position: Position, damage: String },
+    Previous { position: Position, damage: Damage },
     /// The checkpoint was damaged and there is no good one before it: where the log was
     /// read up to is lost.
-    Lost { damage: String },
+    Lost { damage: Damage },
+}
+
+/// What is wrong with a checkpoint that cannot be used; `at` names where it is kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Damage {
+    #[error("{at} is missing")]
+    Missing { at: String },
+    #[error("{at} is too large to be a checkpoint")]
+    TooLarge { at: String },
+    #[error("{at} is empty")]
+    Empty { at: String },
+    #[error("{at} is not a checkpoint: {reason}")]
+    NotACheckpoint { at: String, reason: String },
+    #[error("cannot read the checkpoint: {0}")]
+    Unreadable(String),
+    #[error("etcd lost the cluster's state (wiped or replaced), this checkpoint with it")]
+    LostWithEtcd,
+    /// The checkpoint and the one before it are both damaged.
+    #[error("{this}; and the one before it: {before}")]
+    AndBefore {
+        this: Box<Damage>,
+        before: Box<Damage>,
+    },
 }
 
 /// One log's checkpoint, for saving.
@@ -172,15 +195,20 @@ fn open_own(store: &dyn Store, log: &str) -> Loaded {
         Ok(None) => match read(store, &prev) {
             Ok(Some(position)) => Loaded::Previous {
                 position,
-                damage: format!("{} is missing", store.locate(&main)),
+                damage: Damage::Missing {
+                    at: store.locate(&main),
+                },
             },
             _ => Loaded::Fresh,
         },
         Err(damage) => match read(store, &prev) {
             Ok(Some(position)) => Loaded::Previous { position, damage },
             Ok(None) => Loaded::Lost { damage },
-            Err(also) => Loaded::Lost {
-                damage: format!("{damage}; and the one before it: {also}"),
+            Err(before) => Loaded::Lost {
+                damage: Damage::AndBefore {
+                    this: Box::new(damage),
+                    before: Box::new(before),
+                },
             },
         },
     }
@@ -189,16 +217,11 @@ fn open_own(store: &dyn Store, log: &str) -> Loaded {
 /// The checkpoint and batch in flight of `log` in a shared store (etcd), which is tried for
 /// as long as the claim may still hold, then the checkpoint counts as lost.
 fn open_shared(store: &dyn Store, log: &str, known: &Known) -> (Loaded, Option<usize>) {
-    let read_all = || -> Result<_, String> {
-        let main = store.get(&Key::Checkpoint(log.to_owned()));
-        let flight = store.get(&Key::InFlight(log.to_owned()));
-        let lost = store.get(&Key::StateLost);
-        let text = |e: crate::store::StoreError| e.to_string();
-        Ok((
-            main.map_err(text)?,
-            flight.map_err(text)?,
-            lost.map_err(text)?.is_some(),
-        ))
+    let read_all = || -> Result<_, crate::store::StoreError> {
+        let main = store.get(&Key::Checkpoint(log.to_owned()))?;
+        let flight = store.get(&Key::InFlight(log.to_owned()))?;
+        let lost = store.get(&Key::StateLost)?;
+        Ok((main, flight, lost.is_some()))
     };
     let mut tries = 0;
     let got = loop {
@@ -213,7 +236,12 @@ fn open_shared(store: &dyn Store, log: &str, known: &Known) -> (Loaded, Option<u
         }
     };
     match got {
-        Err(e) => (Loaded::Lost { damage: e }, None),
+        Err(e) => (
+            Loaded::Lost {
+                damage: Damage::Unreadable(e.to_string()),
+            },
+            None,
+        ),
         Ok((None, _, false)) => (Loaded::Fresh, None),
         // etcd lost the cluster's state: this log was not started fresh.
         Ok((None, _, true)) => lost_in_etcd(store, log, known),
@@ -270,10 +298,9 @@ fn lost_in_etcd(store: &dyn Store, log: &str, known: &Known) -> (Loaded, Option<
             );
         }
     }
-    let damage = "etcd lost the cluster's state (wiped or replaced), this checkpoint with it";
     (
         Loaded::Lost {
-            damage: damage.into(),
+            damage: Damage::LostWithEtcd,
         },
         None,
     )
@@ -378,28 +405,27 @@ impl ServerCheckpoint {
 
 /// The checkpoint at `key`: none if there is none; an error saying what is wrong with it
 /// if it cannot be used.
-fn read(store: &dyn Store, key: &Key) -> Result<Option<Position>, String> {
+fn read(store: &dyn Store, key: &Key) -> Result<Option<Position>, Damage> {
     let bytes = match store.get(key) {
         Ok(None) => return Ok(None),
         Ok(Some(b)) => b,
-        Err(e) => return Err(format!("cannot read the checkpoint: {e}")),
+        Err(e) => return Err(Damage::Unreadable(e.to_string())),
     };
     parse(&bytes, &store.locate(key)).map(Some)
 }
 
 /// A checkpoint from its stored bytes; `at` names where they were, for the error.
-fn parse(bytes: &[u8], at: &str) -> Result<Position, String> {
+fn parse(bytes: &[u8], at: &str) -> Result<Position, Damage> {
+    let at = || at.to_owned();
     if bytes.len() > MAX_CHECKPOINT {
-        return Err(format!("{at} is too large to be a checkpoint"));
+        return Err(Damage::TooLarge { at: at() });
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(format!("{at} is empty"));
+        return Err(Damage::Empty { at: at() });
     }
-    let stored: Stored =
-        serde_json::from_slice(bytes).map_err(|e| format!("{at} is not a checkpoint: {e}"))?;
-    stored
-        .position()
-        .map_err(|e| format!("{at} is not a checkpoint: {e}"))
+    let not_one = |reason: String| Damage::NotACheckpoint { at: at(), reason };
+    let stored: Stored = serde_json::from_slice(bytes).map_err(|e| not_one(e.to_string()))?;
+    stored.position().map_err(not_one)
 }
 
 /// A checkpoint as saved: today's (`version: 2`, SHA-256 in hex) or an earlier release's
@@ -550,7 +576,10 @@ mod tests {
             let Loaded::Lost { damage } = store.open("prod").1 else {
                 panic!("{what}: a damaged checkpoint with none before it is lost");
             };
-            assert!(damage.contains("prod.checkpoint.json"), "{what}: {damage}");
+            assert!(
+                damage.to_string().contains("prod.checkpoint.json"),
+                "{what}: {damage}"
+            );
             std::fs::write(
                 &prev,
                 serde_json::to_vec(&Stored::from(&position(7))).unwrap(),

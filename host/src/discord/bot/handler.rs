@@ -262,7 +262,7 @@ impl Handler {
         let server = if parsed.request.needs_server() {
             match self.choose(servers, &parsed, user, cmd.channel_id.get()) {
                 Ok(s) => Some(s),
-                Err(text) => return Outcome::Private(text),
+                Err(no) => return Outcome::Private(no.to_string()),
             }
         } else {
             None
@@ -284,7 +284,7 @@ impl Handler {
         parsed: &Parsed,
         user: u64,
         channel: u64,
-    ) -> Result<&'a Server, String> {
+    ) -> Result<&'a Server, NoServer> {
         let of_channel = || self.0.server_of_channel(channel);
         let wanted = parsed
             .server
@@ -292,16 +292,10 @@ impl Handler {
             .or_else(of_channel)
             .or_else(|| self.0.selections.get(user));
         match wanted {
-            Some(tag) => servers.iter().find(|s| s.tag == tag).ok_or_else(|| {
-                format!(
-                    "❌ There is no server `{}`. Try `/factorio servers`.",
-                    crate::discord::escape(&tag)
-                )
-            }),
+            Some(tag) => (servers.iter().find(|s| s.tag == tag))
+                .ok_or_else(|| NoServer::Unknown(crate::discord::escape(&tag))),
             None if servers.len() == 1 => Ok(&servers[0]),
-            None => {
-                Err("❓ Which server? Add `server:` or choose one with `/factorio connect`.".into())
-            }
+            None => Err(NoServer::Unchosen),
         }
         .inspect(|s| {
             if matches!(parsed.request, Request::Connect) {
@@ -322,4 +316,15 @@ where
     })
     .await
     .map(|_| ())
+}
+
+/// Why a command has no server to go to; what the user is told.
+#[derive(Debug, thiserror::Error)]
+enum NoServer {
+    /// The tag named (escaped for Markdown) is no server's.
+    #[error("❌ There is no server `{0}`. Try `/factorio servers`.")]
+    Unknown(String),
+    /// None named, none chosen, and more than one configured.
+    #[error("❓ Which server? Add `server:` or choose one with `/factorio connect`.")]
+    Unchosen,
 }
