@@ -19,6 +19,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/files.rs"]
+mod files;
+
 use factorio_isr::alert::Notice;
 use factorio_isr::observe::Telemetry;
 use factorio_isr::observe::health::Health;
@@ -28,6 +31,7 @@ use factorio_isr::plugin::{ComponentCache, Limits, Runtime};
 use factorio_isr::sink::{Batch, Delivery, JsonlSink, Sink};
 use factorio_isr::tail::checkpoint::CheckpointStore;
 use factorio_isr::tail::{Position, TailOptions};
+use files::append_bytes as append;
 use tokio::sync::watch;
 
 /// Records when each event arrives.
@@ -56,15 +60,6 @@ impl Sink for Clock {
         );
         Box::pin(async { Ok(()) })
     }
-}
-
-fn append(path: &Path, data: &[u8]) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(data).unwrap();
 }
 
 fn runtime() -> Runtime {

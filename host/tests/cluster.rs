@@ -24,11 +24,7 @@ fn an_owner_killed_or_paused_past_its_lease_loses_nothing_and_doubles_nothing() 
     let Some(mut c) = Cluster::start(TTL) else {
         return;
     };
-    let owners = c.settled();
-    let writer = Writer::start(&c.logs);
-    wait_for("the first lines in Discord", || {
-        !c.seen(ALPHA).is_empty() && !c.seen(BETA).is_empty()
-    });
+    let (owners, writer) = c.flowing();
     // alpha's owner finds its RCON unreachable and says so, once.
     let rcon_alerts = |c: &Cluster| {
         c.discord
@@ -141,11 +137,7 @@ fn without_etcd_nobody_posts_and_a_new_gateway_owner_answers_commands() {
     let Some(mut c) = Cluster::start(TTL) else {
         return;
     };
-    c.settled();
-    let writer = Writer::start(&c.logs);
-    wait_for("the first lines in Discord", || {
-        !c.seen(ALPHA).is_empty() && !c.seen(BETA).is_empty()
-    });
+    let (_, writer) = c.flowing();
 
     // etcd goes away: once no instance has a valid lease, nothing is posted, and /ready
     // says why.
@@ -345,11 +337,7 @@ fn an_etcd_that_lost_its_state_is_not_taken_for_a_new_one() {
     let Some(mut c) = Cluster::start(TTL) else {
         return;
     };
-    c.settled();
-    let writer = Writer::start(&c.logs);
-    wait_for("the first lines in Discord", || {
-        !c.seen(ALPHA).is_empty() && !c.seen(BETA).is_empty()
-    });
+    let (_, writer) = c.flowing();
     std::thread::sleep(Duration::from_secs(2));
     c.discord.delay_answers(Duration::from_secs(2));
     let posted = c.seen(ALPHA).len();

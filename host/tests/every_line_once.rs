@@ -281,12 +281,10 @@ fn one_file_followed_twice_is_refused_and_by_two_servers_is_a_warning() {
     }
     // Two servers on one file: they start, and the log says what that means.
     let jsonl = d.join("events.jsonl");
-    let two = format!(
-        "servers:\n  prod:\n    log_path: {d}/console.log\n    sinks: [{{jsonl: {j}}}]\n  \
-         copy:\n    log_path: {d}/link.log\n    sinks: [{{jsonl: {j}}}]\n",
-        d = d.display(),
-        j = jsonl.display()
-    );
+    let two = servers_yml(&[
+        server("prod").log(&d.join("console.log")).jsonl(&jsonl),
+        server("copy").log(&d.join("link.log")).jsonl(&jsonl),
+    ]);
     let isr = Isr::start_ready(d, &two);
     assert!(
         isr.log()

@@ -87,16 +87,11 @@ fn a_fifo_and_a_device_are_refused_while_another_server_delivers_and_sigterm_exi
         dir.path().join("zero.jsonl"),
         dir.path().join("fine.jsonl"),
     );
-    let cfg = format!(
-        "servers:\n  pipe:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n  \
-         zero:\n    log_path: /dev/zero\n    sinks:\n      - jsonl: {}\n  \
-         fine:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n",
-        fifo.display(),
-        pipe_out.display(),
-        zero_out.display(),
-        fine.display(),
-        fine_out.display()
-    );
+    let cfg = servers_yml(&[
+        server("pipe").log(&fifo).jsonl(&pipe_out),
+        server("zero").log(Path::new("/dev/zero")).jsonl(&zero_out),
+        server("fine").log(&fine).jsonl(&fine_out),
+    ]);
     let isr = Isr::start(dir.path(), &cfg);
     isr.wait_started();
     wait_for("both refused in /ready", || {
@@ -227,10 +222,9 @@ fn sigterm_with_a_sink_that_never_answers_loses_nothing_after_a_restart() {
     let log = dir.path().join("console.log");
     let jsonl = dir.path().join("events.jsonl");
     append(&log, "");
-    let stuck = format!(
-        "servers:\n  prod:\n    log_path: {}\n    sinks:\n      - webhook: http://{hole}/api/webhooks/1/x\n",
-        log.display()
-    );
+    let stuck = servers_yml(&[server("prod")
+        .log(&log)
+        .webhook(&format!("http://{hole}/api/webhooks/1/x"))]);
     let isr = Isr::start_ready(dir.path(), &stuck);
     wait_for("the lag to be known from the start", || {
         isr.get("/metrics").is_some_and(|(_, m)| {
@@ -389,12 +383,7 @@ fn a_state_folder_that_cannot_be_written_is_degraded_and_an_api_write_is_an_erro
     let log = dir.path().join("console.log");
     let jsonl = dir.path().join("events.jsonl");
     append(&log, "");
-    let cfg = format!(
-        "servers:\n  prod:\n    log_path: {}\n    parsers:\n      - plugin: patterns\n        config: {{dir: {}}}\n    sinks:\n      - jsonl: {}\n",
-        log.display(),
-        patterns.display(),
-        jsonl.display()
-    );
+    let cfg = servers_yml(&[server("prod").log(&log).patterns(&patterns).jsonl(&jsonl)]);
     let port = free_port();
     let isr = Isr::start_with_env(dir.path(), &cfg, port, &[("FACTORIO_ISR_API_TOKEN", TOKEN)]);
     isr.wait_started();
@@ -476,12 +465,10 @@ fn a_running_servers_plugin_replaced_by_a_link_to_dev_zero_is_refused_not_read()
     let log = dir.path().join("console.log");
     let jsonl = dir.path().join("events.jsonl");
     append(&log, "");
-    let cfg = format!(
-        "servers:\n  prod:\n    log_path: {}\n    monitors:\n      - plugin: {}\n    sinks:\n      - jsonl: {}\n",
-        log.display(),
-        plugin.display(),
-        jsonl.display()
-    );
+    let cfg = servers_yml(&[server("prod")
+        .log(&log)
+        .monitor(&plugin.display().to_string(), None)
+        .jsonl(&jsonl)]);
     let isr = Isr::start_ready(dir.path(), &cfg);
     // What a hostile or careless operator does: the watcher sees it and reloads.
     let tmp = dir.path().join("monitor.wasm.new");
@@ -513,11 +500,11 @@ fn a_kept_version_whose_blob_became_a_link_to_dev_zero_is_refused_at_start_not_r
     let jsonl = dir.path().join("events.jsonl");
     append(&log, "");
     let cfg = |words: &str| {
-        format!(
-            "servers:\n  prod:\n    log_path: {}\n    monitors:\n      - plugin: chat-guard\n        config: {{words: [{words}]}}\n    sinks:\n      - jsonl: {}\n",
-            log.display(),
-            jsonl.display()
-        )
+        let config = format!("{{words: [{words}]}}");
+        servers_yml(&[server("prod")
+            .log(&log)
+            .monitor("chat-guard", Some(&config))
+            .jsonl(&jsonl)])
     };
     let port = free_port();
     let start = |text: &str| {
@@ -579,14 +566,10 @@ fn a_panic_in_a_servers_parser_is_logged_counted_and_restarted_and_the_others_ke
     );
     append(&prod_log, "");
     append(&other_log, "");
-    let cfg = format!(
-        "servers:\n  prod:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n  \
-         other:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n",
-        prod_log.display(),
-        prod_out.display(),
-        other_log.display(),
-        other_out.display()
-    );
+    let cfg = servers_yml(&[
+        server("prod").log(&prod_log).jsonl(&prod_out),
+        server("other").log(&other_log).jsonl(&other_out),
+    ]);
     // Only a test build takes this: the parser of whichever server first reads the marker
     // panics, once.
     let isr = Isr::start_with_env(
@@ -634,11 +617,10 @@ fn a_panic_in_a_servers_monitor_thread_restarts_it_and_its_events_still_flow() {
     let log = dir.path().join("console.log");
     let jsonl = dir.path().join("events.jsonl");
     append(&log, "");
-    let cfg = format!(
-        "servers:\n  prod:\n    log_path: {}\n    monitors:\n      - plugin: chat-guard\n    sinks:\n      - jsonl: {}\n",
-        log.display(),
-        jsonl.display()
-    );
+    let cfg = servers_yml(&[server("prod")
+        .log(&log)
+        .monitor("chat-guard", None)
+        .jsonl(&jsonl)]);
     let isr = Isr::start_with_env(
         dir.path(),
         &cfg,

@@ -129,12 +129,10 @@ fn javascript_plugins_build_check_parse_run_swap_and_trap() {
     let jsonl = dir.path().join("events.jsonl");
     std::fs::write(&log, "").unwrap();
     let config = |plugin: &Path| {
-        format!(
-            "servers:\n  prod:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n    parsers:\n      - plugin: {}\n",
-            log.display(),
-            jsonl.display(),
-            plugin.display()
-        )
+        servers_yml(&[server("prod")
+            .log(&log)
+            .jsonl(&jsonl)
+            .parser(&plugin.display().to_string(), None)])
     };
     let isr = Isr::start_with_env(
         dir.path(),

@@ -64,12 +64,7 @@ fn events(jsonl: &Path) -> Vec<(usize, String)> {
 #[test]
 fn parsers_swap_under_a_steady_stream_without_losing_or_doubling_a_line() {
     let (dir, log, jsonl, pats) = server_files();
-    let config = format!(
-        "servers:\n  prod:\n    log_path: {}\n    parsers:\n      - plugin: patterns\n        config: {{dir: {}}}\n    sinks:\n      - jsonl: {}\n",
-        log.display(),
-        pats.display(),
-        jsonl.display()
-    );
+    let config = servers_yml(&[server("prod").log(&log).patterns(&pats).jsonl(&jsonl)]);
     let port = free_port();
     let isr = start(port, dir.path(), &config);
     wait_for("ready", || isr.get("/ready").is_some_and(|(s, _)| s == 200));
@@ -213,7 +208,7 @@ fn without_a_token_the_writes_are_off() {
     let port = free_port();
     let isr = Isr::start_with_env(
         dir.path(),
-        &format!("servers:\n  prod:\n    log_path: {}\n", log.display()),
+        &servers_yml(&[server("prod").log(&log)]),
         port,
         &[],
     );

@@ -192,17 +192,14 @@ fn a_trapping_parser_and_a_failing_sink_are_visible_and_nothing_else_stops() {
     let jsonl = dir.path().join("events.jsonl");
     append(&bad_log, "");
     append(&good_log, "");
-    let cfg = format!(
-        "servers:\n  bad:\n    log_path: {}\n    parsers:\n      - plugin: {}\n    sinks:\n      - jsonl: {}\n  good:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n",
-        bad_log.display(),
-        env!("FACTORIO_ISR_WASM_MISBEHAVE"),
-        dir.path()
-            .join("no-such-dir")
-            .join("events.jsonl")
-            .display(),
-        good_log.display(),
-        jsonl.display(),
-    );
+    let nowhere = dir.path().join("no-such-dir").join("events.jsonl");
+    let cfg = servers_yml(&[
+        server("bad")
+            .log(&bad_log)
+            .parser(env!("FACTORIO_ISR_WASM_MISBEHAVE"), None)
+            .jsonl(&nowhere),
+        server("good").log(&good_log).jsonl(&jsonl),
+    ]);
     let isr = Isr::start_ready(dir.path(), &cfg);
     append(&bad_log, "PANIC\n");
     wait_for("the trap to be counted", || {
@@ -513,13 +510,12 @@ fn a_sink_that_hangs_delays_only_its_own_server_and_shows_in_metrics() {
     let jsonl = dir.path().join("b.jsonl");
     append(&log_a, "");
     append(&log_b, "");
-    let cfg = format!(
-        "servers:\n  stuck:\n    log_path: {}\n    sinks:\n      - webhook: http://{hole}/api/webhooks/1/x\n  \
-         fine:\n    log_path: {}\n    sinks:\n      - jsonl: {}\n",
-        log_a.display(),
-        log_b.display(),
-        jsonl.display()
-    );
+    let cfg = servers_yml(&[
+        server("stuck")
+            .log(&log_a)
+            .webhook(&format!("http://{hole}/api/webhooks/1/x")),
+        server("fine").log(&log_b).jsonl(&jsonl),
+    ]);
     let isr = Isr::start_ready(dir.path(), &cfg);
     append(&log_a, &chat(0));
     wait_for("the stuck sink to be called", || {

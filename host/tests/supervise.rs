@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{chat, delivered, http_get};
+use common::{append, chat, delivered, http_get};
 use factorio_isr::app::{Host, HostOptions, RestartPolicy};
 use factorio_isr::config::Config;
 use factorio_isr::servers::RunState;
@@ -90,10 +90,6 @@ async fn until(what: &str, mut ready: impl FnMut() -> bool) {
     })
     .await;
     assert!(waited.is_ok(), "timed out waiting for {what}");
-}
-
-fn append(path: &Path, text: &str) {
-    common::append(path, text);
 }
 
 fn lines(from: usize, to: usize, marker_at: Option<(usize, &str)>) -> String {

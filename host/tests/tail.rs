@@ -5,20 +5,15 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use factorio_isr::tail::lines::Line;
 use factorio_isr::tail::{self, ReadLimits, StartAt, TailOptions, TailReader};
 
-fn append(path: &Path, data: &[u8]) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(data).unwrap();
-}
+#[path = "common/files.rs"]
+mod files;
+
+use files::append_bytes as append;
 
 /// Everything there is to read now (a poll reads one bounded batch at most).
 fn poll(r: &mut TailReader) -> Vec<String> {

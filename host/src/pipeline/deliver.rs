@@ -121,3 +121,125 @@ async fn attempt(batch: &Batch<'_>, sink: &dyn Sink, shared: &Telemetry) -> Resu
         Err(_) => Err(Failed::Overran(sink.patience())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::observe::health::Health;
+    use crate::observe::metrics::Metrics;
+    use crate::sink::{Delivery, SinkError};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A sink that, for its first `failing` deliveries, gets `per_try` events through and
+    /// then fails (or, with `hang`, never answers); after those it delivers everything.
+    struct Flaky {
+        per_try: usize,
+        failing: usize,
+        hang: bool,
+        tries: AtomicUsize,
+        got: parking_lot::Mutex<Vec<String>>,
+    }
+
+    impl Flaky {
+        fn new(per_try: usize, failing: usize) -> Self {
+            Self {
+                per_try,
+                failing,
+                hang: false,
+                tries: AtomicUsize::new(0),
+                got: Default::default(),
+            }
+        }
+    }
+
+    impl Sink for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+
+        fn deliver<'a>(&'a self, batch: &'a Batch<'a>) -> Delivery<'a> {
+            Box::pin(async move {
+                let n = self.tries.fetch_add(1, Ordering::SeqCst);
+                let failing = n < self.failing;
+                let take = if failing { self.per_try } else { usize::MAX };
+                for (i, e) in batch.events().iter().enumerate().take(take) {
+                    self.got.lock().push(e.kind().to_owned());
+                    batch.done([i]);
+                }
+                match (failing, self.hang) {
+                    (false, _) => Ok(()),
+                    (true, true) => std::future::pending().await,
+                    (true, false) => Err(SinkError::Other("down".into())),
+                }
+            })
+        }
+    }
+
+    fn notices(n: usize) -> Vec<Notice> {
+        (0..n)
+            .map(|i| Notice::Event(Event::new(format!("k{i}"))))
+            .collect()
+    }
+
+    fn telemetry() -> Telemetry {
+        Telemetry {
+            health: Health::default(),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    fn kinds(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("k{i}")).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_sink_is_resumed_after_what_it_delivered_with_waits_that_double() {
+        let sink = Flaky::new(2, 3);
+        let shared = telemetry();
+        let started = tokio::time::Instant::now();
+        deliver("prod", &sink, &notices(10), None, &shared).await;
+        assert_eq!(*sink.got.lock(), kinds(10), "every event once, in order");
+        assert_eq!(sink.tries.load(Ordering::SeqCst), 4);
+        // Three waits on the paused clock: 250 ms, then 500 ms, then 1 s.
+        assert_eq!(started.elapsed(), Duration::from_millis(1750));
+        let failed = (shared.metrics.errors)
+            .with_label_values(&["sink:prod:flaky", "delivery"])
+            .get();
+        assert_eq!(failed, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sink_that_gets_nothing_through_is_given_up_after_stalled_attempts() {
+        let sink = Flaky::new(0, usize::MAX);
+        let shared = telemetry();
+        let started = tokio::time::Instant::now();
+        deliver("prod", &sink, &notices(3), None, &shared).await;
+        assert_eq!(sink.tries.load(Ordering::SeqCst), STALLED as usize);
+        assert!(sink.got.lock().is_empty());
+        assert_eq!(started.elapsed(), Duration::from_millis(250 + 500));
+        let dropped = (shared.metrics.errors)
+            .with_label_values(&["sink:prod:flaky", "dropped"])
+            .get();
+        assert_eq!(dropped, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_that_overruns_the_sinks_patience_is_resumed_with_the_rest() {
+        let mut sink = Flaky::new(1, 1);
+        sink.hang = true;
+        let shared = telemetry();
+        let started = tokio::time::Instant::now();
+        deliver("prod", &sink, &notices(4), None, &shared).await;
+        assert_eq!(
+            *sink.got.lock(),
+            kinds(4),
+            "the first one is not sent again"
+        );
+        assert_eq!(
+            started.elapsed(),
+            sink.patience() + Duration::from_millis(250)
+        );
+    }
+}

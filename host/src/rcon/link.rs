@@ -311,3 +311,71 @@ async fn released(hold: &mut Option<watch::Receiver<bool>>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port nothing listens on (bound, then let go).
+    fn closed_port() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        drop(l);
+        addr
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_link_that_cannot_connect_backs_off_doubling_and_answers_commands_at_once() {
+        let target = RconTarget {
+            addr: closed_port(),
+            password: Secret::new("pw"),
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+        };
+        let (_target_tx, target_rx) = watch::channel(target);
+        let (tx, rx) = mpsc::channel(4);
+        let (state_tx, mut state) = watch::channel(LinkState::Connecting);
+        let link = Link {
+            server: "prod".into(),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(8)),
+            hold: None,
+            target: target_rx,
+            rx,
+            state: state_tx,
+            metrics: None,
+        };
+        let task = tokio::spawn(link.run());
+        let mut seen = Vec::new();
+        while seen.len() < 6 {
+            state.changed().await.unwrap();
+            if let LinkState::Down {
+                failures,
+                retry_in_ms,
+                ..
+            } = &*state.borrow_and_update()
+            {
+                seen.push((*failures, *retry_in_ms));
+            }
+        }
+        for (i, (failures, retry_in_ms)) in seen.iter().enumerate() {
+            assert_eq!(*failures as usize, i + 1, "{seen:?}");
+            // 1 s, 2 s, 4 s, then 8 s at most; each with up to 20 % of jitter either way.
+            let base = 1000u64 << i.min(3);
+            assert!(
+                (base * 8 / 10..=base * 12 / 10).contains(retry_in_ms),
+                "{seen:?}"
+            );
+        }
+        // While down, a command is answered at once, not after the wait.
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            command: "/version".into(),
+            timeout: Duration::from_secs(5),
+            reply,
+        };
+        tx.send(request).await.unwrap();
+        assert!(matches!(answer.await.unwrap(), Err(RconError::Down(_))));
+        drop(tx);
+        task.await.unwrap();
+    }
+}

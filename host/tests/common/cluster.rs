@@ -4,7 +4,7 @@
 //! drive.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::etcd::Etcd;
 use super::fake_discord::{FakeDiscord, GUILD};
-use super::{Isr, free_port, wait_for};
+use super::{Isr, append, free_port, wait_for};
 
 pub const ALPHA: u64 = 4100;
 pub const BETA: u64 = 4200;
@@ -165,6 +165,18 @@ impl Cluster {
         })
     }
 
+    /// Where most tests begin: the servers settled among the instances, a writer appending
+    /// to both logs, and lines of both seen in Discord. The owners as settled, and the
+    /// writer.
+    pub fn flowing(&self) -> (BTreeMap<&'static str, String>, Writer) {
+        let owners = self.settled();
+        let writer = Writer::start(&self.logs);
+        wait_for("the first lines in Discord", || {
+            !self.seen(ALPHA).is_empty() && !self.seen(BETA).is_empty()
+        });
+        (owners, writer)
+    }
+
     /// Waits until every server and the gateway have an owner all live instances agree on.
     pub fn settled(&self) -> BTreeMap<&'static str, String> {
         let mut owners = BTreeMap::new();
@@ -271,12 +283,6 @@ impl Writer {
         }
         self.written.load(Ordering::Relaxed)
     }
-}
-
-fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 /// Waits until `what` has an owner other than `old`; how long that took.

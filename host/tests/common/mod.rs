@@ -6,8 +6,14 @@ pub mod bot;
 pub mod cluster;
 pub mod etcd;
 pub mod fake_discord;
+pub mod files;
 pub mod otlp;
+pub mod servers_yml;
 pub mod toolchain;
+
+pub use files::append;
+#[allow(unused_imports)]
+pub use servers_yml::{server, servers_yml};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -256,15 +262,6 @@ pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
         assert!(started.elapsed() < GUARD, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(25));
     }
-}
-
-pub fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 /// The chat messages in the JSONL sink, with how often each appears.
