@@ -55,6 +55,10 @@ enum Command {
     /// Work with plugins: create one, check one, benchmark one.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Compile a plugin (`.wasm` on stdin, compiled code on stdout): what the host runs in
+    /// a child process so that compiling leaves no memory behind.
+    #[command(hide = true)]
+    CompilePlugin,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,8 +133,15 @@ impl RuntimeArgs {
 
 /// Runs the command line; the exit code says whether it went well.
 pub fn main() -> ExitCode {
-    let _telemetry = crate::observe::logging::init();
     let cli = Cli::parse();
+    if let Command::CompilePlugin = cli.command {
+        // Nothing but the compiled code goes to stdout: no logging set up.
+        return crate::plugin::compile::child_main();
+    }
+    let _telemetry = crate::observe::logging::init();
+    if let Ok(exe) = std::env::current_exe() {
+        crate::plugin::compile::in_child(exe);
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
@@ -145,6 +156,7 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::New(args)) => new::run(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin::check(args),
         Command::Plugin(PluginCommand::Bench(args)) => plugin::bench(args),
+        Command::CompilePlugin => Ok(crate::plugin::compile::child_main()),
     };
     match result {
         Ok(code) => code,

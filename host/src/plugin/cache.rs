@@ -92,23 +92,24 @@ impl ComponentCache {
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             return Ok((component, report(CacheOutcome::Hit, size)));
         }
-        let compiled = engine.precompile_component(wasm)?;
-        // SAFETY: `compiled` was produced just now by this engine from these bytes.
-        let component = unsafe { Component::deserialize(engine, &compiled)? };
+        let (component, compiled) = super::compile::compile(engine, wasm)?;
         let size = compiled.len() as u64;
-        let (Some(dir), Some(path)) = (&self.dir, &path) else {
-            return Ok((component, report(CacheOutcome::Uncached, size)));
+        let outcome = match (&self.dir, &path) {
+            (Some(dir), Some(path)) => match write_entry(dir, path, &compiled) {
+                Ok(()) => {
+                    prune(dir, SystemTime::now());
+                    CacheOutcome::Compiled
+                }
+                Err(e) => {
+                    tracing::warn!(cache = %path.display(), "could not write the plugin cache: {e}");
+                    CacheOutcome::Uncached
+                }
+            },
+            _ => CacheOutcome::Uncached,
         };
-        match write_entry(dir, path, &compiled) {
-            Ok(()) => {
-                prune(dir, SystemTime::now());
-                Ok((component, report(CacheOutcome::Compiled, size)))
-            }
-            Err(e) => {
-                tracing::warn!(cache = %path.display(), "could not write the plugin cache: {e}");
-                Ok((component, report(CacheOutcome::Uncached, size)))
-            }
-        }
+        drop(compiled);
+        super::compile::give_back();
+        Ok((component, report(outcome, size)))
     }
 }
 

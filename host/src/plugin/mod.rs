@@ -12,6 +12,7 @@ mod bindings;
 mod board;
 mod cache;
 mod chain;
+pub mod compile;
 mod declared;
 mod fault;
 mod idle;
@@ -128,21 +129,26 @@ pub struct Runtime {
     >,
 }
 
+/// The engine every plugin runs on (and is compiled for, here or in a child process).
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(OptLevel::Speed);
+    if std::env::var_os("FACTORIO_ISR_PERFMAP").is_some() {
+        // For developers: names plugin code in `perf` profiles (/tmp/perf-PID.map).
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    config
+}
+
 /// How often the deadline clock ticks; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 impl Runtime {
     /// A runtime with the given cache and limits; starts the deadline clock.
     pub fn new(cache: ComponentCache, limits: Limits) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        config.cranelift_opt_level(OptLevel::Speed);
-        if std::env::var_os("FACTORIO_ISR_PERFMAP").is_some() {
-            // For developers: names plugin code in `perf` profiles (/tmp/perf-PID.map).
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
-        }
-        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let engine = Engine::new(&engine_config()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let weak = engine.weak();
         std::thread::Builder::new()
