@@ -9,7 +9,8 @@
 //! code on stdout) whose memory goes with it; the parent only loads the result, exactly as
 //! it loads a cached entry. Where there is no such binary (the library in tests), or the
 //! child fails, it compiles in process and then returns what the compiler freed to the
-//! system (`mi_collect` on every thread that took part).
+//! system (`mi_collect` on every thread that took part; rayon's workers only then, so a
+//! parent that compiles in a child never starts them).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -31,8 +32,9 @@ pub fn in_child(exe: PathBuf) {
 }
 
 /// `wasm` compiled for `engine`, loaded, with its compiled form (for the cache): in a child
-/// process when one is set up, else (or when the child fails) in process. The caller gives
-/// back what was freed ([`give_back`]) once it is done with the compiled form.
+/// process when one is set up, else (or when the child fails) in process, after which
+/// every thread that compiled gives back what the compiler freed. The caller gives back the
+/// compiled form's pages ([`give_back`]) once it is done with it.
 pub(super) fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<(Component, Vec<u8>)> {
     if let Some(exe) = CHILD.get() {
         let loaded = compile_in(exe, wasm)
@@ -43,7 +45,11 @@ pub(super) fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<(Compone
             Err(e) => tracing::debug!("compiling in a child process failed ({e}); compiling here"),
         }
     }
-    load(engine, engine.precompile_component(wasm)?)
+    let code = engine.precompile_component(wasm);
+    // Rayon's workers took part only here: the parent of a child compile never starts them.
+    rayon::broadcast(|_| give_back());
+    give_back();
+    load(engine, code?)
 }
 
 /// The component of `code`, compiled by this binary for this engine's configuration;
@@ -104,13 +110,8 @@ pub fn child_main() -> ExitCode {
     }
 }
 
-/// Returns the free pages of this thread and of rayon's workers to the system.
+/// Returns this thread's free pages to the system.
 pub(super) fn give_back() {
-    rayon::broadcast(|_| collect());
-    collect();
-}
-
-fn collect() {
     // SAFETY: `mi_collect` frees only pages no allocation uses, and may be called from any
     // thread at any time (a process whose allocator is not mimalloc has nothing there).
     unsafe { libmimalloc_sys::mi_collect(true) }
